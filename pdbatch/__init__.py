@@ -1,0 +1,47 @@
+"""pdbatch: run a large language model over every row of a pandas DataFrame as one batch job.
+
+>>> import pandas as pd, pdbatch
+>>> df = pd.DataFrame({"review": ["Great blender.", "Broke in a week."]})
+>>> out = df.llama.batch_predict("Is this review positive or negative? {review}", max_tokens=8)
+
+Importing pdbatch registers the ``df.llama`` accessor.
+"""
+
+from __future__ import annotations
+
+from . import accessor as _accessor  # noqa: F401  (registers df.llama)
+from . import backends
+from .config import configure
+from .errors import (
+    BackendError,
+    ConfigError,
+    InputError,
+    JobError,
+    JobNotFoundError,
+    JobTimeoutError,
+    MissingDependencyError,
+    PdbatchError,
+)
+from .job import BatchJob, attach
+from .requests import build_requests
+from .results import join_results, read_predictions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "BatchJob",
+    "ConfigError",
+    "InputError",
+    "JobError",
+    "JobNotFoundError",
+    "JobTimeoutError",
+    "MissingDependencyError",
+    "PdbatchError",
+    "attach",
+    "backends",
+    "build_requests",
+    "configure",
+    "join_results",
+    "read_predictions",
+]

@@ -1,0 +1,146 @@
+"""The backend protocol: request lines in, job status and output lines out.
+
+A backend never sees pandas. It is handed a JSONL file of request lines and
+answers with a job id, the job's status, and (when asked) local JSONL files of
+output lines in one of the shapes :mod:`pdbatch.results` parses. Everything
+about DataFrames lives above this line.
+
+A backend is constructed with its settings (``Vertex(project=...)``) and must
+be rebuildable from :meth:`Backend.settings` alone, without credentials, so
+that ``pdbatch.attach`` can re-create it in a new process.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..models import Kind
+
+__all__ = ["ACTIVE_STATES", "STATES", "TERMINAL_STATES", "Backend", "JobStatus"]
+
+#: Job states, as Vertex AI names them; every backend reports these names.
+STATES = (
+    "JOB_STATE_UNSPECIFIED",
+    "JOB_STATE_QUEUED",
+    "JOB_STATE_PENDING",
+    "JOB_STATE_RUNNING",
+    "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLING",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_PAUSED",
+    "JOB_STATE_EXPIRED",
+    "JOB_STATE_UPDATING",
+    "JOB_STATE_PARTIALLY_SUCCEEDED",
+)
+#: States a job never leaves. EXPIRED and PARTIALLY_SUCCEEDED are terminal too,
+#: though the official SDK's wait loop forgets them.
+TERMINAL_STATES = frozenset(
+    {
+        "JOB_STATE_SUCCEEDED",
+        "JOB_STATE_FAILED",
+        "JOB_STATE_CANCELLED",
+        "JOB_STATE_EXPIRED",
+        "JOB_STATE_PARTIALLY_SUCCEEDED",
+    }
+)
+ACTIVE_STATES = frozenset(STATES) - TERMINAL_STATES
+#: Terminal states whose output is complete enough to join without ``partial=True``.
+OK_STATES = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A snapshot of a job, as a backend reports it.
+
+    Attributes
+    ----------
+    state : str
+        One of :data:`STATES`.
+    total : int or None
+        Requests in the job, when known.
+    succeeded, failed : int
+        Rows finished so far (``completionStats`` on Vertex).
+    error : str or None
+        The job-level error, set when it failed or was cancelled.
+    output : str or None
+        Where the output lives (a folder, ``gs://`` prefix or ``bq://`` table).
+    console_url : str or None
+        A link for people to look at the job.
+    extra : dict
+        Anything else the backend wants to show (create/update times, ...).
+    """
+
+    state: str
+    total: int | None = None
+    succeeded: int = 0
+    failed: int = 0
+    error: str | None = None
+    output: str | None = None
+    console_url: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """True when the job is in a terminal state."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def finished(self) -> int:
+        """Rows finished, succeeded or failed."""
+        return self.succeeded + self.failed
+
+
+class Backend(abc.ABC):
+    """Where jobs run. Subclass it, and register it with :func:`pdbatch.backends.register`."""
+
+    #: The registry name (``"local"``, ``"vertex"``, ...).
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def model_name(self, model: str | None, kind: Kind) -> str:
+        """Resolve a user's model name to the one written into request bodies.
+
+        Raises :class:`pdbatch.errors.ConfigError` with close matches for an
+        unknown model.
+        """
+
+    @abc.abstractmethod
+    def submit(self, requests: Path, *, model: str, kind: Kind, n_requests: int, display_name: str) -> list[str]:
+        """Start the job(s) for the request lines in ``requests`` and return their ids.
+
+        Returns a list because a backend may split work over several jobs to stay
+        under its provider's limits; most return one id. Must return quickly.
+        """
+
+    @abc.abstractmethod
+    def status(self, job_id: str) -> JobStatus:
+        """The job's current status (one call to the service)."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Ask the job to stop. Rows already written stay readable."""
+
+    @abc.abstractmethod
+    def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
+        """Make the job's output lines available as local JSONL files under ``dest``."""
+
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """JSON-serialisable settings that rebuild this backend (never credentials)."""
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Backend:
+        """Rebuild a backend from :meth:`settings` (used by ``pdbatch.attach``)."""
+        return cls(**settings)
+
+    def resume(self, job_id: str) -> bool:
+        """Restart a job whose worker died; returns True if it did. Most backends cannot."""
+        return False
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({args})"

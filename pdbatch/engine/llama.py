@@ -1,0 +1,62 @@
+"""Loading a GGUF model with llama-cpp-python, safely on every x86 machine.
+
+ggml moves weights into "extra" buffer types when the CPU reports support
+for them, such as Intel AMX tiles. Some virtual machines report AMX in cpuid
+but do not let processes use the tile registers, and the first matrix multiply
+then crashes the process (seen on the 2-core VMs this project is tested on,
+in ``ggml_backend_amx_mul_mat``). A batch worker must not die on that, so
+pdbatch loads models with ``use_extra_bufts = False``: the plain CPU kernels
+(AVX2/AVX-512) still run. Set ``PDBATCH_LLAMA_EXTRA_BUFFERS=1`` to allow the
+extra buffers on hardware known to support them.
+
+llama-cpp-python's ``Llama`` builds the model parameters itself and offers no
+argument for this field, so the default-parameters function is wrapped for
+the duration of the constructor call only.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+_lock = threading.Lock()
+
+
+def extra_buffers_allowed() -> bool:
+    """True when ``PDBATCH_LLAMA_EXTRA_BUFFERS=1`` asks for ggml's extra buffer types."""
+    return os.environ.get("PDBATCH_LLAMA_EXTRA_BUFFERS", "") == "1"
+
+
+def load_llama(model_path: str, **kwargs: Any) -> Any:
+    """Construct ``llama_cpp.Llama(model_path, **kwargs)`` without extra weight buffers.
+
+    Parameters
+    ----------
+    model_path : str
+        A GGUF file.
+    **kwargs
+        Passed to ``llama_cpp.Llama``.
+
+    Returns
+    -------
+    llama_cpp.Llama
+    """
+    from llama_cpp import Llama
+    from llama_cpp import llama_cpp as lib
+
+    if extra_buffers_allowed():
+        return Llama(model_path=model_path, **kwargs)
+    with _lock:
+        original = lib.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = False
+            return p
+
+        lib.llama_model_default_params = params
+        try:
+            return Llama(model_path=model_path, **kwargs)
+        finally:
+            lib.llama_model_default_params = original

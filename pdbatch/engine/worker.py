@@ -1,0 +1,176 @@
+"""The local job worker: ``python -m pdbatch.engine.worker run <job folder>``.
+
+It is started detached (``launch`` starts ``run`` in a new session and
+returns), holds ``worker.lock`` for its whole life so that a second worker for
+the same job exits at once, and appends one flushed line to ``output.jsonl``
+per finished row. On start it reads what an earlier worker wrote, cuts a
+half-written last line, and skips the rows already answered: a killed job
+resumes without redoing or duplicating rows.
+
+This module imports nothing heavy at the top: ``launch`` must be quick.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+STATUS_EVERY = 0.25  # seconds between status.json updates while running
+
+
+def launch(folder: Path) -> None:
+    """Start ``run`` for ``folder`` in a new session and return at once."""
+    log = open(folder / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    subprocess.Popen(
+        [sys.executable, "-m", "pdbatch.engine.worker", "run", str(folder)],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        close_fds=True,
+        cwd=folder,
+    )
+    log.close()
+
+
+def recover_output(path: Path) -> dict[str, bool]:
+    """Finished rows in ``output.jsonl``: custom_id -> succeeded.
+
+    A last line without its newline was cut short by a crash: it is removed
+    from the file (that row is simply run again), never parsed.
+    """
+    done: dict[str, bool] = {}
+    if not path.exists():
+        return done
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+        data = data[:end]
+    for line in data.splitlines():
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        cid = obj.get("custom_id")
+        if isinstance(cid, str):
+            done[cid] = done.get(cid, False) or not obj.get("status")
+    return done
+
+
+def read_requests(path: Path, skip: dict[str, bool]) -> Iterator[tuple[str, Any, str | None]]:
+    """Yield (custom_id, body, error) for each request line not in ``skip``.
+
+    A line that is not valid JSON or lacks a body still yields its id (when it
+    has one) with an error, so that the row fails alone.
+    """
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+                cid = obj["custom_id"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                yield f"line-{n}", None, f"request line {n + 1} is not a valid request: {line[:120]!r}"
+                continue
+            if cid in skip:
+                continue
+            body = obj.get("body")
+            if not isinstance(body, dict):
+                yield cid, None, "invalid request: 'body' must be a JSON object"
+            else:
+                yield cid, body, None
+
+
+def output_line(custom_id: str, response: dict[str, Any] | None, error: str | None) -> bytes:
+    """One output line in the Vertex shape: ``status`` empty on success, the error otherwise."""
+    line: dict[str, Any] = {
+        "custom_id": custom_id,
+        "status": error or "",
+        "processed_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if response is not None and not error:
+        line["response"] = response
+    return orjson.dumps(line) + b"\n"
+
+
+def run(folder: Path) -> int:
+    """Run (or resume) the job in ``folder``; returns a process exit code."""
+    from ..backends.local import write_status
+
+    lock = open(folder / "worker.lock", "a+b")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return 0  # another worker owns this job
+    spec = orjson.loads((folder / "job.json").read_bytes())
+    out_path = folder / "output.jsonl"
+    done = recover_output(out_path)
+    succeeded = sum(done.values())
+    failed = len(done) - succeeded
+    write_status(folder, state="JOB_STATE_PENDING", pid=os.getpid(), succeeded=succeeded, failed=failed,
+                 started=time.time())
+    try:
+        from . import load_engine
+
+        engine = load_engine(spec)
+    except Exception as exc:
+        traceback.print_exc()
+        write_status(folder, state="JOB_STATE_FAILED", error=f"could not load model {spec['model']!r}: {exc}")
+        return 1
+
+    cancel_flag = folder / "cancel"
+    write_status(folder, state="JOB_STATE_RUNNING")
+    last = 0.0
+    try:
+        with open(out_path, "ab") as out:
+            results = engine.run(read_requests(folder / "requests.jsonl", done), stop=cancel_flag.exists)
+            for cid, response, error in results:
+                out.write(output_line(cid, response, error))
+                out.flush()  # a crash now loses at most the rows still in flight
+                if error:
+                    failed += 1
+                else:
+                    succeeded += 1
+                now = time.monotonic()
+                if now - last > STATUS_EVERY:
+                    write_status(folder, succeeded=succeeded, failed=failed)
+                    last = now
+    except Exception as exc:
+        traceback.print_exc()
+        write_status(folder, state="JOB_STATE_FAILED", succeeded=succeeded, failed=failed,
+                     error=f"engine error: {type(exc).__name__}: {exc}")
+        return 1
+    if cancel_flag.exists():
+        write_status(folder, state="JOB_STATE_CANCELLED", succeeded=succeeded, failed=failed,
+                     error="cancelled by the user", ended=time.time())
+    else:
+        write_status(folder, state="JOB_STATE_SUCCEEDED", succeeded=succeeded, failed=failed, ended=time.time())
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``launch <folder>`` or ``run <folder>``."""
+    if len(argv) != 2 or argv[0] not in ("launch", "run"):
+        print("usage: python -m pdbatch.engine.worker {launch|run} JOB_FOLDER", file=sys.stderr)
+        return 2
+    folder = Path(argv[1])
+    if argv[0] == "launch":
+        launch(folder)
+        return 0
+    return run(folder)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

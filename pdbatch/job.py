@@ -1,0 +1,400 @@
+"""``BatchJob``: a handle on a submitted job that outlives the call, and the kernel.
+
+A job is submitted with :func:`submit` (what ``df.llama.submit`` calls) and
+re-found with :func:`attach` in any later Python process. Its manifest (see
+:mod:`pdbatch.manifest`) holds everything :meth:`BatchJob.result` needs to
+join the answers back to the frame.
+"""
+
+from __future__ import annotations
+
+import html
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import config, manifest
+from .backends import Backend, backend_class, get_backend
+from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
+from .display import make_reporter
+from .errors import ConfigError, JobError, JobTimeoutError
+from .requests import RequestPlan, _custom_ids
+from .results import iter_file_lines, join_results, output_columns, parse_lines
+
+__all__ = ["BatchJob", "attach", "submit"]
+
+# How long `wait` sleeps between polls, per backend; Vertex jobs take minutes
+# to hours, so polling them every quarter second would only burn quota.
+POLL_SECONDS = {"local": 0.25}
+DEFAULT_POLL = 10.0
+
+
+class BatchJob:
+    """A submitted batch job.
+
+    Create one with ``df.llama.submit(...)`` or :func:`attach`; do not
+    construct it directly.
+
+    Attributes
+    ----------
+    id : str
+        The job id (a Vertex resource name for Vertex jobs).
+    ids : list of str
+        Every backend job behind this one (several when the work was split).
+    backend : Backend
+        Where the job runs.
+    model : str
+        The model as written in the request bodies.
+    kind : {"chat", "embeddings"}
+    """
+
+    def __init__(self, record: manifest.Manifest, folder: Path, backend: Backend) -> None:
+        self._record = record
+        self._folder = folder
+        self.backend = backend
+        self._status: JobStatus | None = None
+
+    # ------------------------------------------------------------ properties
+    @property
+    def id(self) -> str:
+        return self._record.id
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._record.parts)
+
+    @property
+    def model(self) -> str:
+        return self._record.model
+
+    @property
+    def kind(self) -> str:
+        return self._record.kind
+
+    @property
+    def n_rows(self) -> int:
+        """Rows in the submitted frame (sent or skipped)."""
+        return self._record.n_rows
+
+    @property
+    def state(self) -> str:
+        """The job's state now (asks the backend): ``"JOB_STATE_RUNNING"``, ...."""
+        return self.refresh().state
+
+    @property
+    def status(self) -> JobStatus:
+        """The last status seen (refreshed if never fetched)."""
+        return self._status or self.refresh()
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        """Counts from the last refresh: ``total``, ``succeeded``, ``failed``, ``state``."""
+        st = self.status
+        return {"state": st.state, "total": st.total, "succeeded": st.succeeded, "failed": st.failed}
+
+    @property
+    def done(self) -> bool:
+        """True once the job reached a terminal state (as of the last refresh)."""
+        return self.status.done
+
+    # ------------------------------------------------------------- control
+    def refresh(self) -> JobStatus:
+        """Ask the backend for the job's status now.
+
+        Returns
+        -------
+        JobStatus
+        """
+        statuses = [self.backend.status(p) for p in self._record.parts]
+        self._status = combine(statuses)
+        return self._status
+
+    def wait(self, timeout: float | None = None, *, progress: bool = True, poll: float | None = None) -> BatchJob:
+        """Block until the job ends, showing its progress.
+
+        A local job whose worker died (killed, machine restarted) is resumed:
+        the new worker skips the rows already answered.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; then :class:`~pdbatch.errors.JobTimeoutError`
+            is raised and the job goes on.
+        progress : bool
+            Show a progress bar (or the widget in Jupyter).
+        poll : float, optional
+            Seconds between status checks (backend default otherwise).
+
+        Returns
+        -------
+        BatchJob
+            ``self``, so that ``job.wait().result()`` reads well.
+        """
+        interval = poll if poll is not None else POLL_SECONDS.get(self.backend.name, DEFAULT_POLL)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reporter = make_reporter(self, progress)
+        status: JobStatus | None = None
+        try:
+            while True:
+                status = self.refresh()
+                if status.extra.get("worker_dead"):
+                    self.resume()
+                    status = self.refresh()
+                reporter.update(status)
+                if status.done:
+                    return self
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobTimeoutError(
+                        f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
+                        f"Call job.wait() again, or pdbatch.attach({self.id!r}) later.",
+                        job_id=self.id,
+                        state=status.state,
+                    )
+                time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+        finally:
+            reporter.close(status)
+
+    def cancel(self) -> None:
+        """Ask the job to stop. Rows already answered stay: ``result(partial=True)`` returns them."""
+        for part in self._record.parts:
+            self.backend.cancel(part)
+        self.refresh()
+
+    def resume(self) -> bool:
+        """Restart a job whose worker died (local backend); finished rows are not redone.
+
+        Returns
+        -------
+        bool
+            True if a new worker was started.
+        """
+        started = [self.backend.resume(p) for p in self._record.parts]
+        return any(started)
+
+    # -------------------------------------------------------------- result
+    def result(self, partial: bool = False) -> pd.DataFrame:
+        """The submitted frame with the answers joined by custom_id.
+
+        Parameters
+        ----------
+        partial : bool
+            Also return a frame when the job failed, was cancelled, expired or
+            is still running: rows without an answer get an ``error``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The frame's columns, index and order, plus ``response``,
+            ``finish_reason``, ``prompt_tokens``, ``completion_tokens`` and
+            ``error`` (chat), or ``embedding`` and ``error`` (embeddings).
+
+        Raises
+        ------
+        JobError
+            The job did not succeed (or has not ended) and ``partial`` is False.
+        """
+        status = self.refresh()
+        if status.state not in OK_STATES and not partial:
+            if status.state in ACTIVE_STATES:
+                raise JobError(
+                    f"job {self.id} is {status.state}; call job.wait() first, or result(partial=True) "
+                    f"for the rows answered so far",
+                    job_id=self.id,
+                    state=status.state,
+                )
+            raise JobError(
+                f"job {self.id} ended {status.state}: {status.error or 'no error given'}. "
+                f"result(partial=True) returns the rows it answered.",
+                job_id=self.id,
+                state=status.state,
+                detail=status.error,
+            )
+        frame = manifest.load_frame(self._folder)
+        dest = self._folder / "output"
+        lines: list[bytes] = []
+        for part in self._record.parts:
+            for path in self.backend.fetch_output(part, dest):
+                lines.extend(iter_file_lines(path, complete_only=not status.done))
+        parsed = parse_lines(lines)
+        missing = "missing: the job returned no output line for this row"
+        if status.state not in OK_STATES:
+            missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")
+        return join_results(
+            frame,
+            parsed,
+            kind=self._record.kind,  # type: ignore[arg-type]
+            custom_ids=_custom_ids(frame, self._record.custom_id_column),
+            skipped=self._record.skipped,
+            overwrite=self._record.overwrite,
+            missing_error=missing,
+        )
+
+    # ------------------------------------------------------------- display
+    def display(self) -> None:
+        """Show the live status (the widget in Jupyter, a bar elsewhere) until the job ends."""
+        self.wait(progress=True)
+
+    def __repr__(self) -> str:
+        st = self._status
+        state = st.state if st else "unknown (call refresh())"
+        counts = f", {st.finished}/{st.total} rows" if st and st.total is not None else ""
+        return f"<BatchJob {self.id} {self.backend.name}:{self.model} {state}{counts}>"
+
+    def _repr_html_(self) -> str:
+        st = self.refresh()
+        rows = [
+            ("job", self.id),
+            ("backend", f"{self.backend.name} ({self.model})"),
+            ("state", st.state),
+            ("rows", f"{st.finished} of {st.total if st.total is not None else '?'} "
+                     f"({st.succeeded} succeeded, {st.failed} failed)"),
+        ]
+        if st.error:
+            rows.append(("error", st.error))
+        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                        for k, v in rows)
+        return f"<table class='pdbatch-job'>{cells}</table>"
+
+
+def combine(statuses: list[JobStatus]) -> JobStatus:
+    """One status for a job split over several backend jobs."""
+    if len(statuses) == 1:
+        return statuses[0]
+    states = {s.state for s in statuses}
+    active = [s for s in statuses if s.state in ACTIVE_STATES]
+    if active:
+        state = "JOB_STATE_RUNNING" if any(s.state == "JOB_STATE_RUNNING" for s in active) else active[0].state
+    elif states == {"JOB_STATE_SUCCEEDED"}:
+        state = "JOB_STATE_SUCCEEDED"
+    elif states <= OK_STATES:
+        state = "JOB_STATE_PARTIALLY_SUCCEEDED"
+    else:
+        state = next(s for s in ("JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED") if s in states)
+    totals = [s.total for s in statuses]
+    errors = [s.error for s in statuses if s.error]
+    return JobStatus(
+        state=state,
+        total=None if None in totals else sum(t or 0 for t in totals),
+        succeeded=sum(s.succeeded for s in statuses),
+        failed=sum(s.failed for s in statuses),
+        error="; ".join(errors) or None,
+        output=statuses[0].output,
+        console_url=statuses[0].console_url,
+        extra={"parts": [s.state for s in statuses]},
+    )
+
+
+def submit(
+    frame: pd.DataFrame,
+    plan: RequestPlan,
+    backend: Backend,
+    *,
+    custom_id_column: str | None = None,
+    overwrite: bool = False,
+    display_name: str | None = None,
+) -> BatchJob:
+    """Write the plan's request lines, submit them, save the manifest, and return the handle.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame the plan was built from (saved for the join).
+    plan : RequestPlan
+        From :func:`pdbatch.requests.build_requests`.
+    backend : Backend
+        Where to run.
+    custom_id_column : str, optional
+        The frame column the ids came from.
+    overwrite : bool
+        Whether the result may replace existing columns.
+    display_name : str, optional
+        A name for the job in the backend's console.
+
+    Returns
+    -------
+    BatchJob
+    """
+    staging = config.home() / "staging" / secrets.token_hex(8)
+    staging.mkdir(parents=True)
+    try:
+        path = staging / "requests.jsonl"
+        n = plan.write_jsonl(path)
+        name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
+        parts = backend.submit(path, model=plan.model, kind=plan.kind, n_requests=n, display_name=name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    record = manifest.Manifest(
+        id=parts[0],
+        parts=parts,
+        backend=backend.name,
+        backend_settings=backend.settings(),
+        model=plan.model,
+        kind=plan.kind,
+        n_rows=len(frame),
+        custom_id_column=custom_id_column,
+        skipped=plan.skipped,
+        overwrite=overwrite,
+        display_name=name,
+    )
+    folder = manifest.save(record, frame)
+    return BatchJob(record, folder, backend)
+
+
+def attach(job_id: str, backend: Backend | str | None = None) -> BatchJob:
+    """Re-open a job submitted earlier, from any Python process (a restarted kernel).
+
+    Parameters
+    ----------
+    job_id : str
+        ``job.id`` as printed when it was submitted (any part's id works).
+    backend : Backend or str, optional
+        Overrides the backend settings remembered with the job (for example to
+        pass other credentials); by default the backend is rebuilt from them.
+
+    Returns
+    -------
+    BatchJob
+
+    Raises
+    ------
+    JobNotFoundError
+        No job with that id under ``PDBATCH_HOME``, or the id is not a valid id.
+    """
+    record, folder = manifest.load(job_id)
+    if backend is None:
+        be = backend_class(record.backend).from_settings(record.backend_settings)
+    else:
+        be = get_backend(backend)
+        if be.name != record.backend:
+            raise ConfigError(f"job {job_id} ran on the {record.backend!r} backend; backend= must be one too, "
+                              f"not {be.name!r}")
+    return BatchJob(record, folder, be)
+
+
+def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.DataFrame:
+    """The result of a call with nothing to send (empty frame, or every row skipped): no job is started."""
+    return join_results(
+        frame,
+        parse_lines([]),
+        kind=plan.kind,
+        custom_ids=plan.custom_ids,
+        skipped=plan.skipped,
+        sent=np.zeros(len(frame), dtype=bool),
+        overwrite=overwrite,
+    )
+
+
+def check_columns(frame: pd.DataFrame, kind: str, overwrite: bool) -> None:
+    """Refuse, before paying for a job, a frame whose columns the result would overwrite."""
+    clash = [c for c in output_columns(kind) if c in frame.columns]  # type: ignore[arg-type]
+    if clash and not overwrite:
+        raise ConfigError(
+            f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
+            f"(df.rename(columns=...)) or pass overwrite=True"
+        )
+

@@ -1,0 +1,309 @@
+"""Rows -> OpenAI batch request lines (``custom_id``, ``method``, ``url``, ``body``).
+
+Two outputs of the same plan: :meth:`RequestPlan.to_frame` gives a DataFrame of
+dict bodies (to look at), :meth:`RequestPlan.iter_jsonl` gives JSONL bytes in
+bounded chunks (to send). The JSONL path never builds a dict per row: the parts
+that are the same on every line (method, url, model, system message, params)
+are serialised once, and only the custom_id and the row's text are encoded per
+row, with orjson.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from .errors import InputError
+from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
+from .template import Template
+
+__all__ = ["POSITIONAL_PREFIX", "RequestPlan", "build_requests"]
+
+#: Default ids are ``row-<position>``: unique, stable for a given frame, and they
+#: let the join compute positions with array arithmetic instead of a hash join.
+POSITIONAL_PREFIX = "row-"
+CHUNK_ROWS = 32_768
+_ON_NULL = ("raise", "skip")
+
+
+@dataclass
+class RequestPlan:
+    """Everything needed to turn a frame into request lines, validated.
+
+    Attributes
+    ----------
+    kind : {"chat", "embeddings"}
+    url : str
+    model : str
+        The model name written into each body.
+    custom_ids : numpy.ndarray or None
+        One str per row of the frame, or ``None`` for the positional default
+        ``row-<position>``.
+    skipped : dict of int to str
+        Frame positions that are not sent, with the error each row will show.
+    """
+
+    frame: pd.DataFrame
+    kind: Kind
+    url: str
+    model: str
+    template: Template | None
+    messages: str | None
+    system: str | None
+    params: dict[str, Any]
+    custom_ids: np.ndarray | None
+    skipped: dict[int, str] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n_rows(self) -> int:
+        """Rows in the frame, sent or not."""
+        return len(self.frame)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Frame positions of the rows that are sent, in frame order."""
+        if not self.skipped:
+            return np.arange(self.n_rows)
+        keep = np.ones(self.n_rows, dtype=bool)
+        keep[list(self.skipped)] = False
+        return np.flatnonzero(keep)
+
+    def ids_at(self, positions: np.ndarray) -> list[str]:
+        """The custom_ids of the rows at ``positions``."""
+        if self.custom_ids is None:
+            return [f"{POSITIONAL_PREFIX}{p}" for p in positions.tolist()]
+        return self.custom_ids[positions].tolist()
+
+    # --------------------------------------------------------------- building
+    def _texts(self, positions: np.ndarray) -> list[Any]:
+        """The per-row payload: rendered prompt text, or the row's message list."""
+        chunk = self.frame.iloc[positions]
+        if self.template is not None:
+            return self.template.render(chunk)
+        assert self.messages is not None
+        return [_check_messages(m, cid, self.messages) for m, cid in zip(chunk[self.messages].tolist(), self.ids_at(positions), strict=True)]
+
+    def body(self, payload: Any) -> dict[str, Any]:
+        """The request body for one row's payload (the simple, dict-building path)."""
+        if self.kind == EMBEDDINGS:
+            return {"model": self.model, "input": payload, **self.params}
+        messages = list(payload) if self.messages else [{"role": "user", "content": payload}]
+        if self.system is not None:
+            messages.insert(0, {"role": "system", "content": self.system})
+        return {"model": self.model, "messages": messages, **self.params}
+
+    def to_frame(self) -> pd.DataFrame:
+        """Request lines as a DataFrame (``custom_id``, ``method``, ``url``, ``body``).
+
+        Rows skipped for nulls are left out; the index is the frame's.
+        """
+        pos = self.positions
+        payloads = self._texts(pos)
+        return pd.DataFrame(
+            {
+                "custom_id": self.ids_at(pos),
+                "method": "POST",
+                "url": self.url,
+                "body": [self.body(p) for p in payloads],
+            },
+            index=self.frame.index[pos],
+        )
+
+    def _line_parts(self) -> tuple[bytes, bytes, bytes]:
+        """The constant bytes around a row's custom_id and payload."""
+        head = b'{"custom_id":'
+        if self.kind == EMBEDDINGS:
+            mid = b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":{"model":' + orjson.dumps(self.model) + b',"input":'
+        else:
+            mid = b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":{"model":' + orjson.dumps(self.model) + b',"messages":['
+            if self.system is not None:
+                mid += orjson.dumps({"role": "system", "content": self.system})
+                mid += b"," if not self.messages else b""
+            if not self.messages:
+                mid += b'{"role":"user","content":'
+        if self.kind == EMBEDDINGS or self.messages:
+            tail = b""
+        else:
+            tail = b"}"
+        if self.kind == CHAT:
+            tail += b"]"
+        params = orjson.dumps(self.params)
+        tail += (b"," + params[1:-1] if len(params) > 2 else b"") + b"}}\n"
+        return head, mid, tail
+
+    def iter_jsonl(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[bytes, int]]:
+        """Yield JSONL bytes, ``chunk_rows`` rows at a time, with the row count of each chunk."""
+        head, mid, tail = self._line_parts()
+        dumps = orjson.dumps
+        positions = self.positions
+        join_messages = bool(self.messages) and self.system is not None
+        for start in range(0, len(positions), chunk_rows):
+            pos = positions[start : start + chunk_rows]
+            ids = self.ids_at(pos)
+            payloads = self._texts(pos)
+            if self.messages:
+                # a message list: its items go inside the [...] already opened
+                enc = [dumps(p)[1:-1] for p in payloads]
+                if join_messages:
+                    enc = [b"," + e if e else e for e in enc]
+            else:
+                enc = [dumps(p) for p in payloads]
+            parts: list[bytes] = []
+            append = parts.append
+            for cid, payload in zip(ids, enc, strict=True):
+                append(head)
+                append(dumps(cid))
+                append(mid)
+                append(payload)
+                append(tail)
+            yield b"".join(parts), len(pos)
+
+    def write_jsonl(self, path: str | os.PathLike[str]) -> int:
+        """Write every request line to ``path``; returns the number of lines."""
+        n = 0
+        with open(path, "wb", buffering=1 << 20) as fh:
+            for chunk, rows in self.iter_jsonl():
+                fh.write(chunk)
+                n += rows
+        return n
+
+
+def _check_messages(value: Any, custom_id: str, column: str) -> list[dict[str, Any]]:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InputError(
+            f"column {column!r}, row {custom_id!r}: messages must be a non-empty list of "
+            f"{{'role': ..., 'content': ...}} dicts, got {type(value).__name__}"
+        )
+    for m in value:
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise InputError(
+                f"column {column!r}, row {custom_id!r}: each message needs 'role' and 'content', got {m!r:.200}"
+            )
+    return list(value)
+
+
+def build_requests(
+    frame: pd.DataFrame,
+    prompt: str | None = None,
+    *,
+    messages: str | None = None,
+    system: str | None = None,
+    model: str,
+    url: str = URLS[CHAT],
+    custom_id: str | None = None,
+    on_null: str = "raise",
+    params: dict[str, Any] | None = None,
+) -> RequestPlan:
+    """Validate a frame and the call's arguments and plan its request lines.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        One request per row.
+    prompt : str, optional
+        A template such as ``"Classify: {review}"``; fields are column names.
+    messages : str, optional
+        Instead of ``prompt``: a column holding each row's list of chat messages.
+    system : str, optional
+        A system message put first in every chat request.
+    model : str
+        The model name to write into each body.
+    url : str
+        ``"/v1/chat/completions"`` or ``"/v1/embeddings"``.
+    custom_id : str, optional
+        A column of unique ids; by default ``row-<position>``.
+    on_null : {"raise", "skip"}
+        What to do with a row whose template field is null: refuse the call
+        naming the rows, or keep the row with ``error="skipped: null ..."``.
+    params : dict, optional
+        Extra body fields (``max_tokens``, ``temperature``, ``seed``, ...).
+
+    Returns
+    -------
+    RequestPlan
+    """
+    kind = kind_of_url(url)
+    params = dict(params or {})
+    if on_null not in _ON_NULL:
+        raise InputError(f"on_null={on_null!r}: use 'raise' (the default) or 'skip'")
+    for key in ("model", "messages", "input"):
+        if key in params:
+            raise InputError(f"{key}= cannot go into the body as a parameter: pass it as the {key} argument")
+    try:
+        orjson.dumps(params)
+    except TypeError as exc:
+        raise InputError(f"parameters {sorted(params)} must be JSON-serialisable: {exc}") from exc
+    if (prompt is None) == (messages is None):
+        raise InputError("pass either prompt='... {column} ...' or messages='<column of message lists>', not both or neither")
+    if kind == EMBEDDINGS and (messages is not None or system is not None):
+        raise InputError("embeddings take a prompt template only (no messages= or system=)")
+    columns = list(frame.columns)
+    template = None
+    used: list[Any]
+    if prompt is not None:
+        template = Template.parse(prompt, columns)
+        lookup = {str(c): c for c in columns}
+        used = [lookup[c] for c in template.columns]
+    else:
+        if messages not in frame.columns:
+            raise InputError(f"messages={messages!r} is not a column of the frame. Columns: {columns}")
+        used = [messages]
+
+    ids = _custom_ids(frame, custom_id)
+
+    skipped: dict[int, str] = {}
+    if used and len(frame):
+        nulls = frame[used].isna().to_numpy()
+        bad = np.flatnonzero(nulls.any(axis=1))
+        if len(bad):
+            label = (lambda p: f"{POSITIONAL_PREFIX}{p}") if ids is None else (lambda p: str(ids[p]))
+            if on_null == "raise":
+                cols = [str(c) for c, hit in zip(used, nulls[bad].any(axis=0), strict=True) if hit]
+                shown = ", ".join(label(p) for p in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+                raise InputError(
+                    f"{len(bad)} row(s) have a null in column(s) {cols} used by the prompt: {shown}. "
+                    f"Fill them (df.fillna), drop them, or pass on_null='skip' to keep those rows with an error."
+                )
+            for p, row in zip(bad.tolist(), nulls[bad], strict=True):
+                cols = [str(c) for c, hit in zip(used, row, strict=True) if hit]
+                skipped[p] = f"skipped: null in column(s) {', '.join(map(repr, cols))}"
+
+    return RequestPlan(frame, kind, url, model, template, messages, system, params, ids, skipped)
+
+
+def _custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    if column is None:
+        return None
+    if column not in frame.columns:
+        raise InputError(f"custom_id={column!r} is not a column of the frame. Columns: {list(frame.columns)}")
+    values = frame[column]
+    null = values.isna().to_numpy()
+    if null.any():
+        rows = [str(i) for i in frame.index[null][:10]]
+        raise InputError(
+            f"column {column!r} (custom_id) has {int(null.sum())} null value(s), at index {rows}; every row needs an id"
+        )
+    ids = np.array([str(v.item() if isinstance(v, np.generic) else v) for v in values.tolist()], dtype=object)
+    dup = pd.Index(ids).duplicated(keep=False)
+    if dup.any():
+        shown = sorted(set(ids[dup].tolist()))[:10]
+        raise InputError(
+            f"column {column!r} (custom_id) has duplicate ids: {shown}; ids must be unique so that each answer "
+            f"finds its row. Drop duplicates or omit custom_id= to use row positions."
+        )
+    return ids
+
+
+def read_jsonl_requests(path: str | os.PathLike[str]) -> Sequence[dict[str, Any]]:
+    """Read request lines back (tests, debugging)."""
+    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines() if line.strip()]

@@ -1,0 +1,172 @@
+"""Prompt templates: ``"Classify: {review}"`` filled column-wise from a DataFrame.
+
+Templates use ``str.format`` field syntax but only plain column names: attribute
+and index access (``{review.__class__}``, ``{review[0]}``) are refused, because
+templates travel in notebooks shared between people and ``str.format`` would
+happily walk object attributes. Values are rendered once per column, not once
+per row, so a million rows cost a few vectorised conversions and one join.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from .errors import InputError
+
+__all__ = ["Template", "render_value"]
+
+
+@dataclass(frozen=True)
+class _Field:
+    column: str
+    spec: str  # format spec after ':', e.g. ".2f"
+    conversion: str | None  # 'r', 's' or 'a'
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed prompt template.
+
+    Attributes
+    ----------
+    text : str
+        The template as written.
+    literals : tuple of str
+        The text between fields; one more than ``fields``.
+    fields : tuple
+        The fields in order of appearance.
+    """
+
+    text: str
+    literals: tuple[str, ...]
+    fields: tuple[_Field, ...]
+
+    @classmethod
+    def parse(cls, text: str, columns: Sequence[Any]) -> Template:
+        """Parse ``text`` and check every field against ``columns``.
+
+        Raises
+        ------
+        InputError
+            A field is not a column, is empty or positional, or uses attribute or
+            index access; the message lists the columns.
+        """
+        if not isinstance(text, str):
+            raise InputError(f"prompt must be a str template such as 'Classify: {{review}}', got {type(text).__name__}")
+        names = {str(c): c for c in columns}
+        literals: list[str] = []
+        fields: list[_Field] = []
+        pending = ""
+        try:
+            parsed = list(string.Formatter().parse(text))
+        except ValueError as exc:
+            raise InputError(
+                f"prompt template {text!r} is not valid: {exc}. Write literal braces as '{{{{' and '}}}}'."
+            ) from exc
+        for literal, field, spec, conversion in parsed:
+            pending += literal
+            if field is None:
+                continue
+            if field not in names:
+                raise InputError(_field_error(field, list(names)))
+            if spec and ("{" in spec):
+                raise InputError(f"prompt field {{{field}:{spec}}}: nested fields in a format spec are not supported")
+            literals.append(pending)
+            pending = ""
+            fields.append(_Field(field, spec or "", conversion))
+        literals.append(pending)
+        return cls(text, tuple(literals), tuple(fields))
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns the template reads, each once, in order of first use."""
+        return list(dict.fromkeys(f.column for f in self.fields))
+
+    def render(self, frame: pd.DataFrame, column_map: dict[str, Any] | None = None) -> list[str]:
+        """Fill the template for every row of ``frame`` (nulls must be handled before)."""
+        n = len(frame)
+        if not self.fields:
+            return [self.literals[0]] * n
+        lookup = column_map or {str(c): c for c in frame.columns}
+        rendered = [_render_column(frame[lookup[f.column]], f) for f in self.fields]
+        lits = self.literals
+        if len(rendered) == 1:
+            a, b = lits
+            col = rendered[0]
+            return [a + v + b for v in col] if (a or b) else list(col)
+        # zip the column strings with the literals between them: one join per row
+        out: list[str] = []
+        parts = [None] * (2 * len(rendered) + 1)
+        parts[0::2] = lits  # type: ignore[assignment]
+        for values in zip(*rendered, strict=True):
+            parts[1::2] = values  # type: ignore[assignment]
+            out.append("".join(parts))  # type: ignore[arg-type]
+        return out
+
+
+def _field_error(field: str, columns: list[str]) -> str:
+    shown = ", ".join(map(repr, columns[:50])) + (" ..." if len(columns) > 50 else "")
+    base = field.split(".")[0].split("[")[0]
+    if not field or field.isdigit():
+        return (
+            f"prompt field {{{field}}} is positional; name a column instead, e.g. {{{columns[0] if columns else 'text'}}}. "
+            f"Columns: {shown}"
+        )
+    if base in columns and base != field:
+        return (
+            f"prompt field {{{field}}} uses attribute or index access, which templates do not allow "
+            f"(they may come from shared notebooks). Use the plain column {{{base}}}, or make a new "
+            f"column with the value you need. Columns: {shown}"
+        )
+    return f"prompt field {{{field}}} is not a column of the frame. Columns: {shown}"
+
+
+def render_value(value: Any, spec: str = "", conversion: str | None = None) -> str:
+    """Render one cell for a prompt: numpy scalars as Python values, containers as JSON.
+
+    Parameters
+    ----------
+    value : Any
+        A non-null cell.
+    spec, conversion : str
+        The field's format spec and ``!r``/``!s``/``!a`` conversion.
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if conversion == "r":
+        value = repr(value)
+    elif conversion == "a":
+        value = ascii(value)
+    elif conversion == "s":
+        value = str(value)
+    if spec:
+        return format(value, spec)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    if isinstance(value, np.ndarray):
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    if isinstance(value, pd.Timestamp) and value == value.normalize() and value.tzinfo is None:
+        return value.strftime("%Y-%m-%d")
+    return str(value)
+
+
+def _render_column(series: pd.Series, field: _Field) -> Sequence[str]:
+    # Fast paths: columns that already hold str, and plain integer columns,
+    # convert without a Python call per cell. Everything else goes through
+    # render_value so that one cell renders the same way whatever its column.
+    if not field.spec and field.conversion is None:
+        dtype = series.dtype
+        if pd.api.types.is_string_dtype(dtype) and pd.api.types.infer_dtype(series, skipna=False) == "string":
+            return series.tolist()
+        if pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
+            return series.astype("int64").astype(str).tolist()
+    return [render_value(v, field.spec, field.conversion) for v in series.tolist()]

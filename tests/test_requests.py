@@ -1,0 +1,146 @@
+import orjson
+import pandas as pd
+import pytest
+
+import pdbatch
+from pdbatch.errors import InputError
+from pdbatch.requests import build_requests
+
+AWKWARD = [
+    'quotes " and \' and \\ backslash',
+    "new\nlines\r\nand\ttabs",
+    "emoji 😀🎉 and accents éàü and CJK 日本語",
+    "control \x00\x01\x1f chars and \u2028 separators",
+    "x" * 100_000,
+    "",
+]
+
+
+def plan(df, prompt="{t}", **kw):
+    kw.setdefault("model", "m")
+    return build_requests(df, prompt, **kw)
+
+
+def test_to_requests_shape_index_and_order():
+    df = pd.DataFrame({"review": ["good", "bad", "ok"]}, index=[10, 5, 7])
+    req = df.llama.to_requests("Classify: {review}", max_tokens=5, temperature=0)
+    assert list(req.columns) == ["custom_id", "method", "url", "body"]
+    assert list(req.index) == [10, 5, 7]
+    assert list(req.custom_id) == ["row-0", "row-1", "row-2"]
+    assert set(req.method) == {"POST"} and set(req.url) == {"/v1/chat/completions"}
+    assert req.body.iloc[1] == {
+        "model": "smollm2-135m-instruct",
+        "messages": [{"role": "user", "content": "Classify: bad"}],
+        "max_tokens": 5,
+        "temperature": 0,
+    }
+
+
+def test_system_message_and_messages_column():
+    df = pd.DataFrame({"m": [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "yo"}]]})
+    req = df.llama.to_requests(messages="m", system="Be brief.")
+    assert req.body.iloc[0]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+
+
+def test_embeddings_body():
+    df = pd.DataFrame({"t": ["a", "b"]})
+    req = df.llama.to_requests("{t}", url="/v1/embeddings")
+    assert req.body.iloc[0] == {"model": "multilingual-e5-small", "input": "a"}
+    assert set(req.url) == {"/v1/embeddings"}
+
+
+def test_custom_id_column_is_used_and_stringified():
+    df = pd.DataFrame({"id": [101, 102], "t": ["a", "b"]})
+    req = df.llama.to_requests("{t}", custom_id="id")
+    assert list(req.custom_id) == ["101", "102"]
+
+
+def test_duplicate_and_null_custom_ids_refused():
+    df = pd.DataFrame({"id": ["a", "a", "b"], "t": ["x", "y", "z"]})
+    with pytest.raises(InputError, match=r"duplicate ids: \['a'\]"):
+        df.llama.to_requests("{t}", custom_id="id")
+    df = pd.DataFrame({"id": ["a", None], "t": ["x", "y"]})
+    with pytest.raises(InputError, match="null"):
+        df.llama.to_requests("{t}", custom_id="id")
+    with pytest.raises(InputError, match="not a column"):
+        df.llama.to_requests("{t}", custom_id="nope")
+
+
+def test_null_in_template_field_names_rows_or_skips():
+    df = pd.DataFrame({"t": ["a", None, "c", float("nan")], "u": ["x", "y", None, "z"]})
+    with pytest.raises(InputError, match=r"3 row\(s\).*\['t', 'u'\].*row-1, row-2, row-3.*on_null='skip'"):
+        df.llama.to_requests("{t} {u}")
+    p = plan(df, "{t} {u}", on_null="skip")
+    assert p.skipped == {
+        1: "skipped: null in column(s) 't'",
+        2: "skipped: null in column(s) 'u'",
+        3: "skipped: null in column(s) 't'",
+    }
+    req = p.to_frame()
+    assert list(req.custom_id) == ["row-0"]
+    with pytest.raises(InputError, match="on_null"):
+        plan(df, on_null="drop")
+
+
+def test_duplicate_index_still_works():
+    df = pd.DataFrame({"t": ["a", "b", "c"]}, index=[1, 1, 1])
+    req = df.llama.to_requests("{t}")
+    assert list(req.custom_id) == ["row-0", "row-1", "row-2"]
+    assert [b["messages"][0]["content"] for b in req.body] == ["a", "b", "c"]
+
+
+def test_argument_errors():
+    df = pd.DataFrame({"t": ["a"]})
+    with pytest.raises(InputError, match="either prompt"):
+        df.llama.to_requests()
+    with pytest.raises(InputError, match="not both"):
+        df.llama.to_requests("{t}", messages="t")
+    with pytest.raises(InputError, match="JSON-serialisable"):
+        df.llama.to_requests("{t}", max_tokens=object())
+    with pytest.raises(pdbatch.ConfigError, match="url="):
+        df.llama.to_requests("{t}", url="/v1/completions")
+    with pytest.raises(InputError, match="messages must be a non-empty list"):
+        pd.DataFrame({"m": ["not a list"]}).llama.to_requests(messages="m")
+
+
+@pytest.mark.parametrize("system", [None, "Sys \"quoted\" 😀"])
+@pytest.mark.parametrize("params", [{}, {"max_tokens": 7, "stop": ["\n"], "response_format": {"type": "json_object"}}])
+def test_jsonl_fast_path_parses_back_to_the_simple_path(tmp_path, system, params):
+    df = pd.DataFrame({"t": AWKWARD * 3, "n": range(18)})
+    p = plan(df, "Row {n}: {t}", system=system, params=params)
+    path = tmp_path / "r.jsonl"
+    assert p.write_jsonl(path) == 18
+    lines = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+    simple = p.to_frame()
+    assert lines == simple.to_dict("records")
+    assert path.read_bytes().count(b"\n") == 18  # no raw newline inside a line
+
+
+def test_jsonl_fast_path_messages_and_embeddings(tmp_path):
+    msgs = [[{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}] for t in AWKWARD]
+    df = pd.DataFrame({"m": msgs, "t": AWKWARD})
+    for kw in ({"messages": "m", "system": "s"}, {"messages": "m"}):
+        p = build_requests(df, model="m", **kw)
+        p.write_jsonl(tmp_path / "a.jsonl")
+        assert [orjson.loads(x) for x in (tmp_path / "a.jsonl").read_bytes().splitlines()] == p.to_frame().to_dict("records")
+    p = build_requests(df, "{t}", model="e", url="/v1/embeddings", params={"input_type": "query"})
+    p.write_jsonl(tmp_path / "e.jsonl")
+    assert [orjson.loads(x) for x in (tmp_path / "e.jsonl").read_bytes().splitlines()] == p.to_frame().to_dict("records")
+
+
+def test_jsonl_chunks_are_bounded(tmp_path):
+    df = pd.DataFrame({"t": [f"text {i}" for i in range(1000)]})
+    p = plan(df)
+    chunks = list(p.iter_jsonl(chunk_rows=300))
+    assert [n for _, n in chunks] == [300, 300, 300, 100]
+    assert b"".join(c for c, _ in chunks).count(b"\n") == 1000
+
+
+def test_to_jsonl_accessor(tmp_path):
+    df = pd.DataFrame({"t": ["a", "b"]})
+    assert df.llama.to_jsonl(tmp_path / "x.jsonl", "{t}", max_tokens=3) == 2
+    first = orjson.loads((tmp_path / "x.jsonl").read_bytes().splitlines()[0])
+    assert first["custom_id"] == "row-0" and first["body"]["max_tokens"] == 3

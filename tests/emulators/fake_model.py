@@ -1,0 +1,111 @@
+"""Deterministic stand-in for the models behind Vertex AI batch prediction.
+
+Answers one OpenAI-schema request body the way the real endpoints shape their
+answers (`chat.completion`, embeddings `list`), with content that tests can
+predict: chat replies "echo: <last user message>", embeddings are a small unit
+vector derived from a hash of the text. Token counts are whitespace words.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+
+CHAT_URL = "/v1/chat/completions"
+EMBEDDINGS_URL = "/v1/embeddings"
+EMBEDDING_DIM = 8
+
+
+class RowError(Exception):
+    """One request line cannot be answered; the job goes on with the others."""
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def _text(content) -> str:
+    """Message content is a string or a list of OpenAI content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def chat_reply(last_user_text: str) -> str:
+    return "echo: " + last_user_text
+
+
+def embed(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
+    """A unit vector from sha256(text): equal texts give equal vectors."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[i % len(digest)] / 127.5 - 1.0 for i in range(dim)]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [round(x / norm, 6) for x in raw]
+
+
+def _chat(body: dict, model: str) -> dict:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RowError("messages must be a non-empty list")
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    if not users:
+        raise RowError("at least one message with role 'user' is required")
+    reply = chat_reply(_text(users[-1].get("content")))
+    finish = "stop"
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    if isinstance(max_tokens, int) and max_tokens < words(reply):
+        reply, finish = " ".join(reply.split()[:max_tokens]), "length"
+    prompt = sum(words(_text(m.get("content"))) for m in messages if isinstance(m, dict))
+    completion = words(reply)
+    seed = json.dumps(body, sort_keys=True).encode()
+    return {
+        "id": "chatcmpl-" + hashlib.sha1(seed).hexdigest()[:16],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model") or model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                     "finish_reason": finish, "logprobs": None}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                  "total_tokens": prompt + completion},
+    }
+
+
+def _embeddings(body: dict, model: str) -> dict:
+    inputs = body.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+        raise RowError("input must be a string or a non-empty list of strings")
+    dim = body.get("dimensions") if isinstance(body.get("dimensions"), int) else EMBEDDING_DIM
+    tokens = sum(words(t) for t in inputs)
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": embed(t, dim)}
+                 for i, t in enumerate(inputs)],
+        "model": body.get("model") or model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def is_embedding_model(model: str) -> bool:
+    return model.split("/")[-3:-2] == ["intfloat"] or "embed" in model
+
+
+def respond(url: str | None, body, model: str) -> dict:
+    """The response object for one request line; RowError if it is invalid.
+
+    The service reads only `body`; which kind of answer comes back follows
+    `url` when given, else the job's model (embedding models vs chat).
+    """
+    if not isinstance(body, dict):
+        raise RowError("body must be a JSON object")
+    if url is None:
+        url = EMBEDDINGS_URL if is_embedding_model(model) else CHAT_URL
+    if url == CHAT_URL:
+        return _chat(body, model)
+    if url == EMBEDDINGS_URL:
+        return _embeddings(body, model)
+    raise RowError(f"unsupported url {url!r}")

@@ -1,0 +1,95 @@
+"""pytest fixtures for the emulators. In the main conftest:
+
+    pytest_plugins = ["tests.emulators.fixtures"]
+
+Servers start once per session; the public fixtures are function-scoped so
+each test gets the environment variables set for it alone and restored after:
+
+    gcs_emulator   -> GcsEmulator(url, port, project, .client())
+                      with STORAGE_EMULATOR_HOST=url during the test
+    bq_emulator    -> BigQueryEmulator(url, port, project, kind, grpc_port, .client())
+                      with BIGQUERY_EMULATOR_HOST=url during the test
+    vertex_emulator-> a fresh VertexEmulator(url, project, faults, requests, jobs, ...)
+                      wired to both, step 0.1 s, stopped after the test
+    gcs_bucket     -> name of a new, empty bucket on gcs_emulator
+    bq_dataset     -> "project.dataset" of a new, empty dataset on bq_emulator
+
+If setup.sh was not run, they fail, or skip when PDBATCH_ALLOW_SKIP=1.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+
+import pytest
+
+from ._proc import EmulatorNotInstalled
+from .bigquery import start_bigquery
+from .gcs import start_gcs
+from .vertex import VertexEmulator
+
+PROJECT = "test-project"
+_counter = itertools.count(1)
+
+
+def _missing(exc: Exception):
+    if os.environ.get("PDBATCH_ALLOW_SKIP") == "1":
+        pytest.skip(f"emulator not installed ({exc})")
+    pytest.fail(f"emulator not installed: {exc}\n(set PDBATCH_ALLOW_SKIP=1 to skip instead)",
+                pytrace=False)
+
+
+@contextlib.contextmanager
+def _serve(start):
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(start(project=PROJECT))
+        except EmulatorNotInstalled as exc:
+            _missing(exc)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _gcs_server():
+    with _serve(start_gcs) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _bq_server():
+    with _serve(start_bigquery) as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_emulator(_gcs_server, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_server.url)
+    return _gcs_server
+
+
+@pytest.fixture
+def bq_emulator(_bq_server, monkeypatch):
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", _bq_server.url)
+    return _bq_server
+
+
+@pytest.fixture
+def vertex_emulator(gcs_emulator, bq_emulator):
+    with VertexEmulator(gcs_url=gcs_emulator.url, bq_url=bq_emulator.url,
+                        project=PROJECT, step=0.1) as emu:
+        yield emu
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator) -> str:
+    name = f"bucket-{os.getpid()}-{next(_counter)}"
+    gcs_emulator.client().create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def bq_dataset(bq_emulator) -> str:
+    dataset = f"{bq_emulator.project}.ds_{os.getpid()}_{next(_counter)}"
+    bq_emulator.client().create_dataset(dataset)
+    return dataset

@@ -1,0 +1,358 @@
+"""The emulators, driven by the real Google client libraries."""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import warnings
+
+import pandas as pd
+import pytest
+from google.api_core import exceptions as gexc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery, storage
+
+from .fake_model import embed
+
+CHAT_MODEL = "publishers/meta/models/llama-3.1-8b-instruct-maas"
+EMBED_MODEL = "publishers/intfloat/models/multilingual-e5-large-instruct-maas"
+TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED",
+            "JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
+
+
+def chat_line(i: int, text: str | None = None) -> dict:
+    return {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "meta/llama-3.1-8b-instruct-maas", "max_tokens": 50,
+                     "messages": [{"role": "system", "content": "You are terse."},
+                                  {"role": "user", "content": text or f"review number {i}"}]}}
+
+
+def upload_jsonl(client: storage.Client, bucket: str, name: str, lines: list[dict]) -> str:
+    client.bucket(bucket).blob(name).upload_from_string(
+        "".join(json.dumps(line) + "\n" for line in lines))
+    return f"gs://{bucket}/{name}"
+
+
+def read_output_dir(client: storage.Client, directory: str) -> tuple[list[str], list[dict]]:
+    bucket, prefix = directory[len("gs://"):].split("/", 1)
+    blobs = sorted(client.list_blobs(bucket, prefix=prefix.rstrip("/") + "/"), key=lambda b: b.name)
+    rows = [json.loads(line) for b in blobs for line in b.download_as_text().splitlines() if line]
+    return [b.name.rsplit("/", 1)[-1] for b in blobs], rows
+
+
+@contextlib.contextmanager
+def pandas_gbq_nudges():
+    """google-cloud-bigquery 3.4x warns (Pending/FutureWarning) on every
+    DataFrame load and to_dataframe(), pointing at pandas-gbq; the project's
+    filterwarnings=error would turn that nudge into a failure."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (PendingDeprecationWarning, FutureWarning))
+        yield
+
+
+def load_df(client: bigquery.Client, df: pd.DataFrame, table: str, schema: list) -> None:
+    with pandas_gbq_nudges():
+        client.load_table_from_dataframe(
+            df, table, job_config=bigquery.LoadJobConfig(schema=schema)).result()
+
+
+def wait_sdk(job, timeout: float = 30.0) -> str:
+    """Poll like a caller would (each .state read is a GET); the SDK's own
+    wait_for_completion() sleeps 5 s between polls and forgets EXPIRED."""
+    deadline = time.monotonic() + timeout
+    while job.state.name not in TERMINAL:
+        assert time.monotonic() < deadline, f"still {job.state.name}"
+        time.sleep(0.05)
+    return job.state.name
+
+
+@pytest.fixture
+def sdk(vertex_emulator):
+    from google.cloud import aiplatform
+
+    aiplatform.init(project=vertex_emulator.project, location="us-central1",
+                    api_endpoint=vertex_emulator.url, api_transport="rest",
+                    credentials=AnonymousCredentials())
+    return aiplatform
+
+
+@pytest.fixture
+def job_client(vertex_emulator):
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.JobServiceClient(
+        transport="rest", client_options={"api_endpoint": vertex_emulator.url},
+        credentials=AnonymousCredentials())
+
+
+def parent(emu) -> str:
+    return f"projects/{emu.project}/locations/us-central1"
+
+
+# ------------------------------------------------------------------ storage
+def test_gcs_upload_download_via_env(gcs_emulator, gcs_bucket):
+    client = storage.Client(project=gcs_emulator.project)  # follows STORAGE_EMULATOR_HOST
+    blob = client.bucket(gcs_bucket).blob("dir/big.bin")
+    blob.chunk_size = 256 * 1024  # force a resumable, chunked upload
+    payload = bytes(range(256)) * 5000
+    blob.upload_from_string(payload)
+    assert client.bucket(gcs_bucket).blob("dir/big.bin").download_as_bytes() == payload
+    assert client.bucket(gcs_bucket).blob("dir/big.bin").download_as_bytes(start=10, end=19) == payload[10:20]
+    assert [b.name for b in client.list_blobs(gcs_bucket, prefix="dir/")] == ["dir/big.bin"]
+
+
+def test_bigquery_json_column_from_dataframe(bq_emulator, bq_dataset):
+    client = bq_emulator.client()
+    df = pd.DataFrame({"custom_id": ["a", "b"], "body": [json.dumps({"k": [1, 2]}), json.dumps({"k": "v"})],
+                       "n": [1, 2]})
+    schema = [bigquery.SchemaField("custom_id", "STRING"), bigquery.SchemaField("body", "JSON"),
+              bigquery.SchemaField("n", "INTEGER")]
+    load_df(client, df, f"{bq_dataset}.t", schema)
+    assert client.get_table(f"{bq_dataset}.t").schema[1].field_type == "JSON"
+    rows = {r["custom_id"]: r for r in client.query(f"SELECT * FROM `{bq_dataset}.t`").result()}
+    assert rows["a"]["body"] == {"k": [1, 2]}  # parsed from result() rows
+    with pandas_gbq_nudges():
+        back = client.list_rows(f"{bq_dataset}.t").to_dataframe(create_bqstorage_client=False)
+    # JSON text here (spacing differs between emulators): compare parsed.
+    assert sorted((json.loads(b) for b in back["body"]), key=json.dumps) == [{"k": "v"}, {"k": [1, 2]}]
+
+
+# ------------------------------------------------------------------ Vertex AI via the SDK
+def test_sdk_gcs_round_trip(sdk, vertex_emulator, gcs_emulator, gcs_bucket):
+    gcs = gcs_emulator.client()
+    lines = [chat_line(i) for i in range(6)]
+    src = upload_jsonl(gcs, gcs_bucket, "in/requests.jsonl", lines)
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="round-trip", model_name=CHAT_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=[src], gcs_destination_prefix=f"gs://{gcs_bucket}/out")
+    assert job.resource_name.startswith(parent(vertex_emulator) + "/batchPredictionJobs/")
+    assert wait_sdk(job) == "JOB_STATE_SUCCEEDED"
+
+    out_dir = job.output_info.gcs_output_directory
+    assert out_dir.startswith(f"gs://{gcs_bucket}/out/prediction-model-")
+    names, rows = read_output_dir(gcs, out_dir)
+    assert names == ["predictions.jsonl"]
+    assert [r["custom_id"] for r in rows] != [f"row-{i}" for i in range(6)]  # shuffled
+    by_id = {r["custom_id"]: r for r in rows}
+    assert set(by_id) == {f"row-{i}" for i in range(6)}
+    row = by_id["row-2"]
+    assert row["status"] == "" and row["request"] == lines[2]["body"] and row["processed_time"]
+    assert row["response"]["object"] == "chat.completion"
+    assert row["response"]["choices"][0]["message"]["content"] == "echo: review number 2"
+    assert row["response"]["usage"] == {"prompt_tokens": 6, "completion_tokens": 4, "total_tokens": 10}
+    stats = job._gca_resource.completion_stats
+    assert (stats.successful_count, stats.failed_count, stats.incomplete_count) == (6, 0, 0)
+    # The SDK's own reader follows STORAGE_EMULATOR_HOST.
+    assert [b.name.rsplit("/", 1)[-1] for b in job.iter_outputs()] == ["predictions.jsonl"]
+
+    create = vertex_emulator.requests_to("POST", "/batchPredictionJobs")[0]
+    assert create.query["$alt"] == ["json;enum-encoding=int"]
+    assert create.body["model"] == CHAT_MODEL
+    assert create.body["inputConfig"] == {"instancesFormat": "jsonl", "gcsSource": {"uris": [src]}}
+    assert create.body["outputConfig"]["gcsDestination"] == {"outputUriPrefix": f"gs://{gcs_bucket}/out"}
+
+
+def test_sdk_embeddings_wildcard_and_sharded_output(vertex_emulator, gcs_emulator, gcs_bucket, sdk):
+    vertex_emulator.rows_per_file = 4
+    gcs = gcs_emulator.client()
+    for part in range(2):
+        upload_jsonl(gcs, gcs_bucket, f"in/part-{part}.jsonl", [
+            {"custom_id": f"e-{part}-{i}", "method": "POST", "url": "/v1/embeddings",
+             "body": {"model": "intfloat/multilingual-e5-large-instruct-maas", "input": f"text {part} {i}"}}
+            for i in range(5)])
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="emb", model_name=EMBED_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=f"gs://{gcs_bucket}/in/part-*",
+        gcs_destination_prefix=f"gs://{gcs_bucket}/emb/")
+    assert wait_sdk(job) == "JOB_STATE_SUCCEEDED"
+    names, rows = read_output_dir(gcs, job.output_info.gcs_output_directory)
+    assert names == ["predictions_00001.jsonl", "predictions_00002.jsonl", "predictions_00003.jsonl"]
+    assert len(rows) == 10
+    row = next(r for r in rows if r["custom_id"] == "e-1-3")
+    assert row["response"]["object"] == "list"
+    assert row["response"]["data"][0]["embedding"] == embed("text 1 3")
+
+
+def test_sdk_bigquery_to_bigquery(sdk, vertex_emulator, bq_emulator, bq_dataset):
+    client = bq_emulator.client()
+    lines = [chat_line(i) for i in range(4)]
+    df = pd.DataFrame({"custom_id": [line["custom_id"] for line in lines],
+                       "method": "POST", "url": "/v1/chat/completions",
+                       "body": [json.dumps(line["body"]) for line in lines],
+                       "review_stars": [5, 4, 3, 2]})  # pass-through column
+    schema = [bigquery.SchemaField("custom_id", "STRING"), bigquery.SchemaField("method", "STRING"),
+              bigquery.SchemaField("url", "STRING"), bigquery.SchemaField("body", "JSON"),
+              bigquery.SchemaField("review_stars", "INTEGER")]
+    load_df(client, df, f"{bq_dataset}.requests", schema)
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="bq", model_name=CHAT_MODEL, instances_format="bigquery",
+        predictions_format="bigquery", bigquery_source=f"bq://{bq_dataset}.requests",
+        bigquery_destination_prefix=f"bq://{bq_dataset}")
+    assert wait_sdk(job) == "JOB_STATE_SUCCEEDED"
+    info = job.output_info
+    assert info.bigquery_output_dataset == f"bq://{bq_dataset}"
+    assert info.bigquery_output_table.startswith("predictions_")
+    table = client.get_table(f"{bq_dataset}.{info.bigquery_output_table}")
+    assert {f.name: f.field_type for f in table.schema} == {
+        "custom_id": "STRING", "body": "JSON", "review_stars": "INTEGER",
+        "response": "JSON", "status": "STRING", "processed_time": "TIMESTAMP"}
+    rows = {r["custom_id"]: r for r in client.list_rows(table)}
+    assert rows["row-1"]["review_stars"] == 4 and rows["row-1"]["status"] == ""
+    assert rows["row-1"]["response"]["choices"][0]["message"]["content"] == "echo: review number 1"
+
+    # An exact output table that already exists fails the job.
+    job2 = sdk.BatchPredictionJob.submit(
+        job_display_name="bq-exists", model_name=CHAT_MODEL, instances_format="bigquery",
+        predictions_format="bigquery", bigquery_source=f"bq://{bq_dataset}.requests",
+        bigquery_destination_prefix=f"bq://{bq_dataset}.{info.bigquery_output_table}")
+    assert wait_sdk(job2) == "JOB_STATE_FAILED"
+    assert "already exists" in job2._gca_resource.error.message
+
+
+def test_bigquery_input_with_reserved_column_fails(sdk, bq_emulator, bq_dataset):
+    client = bq_emulator.client()
+    client.query(f"CREATE TABLE `{bq_dataset}.bad` AS SELECT 'a' AS custom_id, "
+                 "JSON '{\"messages\": []}' AS body, 1 AS id").result()
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="reserved", model_name=CHAT_MODEL, instances_format="bigquery",
+        predictions_format="bigquery", bigquery_source=f"bq://{bq_dataset}.bad",
+        bigquery_destination_prefix=f"bq://{bq_dataset}")
+    assert wait_sdk(job) == "JOB_STATE_FAILED"
+    assert "reserved column(s) id" in job._gca_resource.error.message
+
+
+def test_sdk_cancel_mid_run_keeps_written_rows(sdk, vertex_emulator, gcs_emulator, gcs_bucket):
+    gcs = gcs_emulator.client()
+    src = upload_jsonl(gcs, gcs_bucket, "in.jsonl", [chat_line(i) for i in range(10)])
+    vertex_emulator.faults.hold = True  # stays RUNNING after 5 of 10 rows
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="cancel", model_name=CHAT_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=src, gcs_destination_prefix=f"gs://{gcs_bucket}/out")
+    vertex_emulator.wait_held(job.resource_name)
+    assert job.state.name == "JOB_STATE_RUNNING"
+    job.cancel()
+    assert job.state.name in ("JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED")
+    assert wait_sdk(job) == "JOB_STATE_CANCELLED"
+    _, rows = read_output_dir(gcs, job.output_info.gcs_output_directory)
+    assert len(rows) == 5
+    stats = job._gca_resource.completion_stats
+    assert (stats.successful_count, stats.incomplete_count) == (5, 5)
+    assert vertex_emulator.requests_to("POST", ":cancel")[0].body == {}
+
+
+# ------------------------------------------------------------------ faults
+@pytest.mark.parametrize("fault, state", [
+    ({"row_errors": {"row-1", "row-3"}}, "JOB_STATE_SUCCEEDED"),
+    ({"partial": True, "row_errors": lambda rec: rec["custom_id"] == "row-0"},
+     "JOB_STATE_PARTIALLY_SUCCEEDED"),
+    ({"expire": True}, "JOB_STATE_EXPIRED"),
+    ({"fail_job": "Quota exceeded for model"}, "JOB_STATE_FAILED"),
+])
+def test_sdk_job_faults(sdk, vertex_emulator, gcs_emulator, gcs_bucket, fault, state):
+    gcs = gcs_emulator.client()
+    src = upload_jsonl(gcs, gcs_bucket, "in.jsonl", [chat_line(i) for i in range(6)])
+    for key, value in fault.items():
+        setattr(vertex_emulator.faults, key, value)
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="faults", model_name=CHAT_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=src, gcs_destination_prefix=f"gs://{gcs_bucket}/out")
+    assert wait_sdk(job) == state
+    res = job._gca_resource
+    if state == "JOB_STATE_FAILED":
+        assert res.error.message == "Quota exceeded for model"
+        return
+    _, rows = read_output_dir(gcs, res.output_info.gcs_output_directory)
+    failed = {r["custom_id"] for r in rows if r["status"]}
+    if state == "JOB_STATE_EXPIRED":
+        assert len(rows) == 3 and res.completion_stats.incomplete_count == 3
+        return
+    assert failed == ({"row-1", "row-3"} if "row_errors" in fault and not fault.get("partial") else {"row-0"})
+    for r in rows:
+        if r["custom_id"] in failed:
+            assert "response" not in r and r["status"].startswith("Bad Request: {")
+            assert json.loads(r["status"][len("Bad Request: "):])["error"]["code"] == 400
+    assert res.completion_stats.failed_count == len(failed)
+
+
+def test_injected_http_errors(sdk, vertex_emulator, job_client):
+    vertex_emulator.faults.http_errors = [429, 404]
+    with pytest.raises(gexc.TooManyRequests):
+        sdk.BatchPredictionJob.list()
+    with pytest.raises(gexc.NotFound):
+        job_client.get_batch_prediction_job(name=parent(vertex_emulator) + "/batchPredictionJobs/1")
+    assert sdk.BatchPredictionJob.list() == []
+    assert len(vertex_emulator.requests) == 3
+
+
+# ------------------------------------------------------------------ the GAPIC client
+def test_job_service_client_lifecycle(job_client, vertex_emulator, gcs_emulator, gcs_bucket):
+    from google.cloud import aiplatform_v1
+
+    src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [chat_line(0)])
+    names = []
+    for i in range(3):
+        created = job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job={
+            "display_name": f"gapic-{i}", "model": CHAT_MODEL,
+            "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [src]}},
+            "output_config": {"predictions_format": "jsonl",
+                              "gcs_destination": {"output_uri_prefix": f"gs://{gcs_bucket}/o"}}})
+        assert created.state == aiplatform_v1.JobState.JOB_STATE_QUEUED
+        names.append(created.name)
+    for name in names:
+        vertex_emulator.wait_for_state(name, "JOB_STATE_SUCCEEDED")
+    got = job_client.get_batch_prediction_job(name=names[0])
+    assert got.state.name == "JOB_STATE_SUCCEEDED" and got.display_name == "gapic-0"
+    assert got.create_time <= got.start_time <= got.end_time
+
+    pager = job_client.list_batch_prediction_jobs(request={
+        "parent": parent(vertex_emulator), "filter": "state=JOB_STATE_SUCCEEDED", "page_size": 2})
+    assert [j.name for j in pager] == names  # the pager followed nextPageToken
+    listed = vertex_emulator.requests_to("GET", "/batchPredictionJobs")
+    assert listed[0].query["pageSize"] == ["2"] and listed[1].query["pageToken"] == ["2"]
+
+    with pytest.raises(gexc.BadRequest, match="cannot be cancelled"):
+        job_client.cancel_batch_prediction_job(name=names[0])
+    job_client.delete_batch_prediction_job(name=names[0]).result(timeout=5)
+    with pytest.raises(gexc.NotFound):
+        job_client.get_batch_prediction_job(name=names[0])
+
+
+@pytest.mark.parametrize("patch, message", [
+    ({"model": "meta/llama-3.1-8b-instruct-maas"}, "Invalid Model resource name"),
+    ({"input_config": {"instances_format": "jsonl"}}, "Exactly one of input_config"),
+    ({"input_config": {"instances_format": "bigquery", "gcs_source": {"uris": ["gs://bkt/x"]}}}, "jsonl"),
+    ({"output_config": {"predictions_format": "jsonl",
+                        "bigquery_destination": {"output_uri": "bq://p.d"}}}, "'bigquery'"),
+    ({"output_config": {"predictions_format": "jsonl",
+                        "gcs_destination": {"output_uri_prefix": "/local/dir"}}}, "invalid URI"),
+])
+def test_create_validation(job_client, vertex_emulator, patch, message):
+    job = {"display_name": "bad", "model": CHAT_MODEL,
+           "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": ["gs://bkt/in.jsonl"]}},
+           "output_config": {"predictions_format": "jsonl",
+                             "gcs_destination": {"output_uri_prefix": "gs://bkt/out"}}}
+    job.update(patch)
+    with pytest.raises(gexc.BadRequest, match=message):
+        job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job=job)
+    assert vertex_emulator.jobs == {}
+
+
+def test_raw_wire_errors(vertex_emulator):
+    """What the GAPIC client cannot send (both members of a oneof) and the
+    error body shape, over plain HTTP."""
+    import urllib.error
+    import urllib.request
+
+    url = f"{vertex_emulator.url}/v1/{parent(vertex_emulator)}/batchPredictionJobs?$alt=json;enum-encoding=int"
+    body = {"displayName": "x", "model": CHAT_MODEL,
+            "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": ["gs://bkt/a"]},
+                            "bigquerySource": {"inputUri": "bq://p.d.t"}},
+            "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": "gs://bkt/o"}}}
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req)
+    assert err.value.code == 400
+    error = json.loads(err.value.read())["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and "Exactly one of input_config" in error["message"]
+    assert vertex_emulator.requests[0].body == body

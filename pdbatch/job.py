@@ -322,10 +322,13 @@ def submit(
     staging = config.home() / "staging" / secrets.token_hex(8)
     staging.mkdir(parents=True)
     try:
-        path = staging / "requests.jsonl"
-        n = plan.write_jsonl(path)
+        files = plan.write_jsonl_parts(
+            staging, max_requests=backend.max_requests_per_file, max_bytes=backend.max_bytes_per_file
+        )
+        n = sum(rows for _, rows in files)
         name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
-        parts = backend.submit(path, model=plan.model, kind=plan.kind, n_requests=n, display_name=name)
+        parts = backend.submit([p for p, _ in files], model=plan.model, kind=plan.kind, n_requests=n,
+                               display_name=name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     record = manifest.Manifest(

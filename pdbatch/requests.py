@@ -175,6 +175,71 @@ class RequestPlan:
                 n += rows
         return n
 
+    def write_jsonl_parts(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        max_requests: int | None = None,
+        max_bytes: int | None = None,
+        stem: str = "requests",
+    ) -> list[tuple[Path, int]]:
+        """Write the request lines into as many files as the limits need, in one pass.
+
+        Parameters
+        ----------
+        folder : path
+            Where to write ``<stem>-00000.jsonl``, ``<stem>-00001.jsonl``, ...
+        max_requests, max_bytes : int, optional
+            Most lines, and most bytes, per file.
+
+        Returns
+        -------
+        list of (Path, int)
+            Each file with its number of lines.
+        """
+        folder = Path(folder)
+        max_requests = max_requests or 2**62
+        max_bytes = max_bytes or 2**62
+        parts: list[tuple[Path, int]] = []
+        fh = None
+        lines = size = 0
+
+        def roll() -> None:
+            nonlocal fh, lines, size
+            if fh is not None:
+                fh.close()
+            path = folder / f"{stem}-{len(parts):05d}.jsonl"
+            fh = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed by the next roll
+            parts.append((path, 0))
+            lines = size = 0
+
+        try:
+            for chunk, rows in self.iter_jsonl():
+                if lines + rows <= max_requests and size + len(chunk) <= max_bytes and fh is not None:
+                    fh.write(chunk)
+                    lines += rows
+                    size += len(chunk)
+                    parts[-1] = (parts[-1][0], lines)
+                    continue
+                # the chunk crosses a limit: place it line by line
+                for line in chunk.splitlines(keepends=True):
+                    if len(line) > max_bytes:
+                        raise InputError(
+                            f"a request line is {len(line)} bytes, over the backend's limit of "
+                            f"{max_bytes} bytes per file: {line[:80]!r}..."
+                        )
+                    if fh is None or lines + 1 > max_requests or size + len(line) > max_bytes:
+                        roll()
+                    assert fh is not None
+                    fh.write(line)
+                    lines += 1
+                    size += len(line)
+                    parts[-1] = (parts[-1][0], lines)
+        finally:
+            if fh is not None:
+                fh.close()
+        return parts
+
 
 def _check_messages(value: Any, custom_id: str, column: str) -> list[dict[str, Any]]:
     if isinstance(value, np.ndarray):

@@ -144,3 +144,26 @@ def test_to_jsonl_accessor(tmp_path):
     assert df.llama.to_jsonl(tmp_path / "x.jsonl", "{t}", max_tokens=3) == 2
     first = orjson.loads((tmp_path / "x.jsonl").read_bytes().splitlines()[0])
     assert first["custom_id"] == "row-0" and first["body"]["max_tokens"] == 3
+
+
+@pytest.mark.parametrize("max_requests,max_bytes", [(7, None), (None, 900), (5, 700), (1000, None)])
+def test_split_into_parts_at_limits_in_one_pass(tmp_path, max_requests, max_bytes):
+    df = pd.DataFrame({"t": [f"text number {i} " * (i % 5 + 1) for i in range(40)]})
+    p = plan(df)
+    whole = tmp_path / "whole.jsonl"
+    p.write_jsonl(whole)
+    parts = p.write_jsonl_parts(tmp_path, max_requests=max_requests, max_bytes=max_bytes)
+    joined = b"".join(path.read_bytes() for path, _ in parts)
+    assert joined == whole.read_bytes()
+    for path, n in parts:
+        data = path.read_bytes()
+        assert data.count(b"\n") == n > 0
+        assert n <= (max_requests or n) and len(data) <= (max_bytes or len(data))
+    if max_requests == 1000:
+        assert len(parts) == 1
+
+
+def test_line_over_byte_limit_is_refused(tmp_path):
+    p = plan(pd.DataFrame({"t": ["x" * 5000]}))
+    with pytest.raises(InputError, match="over the backend's limit"):
+        p.write_jsonl_parts(tmp_path, max_bytes=1000)

@@ -99,6 +99,11 @@ class Backend(abc.ABC):
 
     #: The registry name (``"local"``, ``"vertex"``, ...).
     name: ClassVar[str]
+    #: Largest input file the provider accepts, in request lines and in bytes
+    #: (``None``: no limit). Request files are split at these limits while
+    #: they are written, so a backend is handed files it can send as they are.
+    max_requests_per_file: int | None = None
+    max_bytes_per_file: int | None = None
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -109,11 +114,16 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def submit(self, requests: Path, *, model: str, kind: Kind, n_requests: int, display_name: str) -> list[str]:
-        """Start the job(s) for the request lines in ``requests`` and return their ids.
+    def submit(
+        self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str
+    ) -> list[str]:
+        """Start the job(s) for the request lines in ``files`` and return their ids.
 
-        Returns a list because a backend may split work over several jobs to stay
-        under its provider's limits; most return one id. Must return quickly.
+        ``files`` are JSONL files within :attr:`max_requests_per_file` and
+        :attr:`max_bytes_per_file`; the backend may take them over (move them).
+        Returns a list because a backend may spread the files over several jobs
+        to stay under its provider's limits; most return one id. Must return
+        quickly: the job runs on without the caller.
         """
 
     @abc.abstractmethod

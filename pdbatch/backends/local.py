@@ -145,12 +145,20 @@ class Local(Backend):
         return m.path or m.name
 
     # ------------------------------------------------------------------ jobs
-    def submit(self, requests: Path, *, model: str, kind: Kind, n_requests: int, display_name: str) -> list[str]:
+    def submit(
+        self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str
+    ) -> list[str]:
         """Move the request lines into a new job folder and start a detached worker."""
         job_id = time.strftime("local-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         folder = jobs_root() / job_id
         folder.mkdir()
-        shutil.move(str(requests), folder / "requests.jsonl")
+        if len(files) == 1:
+            shutil.move(str(files[0]), folder / "requests.jsonl")
+        else:  # no file limit here, but accept what another caller split
+            with open(folder / "requests.jsonl", "wb") as out:
+                for f in files:
+                    with open(f, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
         spec = resolve_local(model, kind)
         (folder / "job.json").write_bytes(
             orjson.dumps(

@@ -356,3 +356,51 @@ def test_raw_wire_errors(vertex_emulator):
     error = json.loads(err.value.read())["error"]
     assert error["status"] == "INVALID_ARGUMENT" and "Exactly one of input_config" in error["message"]
     assert vertex_emulator.requests[0].body == body
+
+
+def test_gcs_input_bigquery_output(sdk, gcs_emulator, gcs_bucket, bq_emulator, bq_dataset):
+    src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [chat_line(i) for i in range(3)])
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="mixed", model_name=CHAT_MODEL, instances_format="jsonl",
+        predictions_format="bigquery", gcs_source=src,
+        bigquery_destination_prefix=f"bq://{bq_dataset}.answers")
+    assert wait_sdk(job) == "JOB_STATE_SUCCEEDED"
+    assert job.output_info.bigquery_output_table == "answers"
+    rows = {r["custom_id"]: r for r in bq_emulator.client().list_rows(f"{bq_dataset}.answers")}
+    assert rows["row-0"]["body"]["messages"][1]["content"] == "review number 0"
+    assert rows["row-0"]["response"]["object"] == "chat.completion"
+
+
+def test_503_retry_differs_between_gapic_and_sdk(sdk, job_client, vertex_emulator, gcs_emulator, gcs_bucket):
+    # The GAPIC methods have no default retry: one 503 surfaces at once.
+    vertex_emulator.faults.http_errors = [503]
+    with pytest.raises(gexc.ServiceUnavailable):
+        list(job_client.list_batch_prediction_jobs(parent=parent(vertex_emulator)))
+    # The SDK's resource GET retries transient errors (429/500/503, ~1 s backoff).
+    src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [chat_line(0)])
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="retry", model_name=CHAT_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=src, gcs_destination_prefix=f"gs://{gcs_bucket}/o")
+    vertex_emulator.faults.http_errors = [503]
+    assert job.state.name.startswith("JOB_STATE_")
+    gets = vertex_emulator.requests_to("GET", job.resource_name.rsplit("/", 1)[-1])
+    assert len(gets) == 2  # the 503, then the retry
+
+
+def test_vertexai_batch_prediction_wrapper(vertex_emulator, gcs_emulator, gcs_bucket):
+    import vertexai
+    from vertexai.batch_prediction import BatchPredictionJob
+
+    src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [chat_line(0)])
+    vertexai.init(project=vertex_emulator.project, location="us-central1", api_endpoint=vertex_emulator.url,
+                  api_transport="rest", credentials=AnonymousCredentials())
+    # The wrapper wants the full publishers/... path; "meta/<id>" is refused client-side.
+    job = BatchPredictionJob.submit(source_model=CHAT_MODEL, input_dataset=src,
+                                    output_uri_prefix=f"gs://{gcs_bucket}/out")
+    deadline = time.monotonic() + 30
+    while not job.has_ended:  # cached state: only refresh() sends a GET
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        job.refresh()
+    assert job.has_succeeded
+    assert job.output_location.startswith(f"gs://{gcs_bucket}/out/prediction-model-")

@@ -10,7 +10,7 @@ Importing pdbatch registers the ``df.llama`` accessor.
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers df.llama)
-from . import backends
+from . import backends, datasets
 from .config import configure
 from .errors import (
     BackendError,
@@ -42,6 +42,7 @@ __all__ = [
     "backends",
     "build_requests",
     "configure",
+    "datasets",
     "join_results",
     "read_predictions",
 ]

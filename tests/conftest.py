@@ -28,4 +28,5 @@ def pdbatch_home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def reviews() -> pd.DataFrame:
-    return pdbatch.datasets.reviews() if hasattr(pdbatch, "datasets") else None
+    """The sixty bundled product reviews."""
+    return pdbatch.datasets.reviews()

@@ -15,7 +15,17 @@ from typing import Any
 from ..errors import ConfigError
 from .base import TERMINAL_STATES, Backend, JobStatus
 
-__all__ = ["TERMINAL_STATES", "Backend", "JobStatus", "Local", "Vertex", "get_backend", "register", "registered"]
+__all__ = [
+    "TERMINAL_STATES",
+    "Backend",
+    "JobStatus",
+    "Local",
+    "Mock",
+    "Vertex",
+    "get_backend",
+    "register",
+    "registered",
+]
 
 _REGISTRY: dict[str, str | type[Backend]] = {}
 
@@ -88,10 +98,11 @@ def get_backend(backend: str | Backend | None = None, **settings: Any) -> Backen
 
 register("local", "pdbatch.backends.local:Local")
 register("vertex", "pdbatch.backends.vertex:Vertex")
+register("mock", "pdbatch.backends.mock:Mock")
 
 
 def __getattr__(name: str) -> Any:
     # `pdbatch.backends.Vertex` without importing google-cloud until it is used.
-    if name in ("Local", "Vertex"):
+    if name in ("Local", "Mock", "Vertex"):
         return backend_class(name.lower())
     raise AttributeError(name)

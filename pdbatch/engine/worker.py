@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -152,11 +153,13 @@ def run(folder: Path) -> int:
         write_status(folder, state="JOB_STATE_FAILED", succeeded=succeeded, failed=failed,
                      error=f"engine error: {type(exc).__name__}: {exc}")
         return 1
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     if cancel_flag.exists():
         write_status(folder, state="JOB_STATE_CANCELLED", succeeded=succeeded, failed=failed,
-                     error="cancelled by the user", ended=time.time())
+                     error="cancelled by the user", ended=time.time(), peak_rss_mb=peak_mb)
     else:
-        write_status(folder, state="JOB_STATE_SUCCEEDED", succeeded=succeeded, failed=failed, ended=time.time())
+        write_status(folder, state="JOB_STATE_SUCCEEDED", succeeded=succeeded, failed=failed,
+                     ended=time.time(), peak_rss_mb=peak_mb)
     return 0
 
 

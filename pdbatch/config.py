@@ -2,13 +2,16 @@
 
 Only two settings are global: which backend a call uses when it names none, and
 where pdbatch keeps its job folders. Everything specific to a backend goes to
-that backend's constructor.
+that backend's constructor, whose defaults may be set here too
+(``configure(vertex={"project": ...})``, or ``PDBATCH_VERTEX_*`` variables), so
+that ``backend="vertex"`` works without building the object.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +29,18 @@ class Settings:
 
     backend: str | Backend | None = None
     home: Path | None = None
+    vertex: Mapping[str, Any] = field(default_factory=dict)
 
 
 _settings = Settings()
 
 
-def configure(*, backend: str | Backend | None = None, home: str | os.PathLike[str] | None = None) -> Settings:
+def configure(
+    *,
+    backend: str | Backend | None = None,
+    home: str | os.PathLike[str] | None = None,
+    vertex: Mapping[str, Any] | None = None,
+) -> Settings:
     """Set session defaults.
 
     Parameters
@@ -44,6 +53,11 @@ def configure(*, backend: str | Backend | None = None, home: str | os.PathLike[s
     home : path, optional
         Folder holding job folders and manifests. Overrides ``PDBATCH_HOME``;
         the default is ``~/.pdbatch``.
+    vertex : mapping, optional
+        Defaults for :class:`pdbatch.backends.Vertex` arguments (``project``,
+        ``location``, ``staging``, ``output``, ``api_endpoint``, ...), merged
+        into earlier ones. They override the ``PDBATCH_VERTEX_*`` variables;
+        explicit constructor arguments override both.
 
     Returns
     -------
@@ -56,6 +70,8 @@ def configure(*, backend: str | Backend | None = None, home: str | os.PathLike[s
         changes["backend"] = backend
     if home is not None:
         changes["home"] = Path(home).expanduser()
+    if vertex is not None:
+        changes["vertex"] = {**_settings.vertex, **vertex}
     _settings = replace(_settings, **changes)
     return _settings
 

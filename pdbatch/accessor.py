@@ -153,6 +153,8 @@ class LlamaAccessor:
         overwrite: bool = False,
         progress: bool = True,
         display_name: str | None = None,
+        passthrough: bool = False,
+        rename_reserved: bool = False,
         **params: Any,
     ) -> BatchJob:
         """Submit the batch job and return its handle at once.
@@ -176,7 +178,8 @@ class LlamaAccessor:
             raise ConfigError("nothing to submit: the frame is empty or every row was skipped "
                               "(batch_predict returns the empty result without a job)")
         return submit(self._frame, plan, be, custom_id_column=custom_id, overwrite=overwrite,
-                      display_name=display_name)
+                      display_name=display_name, passthrough=passthrough,
+                      rename_reserved=rename_reserved)
 
     def batch_predict(
         self,
@@ -191,6 +194,8 @@ class LlamaAccessor:
         on_null: str = "raise",
         overwrite: bool = False,
         timeout: float | None = None,
+        passthrough: bool = False,
+        rename_reserved: bool = False,
         **params: Any,
     ) -> pd.DataFrame:
         """Run a chat model over every row as one batch job and return the frame with the answers.
@@ -222,6 +227,13 @@ class LlamaAccessor:
         timeout : float, optional
             Seconds to wait; then :class:`~pdbatch.errors.JobTimeoutError`
             (the job goes on: ``pdbatch.attach(err.job_id)``).
+        passthrough : bool
+            Also send the frame's columns with the requests, for backends that
+            keep them next to the answers (Vertex with ``staging="bq://..."``:
+            they land in the BigQuery input and output tables).
+        rename_reserved : bool
+            With ``passthrough``, send columns named ``id``, ``response``, ...
+            (names the service reserves) as ``input_id``, ... instead of refusing.
         **params
             Body fields: ``max_tokens``, ``temperature``, ``top_p``, ``stop``,
             ``seed``, ``response_format``, ...
@@ -240,7 +252,8 @@ class LlamaAccessor:
         """
         return self._run(prompt, messages=messages, system=system, model=model, backend=backend,
                          custom_id=custom_id, progress=progress, on_null=on_null, overwrite=overwrite,
-                         timeout=timeout, url=URLS[CHAT], params=params)
+                         timeout=timeout, url=URLS[CHAT], params=params, passthrough=passthrough,
+                         rename_reserved=rename_reserved)
 
     def embed(
         self,
@@ -281,14 +294,16 @@ class LlamaAccessor:
 
     def _run(self, prompt: str | None, *, messages: str | None, system: str | None, model: str | None,
              backend: str | Backend | None, custom_id: str | None, progress: bool, on_null: str,
-             overwrite: bool, timeout: float | None, url: str, params: dict[str, Any]) -> pd.DataFrame:
+             overwrite: bool, timeout: float | None, url: str, params: dict[str, Any],
+             passthrough: bool = False, rename_reserved: bool = False) -> pd.DataFrame:
         be = get_backend(backend)
         check_columns(self._frame, kind_of_url(url), overwrite)
         plan = self._plan(prompt, messages=messages, system=system, model=model, backend=be, url=url,
                           custom_id=custom_id, on_null=on_null, params=params)
         if len(plan.positions) == 0:
             return empty_result(self._frame, plan, overwrite)
-        job = submit(self._frame, plan, be, custom_id_column=custom_id, overwrite=overwrite)
+        job = submit(self._frame, plan, be, custom_id_column=custom_id, overwrite=overwrite,
+                     passthrough=passthrough, rename_reserved=rename_reserved)
         return job.wait(timeout, progress=progress).result()
 
 

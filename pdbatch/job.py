@@ -135,7 +135,10 @@ class BatchJob:
         BatchJob
             ``self``, so that ``job.wait().result()`` reads well.
         """
-        interval = poll if poll is not None else POLL_SECONDS.get(self.backend.name, DEFAULT_POLL)
+        # A backend may carry its own interval (Vertex(poll_seconds=...)).
+        interval = poll if poll is not None else (
+            getattr(self.backend, "poll_seconds", None)
+            or POLL_SECONDS.get(self.backend.name, DEFAULT_POLL))
         deadline = None if timeout is None else time.monotonic() + timeout
         reporter = make_reporter(self, progress)
         status: JobStatus | None = None
@@ -297,6 +300,8 @@ def submit(
     custom_id_column: str | None = None,
     overwrite: bool = False,
     display_name: str | None = None,
+    passthrough: bool = False,
+    rename_reserved: bool = False,
 ) -> BatchJob:
     """Write the plan's request lines, submit them, save the manifest, and return the handle.
 
@@ -314,11 +319,21 @@ def submit(
         Whether the result may replace existing columns.
     display_name : str, optional
         A name for the job in the backend's console.
+    passthrough : bool
+        Hand the frame's columns to the backend with the requests (backends
+        with ``accepts_passthrough``, e.g. Vertex with BigQuery staging, copy
+        them into the input and output tables).
+    rename_reserved : bool
+        With ``passthrough``, rename columns whose names the service reserves
+        (``id``, ``response``, ...) to ``input_<name>`` instead of refusing them.
 
     Returns
     -------
     BatchJob
     """
+    extra: dict[str, Any] = {}
+    if passthrough:  # checked before anything is written or uploaded
+        extra["extra_columns"] = passthrough_table(frame, plan, backend, rename_reserved)
     staging = config.home() / "staging" / secrets.token_hex(8)
     staging.mkdir(parents=True)
     try:
@@ -328,7 +343,7 @@ def submit(
         n = sum(rows for _, rows in files)
         name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
         parts = backend.submit([p for p, _ in files], model=plan.model, kind=plan.kind, n_requests=n,
-                               display_name=name)
+                               display_name=name, **extra)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     record = manifest.Manifest(
@@ -346,6 +361,52 @@ def submit(
     )
     folder = manifest.save(record, frame)
     return BatchJob(record, folder, backend)
+
+
+#: Column names a pass-through table cannot use: the request columns, and what the job writes.
+RESERVED_PASSTHROUGH = (
+    "custom_id", "method", "url", "body", "response", "id", "status", "processed_time",
+)
+
+
+def passthrough_table(
+    frame: pd.DataFrame, plan: RequestPlan, backend: Backend, rename: bool
+) -> Any:
+    """The frame's columns for the rows sent, as a pyarrow Table in request-line order.
+
+    Raises :class:`ConfigError` when the backend cannot pass columns through,
+    or when a column has a reserved name and ``rename`` is False.
+    """
+    import pyarrow as pa
+
+    if not getattr(backend, "accepts_passthrough", False):
+        raise ConfigError(f"the {backend.name!r} backend cannot pass columns through; "
+                          f"drop passthrough=True (the result frame keeps your columns anyway)")
+    names = [str(c) for c in frame.columns]
+    clash = [c for c in names if c.lower() in RESERVED_PASSTHROUGH]
+    if clash and not rename:
+        raise ConfigError(
+            f"passthrough=True: column(s) {clash} use names the batch service reserves "
+            f"({', '.join(RESERVED_PASSTHROUGH)}); rename them, or pass rename_reserved=True "
+            f"to send them as {['input_' + c for c in clash]}"
+        )
+    taken = set(names)
+    rows = frame.iloc[plan.positions]
+    arrays, out_names = [], []
+    for col, name in zip(frame.columns, names, strict=True):
+        if name in clash:
+            new = f"input_{name}"
+            while new in taken:
+                new = f"input_{new}"
+            taken.add(new)
+            name = new
+        try:
+            arrays.append(pa.Array.from_pandas(rows[col]))
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise ConfigError(f"passthrough=True: column {name!r} cannot be converted for the "
+                              f"backend ({exc}); convert it (e.g. .astype(str)) or drop it") from exc
+        out_names.append(name)
+    return pa.Table.from_arrays(arrays, names=out_names)
 
 
 def attach(job_id: str, backend: Backend | str | None = None) -> BatchJob:

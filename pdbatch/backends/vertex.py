@@ -1,0 +1,524 @@
+"""The Vertex AI backend: batch prediction jobs on Google's open models (Llama, gpt-oss, ...).
+
+A job's request lines are staged in Cloud Storage (uploaded JSONL files) or in
+BigQuery (a table loaded from them), one batch prediction job is created per
+``max_requests_per_job`` requests with google-cloud-aiplatform, and the output
+(JSONL files under ``outputInfo.gcsOutputDirectory``, or an output table) is
+brought back as local JSONL files for :mod:`pdbatch.results`.
+
+Settings come from the constructor, then ``pdbatch.configure(vertex={...})``,
+then ``PDBATCH_VERTEX_<NAME>`` environment variables, then the defaults below.
+Credentials come from ``credentials=`` or Application Default Credentials and
+are never saved: :meth:`Vertex.settings` rebuilds everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .. import config
+from ..errors import ConfigError, JobNotFoundError, PdbatchError
+from ..models import Kind, resolve_vertex
+from . import _gcp
+from ._gcp import BqUri, GcsUri, parse_uri, retrying, translate
+from .base import STATES, Backend, JobStatus
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["Vertex"]
+
+DEFAULTS: dict[str, Any] = {
+    "project": None,
+    "location": "us-central1",
+    "staging": None,
+    "output": None,
+    "api_endpoint": None,
+    # REST everywhere: the transport the emulator tests exercise is the one that ships.
+    "api_transport": "rest",
+    "max_requests_per_file": 200_000,
+    "max_bytes_per_file": 1_000_000_000,
+    "max_requests_per_job": 200_000,
+    "poll_seconds": 10.0,
+}
+_INTS = {"max_requests_per_file", "max_bytes_per_file", "max_requests_per_job"}
+_JOB_ID = re.compile(
+    r"^projects/([^/]+)/locations/([a-z0-9-]+)/batchPredictionJobs/([0-9A-Za-z_-]+)$"
+)
+_LABEL_COUNT = "pdbatch-requests"
+
+
+class Vertex(Backend):
+    """Run batch jobs on Vertex AI batch prediction.
+
+    Parameters
+    ----------
+    project : str
+        Google Cloud project id (``PDBATCH_VERTEX_PROJECT``, else ``GOOGLE_CLOUD_PROJECT``).
+    location : str
+        Region of the jobs, e.g. ``"us-central1"`` (the model must be offered
+        there; ``"global"`` does not run batch jobs).
+    staging : str
+        Where request lines are put: ``"gs://bucket/prefix/"`` (JSONL files) or
+        ``"bq://project.dataset"`` (a new table per job). Needed to submit.
+    output : str, optional
+        Where answers go: a ``gs://`` prefix, ``bq://project.dataset`` or
+        ``bq://project.dataset.table`` (the table must not exist). Default: next
+        to the input (a folder beside the uploaded files, or a table in the
+        staging dataset).
+    credentials : google.auth.credentials.Credentials, optional
+        Default: Application Default Credentials. Never saved.
+    api_endpoint : str, optional
+        Another Vertex AI endpoint, e.g. ``"http://127.0.0.1:8080"`` for an emulator.
+    api_transport : {"rest", "grpc"}
+        How to talk to Vertex AI.
+    max_requests_per_file, max_bytes_per_file : int
+        Limits per input file (default 200,000 requests, 1 GB).
+    max_requests_per_job : int
+        Requests per batch prediction job (default 200,000); a larger frame
+        runs as several jobs behind one :class:`~pdbatch.job.BatchJob`.
+    poll_seconds : float
+        Seconds between status checks while waiting (default 10).
+
+    Examples
+    --------
+    >>> vx = Vertex(project="my-proj", location="us-central1",
+    ...             staging="gs://my-bucket/pdbatch/")  # doctest: +SKIP
+    >>> df.llama.batch_predict("Summarize: {text}", model="llama-3.3-70b-instruct-maas",
+    ...                        backend=vx, max_tokens=256)  # doctest: +SKIP
+    """
+
+    name = "vertex"
+    #: BigQuery input tables can carry the frame's other columns into the output table.
+    accepts_passthrough: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        *,
+        project: str | None = None,
+        location: str | None = None,
+        staging: str | None = None,
+        output: str | None = None,
+        credentials: Any = None,
+        api_endpoint: str | None = None,
+        api_transport: str | None = None,
+        max_requests_per_file: int | None = None,
+        max_bytes_per_file: int | None = None,
+        max_requests_per_job: int | None = None,
+        poll_seconds: float | None = None,
+    ) -> None:
+        _gcp.import_google()
+        given = {k: v for k, v in locals().items() if k in DEFAULTS}
+        s = {k: _setting(k, v) for k, v in given.items()}
+        s["project"] = s["project"] or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        if not s["project"]:
+            raise ConfigError(
+                "Vertex needs a Google Cloud project: Vertex(project='my-project'), "
+                "pdbatch.configure(vertex={'project': ...}) or PDBATCH_VERTEX_PROJECT"
+            )
+        if s["location"] == "global":
+            raise ConfigError(
+                "location='global' does not run batch prediction jobs; pick a region "
+                "that offers the model, e.g. 'us-central1'"
+            )
+        if s["api_transport"] not in ("rest", "grpc"):
+            raise ConfigError(f"api_transport={s['api_transport']!r}: use 'rest' or 'grpc'")
+        for key in ("staging", "output"):
+            if s[key]:
+                uri = parse_uri(s[key], key)  # refuse a bad URI now, not after the upload
+                if key == "staging" and isinstance(uri, BqUri) and uri.table:
+                    raise ConfigError(
+                        f"staging={s[key]!r} names a table; give the dataset "
+                        f"('bq://{uri.dataset_id}'): each job gets a new table in it"
+                    )
+        for key in _INTS:
+            if int(s[key]) < 1:
+                raise ConfigError(f"{key}={s[key]}: must be a positive number")
+        self.project: str = s["project"]
+        self.location: str = s["location"]
+        self.staging: str | None = s["staging"]
+        self.output: str | None = s["output"]
+        self.api_endpoint: str | None = s["api_endpoint"]
+        self.api_transport: str = s["api_transport"]
+        self.max_requests_per_job = int(s["max_requests_per_job"])
+        # One file never holds more than one job may take, so files group into jobs.
+        self.max_requests_per_file = min(int(s["max_requests_per_file"]), self.max_requests_per_job)
+        self.max_bytes_per_file = int(s["max_bytes_per_file"])
+        self.poll_seconds = float(s["poll_seconds"])
+        self._credentials = credentials
+        self._job_clients: dict[str, Any] = {}
+
+    def settings(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this backend elsewhere (credentials excluded)."""
+        return {
+            "project": self.project,
+            "location": self.location,
+            "staging": self.staging,
+            "output": self.output,
+            "api_endpoint": self.api_endpoint,
+            "api_transport": self.api_transport,
+            "max_requests_per_file": self.max_requests_per_file,
+            "max_bytes_per_file": self.max_bytes_per_file,
+            "max_requests_per_job": self.max_requests_per_job,
+            "poll_seconds": self.poll_seconds,
+        }
+
+    def model_name(self, model: str | None, kind: Kind) -> str:
+        """The model as request bodies name it (``meta/llama-3.3-70b-instruct-maas``).
+
+        Accepts ``id``, ``publisher/id`` or ``publishers/<p>/models/<id>`` (any
+        publisher model, even one missing from :data:`pdbatch.models.VERTEX_MODELS`).
+        """
+        return resolve_vertex(model, kind).body_name
+
+    # ------------------------------------------------------------- clients
+    def _jobs(self, location: str) -> Any:
+        # One client per region: the regional endpoint serves only its own jobs.
+        if location not in self._job_clients:
+            from google.cloud import aiplatform_v1
+
+            endpoint = self.api_endpoint or f"{location}-aiplatform.googleapis.com"
+            credentials = self._credentials
+            if credentials is None and endpoint.startswith("http://"):
+                credentials = _anonymous()  # a local emulator: no Google sign-in
+            with translate("connecting to Vertex AI", where=self._where()):
+                self._job_clients[location] = aiplatform_v1.JobServiceClient(
+                    transport=self.api_transport,
+                    credentials=credentials,
+                    client_options={"api_endpoint": endpoint},
+                )
+        return self._job_clients[location]
+
+    def _storage(self) -> Any:
+        from google.cloud import storage  # type: ignore[attr-defined]
+
+        creds = self._credentials or (
+            _anonymous() if _gcp.emulated("STORAGE_EMULATOR_HOST") else None
+        )
+        return storage.Client(project=self.project, credentials=creds)
+
+    def _bigquery(self) -> Any:
+        from google.cloud import bigquery
+
+        creds = self._credentials or (
+            _anonymous() if _gcp.emulated("BIGQUERY_EMULATOR_HOST") else None
+        )
+        return bigquery.Client(project=self.project, credentials=creds)
+
+    def _where(self, *uris: object) -> str:
+        extra = "".join(f", {u}" for u in uris if u)
+        return f"project {self.project!r}, region {self.location!r}{extra}"
+
+    # ------------------------------------------------------------- submit
+    def submit(
+        self,
+        files: list[Path],
+        *,
+        model: str,
+        kind: Kind,
+        n_requests: int,
+        display_name: str,
+        extra_columns: pa.Table | None = None,
+    ) -> list[str]:
+        """Stage the request files and create one batch prediction job per ``max_requests_per_job``.
+
+        Parameters
+        ----------
+        files : list of Path
+            JSONL request files within this backend's file limits.
+        model : str
+            The model as in request bodies (``publisher/id``).
+        kind : {"chat", "embeddings"}
+        n_requests : int
+            Lines in all files.
+        display_name : str
+            The job's name in the console (numbered when there are several jobs).
+        extra_columns : pyarrow.Table, optional
+            Pass-through columns, one row per request line in file order
+            (BigQuery staging only): copied into the input and output tables.
+
+        Returns
+        -------
+        list of str
+            The jobs' resource names, ``projects/P/locations/L/batchPredictionJobs/N``.
+        """
+        if not self.staging:
+            raise ConfigError(
+                "Vertex needs staging= to submit: 'gs://bucket/prefix/' or "
+                "'bq://project.dataset' (or PDBATCH_VERTEX_STAGING)"
+            )
+        staging = parse_uri(self.staging, "staging")
+        output = parse_uri(self.output, "output") if self.output else None
+        if extra_columns is not None and not isinstance(staging, BqUri):
+            raise ConfigError(
+                "passthrough=True needs BigQuery input: use staging='bq://project.dataset' "
+                "(JSONL files in Cloud Storage carry only the request lines)"
+            )
+        self._preflight(staging, output)
+        groups = _group(files, [_count_lines(f) for f in files], self.max_requests_per_job)
+        run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        ids: list[str] = []
+        start = 0
+        try:
+            for i, (group, count) in enumerate(groups, 1):
+                part = f"part-{i:03d}" if len(groups) > 1 else ""
+                extra = extra_columns.slice(start, count) if extra_columns is not None else None
+                start += count
+                source = self._stage(group, staging, run, part, extra)
+                dest = self._destination(staging, output, run, part)
+                name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
+                ids.append(self._create(name, model, source, dest, count, run))
+        except BaseException:
+            # Do not leave paid jobs running for a submission the caller never got.
+            for job_id in ids:
+                with contextlib.suppress(PdbatchError):
+                    self.cancel(job_id)
+            raise
+        return ids
+
+    def _preflight(self, staging: GcsUri | BqUri, output: GcsUri | BqUri | None) -> None:
+        # Missing buckets and datasets in another region fail here, before anything is paid for.
+        for uri, what in ((staging, "staging"), (output, "output")):
+            if isinstance(uri, GcsUri):
+                with translate(
+                    f"checking the {what} bucket gs://{uri.bucket}",
+                    where=self._where(f"bucket gs://{uri.bucket}"),
+                ):
+                    _gcp.check_bucket(self._storage(), uri)
+            elif isinstance(uri, BqUri):
+                with translate(
+                    f"checking the {what} dataset {uri.dataset_id}",
+                    where=self._where(f"dataset {uri.dataset_id}"),
+                ):
+                    _gcp.check_region(self._bigquery(), uri, self.location, f"{what}={uri}")
+
+    def _stage(
+        self,
+        files: list[Path],
+        staging: GcsUri | BqUri,
+        run: str,
+        part: str,
+        extra: pa.Table | None,
+    ) -> dict[str, Any]:
+        if isinstance(staging, GcsUri):
+            dest = staging.child(run).child("input")
+            with translate(
+                f"uploading the requests to {dest}", where=self._where(f"bucket gs://{dest.bucket}")
+            ):
+                uris = _gcp.upload_files(self._storage(), files, dest)
+            return {"instances_format": "jsonl", "gcs_source": {"uris": uris}}
+        table = staging.with_table(_table_name(run, part, "requests"))
+        with translate(
+            f"loading the requests into {table}", where=self._where(f"dataset {staging.dataset_id}")
+        ):
+            _gcp.load_requests(self._bigquery(), files, table, extra)
+        return {"instances_format": "bigquery", "bigquery_source": {"input_uri": str(table)}}
+
+    def _destination(
+        self, staging: GcsUri | BqUri, output: GcsUri | BqUri | None, run: str, part: str
+    ) -> dict[str, Any]:
+        out = output or staging
+        if isinstance(out, GcsUri):
+            base = out.child(run) if output else out.child(run).child("output")
+            prefix = base.child(part) if part else base
+            return {
+                "predictions_format": "jsonl",
+                "gcs_destination": {"output_uri_prefix": str(prefix)},
+            }
+        # Name the table ourselves: predictable, and several jobs never collide.
+        table = (
+            out.table + (f"_{part.replace('-', '_')}" if part else "")
+            if out.table
+            else _table_name(run, part, "predictions")
+        )
+        return {
+            "predictions_format": "bigquery",
+            "bigquery_destination": {"output_uri": str(out.with_table(table))},
+        }
+
+    def _create(
+        self,
+        display_name: str,
+        model: str,
+        source: dict[str, Any],
+        dest: dict[str, Any],
+        count: int,
+        run: str,
+    ) -> str:
+        from google.api_core import exceptions as gexc
+
+        job = {
+            "display_name": display_name[:128],
+            "model": _resource(model),
+            "input_config": source,
+            "output_config": dest,
+            # Labels let a later process know the job's size before any row is done.
+            "labels": {"pdbatch": "1", _LABEL_COUNT: str(count), "pdbatch-run": run.lower()},
+        }
+        parent = f"projects/{self.project}/locations/{self.location}"
+        client = self._jobs(self.location)
+        with translate(
+            f"creating the batch prediction job for {_resource(model)}",
+            where=self._where("the model's availability in that region"),
+        ):
+            # Only errors that cannot have created a job are retried: a retry
+            # after an ambiguous failure could start (and bill) a second job.
+            created = retrying(
+                lambda: client.create_batch_prediction_job(parent=parent, batch_prediction_job=job),
+                only=(gexc.TooManyRequests, gexc.ResourceExhausted, gexc.ServiceUnavailable),
+            )
+        return str(created.name)
+
+    # ------------------------------------------------------------- status
+    def _location_of(self, job_id: str) -> str:
+        m = _JOB_ID.match(job_id or "")
+        if not m:
+            raise JobNotFoundError(
+                f"{job_id!r} is not a Vertex AI job id; they look like "
+                f"'projects/P/locations/L/batchPredictionJobs/N'"
+            )
+        return m.group(2)
+
+    def _get(self, job_id: str) -> Any:
+        client = self._jobs(self._location_of(job_id))
+        with translate(f"reading job {job_id}", where=self._where(), job_id=job_id):
+            return retrying(lambda: client.get_batch_prediction_job(name=job_id))
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's state, counts (``completionStats``), error and output location."""
+        job = self._get(job_id)
+        state = getattr(job.state, "name", None)
+        state = state if state in STATES else "JOB_STATE_UNSPECIFIED"
+        stats = job.completion_stats
+        done, failed = int(stats.successful_count), int(stats.failed_count)
+        incomplete = int(stats.incomplete_count)
+        label = job.labels.get(_LABEL_COUNT)
+        total = int(label) if label and label.isdigit() else (done + failed + incomplete or None)
+        error = None
+        if job.error and (job.error.message or job.error.code):
+            error = job.error.message or f"error code {job.error.code}"
+        project, location, number = _JOB_ID.match(job_id).groups()  # type: ignore[union-attr]
+        extra: dict[str, Any] = {"display_name": job.display_name, "incomplete": incomplete}
+        for key in ("create_time", "start_time", "end_time", "update_time"):
+            value = getattr(job, key, None)
+            if value:
+                extra[key] = value.isoformat()
+        if job.partial_failures:
+            extra["partial_failures"] = [p.message for p in job.partial_failures]
+        return JobStatus(
+            state=state,
+            total=total,
+            succeeded=done,
+            failed=failed,
+            error=error,
+            output=_output_of(job),
+            console_url=(
+                f"https://console.cloud.google.com/vertex-ai/locations/{location}/"
+                f"batch-predictions/{number}?project={project}"
+            ),
+            extra=extra,
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Ask Vertex AI to stop the job (best effort: rows already written stay)."""
+        from google.api_core import exceptions as gexc
+
+        client = self._jobs(self._location_of(job_id))
+        try:
+            with translate(f"cancelling job {job_id}", where=self._where(), job_id=job_id):
+                retrying(lambda: client.cancel_batch_prediction_job(name=job_id))
+        except PdbatchError as exc:
+            # Cancelling a job that already ended is refused: nothing left to stop.
+            refused = isinstance(exc.__cause__, (gexc.BadRequest, gexc.FailedPrecondition))
+            if not (refused and self.status(job_id).done):
+                raise
+
+    def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
+        """Download the job's output (every ``*.jsonl`` file, or its output table) into ``dest``."""
+        job = self._get(job_id)
+        folder = dest / job_id.rsplit("/", 1)[-1]
+        info = job.output_info
+        if info.gcs_output_directory:
+            directory = info.gcs_output_directory
+            with translate(
+                f"downloading the output from {directory}", where=self._where(directory)
+            ):
+                return _gcp.download_jsonl(self._storage(), directory, folder)
+        if info.bigquery_output_table:
+            table_id = _output_table(info.bigquery_output_dataset, info.bigquery_output_table)
+            with translate(
+                f"reading the output table {table_id}", where=self._where(f"table {table_id}")
+            ):
+                return _gcp.read_output_table(self._bigquery(), table_id, folder)
+        return []  # nothing written yet
+
+
+# ------------------------------------------------------------------ helpers
+def _setting(name: str, value: Any) -> Any:
+    """Explicit argument, ``configure(vertex=...)``, ``PDBATCH_VERTEX_<NAME>``, then the default."""
+    if value is not None:
+        return value
+    configured = config.settings().vertex.get(name)
+    if configured is not None:
+        return configured
+    env = os.environ.get(f"PDBATCH_VERTEX_{name.upper()}")
+    if env:
+        return env
+    return DEFAULTS[name]
+
+
+def _anonymous() -> Any:
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()
+
+
+def _resource(body_model: str) -> str:
+    """``publisher/id`` (as in request bodies) -> ``publishers/publisher/models/id``."""
+    publisher, _, model_id = body_model.partition("/")
+    return f"publishers/{publisher}/models/{model_id}"
+
+
+def _table_name(run: str, part: str, what: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"pdbatch_{run}_{what}" + (f"_{part}" if part else ""))
+
+
+def _output_table(dataset: str, table: str) -> str:
+    # The service names the dataset as a bq:// URI and the table bare.
+    dataset = dataset.removeprefix("bq://")
+    return table if table.count(".") == 2 else f"{dataset}.{table}"
+
+
+def _output_of(job: Any) -> str | None:
+    info = job.output_info
+    if info.gcs_output_directory:
+        return str(info.gcs_output_directory)
+    if info.bigquery_output_table:
+        return "bq://" + _output_table(info.bigquery_output_dataset, info.bigquery_output_table)
+    return None
+
+
+def _count_lines(path: Path) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            n += block.count(b"\n")
+    return n
+
+
+def _group(files: list[Path], counts: list[int], limit: int) -> list[tuple[list[Path], int]]:
+    """Files in order, packed into jobs of at most ``limit`` requests."""
+    groups: list[tuple[list[Path], int]] = []
+    for path, n in zip(files, counts, strict=True):
+        if groups and groups[-1][1] + n <= limit:
+            groups[-1][0].append(path)
+            groups[-1] = (groups[-1][0], groups[-1][1] + n)
+        else:
+            groups.append(([path], n))
+    return groups

@@ -67,6 +67,12 @@ class Manifest:
     display_name: str = ""
     created: float = field(default_factory=time.time)
     version: int = 1
+    #: the call's arguments (prompt, params, ...), so ``retry_failed`` can send rows again
+    call: dict[str, Any] | None = None
+    #: the response cache mode: True, False or "always"
+    cache: bool | str = False
+    #: ``schema=`` as a JSON schema; answers are parsed into its columns
+    schema: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         data = asdict(self)

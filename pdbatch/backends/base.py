@@ -147,6 +147,17 @@ class Backend(abc.ABC):
         """Rebuild a backend from :meth:`settings` (used by ``pdbatch.attach``)."""
         return cls(**settings)
 
+    def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
+        """Prompt tokens of each request body with the model's own tokenizer, or None if unavailable.
+
+        ``preview`` falls back to an approximation when a backend returns None.
+        """
+        return None
+
+    def context_window(self, model: str) -> int | None:
+        """Tokens a request (prompt plus answer) may use, when known."""
+        return None
+
     def resume(self, job_id: str) -> bool:
         """Restart a job whose worker died; returns True if it did. Most backends cannot."""
         return False

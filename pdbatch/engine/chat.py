@@ -119,9 +119,8 @@ class ChatEngine:
 
     def __init__(self, spec: dict[str, Any]) -> None:
         import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from .llama import load_llama
+        from .llama import ChatTokenizer, load_llama
 
         self._c = llama_cpp
         threads = spec.get("threads") or os.cpu_count() or 1
@@ -135,18 +134,7 @@ class ChatEngine:
         model = self.llm._model.model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
-        meta = self.llm.metadata
-        template = meta.get("tokenizer.chat_template")
-        if not template:
-            raise RuntimeError(f"{spec['weights']} has no chat template in its metadata")
-        eos = self.llm.token_eos()
-        bos = self.llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=self.llm._model.token_get_text(eos) if eos != -1 else "",
-            bos_token=self.llm._model.token_get_text(bos) if bos != -1 else "",
-            stop_token_ids=[eos],
-        )
+        self.tokenizer = ChatTokenizer(self.llm)
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = self.n_ctx * self.parallel
         params.n_batch = BATCH_TOKENS
@@ -180,10 +168,9 @@ class ChatEngine:
     def tokenize_chat(self, messages: list[dict[str, Any]]) -> list[int]:
         """Prompt tokens exactly as create_chat_completion builds them."""
         try:
-            result = self.formatter(messages=messages)
-        except Exception as exc:  # jinja errors on odd message shapes
-            raise RequestError(f"invalid request: the chat template rejected the messages: {exc}") from exc
-        return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+            return self.tokenizer(messages)
+        except ValueError as exc:
+            raise RequestError(f"invalid request: {exc}") from exc
 
     def _admit(self, slot: int, cid: str, body: dict[str, Any]) -> _Seq:
         messages = check_messages(body)
@@ -213,7 +200,7 @@ class ChatEngine:
             top_p=params.top_p,
             stop=params.stop,
             seed=params.seed,
-            response_format=body.get("response_format"),
+            response_format=_llama_response_format(body.get("response_format")),
             tools=body.get("tools"),
             tool_choice=body.get("tool_choice"),
             repeat_penalty=1.0,
@@ -363,6 +350,14 @@ class ChatEngine:
 
     def _free(self, s: _Seq) -> None:
         self._c.llama_memory_seq_rm(self.memory, s.slot, -1, -1)
+
+
+def _llama_response_format(fmt: Any) -> Any:
+    """OpenAI's ``json_schema`` response format in the shape llama-cpp-python reads."""
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
+    return fmt
 
 
 class GGUFEmbedEngine:

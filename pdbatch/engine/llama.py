@@ -60,3 +60,45 @@ def load_llama(model_path: str, **kwargs: Any) -> Any:
             return Llama(model_path=model_path, **kwargs)
         finally:
             lib.llama_model_default_params = original
+
+
+class ChatTokenizer:
+    """Chat prompts -> tokens, exactly as llama-cpp-python's ``create_chat_completion`` builds them.
+
+    The chat template comes from the GGUF file's metadata; the prompt is
+    tokenised with special tokens parsed and a BOS token unless the template
+    added one.
+
+    Parameters
+    ----------
+    llm : llama_cpp.Llama
+        A loaded model (``vocab_only=True`` is enough for counting tokens).
+    """
+
+    def __init__(self, llm: Any) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.llm = llm
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise RuntimeError("the GGUF file has no chat template in its metadata")
+        eos, bos = llm.token_eos(), llm.token_bos()
+        self.formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+
+    @classmethod
+    def for_file(cls, weights: str) -> ChatTokenizer:
+        """A tokenizer that loads only the vocabulary of ``weights`` (fast, no weights in memory)."""
+        return cls(load_llama(weights, vocab_only=True, verbose=False))
+
+    def __call__(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The prompt tokens of ``messages``; raises ValueError when the template rejects them."""
+        try:
+            result = self.formatter(messages=messages)
+        except Exception as exc:  # jinja errors on odd message shapes
+            raise ValueError(f"the chat template rejected the messages: {exc}") from exc
+        return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)

@@ -1,0 +1,306 @@
+"""``pdbatch``: batch jobs from scripts and schedulers.
+
+Exit codes: 0 done (every row answered); 1 the job finished but some rows
+failed (see their ``error``); 2 bad usage or input; 3 the job failed, was
+cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from . import __version__, cache, config, manifest
+from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
+
+EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+
+EPILOG = """\
+examples:
+  pdbatch run reviews.csv --prompt "Classify: {review}" --max-tokens 8 -o out.parquet
+  pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model llama-3.3-70b-instruct-maas
+  pdbatch wait JOB_ID && pdbatch results JOB_ID -o out.parquet
+  pdbatch jobs
+
+exit codes: 0 done, 1 some rows failed, 2 bad usage or input, 3 job failed/cancelled/expired,
+            4 no such job, 5 still running at --timeout
+"""
+
+
+def read_frame(path: str) -> pd.DataFrame:
+    """Read a CSV, Parquet, JSON or JSONL file into a frame."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"input file {path!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(p)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(p)
+    if suffix in (".jsonl", ".ndjson"):
+        return pd.read_json(p, lines=True)
+    if suffix == ".json":
+        return pd.read_json(p)
+    raise ConfigError(f"input {path!r}: use a .csv, .parquet, .jsonl or .json file")
+
+
+def write_frame(frame: pd.DataFrame, path: str | None) -> None:
+    """Write ``frame`` by the file's extension (CSV to stdout when no path)."""
+    if path in (None, "-"):
+        frame.to_csv(sys.stdout, index=False)
+        return
+    suffix = Path(path).suffix.lower()
+    out = frame.copy()
+    if "embedding" in out.columns and suffix != ".parquet":
+        out["embedding"] = out["embedding"].map(lambda v: None if v is None else v.tolist())
+    if suffix in (".parquet", ".pq"):
+        out.to_parquet(path, index=False)
+    elif suffix == ".csv":
+        out.to_csv(path, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        out.to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        raise ConfigError(f"output {path!r}: use a .parquet, .csv or .jsonl file")
+
+
+def _params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {item!r}: write key=value, e.g. --param top_p=0.9")
+        try:
+            params[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {"model": args.model, "backend": args.backend, "custom_id": args.custom_id,
+                          "on_null": args.on_null, **_params(args.param)}
+    if args.messages:
+        kw["messages"] = args.messages
+    if args.system and not args.embed:
+        kw["system"] = args.system
+    for name in ("max_tokens", "temperature", "seed"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
+    if args.no_cache:
+        kw["cache"] = False
+    return kw
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    df = read_frame(args.input)
+    kw = _call_kwargs(args)
+    start = time.perf_counter()
+    if args.embed:
+        kw.pop("messages", None)
+        out = df.llama.embed(args.prompt, progress=not args.quiet, timeout=args.timeout, **kw)
+    else:
+        out = df.llama.batch_predict(args.prompt, progress=not args.quiet, timeout=args.timeout,
+                                     max_rows=args.max_rows, max_cost=args.max_cost, **kw)
+    write_frame(out, args.output)
+    failed = int(out["error"].notna().sum())
+    print(f"{len(out)} rows, {len(out) - failed} answered, {failed} failed in {time.perf_counter() - start:.1f} s"
+          + (f"; written to {args.output}" if args.output else ""), file=sys.stderr)
+    return EXIT_ROWS_FAILED if failed else EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    df = read_frame(args.input)
+    kw = _call_kwargs(args)
+    kind = "embeddings" if args.embed else None
+    job = df.llama.submit(args.prompt, kind=kind, progress=False, max_rows=args.max_rows, max_cost=args.max_cost,
+                          **kw)
+    print(job.id)
+    return EXIT_OK
+
+
+def _status_line(job: Any) -> str:
+    st = job.refresh()
+    total = "?" if st.total is None else st.total
+    err = f"  error: {st.error}" if st.error else ""
+    return f"{job.id}  {st.state}  {st.finished}/{total} rows ({st.succeeded} ok, {st.failed} failed){err}"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .job import attach
+
+    job = attach(args.job)
+    if args.json:
+        st = job.refresh()
+        print(orjson.dumps({"id": job.id, "state": st.state, "total": st.total, "succeeded": st.succeeded,
+                            "failed": st.failed, "error": st.error, "console_url": st.console_url}).decode())
+    else:
+        print(_status_line(job))
+    return EXIT_OK
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from .backends.base import OK_STATES
+    from .job import attach
+
+    job = attach(args.job).wait(args.timeout, progress=not args.quiet)
+    print(_status_line(job))
+    return EXIT_OK if job.status.state in OK_STATES else EXIT_JOB_FAILED
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .job import attach
+
+    job = attach(args.job)
+    job.cancel()
+    print(_status_line(job))
+    return EXIT_OK
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from .job import attach
+
+    out = attach(args.job).result(partial=args.partial)
+    write_frame(out, args.output)
+    failed = int(out["error"].notna().sum())
+    print(f"{len(out)} rows, {failed} failed" + (f"; written to {args.output}" if args.output else ""),
+          file=sys.stderr)
+    return EXIT_ROWS_FAILED if failed else EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from .job import attach
+
+    root = config.home() / "jobs"
+    rows = []
+    for path in sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime):
+        rec = manifest.Manifest.from_json(path.read_bytes())
+        state = ""
+        if args.refresh:
+            try:
+                state = attach(rec.id).refresh().state
+            except PdbatchError as exc:
+                state = f"? ({exc})"
+        rows.append((time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created)), rec.id, rec.backend,
+                     rec.model, rec.n_rows, state))
+    if not rows:
+        print(f"no jobs under {root}")
+    for created, job_id, backend, model, n, state in rows[-args.last:]:
+        print(f"{created}  {job_id}  {backend}:{model}  {n} rows  {state}".rstrip())
+    return EXIT_OK
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    n = cache.clear(backend=args.backend, model=args.model)
+    print(f"removed {n} cached answers")
+    return EXIT_OK
+
+
+def _add_call_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="a .csv, .parquet, .jsonl or .json file, one request per row")
+    p.add_argument("--prompt", "-p", help="template filled from each row, e.g. 'Classify: {review}'")
+    p.add_argument("--messages", help="instead of --prompt: a column holding each row's chat messages")
+    p.add_argument("--system", help="a system message for every row")
+    p.add_argument("--model", "-m", help="model name (the backend's default otherwise)")
+    p.add_argument("--backend", "-b", help="local (default), vertex, or another registered backend")
+    p.add_argument("--embed", action="store_true", help="an embeddings job instead of chat completions")
+    p.add_argument("--custom-id", help="a column of unique row ids (default: row positions)")
+    p.add_argument("--on-null", choices=["raise", "skip"], default="raise",
+                   help="rows with a null template field: refuse (default) or keep with an error")
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other body field, value as JSON when it parses (repeatable)")
+    p.add_argument("--no-cache", action="store_true", help="send every row, even if answered before")
+    p.add_argument("--max-rows", type=int, help="refuse to submit more requests than this")
+    p.add_argument("--max-cost", type=float, help="refuse to submit above this estimated cost (US$)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pdbatch`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="pdbatch",
+        description="Run a language model over every row of a table as one batch job.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pdbatch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run a job, wait, write the joined table")
+    _add_call_args(p)
+    p.add_argument("-o", "--output", help="output file (.parquet, .csv, .jsonl); CSV on stdout otherwise")
+    p.add_argument("--timeout", type=float, help="seconds to wait before giving up (the job goes on)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("submit", help="submit a job and print its id")
+    _add_call_args(p)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="print a job's state and counts")
+    p.add_argument("job")
+    p.add_argument("--json", action="store_true", help="as one JSON object")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("wait", help="wait for a job to end")
+    p.add_argument("job")
+    p.add_argument("--timeout", type=float)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("cancel", help="cancel a job (rows already answered stay)")
+    p.add_argument("job")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("results", help="write a finished job's joined table")
+    p.add_argument("job")
+    p.add_argument("-o", "--output", help="output file (.parquet, .csv, .jsonl); CSV on stdout otherwise")
+    p.add_argument("--partial", action="store_true", help="also for a failed, cancelled or running job")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("jobs", help="list the jobs under PDBATCH_HOME")
+    p.add_argument("--refresh", action="store_true", help="ask each job's backend for its state")
+    p.add_argument("--last", type=int, default=50, help="show the last N jobs (default 50)")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("cache", help="the response cache")
+    csub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    c = csub.add_parser("clear", help="delete cached answers")
+    c.add_argument("--backend")
+    c.add_argument("--model")
+    c.set_defaults(func=cmd_cache_clear)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "prompt", None) is None and getattr(args, "messages", None) is None and \
+            args.command in ("run", "submit"):
+        parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")
+    try:
+        return int(args.func(args))
+    except JobTimeoutError as exc:
+        print(f"pdbatch: {exc}", file=sys.stderr)
+        return EXIT_TIMEOUT
+    except JobNotFoundError as exc:
+        print(f"pdbatch: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except JobError as exc:
+        print(f"pdbatch: {exc}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    except (ConfigError, PdbatchError, ValueError) as exc:
+        print(f"pdbatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

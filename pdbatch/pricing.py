@@ -1,0 +1,53 @@
+"""A small, dated table of Vertex AI model prices, for estimates before spending money.
+
+Prices are US dollars per million tokens for online (synchronous) use, as
+listed on Google's Vertex AI pricing page around the date below; batch
+prediction is billed at half the online price. They change: pass
+``prices={"model-id": (input_per_million, output_per_million)}`` to
+``preview``/``batch_predict`` to use your own, and check the pricing page
+before large jobs. Token counts for Vertex models are estimates too (see
+:mod:`pdbatch.preview`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "PRICES_AS_OF", "batch_price"]
+
+PRICES_AS_OF = "2026-11-22 (approximate list prices; verify on the Vertex AI pricing page)"
+BATCH_DISCOUNT = 0.5
+
+#: model id -> (input, output) US$ per million tokens, online.
+ONLINE_PRICES: dict[str, tuple[float, float]] = {
+    "llama-4-maverick-17b-128e-instruct-maas": (0.35, 1.15),
+    "llama-4-scout-17b-16e-instruct-maas": (0.25, 0.70),
+    "llama-3.3-70b-instruct-maas": (0.72, 0.72),
+    "llama-3.1-405b-instruct-maas": (5.00, 16.00),
+    "llama-3.1-70b-instruct-maas": (0.72, 0.72),
+    "llama-3.1-8b-instruct-maas": (0.22, 0.22),
+    "gpt-oss-120b-maas": (0.15, 0.60),
+    "gpt-oss-20b-maas": (0.075, 0.30),
+    "qwen3-coder-480b-a35b-instruct-maas": (1.00, 4.00),
+    "qwen3-235b-a22b-instruct-2507-maas": (0.25, 1.00),
+    "deepseek-v3.2-maas": (0.56, 1.68),
+    "deepseek-v3.1-maas": (0.60, 1.70),
+    "deepseek-r1-0528-maas": (1.35, 5.40),
+    "multilingual-e5-large-instruct-maas": (0.025, 0.0),
+    "multilingual-e5-small-maas": (0.015, 0.0),
+}
+
+
+def batch_price(model: str, overrides: Mapping[str, tuple[float, float]] | None = None) -> tuple[float, float] | None:
+    """(input, output) US$ per million tokens for a batch job on ``model``, or None if unknown.
+
+    ``model`` may be written with or without its publisher (``meta/llama-...``).
+    Overrides are taken as batch prices, as given.
+    """
+    model_id = model.rsplit("/", 1)[-1]
+    for table, factor in ((overrides or {}, 1.0), (ONLINE_PRICES, BATCH_DISCOUNT)):
+        for name in (model, model_id):
+            if name in table:
+                inp, out = table[name]
+                return inp * factor, out * factor
+    return None

@@ -1,0 +1,168 @@
+"""Never pay twice: identical requests in a frame are sent once, cached answers are not sent.
+
+Before a job is submitted, each row's request gets a key (backend, model, url,
+canonical body). Rows whose key already appeared in the frame become aliases of
+the first such row; rows whose key is in the response cache are answered from
+it. Only the rest is sent. After the job, the answers fan out to every alias,
+and the new successful answers go into the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from .cache import ResponseCache, deterministic, request_key
+from .requests import RequestPlan
+from .results import _extract, output_columns
+
+__all__ = ["CacheMode", "Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
+
+CacheMode = Literal[True, False, "always"]
+CHUNK = 65_536
+#: files in a job folder: answers taken from the cache, the alias of each row,
+#: the cache key of each sent row, and a marker once new answers were cached
+CACHED_LINES = "cached.jsonl"
+ALIAS = "alias.npy"
+KEYS = "keys.json"
+REMEMBERED = "cache-filled"
+
+
+@dataclass
+class Reuse:
+    """What a call sends, reuses and caches.
+
+    Attributes
+    ----------
+    alias : numpy.ndarray
+        For each frame row, the position whose answer it takes, or -1 (its own).
+    cached : dict of int to bytes
+        Output lines from the cache, by the frame position they answer.
+    keys : dict of str to str
+        Cache key of each sent row, by custom_id (to store the answers later).
+    """
+
+    alias: np.ndarray
+    cached: dict[int, bytes] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reused(self) -> int:
+        """Rows that are not sent: duplicates and cache hits."""
+        return int((self.alias >= 0).sum()) + len(self.cached)
+
+    def sending_plan(self, plan: RequestPlan) -> RequestPlan:
+        """``plan`` restricted to the rows that must be sent."""
+        extra = {int(p): "reused" for p in np.flatnonzero(self.alias >= 0)}
+        extra.update({p: "cached" for p in self.cached})
+        return replace(plan, skipped={**plan.skipped, **extra}) if extra else plan
+
+
+def plan_reuse(plan: RequestPlan, backend: str, cache: CacheMode) -> Reuse:
+    """Find duplicate and cached requests in ``plan``.
+
+    Parameters
+    ----------
+    plan : RequestPlan
+    backend : str
+        The backend's name, part of the cache key.
+    cache : {True, False, "always"}
+        ``False`` bypasses the cache and sends duplicates as they are;
+        ``True`` reuses answers of reproducible requests (greedy, seeded,
+        embeddings); ``"always"`` reuses every answer.
+
+    Returns
+    -------
+    Reuse
+    """
+    alias = np.full(plan.n_rows, -1, dtype=np.int64)
+    if cache is False or (cache is not True and cache != "always"):
+        return Reuse(alias)
+    if cache is True and not deterministic(plan.url, plan.params):
+        return Reuse(alias)
+    first: dict[str, int] = {}
+    keys_by_pos: dict[int, str] = {}
+    positions = plan.positions
+    for start in range(0, len(positions), CHUNK):
+        pos = positions[start : start + CHUNK]
+        for p, payload in zip(pos.tolist(), plan._texts(pos), strict=True):
+            key = request_key(backend, plan.model, plan.url, plan.body(payload))
+            if key in first:
+                alias[p] = first[key]
+            else:
+                first[key] = p
+                keys_by_pos[p] = key
+    with ResponseCache() as store:
+        hits = store.get_many(first)
+    cached = {}
+    for key, line in hits.items():
+        p = first[key]
+        cached[p] = _with_id(line, plan.ids_at(np.array([p]))[0])
+        del keys_by_pos[p]
+    ids = plan.ids_at(np.array(sorted(keys_by_pos), dtype=np.int64))
+    keys = dict(zip(ids, (keys_by_pos[p] for p in sorted(keys_by_pos)), strict=True))
+    return Reuse(alias, cached, keys)
+
+
+def save(folder: Path, reuse: Reuse) -> None:
+    """Keep what the job's result needs: cached answers, aliases, and keys to cache new answers."""
+    if reuse.cached:
+        (folder / CACHED_LINES).write_bytes(b"".join(line + b"\n" for line in reuse.cached.values()))
+    if (reuse.alias >= 0).any():
+        np.save(folder / ALIAS, reuse.alias)
+    if reuse.keys:
+        (folder / KEYS).write_bytes(orjson.dumps(reuse.keys))
+
+
+def complete(folder: Path, record: Any, out: pd.DataFrame, lines: list[bytes], ok: bool) -> pd.DataFrame:
+    """Fan answers out to duplicate rows, and (once, after a good job) cache the new answers."""
+    if (folder / ALIAS).exists():
+        out = fan_out(out, np.load(folder / ALIAS), list(output_columns(record.kind)))
+    keys = folder / KEYS
+    done = folder / REMEMBERED
+    if ok and keys.exists() and not done.exists():
+        remember(record.backend, record.model, orjson.loads(keys.read_bytes()), lines)
+        done.touch()
+    return out
+
+
+def _with_id(line: bytes, custom_id: str) -> bytes:
+    obj = orjson.loads(line)
+    obj["custom_id"] = custom_id
+    obj["cached"] = True
+    return orjson.dumps(obj)
+
+
+def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """Copy each alias row's answer columns from the row it duplicates (array takes, no loop)."""
+    if not (alias >= 0).any():
+        return result
+    take = np.where(alias >= 0, alias, np.arange(len(alias)))
+    for c in columns:
+        if c in result.columns:
+            values = result[c].array.take(take)
+            result[c] = values
+    return result
+
+
+def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes]) -> int:
+    """Store the successful answers among ``lines`` under their rows' keys; returns how many."""
+    rows = []
+    for line in lines:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        key = keys.get(obj.get("custom_id")) if isinstance(obj, dict) else None
+        # the shared parser decides what counts as a success, whatever the line's shape
+        if key and _extract(obj)[-1] is None:
+            rows.append((key, backend, model, line))
+    if not rows:
+        return 0
+    with ResponseCache() as store:
+        return store.put_many(rows)

@@ -1,0 +1,266 @@
+"""The plain functions behind ``df.llama``: plan -> reuse -> check -> submit -> wait -> join.
+
+The accessor only gathers arguments into a :class:`Call` (what to send for
+each row) and :class:`Options` (how to run it) and calls these; they are
+usable, and tested, without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from . import job as jobs
+from .backends import Backend, get_backend
+from .errors import ConfigError
+from .models import CHAT, URLS, kind_of_url
+from .preview import Preview, make_preview
+from .requests import RequestPlan, build_requests
+from .results import output_columns
+from .reuse import CacheMode, Reuse, plan_reuse
+from .structured import Schema, as_schema
+
+__all__ = ["Call", "Options", "batch_predict", "compare", "preview", "retry_failed", "submit"]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What to send for each row (the request half of a ``batch_predict`` call)."""
+
+    prompt: str | None = None
+    messages: str | None = None
+    system: str | None = None
+    model: str | None = None
+    url: str = URLS[CHAT]
+    custom_id: str | None = None
+    on_null: str = "raise"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    schema: Any = None  # a JSON schema dict or a pydantic model class
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-serialisable copy for the manifest (the schema as JSON schema)."""
+        data = asdict(self)
+        data["params"] = dict(self.params)
+        data["schema"] = as_schema(self.schema).json_schema if self.schema is not None else None
+        return data
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> Call:
+        """Rebuild a call saved with :meth:`record`."""
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to run a call (the job half of a ``batch_predict`` call)."""
+
+    cache: CacheMode = True
+    overwrite: bool = False
+    passthrough: bool = False
+    rename_reserved: bool = False
+    max_rows: int | None = None
+    max_cost: float | None = None
+    prices: Mapping[str, tuple[float, float]] | None = None
+    display_name: str | None = None
+
+
+@dataclass
+class Prepared:
+    """A call checked and planned against one backend."""
+
+    call: Call
+    backend: Backend
+    plan: RequestPlan
+    schema: Schema | None
+    reused: Reuse
+
+
+def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options,
+            *, check_limits: bool = True) -> Prepared:
+    """Validate ``call`` on ``frame``, plan its request lines and find what can be reused.
+
+    Raises
+    ------
+    InputError, ConfigError
+        Bad input, result columns that would be overwritten, or a call past
+        ``max_rows`` / ``max_cost``.
+    """
+    be = get_backend(backend)
+    kind = kind_of_url(call.url)
+    schema = as_schema(call.schema) if call.schema is not None else None
+    params = dict(call.params)
+    if schema is not None:
+        if kind != CHAT:
+            raise ConfigError("schema= applies to chat completions, not embeddings")
+        if "response_format" in params:
+            raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
+        params["response_format"] = schema.response_format
+    new_columns = list(output_columns(kind)) + (schema.columns if schema else [])
+    clash = [c for c in new_columns if c in frame.columns]
+    if clash and not options.overwrite:
+        raise ConfigError(
+            f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
+            f"(df.rename(columns=...)) or pass overwrite=True"
+        )
+    if options.cache not in (True, False, "always"):
+        raise ConfigError(f"cache={options.cache!r}: use True (default), False, or 'always'")
+    plan = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
+                          model=be.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
+                          on_null=call.on_null, params=params)
+    prepared = Prepared(call, be, plan, schema, plan_reuse(plan, be.name, options.cache))
+    if check_limits:
+        _check_limits(prepared, options)
+    return prepared
+
+
+def _check_limits(p: Prepared, options: Options) -> None:
+    n_send = len(p.reused.sending_plan(p.plan).positions)
+    if options.max_rows is not None and n_send > options.max_rows:
+        raise ConfigError(
+            f"this call would send {n_send} requests, over max_rows={options.max_rows}; nothing was "
+            f"submitted. Sample the frame (df.sample(n)), or raise max_rows."
+        )
+    if options.max_cost is not None:
+        pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+        if pv.estimated_cost is None:
+            raise ConfigError(
+                f"max_cost={options.max_cost} is set but no price is known for model {p.plan.model!r}; "
+                f"pass prices={{'{p.plan.model}': (input_per_million, output_per_million)}}"
+            )
+        if pv.estimated_cost > options.max_cost:
+            raise ConfigError(
+                f"this call may cost up to ${pv.estimated_cost:.4f} ({pv.n_requests} requests, prices "
+                f"{pv.prices_as_of}), over max_cost={options.max_cost}; nothing was submitted. "
+                f"df.llama.preview(...) shows the details."
+            )
+
+
+def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> jobs.BatchJob:
+    """Submit the call's job and return its handle (a job with no parts when everything was reused)."""
+    p = prepare(frame, call, backend, options)
+    if len(p.plan.positions) == 0:
+        raise ConfigError("nothing to submit: the frame is empty or every row was skipped "
+                          "(batch_predict returns the empty result without a job)")
+    return _submit(frame, p, options)
+
+
+def _submit(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
+    return jobs.submit(
+        frame, p.plan, p.backend, custom_id_column=p.call.custom_id, overwrite=options.overwrite,
+        display_name=options.display_name, passthrough=options.passthrough,
+        rename_reserved=options.rename_reserved, reused=p.reused, call=p.call.record(),
+        cache=options.cache, schema=p.schema.json_schema if p.schema else None,
+    )
+
+
+def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options, *,
+                  progress: bool = True, timeout: float | None = None) -> pd.DataFrame:
+    """Run the call as one job, wait for it, and return the joined frame."""
+    p = prepare(frame, call, backend, options)
+    if len(p.plan.positions) == 0:
+        out = jobs.empty_result(frame, p.plan, options.overwrite)
+        return p.schema.add_columns(out) if p.schema else out
+    return _submit(frame, p, options).wait(timeout, progress=progress).result()
+
+
+def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> Preview:
+    """What the call would send and cost, without sending anything."""
+    p = prepare(frame, call, backend, options, check_limits=False)
+    return make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+
+
+def compare(frame: pd.DataFrame, call: Call, models: Sequence[Any], backend: Backend | str | None,
+            options: Options, *, progress: bool = True, timeout: float | None = None) -> pd.DataFrame:
+    """Run the same call on several models at once; one ``response:<label>`` column per model.
+
+    Each entry of ``models`` is a model name (run on ``backend``) or a
+    ``(backend, model)`` pair, so local and Vertex models can sit side by side.
+    """
+    runs: list[tuple[str, Backend, Call]] = []
+    for m in models:
+        be, name = (m if isinstance(m, tuple) else (backend, m))
+        be = get_backend(be)
+        label = f"{be.name}:{be.model_name(name, kind_of_url(call.url))}" if isinstance(m, tuple) else str(
+            be.model_name(name, kind_of_url(call.url)))
+        runs.append((label, be, replace(call, model=name)))
+    labels = [r[0] for r in runs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"model= names the same model twice: {labels}")
+    # all jobs are submitted first, so they run at the same time
+    prepared = [prepare(frame, c, be, options) for _, be, c in runs]
+    submitted = [_submit(frame, p, options) if len(p.plan.positions) else None for p in prepared]
+
+    def finish(i: int) -> pd.DataFrame:
+        job = submitted[i]
+        if job is None:
+            return jobs.empty_result(frame, prepared[i].plan, options.overwrite)
+        return job.wait(timeout, progress=progress and i == 0).result()
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        results = list(pool.map(finish, range(len(runs))))
+    out = frame.copy()
+    added = [c for c in results[0].columns if c not in frame.columns or options.overwrite]
+    for label, res in zip(labels, results, strict=True):
+        for c in added:
+            out[f"{c}:{label}"] = res[c].to_numpy() if res[c].dtype == object else res[c].array
+    return out
+
+
+def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Backend | str | None = None,
+                 progress: bool = True, timeout: float | None = None, **overrides: Any) -> pd.DataFrame:
+    """Send again only the rows whose ``error`` is set; return the frame with their new answers.
+
+    Parameters
+    ----------
+    result : pandas.DataFrame
+        A result frame (from ``batch_predict`` or ``job.result``).
+    job_id : str, optional
+        The job that produced it; default ``result.attrs["pdbatch_job"]``.
+    backend : Backend or str, optional
+        Where to send the rows again; default the job's backend.
+    **overrides
+        Changes to the original call's body parameters (e.g. ``max_tokens=512``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``result`` with the retried rows replaced; rows that succeeded are kept as they were.
+    """
+    job_id = job_id or result.attrs.get("pdbatch_job")
+    if not job_id:
+        raise ConfigError("retry_failed needs the job this frame came from: pass job_id=..., or use a frame "
+                          "returned by batch_predict / job.result (it remembers its job)")
+    job = jobs.attach(job_id)
+    record = job._record
+    if not record.call:
+        raise ConfigError(f"job {job_id} has no saved call to repeat (submitted by an older pdbatch)")
+    call = Call.from_record(record.call)
+    call = replace(call, params={**call.params, **overrides})
+    if "error" not in result.columns:
+        raise ConfigError("the frame has no 'error' column: is it a pdbatch result?")
+    failed = result["error"].notna().to_numpy()
+    if call.on_null == "skip":
+        failed &= ~result["error"].fillna("").str.startswith("skipped: null").to_numpy()
+    if not failed.any():
+        return result
+    schema = as_schema(call.schema) if call.schema is not None else None
+    added = list(output_columns(record.kind)) + (schema.columns if schema else [])
+    user_cols = [c for c in result.columns if c not in added]
+    subset = result.loc[failed, user_cols]
+    be = get_backend(backend) if backend is not None else job.backend
+    again = batch_predict(subset, replace(call, custom_id=call.custom_id), be,
+                          Options(cache=record.cache, overwrite=False), progress=progress, timeout=timeout)
+    merged = result.copy()
+    pos = failed.nonzero()[0]
+    for c in added:
+        col = merged[c].copy()
+        col.iloc[pos] = again[c].to_numpy()
+        merged[c] = col
+    merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", job_id)
+    merged.attrs["pdbatch_retried_from"] = job_id
+    return merged

@@ -1,0 +1,149 @@
+"""Structured output: a JSON schema (or a pydantic model) in, typed columns out.
+
+``schema=`` sets the request's ``response_format`` to OpenAI's
+``{"type": "json_schema", ...}`` (what Vertex's OpenAI-compatible endpoint
+takes; the local engine turns it into a llama.cpp grammar), and each answer is
+parsed into one column per top-level property. An answer that is not JSON, or
+does not fit the schema, becomes that row's ``error``; its text stays in
+``response`` so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pandas as pd
+
+from .errors import ConfigError
+
+__all__ = ["Schema", "as_schema"]
+
+_DTYPES = {"integer": "Int64", "number": "Float64", "boolean": "boolean", "string": "string"}
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A response schema and how to read answers with it."""
+
+    name: str
+    json_schema: dict[str, Any]
+    model: Any = None  # a pydantic model class, when one was given
+
+    @property
+    def response_format(self) -> dict[str, Any]:
+        """The OpenAI ``response_format`` body field."""
+        return {"type": "json_schema", "json_schema": {"name": self.name, "schema": self.json_schema, "strict": True}}
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns the answers are parsed into: the schema's top-level properties."""
+        return list(self.json_schema.get("properties", {}))
+
+    def parse(self, responses: pd.Series, errors: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+        """Parse each answer; returns typed columns and the errors with parse failures added.
+
+        Parameters
+        ----------
+        responses : pandas.Series
+            The raw answers (missing where the row failed).
+        errors : pandas.Series
+            The rows' errors so far; rows that already failed are left alone.
+
+        Returns
+        -------
+        (pandas.DataFrame, pandas.Series)
+            One column per property, with the index of ``responses``; the updated errors.
+        """
+        props = self.json_schema.get("properties", {})
+        values: dict[str, list[Any]] = {c: [] for c in props}
+        new_errors = errors.astype(object).where(errors.notna(), None).tolist()
+        for i, text in enumerate(responses.tolist()):
+            row: dict[str, Any] = {}
+            if new_errors[i] is None and isinstance(text, str):
+                try:
+                    row = self._read(text)
+                except ValueError as exc:
+                    new_errors[i] = f"response does not match the schema: {exc}"
+                    row = {}
+            for c in props:
+                values[c].append(row.get(c))
+        cols = {}
+        for c, spec in props.items():
+            dtype = _DTYPES.get(spec.get("type") if isinstance(spec, dict) else None)
+            cols[c] = pd.array(values[c], dtype=dtype) if dtype else pd.Series(values[c], dtype=object).array
+        frame = pd.DataFrame(cols, index=responses.index)
+        return frame, pd.Series(pd.array(new_errors, dtype="string"), index=errors.index)
+
+    def add_columns(self, result: pd.DataFrame) -> pd.DataFrame:
+        """``result`` with one typed column per property, and parse failures in ``error``."""
+        cols, errors = self.parse(result["response"], result["error"])
+        out = result.drop(columns=["error"])
+        for c in cols.columns:
+            out[c] = cols[c]
+        out["error"] = errors
+        return out
+
+    def _read(self, text: str) -> dict[str, Any]:
+        if self.model is not None:
+            from pydantic import ValidationError
+
+            try:
+                return self.model.model_validate_json(text).model_dump(mode="json")
+            except ValidationError as exc:
+                raise ValueError(str(exc).replace("\n", " ")[:300]) from None
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSON ({exc}): {text[:80]!r}") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        for key in self.json_schema.get("required", []):
+            if key not in obj:
+                raise ValueError(f"missing required field {key!r}")
+        for key, spec in self.json_schema.get("properties", {}).items():
+            if key in obj and obj[key] is not None and isinstance(spec, dict):
+                obj[key] = _coerce(key, obj[key], spec)
+        return obj
+
+
+def _coerce(key: str, value: Any, spec: dict[str, Any]) -> Any:
+    kind = spec.get("type")
+    ok = {
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "string": lambda v: isinstance(v, str),
+        "array": lambda v: isinstance(v, list),
+        "object": lambda v: isinstance(v, dict),
+    }.get(kind)
+    if ok is not None and not ok(value):
+        raise ValueError(f"field {key!r} should be {kind}, got {value!r:.60}")
+    if "enum" in spec and value not in spec["enum"]:
+        raise ValueError(f"field {key!r} should be one of {spec['enum']}, got {value!r:.60}")
+    return value
+
+
+def as_schema(schema: Any) -> Schema:
+    """Accept a JSON schema dict or a pydantic model class.
+
+    Raises
+    ------
+    ConfigError
+        The schema is not an object schema with properties.
+    """
+    model = None
+    if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
+        model = schema
+        json_schema = schema.model_json_schema()
+        name = schema.__name__
+    elif isinstance(schema, dict):
+        json_schema = schema
+        name = str(schema.get("title") or "response")
+    else:
+        raise ConfigError(f"schema= must be a JSON schema dict or a pydantic model class, got {type(schema).__name__}")
+    if json_schema.get("type", "object") != "object" or not json_schema.get("properties"):
+        raise ConfigError("schema= must describe a JSON object with 'properties': each becomes a column")
+    name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)[:64] or "response"
+    return Schema(name, json_schema, model)

@@ -1,0 +1,70 @@
+"""The command line: in-process on the Mock backend, and once end to end on the local engine."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from pdbatch.cli import main
+
+
+@pytest.fixture
+def table(tmp_path):
+    path = tmp_path / "in.csv"
+    pd.DataFrame({"id": ["a", "b", "c"], "t": ["x", "y", "x"]}).to_csv(path, index=False)
+    return path
+
+
+def test_run_writes_joined_table_and_exit_code(table, tmp_path, capsys):
+    out = tmp_path / "out.parquet"
+    code = main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-o", str(out), "--custom-id", "id",
+                 "--temperature", "0", "-q"])
+    assert code == 0
+    res = pd.read_parquet(out)
+    assert res.response.tolist() == ["echo: x", "echo: y", "echo: x"] and res.id.tolist() == ["a", "b", "c"]
+    assert "3 rows, 3 answered, 0 failed" in capsys.readouterr().err
+
+
+def test_submit_status_wait_results_jobs_cancel(table, tmp_path, capsys):
+    assert main(["submit", str(table), "--prompt", "{t}", "--backend", "mock", "--no-cache"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert job_id.startswith("mock-")
+    assert main(["status", job_id]) == 0 and "JOB_STATE_SUCCEEDED  3/3 rows" in capsys.readouterr().out
+    assert main(["status", job_id, "--json"]) == 0 and '"state":"JOB_STATE_SUCCEEDED"' in capsys.readouterr().out
+    assert main(["wait", job_id, "-q"]) == 0
+    out = tmp_path / "r.jsonl"
+    assert main(["results", job_id, "-o", str(out)]) == 0
+    assert pd.read_json(out, lines=True).response.tolist()[1] == "echo: y"
+    capsys.readouterr()
+    assert main(["jobs"]) == 0 and job_id in capsys.readouterr().out
+    assert main(["cancel", job_id]) == 0
+    assert main(["results", job_id]) == 3, "a cancelled job's results need --partial"
+    assert main(["results", job_id, "--partial", "-o", str(out)]) == 0
+
+
+def test_exit_codes_for_bad_usage_and_missing_jobs(table, capsys):
+    assert main(["status", "local-20990101-000000-abcdef"]) == 4
+    assert main(["run", "missing.csv", "--prompt", "{t}", "--backend", "mock"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["run", str(table), "--prompt", "{nope}", "--backend", "mock"]) == 2
+    assert "is not a column" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(table)])
+    assert info.value.code == 2
+    assert main(["cache", "clear"]) == 0
+
+
+@pytest.mark.slow
+def test_pdbatch_run_on_the_local_engine(tmp_path, pdbatch_home):
+    data = tmp_path / "reviews.jsonl"
+    pd.DataFrame({"review": ["Great!", "Awful."]}).to_json(data, orient="records", lines=True)
+    out = tmp_path / "out.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pdbatch.cli", "run", str(data), "--prompt", "One word: {review}", "--max-tokens", "4",
+         "--temperature", "0", "-o", str(out), "-q"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PDBATCH_HOME": str(pdbatch_home)})
+    assert proc.returncode == 0, proc.stderr
+    res = pd.read_csv(out)
+    assert res.response.notna().all() and len(res) == 2

@@ -144,6 +144,17 @@ class Template:
 
         Joining them row-wise gives :meth:`render_arrow`; a caller can first
         transform each part (the JSONL writer escapes them) and join once.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            The rows to render (nulls must be handled before).
+
+        Returns
+        -------
+        list of str or pyarrow.LargeStringArray
+            Literals as str, columns as arrays of ``len(frame)`` strings; a
+            template without fields gives its one literal.
         """
         lookup = {str(c): c for c in frame.columns}
         parts: list[str | pa.LargeStringArray] = []

@@ -9,8 +9,6 @@ from __future__ import annotations
 import sys
 import time
 
-import pandas as pd
-
 import pdbatch
 from pdbatch.datasets import reviews
 
@@ -27,8 +25,8 @@ def main() -> int:
         temperature=0,
     )
     elapsed = time.perf_counter() - started
-    with pd.option_context("display.max_rows", 100, "display.max_colwidth", 48, "display.width", 200):
-        print(out[["product_id", "review", "label", "response", "completion_tokens", "error"]])
+    shown = out[["product_id", "review", "label", "response", "completion_tokens", "error"]]
+    print(shown.to_string(max_colwidth=44))
     ok = int(out["error"].isna().sum())
     tokens = int(out["completion_tokens"].sum())
     print(

@@ -19,7 +19,7 @@ import pandas as pd
 
 from .cache import ResponseCache, deterministic, request_key
 from .requests import RequestPlan
-from .results import _extract, output_columns
+from .results import _extract, iter_file_lines, output_columns
 
 __all__ = ["CacheMode", "Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
 
@@ -119,13 +119,18 @@ def save(folder: Path, reuse: Reuse) -> None:
         (folder / KEYS).write_bytes(orjson.dumps(reuse.keys))
 
 
-def complete(folder: Path, record: Any, out: pd.DataFrame, lines: list[bytes], ok: bool) -> pd.DataFrame:
-    """Fan answers out to duplicate rows, and (once, after a good job) cache the new answers."""
+def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], ok: bool) -> pd.DataFrame:
+    """Fan answers out to duplicate rows, and (once, after a good job) cache the new answers.
+
+    ``outputs`` are the job's output files; they are read again only when
+    there are answers to cache (the cache stores whole output lines).
+    """
     if (folder / ALIAS).exists():
         out = fan_out(out, np.load(folder / ALIAS), list(output_columns(record.kind)))
     keys = folder / KEYS
     done = folder / REMEMBERED
     if ok and keys.exists() and not done.exists():
+        lines = [line for path in outputs for line in iter_file_lines(path)]
         remember(record.backend, record.model, orjson.loads(keys.read_bytes()), lines)
         done.touch()
     return out
@@ -158,7 +163,8 @@ def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes])
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        key = keys.get(obj.get("custom_id")) if isinstance(obj, dict) else None
+        cid = obj.get("custom_id") if isinstance(obj, dict) else None
+        key = keys.get(cid) if isinstance(cid, str) else None
         # the shared parser decides what counts as a success, whatever the line's shape
         if key and _extract(obj)[-1] is None:
             rows.append((key, backend, model, line))

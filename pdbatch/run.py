@@ -253,8 +253,8 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     user_cols = [c for c in result.columns if c not in added]
     subset = result.loc[failed, user_cols]
     be = get_backend(backend) if backend is not None else job.backend
-    again = batch_predict(subset, replace(call, custom_id=call.custom_id), be,
-                          Options(cache=record.cache, overwrite=False), progress=progress, timeout=timeout)
+    cache: CacheMode = record.cache if record.cache in (True, False, "always") else True  # type: ignore[assignment]
+    again = batch_predict(subset, call, be, Options(cache=cache), progress=progress, timeout=timeout)
     merged = result.copy()
     pos = failed.nonzero()[0]
     for c in added:

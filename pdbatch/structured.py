@@ -71,7 +71,8 @@ class Schema:
                 values[c].append(row.get(c))
         cols = {}
         for c, spec in props.items():
-            dtype = _DTYPES.get(spec.get("type") if isinstance(spec, dict) else None)
+            kind = spec.get("type") if isinstance(spec, dict) else None
+            dtype = _DTYPES.get(kind) if isinstance(kind, str) else None
             cols[c] = pd.array(values[c], dtype=dtype) if dtype else pd.Series(values[c], dtype=object).array
         frame = pd.DataFrame(cols, index=responses.index)
         return frame, pd.Series(pd.array(new_errors, dtype="string"), index=errors.index)
@@ -109,7 +110,7 @@ class Schema:
 
 
 def _coerce(key: str, value: Any, spec: dict[str, Any]) -> Any:
-    kind = spec.get("type")
+    kind = str(spec.get("type"))
     ok = {
         "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
         "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),

@@ -98,7 +98,7 @@ class ChatTokenizer:
     def __call__(self, messages: list[dict[str, Any]]) -> list[int]:
         """The prompt tokens of ``messages``; raises ValueError when the template rejects them."""
         try:
-            result = self.formatter(messages=messages)
+            result = self.formatter(messages=messages)  # type: ignore[arg-type]  # OpenAI-shaped dicts
         except Exception as exc:  # jinja errors on odd message shapes
             raise ValueError(f"the chat template rejected the messages: {exc}") from exc
         return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)

@@ -47,7 +47,7 @@ def requests_frame(n: int) -> pd.DataFrame:
 
 def baseline(df: pd.DataFrame) -> tuple[float, int, list[str]]:
     llm = load_llama(str(resolve_local(None, "chat").weights()), n_ctx=2048, n_threads=os.cpu_count(),
-                     n_threads_batch=os.cpu_count(), flash_attn=True, verbose=False)
+                     n_threads_batch=os.cpu_count(), flash_attn=False, verbose=False)
     texts, tokens = [], 0
     start = time.perf_counter()
     for p in df.prompt:
@@ -60,7 +60,8 @@ def baseline(df: pd.DataFrame) -> tuple[float, int, list[str]]:
 
 def pdbatch_run(df: pd.DataFrame, parallel: int) -> tuple[float, int, list[str], float]:
     start = time.perf_counter()
-    job = df.llama.submit("{prompt}", max_tokens=MAX_TOKENS, temperature=0, backend=Local(parallel=parallel))
+    job = df.llama.submit("{prompt}", max_tokens=MAX_TOKENS, temperature=0, backend=Local(parallel=parallel),
+                          cache=False)
     out = job.wait(progress=False).result()
     elapsed = time.perf_counter() - start
     peak = read_status(job_dir(job.id)).get("peak_rss_mb", float("nan"))
@@ -79,7 +80,7 @@ def embeddings(n: int) -> tuple[float, float]:
     one = n / (time.perf_counter() - start)
     df = pd.DataFrame({"t": texts})
     start = time.perf_counter()
-    out = df.llama.embed("{t}", progress=False)
+    out = df.llama.embed("{t}", progress=False, cache=False)
     assert out.error.isna().all()
     return one, n / (time.perf_counter() - start)
 

@@ -130,7 +130,7 @@ class ChatEngine:
         # The high-level object gives us the model, tokenizer and chat template,
         # and serves the rare grammar-constrained rows with its own context.
         self.llm = load_llama(spec["weights"], n_ctx=self.n_ctx, n_threads=threads,
-                              n_threads_batch=threads, flash_attn=True, verbose=False)
+                              n_threads_batch=threads, verbose=False)
         model = self.llm._model.model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
@@ -143,10 +143,11 @@ class ChatEngine:
         params.n_threads = threads
         params.n_threads_batch = threads
         params.kv_unified = False  # one KV stream per sequence: each gets its full n_ctx
-        # Flash attention, chosen explicitly on both contexts: the attention
-        # kernel changes float rounding, and near-tied logits then pick other
-        # greedy tokens. Same kernel here and in the one-at-a-time path.
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        # No flash attention, chosen explicitly, as llama-cpp-python's Llama
+        # does: on CPU it made batched decoding about twice as slow here, and
+        # the attention kernel changes float rounding, so near-tied logits would
+        # pick other greedy tokens than the one-at-a-time path.
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self.ctx = llama_cpp.llama_init_from_model(model, params)
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")

@@ -10,10 +10,11 @@ crash or malformed, and they come in several shapes (see SPEC.md):
 * rows read from a BigQuery output table, where ``response`` may be JSON text.
 
 Every shape is reduced to the same columns. There are two parsers with one
-meaning: :func:`_extract` reads one decoded line (the reference), and
-:func:`parse_bytes` reads whole blocks with Arrow's JSON reader and reduces
-them with array operations, handing back to :func:`_extract` only the lines
-it cannot decide (malformed, failed with an error object, unusual shapes).
+meaning: :func:`_extract` reads one line decoded by orjson (the reference),
+and :func:`parse_bytes` decodes blocks of lines with msgspec into a typed
+schema of only the fields that decide a row (the echoed request, most of a
+line, is skipped unread), handing back to :func:`_extract` only the lines it
+cannot decide (malformed, failed with an error object, unusual shapes).
 The join never trusts position in the output: it maps each line's
 ``custom_id`` to a frame position, with integer arithmetic when ids are the
 default ``row-<n>``, and moves whole columns with Arrow ``take``.
@@ -21,20 +22,20 @@ default ``row-<n>``, and moves whole columns with Arrow ``take``.
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, cast
 
+import msgspec
 import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pj
 
 from .models import EMBEDDINGS, Kind
 from .requests import POSITIONAL_PREFIX
@@ -55,10 +56,10 @@ PARSED_COLUMNS = ("custom_id", "response", "finish_reason", "prompt_tokens", "co
 _ID_RE = re.compile(rb'"custom_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 MISSING = "missing: the job returned no output line for this row"
 
-#: Bytes handed to Arrow's reader at once; a block it rejects is retried in
-#: sub-blocks, so one bad line costs at most a sub-block of per-line parsing.
-BLOCK_BYTES = 32 << 20
-SUB_BLOCK_BYTES = 1 << 20
+#: Bytes decoded at once: small enough to stay in cache and to bound the
+#: per-line reading a bad line costs its block, large enough that the
+#: per-block work does not show.
+BLOCK_BYTES = 256 << 10
 
 _STR = pd.StringDtype("pyarrow")  # what the "string" alias means with pyarrow installed
 _INT = pd.Int64Dtype()
@@ -227,19 +228,6 @@ def parse_lines(lines: Iterable[bytes]) -> pd.DataFrame:
 
 # ------------------------------------------------------------ typed columns
 
-_EMB = pa.list_(pa.float32())
-_TABLE = pa.schema(
-    [
-        ("custom_id", pa.large_string()),
-        ("response", pa.large_string()),
-        ("finish_reason", pa.large_string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("embedding", _EMB),
-        ("error", pa.large_string()),
-    ]
-)
-
 
 def _text(v: Any) -> str | None:
     # a content list (multimodal) or a number is kept as its JSON text
@@ -258,46 +246,65 @@ def _int(v: Any) -> int | None:
     return v if -(2**63) <= v < 2**63 else None
 
 
-def _rows_table(rows: Iterable[tuple[Any, ...]]) -> pa.Table:
-    """Rows from :func:`_extract` (or a :func:`parse_lines` frame) as a typed table."""
-    cols: list[list[Any]] = [[] for _ in PARSED_COLUMNS]
-    for cid, text, finish, ptok, ctok, emb, error in rows:
-        if emb is not None:
-            try:
-                emb = np.asarray(emb, dtype=np.float32)
-                if emb.ndim != 1:
-                    raise ValueError
-            except (TypeError, ValueError):
-                emb = None
-                error = error or "malformed response: the embedding is not a list of numbers"
-        for col, v in zip(
-            cols,
-            # (a NaN id is a None that pandas stored in an object column)
-            (None if cid is None or cid != cid else str(cid), _text(text), _text(finish), _int(ptok), _int(ctok), emb, error),
-            strict=True,
-        ):
-            col.append(v)
-    return pa.table([pa.array(c, type=f.type) for c, f in zip(cols, _TABLE, strict=True)], schema=_TABLE)
+def _typed_row(cid: Any, text: Any, finish: Any, ptok: Any, ctok: Any, emb: Any, error: Any) -> tuple[Any, ...]:
+    """A row from :func:`_extract` with the values of the typed columns (str, int, float32 array or None)."""
+    if emb is not None:
+        try:
+            emb = np.asarray(emb, dtype=np.float32)
+            if emb.ndim != 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            emb = None
+            error = error or "malformed response: the embedding is not a list of numbers"
+    cid = None if cid is None or cid != cid else str(cid)  # (a NaN id is a None pandas stored in an object column)
+    return (cid, _text(text), _text(finish), _int(ptok), _int(ctok), emb, error)
 
 
-def _table_frame(tb: pa.Table) -> pd.DataFrame:
-    """A typed table as the parsed frame: "string", "Int64", and float32 arrays for embeddings."""
-    out = {}
-    for name in PARSED_COLUMNS:
-        col = tb.column(name)
-        if name == "embedding":
-            out[name] = pd.Series(_embedding_objects(col), dtype=object)
-        else:
-            out[name] = (_INT if pa.types.is_integer(col.type) else _STR).__from_arrow__(col)
-    return pd.DataFrame(out)
+#: A typed row as Arrow converts it: one pass over the tuples fills every column.
+_ROW = pa.struct(
+    [
+        ("custom_id", pa.large_string()),
+        ("response", pa.large_string()),
+        ("finish_reason", pa.large_string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("embedding", pa.list_(pa.float32())),
+        ("error", pa.large_string()),
+    ]
+)
 
 
-def _embedding_objects(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+class _Columns:
+    """Typed rows gathered a block at a time, kept as Arrow arrays.
+
+    A block's rows become Arrow arrays at once: long Python lists of strings
+    would make every full garbage collection visit each string.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: list[pa.StructArray] = []
+
+    def add(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append typed rows (see :func:`_typed_row`)."""
+        self.chunks.append(pa.array(rows, type=_ROW))
+
+    def frame(self) -> pd.DataFrame:
+        """The parsed frame: "string", "Int64", and float32 arrays (or None) for embeddings."""
+        out: dict[str, Any] = {}
+        for field, col in zip(_ROW, pa.chunked_array(self.chunks, type=_ROW).flatten(), strict=True):
+            if field.name == "embedding":
+                out[field.name] = pd.Series(_embedding_objects(col), dtype=object)
+            else:
+                out[field.name] = (_INT if pa.types.is_integer(field.type) else _STR).__from_arrow__(col)
+        return pd.DataFrame(out)
+
+
+def _embedding_objects(col: pa.ChunkedArray) -> np.ndarray:
     """One float32 array (a view into one buffer) or None per row."""
     out = np.full(len(col), None, dtype=object)
     if col.null_count == len(col):
         return out
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    arr = col.combine_chunks()
     offsets = arr.offsets.to_numpy()
     values = arr.values.to_numpy(zero_copy_only=False)
     valid = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False))
@@ -309,182 +316,173 @@ def _typed(parsed: pd.DataFrame) -> pd.DataFrame:
     """``parsed`` with typed columns, whichever parser made it."""
     if isinstance(parsed["custom_id"].dtype, pd.StringDtype):
         return parsed
-    rows = zip(*(parsed[c].tolist() for c in PARSED_COLUMNS), strict=True)
-    return _table_frame(_rows_table(rows)).set_axis(parsed.index)
+    columns = _Columns()
+    columns.add([_typed_row(*r) for r in zip(*(parsed[c].tolist() for c in PARSED_COLUMNS), strict=True)])
+    return columns.frame().set_axis(parsed.index)
 
 
-# --------------------------------------------------------- blocks via Arrow
+# ------------------------------------------------------- blocks via msgspec
+# msgspec reads only the fields that decide a row, typed as the common shapes
+# have them, and skips the rest (the echoed request, ids, timestamps) without
+# building it. A line whose values have other types fails to decode and goes
+# to the reference, as does any line the reduction below does not decide. A
+# key holding null decodes like a missing key, as the reference reads it.
+#
+# Where msgspec accepts what the reference (orjson) rejects: it checks
+# neither the UTF-8 nor the range of numbers in values it skips. Blocks with
+# bytes above 127 are checked for UTF-8 first (a file written as Latin-1 is
+# plausible). A number beyond a double (1e999) in an ignored field is not
+# looked for: such a line is read here but is malformed to the reference.
+# No writer of these files produces one, and a scan of every block for it
+# would cost about a tenth of the parse.
 
-_CHOICE = pa.struct(
-    [("message", pa.struct([("content", pa.string())])), ("text", pa.string()), ("finish_reason", pa.string())]
-)
-_BODY = [
-    ("choices", pa.list_(_CHOICE)),
-    ("data", pa.list_(pa.struct([("embedding", pa.list_(pa.float64()))]))),
-    ("usage", pa.struct([("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64())])),
-]
-_RESPONSE = [*_BODY, ("status_code", pa.int64()), ("body", pa.struct(_BODY))]
-#: What Arrow reads of a line; everything else (the echoed request, ids,
-#: timestamps) is skipped. A line whose values have other types makes the
-#: reader fail, and its block goes the per-line way. ``error`` is an empty
-#: struct: only whether it is there matters (rows with one go per line).
-_FULL = pa.schema(
-    [("custom_id", pa.string()), ("status", pa.string()), ("error", pa.struct([])), ("response", pa.struct(_RESPONSE))]
-)
-#: The same for Vertex chat output, the common case, a fifth cheaper to
-#: convert: no embeddings, and of an OpenAI envelope only whether it is there.
-#: A block where that leaves many rows undecided is read again with _FULL.
-_LEAN = pa.schema(
-    [
-        *list(_FULL)[:3],
-        ("response", pa.struct([_BODY[0], _BODY[2], ("status_code", pa.int64()), ("body", pa.struct([]))])),
-    ]
-)
-_PARSE = {
-    full: pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    for full, schema in ((True, _FULL), (False, _LEAN))
-}
-_READ = pj.ReadOptions(use_threads=True, block_size=4 << 20)
-_REREAD_SHARE = 0.01  # undecided rows in a lean block beyond which the full read is cheaper
+_I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # beyond: _int gives None, the reference decides
 
 
-def _first(lists: pa.Array) -> pa.Array:
-    """The first item of each list; null where the list is null or empty."""
-    if lists.null_count == len(lists):
-        return pa.nulls(len(lists), lists.type.value_type)
-    offsets = lists.offsets.to_numpy()
-    ok = lists.is_valid().to_numpy(zero_copy_only=False) & (offsets[1:] > offsets[:-1])
-    return lists.values.take(pa.array(offsets[:-1], mask=~ok))
+class _Message(msgspec.Struct, gc=False):
+    content: str | None = None
 
 
-def _completion(r: pa.Array) -> dict[str, pa.Array]:
-    """Columns of a struct array of chat.completion / embeddings objects."""
-    f = pc.struct_field
-    choices = f(r, "choices")
-    choice = _first(choices)
-    out = {
-        "chat": pc.and_kleene(choices.is_valid(), choice.is_valid()).fill_null(False),
-        "text": pc.coalesce(f(f(choice, "message"), "content"), f(choice, "text")),
-        "finish": f(choice, "finish_reason"),
-        "ptok": f(f(r, "usage"), "prompt_tokens"),
-        "ctok": f(f(r, "usage"), "completion_tokens"),
-    }
-    if r.type.get_field_index("data") < 0:  # a lean read: embeddings rows stay undecided
-        out["emb"] = pa.array(np.zeros(len(r), dtype=bool))
-        out["embedding"] = pa.nulls(len(r), _EMB)
-        return out
-    data = _first(f(r, "data"))
-    emb = f(data, "embedding")
-    out["emb"] = pc.and_(pc.and_(choices.is_null(), f(r, "data").is_valid()), emb.is_valid())
-    out["embedding"] = emb.cast(_EMB)
-    return out
+class _Choice(msgspec.Struct, gc=False):
+    message: _Message | None = None
+    text: str | None = None
+    finish_reason: str | None = None
 
 
-def _reduce(tb: pa.Table) -> tuple[pa.Table, np.ndarray]:
-    """Arrow's rows -> typed rows, and a mask of rows only :func:`_extract` can decide.
+class _Usage(msgspec.Struct, gc=False):
+    prompt_tokens: _I64 | None = None
+    completion_tokens: _I64 | None = None
 
-    Mirrors :func:`_extract` for the shapes that matter at scale: successes
-    (Vertex and OpenAI envelopes, chat and embeddings) and Vertex failures
-    carrying a ``status`` text.
+
+class _Datum(msgspec.Struct, gc=False):
+    # ints stay ints, as the reference decodes them, so the float32 values are the same
+    embedding: list[_I64 | float] | None = None
+
+
+class _Body(msgspec.Struct, gc=False):
+    choices: list[_Choice] | None = None
+    data: list[_Datum] | None = None
+    usage: _Usage | None = None
+
+
+class _Response(_Body, gc=False):
+    status_code: int | None = None  # OpenAI batch envelope: the completion is in body
+    body: _Body | None = None
+
+
+class _Line(msgspec.Struct, gc=False):
+    custom_id: str | None = None
+    status: str | None = None
+    error: Any = None  # only whether it is set matters: such lines go to the reference
+    response: _Response | str | None = None  # text: JSON from a BigQuery table, for the reference
+
+
+_DECODER = msgspec.json.Decoder(_Line)
+_DECODE_ERRORS = (ValueError, RecursionError)  # msgspec's errors and bad UTF-8 in a read value are ValueErrors
+
+
+def _valid_utf8(data: memoryview, codes: np.ndarray) -> bool:
+    """Whether ``data`` (whose bytes ``codes`` views) is UTF-8; ASCII is answered at numpy speed."""
+    if not len(codes) or codes.max() < 128:
+        return True
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    try:  # Arrow's validation is several times faster than bytes.decode
+        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _decode_line(line: bytes) -> _Line | None:
+    if not _valid_utf8(memoryview(line), np.frombuffer(line, dtype=np.uint8)):
+        return None
+    try:
+        return _DECODER.decode(line)
+    except _DECODE_ERRORS:
+        return None
+
+
+def _reduce(objs: Sequence[_Line | None]) -> tuple[list[tuple[Any, ...] | None], list[int]]:
+    """Typed rows of decoded lines with a common shape, and the positions left to the reference (None there).
+
+    Mirrors :func:`_extract` for successes (Vertex and OpenAI envelopes, chat
+    and embeddings) and for failures carrying a ``status`` text.
     """
-    tb = tb.combine_chunks()
-    n = tb.num_rows
-    resp = tb.column("response").chunk(0) if n else pa.nulls(0, tb.schema.field("response").type)
-    status = tb.column("status").chunk(0) if n else pa.nulls(0, pa.string())
-    sc, body = pc.struct_field(resp, "status_code"), pc.struct_field(resp, "body")
-    envelope = pc.or_(sc.is_valid(), body.is_valid())
-    top = _completion(resp)
-    if not body.type.num_fields:  # a lean read: envelopes stay undecided
-        envelope_ok = pc.invert(envelope)
-        pick = top
-    elif pc.any(envelope).as_py():  # OpenAI envelopes: the completion is in body
-        envelope_ok = pa.array(np.ones(n, dtype=bool))
-        inner = _completion(body)
-        pick = {k: pc.if_else(envelope, inner[k], top[k]) for k in top}
-    else:
-        envelope_ok = pa.array(np.ones(n, dtype=bool))
-        pick = top
-
-    no_status = pc.or_kleene(status.is_null(), pc.equal(status, ""))
-    ok_envelope = pc.or_(pc.invert(envelope), pc.equal(sc, 200).fill_null(False))
-    success = pc.and_(
-        pc.and_(no_status, tb.column("error").chunk(0).is_null() if n else pa.array([], pa.bool_())),
-        pc.and_(pc.and_(resp.is_valid(), pc.and_(ok_envelope, envelope_ok)), pc.or_(pick["chat"], pick["emb"])),
-    )
-    success_np = success.to_numpy(zero_copy_only=False)
-
-    # Vertex failures: a status text is the error, whatever else the line holds.
-    failed_np = ~no_status.to_numpy(zero_copy_only=False)
-    err = np.full(n, None, dtype=object)
-    if failed_np.any():
-        stripped = [s.strip() for s in status.filter(pa.array(failed_np)).to_pylist()]
-        idx = np.flatnonzero(failed_np)
-        keep = np.array([bool(s) for s in stripped], dtype=bool)
-        err[idx[keep]] = [s for s in stripped if s]
-        failed_np[idx[~keep]] = False  # whitespace-only status: not an error by itself
-    slow = ~(success_np | failed_np)
-
-    ok = pa.array(success_np)
-    emb_ok = pc.and_(ok, pick["emb"])
-    cols = [
-        tb.column("custom_id").cast(pa.large_string()),
-        _where(ok, pick["text"].cast(pa.large_string())),
-        _where(ok, pick["finish"].cast(pa.large_string())),
-        _where(ok, pick["ptok"]),
-        _where(ok, pick["ctok"]),
-        _where(emb_ok, pick["embedding"]),
-        pa.array(err, type=pa.large_string()),
-    ]
-    # text/finish of an embeddings row, and the embedding of a chat row, stay null
-    cols[1] = _where(pc.invert(emb_ok), cols[1])
-    cols[2] = _where(pc.invert(emb_ok), cols[2])
-    return pa.table(cols, schema=_TABLE), slow
+    rows: list[tuple[Any, ...] | None] = []
+    add = rows.append
+    slow: list[int] = []
+    for o in objs:
+        if o is not None:
+            status = o.status
+            if status and (status := status.strip()):  # a status text is the error, whatever else the line holds
+                add((o.custom_id, None, None, None, None, None, status))
+                continue
+            r = o.response
+            if not o.error and type(r) is _Response:
+                b: _Body | None = r
+                if r.status_code is not None or r.body is not None:  # OpenAI envelope
+                    b = r.body if r.status_code == 200 else None
+                if b is not None:
+                    choices = b.choices
+                    u = b.usage
+                    if choices:
+                        c = choices[0]
+                        m = c.message
+                        text = None if m is None else m.content
+                        if text is None:
+                            text = c.text
+                        if u is None:
+                            add((o.custom_id, text, c.finish_reason, None, None, None, None))
+                        else:
+                            add((o.custom_id, text, c.finish_reason, u.prompt_tokens, u.completion_tokens, None, None))
+                        continue
+                    if choices is None and b.data and b.data[0].embedding is not None:
+                        ptok, ctok = (None, None) if u is None else (u.prompt_tokens, u.completion_tokens)
+                        add(_typed_row(o.custom_id, None, None, ptok, ctok, b.data[0].embedding, None))
+                        continue
+        # not decoded, an error object, no choice nor embedding: the reference words these
+        slow.append(len(rows))
+        add(None)
+    return rows, slow
 
 
-def _where(mask: pa.Array, values: pa.Array) -> pa.Array:
-    return pc.if_else(mask, values, pa.nulls(len(values), values.type))
-
-
-class _BlockParser:
-    """Parses blocks of complete lines; reads lean until a block needs the full schema, then full."""
+class _Parser:
+    """Reads blocks of whole lines into typed columns, in line order."""
 
     def __init__(self) -> None:
-        self.full = False
+        self.columns = _Columns()
         self.unreadable = 0
 
-    def _read(self, block: memoryview) -> tuple[pa.Table, np.ndarray]:
-        tb = pj.read_json(pa.BufferReader(pa.py_buffer(block)), read_options=_READ, parse_options=_PARSE[self.full])
-        fast, slow = _reduce(tb)
-        if not self.full and slow.sum() > _REREAD_SHARE * len(slow):
-            self.full = True  # OpenAI envelopes or embeddings: read this block and the next ones in full
-            return self._read(block)
-        return fast, slow
+    def add(self, data: memoryview) -> None:
+        """Parse one block of whole lines (the last may lack its newline)."""
+        codes = np.frombuffer(data, dtype=np.uint8)  # numpy scans bytes several times faster than bytes methods
+        n_lines = int(np.count_nonzero(codes == 10)) + bool(len(codes) and codes[-1] != 10)
+        objs: Sequence[_Line | None] | None = None
+        if _valid_utf8(data, codes):
+            with contextlib.suppress(*_DECODE_ERRORS):
+                objs = _DECODER.decode_lines(data)
+        lines: list[bytes] | None = None
+        # decode_lines skips blank lines and reads two values on one line or
+        # one value over two lines: one object per line keeps objs aligned
+        # with the lines (unless both of the last two happen in one block,
+        # which takes two lines corrupted in complementary ways)
+        if objs is None or len(objs) != n_lines:
+            lines = bytes(data).split(b"\n")[:n_lines]
+            objs = [_decode_line(line) for line in lines]
+        rows, slow = _reduce(objs)
+        if slow:
+            lines = lines or bytes(data).split(b"\n")
+            found, where, unreadable = _parse_raw_lines([lines[i] for i in slow])
+            self.unreadable += unreadable
+            for k, row in zip(where, found, strict=True):
+                rows[slow[k]] = _typed_row(*row)
+            if len(found) < len(slow):  # blank or unreadable lines give no row
+                rows = [row for row in rows if row is not None]
+        self.columns.add(cast("list[tuple[Any, ...]]", rows))  # every None was replaced or dropped
 
-    def parse(self, block: memoryview, *, split: bool = True) -> pa.Table:
-        """One block -> typed table in line order."""
-        try:
-            fast, slow = self._read(block)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            if split and len(block) > SUB_BLOCK_BYTES:
-                return pa.concat_tables([self.parse(b, split=False) for b in _blocks(block, SUB_BLOCK_BYTES)])
-            return self._per_line(bytes(block).split(b"\n"))
-        if not slow.any():
-            return fast
-        lines = [line for line in bytes(block).split(b"\n") if line.strip(b" \t\r")]
-        if len(lines) != fast.num_rows:  # Arrow saw the lines differently: trust per-line parsing
-            return self._per_line(lines)
-        idx = np.flatnonzero(slow)
-        rows, where, unreadable = _parse_raw_lines([lines[i] for i in idx.tolist()])
-        self.unreadable += unreadable
-        # put the per-line rows back where their lines were
-        merged = pa.concat_tables([fast.filter(pa.array(~slow)), _rows_table(rows)])
-        order = np.concatenate([np.flatnonzero(~slow), idx[np.asarray(where, dtype=np.int64)]])
-        return merged.take(pa.array(np.argsort(order, kind="stable")))
-
-    def _per_line(self, lines: list[bytes]) -> pa.Table:
-        rows, _, unreadable = _parse_raw_lines(lines)
-        self.unreadable += unreadable
-        return _rows_table(rows)
+    def frame(self) -> pd.DataFrame:
+        _warn_unreadable(self.unreadable)
+        return self.columns.frame()
 
 
 def _blocks(data: memoryview, size: int) -> Iterator[memoryview]:
@@ -504,18 +502,19 @@ def _blocks(data: memoryview, size: int) -> Iterator[memoryview]:
 
 
 def _frame_of(blocks: Iterable[memoryview]) -> pd.DataFrame:
-    parser = _BlockParser()
-    tables = [parser.parse(block) for block in blocks]
-    _warn_unreadable(parser.unreadable)
-    return _table_frame(pa.concat_tables(tables) if tables else _TABLE.empty_table())
+    parser = _Parser()
+    for block in blocks:
+        parser.add(block)
+    return parser.frame()
 
 
 def parse_bytes(data: bytes | bytearray | memoryview) -> pd.DataFrame:
-    """Parse a buffer of output JSONL into one row per line, column-wise.
+    """Parse a buffer of output JSONL into one row per line, a block at a time.
 
     Gives the rows of :func:`parse_lines` (a malformed line keeps a readable
     ``custom_id`` with an error; one without is reported in a warning), in
-    line order, but reads blocks with Arrow and moves whole columns.
+    line order, but decodes only the fields that decide a row, with a typed
+    schema, and keeps typed columns.
 
     Parameters
     ----------
@@ -535,32 +534,28 @@ def parse_bytes(data: bytes | bytearray | memoryview) -> pd.DataFrame:
 
 
 def _file_blocks(path: Path, complete_only: bool) -> Iterator[memoryview]:
-    # Read straight into a fresh buffer per block (Arrow copies what it keeps)
-    # and carry the unfinished last line over: no block-sized concatenation.
+    """Blocks of whole lines, read into one reused buffer: each is parsed before the next is read."""
+    buf = bytearray(BLOCK_BYTES)
+    kept = 0  # bytes of an unfinished line at the front of buf
     with open(path, "rb", buffering=0) as fh:
-        carry = b""
         while True:
-            buf = bytearray(max(BLOCK_BYTES, 2 * len(carry)))  # a longer line grows the block
-            buf[: len(carry)] = carry
-            end = len(carry) + _fill(fh, memoryview(buf)[len(carry) :])
-            if end == len(carry):  # end of file
-                if carry and not complete_only:  # a half-written last line is not data for a live job
-                    yield memoryview(carry)
-                return
-            cut = buf.rfind(b"\n", 0, end) + 1
-            carry = bytes(buf[cut:end])
+            if kept == len(buf):  # a line longer than the buffer: a new one, as a view may be alive
+                buf = buf + bytearray(len(buf))
+            with memoryview(buf) as view:
+                got = fh.readinto(view[kept:])
+                end = kept + got
+                cut = buf.rfind(b"\n", kept, end) + 1 if got else 0
+                if cut:
+                    yield view[:cut]
+                elif not got:  # end of file
+                    if kept and not complete_only:  # a half-written last line is not data for a live job
+                        yield view[:kept]
+                    return
             if cut:
-                yield memoryview(buf)[:cut]
-
-
-def _fill(fh: io.RawIOBase, view: memoryview) -> int:
-    got = 0
-    while got < len(view):
-        n = fh.readinto(view[got:])
-        if not n:
-            break
-        got += n
-    return got
+                buf[: end - cut] = buf[cut:end]
+                kept = end - cut
+            else:
+                kept = end
 
 
 def parse_files(paths: Iterable[str | os.PathLike[str]], *, complete_only: bool = False) -> pd.DataFrame:

@@ -74,6 +74,85 @@ SHAPES = {
     "crlf": chat_line("row-37", "crlf") + b"\r",
     "unknown id": chat_line("row-999999", "stray"),
     "long line": chat_line("row-38", "y" * 300_000),
+    # Values msgspec's typed schema does not expect: the line (or its block)
+    # must go to the reference and come out the same.
+    "status number": dumps({"custom_id": "row-41", "status": 5, "response": resp("s5")}),
+    "status list": dumps({"custom_id": "row-42", "status": ["bad"], "response": resp()}),
+    "status false": dumps({"custom_id": "row-43", "status": False, "response": resp("sf")}),
+    "duplicate status key": b'{"custom_id": "row-44", "status": "gone", "status": "", "response": '
+                            + dumps(resp("dup")) + b"}",
+    "custom_id object": dumps({"custom_id": {"a": 1}, "response": resp()}),
+    "custom_id escaped": b'{"custom_id": "row-\\u0034\\u0035", "response": ' + dumps(resp("esc")) + b"}",
+    "custom_id null": dumps({"custom_id": None, "response": resp("nul")}),
+    "content number": dumps({"custom_id": "row-46", "response": {"choices": [{"message": {"content": 42}}]}}),
+    "content object": dumps({"custom_id": "row-47", "response": {"choices": [{"message": {"content": {"k": 1.5}}}]}}),
+    "finish number": dumps({"custom_id": "row-48", "response": {"choices": [{"text": "t", "finish_reason": 3}]}}),
+    "message string": dumps({"custom_id": "row-49", "response": {"choices": [{"message": "hi", "text": "t"}]}}),
+    "message empty, text": dumps({"custom_id": "row-50", "response": {"choices": [{"message": {}, "text": "tt"}]}}),
+    "content and text": dumps({"custom_id": "row-51", "response": {"choices": [{"message": {"content": "c"},
+                               "text": "t"}]}}),
+    "two choices": dumps({"custom_id": "row-52", "response": {"choices": [{"text": "first"}, {"text": "second"}]}}),
+    "choices and data": dumps({"custom_id": "row-53", "response": {"choices": [{"text": "c"}],
+                               "data": [{"embedding": [1]}]}}),
+    "choices object": dumps({"custom_id": "row-54", "response": {"choices": {"0": {"text": "x"}}}}),
+    "tokens as text": dumps({"custom_id": "row-55", "response": resp(usage={"prompt_tokens": "12",
+                                                                             "completion_tokens": True})}),
+    "tokens at int64 edges": dumps({"custom_id": "row-56", "response": resp(usage={"prompt_tokens": 2**63 - 1,
+                                                                                    "completion_tokens": -(2**63)})}),
+    "tokens past int64": dumps({"custom_id": "row-57", "response": resp(usage={"prompt_tokens": 2**63,
+                                                                                "completion_tokens": 2**64 - 1})}),
+    "tokens negative zero float": b'{"custom_id": "row-58", "response": {"choices": [{"text": "z"}], '
+                                  b'"usage": {"prompt_tokens": -0.0, "completion_tokens": 1e2}}}',
+    "usage string": dumps({"custom_id": "row-59", "response": {"choices": [{"text": "u"}], "usage": "none"}}),
+    "response number": dumps({"custom_id": "row-60", "response": 7}),
+    "response list": dumps({"custom_id": "row-61", "response": [resp()]}),
+    "response empty string": dumps({"custom_id": "row-62", "response": "", "status": ""}),
+    "error false": dumps({"custom_id": "row-63", "error": False, "response": resp("ef")}),
+    "error empty list": dumps({"custom_id": "row-64", "error": [], "response": resp("el")}),
+    "error and status": dumps({"custom_id": "row-65", "status": "Quota", "error": {"code": 1}, "response": resp()}),
+    "whitespace status and error": dumps({"custom_id": "row-66", "status": " ", "error": "boom"}),
+    "openai status_code float": dumps({"custom_id": "row-67", "response": {"status_code": 200.0, "body": resp("f")}}),
+    "openai status_code text": dumps({"custom_id": "row-68", "response": {"status_code": "200", "body": resp("t")}}),
+    "openai body string": dumps({"custom_id": "row-69", "response": {"status_code": 500, "body": "oops"}}),
+    "openai no status_code": dumps({"custom_id": "row-70", "response": {"body": resp("nsc")}}),
+    "openai 200 with error body": dumps({"custom_id": "row-71", "response": {"status_code": 200,
+                                         "body": {"error": {"message": "inner"}}}}),
+    "openai 200 embedding": dumps({"custom_id": "row-72", "response": {"status_code": 200, "body": {
+                                   "data": [{"embedding": [0.25, -1]}], "usage": {"prompt_tokens": 3}}}}),
+    "embedding past int64": dumps({"custom_id": "row-73", "response": {"data": [{"embedding": [2**63, 1]}]}}),
+    "embedding big int": dumps({"custom_id": "row-74", "response": {"data": [{"embedding": [2**60 + 2**36 + 1]}]}}),
+    "embedding bools": dumps({"custom_id": "row-75", "response": {"data": [{"embedding": [True, 0.5]}]}}),
+    "embedding nested": dumps({"custom_id": "row-76", "response": {"data": [{"embedding": [[1.0, 2.0]]}]}}),
+    "embedding empty": dumps({"custom_id": "row-77", "response": {"data": [{"embedding": []}]}}),
+    "embedding tiny and huge": b'{"custom_id": "row-78", "response": {"data": [{"embedding": '
+                               b'[1e-320, 3.4e38, 1e-50, 0.1]}]}}',
+    "data null item": dumps({"custom_id": "row-79", "response": {"data": [None]}}),
+    "huge request echo": chat_line("row-80", "big", request={"messages": [{"role": "user",
+                                   "content": "\"q\"\n\u2028 é 😀 " * 40_000}]}),
+    "unicode everywhere": chat_line("row-81", "é 😀 \u2028 \x00 日本", request={"é": ["😀", {"\ud7ff": 1}]}),
+    "bad utf-8 in request echo": b'{"custom_id": "row-82", "request": {"x": "\xff\xfe"}, "response": '
+                                 + dumps(resp("latin")) + b"}",
+    "latin-1 line": ('{"custom_id": "row-83", "request": "caf\u00e9 au lait", '
+                     '"response": {"choices": [{"text": "été"}]}}').encode("latin-1"),
+    "bad utf-8 in content": b'{"custom_id": "row-84", "response": {"choices": [{"text": "\xc3("}]}}',
+    "encoded surrogate in echo": b'{"custom_id": "row-85", "request": "\xed\xa0\x80", "response": '
+                                 + dumps(resp()) + b"}",
+    "lone surrogate escape in echo": b'{"custom_id": "row-86", "request": "\\ud800", "response": '
+                                     + dumps(resp()) + b"}",
+    "control character in echo": b'{"custom_id": "row-87", "request": "a\tb", "response": ' + dumps(resp()) + b"}",
+    "NaN in echo": b'{"custom_id": "row-88", "request": {"t": NaN}, "response": ' + dumps(resp()) + b"}",
+    "big integer in echo": b'{"custom_id": "row-89", "request": {"seed": 123456789012345678901234567890}, '
+                           b'"response": ' + dumps(resp("bigint")) + b"}",
+    "deep echo": b'{"custom_id": "row-90", "request": ' + b"[" * 500 + b"]" * 500 + b', "response": '
+                 + dumps(resp("deep")) + b"}",
+    "too deep echo": b'{"custom_id": "row-91", "request": ' + b"[" * 2000 + b"]" * 2000 + b', "response": '
+                     + dumps(resp("deeper")) + b"}",
+    "two objects on a line": chat_line("row-92", "one") + b" " + chat_line("row-93", "two"),
+    "two objects touching": chat_line("row-94", "one") + chat_line("row-95", "two"),
+    "trailing comma": b'{"custom_id": "row-96", "response": {"choices": [{"text": "x"},]}}',
+    "leading spaces": b"   " + chat_line("row-97", "indented") + b" \t",
+    "form feed line": b"\x0c",
+    "value spread over lines": b'{"custom_id": "row-98", "response":\n' + dumps(resp()) + b"}",
 }
 
 
@@ -117,9 +196,8 @@ def test_every_shape_together_in_small_blocks(monkeypatch):
     random.Random(1).shuffle(lines)
     data = b"\n".join(lines) + b"\n\n  \n" + b'{"custom_id": "row-40", "response": {"ch'  # blank lines, truncated end
     slow = typed_reference(data.split(b"\n"))
-    for block, sub in ((1 << 30, 1 << 20), (64 << 10, 4 << 10), (4 << 10, 512)):
+    for block in (1 << 30, 64 << 10, 4 << 10, 512):
         monkeypatch.setattr(results, "BLOCK_BYTES", block)
-        monkeypatch.setattr(results, "SUB_BLOCK_BYTES", sub)
         with quiet():
             assert_same(parse_bytes(data), slow)
 
@@ -155,6 +233,54 @@ def test_parse_files_streams_blocks_and_can_drop_a_half_written_line(tmp_path, m
     assert_same(whole, typed_reference(path.read_bytes().splitlines()))
     done = parse_files([path], complete_only=True)
     assert done["custom_id"].tolist() == [f"row-{i}" for i in range(300)]
+
+
+def test_parse_files_lines_longer_than_a_block_and_no_final_newline(tmp_path, monkeypatch):
+    # The reader reuses one buffer and grows it for a line longer than a block.
+    monkeypatch.setattr(results, "BLOCK_BYTES", 4096)
+    rng = random.Random(3)
+    lines = [chat_line(f"row-{i}", "w" * rng.choice([0, 10, 5000, 20_000])) for i in range(200)]
+    lines.insert(50, SHAPES["status object"])
+    lines.insert(120, SHAPES["malformed with id"])
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(b"\n".join(lines))  # the last line is whole but has no newline
+    whole = parse_files([path, path])
+    assert len(whole) == 2 * len(lines)
+    assert_same(whole, typed_reference(path.read_bytes().split(b"\n") * 2))
+    done = parse_files([path], complete_only=True)
+    assert_same(done, typed_reference(lines[:-1]))
+
+
+def test_a_block_of_embeddings_reads_like_the_reference(monkeypatch):
+    calls = []
+    real = results._extract
+    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    rng = random.Random(4)
+    lines = [dumps({"custom_id": f"row-{i}", "status": "",
+                    "response": {"object": "list", "data": [{"embedding": [rng.uniform(-1, 1) for _ in range(i % 9)]
+                                                              + [i, -(2**40)]}], "usage": {"prompt_tokens": i}}})
+             for i in range(600)]
+    lines[7] = dumps({"custom_id": "row-7", "status": "Internal error"})
+    lines[8] = dumps({"custom_id": "row-8", "response": {"data": [{"embedding": None}]}})
+    data = b"\n".join(lines) + b"\n"
+    fast = parse_bytes(data)
+    assert [c["custom_id"] for c in calls] == ["row-8"]
+    assert_same(fast, typed_reference(data.split(b"\n")))
+    assert fast["embedding"].iloc[10].tolist()[-2:] == [10.0, -(2.0**40)] and fast["prompt_tokens"].iloc[10] == 10
+
+
+def test_one_odd_line_sends_only_its_block_line_by_line(monkeypatch):
+    # A value of an unexpected type makes msgspec reject the whole block; its
+    # lines are then decoded one by one, and only the odd one goes to the reference.
+    calls = []
+    real = results._extract
+    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    lines = [chat_line(f"row-{i}", f"t{i}") for i in range(3000)]
+    lines[1500] = SHAPES["status object"]
+    data = b"\n".join(lines) + b"\n"
+    fast = parse_bytes(data)
+    assert [c["custom_id"] for c in calls] == ["row-7"]
+    assert_same(fast, typed_reference(data.split(b"\n")))
 
 
 def test_typed_columns():

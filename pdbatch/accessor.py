@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from .backends import Backend, get_backend
+from .display import live_display_available
 from .errors import ConfigError
 from .job import BatchJob, check_columns, empty_result, submit
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
@@ -160,7 +161,9 @@ class LlamaAccessor:
         """Submit the batch job and return its handle at once.
 
         Takes the arguments of :meth:`batch_predict`, plus ``kind="embeddings"``
-        (or ``url="/v1/embeddings"``) for an embeddings job.
+        (or ``url="/v1/embeddings"``) for an embeddings job. In Jupyter,
+        ``progress=True`` shows the live status widget, kept updated by a
+        background thread until the job ends; elsewhere nothing is shown.
 
         Returns
         -------
@@ -177,9 +180,14 @@ class LlamaAccessor:
         if len(plan.positions) == 0:
             raise ConfigError("nothing to submit: the frame is empty or every row was skipped "
                               "(batch_predict returns the empty result without a job)")
-        return submit(self._frame, plan, be, custom_id_column=custom_id, overwrite=overwrite,
-                      display_name=display_name, passthrough=passthrough,
-                      rename_reserved=rename_reserved)
+        job = submit(self._frame, plan, be, custom_id_column=custom_id, overwrite=overwrite,
+                     display_name=display_name, passthrough=passthrough,
+                     rename_reserved=rename_reserved)
+        # In Jupyter the status widget updates from a thread while the notebook
+        # goes on; elsewhere there is nothing to show without blocking.
+        if progress and live_display_available():
+            job.display()
+        return job
 
     def batch_predict(
         self,

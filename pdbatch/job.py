@@ -8,7 +8,6 @@ join the answers back to the frame.
 
 from __future__ import annotations
 
-import html
 import secrets
 import shutil
 import time
@@ -21,7 +20,16 @@ import pandas as pd
 from . import config, manifest
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
-from .display import make_reporter
+from .display import (
+    JobLabel,
+    Poller,
+    elapsed_seconds,
+    follow,
+    live_display_available,
+    make_reporter,
+    short_state,
+    status_html,
+)
 from .errors import ConfigError, JobError, JobTimeoutError
 from .requests import RequestPlan, _custom_ids
 from .results import iter_file_lines, join_results, output_columns, parse_lines
@@ -51,6 +59,9 @@ class BatchJob:
     model : str
         The model as written in the request bodies.
     kind : {"chat", "embeddings"}
+    poller : Poller or None
+        In Jupyter, the thread keeping the status widget updated after
+        ``submit`` or :meth:`display` returned (None when there is none).
     """
 
     def __init__(self, record: manifest.Manifest, folder: Path, backend: Backend) -> None:
@@ -58,6 +69,7 @@ class BatchJob:
         self._folder = folder
         self.backend = backend
         self._status: JobStatus | None = None
+        self.poller: Poller | None = None
 
     # ------------------------------------------------------------ properties
     @property
@@ -135,19 +147,13 @@ class BatchJob:
         BatchJob
             ``self``, so that ``job.wait().result()`` reads well.
         """
-        # A backend may carry its own interval (Vertex(poll_seconds=...)).
-        interval = poll if poll is not None else (
-            getattr(self.backend, "poll_seconds", None)
-            or POLL_SECONDS.get(self.backend.name, DEFAULT_POLL))
+        interval = self._interval(poll)
         deadline = None if timeout is None else time.monotonic() + timeout
-        reporter = make_reporter(self, progress)
+        reporter = make_reporter(self, progress, cancel=self.cancel)
         status: JobStatus | None = None
         try:
             while True:
-                status = self.refresh()
-                if status.extra.get("worker_dead"):
-                    self.resume()
-                    status = self.refresh()
+                status = self._poll_once()
                 reporter.update(status)
                 if status.done:
                     return self
@@ -160,7 +166,28 @@ class BatchJob:
                     )
                 time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
         finally:
-            reporter.close(status)
+            if reporter.live and status is not None and not status.done:
+                # Interrupted or timed out: the job goes on, so its panel goes on
+                # updating from a thread, and its Cancel button now reaches the kernel.
+                self.poller = follow(reporter, self._poll_once, interval, name=f"pdbatch-poll-{self.id}")
+            else:
+                reporter.close(status)
+
+    def _interval(self, poll: float | None = None) -> float:
+        if poll is not None:
+            return poll
+        # A backend may carry its own interval (Vertex(poll_seconds=...)).
+        return getattr(self.backend, "poll_seconds", None) or POLL_SECONDS.get(
+            self.backend.name, DEFAULT_POLL
+        )
+
+    def _poll_once(self) -> JobStatus:
+        # One status check; a local job whose worker died is restarted on the way.
+        status = self.refresh()
+        if status.extra.get("worker_dead"):
+            self.resume()
+            status = self.refresh()
+        return status
 
     def cancel(self) -> None:
         """Ask the job to stop. Rows already answered stay: ``result(partial=True)`` returns them."""
@@ -238,30 +265,49 @@ class BatchJob:
         )
 
     # ------------------------------------------------------------- display
-    def display(self) -> None:
-        """Show the live status (the widget in Jupyter, a bar elsewhere) until the job ends."""
-        self.wait(progress=True)
+    def display(self, *, poll: float | None = None) -> None:
+        """Show the job's live status again, e.g. after :func:`attach` or a kernel restart.
+
+        In Jupyter this shows the status widget and returns at once: a
+        background thread keeps it updated until the job ends or the widget is
+        closed, and its Cancel button stops the job. Elsewhere it waits for the
+        job with a text progress bar.
+
+        Parameters
+        ----------
+        poll : float, optional
+            Seconds between status checks (backend default otherwise).
+
+        Notes
+        -----
+        The thread updating the widget is ``job.poller`` (``.stop()``, ``.join()``).
+        """
+        if not live_display_available():
+            self.wait(progress=True, poll=poll)
+            return
+        reporter = make_reporter(self, True, cancel=self.cancel, blocking=False)
+        self.poller = follow(reporter, self._poll_once, self._interval(poll), name=f"pdbatch-poll-{self.id}")
 
     def __repr__(self) -> str:
         st = self._status
-        state = st.state if st else "unknown (call refresh())"
-        counts = f", {st.finished}/{st.total} rows" if st and st.total is not None else ""
+        if st is None:
+            return f"<BatchJob {self.id} {self.backend.name}:{self.model} (status not fetched: job.refresh())>"
+        state = short_state(st.state)
+        counts = f", {st.finished}/{st.total if st.total is not None else '?'} rows"
+        if st.failed:
+            counts += f" ({st.failed} failed)"
         return f"<BatchJob {self.id} {self.backend.name}:{self.model} {state}{counts}>"
 
     def _repr_html_(self) -> str:
-        st = self.refresh()
-        rows = [
-            ("job", self.id),
-            ("backend", f"{self.backend.name} ({self.model})"),
-            ("state", st.state),
-            ("rows", f"{st.finished} of {st.total if st.total is not None else '?'} "
-                     f"({st.succeeded} succeeded, {st.failed} failed)"),
-        ]
-        if st.error:
-            rows.append(("error", st.error))
-        cells = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in rows)
-        return f"<table class='pdbatch-job'>{cells}</table>"
+        # A frozen copy of the live panel; `job.display()` brings the live one back.
+        try:
+            st: JobStatus | None = self.refresh()
+            note = None if st is not None and st.done else "a snapshot: job.display() shows it live"
+        except Exception as exc:  # a repr must not raise: show the last status and why it is stale
+            st = self._status
+            note = f"could not fetch the status: {type(exc).__name__}: {exc}"
+        label = JobLabel.of(self)
+        return status_html(label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
 
 
 def combine(statuses: list[JobStatus]) -> JobStatus:

@@ -1,25 +1,32 @@
-"""The ``df.llama`` accessor: validate -> build -> run -> join, and nothing else.
+"""The ``df.llama`` accessor: gather the arguments, call :mod:`pdbatch.run`, return its answer.
 
 pandas creates a new accessor object on every attribute access, so it keeps no
-state: each method checks its arguments, calls the plain functions in
-:mod:`pdbatch.requests` and :mod:`pdbatch.job`, and returns what they return.
+state. Each method splits its arguments into a :class:`~pdbatch.run.Call`
+(what to send for each row) and :class:`~pdbatch.run.Options` (how to run it)
+and calls the plain function of the same name, which works without pandas'
+accessor machinery too.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from .backends import Backend, get_backend
+from . import run
+from .backends import Backend
 from .display import live_display_available
 from .errors import ConfigError
-from .job import BatchJob, check_columns, empty_result, submit
+from .job import BatchJob
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
-from .requests import RequestPlan, build_requests
+from .preview import Preview
+from .reuse import CacheMode
 
 __all__ = ["LlamaAccessor"]
+
+Prices = Mapping[str, tuple[float, float]]
 
 
 @pd.api.extensions.register_dataframe_accessor("llama")
@@ -33,33 +40,6 @@ class LlamaAccessor:
 
     def __init__(self, frame: pd.DataFrame) -> None:
         self._frame = frame
-
-    # -------------------------------------------------------------- helpers
-    def _plan(
-        self,
-        prompt: str | None,
-        *,
-        messages: str | None,
-        system: str | None,
-        model: str | None,
-        backend: Backend,
-        url: str,
-        custom_id: str | None,
-        on_null: str,
-        params: dict[str, Any],
-    ) -> RequestPlan:
-        kind = kind_of_url(url)
-        return build_requests(
-            self._frame,
-            prompt,
-            messages=messages,
-            system=system,
-            model=backend.model_name(model, kind),
-            url=url,
-            custom_id=custom_id,
-            on_null=on_null,
-            params=params,
-        )
 
     # ------------------------------------------------------------ building
     def to_requests(
@@ -105,10 +85,8 @@ class LlamaAccessor:
             Columns ``custom_id``, ``method``, ``url``, ``body`` (a dict), with
             the frame's index and row order.
         """
-        be = get_backend(backend)
-        plan = self._plan(prompt, messages=messages, system=system, model=model, backend=be, url=url,
-                          custom_id=custom_id, on_null=on_null, params=params)
-        return plan.to_frame()
+        call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params)
+        return run.prepare(self._frame, call, backend, run.Options(cache=False), check_limits=False).plan.to_frame()
 
     def to_jsonl(
         self,
@@ -133,10 +111,43 @@ class LlamaAccessor:
         int
             The number of lines written.
         """
-        be = get_backend(backend)
-        plan = self._plan(prompt, messages=messages, system=system, model=model, backend=be, url=url,
-                          custom_id=custom_id, on_null=on_null, params=params)
+        call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params)
+        plan = run.prepare(self._frame, call, backend, run.Options(cache=False), check_limits=False).plan
         return plan.write_jsonl(path)
+
+    def preview(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: str | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        backend: str | Backend | None = None,
+        url: str = URLS[CHAT],
+        custom_id: str | None = None,
+        on_null: str = "raise",
+        schema: Any = None,
+        cache: CacheMode = True,
+        prices: Prices | None = None,
+        **params: Any,
+    ) -> Preview:
+        """What :meth:`batch_predict` would send and may cost, without sending anything.
+
+        Takes the arguments of :meth:`batch_predict`, plus ``prices`` to
+        override the price table: ``{"model-id": (input_per_million, output_per_million)}``
+        in US$ for a batch job.
+
+        Returns
+        -------
+        Preview
+            A few rendered request lines; rows, unique requests, cache hits;
+            prompt tokens per row (the model's tokenizer where the backend has
+            one, an approximation otherwise); rows over the context window; and
+            for Vertex models an estimated cost (an upper bound: ``max_tokens``
+            per answer).
+        """
+        call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params, schema)
+        return run.preview(self._frame, call, backend, run.Options(cache=cache, prices=prices))
 
     # --------------------------------------------------------------- jobs
     def submit(
@@ -154,6 +165,11 @@ class LlamaAccessor:
         overwrite: bool = False,
         progress: bool = True,
         display_name: str | None = None,
+        schema: Any = None,
+        cache: CacheMode = True,
+        max_rows: int | None = None,
+        max_cost: float | None = None,
+        prices: Prices | None = None,
         passthrough: bool = False,
         rename_reserved: bool = False,
         **params: Any,
@@ -161,28 +177,24 @@ class LlamaAccessor:
         """Submit the batch job and return its handle at once.
 
         Takes the arguments of :meth:`batch_predict`, plus ``kind="embeddings"``
-        (or ``url="/v1/embeddings"``) for an embeddings job. In Jupyter,
-        ``progress=True`` shows the live status widget, kept updated by a
-        background thread until the job ends; elsewhere nothing is shown.
+        (or ``url="/v1/embeddings"``) for an embeddings job and
+        ``display_name`` for the job's name in the backend's console. In
+        Jupyter, ``progress=True`` shows the live status widget, kept updated by
+        a background thread until the job ends; elsewhere nothing is shown.
 
         Returns
         -------
         BatchJob
             ``job.wait()``, ``job.result()``, ``job.cancel()``; ``job.id`` for
-            ``pdbatch.attach`` from another kernel. An empty frame (or one whose
-            rows are all skipped) cannot be submitted: use ``batch_predict``.
+            ``pdbatch.attach`` from another kernel. When every row is answered
+            by the response cache, the job has nothing to run and is already
+            succeeded. An empty frame (or one whose rows are all skipped)
+            cannot be submitted: use ``batch_predict``.
         """
-        be = get_backend(backend)
-        url = _url(kind, url)
-        check_columns(self._frame, kind_of_url(url), overwrite)
-        plan = self._plan(prompt, messages=messages, system=system, model=model, backend=be, url=url,
-                          custom_id=custom_id, on_null=on_null, params=params)
-        if len(plan.positions) == 0:
-            raise ConfigError("nothing to submit: the frame is empty or every row was skipped "
-                              "(batch_predict returns the empty result without a job)")
-        job = submit(self._frame, plan, be, custom_id_column=custom_id, overwrite=overwrite,
-                     display_name=display_name, passthrough=passthrough,
-                     rename_reserved=rename_reserved)
+        call = run.Call(prompt, messages, system, model, _url(kind, url), custom_id, on_null, params, schema)
+        options = run.Options(cache, overwrite, passthrough, rename_reserved, max_rows, max_cost, prices,
+                              display_name)
+        job = run.submit(self._frame, call, backend, options)
         # In Jupyter the status widget updates from a thread while the notebook
         # goes on; elsewhere there is nothing to show without blocking.
         if progress and live_display_available():
@@ -195,13 +207,18 @@ class LlamaAccessor:
         *,
         messages: str | None = None,
         system: str | None = None,
-        model: str | None = None,
+        model: str | Sequence[Any] | None = None,
         backend: str | Backend | None = None,
         custom_id: str | None = None,
         progress: bool = True,
         on_null: str = "raise",
         overwrite: bool = False,
         timeout: float | None = None,
+        schema: Any = None,
+        cache: CacheMode = True,
+        max_rows: int | None = None,
+        max_cost: float | None = None,
+        prices: Prices | None = None,
         passthrough: bool = False,
         rename_reserved: bool = False,
         **params: Any,
@@ -217,10 +234,13 @@ class LlamaAccessor:
             Instead of ``prompt``, a column holding each row's chat messages.
         system : str, optional
             A system message for every row.
-        model : str, optional
+        model : str or list, optional
             Model name (the backend's default otherwise): for the local backend
             a bundled model or a ``.gguf`` path, for Vertex e.g.
-            ``"llama-3.3-70b-instruct-maas"``.
+            ``"llama-3.3-70b-instruct-maas"``. A list runs the same prompts on
+            each model at once (entries may be ``(backend, model)`` pairs) and
+            returns one ``response:<model>`` column (and ``error:<model>``, ...)
+            per model.
         backend : str or Backend, optional
             ``"local"`` (default), ``"vertex"``, or a backend object.
         custom_id : str, optional
@@ -235,6 +255,23 @@ class LlamaAccessor:
         timeout : float, optional
             Seconds to wait; then :class:`~pdbatch.errors.JobTimeoutError`
             (the job goes on: ``pdbatch.attach(err.job_id)``).
+        schema : dict or pydantic model class, optional
+            Ask for JSON answers of this shape (sets ``response_format``) and
+            parse them into one typed column per property; an answer that does
+            not parse becomes the row's ``error``.
+        cache : {True, False, "always"}
+            ``True``: identical requests in the frame are sent once, and
+            answers already in the response cache (from earlier jobs) are not
+            paid for again, for reproducible requests (``temperature=0``, a
+            ``seed``, or embeddings). ``"always"``: also for sampled requests.
+            ``False``: send every row.
+        max_rows, max_cost : optional
+            Refuse to submit when more than ``max_rows`` requests would be
+            sent, or when the estimated cost (US$, see :meth:`preview`) is above
+            ``max_cost``.
+        prices : dict, optional
+            Batch prices to use instead of the built-in table, as
+            ``{"model-id": (input_per_million, output_per_million)}``.
         passthrough : bool
             Also send the frame's columns with the requests, for backends that
             keep them next to the answers (Vertex with ``staging="bq://..."``:
@@ -258,10 +295,17 @@ class LlamaAccessor:
         JobError
             The job as a whole failed (a failed row is not an exception: see ``error``).
         """
-        return self._run(prompt, messages=messages, system=system, model=model, backend=backend,
-                         custom_id=custom_id, progress=progress, on_null=on_null, overwrite=overwrite,
-                         timeout=timeout, url=URLS[CHAT], params=params, passthrough=passthrough,
-                         rename_reserved=rename_reserved)
+        options = run.Options(cache, overwrite, passthrough, rename_reserved, max_rows, max_cost, prices)
+        if isinstance(model, (list, tuple)) and not _is_pair(model):
+            call = run.Call(prompt, messages, system, None, URLS[CHAT], custom_id, on_null, params, schema)
+            return run.compare(self._frame, call, list(model), backend, options, progress=progress, timeout=timeout)
+        name: str | None = None
+        if isinstance(model, tuple):  # one (backend, model) pair
+            backend, name = model[0], model[1]
+        elif isinstance(model, str):
+            name = model
+        call = run.Call(prompt, messages, system, name, URLS[CHAT], custom_id, on_null, params, schema)
+        return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
     def embed(
         self,
@@ -274,6 +318,10 @@ class LlamaAccessor:
         on_null: str = "raise",
         overwrite: bool = False,
         timeout: float | None = None,
+        cache: CacheMode = True,
+        max_rows: int | None = None,
+        max_cost: float | None = None,
+        prices: Prices | None = None,
         **params: Any,
     ) -> pd.DataFrame:
         """Embed every row's text as one batch job.
@@ -285,7 +333,7 @@ class LlamaAccessor:
         model : str, optional
             An embeddings model (local default ``multilingual-e5-small``; on
             Vertex e.g. ``"multilingual-e5-large-instruct-maas"``).
-        backend, custom_id, progress, on_null, overwrite, timeout
+        backend, custom_id, progress, on_null, overwrite, timeout, cache, max_rows, max_cost, prices
             As in :meth:`batch_predict`.
         **params
             Body fields such as ``input_type="query"`` (local e5 models embed as
@@ -296,23 +344,48 @@ class LlamaAccessor:
         pandas.DataFrame
             The frame plus ``embedding`` (a 1-D float32 numpy array per row) and ``error``.
         """
-        return self._run(prompt, messages=None, system=None, model=model, backend=backend,
-                         custom_id=custom_id, progress=progress, on_null=on_null, overwrite=overwrite,
-                         timeout=timeout, url=URLS[EMBEDDINGS], params=params)
+        call = run.Call(prompt, None, None, model, URLS[EMBEDDINGS], custom_id, on_null, params)
+        options = run.Options(cache, overwrite, max_rows=max_rows, max_cost=max_cost, prices=prices)
+        return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
-    def _run(self, prompt: str | None, *, messages: str | None, system: str | None, model: str | None,
-             backend: str | Backend | None, custom_id: str | None, progress: bool, on_null: str,
-             overwrite: bool, timeout: float | None, url: str, params: dict[str, Any],
-             passthrough: bool = False, rename_reserved: bool = False) -> pd.DataFrame:
-        be = get_backend(backend)
-        check_columns(self._frame, kind_of_url(url), overwrite)
-        plan = self._plan(prompt, messages=messages, system=system, model=model, backend=be, url=url,
-                          custom_id=custom_id, on_null=on_null, params=params)
-        if len(plan.positions) == 0:
-            return empty_result(self._frame, plan, overwrite)
-        job = submit(self._frame, plan, be, custom_id_column=custom_id, overwrite=overwrite,
-                     passthrough=passthrough, rename_reserved=rename_reserved)
-        return job.wait(timeout, progress=progress).result()
+    def retry_failed(
+        self,
+        *,
+        backend: str | Backend | None = None,
+        job_id: str | None = None,
+        progress: bool = True,
+        timeout: float | None = None,
+        **params: Any,
+    ) -> pd.DataFrame:
+        """Send again only this result frame's failed rows; return it with their new answers.
+
+        Parameters
+        ----------
+        backend : str or Backend, optional
+            Where to send them (default: the backend of the job the frame came from).
+        job_id : str, optional
+            That job, when the frame no longer remembers it (``df.attrs``).
+        progress, timeout
+            As in :meth:`batch_predict`.
+        **params
+            Body fields to change for the retry, e.g. ``max_tokens=512``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The frame with the retried rows' result columns replaced; the rows
+            that had succeeded are kept as they were.
+        """
+        return run.retry_failed(self._frame, job_id=job_id, backend=backend, progress=progress,
+                                timeout=timeout, **params)
+
+
+def _is_pair(model: Any) -> bool:
+    """``("vertex", "llama-...")``: one (backend, model) pair rather than a list of models."""
+    from .backends import registered
+
+    return (isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], str)
+            and (isinstance(model[0], Backend) or model[0] in registered()))
 
 
 def _url(kind: Kind | None, url: str | None) -> str:

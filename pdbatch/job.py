@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, manifest
+from . import config, manifest, reuse
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .display import (
@@ -32,7 +32,8 @@ from .display import (
 )
 from .errors import ConfigError, JobError, JobTimeoutError
 from .requests import RequestPlan, _custom_ids
-from .results import iter_file_lines, join_results, output_columns, parse_lines
+from .results import join_results, parse_files, parse_lines
+from .structured import as_schema
 
 __all__ = ["BatchJob", "attach", "submit"]
 
@@ -246,15 +247,16 @@ class BatchJob:
             )
         frame = manifest.load_frame(self._folder)
         dest = self._folder / "output"
-        lines: list[bytes] = []
-        for part in self._record.parts:
-            for path in self.backend.fetch_output(part, dest):
-                lines.extend(iter_file_lines(path, complete_only=not status.done))
-        parsed = parse_lines(lines)
+        paths = [path for part in self._record.parts for path in self.backend.fetch_output(part, dest)]
+        cached = self._folder / reuse.CACHED_LINES
+        # a running (or crashed) worker may have left half a line at the end: not data
+        parsed = parse_files(paths, complete_only=not status.done)
+        if cached.exists():
+            parsed = pd.concat([parsed, parse_files([cached])], ignore_index=True)
         missing = "missing: the job returned no output line for this row"
         if status.state not in OK_STATES:
             missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")
-        return join_results(
+        out = join_results(
             frame,
             parsed,
             kind=self._record.kind,  # type: ignore[arg-type]
@@ -263,6 +265,12 @@ class BatchJob:
             overwrite=self._record.overwrite,
             missing_error=missing,
         )
+        # rows answered by an identical row or by the cache; new answers into the cache
+        out = reuse.complete(self._folder, self._record, out, paths, status.state in OK_STATES)
+        if self._record.schema:
+            out = as_schema(self._record.schema).add_columns(out)
+        out.attrs["pdbatch_job"] = self.id
+        return out
 
     # ------------------------------------------------------------- display
     def display(self, *, poll: float | None = None) -> None:
@@ -312,6 +320,8 @@ class BatchJob:
 
 def combine(statuses: list[JobStatus]) -> JobStatus:
     """One status for a job split over several backend jobs."""
+    if not statuses:  # every row was answered from the cache: nothing was sent
+        return JobStatus(state="JOB_STATE_SUCCEEDED", total=0)
     if len(statuses) == 1:
         return statuses[0]
     states = {s.state for s in statuses}
@@ -348,6 +358,10 @@ def submit(
     display_name: str | None = None,
     passthrough: bool = False,
     rename_reserved: bool = False,
+    reused: reuse.Reuse | None = None,
+    call: dict[str, Any] | None = None,
+    cache: bool | str = False,
+    schema: dict[str, Any] | None = None,
 ) -> BatchJob:
     """Write the plan's request lines, submit them, save the manifest, and return the handle.
 
@@ -372,11 +386,49 @@ def submit(
     rename_reserved : bool
         With ``passthrough``, rename columns whose names the service reserves
         (``id``, ``response``, ...) to ``input_<name>`` instead of refusing them.
+    reused : Reuse, optional
+        Rows answered by an identical row or by the response cache: not sent.
+    call, cache, schema
+        Kept in the manifest for ``retry_failed``, the cache and typed columns.
 
     Returns
     -------
     BatchJob
     """
+    send = reused.sending_plan(plan) if reused is not None else plan
+    name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
+    if len(send.positions) == 0:
+        # every row is answered already (cache or duplicates): a job with no parts
+        parts = [time.strftime("cached-%Y%m%d-%H%M%S-") + secrets.token_hex(3)]
+        backend_parts: list[str] = []
+    else:
+        backend_parts = _send(send, backend, name, passthrough, rename_reserved, frame)
+        parts = backend_parts
+    record = manifest.Manifest(
+        id=parts[0],
+        parts=backend_parts,
+        backend=backend.name,
+        backend_settings=backend.settings(),
+        model=plan.model,
+        kind=plan.kind,
+        n_rows=len(frame),
+        custom_id_column=custom_id_column,
+        skipped=plan.skipped,
+        overwrite=overwrite,
+        display_name=name,
+        call=call,
+        cache=cache,
+        schema=schema,
+    )
+    folder = manifest.save(record, frame)
+    if reused is not None:
+        reuse.save(folder, reused)
+    return BatchJob(record, folder, backend)
+
+
+def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, rename_reserved: bool,
+          frame: pd.DataFrame) -> list[str]:
+    """Write the plan's request files at the backend's limits and submit them."""
     extra: dict[str, Any] = {}
     if passthrough:  # checked before anything is written or uploaded
         extra["extra_columns"] = passthrough_table(frame, plan, backend, rename_reserved)
@@ -387,26 +439,10 @@ def submit(
             staging, max_requests=backend.max_requests_per_file, max_bytes=backend.max_bytes_per_file
         )
         n = sum(rows for _, rows in files)
-        name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
-        parts = backend.submit([p for p, _ in files], model=plan.model, kind=plan.kind, n_requests=n,
-                               display_name=name, **extra)
+        return backend.submit([p for p, _ in files], model=plan.model, kind=plan.kind, n_requests=n,
+                              display_name=name, **extra)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record = manifest.Manifest(
-        id=parts[0],
-        parts=parts,
-        backend=backend.name,
-        backend_settings=backend.settings(),
-        model=plan.model,
-        kind=plan.kind,
-        n_rows=len(frame),
-        custom_id_column=custom_id_column,
-        skipped=plan.skipped,
-        overwrite=overwrite,
-        display_name=name,
-    )
-    folder = manifest.save(record, frame)
-    return BatchJob(record, folder, backend)
 
 
 #: Column names a pass-through table cannot use: the request columns, and what the job writes.
@@ -497,14 +533,3 @@ def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.
         sent=np.zeros(len(frame), dtype=bool),
         overwrite=overwrite,
     )
-
-
-def check_columns(frame: pd.DataFrame, kind: str, overwrite: bool) -> None:
-    """Refuse, before paying for a job, a frame whose columns the result would overwrite."""
-    clash = [c for c in output_columns(kind) if c in frame.columns]  # type: ignore[arg-type]
-    if clash and not overwrite:
-        raise ConfigError(
-            f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
-            f"(df.rename(columns=...)) or pass overwrite=True"
-        )
-

@@ -144,7 +144,7 @@ def test_attach_in_process_and_job_repr(df):
     job = df.llama.submit("{review}", backend=Mock())
     again = pdbatch.attach(job.id, backend=Mock())
     assert again.result().response.tolist() == job.result().response.tolist()
-    assert job.id in repr(job) and "JOB_STATE_SUCCEEDED" in job._repr_html_()
+    assert job.id in repr(job) and "succeeded" in job._repr_html_()
     with pytest.raises(ConfigError, match="ran on the 'mock' backend"):
         pdbatch.attach(job.id, backend="local")
 

@@ -1,0 +1,224 @@
+"""Never pay twice, retry only failures, look before you spend, typed columns, side by side."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pdbatch
+from pdbatch import cache as response_cache
+from pdbatch.backends import Mock
+from pdbatch.errors import ConfigError
+
+
+def sent_contents(mock, i=-1):
+    import orjson
+
+    return [orjson.loads(x)["body"]["messages"][-1]["content"] for x in mock.submitted[i]]
+
+
+@pytest.fixture
+def df():
+    return pd.DataFrame({"t": ["a", "b", "a", "c", "b"]})
+
+
+def test_identical_rows_are_sent_once_and_fanned_out(df):
+    mock = Mock()
+    out = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert sorted(sent_contents(mock)) == ["a", "b", "c"]
+    assert out.response.tolist() == ["echo: a", "echo: b", "echo: a", "echo: c", "echo: b"]
+    assert out.error.isna().all()
+
+
+def test_cache_answers_a_rerun_without_a_job(df):
+    mock = Mock()
+    first = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    again = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert len(mock.submitted) == 1, "nothing new: nothing submitted"
+    pd.testing.assert_frame_equal(first, again)
+    more = pd.concat([df, pd.DataFrame({"t": ["d"]})], ignore_index=True)
+    out = more.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert sent_contents(mock) == ["d"], "only the new row is sent"
+    assert out.response.tolist()[-2:] == ["echo: b", "echo: d"]
+    job = df.llama.submit("{t}", backend=mock, temperature=0)
+    assert job.id.startswith("cached-") and job.state == "JOB_STATE_SUCCEEDED"
+    assert job.result().response.tolist() == first.response.tolist()
+    assert pdbatch.attach(job.id, backend=mock).result().response.tolist() == first.response.tolist()
+
+
+def test_cache_keys_include_backend_model_and_body(df):
+    mock = Mock()
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, max_tokens=5, progress=False)
+    df.llama.batch_predict("{t}", backend=mock, model="other", temperature=0, progress=False)
+    df.llama.batch_predict("{t}!", backend=mock, temperature=0, progress=False)
+    assert len(mock.submitted) == 4
+
+
+def test_sampling_without_seed_is_not_cached_unless_asked(df):
+    mock = Mock()
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, progress=False)
+    assert len(mock.submitted[-1]) == 5, "duplicates are real samples: all sent"
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, progress=False)
+    assert len(mock.submitted) == 2
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, seed=3, progress=False)
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, seed=3, progress=False)
+    assert len(mock.submitted) == 3, "a seed makes it reproducible"
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, cache="always", progress=False)
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, cache="always", progress=False)
+    assert len(mock.submitted) == 4
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, cache=False, progress=False)
+    assert len(mock.submitted[-1]) == 5
+
+
+def test_failures_are_not_cached_and_cache_can_be_cleared(df):
+    mock = Mock(fail=lambda cid, body: "boom" if body["messages"][-1]["content"] == "c" else None)
+    out = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert out.error.tolist()[3] == "boom"
+    df.llama.batch_predict("{t}", backend=Mock(), temperature=0, progress=False)
+    assert response_cache.clear(backend="mock") == 3
+    with response_cache.ResponseCache() as c:
+        assert c.count() == 0
+
+
+def test_retry_failed_resends_only_failed_rows_and_keeps_the_others():
+    df = pd.DataFrame({"t": ["a", "b", "c", "d"]}, index=[10, 11, 12, 13])
+    flaky = Mock(fail=lambda cid, body: "overloaded" if body["messages"][-1]["content"] in ("b", "d") else None)
+    out = df.llama.batch_predict("{t}", backend=flaky, temperature=0, progress=False)
+    assert out.error.notna().tolist() == [False, True, False, True]
+    fixed = Mock()
+    merged = out.llama.retry_failed(backend=fixed, progress=False)
+    assert sent_contents(fixed) == ["b", "d"]
+    assert merged.response.tolist() == ["echo: a", "echo: b", "echo: c", "echo: d"]
+    assert merged.error.isna().all() and list(merged.index) == [10, 11, 12, 13]
+    assert merged.llama.retry_failed(backend=fixed, progress=False) is merged  # nothing left to retry
+    job = df.llama.submit("{t}", backend=Mock(fail=lambda c, b: "x" if c == "row-0" else None), temperature=0.5)
+    again = job.result().llama.retry_failed(backend=Mock(), progress=False)
+    assert again.error.isna().all()
+    with pytest.raises(ConfigError, match="needs the job"):
+        pd.DataFrame({"t": ["a"], "error": ["x"]}).llama.retry_failed()
+
+
+def test_preview_counts_without_submitting(df):
+    mock = Mock()
+    pv = df.llama.preview("Say {t}", backend=mock, temperature=0, max_tokens=10)
+    assert mock.submitted == []
+    s = pv.summary()
+    assert (s["rows"], s["requests"], s["duplicates"], s["cache_hits"]) == (5, 3, 2, 0)
+    assert len(pv.requests) == 3 and pv.requests.body.iloc[0]["messages"][0]["content"] == "Say a"
+    assert pv.token_counts.startswith("estimate") and pv.prompt_tokens.notna().all()
+    assert pv.estimated_cost is None and "unknown" in repr(pv) and "<table" in pv._repr_html_()
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert df.llama.preview("{t}", backend=mock, temperature=0).summary()["cache_hits"] == 3
+
+
+def test_preview_cost_and_limits(df):
+    mock = Mock()
+    prices = {"mock-chat": (1.0, 2.0)}
+    pv = df.llama.preview("{t}", backend=mock, max_tokens=100, prices=prices, cache=False)
+    tokens = int(pv.prompt_tokens.sum())
+    assert pv.estimated_cost == pytest.approx((tokens * 1.0 + 5 * 100 * 2.0) / 1e6)
+    with pytest.raises(ConfigError, match="over max_cost"):
+        df.llama.batch_predict("{t}", backend=mock, max_tokens=100, prices=prices, max_cost=1e-6, progress=False)
+    with pytest.raises(ConfigError, match="no price is known"):
+        df.llama.batch_predict("{t}", backend=mock, max_cost=1.0, progress=False)
+    with pytest.raises(ConfigError, match="over max_rows=2"):
+        df.llama.batch_predict("{t}", backend=mock, max_rows=2, cache=False, progress=False)
+    assert mock.submitted == []
+    ok = df.llama.batch_predict("{t}", backend=mock, max_rows=3, temperature=0, progress=False)
+    assert ok.error.isna().all()
+
+
+def test_vertex_price_table_is_half_the_online_price():
+    from pdbatch.pricing import ONLINE_PRICES, batch_price
+
+    assert batch_price("meta/llama-3.1-405b-instruct-maas") == tuple(p / 2 for p in ONLINE_PRICES["llama-3.1-405b-instruct-maas"])
+    assert batch_price("unknown-model") is None
+    assert batch_price("unknown-model", {"unknown-model": (1, 2)}) == (1, 2)
+
+
+class _Schema:
+    schema = {
+        "title": "Review",
+        "type": "object",
+        "properties": {"sentiment": {"type": "string", "enum": ["pos", "neg"]}, "stars": {"type": "integer"}},
+        "required": ["sentiment", "stars"],
+    }
+
+
+def json_mock():
+    import orjson
+
+    answers = {"a": {"sentiment": "pos", "stars": 5}, "b": {"sentiment": "neg", "stars": 1},
+               "c": "not json", "d": {"sentiment": "meh", "stars": 3}, "e": {"sentiment": "pos", "stars": "5"}}
+
+    class JsonMock(Mock):
+        pass
+
+    def patch(kind, body):
+        text = body["messages"][-1]["content"]
+        ans = answers[text]
+        content = ans if isinstance(ans, str) else orjson.dumps(ans).decode()
+        return {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": content}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    import pdbatch.backends.mock as m
+
+    return m, patch
+
+
+def test_schema_gives_typed_columns_and_row_errors(monkeypatch):
+    m, patch = json_mock()
+    monkeypatch.setattr(m, "_answer", patch)
+    df = pd.DataFrame({"t": ["a", "b", "c", "d", "e"]})
+    mock = Mock()
+    out = df.llama.batch_predict("{t}", backend=mock, schema=_Schema.schema, temperature=0, progress=False)
+    import orjson
+
+    body = orjson.loads(mock.submitted[0][0])["body"]
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"] == _Schema.schema
+    assert list(out.columns) == ["t", "response", "finish_reason", "prompt_tokens", "completion_tokens",
+                                 "sentiment", "stars", "error"]
+    assert out.sentiment.tolist()[:2] == ["pos", "neg"] and str(out.stars.dtype) == "Int64"
+    assert out.stars.tolist()[:2] == [5, 1]
+    errs = out.error.tolist()
+    assert pd.isna(errs[0]) and pd.isna(errs[1])
+    assert "not JSON" in errs[2] and "one of ['pos', 'neg']" in errs[3] and "should be integer" in errs[4]
+    assert out.response.iloc[2] == "not json", "the raw answer is kept"
+    with pytest.raises(ConfigError, match="already has column"):
+        out[["t", "sentiment"]].llama.batch_predict("{t}", backend=mock, schema=_Schema.schema, progress=False)
+
+
+def test_schema_from_pydantic(monkeypatch):
+    pydantic = pytest.importorskip("pydantic")
+    m, patch = json_mock()
+    monkeypatch.setattr(m, "_answer", patch)
+
+    class Review(pydantic.BaseModel):
+        sentiment: str
+        stars: int
+
+    out = pd.DataFrame({"t": ["a", "c"]}).llama.batch_predict("{t}", backend=Mock(), schema=Review, progress=False)
+    assert out.stars.iloc[0] == 5 and out.error.notna().tolist() == [False, True]
+    with pytest.raises(ConfigError, match="pydantic model class"):
+        pd.DataFrame({"t": ["a"]}).llama.batch_predict("{t}", backend=Mock(), schema="nope", progress=False)
+
+
+def test_side_by_side_models_one_column_each():
+    df = pd.DataFrame({"t": ["x", "y"]})
+    a, b = Mock(), Mock(fail=lambda c, body: "nope" if c == "row-1" else None)
+    out = df.llama.batch_predict("{t}", model=[(a, "m1"), (b, "m2")], progress=False)
+    assert out["response:mock:m1"].tolist() == ["echo: x", "echo: y"]
+    assert out["response:mock:m2"].tolist()[0] == "echo: x" and out["error:mock:m2"].tolist()[1] == "nope"
+    assert list(out.columns[:1]) == ["t"]
+    out2 = df.llama.batch_predict("{t}", model=["m1", "m2"], backend=Mock(), progress=False)
+    assert {"response:m1", "response:m2"} <= set(out2.columns)
+    with pytest.raises(ConfigError, match="same model twice"):
+        df.llama.batch_predict("{t}", model=["m1", "m1"], backend=Mock(), progress=False)
+
+
+def test_embeddings_are_deduplicated_too():
+    mock = Mock()
+    out = pd.DataFrame({"t": ["a", "a", "b"]}).llama.embed("{t}", backend=mock, progress=False)
+    assert len(mock.submitted[0]) == 2
+    assert np.array_equal(out.embedding.iloc[0], out.embedding.iloc[1])

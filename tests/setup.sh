@@ -5,6 +5,5 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/emulators/setup.sh"
-if [ -f "$here/setup_browser.sh" ]; then
-  bash "$here/setup_browser.sh"
-fi
+# the browser test's packages go into the Python that runs the tests
+PYTHON="${PYTHON:-$(command -v python || command -v python3)}" bash "$here/setup_browser.sh"

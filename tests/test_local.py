@@ -113,7 +113,7 @@ def test_invalid_request_lines_fail_alone(tmp_path):
     st = be.status(job_id)
     assert st.state == "JOB_STATE_SUCCEEDED" and (st.succeeded, st.failed) == (1, 5)
     res = pdbatch.read_predictions(job_dir(job_id) / "output.jsonl")
-    assert res.loc["ok", "error"] is None and res.loc["ok", "response"]
+    assert pd.isna(res.loc["ok", "error"]) and res.loc["ok", "response"]
     assert "not a valid request" in res.loc["line-1", "error"]
     assert "'body' must be a JSON object" in res.loc["nobody", "error"]
     assert "temperature=9" in res.loc["badtemp", "error"]

@@ -27,6 +27,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,10 @@ def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
     path = folder / "status.json"
     current = read_status(folder) if path.exists() else {}
     current.update(fields, updated=time.time())
-    tmp = folder / f".status.{os.getpid()}.tmp"
-    tmp.write_bytes(orjson.dumps(current))
+    # a unique temporary name: two writers (threads or processes) never share one
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".status.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps(current))
     os.replace(tmp, path)
     return current
 

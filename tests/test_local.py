@@ -223,3 +223,30 @@ def test_model_that_cannot_load_fails_the_job(tmp_path):
     df = pd.DataFrame({"t": ["hi"]})
     with pytest.raises(JobError, match="could not load model"):
         df.llama.batch_predict("{t}", model=str(bogus), progress=False, timeout=120)
+
+
+# ---------------------------------------------------------- issue 6 locally
+
+
+def test_schema_on_the_local_engine_gives_typed_columns(reviews):
+    schema = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]},
+                                               "stars": {"type": "integer"}},
+              "required": ["sentiment", "stars"]}
+    out = reviews.iloc[:3].llama.batch_predict("Rate this review: {review}", schema=schema, max_tokens=40,
+                                               temperature=0, progress=False)
+    ok = out.error.isna()
+    assert ok.any(), out.error.tolist()  # the grammar makes the small model answer in JSON
+    assert set(out.sentiment[ok]) <= {"positive", "negative"} and str(out.stars.dtype) == "Int64"
+    assert out.stars[ok].notna().all()
+
+
+def test_rerun_is_answered_by_the_cache_and_preview_counts_real_tokens(reviews):
+    df = reviews.iloc[:4]
+    pv = df.llama.preview(PROMPT, max_tokens=4, temperature=0)
+    assert pv.token_counts == "local tokenizer" and pv.context_window == 2048
+    first = df.llama.batch_predict(PROMPT, max_tokens=4, temperature=0, progress=False)
+    assert pv.prompt_tokens.tolist() == first.prompt_tokens.tolist(), "preview counts what the engine uses"
+    again = df.llama.batch_predict(PROMPT, max_tokens=4, temperature=0, progress=False)
+    assert again.attrs["pdbatch_job"].startswith("cached-")
+    assert again.response.tolist() == first.response.tolist()
+    assert df.llama.preview(PROMPT, max_tokens=4, temperature=0).summary()["cache_hits"] == 4

@@ -486,3 +486,48 @@ def test_notebook_runs_against_the_emulators(
     )
     assert "echo: Classify the sentiment" in shown and "JOB_STATE_SUCCEEDED" in shown
     assert len(vertex_emulator.jobs) == 3  # batch_predict, submit, embed
+
+
+# --------------------------------------------------------- issue 6 on Vertex
+
+
+def test_retry_failed_rows_on_vertex(vx, vertex_emulator, frame):
+    vertex_emulator.faults.row_errors = {"row-1", "row-4"}
+    out = frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, temperature=0, progress=False)
+    assert out.error.notna().sum() == 2
+    vertex_emulator.faults.row_errors = set()
+    fixed = out.llama.retry_failed(progress=False)
+    assert fixed.error.isna().all() and fixed.response.notna().all()
+    assert fixed.response.iloc[0] == out.response.iloc[0], "rows that succeeded are kept"
+    assert len(creates(vertex_emulator)) == 2, "one more job, for the failed rows"
+    assert fixed.attrs["pdbatch_retried_from"] == out.attrs["pdbatch_job"]
+
+
+def test_cache_means_a_rerun_creates_no_job(vx, vertex_emulator, frame):
+    first = frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, temperature=0, progress=False)
+    n_jobs = len(creates(vertex_emulator))
+    again = frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, temperature=0, progress=False)
+    assert len(creates(vertex_emulator)) == n_jobs
+    assert again.response.tolist() == first.response.tolist()
+    assert again.attrs["pdbatch_job"].startswith("cached-")
+
+
+def test_preview_prices_a_vertex_job_without_submitting(vx, vertex_emulator, frame):
+    pv = frame.llama.preview(PROMPT, model=CHAT, backend=vx, max_tokens=100, temperature=0)
+    assert creates(vertex_emulator) == []
+    assert pv.token_counts.startswith("estimate") and pv.estimated_cost > 0
+    from pdbatch.pricing import batch_price
+
+    inp, outp = batch_price(CHAT)
+    assert pv.estimated_cost == pytest.approx((int(pv.prompt_tokens.sum()) * inp + 6 * 100 * outp) / 1e6)
+    with pytest.raises(ConfigError, match="over max_cost"):
+        frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, max_tokens=100, max_cost=1e-9, progress=False)
+    assert creates(vertex_emulator) == []
+
+
+def test_side_by_side_two_vertex_models(vx, vertex_emulator, frame):
+    out = frame.llama.batch_predict(PROMPT, model=[CHAT, "gpt-oss-20b-maas"], backend=vx, temperature=0,
+                                    progress=False)
+    assert out[f"response:meta/{CHAT}"].notna().all() and out["response:openai/gpt-oss-20b-maas"].notna().all()
+    models = {c["model"] for c in creates(vertex_emulator)}
+    assert models == {f"publishers/meta/models/{CHAT}", "publishers/openai/models/gpt-oss-20b-maas"}

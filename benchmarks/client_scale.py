@@ -44,10 +44,7 @@ PROMPT = "Classify this review: {review}"
 MODEL = "smollm2-135m-instruct"
 MAX_TOKENS = 16
 FAIL_EVERY = 200  # 0.5% of output lines are failures, as a real job has a few
-WORDS = (
-    "the a great terrible food service slow quick friendly rude price value would not again recommend "
-    "pasta pizza table waiter \"amazing\" awful it's ok fine\nreally loved hated cold warm dessert"
-).split(" ")
+WORDS = ["the", "a", "great", "terrible", "food", "service", "slow", "quick", "friendly", "rude", "price", "value", "would", "not", "again", "recommend", "pasta", "pizza", "table", "waiter", '"amazing"', "awful", "it's", "ok", "fine\nreally", "loved", "hated", "cold", "warm", "dessert"]
 
 
 # ------------------------------------------------------------------ inputs

@@ -92,7 +92,8 @@ class RequestPlan:
         if self.template is not None:
             return self.template.render(chunk)
         assert self.messages is not None
-        return [_check_messages(m, cid, self.messages) for m, cid in zip(chunk[self.messages].tolist(), self.ids_at(positions), strict=True)]
+        rows = zip(chunk[self.messages].tolist(), self.ids_at(positions), strict=True)
+        return [_check_messages(m, cid, self.messages) for m, cid in rows]
 
     def body(self, payload: Any) -> dict[str, Any]:
         """The request body for one row's payload (the simple, dict-building path)."""
@@ -123,19 +124,17 @@ class RequestPlan:
     def _line_parts(self) -> tuple[bytes, bytes, bytes]:
         """The constant bytes around a row's custom_id and payload."""
         head = b'{"custom_id":'
+        mid = b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":{"model":' + orjson.dumps(self.model)
         if self.kind == EMBEDDINGS:
-            mid = b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":{"model":' + orjson.dumps(self.model) + b',"input":'
+            mid += b',"input":'
         else:
-            mid = b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":{"model":' + orjson.dumps(self.model) + b',"messages":['
+            mid += b',"messages":['
             if self.system is not None:
                 mid += orjson.dumps({"role": "system", "content": self.system})
                 mid += b"," if not self.messages else b""
             if not self.messages:
                 mid += b'{"role":"user","content":'
-        if self.kind == EMBEDDINGS or self.messages:
-            tail = b""
-        else:
-            tail = b"}"
+        tail = b"" if self.kind == EMBEDDINGS or self.messages else b"}"  # closes the user message
         if self.kind == CHAT:
             tail += b"]"
         params = orjson.dumps(self.params)
@@ -436,7 +435,9 @@ def build_requests(
     except TypeError as exc:
         raise InputError(f"parameters {sorted(params)} must be JSON-serialisable: {exc}") from exc
     if (prompt is None) == (messages is None):
-        raise InputError("pass either prompt='... {column} ...' or messages='<column of message lists>', not both or neither")
+        raise InputError(
+            "pass either prompt='... {column} ...' or messages='<column of message lists>', not both or neither"
+        )
     if kind == EMBEDDINGS and (messages is not None or system is not None):
         raise InputError("embeddings take a prompt template only (no messages= or system=)")
     columns = list(frame.columns)

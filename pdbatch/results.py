@@ -656,7 +656,7 @@ def _position(cid: str | None, n_rows: int) -> int:
 
 def _arrow(values: pd.Series) -> pa.Array:
     """A column as one Arrow array (zero-copy for Arrow-backed and masked columns)."""
-    arr = pa.array(values.array) if not values.dtype == object else pa.array(values.to_numpy(), from_pandas=True)
+    arr = pa.array(values.array) if values.dtype != object else pa.array(values.to_numpy(), from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     if pa.types.is_string(arr.type) or pa.types.is_null(arr.type):

@@ -172,8 +172,8 @@ def _field_error(field: str, columns: list[str]) -> str:
     base = field.split(".")[0].split("[")[0]
     if not field or field.isdigit():
         return (
-            f"prompt field {{{field}}} is positional; name a column instead, e.g. {{{columns[0] if columns else 'text'}}}. "
-            f"Columns: {shown}"
+            f"prompt field {{{field}}} is positional; name a column instead, "
+            f"e.g. {{{columns[0] if columns else 'text'}}}. Columns: {shown}"
         )
     if base in columns and base != field:
         return (

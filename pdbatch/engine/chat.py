@@ -310,10 +310,7 @@ class ChatEngine:
             toks = np.fromiter(s.counts, dtype=np.int64)
             cnt = np.fromiter(s.counts.values(), dtype=np.float32)
             logits[toks] -= cnt * p.frequency_penalty + p.presence_penalty
-        if p.temperature == 0.0:
-            token = int(np.argmax(logits))
-        else:
-            token = self._draw(logits, p, s.rng)
+        token = int(np.argmax(logits)) if p.temperature == 0.0 else self._draw(logits, p, s.rng)
         if self._c.llama_vocab_is_eog(self.vocab, token):
             return "stop"
         s.generated.append(token)

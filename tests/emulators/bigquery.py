@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
-from ._proc import EMULATORS_DIR, EmulatorNotInstalled, Process, SETUP_HINT, free_port, require
+from ._proc import EMULATORS_DIR, SETUP_HINT, EmulatorNotInstalled, Process, free_port, require
 
 KIND_FILE = EMULATORS_DIR / "bq.kind"
 

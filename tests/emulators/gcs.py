@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from ._proc import EMULATORS_DIR, Process, free_port, require
 

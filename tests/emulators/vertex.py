@@ -27,9 +27,10 @@ import re
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from . import fake_model, vertex_io
 from .vertex_io import JobFailure
@@ -52,7 +53,7 @@ def rfc3339(t: dt.datetime) -> str:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class ApiError(Exception):
@@ -165,7 +166,7 @@ class VertexEmulator:
         self.url = ""
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> "VertexEmulator":
+    def start(self) -> VertexEmulator:
         handler = type("Handler", (_Handler,), {"emu": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -183,7 +184,7 @@ class VertexEmulator:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "VertexEmulator":
+    def __enter__(self) -> VertexEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from . import run
-from .backends import Backend
+from .backends import Backend, get_backend
 from .display import live_display_available
 from .errors import ConfigError
 from .job import BatchJob
@@ -86,7 +86,7 @@ class LlamaAccessor:
             the frame's index and row order.
         """
         call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params)
-        return run.prepare(self._frame, call, backend, run.Options(cache=False), check_limits=False).plan.to_frame()
+        return run.plan(self._frame, call, get_backend(backend))[0].to_frame()
 
     def to_jsonl(
         self,
@@ -112,8 +112,7 @@ class LlamaAccessor:
             The number of lines written.
         """
         call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params)
-        plan = run.prepare(self._frame, call, backend, run.Options(cache=False), check_limits=False).plan
-        return plan.write_jsonl(path)
+        return run.plan(self._frame, call, get_backend(backend))[0].write_jsonl(path)
 
     def preview(
         self,

@@ -81,9 +81,7 @@ def plan_reuse(plan: RequestPlan, backend: str, cache: CacheMode) -> Reuse:
     Reuse
     """
     alias = np.full(plan.n_rows, -1, dtype=np.int64)
-    if cache is False or (cache is not True and cache != "always"):
-        return Reuse(alias)
-    if cache is True and not deterministic(plan.url, plan.params):
+    if cache is False or (cache is True and not deterministic(plan.url, plan.params)):
         return Reuse(alias)
     first: dict[str, int] = {}
     keys_by_pos: dict[int, str] = {}

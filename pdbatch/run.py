@@ -24,7 +24,7 @@ from .results import output_columns
 from .reuse import CacheMode, Reuse, plan_reuse
 from .structured import Schema, as_schema
 
-__all__ = ["Call", "Options", "batch_predict", "compare", "preview", "retry_failed", "submit"]
+__all__ = ["Call", "Options", "batch_predict", "compare", "plan", "preview", "retry_failed", "submit"]
 
 
 @dataclass(frozen=True)
@@ -80,17 +80,14 @@ class Prepared:
     reused: Reuse
 
 
-def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options,
-            *, check_limits: bool = True) -> Prepared:
-    """Validate ``call`` on ``frame``, plan its request lines and find what can be reused.
+def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan, Schema | None]:
+    """The call's request lines for ``frame`` (``schema=`` becomes ``response_format``).
 
     Raises
     ------
     InputError, ConfigError
-        Bad input, result columns that would be overwritten, or a call past
-        ``max_rows`` / ``max_cost``.
+        Bad input, or a schema that does not fit the call.
     """
-    be = get_backend(backend)
     kind = kind_of_url(call.url)
     schema = as_schema(call.schema) if call.schema is not None else None
     params = dict(call.params)
@@ -100,19 +97,34 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
         if "response_format" in params:
             raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
         params["response_format"] = schema.response_format
-    new_columns = list(output_columns(kind)) + (schema.columns if schema else [])
+    built = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
+                           model=backend.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
+                           on_null=call.on_null, params=params)
+    return built, schema
+
+
+def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options,
+            *, check_limits: bool = True) -> Prepared:
+    """Validate ``call`` on ``frame`` for a job, plan its request lines and find what can be reused.
+
+    Raises
+    ------
+    InputError, ConfigError
+        Bad input, result columns that would be overwritten, or a call past
+        ``max_rows`` / ``max_cost``.
+    """
+    be = get_backend(backend)
+    if options.cache not in (True, False, "always"):
+        raise ConfigError(f"cache={options.cache!r}: use True (default), False, or 'always'")
+    planned, schema = plan(frame, call, be)
+    new_columns = list(output_columns(planned.kind)) + (schema.columns if schema else [])
     clash = [c for c in new_columns if c in frame.columns]
     if clash and not options.overwrite:
         raise ConfigError(
             f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
             f"(df.rename(columns=...)) or pass overwrite=True"
         )
-    if options.cache not in (True, False, "always"):
-        raise ConfigError(f"cache={options.cache!r}: use True (default), False, or 'always'")
-    plan = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
-                          model=be.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
-                          on_null=call.on_null, params=params)
-    prepared = Prepared(call, be, plan, schema, plan_reuse(plan, be.name, options.cache))
+    prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be.name, options.cache))
     if check_limits:
         _check_limits(prepared, options)
     return prepared

@@ -167,3 +167,10 @@ def test_line_over_byte_limit_is_refused(tmp_path):
     p = plan(pd.DataFrame({"t": ["x" * 5000]}))
     with pytest.raises(InputError, match="over the backend's limit"):
         p.write_jsonl_parts(tmp_path, max_bytes=1000)
+
+
+def test_to_requests_ignores_result_columns_it_does_not_write(tmp_path):
+    # only a job adds result columns; looking at the requests must not refuse the frame
+    df = pd.DataFrame({"t": ["a"], "response": ["old"], "error": [None]})
+    assert df.llama.to_requests("{t}").body.iloc[0]["messages"][0]["content"] == "a"
+    assert df.llama.to_jsonl(tmp_path / "r.jsonl", "{t}") == 1

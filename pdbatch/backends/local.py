@@ -225,9 +225,9 @@ class Local(Backend):
         state = st["state"]
         extra = {"created": st.get("created"), "updated": st.get("updated"), "pid": st.get("pid")}
         error = st.get("error")
-        if state not in TERMINAL_STATES and state != "JOB_STATE_QUEUED" and not worker_alive(folder):
-            extra["worker_dead"] = True
-        if state == "JOB_STATE_QUEUED" and time.time() - (st.get("created") or 0) > 120 and not worker_alive(folder):
+        # a queued job's worker may still be starting: give it two minutes to take the lock
+        starting = state == "JOB_STATE_QUEUED" and time.time() - (st.get("created") or 0) <= 120
+        if state not in TERMINAL_STATES and not starting and not worker_alive(folder):
             extra["worker_dead"] = True
         return JobStatus(
             state=state,

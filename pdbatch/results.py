@@ -148,6 +148,25 @@ def _extract(obj: dict[str, Any]) -> tuple[Any, ...]:
     return (cid, text, finish, ptok, ctok, emb, error)
 
 
+def _loads(raw: bytes) -> Any:
+    """orjson's reading of one line, but as deep as the interpreter allows.
+
+    orjson stops at 1024 levels of nesting; msgspec, which reads the blocks,
+    goes as deep as Python's recursion limit (which IPython's completer raises
+    to 3000 on import). A line only orjson finds too deep is read by msgspec
+    here too, so that a row never depends on which path read it.
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        if not str(err).startswith("depth limit exceeded"):
+            raise
+        try:
+            return msgspec.json.decode(raw)
+        except (ValueError, RecursionError):
+            raise err from None
+
+
 def _parse_raw_lines(lines: Iterable[bytes]) -> tuple[list[tuple[Any, ...]], list[int], int]:
     """Per-line parsing: the rows, the ordinal of the line each came from, and the unreadable count.
 
@@ -157,7 +176,7 @@ def _parse_raw_lines(lines: Iterable[bytes]) -> tuple[list[tuple[Any, ...]], lis
     rows: list[tuple[Any, ...]] = []
     where: list[int] = []
     unreadable = 0
-    loads = orjson.loads
+    loads = _loads
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue

@@ -2,6 +2,7 @@
 
 import contextlib
 import random
+import sys
 import warnings
 
 import numpy as np
@@ -200,6 +201,22 @@ def test_every_shape_together_in_small_blocks(monkeypatch):
         monkeypatch.setattr(results, "BLOCK_BYTES", block)
         with quiet():
             assert_same(parse_bytes(data), slow)
+
+
+@pytest.mark.parametrize("limit", [1000, 3000])
+def test_a_deep_line_reads_the_same_whatever_the_recursion_limit(limit):
+    # IPython's completer (jedi) raises the limit to 3000 on import, which lets
+    # msgspec read deeper than orjson's fixed 1024: both paths must still agree.
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(limit)
+    try:
+        test_each_shape_parses_the_same_both_ways("too deep echo", 3)
+        test_each_shape_parses_the_same_both_ways("too deep echo", 300)
+        deep = parse_bytes(SHAPES["too deep echo"] + b"\n")
+    finally:
+        sys.setrecursionlimit(old)
+    read = deep["response"].notna().item()
+    assert read == (limit > 2000), deep["error"].item()  # 2000 levels: read only when the interpreter allows it
 
 
 def test_unreadable_lines_are_counted_in_a_warning():

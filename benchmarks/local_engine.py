@@ -5,12 +5,14 @@
 
 Measured side by side in one run, on the bundled SmolLM2-135M-Instruct, all cores:
 (a) a loop of llama-cpp-python ``create_chat_completion`` calls (greedy, no
-repeat penalty, the same attention kernel), in this process; (b) pdbatch's
-local backend end to end: request building, the detached worker process
-(including its model load), and the join. Prints generated tokens per second
-of both and the ratio, how many greedy answers are identical, the scaling of
-(b) with ``parallel``, the worker's peak memory, and embeddings rows/second
-batched against one call per row.
+repeat penalty, the same attention kernel) on the model file as shipped
+(Q4_1), and (a16) the same loop on the 16-bit float form pdbatch runs by
+default; (b) pdbatch's local backend end to end: request building, the
+detached worker process (including its model load), and the join, with the
+default ``dtype="auto"`` and with ``dtype="file"``. Prints generated tokens
+per second and the ratios, how many greedy answers are identical to the loop
+on the same weights, the scaling of (b) with ``parallel``, the worker's peak
+memory, and embeddings rows/second batched against one call per row.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import pandas as pd
 import pdbatch
 from pdbatch.backends import Local
 from pdbatch.backends.local import job_dir, read_status
+from pdbatch.engine.convert import batch_weights
 from pdbatch.engine.llama import load_llama
 from pdbatch.models import resolve_local
 
 MAX_TOKENS = 64
+PARALLEL = Local().parallel  # the default
 
 
 def requests_frame(n: int) -> pd.DataFrame:
@@ -45,9 +49,9 @@ def requests_frame(n: int) -> pd.DataFrame:
     return pd.DataFrame({"prompt": rows})
 
 
-def baseline(df: pd.DataFrame) -> tuple[float, int, list[str]]:
-    llm = load_llama(str(resolve_local(None, "chat").weights()), n_ctx=2048, n_threads=os.cpu_count(),
-                     n_threads_batch=os.cpu_count(), flash_attn=False, verbose=False)
+def baseline(df: pd.DataFrame, weights: str) -> tuple[float, int, list[str]]:
+    llm = load_llama(weights, n_ctx=2048, n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(),
+                     flash_attn=False, verbose=False)
     texts, tokens = [], 0
     start = time.perf_counter()
     for p in df.prompt:
@@ -58,10 +62,10 @@ def baseline(df: pd.DataFrame) -> tuple[float, int, list[str]]:
     return time.perf_counter() - start, tokens, texts
 
 
-def pdbatch_run(df: pd.DataFrame, parallel: int) -> tuple[float, int, list[str], float]:
+def pdbatch_run(df: pd.DataFrame, parallel: int, dtype: str = "auto") -> tuple[float, int, list[str], float]:
     start = time.perf_counter()
-    job = df.llama.submit("{prompt}", max_tokens=MAX_TOKENS, temperature=0, backend=Local(parallel=parallel),
-                          cache=False)
+    job = df.llama.submit("{prompt}", max_tokens=MAX_TOKENS, temperature=0,
+                          backend=Local(parallel=parallel, dtype=dtype), cache=False)
     out = job.wait(progress=False).result()
     elapsed = time.perf_counter() - start
     peak = read_status(job_dir(job.id)).get("peak_rss_mb", float("nan"))
@@ -90,19 +94,36 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="16 requests and fewer settings")
     args = ap.parse_args()
     n = 16 if args.quick else 64
-    settings = [1, 4, 16] if args.quick else [1, 4, 16, 32]
+    settings = [1, 4, 16] if args.quick else [1, 4, 8, 16, 32]
     os.environ.setdefault("PDBATCH_HOME", tempfile.mkdtemp(prefix="pdbatch-bench-"))
     df = requests_frame(n)
     print(f"{n} chat requests, max_tokens {MAX_TOKENS}, {os.cpu_count()} cores, smollm2-135m-instruct\n")
 
-    t_a, tok_a, texts_a = baseline(df)
-    t_b, tok_b, texts_b, peak = pdbatch_run(df, 16)
-    same = sum(a == b for a, b in zip(texts_a, texts_b, strict=True))
-    print(f"(a) create_chat_completion loop : {tok_a:6d} tokens in {t_a:6.1f} s = {tok_a / t_a:7.1f} tok/s")
-    print(f"(b) pdbatch local, parallel=16  : {tok_b:6d} tokens in {t_b:6.1f} s = {tok_b / t_b:7.1f} tok/s "
-          f"(end to end, worker start and model load included)")
-    print(f"ratio (b)/(a): {(tok_b / t_b) / (tok_a / t_a):.2f}x   identical greedy answers: {same}/{n} "
-          f"({100 * same / n:.0f}%)   worker peak RSS: {peak:.0f} MB\n")
+    shipped = str(resolve_local(None, "chat").weights())
+    f16 = batch_weights(shipped, "auto", pdbatch.config.home() / "models")  # converted once, before timing
+    t_a, tok_a, texts_a = baseline(df, shipped)
+    t_a16, tok_a16, texts_a16 = baseline(df, f16)
+    t_b, tok_b, texts_b, peak = pdbatch_run(df, PARALLEL)
+    t_bf, tok_bf, texts_bf, peak_f = pdbatch_run(df, PARALLEL, dtype="file")
+    rate_a, rate_a16, rate_b, rate_bf = tok_a / t_a, tok_a16 / t_a16, tok_b / t_b, tok_bf / t_bf
+
+    def same(x: list[str], y: list[str]) -> str:
+        k = sum(a == b for a, b in zip(x, y, strict=True))
+        return f"{k}/{n} ({100 * k / n:.0f}%)"
+
+    print(f"(a)   create_chat_completion loop, Q4_1 as shipped : {tok_a:5d} tokens in {t_a:6.1f} s = "
+          f"{rate_a:6.1f} tok/s")
+    print(f"(a16) create_chat_completion loop, 16-bit floats   : {tok_a16:5d} tokens in {t_a16:6.1f} s = "
+          f"{rate_a16:6.1f} tok/s")
+    print(f"(b)   pdbatch local, parallel={PARALLEL}, dtype='auto'   : {tok_b:5d} tokens in {t_b:6.1f} s = "
+          f"{rate_b:6.1f} tok/s (end to end: worker start and model load included)")
+    print(f"(bf)  pdbatch local, parallel={PARALLEL}, dtype='file'   : {tok_bf:5d} tokens in {t_bf:6.1f} s = "
+          f"{rate_bf:6.1f} tok/s")
+    print(f"ratio (b)/(a): {rate_b / rate_a:.2f}x   (b)/(a16): {rate_b / rate_a16:.2f}x   "
+          f"(bf)/(a): {rate_bf / rate_a:.2f}x")
+    print(f"identical greedy answers on the same weights: (b) vs (a16) {same(texts_b, texts_a16)}, "
+          f"(bf) vs (a) {same(texts_bf, texts_a)}; across formats, (a16) vs (a): {same(texts_a16, texts_a)}")
+    print(f"worker peak RSS: {peak:.0f} MB (dtype='auto'), {peak_f:.0f} MB (dtype='file')\n")
 
     print("scaling of (b) with parallel:")
     for p in settings:

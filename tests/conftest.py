@@ -15,10 +15,22 @@ pytest_plugins = ["tests.emulators.fixtures"] if os.path.exists(
 ) else []
 
 
+@pytest.fixture(scope="session")
+def converted_models(tmp_path_factory):
+    """One folder of converted model weights for the whole run (271 MB per model)."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def pdbatch_home(tmp_path, monkeypatch):
-    """A fresh jobs folder per test, and no session settings carried over."""
+def pdbatch_home(tmp_path, monkeypatch, converted_models):
+    """A fresh jobs folder per test, and no session settings carried over.
+
+    The 16-bit weights the local engine converts once are shared by every
+    test (a link), as they are by every job of a user.
+    """
     home = tmp_path / "pdbatch-home"
+    home.mkdir()
+    (home / "models").symlink_to(converted_models, target_is_directory=True)
     monkeypatch.setenv("PDBATCH_HOME", str(home))
     monkeypatch.delenv("PDBATCH_BACKEND", raising=False)
     config.reset()

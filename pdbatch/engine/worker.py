@@ -124,7 +124,11 @@ def run(folder: Path) -> int:
                  started=time.time())
     try:
         from . import load_engine
+        from .convert import batch_weights
 
+        if spec["engine"] == "llama.cpp" and spec["kind"] == "chat" and spec.get("dtype"):
+            spec["weights"] = batch_weights(spec["weights"], spec["dtype"], Path(spec["weights_cache"]))
+        write_status(folder, weights=spec["weights"])  # the file the answers come from
         engine = load_engine(spec)
     except Exception as exc:
         traceback.print_exc()

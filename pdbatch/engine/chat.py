@@ -217,10 +217,10 @@ class ChatEngine:
         if not self.prefix:
             return
         seq = self.parallel
-        for start in range(0, n, BATCH_TOKENS):
-            chunk = self.prefix[start:start + BATCH_TOKENS]
+        for first in range(0, n, BATCH_TOKENS):
+            chunk = self.prefix[first:first + BATCH_TOKENS]
             for k, token in enumerate(chunk):
-                self._put(k, token, start + k, seq, False)
+                self._put(k, token, first + k, seq, False)
             self.batch.n_tokens = len(chunk)
             rc = self._c.llama_decode(self.ctx, self.batch)
             if rc != 0:

@@ -274,12 +274,8 @@ def test_rerun_is_answered_by_the_cache_and_preview_counts_real_tokens(reviews):
     assert df.llama.preview(PROMPT, max_tokens=4, temperature=0).summary()["cache_hits"] == 4
 
 
-def test_prompts_are_started_shortest_first_and_share_their_common_start():
-    from pdbatch.engine.chat import _common_prefix, _shortest_first
-
-    assert _common_prefix([[1, 2, 3, 4], [1, 2, 3, 5], [1, 2, 9]]) == 2
-    assert _common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # one token left to decode in each
-    assert _common_prefix([[7], [7, 8]]) == 0
+def test_prompts_are_started_shortest_first_window_by_window():
+    from pdbatch.engine.chat import _shortest_first
 
     def item(cid, text, error=None):
         return cid, {"messages": [{"role": "user", "content": text}]}, error
@@ -288,29 +284,3 @@ def test_prompts_are_started_shortest_first_and_share_their_common_start():
              item("short2", "y"), item("next-window", "")]
     order = [cid for cid, _, _ in _shortest_first(iter(items), 5)]
     assert order == ["bad", "short", "short2", "mid", "long", "next-window"]  # stable, window by window
-
-
-def test_sharing_the_prompt_start_changes_no_answer(monkeypatch):
-    from pdbatch.engine import chat
-    from pdbatch.engine.chat import ChatEngine
-    from pdbatch.models import resolve_local
-
-    spec = {"model": "smollm2", "weights": str(resolve_local(None, "chat").weights()), "n_ctx": 512,
-            "parallel": 3, "threads": None}
-    texts = ["Name a colour.", "Name a fruit.", "Name a city.", "Name a river in Europe.", "Say hello."]
-    items = [(f"r{i}", {"messages": [{"role": "system", "content": "Answer in three words."},
-                                     {"role": "user", "content": t}], "max_tokens": 12, "temperature": 0}, None)
-             for i, t in enumerate(texts)]
-    items.append(("other", {"messages": [{"role": "user", "content": "Count to three."}], "max_tokens": 8,
-                            "temperature": 0}, None))  # another start: decoded in full
-
-    def answers(engine):
-        return {cid: resp["choices"][0]["message"]["content"] for cid, resp, _ in engine.run(iter(items), bool)}
-
-    shared = ChatEngine(spec)
-    with_prefix = answers(shared)
-    assert len(shared.prefix) >= 8  # the system turn and the start of the user turn
-    monkeypatch.setattr(chat, "MIN_PREFIX", 10**6)
-    plain = ChatEngine(spec)
-    without = answers(plain)
-    assert plain.prefix == [] and with_prefix == without and len(without) == len(items)

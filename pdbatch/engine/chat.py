@@ -22,7 +22,6 @@ time instead: correctness first for the few rows that ask for it.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import itertools
 import os
@@ -36,7 +35,6 @@ from .common import Item, Result, chat_completion, usage
 
 BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
 LOOKAHEAD = 256  # requests read ahead and started shortest prompt first
-MIN_PREFIX = 8  # shorter shared prompt starts are not worth a KV stream copy
 TOP_CANDIDATES = 256  # nucleus sampling looks at the best this-many tokens
 
 
@@ -144,7 +142,7 @@ class ChatEngine:
         params.n_ctx = self.n_ctx * self.parallel
         params.n_batch = BATCH_TOKENS
         params.n_ubatch = BATCH_TOKENS
-        params.n_seq_max = self.parallel + 1  # the last sequence holds the shared prompt start
+        params.n_seq_max = self.parallel
         params.n_threads = threads
         params.n_threads_batch = threads
         params.kv_unified = False  # one KV stream per sequence: each gets its full n_ctx
@@ -157,7 +155,6 @@ class ChatEngine:
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.prefix: list[int] | None = None  # the shared prompt start; None until decided
         self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
 
     def close(self) -> None:
@@ -189,51 +186,7 @@ class ChatEngine:
                 f"shorten it or use Local(n_ctx=...) with a larger window"
             )
         limit = self.n_ctx if params.max_tokens is None else min(self.n_ctx, len(prompt) + params.max_tokens)
-        seq = _Seq(slot, cid, prompt, params, np.random.default_rng(params.seed), limit)
-        if self.prefix:
-            self._use_prefix(seq)
-        return seq
-
-    # ------------------------------------------------------- shared prefix
-    # Prompts built from one template share their start: the chat template's
-    # system turn and the instruction before the first {field} (24 of the 85
-    # tokens of an average benchmark prompt). That start is prompt-processed
-    # once, into its own sequence, and each new sequence starting with it gets
-    # a copy of that KV stream instead of recomputing it, as llama-cpp-python
-    # reuses the previous prompt's cache in a loop. With one KV stream per
-    # sequence, llama.cpp copies whole streams only (a memory copy of the
-    # cells, far cheaper than the arithmetic of the tokens).
-
-    def _share_prefix(self, seqs: list[_Seq]) -> None:
-        """Fix the shared start from the first sequences admitted, and give it to them."""
-        # the largest group of prompts with one start: an odd prompt among the
-        # first ones must not cost the others their sharing
-        starts = collections.Counter(tuple(s.prompt[:MIN_PREFIX]) for s in seqs
-                                     if s.n_past == 0 and len(s.prompt) > MIN_PREFIX)
-        start, count = starts.most_common(1)[0] if starts else ((), 0)
-        group = [s.prompt for s in seqs if tuple(s.prompt[:MIN_PREFIX]) == start]
-        n = _common_prefix(group) if count > 1 else 0
-        self.prefix = group[0][:n] if n >= MIN_PREFIX else []
-        if not self.prefix:
-            return
-        seq = self.parallel
-        for first in range(0, n, BATCH_TOKENS):
-            chunk = self.prefix[first:first + BATCH_TOKENS]
-            for k, token in enumerate(chunk):
-                self._put(k, token, first + k, seq, False)
-            self.batch.n_tokens = len(chunk)
-            rc = self._c.llama_decode(self.ctx, self.batch)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode returned {rc}")
-        for s in seqs:
-            if s.n_past == 0:
-                self._use_prefix(s)
-
-    def _use_prefix(self, s: _Seq) -> None:
-        n = len(self.prefix or ())
-        if len(s.prompt) > n and s.prompt[:n] == self.prefix:  # one token at least left to decode
-            self._c.llama_memory_seq_cp(self.memory, self.parallel, s.slot, -1, -1)
-            s.n_past = n
+        return _Seq(slot, cid, prompt, params, np.random.default_rng(params.seed), limit)
 
     @staticmethod
     def _needs_grammar(body: dict[str, Any]) -> bool:
@@ -296,8 +249,6 @@ class ChatEngine:
                     except Exception as exc:  # one bad row never kills the job
                         yield cid, None, f"engine error: {type(exc).__name__}: {exc}"
             active = [s for s in slots if s is not None]
-            if self.prefix is None and (len(active) > 1 or exhausted):
-                self._share_prefix(active)
             if not active:
                 return
             if stop():
@@ -401,18 +352,6 @@ class ChatEngine:
 
     def _free(self, s: _Seq) -> None:
         self._c.llama_memory_seq_rm(self.memory, s.slot, -1, -1)
-
-
-def _common_prefix(prompts: list[list[int]]) -> int:
-    """Length of the start all ``prompts`` share, leaving each one token at least."""
-    n = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    for p in prompts[1:]:
-        k = 0
-        while k < n and p[k] == first[k]:
-            k += 1
-        n = k
-    return max(n, 0)
 
 
 def _shortest_first(items: Iterator[Item], window: int) -> Iterator[Item]:

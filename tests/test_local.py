@@ -96,6 +96,15 @@ def test_small_quantised_models_are_converted_once_to_16_bit_floats(tmp_path):
         Local(dtype="int8")
 
 
+def test_one_sequence_at_a_time_runs_the_shipped_file():
+    from pdbatch.models import resolve_local
+
+    job = pd.DataFrame({"t": ["Say hi."]}).llama.submit("{t}", max_tokens=3, temperature=0,
+                                                         backend=Local(parallel=1))
+    assert job.wait(progress=False).result().error.isna().all()
+    assert read_status(job_dir(job.id))["weights"] == str(resolve_local(None, "chat").weights())
+
+
 def test_sampling_params_are_honoured_per_request():
     df = pd.DataFrame({"t": ["Write a long story about a cat.", "Count from one to twenty."]})
     out = df.llama.batch_predict("{t}", max_tokens=5, temperature=0, progress=False)

@@ -111,9 +111,9 @@ class Local(Backend):
         CPU threads for the engine; default all cores.
     dtype : {"auto", "f16", "file"}
         The number format chat models run in. ``"auto"`` runs small quantised
-        models (the bundled one) as 16-bit floats, converted once and cached
-        under ``<home>/models``: batched decoding is about 1.7x faster that
-        way on a CPU. ``"f16"`` converts any quantised GGUF file; ``"file"``
+        models (the bundled one) as 16-bit floats when ``parallel > 1``,
+        converted once and cached under ``<home>/models``: batched decoding
+        is about 1.7x faster that way on a CPU. ``"f16"`` converts any quantised GGUF file; ``"file"``
         runs the file's own quantisation (less memory, and the answers of
         llama-cpp-python on that file).
     """

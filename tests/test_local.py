@@ -96,6 +96,17 @@ def test_small_quantised_models_are_converted_once_to_16_bit_floats(tmp_path):
         Local(dtype="int8")
 
 
+def test_a_failed_conversion_fails_the_job_and_says_how_to_avoid_it(pdbatch_home):
+    (pdbatch_home / "models").unlink()
+    (pdbatch_home / "models").write_text("not a folder")  # nothing can be written there
+    job = pd.DataFrame({"t": ["Say hi."]}).llama.submit("{t}", max_tokens=3, temperature=0)
+    with pytest.raises(JobError, match=r"16-bit floats.*Local\(dtype='file'\)"):
+        job.wait(progress=False).result()
+    out = pd.DataFrame({"t": ["Say hi."]}).llama.batch_predict("{t}", max_tokens=3, temperature=0,
+                                                              backend=Local(dtype="file"), progress=False)
+    assert out.error.isna().all()
+
+
 def test_one_sequence_at_a_time_runs_the_shipped_file():
     from pdbatch.models import resolve_local
 

@@ -95,14 +95,20 @@ def batch_weights(path: str, dtype: str, cache: Path) -> str:
     target = cache / f"{Path(path).stem}-{key}.f16.gguf"
     if target.is_file():
         return str(target)
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{target.name}.", suffix=".part")
-    os.close(fd)
+    tmp = None
     try:
+        cache.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{target.name}.", suffix=".part")
+        os.close(fd)
         _convert(path, tmp)
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        raise RuntimeError(
+            f"could not convert {path} to 16-bit floats in {cache} ({exc}); free disk space there, "
+            f"or run the file as shipped with Local(dtype='file')"
+        ) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp and os.path.exists(tmp):
             os.unlink(tmp)
     return str(target)
 
@@ -116,4 +122,4 @@ def _convert(src: str, dst: str) -> None:
     params.nthread = os.cpu_count() or 1
     rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(params))
     if rc != 0:
-        raise RuntimeError(f"llama.cpp could not convert {src} to 16-bit floats (code {rc})")
+        raise RuntimeError(f"llama_model_quantize returned {rc}")

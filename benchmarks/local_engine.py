@@ -100,7 +100,7 @@ def main() -> None:
     print(f"{n} chat requests, max_tokens {MAX_TOKENS}, {os.cpu_count()} cores, smollm2-135m-instruct\n")
 
     shipped = str(resolve_local(None, "chat").weights())
-    f16 = batch_weights(shipped, "auto", pdbatch.config.home() / "models")  # converted once, before timing
+    f16 = batch_weights(shipped, "f16", pdbatch.config.home() / "models", PARALLEL)  # converted before timing
     t_a, tok_a, texts_a = baseline(df, shipped)
     t_a16, tok_a16, texts_a16 = baseline(df, f16)
     t_b, tok_b, texts_b, peak = pdbatch_run(df, PARALLEL)

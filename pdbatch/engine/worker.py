@@ -126,11 +126,9 @@ def run(folder: Path) -> int:
         from . import load_engine
         from .convert import batch_weights
 
-        dtype = spec.get("dtype")
-        if dtype == "auto" and spec["parallel"] == 1:
-            dtype = "file"  # one sequence reads every weight per token: the 4-bit file is faster
-        if spec["engine"] == "llama.cpp" and spec["kind"] == "chat" and dtype:
-            spec["weights"] = batch_weights(spec["weights"], dtype, Path(spec["weights_cache"]))
+        if spec["engine"] == "llama.cpp" and spec["kind"] == "chat" and spec.get("dtype"):
+            spec["weights"] = batch_weights(spec["weights"], spec["dtype"], Path(spec["weights_cache"]),
+                                            spec["parallel"])
         write_status(folder, weights=spec["weights"])  # the file the answers come from
         engine = load_engine(spec)
     except Exception as exc:

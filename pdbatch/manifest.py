@@ -10,7 +10,6 @@ id, so attaching by any of its ids finds the manifest.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ import orjson
 import pandas as pd
 
 from . import config
+from .atomic import atomic_path
 from .errors import JobNotFoundError
 from .models import Kind
 
@@ -92,9 +92,8 @@ def save(manifest: Manifest, frame: pd.DataFrame) -> Path:
     folder = folder_for(manifest.id)
     folder.mkdir(parents=True, exist_ok=True)
     frame.to_pickle(folder / "frame.pkl")
-    tmp = folder / ".manifest.tmp"
-    tmp.write_bytes(manifest.to_json())
-    os.replace(tmp, folder / "manifest.json")
+    with atomic_path(folder / "manifest.json") as tmp:
+        tmp.write_bytes(manifest.to_json())
     for part in manifest.parts:
         if part != manifest.id:
             pointer = folder_for(part)

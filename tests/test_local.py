@@ -305,3 +305,19 @@ def test_prompts_are_started_shortest_first_window_by_window():
              item("short2", "y"), item("next-window", "")]
     order = [cid for cid, _, _ in _shortest_first(iter(items), 5)]
     assert order == ["bad", "short", "short2", "mid", "long", "next-window"]  # stable, window by window
+
+
+def test_a_replaced_file_is_whole_or_untouched(tmp_path):
+    from pdbatch.atomic import atomic_path
+
+    folder = tmp_path / "job"
+    folder.mkdir()
+    target = folder / "status.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer died")
+    assert target.read_text() == "old" and os.listdir(folder) == ["status.json"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and os.listdir(folder) == ["status.json"]

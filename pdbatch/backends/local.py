@@ -22,12 +22,10 @@ that skips the rows already in ``output.jsonl``.
 from __future__ import annotations
 
 import fcntl
-import os
 import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from typing import Any
 import orjson
 
 from .. import config
+from ..atomic import atomic_path
 from ..engine.convert import check_dtype
 from ..errors import ConfigError, JobNotFoundError
 from ..models import Kind, resolve_local
@@ -67,11 +66,8 @@ def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
     path = folder / "status.json"
     current = read_status(folder) if path.exists() else {}
     current.update(fields, updated=time.time())
-    # a unique temporary name: two writers (threads or processes) never share one
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".status.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(orjson.dumps(current))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # two writers (threads or processes) never share a temporary file
+        tmp.write_bytes(orjson.dumps(current))
     return current
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+
+from ..atomic import atomic_path
 
 DTYPES = ("auto", "f16", "file")
 AUTO_MAX_F16_BYTES = 512 << 20  # about 250M parameters: compute-bound on a CPU
@@ -97,21 +98,15 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
     target = cache / f"{Path(path).stem}-{key}.f16.gguf"
     if target.is_file():
         return str(target)
-    tmp = None
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{target.name}.", suffix=".part")
-        os.close(fd)
-        _convert(path, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            _convert(path, str(tmp))
     except (OSError, RuntimeError) as exc:
         raise RuntimeError(
             f"could not convert {path} to 16-bit floats in {cache} ({exc}); free disk space there, "
             f"or run the file as shipped with Local(dtype='file')"
         ) from exc
-    finally:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
     return str(target)
 
 

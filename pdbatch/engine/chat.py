@@ -31,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from .batch import TokenBatch
 from .common import Item, Result, chat_completion, usage
+from .streams import Streams
+from .threads import ThreadGovernor
 
 BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
 LOOKAHEAD = 256  # requests read ahead and started shortest prompt first
@@ -110,11 +113,6 @@ class _Seq:
     n_past: int = 0  # tokens already in the KV cache
     generated: list[int] = field(default_factory=list)
     counts: dict[int, int] = field(default_factory=dict)
-    logit_index: int = -1  # row of this step's logits, -1 when none
-
-    @property
-    def prefilling(self) -> bool:
-        return self.n_past < len(self.prompt)
 
 
 class ChatEngine:
@@ -126,7 +124,8 @@ class ChatEngine:
         from .llama import ChatTokenizer, load_llama
 
         self._c = llama_cpp
-        threads = spec.get("threads") or os.cpu_count() or 1
+        self.governor = ThreadGovernor(spec.get("threads"))
+        threads = self.governor.threads
         self.name = spec["model"]
         self.n_ctx = int(spec["n_ctx"])
         self.parallel = int(spec["parallel"])
@@ -145,7 +144,11 @@ class ChatEngine:
         params.n_seq_max = self.parallel
         params.n_threads = threads
         params.n_threads_batch = threads
-        params.kv_unified = False  # one KV stream per sequence: each gets its full n_ctx
+        # One KV stream per sequence: each gets its full n_ctx, and attention
+        # costs each token only its own sequence's cells. A unified cache
+        # (one stream for all) measured 1.8x slower for 8 prompts of 500
+        # tokens, as every token attends over every sequence's cells.
+        params.kv_unified = False
         # No flash attention, chosen explicitly, as llama-cpp-python's Llama
         # does: with 16-bit weights it gained nothing here (84 against 85
         # tok/s end to end), and its other float rounding changes greedy
@@ -155,12 +158,13 @@ class ChatEngine:
         if not self.ctx:
             raise RuntimeError("llama.cpp could not create a context (out of memory?)")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
-        self.batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
+        self.batch = TokenBatch(llama_cpp, BATCH_TOKENS, self.parallel)
+        self.streams = Streams(llama_cpp, self.memory, self.parallel)
+        # for status.json at the end: what the job computed, and with how many threads
+        self.stats: dict[str, Any] = {"threads": [], "prompt_tokens": 0, "prompt_tokens_computed": 0,
+                                      "prompt_calls": 0, "decode_calls": 0}
 
     def close(self) -> None:
-        if getattr(self, "batch", None) is not None:
-            self._c.llama_batch_free(self.batch)
-            self.batch = None
         if getattr(self, "ctx", None):
             self._c.llama_free(self.ctx)
             self.ctx = None
@@ -197,6 +201,7 @@ class ChatEngine:
         """A grammar-constrained row, through llama-cpp-python's own chat completion."""
         messages = check_messages(body)
         params = parse_params(body)
+        self._c.llama_set_n_threads(self.llm.ctx, self.governor.threads, self.governor.threads)
         out = self.llm.create_chat_completion(
             messages=messages,
             max_tokens=params.max_tokens,
@@ -219,13 +224,29 @@ class ChatEngine:
         return cid, out, None
 
     # ------------------------------------------------------------- decoding
+    # A step computes the prompts admitted since the last one, each after the
+    # start it shares with a KV stream (streams.py), alone or with prompts of
+    # equal remaining length in the following slots; then one call carries
+    # every answering sequence's next token, in slot order (the new ones
+    # included, so the slots form one run). Prompts and answering tokens
+    # never share a call: with one KV stream per sequence llama.cpp splits a
+    # call into ubatches of consecutive sequence ids with equal tokens each,
+    # and a call holding 7 answering sequences and 3 prompts ran as 5 to 7
+    # graph computations. That split is also what cost the earlier
+    # shared-prefix attempt its greedy parity: the first token after the
+    # shared start went into the one-token ubatch of the answering sequences,
+    # where attention takes llama.cpp's single-token kernel instead of the
+    # tiled one a prompt gets, and rounds differently (up to 0.55 in a logit
+    # on the Q4_1 file; harmless for a whole prompt, whose first token
+    # attends to itself only).
+
     def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
         """Answer every item, ``parallel`` at a time; yields rows as they finish."""
         slots: list[_Seq | None] = [None] * self.parallel
         exhausted = False
         items = _shortest_first(items, LOOKAHEAD)
         while True:
-            # admit requests into free slots
+            fresh: list[_Seq] = []
             for i in range(self.parallel):
                 while slots[i] is None and not exhausted:
                     if stop():
@@ -244,69 +265,78 @@ class ChatEngine:
                             yield self._run_one(cid, body)
                             continue
                         slots[i] = self._admit(i, cid, body)
+                        fresh.append(slots[i])  # type: ignore[arg-type]
                     except RequestError as exc:
                         yield cid, None, str(exc)
                     except Exception as exc:  # one bad row never kills the job
                         yield cid, None, f"engine error: {type(exc).__name__}: {exc}"
-            active = [s for s in slots if s is not None]
-            if not active:
-                return
             if stop():
-                # cancelled: drop the rows in flight (they are not written)
-                for s in active:
-                    self._free(s)
-                return
-            self._step(active)
-            for s in active:
-                if s.logit_index < 0:
-                    continue
-                finish = self._sample(s)
-                if finish:
+                return  # cancelled: the rows in flight are not written
+            threads = self.governor.update()
+            self._c.llama_set_n_threads(self.ctx, threads, threads)
+            if threads not in self.stats["threads"]:
+                self.stats["threads"].append(threads)
+            while fresh:
+                group = self.streams.plan(fresh, BATCH_TOKENS)
+                del fresh[: len(group.seqs)]
+                rows = self._prefill(group.seqs, group.length)
+                for s, row in zip(group.seqs, rows, strict=True):
+                    if finish := self._sample(s, row):
+                        slots[s.slot] = None
+                        yield s.custom_id, self._response(s, finish), None
+            answering = [s for s in slots if s is not None]
+            if not answering:
+                if exhausted:
+                    return
+                continue
+            self._decode_next(answering)
+            for k, s in enumerate(answering):
+                if finish := self._sample(s, k):
                     slots[s.slot] = None
-                    self._free(s)
                     yield s.custom_id, self._response(s, finish), None
 
-    def _step(self, active: list[_Seq]) -> None:
-        b = self.batch
-        n = 0
-        # generating sequences first: one token each, so that a long prompt
-        # being processed never stalls the sequences already answering
-        for s in active:
-            s.logit_index = -1
-            if not s.prefilling:
-                self._put(n, s.generated[-1], s.n_past, s.slot, True)
-                s.logit_index = n
-                s.n_past += 1
-                n += 1
-        for s in active:
-            if n >= BATCH_TOKENS:
-                break
-            if s.prefilling:
-                take = min(len(s.prompt) - s.n_past, BATCH_TOKENS - n)
-                for k in range(take):
-                    pos = s.n_past + k
-                    last = pos == len(s.prompt) - 1
-                    self._put(n, s.prompt[pos], pos, s.slot, last)
-                    if last:
-                        s.logit_index = n
-                    n += 1
-                s.n_past += take
-        b.n_tokens = n
-        rc = self._c.llama_decode(self.ctx, b)
+    def _decode(self) -> None:
+        rc = self._c.llama_decode(self.ctx, self.batch.raw)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
 
-    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
-        b = self.batch
-        b.token[i] = token
-        b.pos[i] = pos
-        b.n_seq_id[i] = 1
-        b.seq_id[i][0] = seq
-        b.logits[i] = logits
+    def _decode_next(self, seqs: list[_Seq]) -> None:
+        """Feed each answering sequence its last sampled token, all in one call."""
+        self.batch.set_next([s.generated[-1] for s in seqs], [s.n_past for s in seqs], [s.slot for s in seqs])
+        self._decode()
+        self.stats["decode_calls"] += 1
+        for s in seqs:
+            self.streams.held[s.slot].append(s.generated[-1])
+            s.n_past += 1
 
-    def _sample(self, s: _Seq) -> str | None:
-        """Pick the next token for ``s``; returns a finish reason when it is done."""
-        ptr = self._c.llama_get_logits_ith(self.ctx, s.logit_index)
+    def _prefill(self, seqs: list[_Seq], length: int) -> list[int]:
+        """Compute the last ``length`` tokens of each prompt (the rest is reused), in one call if they fit.
+
+        Returns the row of each prompt's last-token logits in the last call.
+        """
+        for s in seqs:
+            self.streams.take(s.slot, s.prompt, len(s.prompt) - length)
+        if len(seqs) > 1:
+            self.batch.set_prompts([(s.prompt[-length:], len(s.prompt) - length, s.slot) for s in seqs])
+            self._decode()
+        else:  # one prompt, in near-equal chunks of at most BATCH_TOKENS (none shorter than two tokens)
+            s, start = seqs[0], len(seqs[0].prompt) - length
+            n_calls = -(-length // BATCH_TOKENS)
+            for k in range(n_calls):
+                a, b = start + length * k // n_calls, start + length * (k + 1) // n_calls
+                self.batch.set_prompts([(s.prompt[a:b], a, s.slot)], logits=k == n_calls - 1)
+                self._decode()
+        for s in seqs:
+            self.streams.held[s.slot] = list(s.prompt)
+            s.n_past = len(s.prompt)
+        self.stats["prompt_tokens"] += sum(len(s.prompt) for s in seqs)
+        self.stats["prompt_tokens_computed"] += length * len(seqs)
+        self.stats["prompt_calls"] += 1 if len(seqs) > 1 else -(-length // BATCH_TOKENS)
+        return [self.batch.raw.n_tokens - 1] if len(seqs) == 1 else [(k + 1) * length - 1 for k in range(len(seqs))]
+
+    def _sample(self, s: _Seq, index: int) -> str | None:
+        """Pick the next token for ``s`` from row ``index`` of the last call's logits; a finish reason when done."""
+        ptr = self._c.llama_get_logits_ith(self.ctx, index)
         logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,))
         p = s.params
         if s.counts and (p.frequency_penalty or p.presence_penalty):
@@ -349,9 +379,6 @@ class ChatEngine:
             if cut >= 0:
                 text = text[:cut]
         return chat_completion(s.custom_id, self.name, text, finish, len(s.prompt), len(s.generated))
-
-    def _free(self, s: _Seq) -> None:
-        self._c.llama_memory_seq_rm(self.memory, s.slot, -1, -1)
 
 
 def _shortest_first(items: Iterator[Item], window: int) -> Iterator[Item]:

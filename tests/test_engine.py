@@ -11,11 +11,13 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 import pytest
 
 from pdbatch.engine import threads
 from pdbatch.engine.batch import TokenBatch, common_prefix
 from pdbatch.engine.convert import file_type
+from pdbatch.engine.sizing import cells_needed
 from pdbatch.engine.streams import COPY_MIN, MIN_SUFFIX, PAD_TOKENS, Streams
 
 # ---------------------------------------------------------------- threads
@@ -176,6 +178,41 @@ def test_whole_prompts_are_never_grouped_past_their_start():
     assert COPY_MIN >= 1 and MIN_SUFFIX == 2
 
 
+# ---------------------------------------------------------------- KV cache size
+
+
+def _requests(path, bodies):
+    path.write_bytes(b"".join(orjson.dumps({"custom_id": f"r{i}", "body": b}) + b"\n" for i, b in enumerate(bodies)))
+    return path
+
+
+def chat(text, **kw):
+    return {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}], **kw}
+
+
+def test_streams_are_sized_to_the_longest_request_when_all_bound_their_answer(tmp_path):
+    def template(roles):
+        return 10 * len(roles)
+
+    bodies = [chat("é" * 100, max_tokens=4), chat("short", max_tokens=300)]
+    # 20 template tokens + 9 + 4 (system) + 200 + 4 (user) bytes + 4 answer tokens = 241; then 318 -> 512
+    assert cells_needed(_requests(tmp_path / "a.jsonl", bodies[:1]), 2048, template) == 256
+    assert cells_needed(_requests(tmp_path / "b.jsonl", bodies), 2048, template) == 512
+    assert cells_needed(_requests(tmp_path / "c.jsonl", bodies), 400, template) == 400  # never above n_ctx
+    unbounded = [*bodies, chat("no limit")]
+    assert cells_needed(_requests(tmp_path / "d.jsonl", unbounded), 2048, template) == 2048
+    odd = [*bodies, {"messages": "x"}, chat("json", response_format={"type": "json_object"})]
+    path = _requests(tmp_path / "e.jsonl", odd)
+    with open(path, "ab") as fh:
+        fh.write(b'{"custom_id": "cut", "body": \n')
+    assert cells_needed(path, 2048, template) == 512  # rows that fail alone or take the grammar path
+
+    def rejects(roles):
+        raise ValueError("roles must alternate")
+
+    assert cells_needed(_requests(tmp_path / "f.jsonl", bodies), 2048, rejects) == 2048
+
+
 # ---------------------------------------------------------------- GGUF header
 
 
@@ -212,11 +249,20 @@ INSTRUCTION = ("You are a careful product analyst. Read the customer review belo
                "sentiment as exactly one word: positive, negative or mixed. Answer with the word only.\n\nReview: ")
 
 
-def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, threads: int | None = None):
-    """Answers of the engine in this process, the prompt tokens it computed, and all its prompts' tokens."""
+def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, threads: int | None = None,
+               folder=None):
+    """Answers of the engine in this process, the prompt tokens it computed, and all its prompts' tokens.
+
+    With ``folder``, the requests are also written there for the engine to size its KV cache from.
+    """
     from pdbatch.engine.chat import ChatEngine
 
-    engine = ChatEngine({"model": "m", "n_ctx": 2048, "parallel": parallel, "weights": weights, "threads": threads})
+    bodies = [{"messages": [{"role": "user", "content": t}], "max_tokens": max_tokens, "temperature": 0}
+              for t in texts]
+    spec = {"model": "m", "n_ctx": 2048, "parallel": parallel, "weights": weights, "threads": threads}
+    if folder is not None:
+        spec["requests"] = str(_requests(folder / "requests.jsonl", bodies))
+    engine = ChatEngine(spec)
     lib, decoded = engine._c, []
 
     class Counting:
@@ -228,8 +274,7 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, t
             return lib.llama_decode(ctx, batch)
 
     engine._c = Counting()
-    items = [(f"r{i}", {"messages": [{"role": "user", "content": t}], "max_tokens": max_tokens, "temperature": 0},
-              None) for i, t in enumerate(texts)]
+    items = [(f"r{i}", body, None) for i, body in enumerate(bodies)]
     done = {cid: response for cid, response, _ in engine.run(iter(items), lambda: False)}
     out = [done[f"r{i}"] for i in range(len(texts))]
     answers = [o["choices"][0]["message"]["content"] for o in out]
@@ -293,3 +338,23 @@ def test_the_engine_takes_one_thread_when_other_processes_hold_the_cores(reviews
             p.wait()
     assert engine.stats["threads"][-1] == 1, engine.stats
     assert engine.governor.cores == cores
+
+
+@pytest.mark.slow
+def test_a_short_answer_job_gets_small_kv_streams_and_the_same_answers(reviews, bundled, tmp_path):
+    texts = [INSTRUCTION + r for r in reviews.review.iloc[:6]]
+    answers, _, _, engine = run_engine(bundled, texts, parallel=3, max_tokens=4, folder=tmp_path)
+    # about 400 bytes of prompt and 4 answer tokens: 512 cells per sequence, not 2048
+    assert engine.cells == 512 and engine.stats["kv_cells"] == 512
+    assert answers == loop_answers(bundled, texts, 4)
+
+
+@pytest.mark.slow
+def test_a_row_longer_than_the_streams_is_answered_by_llama_cpp_python(reviews, bundled, tmp_path, monkeypatch):
+    from pdbatch.engine import chat
+
+    monkeypatch.setattr(chat, "cells_needed", lambda *args: 256)  # as if a request broke the bound
+    texts = ["Summarize: " + " ".join(reviews.review.iloc[:12]), "Say hi."]  # about 280 and 30 tokens
+    answers, _, _, engine = run_engine(bundled, texts, parallel=2, max_tokens=8, folder=tmp_path)
+    assert engine.cells == 256
+    assert answers == loop_answers(bundled, texts, 8)

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from .batch import TokenBatch
-from .common import Item, Result, chat_completion, usage
+from .common import Item, Result, chat_completion, needs_grammar, usage
+from .sizing import cells_needed
 from .streams import Streams
 from .threads import ThreadGovernor
 
@@ -137,8 +138,11 @@ class ChatEngine:
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.tokenizer = ChatTokenizer(self.llm)
+        self.cells = self.n_ctx  # KV cells per sequence
+        if spec.get("requests"):
+            self.cells = cells_needed(spec["requests"], self.n_ctx, self._template_tokens)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.n_ctx * self.parallel
+        params.n_ctx = self.cells * self.parallel
         params.n_batch = BATCH_TOKENS
         params.n_ubatch = BATCH_TOKENS
         params.n_seq_max = self.parallel
@@ -161,8 +165,8 @@ class ChatEngine:
         self.batch = TokenBatch(llama_cpp, BATCH_TOKENS, self.parallel)
         self.streams = Streams(llama_cpp, self.memory, self.parallel)
         # for status.json at the end: what the job computed, and with how many threads
-        self.stats: dict[str, Any] = {"threads": [], "prompt_tokens": 0, "prompt_tokens_computed": 0,
-                                      "prompt_calls": 0, "decode_calls": 0}
+        self.stats: dict[str, Any] = {"kv_cells": self.cells, "threads": [], "prompt_tokens": 0,
+                                      "prompt_tokens_computed": 0, "prompt_calls": 0, "decode_calls": 0}
 
     def close(self) -> None:
         if getattr(self, "ctx", None):
@@ -180,7 +184,11 @@ class ChatEngine:
         except ValueError as exc:
             raise RequestError(f"invalid request: {exc}") from exc
 
-    def _admit(self, slot: int, cid: str, body: dict[str, Any]) -> _Seq:
+    def _template_tokens(self, roles: tuple[str, ...]) -> int:
+        return len(self.tokenizer([{"role": r, "content": ""} for r in roles]))
+
+    def _admit(self, slot: int, cid: str, body: dict[str, Any]) -> _Seq | None:
+        """The request as a sequence for ``slot``; None when it needs more cells than a stream has."""
         messages = check_messages(body)
         params = parse_params(body)
         prompt = self.tokenize_chat(messages)
@@ -190,15 +198,16 @@ class ChatEngine:
                 f"shorten it or use Local(n_ctx=...) with a larger window"
             )
         limit = self.n_ctx if params.max_tokens is None else min(self.n_ctx, len(prompt) + params.max_tokens)
+        if limit > self.cells:
+            return None  # the streams were sized from a bound this request exceeds: the loop answers it
         return _Seq(slot, cid, prompt, params, np.random.default_rng(params.seed), limit)
 
-    @staticmethod
-    def _needs_grammar(body: dict[str, Any]) -> bool:
-        fmt = body.get("response_format")
-        return bool(body.get("tools")) or (isinstance(fmt, dict) and fmt.get("type") not in (None, "text"))
-
     def _run_one(self, cid: str, body: dict[str, Any]) -> Result:
-        """A grammar-constrained row, through llama-cpp-python's own chat completion."""
+        """A row through llama-cpp-python's own chat completion, one at a time.
+
+        For the rows that need grammar-constrained decoding, and the rare row
+        longer than the KV streams were sized for (see ``sizing.py``).
+        """
         messages = check_messages(body)
         params = parse_params(body)
         self._c.llama_set_n_threads(self.llm.ctx, self.governor.threads, self.governor.threads)
@@ -261,10 +270,11 @@ class ChatEngine:
                         yield cid, None, error
                         continue
                     try:
-                        if self._needs_grammar(body):
+                        seq = None if needs_grammar(body) else self._admit(i, cid, body)
+                        if seq is None:
                             yield self._run_one(cid, body)
                             continue
-                        slots[i] = self._admit(i, cid, body)
+                        slots[i] = seq
                         fresh.append(slots[i])  # type: ignore[arg-type]
                     except RequestError as exc:
                         yield cid, None, str(exc)

@@ -130,6 +130,7 @@ def run(folder: Path) -> int:
             spec["weights"] = batch_weights(spec["weights"], spec["dtype"], Path(spec["weights_cache"]),
                                             spec["parallel"])
         write_status(folder, weights=spec["weights"])  # the file the answers come from
+        spec["requests"] = str(folder / "requests.jsonl")  # the chat engine sizes its KV cache to them
         engine = load_engine(spec)
     except Exception as exc:
         traceback.print_exc()
@@ -137,7 +138,7 @@ def run(folder: Path) -> int:
         return 1
 
     cancel_flag = folder / "cancel"
-    write_status(folder, state="JOB_STATE_RUNNING")
+    write_status(folder, state="JOB_STATE_RUNNING", running=time.time())  # model loaded: the job starts
     last = 0.0
     try:
         with open(out_path, "ab") as out:

@@ -14,6 +14,8 @@ import numpy as np
 import orjson
 import pytest
 
+import pdbatch
+from pdbatch.backends import Local
 from pdbatch.engine import threads
 from pdbatch.engine.batch import TokenBatch, common_prefix
 from pdbatch.engine.convert import file_type
@@ -43,9 +45,15 @@ def test_the_governor_gives_llama_cpp_the_cores_others_leave_free(monkeypatch):
     assert second(busy=1.3, own=1.0) == 2  # it used 0.3 of a core: round to the free cores
     assert second(busy=2.0, own=0.1) == 1  # never fewer than one
     clock["now"] += threads.FIRST_WINDOW
-    clock["busy"] += 1.0
-    assert gov.update() == 1  # re-decided at most once per INTERVAL
+    clock["busy"] += 0.0
+    assert gov.update() == 1  # one thread waits a whole INTERVAL before taking more
+    assert second(busy=0.0, own=0.0) == 2
+    clock["now"] += threads.FIRST_WINDOW  # several threads: re-decided after a short window
+    clock["busy"] += 2 * threads.FIRST_WINDOW
+    assert gov.update() == 1
     assert threads.ThreadGovernor(fixed=3, cores=2).update() == 3  # Local(threads=3) is the user's word
+    with pytest.raises(pdbatch.ConfigError, match=r"threads=0: must be a positive integer"):
+        Local(threads=0)
 
 
 BURN = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end:\n    pass\n"

@@ -105,7 +105,10 @@ class Local(Backend):
     n_ctx : int
         Context window per sequence, in tokens; longer prompts fail on their row.
     threads : int, optional
-        CPU threads for the engine; default all cores.
+        CPU threads for the engine. Default: the cores other processes leave
+        free, measured while the job runs (all of them on a quiet machine);
+        llama.cpp's threads spin-wait for each other, so more threads than
+        free cores makes a job many times slower.
     dtype : {"auto", "f16", "file"}
         The number format chat models run in. ``"auto"`` runs small quantised
         models (the bundled one) as 16-bit floats when ``parallel > 1``,
@@ -135,6 +138,8 @@ class Local(Backend):
             raise ConfigError(f"parallel={parallel}: must be at least 1")
         if n_ctx < 64:
             raise ConfigError(f"n_ctx={n_ctx}: must be at least 64 tokens")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads={threads!r}: must be a positive integer, or None to follow the free cores")
         self.model = model
         self.embedding_model = embedding_model
         self.parallel = int(parallel)

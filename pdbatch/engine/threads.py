@@ -13,8 +13,10 @@ busy.
 :class:`ThreadGovernor` measures, between steps, how much CPU time the other
 processes used (system busy time from ``/proc/stat`` minus this process's own
 CPU time, spinning included) and gives llama.cpp the cores they leave free,
-rounded, at least one. It re-decides every :data:`INTERVAL` seconds, so a job
-takes both cores back when the machine quiets down.
+rounded, at least one: a fifth of a second after another process takes a
+core, a second after the machine quiets down. OpenMP's passive waiting
+(``OMP_WAIT_POLICY=PASSIVE``) also avoids the collapse, but on a quiet
+machine every barrier then costs a thread wake-up, hundreds per step.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from __future__ import annotations
 import os
 import time
 
-INTERVAL = 1.0  # seconds between decisions: a few steps, and long enough to average over
-FIRST_WINDOW = 0.2  # the first decision may use a shorter window (the model load): the job starts right
+INTERVAL = 1.0  # seconds before one thread may become more: a few steps, long enough to average over
+FIRST_WINDOW = 0.2  # the first decision, and each one while several threads run, after this much
 
 
 def _busy_seconds() -> float | None:
@@ -78,10 +80,12 @@ class ThreadGovernor:
         return max(1, min(self.cores, round(self.cores - others)))
 
     def update(self) -> int:
-        """The thread count to use now (re-decided at most every :data:`INTERVAL` seconds).
+        """The thread count to use now.
 
         The first decision measures from the governor's creation (the model
-        load) once :data:`FIRST_WINDOW` has passed.
+        load) once :data:`FIRST_WINDOW` has passed; later ones come after
+        :data:`FIRST_WINDOW` while several threads run, :data:`INTERVAL`
+        while one does.
         """
         if self.fixed:
             return self.fixed
@@ -90,9 +94,13 @@ class ThreadGovernor:
         if now - then < self._window:
             return self.threads
         busy, own = _busy_seconds(), _own_seconds()
-        self._mark, self._window = (now, busy, own), INTERVAL
+        self._mark = (now, busy, own)
         if busy is None or busy0 is None:
             return self.threads
         others = max(0.0, (busy - busy0) - (own - own0)) / (now - then)
         self.threads = self._fit(others)
+        # Several threads collapse as soon as another process takes a core:
+        # check again after a short window. One thread risks nothing by
+        # waiting a full interval before taking the cores back.
+        self._window = FIRST_WINDOW if self.threads > 1 else INTERVAL
         return self.threads

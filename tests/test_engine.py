@@ -19,7 +19,7 @@ from pdbatch.backends import Local
 from pdbatch.engine import threads
 from pdbatch.engine.batch import TokenBatch, common_prefix
 from pdbatch.engine.convert import file_type
-from pdbatch.engine.sizing import cells_needed
+from pdbatch.engine.sizing import auto_parallel, cells_needed
 from pdbatch.engine.streams import COPY_MIN, MIN_SUFFIX, PAD_TOKENS, Streams
 
 # ---------------------------------------------------------------- threads
@@ -219,6 +219,13 @@ def test_streams_are_sized_to_the_longest_request_when_all_bound_their_answer(tm
         raise ValueError("roles must alternate")
 
     assert cells_needed(_requests(tmp_path / "f.jsonl", bodies), 2048, rejects) == 2048
+
+
+def test_the_number_of_sequences_follows_their_size_when_left_open():
+    assert [auto_parallel(c) for c in (8192, 2048, 1024, 512, 256)] == [8, 8, 16, 32, 32]
+    with pytest.raises(pdbatch.ConfigError, match=r"parallel=0: must be at least 1"):
+        Local(parallel=0)
+    assert Local().parallel is None and Local(parallel=4).settings()["parallel"] == 4
 
 
 # ---------------------------------------------------------------- GGUF header

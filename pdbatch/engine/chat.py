@@ -33,7 +33,7 @@ import numpy as np
 
 from .batch import TokenBatch
 from .common import Item, Result, chat_completion, needs_grammar, usage
-from .sizing import cells_needed
+from .sizing import auto_parallel, cells_needed
 from .streams import Streams
 from .threads import ThreadGovernor
 
@@ -129,7 +129,6 @@ class ChatEngine:
         threads = self.governor.threads
         self.name = spec["model"]
         self.n_ctx = int(spec["n_ctx"])
-        self.parallel = int(spec["parallel"])
         # The high-level object gives us the model, tokenizer and chat template,
         # and serves the rare grammar-constrained rows with its own context.
         self.llm = load_llama(spec["weights"], n_ctx=self.n_ctx, n_threads=threads,
@@ -141,6 +140,7 @@ class ChatEngine:
         self.cells = self.n_ctx  # KV cells per sequence
         if spec.get("requests"):
             self.cells = cells_needed(spec["requests"], self.n_ctx, self._template_tokens)
+        self.parallel = int(spec.get("parallel") or auto_parallel(self.cells))
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = self.cells * self.parallel
         params.n_batch = BATCH_TOKENS
@@ -165,8 +165,9 @@ class ChatEngine:
         self.batch = TokenBatch(llama_cpp, BATCH_TOKENS, self.parallel)
         self.streams = Streams(llama_cpp, self.memory, self.parallel)
         # for status.json at the end: what the job computed, and with how many threads
-        self.stats: dict[str, Any] = {"kv_cells": self.cells, "threads": [], "prompt_tokens": 0,
-                                      "prompt_tokens_computed": 0, "prompt_calls": 0, "decode_calls": 0}
+        self.stats: dict[str, Any] = {"parallel": self.parallel, "kv_cells": self.cells, "threads": [],
+                                      "prompt_tokens": 0, "prompt_tokens_computed": 0, "prompt_calls": 0,
+                                      "decode_calls": 0}
 
     def close(self) -> None:
         if getattr(self, "ctx", None):

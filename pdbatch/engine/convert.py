@@ -88,8 +88,11 @@ def _skip_value(fh: BinaryIO, vtype: int) -> None:
         raise ValueError(f"unknown GGUF value type {vtype}")
 
 
-def wants_f16(path: str, dtype: str, parallel: int) -> bool:
-    """Whether ``path`` should run as 16-bit floats under ``dtype``, ``parallel`` sequences at a time."""
+def wants_f16(path: str, dtype: str, parallel: int | None) -> bool:
+    """Whether ``path`` should run as 16-bit floats under ``dtype``, ``parallel`` sequences at a time.
+
+    ``parallel=None`` lets the engine choose, always several.
+    """
     if check_dtype(dtype) == "file" or (dtype == "auto" and parallel == 1):
         return False  # one sequence reads every weight per token: the smaller file is faster
     ftype = file_type(path)
@@ -103,7 +106,7 @@ def wants_f16(path: str, dtype: str, parallel: int) -> bool:
     return os.path.getsize(path) * 16 / bits <= AUTO_MAX_F16_BYTES
 
 
-def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
+def batch_weights(path: str, dtype: str, cache: Path, parallel: int | None) -> str:
     """The GGUF file a batch should run: ``path`` itself, or its cached 16-bit float form.
 
     Parameters
@@ -116,8 +119,8 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
         stays under :data:`AUTO_MAX_F16_BYTES`.
     cache : Path
         Folder for converted files (created when needed).
-    parallel : int
-        Sequences the engine decodes together.
+    parallel : int or None
+        Sequences the engine decodes together (None: the engine's choice, several).
 
     Returns
     -------

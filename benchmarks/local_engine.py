@@ -1,26 +1,45 @@
-"""Local engine throughput: pdbatch's continuous batching against a create_chat_completion loop.
+"""Local engine: pdbatch against a loop of create_chat_completion, on the shapes users run.
 
-    python benchmarks/local_engine.py            # 64 chat requests, max_tokens 64
-    python benchmarks/local_engine.py --quick    # 16 requests, fewer parallel settings
+    python benchmarks/local_engine.py            # 16 shapes; about 15 minutes on a quiet 2-core machine
+    python benchmarks/local_engine.py --quick    # 40 rows, max_tokens 1 and 64; about 3 minutes
 
-Measured side by side in one run, on the bundled SmolLM2-135M-Instruct, all cores:
-(a) a loop of llama-cpp-python ``create_chat_completion`` calls (greedy, no
-repeat penalty, the same attention kernel) on the model file as shipped
-(Q4_1), and (a16) the same loop on the 16-bit float form pdbatch runs by
-default; (b) pdbatch's local backend end to end: request building, the
-detached worker process (including its model load), and the join, with the
-default ``dtype="auto"`` and with ``dtype="file"``. Prints generated tokens
-per second and the ratios, how many greedy answers are identical to the loop
-on the same weights, the scaling of (b) with ``parallel``, the worker's peak
-memory, and embeddings rows/second batched against one call per row.
+Every shape is measured side by side in one run, on the bundled
+SmolLM2-135M-Instruct: ``rows`` distinct prompts (40 or 400), each either a
+shared ~50-token instruction followed by the row's text (classification,
+extraction) or the row's text with nothing shared but the chat template, and
+``max_tokens`` 1, 4, 16 or 64, greedy.
+
+- loop Q4_1: llama-cpp-python ``create_chat_completion`` one row after the
+  other on the model file as shipped (what a plain loop gets, its prompt
+  cache included), model load included;
+- loop f16: the same loop on the 16-bit weights pdbatch runs by default;
+- pdbatch: ``df.llama.submit(...).wait().result()`` end to end with the
+  default ``Local()``: request building, the detached worker's start and
+  model load, the job, and the join.
+
+The loops run on an evenly spread sample of at most 40 rows of each shape
+(a loop's cost per row does not depend on how many rows follow), with as
+many threads as pdbatch would take at that moment (all cores on a quiet
+machine; see ``pdbatch/engine/threads.py``). Rates are rows/s and generated
+tokens/s; "cpu" compares CPU seconds per row (the worker's against the
+loop's), which a busy machine disturbs much less than wall time. Parity is
+the share of the sample's greedy answers identical to the loop on the same
+weights. The run ends with the time to the first row of a 12-row
+classification, the worker's peak memory, the scaling of one shape with
+``parallel`` (full run only) and embeddings. The table is printed in
+Markdown, ready for the README.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -29,48 +48,105 @@ from pdbatch.backends import Local
 from pdbatch.backends.local import job_dir, read_status
 from pdbatch.engine.convert import batch_weights
 from pdbatch.engine.llama import load_llama
+from pdbatch.engine.threads import FIRST_WINDOW, ThreadGovernor
 from pdbatch.models import resolve_local
 
-MAX_TOKENS = 64
-PARALLEL = Local().parallel  # the default
+INSTRUCTION = ("You are a careful product analyst. Read the customer review below and classify its overall "
+               "sentiment as exactly one word: positive, negative or mixed. Answer with the word only.\n\n"
+               "Review: ")
+LOOP_ROWS = 40
 
 
-def requests_frame(n: int) -> pd.DataFrame:
-    """A mix of short and long prompts, built from the bundled reviews."""
-    reviews = pdbatch.datasets.reviews()
-    rows = []
-    for i in range(n):
-        r = reviews.review.iloc[i % len(reviews)]
-        if i % 4 == 3:  # every fourth prompt is long: several reviews to compare
-            block = " ".join(reviews.review.iloc[(i + k) % len(reviews)] for k in range(12))
-            rows.append(f"Compare these reviews and say which product is best: {block}")
-        else:
-            rows.append(f"Write a short reply to this customer review: {r}")
-    return pd.DataFrame({"prompt": rows})
+def row_texts(n: int) -> list[str]:
+    """``n`` distinct review-like texts: pairs of bundled reviews (pdbatch would send duplicates once)."""
+    reviews = pdbatch.datasets.reviews().review.tolist()
+    k = len(reviews)
+    return [f"{reviews[i % k]} {reviews[(i % k + 1 + i // k) % k]}" for i in range(n)]
 
 
-def baseline(df: pd.DataFrame, weights: str) -> tuple[float, int, list[str]]:
-    llm = load_llama(weights, n_ctx=2048, n_threads=os.cpu_count(), n_threads_batch=os.cpu_count(),
-                     flash_attn=False, verbose=False)
-    texts, tokens = [], 0
-    start = time.perf_counter()
-    for p in df.prompt:
-        out = llm.create_chat_completion(messages=[{"role": "user", "content": p}], max_tokens=MAX_TOKENS,
+def prompts(kind: str, n: int) -> list[str]:
+    texts = row_texts(n)
+    return [INSTRUCTION + t for t in texts] if kind == "shared" else [f"{t} What would you answer?" for t in texts]
+
+
+@dataclass
+class Run:
+    seconds: float
+    cpu: float
+    rows: int
+    tokens: int
+    answers: list[str]
+
+    @property
+    def rows_s(self) -> float:
+        return self.rows / self.seconds
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.seconds
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """llama.cpp prints the weight conversion on the process's own stdout: keep it out of the table."""
+    sys.stdout.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            for fd, target in zip(saved, (1, 2), strict=True):
+                os.dup2(fd, target)
+                os.close(fd)
+
+
+def free_threads() -> int:
+    """The thread count pdbatch's governor would pick now."""
+    gov = ThreadGovernor()
+    time.sleep(FIRST_WINDOW + 0.1)
+    return gov.update()
+
+
+def loop(weights: str, texts: list[str], max_tokens: int) -> Run:
+    threads = free_threads()
+    start, cpu = time.perf_counter(), time.process_time()
+    llm = load_llama(weights, n_ctx=2048, n_threads=threads, n_threads_batch=threads, flash_attn=False,
+                     verbose=False)
+    answers, tokens = [], 0
+    for p in texts:
+        out = llm.create_chat_completion(messages=[{"role": "user", "content": p}], max_tokens=max_tokens,
                                          temperature=0, repeat_penalty=1.0)
-        texts.append(out["choices"][0]["message"]["content"])
+        answers.append(out["choices"][0]["message"]["content"])
         tokens += out["usage"]["completion_tokens"]
-    return time.perf_counter() - start, tokens, texts
+    llm.close()
+    return Run(time.perf_counter() - start, time.process_time() - cpu, len(texts), tokens, answers)
 
 
-def pdbatch_run(df: pd.DataFrame, parallel: int, dtype: str = "auto") -> tuple[float, int, list[str], float]:
+def pdbatch_run(texts: list[str], max_tokens: int, **local) -> tuple[Run, dict]:
+    df = pd.DataFrame({"p": texts})
     start = time.perf_counter()
-    job = df.llama.submit("{prompt}", max_tokens=MAX_TOKENS, temperature=0,
-                          backend=Local(parallel=parallel, dtype=dtype), cache=False)
+    job = df.llama.submit("{p}", max_tokens=max_tokens, temperature=0, backend=Local(**local), cache=False,
+                          progress=False)
     out = job.wait(progress=False).result()
-    elapsed = time.perf_counter() - start
-    peak = read_status(job_dir(job.id)).get("peak_rss_mb", float("nan"))
+    seconds = time.perf_counter() - start
     assert out.error.isna().all(), out.error.dropna().head()
-    return elapsed, int(out.completion_tokens.sum()), out.response.tolist(), peak
+    status = read_status(job_dir(job.id))
+    return Run(seconds, status["cpu_s"], len(df), int(out.completion_tokens.sum()), out.response.tolist()), status
+
+
+def first_row(max_tokens: int = 4, n: int = 12) -> tuple[float, float, float]:
+    """Seconds from submit and from the worker's start to the first row of an n-row classification, and to all."""
+    df = pd.DataFrame({"p": prompts("shared", n)})
+    start = time.perf_counter()
+    job = df.llama.submit("{p}", max_tokens=max_tokens, temperature=0, cache=False, progress=False)
+    out = job_dir(job.id) / "output.jsonl"
+    while not (out.exists() and out.stat().st_size):
+        time.sleep(0.005)
+    first, first_wall = time.perf_counter() - start, time.time()
+    job.wait(progress=False).result()
+    return first, first_wall - read_status(job_dir(job.id))["started"], time.perf_counter() - start
 
 
 def embeddings(n: int) -> tuple[float, float]:
@@ -91,45 +167,50 @@ def embeddings(n: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="16 requests and fewer settings")
+    ap.add_argument("--quick", action="store_true", help="40 rows, max_tokens 1 and 64, no scaling")
     args = ap.parse_args()
-    n = 16 if args.quick else 64
-    settings = [1, 4, 16] if args.quick else [1, 4, 8, 16, 32]
     os.environ.setdefault("PDBATCH_HOME", tempfile.mkdtemp(prefix="pdbatch-bench-"))
-    df = requests_frame(n)
-    print(f"{n} chat requests, max_tokens {MAX_TOKENS}, {os.cpu_count()} cores, smollm2-135m-instruct\n")
-
+    shapes = [(rows, kind, mt) for rows in ((40,) if args.quick else (40, 400)) for kind in ("shared", "own")
+              for mt in ((1, 64) if args.quick else (1, 4, 16, 64))]
     shipped = str(resolve_local(None, "chat").weights())
-    f16 = batch_weights(shipped, "f16", pdbatch.config.home() / "models", PARALLEL)  # converted before timing
-    t_a, tok_a, texts_a = baseline(df, shipped)
-    t_a16, tok_a16, texts_a16 = baseline(df, f16)
-    t_b, tok_b, texts_b, peak = pdbatch_run(df, PARALLEL)
-    t_bf, tok_bf, texts_bf, peak_f = pdbatch_run(df, PARALLEL, dtype="file")
-    rate_a, rate_a16, rate_b, rate_bf = tok_a / t_a, tok_a16 / t_a16, tok_b / t_b, tok_bf / t_bf
-
-    def same(x: list[str], y: list[str]) -> str:
-        k = sum(a == b for a, b in zip(x, y, strict=True))
-        return f"{k}/{n} ({100 * k / n:.0f}%)"
-
-    print(f"(a)   create_chat_completion loop, Q4_1 as shipped : {tok_a:5d} tokens in {t_a:6.1f} s = "
-          f"{rate_a:6.1f} tok/s")
-    print(f"(a16) create_chat_completion loop, 16-bit floats   : {tok_a16:5d} tokens in {t_a16:6.1f} s = "
-          f"{rate_a16:6.1f} tok/s")
-    print(f"(b)   pdbatch local, parallel={PARALLEL}, dtype='auto'   : {tok_b:5d} tokens in {t_b:6.1f} s = "
-          f"{rate_b:6.1f} tok/s (end to end: worker start and model load included)")
-    print(f"(bf)  pdbatch local, parallel={PARALLEL}, dtype='file'   : {tok_bf:5d} tokens in {t_bf:6.1f} s = "
-          f"{rate_bf:6.1f} tok/s")
-    print(f"ratio (b)/(a): {rate_b / rate_a:.2f}x   (b)/(a16): {rate_b / rate_a16:.2f}x   "
-          f"(bf)/(a): {rate_bf / rate_a:.2f}x")
-    print(f"identical greedy answers on the same weights: (b) vs (a16) {same(texts_b, texts_a16)}, "
-          f"(bf) vs (a) {same(texts_bf, texts_a)}; across formats, (a16) vs (a): {same(texts_a16, texts_a)}")
-    print(f"worker peak RSS: {peak:.0f} MB (dtype='auto'), {peak_f:.0f} MB (dtype='file')\n")
-
-    print("scaling of (b) with parallel:")
-    for p in settings:
-        t, tok, _, peak = pdbatch_run(df, p)
-        print(f"  parallel={p:3d}: {tok / t:7.1f} tok/s   ({t:5.1f} s, worker peak RSS {peak:.0f} MB)")
-
+    with quiet():  # converted before timing, as a user's second job finds it
+        f16 = batch_weights(shipped, "auto", pdbatch.config.home() / "models", None)
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    print(f"{os.cpu_count()} cores, load average {load:.2f} at the start; SmolLM2-135M-Instruct; "
+          f"pdbatch with Local()'s defaults (parallel sized to the job, dtype='auto')\n")
+    print("| rows | prompts | max_tokens | loop Q4_1 rows/s (tok/s) | loop f16 rows/s (tok/s) | "
+          "pdbatch rows/s (tok/s) | of which start | vs loop Q4_1 | vs loop f16 | cpu vs Q4_1 | "
+          "greedy parity (f16) |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    peak, chosen = 0.0, []
+    for rows, kind, mt in shapes:
+        texts = prompts(kind, rows)
+        sample = list(range(0, rows, max(1, rows // LOOP_ROWS)))[:LOOP_ROWS]
+        a = loop(shipped, [texts[i] for i in sample], mt)
+        b, status = pdbatch_run(texts, mt)
+        a16 = loop(f16, [texts[i] for i in sample], mt)
+        peak = max(peak, status.get("peak_rss_mb", 0.0))
+        chosen.append(f"{rows}/{kind}/{mt}: {status['parallel']}")
+        same = sum(b.answers[i] == x for i, x in zip(sample, a16.answers, strict=True))
+        cpu = (a.cpu / a.rows) / (b.cpu / b.rows)
+        start = status["running"] - status["created"]  # submit to model loaded
+        print(f"| {rows} | {kind} | {mt} | {a.rows_s:.1f} ({a.tok_s:.0f}) | {a16.rows_s:.1f} ({a16.tok_s:.0f}) | "
+              f"{b.rows_s:.1f} ({b.tok_s:.0f}) | {start:.1f} s | {b.rows_s / a.rows_s:.2f}x | "
+              f"{b.rows_s / a16.rows_s:.2f}x | {cpu:.2f}x | {same}/{len(sample)} |", flush=True)
+    print(f"\nparallel chosen (rows/prompts/max_tokens): {', '.join(chosen)}")
+    first, after_start, total = first_row()
+    print(f"12-row classification (max_tokens 4): first row {first:.2f} s after submit, "
+          f"{after_start:.2f} s after the worker started; all rows {total:.2f} s")
+    print(f"worker peak RSS {peak:.0f} MB; load average {os.getloadavg()[0]:.2f} at the end; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    if not args.quick:
+        texts = prompts("own", 40)
+        print("\nscaling with parallel (40 rows, nothing shared, max_tokens 64):")
+        for p in (1, 4, 8, 16, 32):
+            run, status = pdbatch_run(texts, 64, parallel=p)
+            print(f"  parallel={p:3d}: {run.rows_s:5.2f} rows/s, {run.tok_s:6.1f} tok/s "
+                  f"(worker peak RSS {status['peak_rss_mb']:.0f} MB)", flush=True)
     one, batched = embeddings(240 if args.quick else 960)
     print(f"\nembeddings (multilingual-e5-small): one call per row {one:7.1f} rows/s, "
           f"pdbatch batched end to end {batched:7.1f} rows/s, ratio {batched / one:.2f}x")

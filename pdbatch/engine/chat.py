@@ -1,19 +1,21 @@
 """Chat completions on llama.cpp with continuous batching.
 
-One llama.cpp context holds up to ``parallel`` sequences, each under its own
-sequence id in the KV cache. Every step makes one ``llama_decode`` call that
-carries the next token of every generating sequence plus as much prompt of
-newly admitted requests as fits in the batch; each sequence then samples with
-its own request's ``temperature``, ``top_p``, ``seed``, ``stop`` and
-``max_tokens``. A finished sequence's cache is freed and the next request takes
-its slot, so the batch stays full until the requests run out. A small model
-on a CPU is bound by arithmetic: the gain comes from the tiled matrix product
-that a batch of tokens gets on 16-bit float weights (see ``convert.py``),
-where every weight loaded serves all sequences of the step.
+One llama.cpp context holds up to ``parallel`` sequences, each in its own KV
+stream. A step computes the prompts admitted since the last one (after the
+start each shares with a stream already computed: ``streams.py``), then makes
+one ``llama_decode`` call with the next token of every answering sequence;
+each sequence samples with its own request's ``temperature``, ``top_p``,
+``seed``, ``stop`` and ``max_tokens``. A finished sequence's slot takes the
+next request at once, so the batch stays full until the requests run out. A
+small model on a CPU is bound by arithmetic: the gain comes from the tiled
+matrix product that a batch of tokens gets on 16-bit float weights (see
+``convert.py``), where every weight loaded serves all sequences of the step.
 
 Prompts are rendered with the chat template stored in the GGUF file and
 tokenised exactly as llama-cpp-python's ``create_chat_completion`` does, so a
-greedy answer here matches the one-at-a-time answer.
+greedy answer here matches the one-at-a-time answer: bit for bit on the
+shipped Q4_1 file; on 16-bit weights the first token too, later tokens up to
+the rounding of llama.cpp's batched kernel (see the step comment below).
 
 Requests that need grammar-constrained decoding (``response_format`` JSON,
 tools) go through llama-cpp-python's own ``create_chat_completion`` one at a
@@ -248,7 +250,12 @@ class ChatEngine:
     # where attention takes llama.cpp's single-token kernel instead of the
     # tiled one a prompt gets, and rounds differently (up to 0.55 in a logit
     # on the Q4_1 file; harmless for a whole prompt, whose first token
-    # attends to itself only).
+    # attends to itself only). The answering call itself multiplies the
+    # weights by several tokens at once, where the one-at-a-time loop
+    # multiplies one: on the Q4_1 file (row by row either way) nothing
+    # changes, on 16-bit weights the tiled kernel rounds differently from
+    # the single-token one (about 0.02 in a logit), so a long answer may
+    # part from the loop's after some tokens.
 
     def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
         """Answer every item, ``parallel`` at a time; yields rows as they finish."""

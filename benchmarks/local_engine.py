@@ -2,6 +2,7 @@
 
     python benchmarks/local_engine.py            # 16 shapes; about 15 minutes on a quiet 2-core machine
     python benchmarks/local_engine.py --quick    # 40 rows, max_tokens 1 and 64; about 3 minutes
+    python benchmarks/local_engine.py --threads 1   # both sides on one thread: for a busy machine
 
 Every shape is measured side by side in one run, on the bundled
 SmolLM2-135M-Instruct: ``rows`` distinct prompts (40 or 400), each either a
@@ -109,8 +110,8 @@ def free_threads() -> int:
     return gov.update()
 
 
-def loop(weights: str, texts: list[str], max_tokens: int) -> Run:
-    threads = free_threads()
+def loop(weights: str, texts: list[str], max_tokens: int, threads: int | None) -> Run:
+    threads = threads or free_threads()
     start, cpu = time.perf_counter(), time.process_time()
     llm = load_llama(weights, n_ctx=2048, n_threads=threads, n_threads_batch=threads, flash_attn=False,
                      verbose=False)
@@ -168,6 +169,8 @@ def embeddings(n: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="40 rows, max_tokens 1 and 64, no scaling")
+    ap.add_argument("--threads", type=int, help="fix the thread count of both sides (1: CPU-time ratios that "
+                    "a busy machine hardly disturbs)")
     args = ap.parse_args()
     os.environ.setdefault("PDBATCH_HOME", tempfile.mkdtemp(prefix="pdbatch-bench-"))
     shapes = [(rows, kind, mt) for rows in ((40,) if args.quick else (40, 400)) for kind in ("shared", "own")
@@ -178,7 +181,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     started = time.perf_counter()
     print(f"{os.cpu_count()} cores, load average {load:.2f} at the start; SmolLM2-135M-Instruct; "
-          f"pdbatch with Local()'s defaults (parallel sized to the job, dtype='auto')\n")
+          f"pdbatch with Local()'s defaults (parallel sized to the job, dtype='auto'); "
+          f"threads: {args.threads or 'the free cores, both sides'}\n")
     print("| rows | prompts | max_tokens | loop Q4_1 rows/s (tok/s) | loop f16 rows/s (tok/s) | "
           "pdbatch rows/s (tok/s) | of which start | vs loop Q4_1 | vs loop f16 | cpu vs Q4_1 | "
           "greedy parity (f16) |")
@@ -187,9 +191,9 @@ def main() -> None:
     for rows, kind, mt in shapes:
         texts = prompts(kind, rows)
         sample = list(range(0, rows, max(1, rows // LOOP_ROWS)))[:LOOP_ROWS]
-        a = loop(shipped, [texts[i] for i in sample], mt)
-        b, status = pdbatch_run(texts, mt)
-        a16 = loop(f16, [texts[i] for i in sample], mt)
+        a = loop(shipped, [texts[i] for i in sample], mt, args.threads)
+        b, status = pdbatch_run(texts, mt, threads=args.threads)
+        a16 = loop(f16, [texts[i] for i in sample], mt, args.threads)
         peak = max(peak, status.get("peak_rss_mb", 0.0))
         chosen.append(f"{rows}/{kind}/{mt}: {status['parallel']}")
         same = sum(b.answers[i] == x for i, x in zip(sample, a16.answers, strict=True))
@@ -208,7 +212,7 @@ def main() -> None:
         texts = prompts("own", 40)
         print("\nscaling with parallel (40 rows, nothing shared, max_tokens 64):")
         for p in (1, 4, 8, 16, 32):
-            run, status = pdbatch_run(texts, 64, parallel=p)
+            run, status = pdbatch_run(texts, 64, parallel=p, threads=args.threads)
             print(f"  parallel={p:3d}: {run.rows_s:5.2f} rows/s, {run.tok_s:6.1f} tok/s "
                   f"(worker peak RSS {status['peak_rss_mb']:.0f} MB)", flush=True)
     one, batched = embeddings(240 if args.quick else 960)

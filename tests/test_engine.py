@@ -19,7 +19,7 @@ from pdbatch.backends import Local
 from pdbatch.engine import threads
 from pdbatch.engine.batch import TokenBatch, common_prefix
 from pdbatch.engine.convert import file_type
-from pdbatch.engine.sizing import auto_parallel, cells_needed
+from pdbatch.engine.sizing import JobSize, auto_parallel, job_size
 from pdbatch.engine.streams import COPY_MIN, MIN_SUFFIX, PAD_TOKENS, Streams
 
 # ---------------------------------------------------------------- threads
@@ -202,27 +202,31 @@ def test_streams_are_sized_to_the_longest_request_when_all_bound_their_answer(tm
     def template(roles):
         return 10 * len(roles)
 
+    def size(name, bodies, n_ctx=2048, template=template):
+        return job_size(_requests(tmp_path / name, bodies), n_ctx, template)
+
     bodies = [chat("é" * 100, max_tokens=4), chat("short", max_tokens=300)]
-    # 20 template tokens + 9 + 4 (system) + 200 + 4 (user) bytes + 4 answer tokens = 241; then 318 -> 512
-    assert cells_needed(_requests(tmp_path / "a.jsonl", bodies[:1]), 2048, template) == 256
-    assert cells_needed(_requests(tmp_path / "b.jsonl", bodies), 2048, template) == 512
-    assert cells_needed(_requests(tmp_path / "c.jsonl", bodies), 400, template) == 400  # never above n_ctx
-    unbounded = [*bodies, chat("no limit")]
-    assert cells_needed(_requests(tmp_path / "d.jsonl", unbounded), 2048, template) == 2048
+    # 20 template tokens + 9 + 4 (system) + 200 + 4 (user) bytes + 4 answer tokens = 241; then 342 -> 512
+    assert size("a.jsonl", bodies[:1]) == JobSize(256, 1)
+    assert size("b.jsonl", bodies) == JobSize(512, 2)
+    assert size("c.jsonl", bodies, n_ctx=400).cells == 400  # never above n_ctx
+    assert size("d.jsonl", [*bodies, chat("no limit"), chat("after")]) == JobSize(2048, 4)  # lines still counted
     odd = [*bodies, {"messages": "x"}, chat("json", response_format={"type": "json_object"})]
     path = _requests(tmp_path / "e.jsonl", odd)
     with open(path, "ab") as fh:
         fh.write(b'{"custom_id": "cut", "body": \n')
-    assert cells_needed(path, 2048, template) == 512  # rows that fail alone or take the grammar path
+    assert job_size(path, 2048, template) == JobSize(512, 5)  # rows that fail alone or take the grammar path
 
     def rejects(roles):
         raise ValueError("roles must alternate")
 
-    assert cells_needed(_requests(tmp_path / "f.jsonl", bodies), 2048, rejects) == 2048
+    assert size("f.jsonl", bodies, template=rejects).cells == 2048
 
 
 def test_the_number_of_sequences_follows_their_size_when_left_open():
     assert [auto_parallel(c) for c in (8192, 2048, 1024, 512, 256)] == [8, 8, 16, 32, 32]
+    assert JobSize(512, 12).parallel() == 12  # every slot is allocated: no more than there are rows
+    assert JobSize(512, 400).parallel() == 32 and JobSize(2048, None).parallel() == 8
     with pytest.raises(pdbatch.ConfigError, match=r"parallel=0: must be at least 1"):
         Local(parallel=0)
     assert Local().parallel is None and Local(parallel=4).settings()["parallel"] == 4
@@ -368,7 +372,7 @@ def test_a_short_answer_job_gets_small_kv_streams_and_the_same_answers(reviews, 
 def test_a_row_longer_than_the_streams_is_answered_by_llama_cpp_python(reviews, bundled, tmp_path, monkeypatch):
     from pdbatch.engine import chat
 
-    monkeypatch.setattr(chat, "cells_needed", lambda *args: 256)  # as if a request broke the bound
+    monkeypatch.setattr(chat, "job_size", lambda *args: JobSize(256, 2))  # as if a request broke the bound
     texts = ["Summarize: " + " ".join(reviews.review.iloc[:12]), "Say hi."]  # about 280 and 30 tokens
     answers, _, _, engine = run_engine(bundled, texts, parallel=2, max_tokens=8, folder=tmp_path)
     assert engine.cells == 256

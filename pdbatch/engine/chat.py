@@ -35,7 +35,7 @@ import numpy as np
 
 from .batch import TokenBatch
 from .common import Item, Result, chat_completion, needs_grammar, usage
-from .sizing import auto_parallel, cells_needed
+from .sizing import JobSize, job_size
 from .streams import Streams
 from .threads import ThreadGovernor
 
@@ -139,10 +139,11 @@ class ChatEngine:
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.tokenizer = ChatTokenizer(self.llm)
-        self.cells = self.n_ctx  # KV cells per sequence
+        size = JobSize(self.n_ctx, None)
         if spec.get("requests"):
-            self.cells = cells_needed(spec["requests"], self.n_ctx, self._template_tokens)
-        self.parallel = int(spec.get("parallel") or auto_parallel(self.cells))
+            size = job_size(spec["requests"], self.n_ctx, self._template_tokens)
+        self.cells = size.cells  # KV cells per sequence
+        self.parallel = int(spec.get("parallel") or size.parallel())
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = self.cells * self.parallel
         params.n_batch = BATCH_TOKENS

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,24 @@ CELL_ROUND = 256  # llama.cpp rounds each stream up to a multiple of this
 MESSAGE_MARGIN = 4  # tokens per message a tokenizer may add around its text (a leading space, a BOS)
 
 
-def cells_needed(path: Path | str, n_ctx: int, template_tokens: Callable[[tuple[str, ...]], int]) -> int:
+@dataclass(frozen=True)
+class JobSize:
+    """What the requests of a job need: KV cells per sequence, and how many requests there are."""
+
+    cells: int
+    requests: int | None  # None: not counted (a file too large to scan)
+
+    def parallel(self) -> int:
+        """Sequences to decode together when the user left it open (see :func:`auto_parallel`).
+
+        Never more than there are requests: every sequence's cells are
+        allocated and cleared at the start, 12 rows need no 32 slots.
+        """
+        n = auto_parallel(self.cells)
+        return max(1, min(n, self.requests)) if self.requests is not None else n
+
+
+def job_size(path: Path | str, n_ctx: int, template_tokens: Callable[[tuple[str, ...]], int]) -> JobSize:
     """An upper bound of prompt plus answer tokens over the chat requests in ``path``, at most ``n_ctx``.
 
     Parameters
@@ -44,8 +62,9 @@ def cells_needed(path: Path | str, n_ctx: int, template_tokens: Callable[[tuple[
 
     Returns
     -------
-    int
-        Cells per sequence, a multiple of :data:`CELL_ROUND` or ``n_ctx``.
+    JobSize
+        Cells per sequence (a multiple of :data:`CELL_ROUND`, or ``n_ctx``)
+        and the number of request lines.
 
     Notes
     -----
@@ -54,29 +73,30 @@ def cells_needed(path: Path | str, n_ctx: int, template_tokens: Callable[[tuple[
     least one byte on every token of text.
     """
     if os.path.getsize(path) > SCAN_MAX_BYTES:
-        return n_ctx
+        return JobSize(n_ctx, None)
     templates: dict[tuple[str, ...], int] = {}
-    need = 0
+    need, lines, bounded = 0, 0, True
     with open(path, "rb") as fh:
         for line in fh:
-            body = _body(line)
+            lines += bool(line.strip())
+            body = _body(line) if bounded else None
             if body is None:
-                continue  # fails on its own row, or runs through the grammar path
+                continue  # fails on its own row, runs through the grammar path, or no bound to find
             max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-                return n_ctx
             messages = body["messages"]
             roles = tuple(str(m.get("role")) for m in messages)
             if roles not in templates:
                 try:
                     templates[roles] = template_tokens(roles)
                 except ValueError:
-                    return n_ctx
+                    templates[roles] = n_ctx
             text = sum(_bytes(m.get("content")) + MESSAGE_MARGIN for m in messages)
+            if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+                max_tokens = n_ctx
             need = max(need, templates[roles] + text + max_tokens)
-            if need >= n_ctx:
-                return n_ctx
-    return min(n_ctx, max(CELL_ROUND, -(-need // CELL_ROUND) * CELL_ROUND))
+            bounded = need < n_ctx  # past n_ctx only the lines are counted
+    cells = min(n_ctx, max(CELL_ROUND, -(-need // CELL_ROUND) * CELL_ROUND))
+    return JobSize(cells, lines)
 
 
 def _body(line: bytes) -> dict[str, Any] | None:

@@ -17,7 +17,10 @@ import orjson
 import pandas as pd
 
 from . import __version__, cache, config, manifest
+from .backends import get_backend
 from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
+from .models import Kind
+from .params import check_fields
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 
@@ -69,7 +72,8 @@ def write_frame(frame: pd.DataFrame, path: str | None) -> None:
         raise ConfigError(f"output {path!r}: use a .parquet, .csv or .jsonl file")
 
 
-def _params(items: list[str]) -> dict[str, Any]:
+def _params(items: list[str], kind: Kind, backend: str | None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` items as body fields, checked as the Python API checks them."""
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -79,12 +83,18 @@ def _params(items: list[str]) -> dict[str, Any]:
             params[key] = orjson.loads(value)
         except orjson.JSONDecodeError:
             params[key] = value
+    # Checked here too, so that the messages speak of --param, not of keyword arguments.
+    _, problems = check_fields(params, kind, extra_fields=get_backend(backend).body_fields(kind),
+                               escape="--param extra_body='{{\"{name}\": ...}}'")
+    if problems:
+        raise ConfigError("--param: " + "; ".join(problems))
     return params
 
 
 def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    body = _params(args.param, "embeddings" if args.embed else "chat", args.backend)
     kw: dict[str, Any] = {"model": args.model, "backend": args.backend, "custom_id": args.custom_id,
-                          "on_null": args.on_null, **_params(args.param)}
+                          "on_null": args.on_null, **body}
     if args.messages:
         kw["messages"] = args.messages
     if args.system and not args.embed:

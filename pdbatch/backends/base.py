@@ -176,6 +176,21 @@ class Backend(abc.ABC):
         """
         return {}
 
+    def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
+        """What decides this backend's answers besides its name, the model name and the request body.
+
+        The response cache keys each answer on these too, so that settings
+        that give different answers (other weights for the same model name,
+        another context window) never share cached answers. The default,
+        nothing more, suits services where the model name fixes the weights.
+
+        Returns
+        -------
+        dict
+            JSON-serialisable values; an empty dict adds nothing to the key.
+        """
+        return {}
+
     def resume(self, job_id: str) -> bool:
         """Restart a job whose worker died; returns True if it did. Most backends cannot."""
         return False

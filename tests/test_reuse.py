@@ -257,3 +257,26 @@ def test_settings_in_the_cache_identity_never_share_answers(df):
     assert df.llama.preview("{t}", backend=other, temperature=0).n_cached == 0
     df.llama.batch_predict("{t}", backend=other, temperature=0, progress=False)
     assert sorted(sent_contents(other)) == ["a", "b", "c"]
+
+
+def test_side_by_side_labels_gguf_files_by_their_stem():
+    from pdbatch.run import _labels
+
+    assert _labels([("local", "/m/a/SmolLM2.Q4_1.gguf", False), ("local", "smollm2-135m-instruct", False)]) == [
+        "SmolLM2.Q4_1", "smollm2-135m-instruct"]
+    assert _labels([("local", "/m/x.gguf", True), ("vertex", "meta/llama", True)]) == ["local:x", "vertex:meta/llama"]
+    # two files with one stem keep their paths, so that the columns stay apart
+    assert _labels([("local", "/a/m.gguf", False), ("local", "/b/m.gguf", False)]) == ["/a/m.gguf", "/b/m.gguf"]
+
+
+def test_side_by_side_keeps_answers_when_one_model_cannot_be_submitted(df):
+    class Refusing(Mock):
+        def submit(self, files, **kw):
+            raise pdbatch.errors.BackendError("404 NOT_FOUND: Publisher Model retired-model was not found")
+
+    with pytest.warns(UserWarning, match="'mock:retired' failed as a whole"):
+        out = df.llama.batch_predict("{t}", model=[(Mock(), "good"), (Refusing(), "retired")], temperature=0,
+                                     progress=False)
+    assert out["response:mock:good"].tolist()[0] == "echo: a" and out["error:mock:good"].isna().all()
+    assert out["response:mock:retired"].isna().all()
+    assert out["error:mock:retired"].str.startswith("not submitted: 404 NOT_FOUND").all()

@@ -360,3 +360,30 @@ def test_side_by_side_keeps_the_other_models_answers_when_one_fails(reviews, tmp
     assert out["error:no-template"].str.contains("no chat template in its metadata").all()
     assert not [c for c in out.columns if str(tmp_path) in c], "a .gguf path is labelled by its stem"
 
+
+
+def test_llama_cpp_log_never_reaches_the_users_stderr(tmp_path, pdbatch_home):
+    # fd 2 of a fresh process, as a terminal or Jupyter sees it: llama.cpp writes there from C
+    script = """
+import pandas as pd, pdbatch
+from pdbatch.backends import Local
+df = pd.DataFrame({"review": ["Great blender.", "Broke after a week."]})
+df.llama.preview("One word: {review}", max_tokens=4)                      # loads the tokenizer
+df.llama.preview("One word: {review}", max_tokens=4, backend=Local(dtype="f16"))  # reads the file type
+df.llama.batch_predict("One word: {review}", max_tokens=2, temperature=0, progress=False)
+print("done")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PDBATCH_HOME": str(pdbatch_home)})
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert proc.stderr == "", proc.stderr
+
+
+def test_llama_cpp_warnings_go_to_the_pdbatch_logger(caplog):
+    from pdbatch.engine.llama import ChatTokenizer
+    from pdbatch.models import resolve_local
+
+    with caplog.at_level("WARNING", logger="pdbatch.llama_cpp"):
+        ChatTokenizer.for_file(str(resolve_local(None, "chat").weights()))
+    assert any("n_ctx_seq" in r.getMessage() and r.name == "pdbatch.llama_cpp" for r in caplog.records), \
+        caplog.records

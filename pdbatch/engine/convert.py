@@ -130,6 +130,10 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
 def _convert(src: str, dst: str) -> None:
     import llama_cpp
 
+    from .llama import route_llama_logs
+
+    route_llama_logs()
+
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
     params.allow_requantize = True  # the source is quantised; 16-bit floats hold its values almost exactly

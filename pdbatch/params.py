@@ -79,10 +79,15 @@ def _kind_of(value: Any) -> str:
     return type(value).__name__
 
 
+def _not_a(v: Any) -> str:
+    return f", not a {_kind_of(v)}"
+
+
 def _number(lo: float, hi: float) -> Check:
     def check(v: Any) -> str | None:
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not lo <= float(v) <= hi:
-            return f"must be a number from {lo:g} to {hi:g}, got {v!r} ({_kind_of(v)})"
+            wrong_type = isinstance(v, bool) or not isinstance(v, numbers.Real)
+            return f"must be a number from {lo:g} to {hi:g}" + (_not_a(v) if wrong_type else "")
         return None
 
     return check
@@ -93,17 +98,17 @@ def _integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = F
         if v is None and nullable:
             return None
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            return f"must be an integer, got {v!r} ({_kind_of(v)})"
+            return "must be an integer" + _not_a(v)
         if (lo is not None and int(v) < lo) or (hi is not None and int(v) > hi):
             bounds = f"at least {lo}" if hi is None else f"from {lo} to {hi}"
-            return f"must be an integer {bounds}, got {v}"
+            return f"must be an integer {bounds}"
         return None
 
     return check
 
 
 def _boolean(v: Any) -> str | None:
-    return None if isinstance(v, bool) else f"must be True or False, got {v!r} ({_kind_of(v)})"
+    return None if isinstance(v, bool) else "must be True or False" + _not_a(v)
 
 
 def one_of(choices: tuple[str, ...] = ()) -> Check:
@@ -112,26 +117,26 @@ def one_of(choices: tuple[str, ...] = ()) -> Check:
     def check(v: Any) -> str | None:
         if not isinstance(v, str) or (choices and v not in choices):
             want = f"one of {', '.join(map(repr, choices))}" if choices else "a string"
-            return f"must be {want}, got {v!r}"
+            return f"must be {want}"
         return None
 
     return check
 
 
 def _object(v: Any) -> str | None:
-    return None if isinstance(v, dict) else f"must be a dict, got {_kind_of(v)}"
+    return None if isinstance(v, dict) else "must be a dict" + _not_a(v)
 
 
 def _stop(v: Any) -> str | None:
     items = [v] if isinstance(v, str) else v
     if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
-        return f"must be a non-empty string or a list of them, got {v!r}"
+        return "must be a non-empty string or a list of them"
     return None
 
 
 def _logit_bias(v: Any) -> str | None:
     if not isinstance(v, dict):
-        return f"must be a dict of token id to a bias from -100 to 100, got {_kind_of(v)}"
+        return "must be a dict of token id to a bias from -100 to 100" + _not_a(v)
     for token, bias in v.items():
         if not re.fullmatch(r"\d+", str(token)):
             return f"keys must be token ids (integers), got {token!r}"
@@ -145,9 +150,8 @@ _FORMAT_TYPES = ("text", "json_object", "json_schema")
 
 def _response_format(v: Any) -> str | None:
     if not isinstance(v, dict) or v.get("type") not in _FORMAT_TYPES:
-        got = v.get("type") if isinstance(v, dict) else v
-        return (f"must be {{'type': 'text' | 'json_object' | 'json_schema', ...}}, got type {got!r}; "
-                f"for JSON answers of a given shape pass schema=<JSON schema or pydantic model>")
+        return ("must be {'type': 'text' | 'json_object' | 'json_schema', ...}; "
+                "for JSON answers of a given shape pass schema=<JSON schema or pydantic model>")
     if v["type"] == "json_schema":
         spec = v.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict) or not spec.get("name"):
@@ -187,17 +191,17 @@ CHAT_FIELDS: dict[str, Check] = {
     "response_format": _response_format,
     "n": _only(1, "must be 1: pdbatch keeps one answer per row (for several samples, repeat the rows "
                   "or run again with other seeds)"),
-    "logprobs": _only(False, "is not supported: the result frame has no column for log-probabilities"),
-    "top_logprobs": _only(0, "is not supported: the result frame has no column for log-probabilities"),
+    "logprobs": _only(False, "not supported: the result frame has no column for log-probabilities"),
+    "top_logprobs": _only(0, "not supported: the result frame has no column for log-probabilities"),
     "stream": _only(False, "must be False: batch jobs do not stream"),
-    "stream_options": _refused("is not supported: batch jobs do not stream"),
-    "tools": _refused(f"is not supported: {_TOOLS}"),
-    "tool_choice": _refused(f"is not supported: {_TOOLS}"),
-    "parallel_tool_calls": _refused(f"is not supported: {_TOOLS}"),
-    "functions": _refused(f"is not supported: {_TOOLS}"),
-    "function_call": _refused(f"is not supported: {_TOOLS}"),
+    "stream_options": _refused("not supported: batch jobs do not stream"),
+    "tools": _refused(f"not supported: {_TOOLS}"),
+    "tool_choice": _refused(f"not supported: {_TOOLS}"),
+    "parallel_tool_calls": _refused(f"not supported: {_TOOLS}"),
+    "functions": _refused(f"not supported: {_TOOLS}"),
+    "function_call": _refused(f"not supported: {_TOOLS}"),
     "modalities": _only(["text"], "must be ['text']: the result frame holds text answers"),
-    "audio": _refused("is not supported: the result frame holds text answers"),
+    "audio": _refused("not supported: the result frame holds text answers"),
     "prediction": _object,
     "reasoning_effort": one_of(("none", "minimal", "low", "medium", "high")),
     "verbosity": one_of(("low", "medium", "high")),
@@ -225,6 +229,11 @@ def _plain(value: Any) -> Any:
     # numpy scalars (a value taken from a frame) become Python ones: JSON has no numpy
     item = getattr(value, "item", None)
     return item() if callable(item) and type(value).__module__ == "numpy" else value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:
@@ -279,7 +288,7 @@ def check_fields(
         elif name in known:
             wrong = known[name](value)
             if wrong:
-                problems.append(f"{name} {wrong}")
+                problems.append(f"{name}={_shown(raw)}: {wrong}")
             else:
                 out[name] = value
         elif name in _FIELDS[other]:

@@ -92,7 +92,7 @@ def test_param_is_checked_in_the_command_line_words(table, capsys):
     err = capsys.readouterr().err
     assert "did you mean 'max_tokens'" in err and "--param extra_body='{\"max_token\": ...}'" in err
     assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--param", "top_p=7"]) == 2
-    assert "top_p must be a number from 0 to 1" in capsys.readouterr().err
+    assert "top_p=7: must be a number from 0 to 1" in capsys.readouterr().err
     assert _job_folders() == []
     assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--temperature", "0",
                  "--param", 'extra_body={"top_k": 3}']) == 0

@@ -38,18 +38,18 @@ def test_typos_are_refused_with_close_matches_and_nothing_is_sent(df, kwargs, hi
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"max_tokens": "10"}, "max_tokens must be an integer, got '10'"),
-        ({"max_tokens": 0}, "max_tokens must be an integer at least 1"),
-        ({"temperature": 3}, "temperature must be a number from 0 to 2"),
-        ({"temperature": True}, "temperature must be a number"),
-        ({"top_p": "0.9"}, "top_p must be a number from 0 to 1"),
-        ({"seed": 1.5}, "seed must be an integer"),
-        ({"stop": 5}, "stop must be a non-empty string or a list"),
-        ({"response_format": {"type": "bogus"}}, "response_format must be {'type': 'text'"),
-        ({"logprobs": True}, "logprobs is not supported"),
-        ({"n": 2}, "n must be 1"),
+        ({"max_tokens": "10"}, "max_tokens='10': must be an integer, not a str"),
+        ({"max_tokens": 0}, "max_tokens=0: must be an integer at least 1"),
+        ({"temperature": 3}, "temperature=3: must be a number from 0 to 2"),
+        ({"temperature": True}, "temperature=True: must be a number from 0 to 2, not a bool"),
+        ({"top_p": "0.9"}, "top_p='0.9': must be a number from 0 to 1, not a str"),
+        ({"seed": 1.5}, "seed=1.5: must be an integer, not a float"),
+        ({"stop": 5}, "stop=5: must be a non-empty string or a list"),
+        ({"response_format": {"type": "bogus"}}, r"response_format=\{'type': 'bogus'\}: must be \{'type': 'text'"),
+        ({"logprobs": True}, "logprobs=True: not supported"),
+        ({"n": 2}, "n=2: must be 1"),
         ({"tools": [{"type": "function"}]}, "tool calls would be lost"),
-        ({"stream": True}, "batch jobs do not stream"),
+        ({"stream": True}, "stream=True: must be False: batch jobs do not stream"),
         ({"max_tokens": 5, "max_completion_tokens": 5}, "not both"),
         ({"extra_body": {"max_tokens": 5}}, r"extra_body\['max_tokens'\]: a field pdbatch knows"),
         ({"extra_body": ["top_k"]}, "extra_body must be a dict"),
@@ -73,11 +73,11 @@ def test_embeddings_fields_and_arguments_of_chat_calls(df):
         df.llama.embed("{t}", max_tokens=5, backend="mock", progress=False)
     with pytest.raises(ConfigError, match="system= does not apply to embeddings requests"):
         df.llama.embed("{t}", system="Be kind.", backend="mock", progress=False)
-    with pytest.raises(ConfigError, match="encoding_format must be 'float'"):
+    with pytest.raises(ConfigError, match="encoding_format='base64': must be 'float'"):
         df.llama.embed("{t}", encoding_format="base64", backend="mock", progress=False)
     # the local e5 engine's own field is known on the local backend only
     assert df.llama.to_requests("{t}", url="/v1/embeddings", input_type="query").body[0]["input_type"] == "query"
-    with pytest.raises(ConfigError, match="input_type must be one of 'query', 'passage'"):
+    with pytest.raises(ConfigError, match="input_type='question': must be one of 'query', 'passage'"):
         df.llama.to_requests("{t}", url="/v1/embeddings", input_type="question")
     with pytest.raises(ConfigError, match="unknown parameter 'input_type'"):
         df.llama.to_requests("{t}", url="/v1/embeddings", input_type="query", backend="mock")
@@ -94,8 +94,8 @@ def test_extra_body_is_the_explicit_way_to_send_unknown_fields(df):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"logprobs": True}, "logprobs is not supported"),
-        ({"response_format": {"type": "bogus"}}, "response_format must be"),
+        ({"logprobs": True}, "logprobs=True: not supported"),
+        ({"response_format": {"type": "bogus"}}, "response_format=.*: must be"),
         ({"logit_bias": {"42": 5}}, "logit_bias=.*the local engine does not use it"),
         ({"reasoning_effort": "low"}, "reasoning_effort='low': the local engine does not use it"),
     ],
@@ -109,9 +109,9 @@ def test_the_local_backend_refuses_what_its_engine_would_ignore(df, kwargs, mess
 def test_the_local_engine_checks_each_row_with_the_same_list():
     body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
     assert parse_params({**body, "max_tokens": 3, "temperature": None}).temperature == 1.0
-    for bad, message in [({"logprobs": True}, "logprobs is not supported"),
-                         ({"response_format": {"type": "bogus"}}, "response_format must be"),
-                         ({"max_tokens": "10"}, "max_tokens must be an integer"),
+    for bad, message in [({"logprobs": True}, "logprobs=True: not supported"),
+                         ({"response_format": {"type": "bogus"}}, "response_format=.*: must be"),
+                         ({"max_tokens": "10"}, "max_tokens='10': must be an integer"),
                          ({"top_k": 5}, "unknown parameter 'top_k'"),
                          ({"logit_bias": {"1": 2}}, "the local engine does not use it")]:
         with pytest.raises(RequestError, match=message):

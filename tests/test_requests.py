@@ -98,7 +98,7 @@ def test_argument_errors():
         df.llama.to_requests()
     with pytest.raises(InputError, match="not both"):
         df.llama.to_requests("{t}", messages="t")
-    with pytest.raises(pdbatch.ConfigError, match="max_tokens must be an integer"):
+    with pytest.raises(pdbatch.ConfigError, match="max_tokens=<object object at .*>: must be an integer"):
         df.llama.to_requests("{t}", max_tokens=object())
     with pytest.raises(InputError, match="JSON-serialisable"):
         df.llama.to_requests("{t}", extra_body={"x": object()}, backend="mock")

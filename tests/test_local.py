@@ -387,3 +387,18 @@ def test_llama_cpp_warnings_go_to_the_pdbatch_logger(caplog):
         ChatTokenizer.for_file(str(resolve_local(None, "chat").weights()))
     assert any("n_ctx_seq" in r.getMessage() and r.name == "pdbatch.llama_cpp" for r in caplog.records), \
         caplog.records
+
+
+def test_the_demo_prints_its_accuracy_against_the_labels(pdbatch_home):
+    # the first 12 reviews: the chat model answers those with a grammar, one at a time
+    proc = subprocess.run([sys.executable, "-m", "pdbatch.demo", "--rows", "12"], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "PDBATCH_HOME": str(pdbatch_home)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import re
+
+    scores = dict(re.findall(r"  (smollm2-135m-instruct|multilingual-e5-small)\b.*?: (\d+)% \(\d+ of 12\) right",
+                             proc.stdout))
+    assert set(scores) == {"smollm2-135m-instruct", "multilingual-e5-small"}, proc.stdout[-1500:]
+    # the embeddings label these reviews well (embeddings are deterministic: 10 of these 12, 75% of all 60)
+    assert int(scores["multilingual-e5-small"]) >= 60
+    assert "it is no classifier" in proc.stdout

@@ -11,6 +11,9 @@ columns with the literals inside Arrow, so no Python str is made per row.
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +27,41 @@ import pyarrow.compute as pc
 
 from .errors import InputError
 
-__all__ = ["Template", "render_value"]
+__all__ = ["MAX_FORMAT_SIZE", "CellError", "NoTextError", "Template", "render_value"]
+
+#: Largest width or precision a field's format spec may ask for. Padding and
+#: digits never need more; ``{x:>50000000}`` would build a 50 MB prompt per row.
+#: A precision also cuts text (``{text:.2000}``); longer cuts belong on the
+#: column (``df.text.str[:50_000]``).
+MAX_FORMAT_SIZE = 10_000
+_CONVERSIONS = (None, "r", "s", "a")
+# the standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type]
+_STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d+))?[a-zA-Z%]?",
+                            re.DOTALL)
+
+
+class NoTextError(ValueError):
+    """A cell value with no text form for a prompt (see :func:`render_value`)."""
+
+
+class CellError(InputError):
+    """A cell that cannot be rendered into a prompt.
+
+    Attributes
+    ----------
+    column : str
+        The template field (the column's name as written in the template).
+    position : int
+        The row's position in the frame that was rendered.
+    problem : str
+        What is wrong and how to fix it, without the column and row.
+    """
+
+    def __init__(self, column: str, position: int, problem: str) -> None:
+        super().__init__(f"column {column!r}, row at position {position}: {problem}")
+        self.column = column
+        self.position = position
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -59,12 +96,17 @@ class Template:
         Raises
         ------
         InputError
-            A field is not a column, is empty or positional, or uses attribute or
-            index access; the message lists the columns.
+            A field is not a column, is empty or positional, uses attribute or
+            index access (the message lists the columns), matches several
+            columns, has an unknown ``!`` conversion or a width or precision
+            over :data:`MAX_FORMAT_SIZE`; or the text holds a lone surrogate.
         """
         if not isinstance(text, str):
             raise InputError(f"prompt must be a str template such as 'Classify: {{review}}', got {type(text).__name__}")
-        names = {str(c): c for c in columns}
+        names: dict[str, list[Any]] = {}
+        for c in columns:
+            names.setdefault(str(c), []).append(c)
+        check_text(text, "the prompt template")
         literals: list[str] = []
         fields: list[_Field] = []
         pending = ""
@@ -80,8 +122,14 @@ class Template:
                 continue
             if field not in names:
                 raise InputError(_field_error(field, list(names)))
+            if len(names[field]) > 1:
+                raise InputError(_ambiguous_error(field, names[field]))
+            if conversion not in _CONVERSIONS:
+                raise InputError(f"prompt field {{{field}!{conversion}}}: unknown conversion !{conversion}; "
+                                 f"use !r (repr), !s (str) or !a (ascii), or none")
             if spec and ("{" in spec):
                 raise InputError(f"prompt field {{{field}:{spec}}}: nested fields in a format spec are not supported")
+            _check_spec(field, spec or "")
             literals.append(pending)
             pending = ""
             fields.append(_Field(field, spec or "", conversion))
@@ -100,6 +148,10 @@ class Template:
             return [self.literals[0]] * n
         lookup = column_map or {str(c): c for c in frame.columns}
         rendered = [_render_column(frame[lookup[f.column]], f) for f in self.fields]
+        for f, col in zip(self.fields, rendered, strict=True):
+            bad = _first_unencodable(col)
+            if bad is not None:  # the JSONL writer could not encode it: refuse it here too
+                raise CellError(f.column, bad, _surrogate_problem(col[bad]))
         lits = self.literals
         if len(rendered) == 1:
             a, b = lits
@@ -184,8 +236,68 @@ def _field_error(field: str, columns: list[str]) -> str:
     return f"prompt field {{{field}}} is not a column of the frame. Columns: {shown}"
 
 
+def _ambiguous_error(field: str, columns: list[Any]) -> str:
+    if all(c is columns[0] or c == columns[0] for c in columns):
+        return (f"prompt field {{{field}}}: the frame has {len(columns)} columns named {columns[0]!r}; "
+                f"templates need unique names. Rename them (df.columns = [...]) or drop the copies "
+                f"(df.loc[:, ~df.columns.duplicated()])")
+    shown = " and ".join(f"{c!r} ({type(c).__name__})" for c in columns)
+    return (f"prompt field {{{field}}} is ambiguous: columns {shown} are all written {field!r}. "
+            f"Rename one of them, e.g. df.rename(columns={{{columns[0]!r}: 'new_name'}})")
+
+
+def _check_spec(field: str, spec: str) -> None:
+    m = _STANDARD_SPEC.fullmatch(spec)
+    if m is None:  # not a standard spec (e.g. strftime's '%Y-%m' for dates): it cannot pad
+        return
+    for part in ("width", "precision"):
+        size = m.group(part)
+        if size and int(size) > MAX_FORMAT_SIZE:
+            raise InputError(
+                f"prompt field {{{field}:{spec}}}: a {part} of {int(size):,} is over the limit of "
+                f"{MAX_FORMAT_SIZE:,} characters per field (it would build a prompt that size for every row). "
+                f"Use a smaller {part}; to cut long text, shorten the column first (df[col].str[:N])"
+            )
+
+
+def check_text(text: str, where: str) -> None:
+    """Refuse text that cannot be encoded as UTF-8 (lone surrogates), naming ``where``."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InputError(f"{where}: {_surrogate_problem(text, exc)}") from exc
+
+
+def _first_unencodable(values: Sequence[str]) -> int | None:
+    # isascii is O(1) in CPython: only non-ASCII strings are encoded to look
+    for i, v in enumerate(values):
+        if not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return i
+    return None
+
+
+def _surrogate_problem(text: str, exc: UnicodeEncodeError | None = None) -> str:
+    if exc is None:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            exc = e
+    at = exc.start if exc is not None else 0
+    return (f"{text[at]!r} at character {at} of {text[max(0, at - 20) : at + 20]!r} is a lone surrogate, "
+            f"not a character: such text cannot be sent as UTF-8 (it usually comes from decoding bytes with "
+            f"errors='surrogateescape'). Replace it, e.g. s.encode('utf-8', 'replace').decode('utf-8')")
+
+
 def render_value(value: Any, spec: str = "", conversion: str | None = None) -> str:
     """Render one cell for a prompt: numpy scalars as Python values, containers as JSON.
+
+    Bytes are decoded as UTF-8; lists, tuples, dicts and sets become JSON (sets
+    sorted, int keys as strings, ``Decimal`` as a JSON number, dates as ISO
+    text); anything else renders with ``str``.
 
     Parameters
     ----------
@@ -193,9 +305,20 @@ def render_value(value: Any, spec: str = "", conversion: str | None = None) -> s
         A non-null cell.
     spec, conversion : str
         The field's format spec and ``!r``/``!s``/``!a`` conversion.
+
+    Raises
+    ------
+    NoTextError
+        Bytes that are not UTF-8, a container holding something without a
+        JSON form, or an object with no text form of its own (the default
+        ``<object at 0x...>``).
+    ValueError, TypeError
+        A format spec that does not fit the value.
     """
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = _decode(value)
     if conversion == "r":
         value = repr(value)
     elif conversion == "a":
@@ -206,13 +329,77 @@ def render_value(value: Any, spec: str = "", conversion: str | None = None) -> s
         return format(value, spec)
     if isinstance(value, str):
         return value
-    if isinstance(value, (dict, list, tuple)):
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    if isinstance(value, np.ndarray):
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    if isinstance(value, (dict, list, tuple, set, frozenset, np.ndarray)):
+        return _json(value)
     if isinstance(value, pd.Timestamp) and value == value.normalize() and value.tzinfo is None:
         return value.strftime("%Y-%m-%d")
+    if type(value).__str__ is object.__str__ and type(value).__repr__ is object.__repr__:
+        # '<Foo object at 0x7f...>' differs in every process: never a prompt
+        raise NoTextError(f"the value {value!r:.60} has no text form of its own (its str() is the default "
+                          f"'<... at 0x...>', different in every process); convert the column to text first "
+                          f"(df[col].map(...))")
     return str(value)
+
+
+def _decode(value: bytes | bytearray | memoryview) -> str:
+    try:
+        return bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NoTextError(f"bytes {bytes(value)[:40]!r} are not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         f"decode the column yourself, e.g. df[col].str.decode('latin-1')") from exc
+
+
+def _json(value: Any) -> str:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:  # int keys, sets, Decimal, Timestamp, bytes inside: convert, or say what cannot be
+        converted = _jsonable(value)
+    try:
+        return orjson.dumps(converted, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError as exc:
+        raise NoTextError(f"the {type(value).__name__} cannot be written as JSON: {exc}") from exc
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with what has an obvious JSON form converted; a NoTextError names what has none."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return orjson.Fragment(str(value))  # exact, where orjson stops at 64 bits
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return _jsonable(value.tolist())
+    if isinstance(value, (str, int, float, type(None), datetime.date, datetime.time, np.ndarray)) and \
+            not isinstance(value, pd.Timestamp):
+        return value
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _decode(value)
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            raise NoTextError(f"Decimal({str(value)!r}) has no JSON form")
+        return orjson.Fragment(str(value))  # the digits as written, not rounded to a float
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        items = [_jsonable(v) for v in value]
+        # a set has no order: sorted, so that the prompt is the same in every process
+        try:
+            return sorted(items)
+        except TypeError:  # mixed types: by their JSON text
+            return sorted(items, key=lambda v: orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY))
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = k.item() if isinstance(k, np.generic) else k
+            if isinstance(key, bool) or not isinstance(key, (str, int)):
+                raise NoTextError(f"a dict key {k!r} ({type(k).__name__}) has no JSON form; JSON keys are text")
+            if str(key) in out:
+                raise NoTextError(f"dict keys {key!r} and {str(key)!r} would both be written {str(key)!r} in JSON")
+            out[str(key)] = _jsonable(v)
+        return out
+    raise NoTextError(f"a {type(value).__name__} ({value!r:.40}) inside a list or dict has no JSON form; "
+                      f"convert the column first (df[col].map(...))")
 
 
 def _render_column(series: pd.Series, field: _Field) -> Sequence[str]:
@@ -223,9 +410,37 @@ def _render_column(series: pd.Series, field: _Field) -> Sequence[str]:
         dtype = series.dtype
         if pd.api.types.is_string_dtype(dtype) and pd.api.types.infer_dtype(series, skipna=False) == "string":
             return series.tolist()
-        if pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
-            return series.astype("int64").astype(str).tolist()
-    return [render_value(v, field.spec, field.conversion) for v in series.tolist()]
+        if _plain_integers(dtype):
+            return series.astype(_int_type(dtype)).astype(str).tolist()
+    values = series.tolist()
+    try:
+        return [render_value(v, field.spec, field.conversion) for v in values]
+    except Exception:  # a user's __format__ may raise anything: find the row, then say why
+        _raise_for_cell(values, field)
+        raise
+
+
+def _raise_for_cell(values: list[Any], field: _Field) -> None:
+    for i, v in enumerate(values):
+        try:
+            render_value(v, field.spec, field.conversion)
+        except NoTextError as exc:
+            raise CellError(field.column, i, str(exc)) from exc
+        except Exception as exc:
+            shown = f"{{{field.column}" + (f"!{field.conversion}" if field.conversion else "") + f":{field.spec}}}"
+            raise CellError(field.column, i, (
+                f"the format spec in {shown} does not fit the value {v!r:.60} ({type(v).__name__}): {exc}. "
+                f"Drop the spec, or convert the column to the type it needs first "
+                f"(e.g. df[col].astype(float) for '.2f', df[col].round().astype('Int64') for 'd')")) from exc
+
+
+def _plain_integers(dtype: Any) -> bool:
+    return pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+
+
+def _int_type(dtype: Any) -> str:
+    # uint64 past 2**63 would wrap around to negative numbers in int64
+    return "uint64" if pd.api.types.is_unsigned_integer_dtype(dtype) else "int64"
 
 
 def _arrow_column(series: pd.Series, field: _Field) -> pa.LargeStringArray:
@@ -236,9 +451,16 @@ def _arrow_column(series: pd.Series, field: _Field) -> pa.LargeStringArray:
         dtype = series.dtype
         if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
             return _as_large_string(pa.array(series.array))
-        if pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
-            return pc.cast(pa.array(series.to_numpy(dtype="int64")), pa.large_string())
-    return pa.array(_render_column(series, field), type=pa.large_string())
+        if _plain_integers(dtype):
+            return pc.cast(pa.array(series.to_numpy(dtype=_int_type(dtype))), pa.large_string())
+    rendered = _render_column(series, field)
+    try:
+        return pa.array(rendered, type=pa.large_string())
+    except UnicodeEncodeError:
+        bad = _first_unencodable(rendered)
+        if bad is None:
+            raise
+        raise CellError(field.column, bad, _surrogate_problem(rendered[bad])) from None
 
 
 def _large(part: str | pa.Array) -> pa.Scalar | pa.Array:

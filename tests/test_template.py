@@ -75,3 +75,79 @@ def test_format_spec_and_conversion():
 def test_nullable_and_arrow_strings():
     df = pd.DataFrame({"s": pd.array(["é", "日本"], dtype="string")})
     assert render("<{s}>", df) == ["<é>", "<日本>"]
+
+
+# ------------------------------------------------------ bad input, refused or rendered exactly
+def both_ways(template, frame):
+    """Render with the dict path and the Arrow path; they must agree."""
+    tpl = Template.parse(template, frame.columns)
+    plain = tpl.render(frame)
+    assert tpl.render_arrow(frame).to_pylist() == plain
+    return plain
+
+
+@pytest.mark.parametrize("dtype", ["uint64", "UInt64", "uint64[pyarrow]"])
+def test_uint64_past_int64_renders_exactly(dtype):
+    df = pd.DataFrame({"n": pd.Series([2**64 - 1, 2**63, 7], dtype=dtype)})
+    assert both_ways("{n}", df) == ["18446744073709551615", "9223372036854775808", "7"]
+
+
+def test_unknown_conversion_refused_naming_the_field():
+    with pytest.raises(InputError, match=r"\{x!z\}: unknown conversion !z"):
+        Template.parse("{x!z}", ["x"])
+
+
+@pytest.mark.parametrize("spec", [">50000000", "050000000", ".20000f", "x^10001", ",.10001"])
+def test_huge_widths_and_precisions_refused_naming_the_field(spec):
+    with pytest.raises(InputError, match=r"prompt field \{x:" + spec.replace("^", r"\^").replace(".", r"\.")
+                       + r"\}.*over the limit of 10,000"):
+        Template.parse("{x:" + spec + "}", ["x"])
+
+
+def test_widths_and_precisions_up_to_the_limit_and_date_formats_are_fine():
+    df = pd.DataFrame({"x": ["ab"], "d": pd.to_datetime(["2024-01-02"]), "f": [1.5]})
+    assert len(both_ways("{x:>10000}", df)[0]) == 10_000
+    assert both_ways("{x:.1}|{d:%Y/%m}|{f:+.3f}", df) == ["a|2024/01|+1.500"]
+
+
+@pytest.mark.parametrize("columns", [[1, "1"], [True, "True"], ["x", "x"]])
+def test_columns_that_read_the_same_are_refused(columns):
+    field = str(columns[0])
+    with pytest.raises(InputError, match=r"prompt field \{" + field + r"\}.*(ambiguous|2 columns named)"):
+        Template.parse("{" + field + "}", columns)
+
+
+def test_bytes_are_decoded_as_utf8():
+    df = pd.DataFrame({"b": pd.Series([b"caf\xc3\xa9", bytearray(b"x"), np.bytes_(b"np")], dtype=object)})
+    assert both_ways("<{b}>", df) == ["<café>", "<x>", "<np>"]
+
+
+def test_containers_render_as_json_where_the_form_is_obvious():
+    import decimal
+
+    df = pd.DataFrame({"o": pd.Series([
+        {"b", "a"},
+        [decimal.Decimal("1.10"), {3, 1, 2}],
+        {1: "x", "k": [b"y"]},
+        [pd.Timestamp("2024-01-02 03:04"), 2**70],
+        frozenset({1, "a"}),
+    ], dtype=object)})
+    assert both_ways("{o}", df) == [
+        '["a","b"]', "[1.10,[1,2,3]]", '{"1":"x","k":["y"]}', f'["2024-01-02T03:04:00",{2**70}]', '["a",1]',
+    ]
+
+
+@pytest.mark.parametrize("value,problem", [
+    (b"\xff\xfe", "not UTF-8 text"),
+    ([1j], "complex.*no JSON form"),
+    ({(1, 2): "a"}, "dict key .* no JSON form"),
+    ({1: "a", "1": "b"}, "would both be written '1'"),
+    ([__import__("decimal").Decimal("NaN")], "no JSON form"),
+    (object(), "no text form of its own"),
+])
+def test_cells_without_a_text_form_are_refused_naming_the_column(value, problem):
+    df = pd.DataFrame({"ok": ["a", "b"], "o": pd.Series(["fine", value], dtype=object)})
+    tpl = Template.parse("{o}", df.columns)
+    for render_it in (tpl.render, tpl.render_arrow):
+        with pytest.raises(InputError, match=r"column 'o', row at position 1: .*" + problem):
+            render_it(df)

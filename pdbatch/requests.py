@@ -513,8 +513,11 @@ def _custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
             f"column {column!r} (custom_id) has {int(null.sum())} null value(s), at index {rows}; every row needs an id"
         )
     ids = np.array([str(v.item() if isinstance(v, np.generic) else v) for v in values.tolist()], dtype=object)
-    for label, cid in zip(frame.index, ids.tolist(), strict=True):
-        check_text(cid, f"column {column!r} (custom_id), at index {label!r}")
+    try:  # one encode for all ids; the row is looked for only when one fails
+        "".join(ids.tolist()).encode("utf-8")
+    except UnicodeEncodeError:
+        for label, cid in zip(frame.index, ids.tolist(), strict=True):
+            check_text(cid, f"column {column!r} (custom_id), at index {label!r}")
     dup = pd.Index(ids).duplicated(keep=False)
     if dup.any():
         shown = sorted(set(ids[dup].tolist()))[:10]

@@ -149,9 +149,10 @@ class Template:
         lookup = column_map or {str(c): c for c in frame.columns}
         rendered = [_render_column(frame[lookup[f.column]], f) for f in self.fields]
         for f, col in zip(self.fields, rendered, strict=True):
-            bad = _first_unencodable(col)
-            if bad is not None:  # the JSONL writer could not encode it: refuse it here too
-                raise CellError(f.column, bad, _surrogate_problem(col[bad]))
+            if _python_text(frame[lookup[f.column]].dtype):
+                bad = _first_unencodable(col)
+                if bad is not None:  # the JSONL writer could not encode it: refuse it here too
+                    raise CellError(f.column, bad, _surrogate_problem(col[bad]))
         lits = self.literals
         if len(rendered) == 1:
             a, b = lits
@@ -269,6 +270,20 @@ def check_text(text: str, where: str) -> None:
             raise InputError(f"{where}: {_surrogate_problem(text, exc)}") from exc
 
 
+def _python_text(dtype: Any) -> bool:
+    """Whether a column of ``dtype`` may render to text Arrow cannot encode (Python str objects).
+
+    Arrow-backed strings are valid UTF-8 by construction, and numbers and
+    dates render to ASCII: those columns are not scanned.
+    """
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.storage == "python"
+    if isinstance(dtype, pd.ArrowDtype):
+        return False
+    types = pd.api.types
+    return not (types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype) or types.is_datetime64_any_dtype(dtype))
+
+
 def _first_unencodable(values: Sequence[str]) -> int | None:
     # isascii is O(1) in CPython: only non-ASCII strings are encoded to look
     for i, v in enumerate(values):
@@ -317,20 +332,26 @@ def render_value(value: Any, spec: str = "", conversion: str | None = None) -> s
     """
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        value = _decode(value)
-    if conversion == "r":
-        value = repr(value)
-    elif conversion == "a":
-        value = ascii(value)
-    elif conversion == "s":
-        value = str(value)
-    if spec:
-        return format(value, spec)
+    if spec or conversion is not None:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            value = _decode(value)
+        if conversion == "r":
+            value = repr(value)
+        elif conversion == "a":
+            value = ascii(value)
+        elif conversion == "s":
+            value = str(value)
+        return format(value, spec) if spec else value
+    # the common types first: this runs once per cell of most columns
     if isinstance(value, str):
         return value
     if isinstance(value, (dict, list, tuple, set, frozenset, np.ndarray)):
-        return _json(value)
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        except TypeError:
+            return _json(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _decode(value)
     if isinstance(value, pd.Timestamp) and value == value.normalize() and value.tzinfo is None:
         return value.strftime("%Y-%m-%d")
     if type(value).__str__ is object.__str__ and type(value).__repr__ is object.__repr__:
@@ -350,10 +371,8 @@ def _decode(value: bytes | bytearray | memoryview) -> str:
 
 
 def _json(value: Any) -> str:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    except TypeError:  # int keys, sets, Decimal, Timestamp, bytes inside: convert, or say what cannot be
-        converted = _jsonable(value)
+    # what orjson refused (int keys, sets, Decimal, Timestamp, bytes inside): convert, or say what cannot be
+    converted = _jsonable(value)
     try:
         return orjson.dumps(converted, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     except TypeError as exc:
@@ -414,6 +433,8 @@ def _render_column(series: pd.Series, field: _Field) -> Sequence[str]:
             return series.astype(_int_type(dtype)).astype(str).tolist()
     values = series.tolist()
     try:
+        if field.spec and field.conversion is None and _plain_numbers(series.dtype):
+            return [format(v, field.spec) for v in values]  # what render_value does for these, without its checks
         return [render_value(v, field.spec, field.conversion) for v in values]
     except Exception:  # a user's __format__ may raise anything: find the row, then say why
         _raise_for_cell(values, field)
@@ -436,6 +457,11 @@ def _raise_for_cell(values: list[Any], field: _Field) -> None:
 
 def _plain_integers(dtype: Any) -> bool:
     return pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+
+
+def _plain_numbers(dtype: Any) -> bool:
+    # tolist() gives Python ints and floats for these
+    return (_plain_integers(dtype) or pd.api.types.is_float_dtype(dtype)) and not isinstance(dtype, pd.ArrowDtype)
 
 
 def _int_type(dtype: Any) -> str:

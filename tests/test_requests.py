@@ -239,6 +239,9 @@ def test_uint64_request_lines_are_exact_in_both_paths(tmp_path):
     lines = [orjson.loads(x) for x in (tmp_path / "r.jsonl").read_bytes().splitlines()]
     assert lines == p.to_frame().to_dict("records")
     assert [x["body"]["messages"][0]["content"] for x in lines] == [f"n={2**64 - 1}", f"n={2**63}"]
+    # and in a job (the Mock backend echoes what it was sent)
+    out = df.llama.batch_predict("n={n}", backend=pdbatch.backends.Mock(), progress=False)
+    assert out.response.tolist() == [f"echo: n={2**64 - 1}", f"echo: n={2**63}"]
 
 
 def test_system_is_refused_for_embeddings():

@@ -24,9 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .cells import check_text
 from .errors import InputError
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
-from .template import CellError, Template, check_text
+from .template import CellError, Template
 
 __all__ = ["POSITIONAL_PREFIX", "RequestPlan", "build_requests"]
 

@@ -24,8 +24,8 @@ def saved_job(**settings) -> str:
     """A Vertex job folder as a submit would leave it, with ``settings`` changed (as an attacker could)."""
     record = manifest.Manifest(
         id=JOB, parts=[JOB], backend="vertex", model="meta/llama-3.3-70b-instruct-maas", kind="chat", n_rows=1,
-        backend_settings={"project": "p", "location": "us-central1", "staging": "gs://my-bucket/x/", "api_endpoint": None,
-                          "poll_seconds": 0.01, **settings},
+        backend_settings={"project": "p", "location": "us-central1", "staging": "gs://my-bucket/x/",
+                          "api_endpoint": None, "poll_seconds": 0.01, **settings},
     )
     manifest.save(record, pd.DataFrame({"t": ["a"]}))
     return JOB
@@ -100,7 +100,7 @@ def test_a_refused_endpoint_is_never_contacted():
     seen = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
+        def do_GET(self):  # the http.server API
             seen.append(dict(self.headers))
             self.send_response(404)
             self.end_headers()

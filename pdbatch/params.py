@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import InputError
 from .models import CHAT, EMBEDDINGS, Kind
 
 if TYPE_CHECKING:
@@ -55,6 +55,10 @@ EXTRA_BODY = "extra_body"
 
 #: Fields that are arguments of their own and never body parameters.
 RESERVED = {"model": "model=", "messages": "messages= (a column of message lists)", "input": "the prompt template"}
+
+#: Why an argument of chat calls does not apply to embeddings, where that helps.
+_WHY_NOT = {("system", EMBEDDINGS): ": the model embeds the text alone; put any instruction into the template "
+                                    "itself, e.g. 'query: {text}'"}
 
 #: Names people bring from other libraries, and what pdbatch calls them.
 ALIASES = {
@@ -294,7 +298,7 @@ def check_fields(
         elif name in _FIELDS[other]:
             problems.append(f"{name!r} is a field of {other} requests, not {kind} requests")
         elif name in keywords:  # an argument of another df.llama method (embed(system=...))
-            problems.append(f"{name}= does not apply to {kind} requests")
+            problems.append(f"{name}= does not apply to {kind} requests" + _WHY_NOT.get((name, kind), ""))
         else:
             problems.append(
                 f"unknown parameter {name!r}{_suggest(name, [*known, *keywords])} "
@@ -349,9 +353,9 @@ def body_params(
 
     Raises
     ------
-    ConfigError
-        Naming every field that is unknown, of the wrong type or range, or
-        not supported by the backend, with how to fix it.
+    InputError
+        (a :class:`ConfigError`) Naming every field that is unknown, of the
+        wrong type or range, or not supported by the backend, with how to fix it.
     """
     out, problems = check_fields(params, kind, extra_fields=backend.body_fields(kind), keywords=keywords,
                                  escape=escape)
@@ -359,10 +363,10 @@ def body_params(
         for name, why in backend.unsupported_params(kind, out).items():
             problems.append(f"{name}={out[name]!r}: {why}")
     if len(problems) == 1:
-        raise ConfigError(f"bad request parameter (nothing was sent): {problems[0]}")
+        raise InputError(f"bad request parameter (nothing was sent): {problems[0]}")
     if problems:
         listed = "".join(f"\n  - {p}" for p in problems)
-        raise ConfigError(f"{len(problems)} bad request parameters (nothing was sent):{listed}")
+        raise InputError(f"{len(problems)} bad request parameters (nothing was sent):{listed}")
     if kind == CHAT:
         if "max_tokens" not in out and "max_completion_tokens" not in out:
             out["max_tokens"] = DEFAULT_MAX_TOKENS

@@ -355,11 +355,14 @@ def resolve_vertex(name: str | None, kind: Kind | None = None, *, location: str 
             f"(for example {vertex_default(kind, location)!r})"
         )
     if location and model.locations and location not in model.locations:
-        elsewhere = ", ".join(live_models(model.kind, location)) or "none in the catalog"
+        elsewhere = live_models(model.kind, location)
+        instead = (f"or a model that runs in {location!r}: {', '.join(elsewhere)}" if elsewhere else
+                   f"no Vertex {model.kind} model runs batch jobs in {location!r}; or use backend='local' "
+                   f"({LOCAL_DEFAULTS[model.kind]})")
         raise ConfigError(
             f"{model.body_name} runs batch jobs only in {', '.join(model.locations)} (see {EMBEDDINGS_PAGE}), "
             f"but this Vertex backend's location is {location!r}. Pass Vertex(location=...) with one of "
-            f"those, or a model that runs in {location!r}: {elsewhere}."
+            f"those, {instead}."
         )
     return model
 

@@ -197,6 +197,10 @@ def test_embeddings_refuse_what_gemini_batch_cannot_take(vertex_emulator, gcs_le
     vx = make(vertex_emulator, f"gs://{gcs_bucket}/p/")
     with pytest.raises(ConfigError, match="'temperature' has no equivalent"):
         frame.llama.embed("{text}", backend=vx, progress=False, temperature=0.5)
+    tokyo = make(vertex_emulator, f"gs://{gcs_bucket}/p/", location="asia-northeast1")
+    with pytest.raises(ConfigError, match=r"no Vertex embeddings model runs batch jobs in 'asia-northeast1'.*"
+                                          r"backend='local' \(multilingual-e5-small\)"):
+        frame.llama.embed("{text}", backend=tokyo, progress=False)
     assert vertex_emulator.requests == []
 
 

@@ -30,9 +30,10 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigError
-from ..models import VertexModel
+from ..models import EMBEDDINGS_PAGE, VertexModel, parse_vertex
+from ._gcp import BqUri, GcsUri
 
-__all__ = ["from_gemini_file", "to_gemini_file"]
+__all__ = ["from_gemini_file", "is_gemini_job", "prepare", "to_gemini_file"]
 
 # OpenAI / pdbatch body field -> embed_content_config field.
 _CONFIG_FIELDS = {
@@ -73,6 +74,29 @@ def _config(model: VertexModel, body: dict[str, Any]) -> dict[str, Any]:
             )
         config[target] = value
     return config
+
+
+def prepare(model: VertexModel, files: list[Path], staging: GcsUri | BqUri, output: GcsUri | BqUri | None) -> None:
+    """Refuse BigQuery (these jobs read and write Cloud Storage JSONL only) and rewrite ``files`` as Gemini lines."""
+    for uri, what in ((staging, "staging"), (output, "output")):
+        if isinstance(uri, BqUri):
+            raise ConfigError(
+                f"{what}={uri}: {model.body_name} batch jobs read and write JSONL files in Cloud Storage "
+                f"only (BigQuery tables are not supported for Gemini embedding models, see "
+                f"{EMBEDDINGS_PAGE}); use {what}='gs://bucket/prefix/'"
+            )
+    for path in files:
+        to_gemini_file(model, path)
+
+
+def is_gemini_job(job: Any) -> bool:
+    """Whether a job resource's model (``[projects/P/locations/L/]publishers/p/models/id``) writes Gemini lines."""
+    name = str(job.model or "")
+    start = name.find("publishers/")
+    try:
+        return start >= 0 and parse_vertex(name[start:]).wire == "gemini-embedding"
+    except ConfigError:
+        return False
 
 
 def request_line(model: VertexModel, line: dict[str, Any]) -> dict[str, Any]:

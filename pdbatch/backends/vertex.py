@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .. import config
 from ..errors import ConfigError, JobNotFoundError, PdbatchError
 from ..models import (
-    EMBEDDINGS_PAGE,
     Kind,
     VertexModel,
     parse_vertex,
@@ -293,7 +292,7 @@ class Vertex(Backend):
         if spec.status() == "retired":
             raise ConfigError(retired_message(spec, self.location))
         if spec.wire == "gemini-embedding":
-            self._gemini_lines(spec, files, staging, output)
+            _gemini_embed.prepare(spec, files, staging, output)
         self._check_served(spec)
         self._preflight(staging, output)
         groups = _group(files, [_count_lines(f) for f in files], self.max_requests_per_job)
@@ -316,20 +315,6 @@ class Vertex(Backend):
                     self.cancel(job_id)
             raise
         return ids
-
-    def _gemini_lines(
-        self, spec: VertexModel, files: list[Path], staging: GcsUri | BqUri, output: GcsUri | BqUri | None
-    ) -> None:
-        # Gemini embedding jobs read their own line format, from Cloud Storage only.
-        for uri, what in ((staging, "staging"), (output, "output")):
-            if isinstance(uri, BqUri):
-                raise ConfigError(
-                    f"{what}={uri}: {spec.body_name} batch jobs read and write JSONL files in Cloud Storage "
-                    f"only (BigQuery tables are not supported for Gemini embedding models, see "
-                    f"{EMBEDDINGS_PAGE}); use {what}='gs://bucket/prefix/'"
-                )
-        for path in files:
-            _gemini_embed.to_gemini_file(spec, path)
 
     def _check_served(self, spec: VertexModel) -> None:
         """Ask Model Garden whether the model is live (once per session): the catalog may be out of date."""
@@ -525,8 +510,7 @@ class Vertex(Backend):
                 permission=f"{_gcp.DOWNLOAD_PERMISSION} on {directory}",
             ):
                 paths = _gcp.download_jsonl(self._storage(), directory, folder)
-            spec = _model_of(job)
-            if spec is not None and spec.wire == "gemini-embedding":
+            if _gemini_embed.is_gemini_job(job):
                 for path in paths:
                     _gemini_embed.from_gemini_file(path)
             return paths
@@ -557,16 +541,6 @@ def _anonymous() -> Any:
     from google.auth.credentials import AnonymousCredentials
 
     return AnonymousCredentials()
-
-
-def _model_of(job: Any) -> VertexModel | None:
-    """The catalog entry of a job's model (``[projects/P/locations/L/]publishers/p/models/id``)."""
-    name = str(job.model or "")
-    start = name.find("publishers/")
-    try:
-        return parse_vertex(name[start:]) if start >= 0 else None
-    except ConfigError:
-        return None
 
 
 def _table_name(run: str, part: str, what: str) -> str:

@@ -27,22 +27,6 @@ LABEL_PART = "pdbatch-part"
 CREATE_TIMEOUT = 120.0
 
 
-def _ambiguous() -> tuple[type[BaseException], ...]:
-    from google.api_core import exceptions as gexc
-    from requests import exceptions as rexc
-
-    return (
-        gexc.InternalServerError,
-        gexc.BadGateway,
-        gexc.ServiceUnavailable,
-        gexc.GatewayTimeout,
-        gexc.DeadlineExceeded,
-        rexc.ConnectionError,
-        rexc.Timeout,
-        ConnectionError,
-    )
-
-
 def find_job(client: Any, parent: str, run: str, part: str) -> str | None:
     """The name of the job of submission ``run``, part ``part``, if the service has one."""
     request = {"parent": parent, "filter": f'labels.{LABEL_RUN}="{run}"'}
@@ -68,7 +52,9 @@ def create_job(client: Any, parent: str, job: dict[str, Any]) -> str:
 
     run, part = job["labels"][LABEL_RUN], job["labels"][LABEL_PART]
     refused = (gexc.TooManyRequests, gexc.ResourceExhausted)
-    ambiguous = _ambiguous()
+    # Every other transient failure (5xx, timeouts, dropped connections) may have acted.
+    ambiguous: tuple[type[BaseException], ...] = (
+        *(e for e in _gcp.transient() if e not in refused), gexc.DeadlineExceeded, ConnectionError)
     for attempt in range(_gcp.TRIES):
         try:
             created = client.create_batch_prediction_job(parent=parent, batch_prediction_job=job,

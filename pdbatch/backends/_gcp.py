@@ -124,7 +124,7 @@ def parse_uri(uri: str, what: str) -> GcsUri | BqUri:
 
 
 # ------------------------------------------------------------------ retries
-def _transient() -> tuple[type[BaseException], ...]:
+def transient() -> tuple[type[BaseException], ...]:
     from google.api_core import exceptions as gexc
     from requests import exceptions as rexc
 
@@ -153,7 +153,7 @@ def retrying(fn: Callable[[], T], *, only: tuple[type[BaseException], ...] | Non
     ``only`` narrows the retried exceptions (job creation retries only what
     cannot have created a job).
     """
-    retry_on = only or _transient()
+    retry_on = only or transient()
     for attempt in range(TRIES):
         try:
             return fn()

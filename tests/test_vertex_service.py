@@ -254,6 +254,20 @@ def test_ambiguous_create_failure_adopts_the_job(vx, vertex_emulator, frame, mon
 
 
 @pytest.mark.slow
+def test_failed_lookup_says_where_the_job_may_be(vx, vertex_emulator, frame, monkeypatch):
+    from .emulators.vertex import ApiError
+
+    def unavailable(*args):
+        raise ApiError(503, "The service is currently unavailable.")
+
+    monkeypatch.setattr(vertex_emulator, "_list", unavailable)
+    vertex_emulator.faults.create_then = [500]
+    with pytest.raises(BackendError, match=r'A job may be running: list it with filter labels\.pdbatch-run="'):
+        frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, progress=False)
+    assert len(vertex_emulator.jobs) == 1 and len(creates(vertex_emulator)) == 1  # not created twice
+
+
+@pytest.mark.slow
 def test_ambiguous_failure_then_no_job_creates_one(vx, vertex_emulator, frame):
     vertex_emulator.faults.create_errors = [500]  # refused before acting: nothing to adopt
     out = frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, progress=False)

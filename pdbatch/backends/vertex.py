@@ -35,6 +35,7 @@ from ..models import (
 )
 from . import _garden, _gcp, _gemini_embed
 from ._create import LABEL_PART, LABEL_RUN, create_job
+from ._endpoint import check_saved_settings
 from ._gcp import BqUri, GcsUri, parse_uri, retrying, translate
 from .base import STATES, Backend, JobStatus
 
@@ -182,6 +183,17 @@ class Vertex(Backend):
             "max_requests_per_job": self.max_requests_per_job,
             "poll_seconds": self.poll_seconds,
         }
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Vertex:
+        """Rebuild from settings saved in a job folder, refusing an endpoint that is not trusted.
+
+        See :mod:`pdbatch.backends._endpoint`: credentials go only to Google's
+        own hosts, the endpoint this session is configured with, or a loopback
+        emulator.
+        """
+        check_saved_settings(settings, _setting("api_endpoint", None))
+        return cls(**settings)
 
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).

@@ -37,9 +37,10 @@ EXIT_INTERNAL, EXIT_BROKEN_PIPE = 70, 141
 EPILOG = """\
 examples:
   pdbatch run reviews.csv --prompt "Classify: {review}" --max-tokens 8 -o out.parquet
-  pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model llama-3.3-70b-instruct-maas
+  pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model gpt-oss-120b-maas
   pdbatch wait JOB_ID && pdbatch results JOB_ID -o out.parquet
   pdbatch jobs
+  pdbatch models --backend vertex --status live
 
 exit codes: 0 done, 1 some rows failed, 2 bad usage or input, 3 job failed/cancelled/expired,
             4 no such job, 5 still running at --timeout, 70 internal error (a bug: rerun with
@@ -256,6 +257,21 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    frame = list_models()
+    for column in ("backend", "kind", "status"):
+        if getattr(args, column):
+            frame = frame[frame[column] == getattr(args, column)]
+    if args.json:
+        for record in frame.to_dict("records"):
+            print(orjson.dumps(record, default=str).decode())
+    else:
+        print(frame.astype(object).where(frame.notna(), "").to_string(index=False))
+    return EXIT_OK
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -397,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="ask each job's backend for its state")
     p.add_argument("--last", type=int, default=50, help="show the last N jobs (default 50)")
     p.set_defaults(func=_in_cli_words(cmd_jobs))
+
+    p = sub.add_parser("models", help="list the models, with their lifecycle status today")
+    p.add_argument("--backend", choices=["local", "vertex"])
+    p.add_argument("--kind", choices=["chat", "embeddings"])
+    p.add_argument("--status", choices=["live", "deprecated", "retired", "unlisted"])
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("cache", help="the response cache")
     csub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend
 
 __all__ = ["CHAT_FIELDS", "DEFAULT_MAX_TOKENS", "EMBEDDINGS_FIELDS", "EXTRA_BODY", "RESERVED", "Check",
-           "body_params", "check_fields", "one_of"]
+           "body_params", "boolean", "check_fields", "integer", "one_of"]
 
 #: A check takes a field's value and returns what is wrong with it, or None.
 Check = Callable[[Any], "str | None"]
@@ -97,7 +97,9 @@ def _number(lo: float, hi: float) -> Check:
     return check
 
 
-def _integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = False) -> Check:
+def integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = False) -> Check:
+    """A check for an integer from ``lo`` to ``hi`` (None: no bound), or None when ``nullable``."""
+
     def check(v: Any) -> str | None:
         if v is None and nullable:
             return None
@@ -111,7 +113,8 @@ def _integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = F
     return check
 
 
-def _boolean(v: Any) -> str | None:
+def boolean(v: Any) -> str | None:
+    """A check for True or False."""
     return None if isinstance(v, bool) else "must be True or False" + _not_a(v)
 
 
@@ -183,13 +186,13 @@ _TOOLS = ("pdbatch keeps each answer's message text, so tool calls would be lost
 
 #: OpenAI's chat-completions body fields (besides model and messages).
 CHAT_FIELDS: dict[str, Check] = {
-    "max_tokens": _integer(1, nullable=True),
-    "max_completion_tokens": _integer(1, nullable=True),
+    "max_tokens": integer(1, nullable=True),
+    "max_completion_tokens": integer(1, nullable=True),
     "temperature": _number(0, 2),
     "top_p": _number(0, 1),
     "frequency_penalty": _number(-2, 2),
     "presence_penalty": _number(-2, 2),
-    "seed": _integer(),
+    "seed": integer(),
     "stop": _stop,
     "logit_bias": _logit_bias,
     "response_format": _response_format,
@@ -215,12 +218,12 @@ CHAT_FIELDS: dict[str, Check] = {
     "safety_identifier": one_of(),
     "prompt_cache_key": one_of(),
     "metadata": _object,
-    "store": _boolean,
+    "store": boolean,
 }
 
 #: OpenAI's embeddings body fields (besides model and input).
 EMBEDDINGS_FIELDS: dict[str, Check] = {
-    "dimensions": _integer(1),
+    "dimensions": integer(1),
     "encoding_format": _only("float", "must be 'float': pdbatch reads embeddings as lists of floats"),
     "user": one_of(),
 }

@@ -396,7 +396,7 @@ def test_the_demo_prints_its_accuracy_against_the_labels(pdbatch_home):
     assert proc.returncode == 0, proc.stderr[-2000:]
     import re
 
-    scores = dict(re.findall(r"  (smollm2-135m-instruct|multilingual-e5-small)\b.*?: (\d+)% \(\d+ of 12\) right",
+    scores = dict(re.findall(r"  (smollm2-135m-instruct|multilingual-e5-small)\b.*?:\s+(\d+)% \(\d+ of 12\) right",
                              proc.stdout))
     assert set(scores) == {"smollm2-135m-instruct", "multilingual-e5-small"}, proc.stdout[-1500:]
     # the embeddings label these reviews well (embeddings are deterministic: 10 of these 12, 75% of all 60)

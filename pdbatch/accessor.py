@@ -76,8 +76,11 @@ class LlamaAccessor:
         on_null : {"raise", "skip"}
             Rows with a null in a template field: refuse (default) or leave out.
         **params
-            Body fields such as ``max_tokens``, ``temperature``, ``top_p``,
-            ``stop``, ``seed``, ``response_format``.
+            Body fields such as ``max_tokens`` (512 unless given; ``None``: no
+            cap), ``temperature``, ``top_p``, ``stop``, ``seed``,
+            ``response_format``; checked by name, type and range (see
+            :mod:`pdbatch.params`). ``extra_body={...}`` sends fields pdbatch
+            does not know, unchecked.
 
         Returns
         -------
@@ -279,8 +282,11 @@ class LlamaAccessor:
             With ``passthrough``, send columns named ``id``, ``response``, ...
             (names the service reserves) as ``input_id``, ... instead of refusing.
         **params
-            Body fields: ``max_tokens``, ``temperature``, ``top_p``, ``stop``,
-            ``seed``, ``response_format``, ...
+            Body fields: ``max_tokens`` (512 unless given; ``None``: no cap),
+            ``temperature``, ``top_p``, ``stop``, ``seed``, ``response_format``,
+            ...; checked by name, type and range before anything runs, and
+            refused where the backend cannot honour them. ``extra_body={...}``
+            sends fields pdbatch does not know, unchecked.
 
         Returns
         -------
@@ -335,8 +341,9 @@ class LlamaAccessor:
         backend, custom_id, progress, on_null, overwrite, timeout, cache, max_rows, max_cost, prices
             As in :meth:`batch_predict`.
         **params
-            Body fields such as ``input_type="query"`` (local e5 models embed as
-            passages by default).
+            Body fields such as ``dimensions``, or locally ``input_type="query"``
+            (local e5 models embed as passages by default); checked as in
+            :meth:`batch_predict`.
 
         Returns
         -------

@@ -1,7 +1,9 @@
 """The response cache: never pay twice for the same request.
 
 Answers are kept in an SQLite file under ``PDBATCH_HOME``, keyed by the
-backend, the model and the canonical request body (JSON with sorted keys), so
+backend, the model, what else decides the backend's answers (for the local
+backend: the weights file and its conversion, the context window) and the
+canonical request body (JSON with sorted keys), so
 re-running a notebook cell sends only the rows that are new. Only successful
 answers are kept. SQLite in WAL mode with a busy timeout lets several kernels
 read and write the cache at once.
@@ -37,11 +39,21 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-def request_key(backend: str, model: str, url: str, body: Mapping[str, Any]) -> str:
-    """The cache key of one request: a hash of backend, model, url and canonical body."""
+def request_key(backend: str, model: str, url: str, body: Mapping[str, Any],
+                identity: Mapping[str, Any] | None = None) -> str:
+    """The cache key of one request: a hash of backend, model, url, canonical body and the backend's identity.
+
+    ``identity`` is :meth:`Backend.cache_identity` (the weights a local model
+    runs, ...). An empty one adds nothing, so the keys of backends that need
+    none stay what they were before it existed: answers already paid for are
+    still found.
+    """
     canon = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     h = hashlib.sha256()
-    for part in (backend.encode(), model.encode(), url.encode(), canon):
+    parts = [backend.encode(), model.encode(), url.encode(), canon]
+    if identity:
+        parts.append(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))
+    for part in parts:
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()

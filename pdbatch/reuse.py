@@ -1,17 +1,18 @@
 """Never pay twice: identical requests in a frame are sent once, cached answers are not sent.
 
-Before a job is submitted, each row's request gets a key (backend, model, url,
-canonical body). Rows whose key already appeared in the frame become aliases of
-the first such row; rows whose key is in the response cache are answered from
-it. Only the rest is sent. After the job, the answers fan out to every alias,
-and the new successful answers go into the cache.
+Before a job is submitted, each row's request gets a key (backend, model, the
+backend's cache identity, url, canonical body). Rows whose key already
+appeared in the frame become aliases of the first such row; rows whose key
+is in the response cache are answered from it. Only the rest is sent. After
+the job, the answers fan out to every alias, and the new successful answers
+go into the cache.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import orjson
@@ -20,6 +21,9 @@ import pandas as pd
 from .cache import ResponseCache, deterministic, request_key
 from .requests import RequestPlan
 from .results import _extract, iter_file_lines, output_columns
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = ["CacheMode", "Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
 
@@ -63,14 +67,15 @@ class Reuse:
         return replace(plan, skipped={**plan.skipped, **extra}) if extra else plan
 
 
-def plan_reuse(plan: RequestPlan, backend: str, cache: CacheMode) -> Reuse:
+def plan_reuse(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Reuse:
     """Find duplicate and cached requests in ``plan``.
 
     Parameters
     ----------
     plan : RequestPlan
-    backend : str
-        The backend's name, part of the cache key.
+    backend : Backend
+        Its name and :meth:`~pdbatch.backends.Backend.cache_identity` are part
+        of the cache key.
     cache : {True, False, "always"}
         ``False`` bypasses the cache and sends duplicates as they are;
         ``True`` reuses answers of reproducible requests (greedy, seeded,
@@ -83,13 +88,14 @@ def plan_reuse(plan: RequestPlan, backend: str, cache: CacheMode) -> Reuse:
     alias = np.full(plan.n_rows, -1, dtype=np.int64)
     if cache is False or (cache is True and not deterministic(plan.url, plan.params)):
         return Reuse(alias)
+    identity = backend.cache_identity(plan.model, plan.kind)
     first: dict[str, int] = {}
     keys_by_pos: dict[int, str] = {}
     positions = plan.positions
     for start in range(0, len(positions), CHUNK):
         pos = positions[start : start + CHUNK]
         for p, payload in zip(pos.tolist(), plan._texts(pos), strict=True):
-            key = request_key(backend, plan.model, plan.url, plan.body(payload))
+            key = request_key(backend.name, plan.model, plan.url, plan.body(payload), identity)
             if key in first:
                 alias[p] = first[key]
             else:

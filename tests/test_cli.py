@@ -70,6 +70,67 @@ def test_pdbatch_run_on_the_local_engine(tmp_path, pdbatch_home):
     assert res.response.notna().all() and len(res) == 2
 
 
+def _job_folders():
+    from pdbatch import config
+
+    return list((config.home() / "jobs").glob("*/manifest.json"))
+
+
+@pytest.mark.parametrize("output", ["out.xlsx", "missing-folder/out.csv", "a-file.csv/out.csv", "."])
+def test_output_path_is_refused_before_anything_is_submitted(table, tmp_path, capsys, output):
+    (tmp_path / "a-file.csv").write_text("x")
+    code = main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "-o", str(tmp_path / output)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nothing was submitted" in err or "is a folder" in err, err
+    assert _job_folders() == [], "the job ran although its output could not be written"
+
+
+def test_param_is_checked_in_the_command_line_words(table, capsys):
+    code = main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--param", "max_token=10"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'max_tokens'" in err and "--param extra_body='{\"max_token\": ...}'" in err
+    assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--param", "top_p=7"]) == 2
+    assert "top_p=7: must be a number from 0 to 1" in capsys.readouterr().err
+    assert _job_folders() == []
+    assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--temperature", "0",
+                 "--param", 'extra_body={"top_k": 3}']) == 0
+
+
+def test_hints_name_cli_commands_not_python_methods(table, tmp_path, capsys):
+    from pdbatch.backends import Mock
+
+    assert main(["submit", str(table), "--prompt", "{t}", "--backend", "mock", "--no-cache"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert main(["cancel", job_id]) == 0
+    capsys.readouterr()
+    assert main(["results", job_id]) == 3
+    err = capsys.readouterr().err
+    assert f"`pdbatch results {job_id} --partial`" in err and "partial=True" not in err, err
+
+    running = pd.read_csv(table).llama.submit("{t}", backend=Mock(final_state="JOB_STATE_RUNNING"), progress=False)
+    assert main(["wait", running.id, "--timeout", "0", "-q"]) == 5
+    err = capsys.readouterr().err
+    assert f"`pdbatch wait {running.id}`" in err and "job.wait()" not in err and "attach(" not in err, err
+    assert main(["results", running.id]) == 3
+    err = capsys.readouterr().err
+    assert f"`pdbatch wait {running.id}` first" in err and "result(partial=True)" not in err, err
+
+    nulls = tmp_path / "nulls.csv"
+    pd.DataFrame({"t": ["x", None], "response": [1, 2]}).to_csv(nulls, index=False)
+    assert main(["run", str(nulls), "--prompt", "{t}", "--backend", "mock", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--on-null skip" in err and "on_null=" not in err, err
+    assert main(["run", str(nulls), "--prompt", "{t}", "--backend", "mock", "-q", "--on-null", "skip"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "overwrite=True" not in err, err
+    assert main(["run", str(nulls), "--prompt", "{t}", "--backend", "mock", "-q", "--on-null", "skip",
+                 "--overwrite", "--max-rows", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-rows" in err and "max_rows" not in err and "df.sample" not in err, err
+
+
 # ------------------------------------------------------------ errors, damage, closed pipes
 def test_an_internal_error_has_its_own_exit_code_and_one_line(monkeypatch, capsys):
     from pdbatch import cli

@@ -101,8 +101,10 @@ def test_argument_errors():
         df.llama.to_requests()
     with pytest.raises(InputError, match="not both"):
         df.llama.to_requests("{t}", messages="t")
-    with pytest.raises(InputError, match="JSON-serialisable"):
+    with pytest.raises(pdbatch.ConfigError, match="max_tokens=<object object at .*>: must be an integer"):
         df.llama.to_requests("{t}", max_tokens=object())
+    with pytest.raises(InputError, match="JSON-serialisable"):
+        df.llama.to_requests("{t}", extra_body={"x": object()}, backend="mock")
     with pytest.raises(pdbatch.ConfigError, match="url="):
         df.llama.to_requests("{t}", url="/v1/completions")
     with pytest.raises(InputError, match="messages must be a non-empty list"):

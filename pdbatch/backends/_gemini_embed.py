@@ -31,9 +31,10 @@ import orjson
 
 from ..errors import ConfigError
 from ..models import EMBEDDINGS_PAGE, VertexModel, parse_vertex
+from ..params import Check, boolean, integer, one_of
 from ._gcp import BqUri, GcsUri
 
-__all__ = ["from_gemini_file", "is_gemini_job", "prepare", "to_gemini_file"]
+__all__ = ["BODY_FIELDS", "from_gemini_file", "is_gemini_job", "prepare", "to_gemini_file"]
 
 # OpenAI / pdbatch body field -> embed_content_config field.
 _CONFIG_FIELDS = {
@@ -45,6 +46,15 @@ _CONFIG_FIELDS = {
 }
 # input_type (as the local e5 models take it) -> the Gemini task type it means.
 _INPUT_TYPES = {"query": "RETRIEVAL_QUERY", "passage": "RETRIEVAL_DOCUMENT", "document": "RETRIEVAL_DOCUMENT"}
+#: The body fields these jobs take beyond OpenAI's, for pdbatch.params' check before submitting
+#: (prepare() then refuses what a given model cannot take).
+BODY_FIELDS: dict[str, Check] = {
+    "input_type": one_of(tuple(_INPUT_TYPES)),
+    "output_dimensionality": integer(1),
+    "task_type": one_of(),
+    "title": one_of(),
+    "auto_truncate": boolean,
+}
 # gemini-embedding-2 ignores these in the config (doc): they belong in the text itself.
 _INLINE_ONLY = {"task_type", "title"}
 _IGNORED = {"model", "input", "encoding_format", "user"}

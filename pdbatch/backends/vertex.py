@@ -20,6 +20,7 @@ import re
 import secrets
 import time
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,6 +34,7 @@ from ..models import (
     retired_message,
     unavailable_message,
 )
+from ..params import Check
 from . import _garden, _gcp, _gemini_embed
 from ._create import LABEL_PART, LABEL_RUN, create_job
 from ._endpoint import check_saved_settings
@@ -194,6 +196,10 @@ class Vertex(Backend):
         """
         check_saved_settings(settings, _setting("api_endpoint", None))
         return cls(**settings)
+
+    def body_fields(self, kind: Kind) -> Mapping[str, Check]:
+        """Gemini embeddings' own fields: ``input_type`` ("query", "passage"), ``task_type``, ``title``, ..."""
+        return _gemini_embed.BODY_FIELDS if kind == "embeddings" else {}
 
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).

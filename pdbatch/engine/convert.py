@@ -19,6 +19,7 @@ is never read.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -43,8 +44,25 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+def file_identity(path: str) -> str:
+    """Which file, as of which change: its real path, size and modification time.
+
+    Names the converted copy of a file, and the weights in the response
+    cache's keys: replacing the file makes both new.
+    """
+    st = os.stat(path)
+    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
 def file_type(path: str) -> int | None:
     """The GGUF's ``general.file_type`` (a llama_ftype), read from its metadata only."""
+    return _file_type(file_identity(path), path)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_type(identity: str, path: str) -> int | None:
+    # keyed on the identity: the response cache asks for every call, and a
+    # file replaced in place must be read again
     from .llama import load_llama
 
     llm = load_llama(path, vocab_only=True, verbose=False)
@@ -93,8 +111,7 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
     """
     if not wants_f16(path, dtype, parallel):
         return path
-    st = os.stat(path)
-    key = hashlib.sha256(f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(file_identity(path).encode()).hexdigest()[:16]
     target = cache / f"{Path(path).stem}-{key}.f16.gguf"
     if target.is_file():
         return str(target)
@@ -112,6 +129,10 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
 
 def _convert(src: str, dst: str) -> None:
     import llama_cpp
+
+    from .llama import route_llama_logs
+
+    route_llama_logs()
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16

@@ -13,6 +13,7 @@ This module imports nothing heavy at the top: ``launch`` must be quick.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import resource
 import subprocess
@@ -177,6 +178,8 @@ def main(argv: list[str]) -> int:
     if argv[0] == "launch":
         launch(folder)
         return 0
+    # stderr is the job's worker.log: llama.cpp's warnings and errors go there
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     return run(folder)
 
 

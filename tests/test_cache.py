@@ -15,6 +15,9 @@ from pdbatch import cache as response_cache
 from pdbatch.backends import Mock
 from pdbatch.cli import main
 
+# (looked up, so that on code without it these tests fail on what they test, not on an import)
+PdbatchWarning = getattr(pdbatch.errors, "PdbatchWarning", UserWarning)
+
 
 def damage(path, how: str) -> bytes | None:
     """Damage the cache file the way a crash, a sync tool or a mistake would; returns what is left."""
@@ -47,14 +50,14 @@ def test_a_damaged_cache_is_set_aside_and_every_answer_still_returned(pdbatch_ho
     db = pdbatch_home / "cache.sqlite3"
     left = damage(db, how)
 
-    with pytest.warns(pdbatch.errors.PdbatchWarning, match="response cache") as caught:
+    with pytest.warns(PdbatchWarning, match="response cache") as caught:
         # a finished job's answers come from its folder: the cache is not needed for them
         assert pdbatch.attach(answered.id, backend=mock).result().response.tolist() == first.response.tolist()
         assert pdbatch.attach(unremembered.id, backend=mock).result().response.tolist() == ["echo: new"]
         again = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
         pv = df.llama.preview("{t}", backend=mock, temperature=0)
         response_cache.clear()
-    messages = [str(w.message) for w in caught if issubclass(w.category, pdbatch.errors.PdbatchWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, PdbatchWarning)]
     [kept] = set_aside(pdbatch_home)
     assert len(messages) == 1, "warned once"
     assert str(db) in messages[0] and str(kept) in messages[0] and "No answer is lost" in messages[0]
@@ -75,7 +78,7 @@ def test_the_cli_goes_on_with_a_damaged_cache(pdbatch_home, tmp_path, capsys):
     assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "--temperature", "0", "-q"]) == 0
     damage(pdbatch_home / "cache.sqlite3", "garbage")
     capsys.readouterr()
-    with pytest.warns(pdbatch.errors.PdbatchWarning, match="is damaged"):
+    with pytest.warns(PdbatchWarning, match="is damaged"):
         assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "--temperature", "0", "-q"]) == 0
         assert main(["cache", "clear"]) == 0
     assert "echo: b" in capsys.readouterr().out
@@ -114,6 +117,6 @@ def test_a_cache_that_cannot_be_written_is_skipped_with_one_warning(pdbatch_home
         for _ in range(2):
             out = pd.DataFrame({"t": ["c"]}).llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
             assert out.response.tolist() == ["echo: c"]
-    messages = [str(w.message) for w in caught if issubclass(w.category, pdbatch.errors.PdbatchWarning)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, PdbatchWarning)]
     assert len(messages) == 1 and "cannot be used" in messages[0] and "goes on without it" in messages[0]
     assert not set_aside(pdbatch_home), "a sound cache is never moved"

@@ -46,6 +46,15 @@ def check_folder_error(info) -> None:
     assert type(info.value).__name__ == "JobFolderError", type(info.value)
 
 
+def spoil(path, how: str, garbage: bytes):
+    """Delete ``path``, empty it, or fill it with ``garbage``; returns it."""
+    if how == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"" if how == "empty" else garbage)
+    return path
+
+
 @pytest.fixture
 def mock_job():
     """A finished Mock job with duplicate rows (alias.npy), keys to cache, and its output fetched once."""
@@ -59,11 +68,7 @@ def mock_job():
 @pytest.mark.parametrize("how", ["garbage", "empty", "deleted"])
 def test_a_damaged_manifest_names_itself_and_the_answers(mock_job, how, capsys):
     job_id, mock, folder = mock_job
-    path = folder / "manifest.json"
-    if how == "deleted":
-        path.unlink()
-    else:
-        path.write_bytes(b"" if how == "empty" else b'{"id": "x", "parts": 3')
+    path = spoil(folder / "manifest.json", how, b'{"id": "x", "parts": 3')
     with raises_folder_error(r"manifest\.json (is empty|is damaged|is missing).*cannot be attached") as info:
         pdbatch.attach(job_id, backend=mock)
     check_folder_error(info)
@@ -183,11 +188,7 @@ def set_state(folder, state: str) -> None:
 @pytest.mark.parametrize("how", ["empty", "garbage", "deleted"])
 def test_a_damaged_status_names_itself_and_partial_results_still_work(local_job, how):
     job_id, folder, answers = local_job
-    path = folder / "status.json"
-    if how == "deleted":
-        path.unlink()
-    else:
-        path.write_bytes(b"" if how == "empty" else b"\x00\x01 not json")
+    spoil(folder / "status.json", how, b"\x00\x01 not json")
     job = pdbatch.attach(job_id)
     for call in (job.refresh, lambda: job.wait(timeout=5, progress=False), job.result):
         with raises_folder_error(r"status\.json (is empty|is damaged|is missing).*output\.jsonl") as info:

@@ -118,14 +118,18 @@ def _unwritable(folder: Path, path: Path, exc: OSError) -> JobFolderError:
         f"is writable again (chmod u+w {folder}). result() still reads it. {_recovery(folder)}", path=path)
 
 
+def _open_lock(folder: Path, name: str) -> int:
+    path = folder / name
+    try:
+        return open_private(path, os.O_RDWR)
+    except OSError as exc:
+        raise _unwritable(folder, path, exc) from exc
+
+
 @contextmanager
 def _start_lock(folder: Path) -> Iterator[None]:
     """Held while a process decides whether to start (or cancel) a worker, and does it: one at a time."""
-    path = folder / "start.lock"
-    try:
-        fd = open_private(path, os.O_RDWR)
-    except OSError as exc:
-        raise _unwritable(folder, path, exc) from exc
+    fd = _open_lock(folder, "start.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -135,11 +139,7 @@ def _start_lock(folder: Path) -> Iterator[None]:
 
 def _take_worker_lock(folder: Path) -> int | None:
     """``worker.lock``, locked for a new worker; None when a live worker holds it."""
-    path = folder / "worker.lock"
-    try:
-        fd = open_private(path, os.O_RDWR)
-    except OSError as exc:
-        raise _unwritable(folder, path, exc) from exc
+    fd = _open_lock(folder, "worker.lock")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -202,8 +202,11 @@ def test_a_damaged_status_names_itself_and_partial_results_still_work(local_job,
 @pytest.mark.slow
 def test_a_read_only_job_folder_still_gives_its_result(local_job, read_only):  # noqa: F811
     job_id, folder, answers = local_job
+    (folder / "cache-filled").unlink()  # a copied folder whose result was never read: answers not yet cached
     read_only(folder)
     assert pdbatch.attach(job_id).result().response.tolist() == answers
+    assert pd.DataFrame({"t": ["Say hi."]}).llama.preview("{t}", max_tokens=3, temperature=0).summary()[
+        "cache_hits"] == 1, "the answers went into the cache all the same"
 
 
 @pytest.mark.slow

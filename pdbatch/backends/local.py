@@ -43,8 +43,9 @@ from typing import Any
 import orjson
 
 from .. import config
-from ..atomic import PRIVATE_FILE, atomic_path, open_private, private_dir, write_private
+from ..atomic import PRIVATE_DIR, PRIVATE_FILE, atomic_path, open_private, private_dir, write_private
 from ..engine.convert import check_dtype
+from ..engine.worker import NEUTRAL_CWD
 from ..engine.worker import command as worker_command
 from ..errors import ConfigError, JobFolderError, JobNotFoundError, answers_hint
 from ..models import Kind, resolve_local
@@ -259,8 +260,8 @@ class Local(Backend):
         """Move the request lines into a new job folder and start a detached worker."""
         job_id = time.strftime("local-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         folder = jobs_root() / job_id
-        folder.mkdir(mode=0o700)
-        os.chmod(folder, 0o700)  # mkdir's mode went through the umask
+        folder.mkdir(mode=PRIVATE_DIR)
+        os.chmod(folder, PRIVATE_DIR)  # mkdir's mode went through the umask
         requests = folder / "requests.jsonl"
         if len(files) == 1:
             shutil.move(str(files[0]), requests)
@@ -312,7 +313,7 @@ class Local(Backend):
             stdin=subprocess.DEVNULL,
             timeout=60,
             pass_fds=(lock,),
-            cwd="/",
+            cwd=NEUTRAL_CWD,
         )
 
     def status(self, job_id: str) -> JobStatus:

@@ -108,10 +108,14 @@ class Manifest:
         return record
 
 
-def save(manifest: Manifest, frame: pa.Table) -> Path:
-    """Write the manifest and the frame (from :func:`pdbatch.frames.to_table`); returns the folder."""
+def save(manifest: Manifest, frame: pd.DataFrame | pa.Table) -> Path:
+    """Write the manifest and the frame (or its table from :func:`pdbatch.frames.to_table`); returns the folder.
+
+    Raises :class:`~pdbatch.errors.InputError` when a frame cannot be kept exactly.
+    """
+    table = frames.to_table(frame) if isinstance(frame, pd.DataFrame) else frame
     folder = private_dir(folder_for(manifest.id))
-    frames.write(frame, folder / FRAME)
+    frames.write(table, folder / FRAME)
     with atomic_path(folder / MANIFEST) as tmp:
         tmp.write_bytes(manifest.to_json())
     for part in manifest.parts:

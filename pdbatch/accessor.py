@@ -236,7 +236,7 @@ class LlamaAccessor:
         model : str or list, optional
             Model name (the backend's default otherwise): for the local backend
             a bundled model or a ``.gguf`` path, for Vertex e.g.
-            ``"llama-3.3-70b-instruct-maas"``. A list runs the same prompts on
+            ``"llama-4-scout-17b-16e-instruct-maas"``. A list runs the same prompts on
             each model at once (entries may be ``(backend, model)`` pairs) and
             returns one ``response:<model>`` column (and ``error:<model>``, ...)
             per model.
@@ -331,7 +331,7 @@ class LlamaAccessor:
             Template for the text to embed, e.g. ``"{title}: {abstract}"``.
         model : str, optional
             An embeddings model (local default ``multilingual-e5-small``; on
-            Vertex e.g. ``"multilingual-e5-large-instruct-maas"``).
+            Vertex ``"gemini-embedding-001"`` by default).
         backend, custom_id, progress, on_null, overwrite, timeout, cache, max_rows, max_cost, prices
             As in :meth:`batch_predict`.
         **params

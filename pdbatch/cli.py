@@ -2,14 +2,19 @@
 
 Exit codes: 0 done (every row answered); 1 the job finished but some rows
 failed (see their ``error``); 2 bad usage or input; 3 the job failed, was
-cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out.
+cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out;
+70 an internal error (a bug: ``--debug`` shows the traceback); 141 the reader
+of the output went away (``pdbatch results JOB | head``), as for any Unix tool
+killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +25,20 @@ from . import __version__, cache, config, manifest
 from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+#: sysexits.h's EX_SOFTWARE, and what a shell reports for a process killed by SIGPIPE (128 + 13)
+EXIT_INTERNAL, EXIT_BROKEN_PIPE = 70, 141
 
 EPILOG = """\
 examples:
   pdbatch run reviews.csv --prompt "Classify: {review}" --max-tokens 8 -o out.parquet
-  pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model llama-3.3-70b-instruct-maas
+  pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model gpt-oss-120b-maas
   pdbatch wait JOB_ID && pdbatch results JOB_ID -o out.parquet
   pdbatch jobs
+  pdbatch models --backend vertex --status live
 
 exit codes: 0 done, 1 some rows failed, 2 bad usage or input, 3 job failed/cancelled/expired,
-            4 no such job, 5 still running at --timeout
+            4 no such job, 5 still running at --timeout, 70 internal error (a bug: rerun with
+            --debug for the traceback and report it), 141 output pipe closed (e.g. | head)
 """
 
 
@@ -174,25 +183,67 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from .job import attach
-
     root = config.home() / "jobs"
     rows = []
-    for path in sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime):
-        rec = manifest.Manifest.from_json(path.read_bytes())
-        state = ""
-        if args.refresh:
-            try:
-                state = attach(rec.id).refresh().state
-            except PdbatchError as exc:
-                state = f"? ({exc})"
-        rows.append((time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created)), rec.id, rec.backend,
-                     rec.model, rec.n_rows, state))
+    damaged = 0
+    for path in sorted(root.glob("*/manifest.json"), key=_mtime):
+        try:
+            rows.append(_job_row(path, args.refresh))
+        except Exception as exc:  # one damaged folder must not hide the others: show it, with where it is
+            damaged += 1
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(_mtime(path)))
+            rows.append(f"{when}  {path.parent.name}  DAMAGED: {path}: {_one_line(exc)}")
     if not rows:
         print(f"no jobs under {root}")
-    for created, job_id, backend, model, n, state in rows[-args.last:]:
-        print(f"{created}  {job_id}  {backend}:{model}  {n} rows  {state}".rstrip())
+    for row in rows[-args.last:]:
+        print(row)
+    if damaged:
+        print(f"pdbatch: {damaged} job folder(s) under {root} have a manifest that cannot be read (marked "
+              f"DAMAGED); move them away or delete them", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    frame = list_models()
+    for column in ("backend", "kind", "status"):
+        if getattr(args, column):
+            frame = frame[frame[column] == getattr(args, column)]
+    if args.json:
+        for record in frame.to_dict("records"):
+            print(orjson.dumps(record, default=str).decode())
+    else:
+        print(frame.astype(object).where(frame.notna(), "").to_string(index=False))
+    return EXIT_OK
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed while listing
+        return 0.0
+
+
+def _job_row(path: Path, refresh: bool) -> str:
+    from .job import attach
+
+    rec = manifest.Manifest.from_json(path.read_bytes())
+    state = ""
+    if refresh:
+        try:
+            state = attach(rec.id).refresh().state
+        except Exception as exc:  # the state is unknown; the row still lists the job
+            state = f"? ({_one_line(exc)})"
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created))
+    return f"{created}  {rec.id}  {rec.backend}:{rec.model}  {rec.n_rows} rows  {state}".rstrip()
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, PdbatchError):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
@@ -231,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pdbatch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a job, wait, write the joined table")
@@ -273,12 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=50, help="show the last N jobs (default 50)")
     p.set_defaults(func=cmd_jobs)
 
+    p = sub.add_parser("models", help="list the models, with their lifecycle status today")
+    p.add_argument("--backend", choices=["local", "vertex"])
+    p.add_argument("--kind", choices=["chat", "embeddings"])
+    p.add_argument("--status", choices=["live", "deprecated", "retired", "unlisted"])
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p.set_defaults(func=cmd_models)
+
     p = sub.add_parser("cache", help="the response cache")
     csub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     c = csub.add_parser("clear", help="delete cached answers")
     c.add_argument("--backend")
     c.add_argument("--model")
     c.set_defaults(func=cmd_cache_clear)
+    # --debug also after the command (pdbatch run ... --debug); SUPPRESS keeps the main flag's value
+    for p in [*sub.choices.values(), c]:
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -290,19 +352,44 @@ def main(argv: list[str] | None = None) -> int:
             args.command in ("run", "submit"):
         parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that went away shows up here at the latest
+        return code
+    except BrokenPipeError:
+        return _broken_pipe()
     except JobTimeoutError as exc:
-        print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_TIMEOUT
+        return _fail(args, exc, EXIT_TIMEOUT)
     except JobNotFoundError as exc:
-        print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_NOT_FOUND
+        return _fail(args, exc, EXIT_NOT_FOUND)
     except JobError as exc:
-        print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+        return _fail(args, exc, EXIT_JOB_FAILED)
     except (ConfigError, PdbatchError, ValueError) as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except Exception as exc:  # not the user's doing: its own exit code, not 1 ("some rows failed")
+        return _fail(args, exc, EXIT_INTERNAL)
+
+
+def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
+    if args.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if code == EXIT_INTERNAL:
+        hint = "" if args.debug else "; run again with --debug for the traceback,"
+        print(f"pdbatch: internal error: {_one_line(exc)}. This is a bug in pdbatch or a package it uses, not "
+              f"in your input{hint} and report it", file=sys.stderr)
+    else:
         print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return code
+
+
+def _broken_pipe() -> int:
+    # Python's advice for SIGPIPE: point stdout at devnull, so that the flush
+    # at exit does not raise again, and exit without a traceback.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, in-process)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

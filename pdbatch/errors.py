@@ -11,7 +11,8 @@ optional package is also ``ImportError``, so generic handlers keep working::
     ├── JobNotFoundError (LookupError)    no job with that id (attach, status)
     ├── JobFolderError                    a job's file is missing, damaged or cannot be written
     ├── JobError                          a job as a whole failed, expired or was cancelled
-    │   └── JobTimeoutError (TimeoutError)  ``wait(timeout=...)`` ran out first
+    │   ├── JobTimeoutError (TimeoutError)  ``wait(timeout=...)`` ran out first
+    │   └── JobPausedError                  the service paused the job: waiting would never end
     └── BackendError                      the backend service refused or broke
 
 A failed *row* is never an exception: it is data, in the row's ``error`` column.
@@ -32,6 +33,7 @@ __all__ = [
     "JobError",
     "JobFolderError",
     "JobNotFoundError",
+    "JobPausedError",
     "JobTimeoutError",
     "MissingDependencyError",
     "PdbatchError",
@@ -115,6 +117,15 @@ class JobError(PdbatchError):
 
 class JobTimeoutError(JobError, TimeoutError):
     """``BatchJob.wait(timeout=...)`` returned before the job ended. The job goes on."""
+
+
+class JobPausedError(JobError):
+    """The service paused the job (``JOB_STATE_PAUSED``); it goes on only when resumed there.
+
+    ``wait`` raises it rather than wait for a state the job may never leave.
+    The job is not lost: ``result(partial=True)`` returns the rows answered so
+    far, ``cancel()`` stops it, and ``wait()`` may be called again later.
+    """
 
 
 class BackendError(PdbatchError):

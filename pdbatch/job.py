@@ -32,7 +32,7 @@ from .display import (
     short_state,
     status_html,
 )
-from .errors import ConfigError, JobError, JobFolderError, JobTimeoutError
+from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
 from .requests import RequestPlan, _custom_ids
 from .results import join_results, parse_files, parse_lines
 from .structured import as_schema
@@ -162,6 +162,8 @@ class BatchJob:
                 reporter.update(status)
                 if status.done:
                     return self
+                if status.state == "JOB_STATE_PAUSED":
+                    raise _paused(self.id, status)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise JobTimeoutError(
                         f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
@@ -344,6 +346,20 @@ class BatchJob:
         return status_html(label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
 
 
+def _paused(job_id: str, status: JobStatus) -> JobPausedError:
+    # A paused job leaves that state only when someone resumes it on the service:
+    # waiting on would hang a script, or a notebook cell, indefinitely.
+    return JobPausedError(
+        f"job {job_id} is JOB_STATE_PAUSED ({status.finished}/{status.total if status.total is not None else '?'} "
+        f"rows done{'; ' + status.error if status.error else ''}): the service paused it and it will not go on "
+        f"until it is resumed there (see {status.console_url or 'the console'}). Stopped waiting. "
+        f"job.result(partial=True) returns the rows answered so far; job.cancel() stops it; job.wait() waits again.",
+        job_id=job_id,
+        state=status.state,
+        detail=status.error,
+    )
+
+
 def combine(statuses: list[JobStatus]) -> JobStatus:
     """One status for a job split over several backend jobs."""
     if not statuses:  # every row was answered from the cache: nothing was sent
@@ -474,12 +490,6 @@ def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, ren
         shutil.rmtree(staging, ignore_errors=True)
 
 
-#: Column names a pass-through table cannot use: the request columns, and what the job writes.
-RESERVED_PASSTHROUGH = (
-    "custom_id", "method", "url", "body", "response", "id", "status", "processed_time",
-)
-
-
 def passthrough_table(
     frame: pd.DataFrame, plan: RequestPlan, backend: Backend, rename: bool
 ) -> Any:
@@ -493,12 +503,13 @@ def passthrough_table(
     if not getattr(backend, "accepts_passthrough", False):
         raise ConfigError(f"the {backend.name!r} backend cannot pass columns through; "
                           f"drop passthrough=True (the result frame keeps your columns anyway)")
+    reserved = getattr(backend, "reserved_columns", ())  # the backend knows what its service reads and writes
     names = [str(c) for c in frame.columns]
-    clash = [c for c in names if c.lower() in RESERVED_PASSTHROUGH]
+    clash = [c for c in names if c.lower() in reserved]
     if clash and not rename:
         raise ConfigError(
             f"passthrough=True: column(s) {clash} use names the batch service reserves "
-            f"({', '.join(RESERVED_PASSTHROUGH)}); rename them, or pass rename_reserved=True "
+            f"({', '.join(reserved)}); rename them, or pass rename_reserved=True "
             f"to send them as {['input_' + c for c in clash]}"
         )
     taken = set(names)

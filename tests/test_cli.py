@@ -68,3 +68,58 @@ def test_pdbatch_run_on_the_local_engine(tmp_path, pdbatch_home):
     assert proc.returncode == 0, proc.stderr
     res = pd.read_csv(out)
     assert res.response.notna().all() and len(res) == 2
+
+
+# ------------------------------------------------------------ errors, damage, closed pipes
+def test_an_internal_error_has_its_own_exit_code_and_one_line(monkeypatch, capsys):
+    from pdbatch import cli
+
+    def broken(args):
+        raise KeyError("a bug deep inside")
+
+    monkeypatch.setattr(cli, "cmd_jobs", broken)
+    assert main(["jobs"]) == cli.EXIT_INTERNAL == 70
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "internal error: KeyError: 'a bug deep inside'" in err and "--debug" in err
+    for argv in (["--debug", "jobs"], ["jobs", "--debug"]):
+        assert main(argv) == 70
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "in broken" in err
+    assert "70 internal error" in cli.build_parser().format_help()
+
+
+def test_jobs_lists_the_others_and_marks_a_damaged_manifest(table, pdbatch_home, capsys):
+    ids = []
+    for _ in range(3):
+        assert main(["submit", str(table), "--prompt", "{t}", "--backend", "mock", "--no-cache"]) == 0
+        ids.append(capsys.readouterr().out.strip())
+    folders = sorted((pdbatch_home / "jobs").iterdir(), key=lambda p: p.name)
+    bad_json, bad_fields = folders[0] / "manifest.json", folders[1] / "manifest.json"
+    bad_json.write_bytes(b'{"id": "mock-1", "parts": [')
+    bad_fields.write_bytes(b'{"id": 5}')
+    for argv in (["jobs"], ["jobs", "--refresh"]):
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert f"DAMAGED: {bad_json}" in out and f"DAMAGED: {bad_fields}" in out
+        assert ids[2] in out and len(out.strip().splitlines()) == 3
+        assert "2 job folder(s)" in err
+
+
+def test_a_closed_pipe_ends_quietly(table, pdbatch_home):
+    # a job that needs no backend process: its answers all come from the cache
+    call = [str(table), "--prompt", "{t}", "--backend", "mock", "--temperature", "0"]
+    assert main(["run", *call, "-q", "-o", str(table.with_suffix(".parquet"))]) == 0
+    assert main(["submit", *call]) == 0
+    job = next(p.name for p in (pdbatch_home / "jobs").iterdir() if p.name.startswith("cached-"))
+    for argv in (["results", job], ["jobs", "--refresh"], ["status", job], ["jobs"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader (head) is gone before anything is written
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pdbatch.cli", *argv], stdout=write,
+                                  stderr=subprocess.PIPE, text=True, timeout=120,
+                                  env={**os.environ, "PDBATCH_HOME": str(pdbatch_home)})
+        finally:
+            os.close(write)
+        assert proc.returncode == 141, (argv, proc.stderr)  # 128 + SIGPIPE, as a shell reports it
+        assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -228,7 +228,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     from .job import attach
 
     check_output(args.output)
-    out = attach(args.job).result(partial=args.partial)
+    out = attach(args.job, allow_pickle=args.allow_pickle).result(partial=args.partial)
     write_frame(out, args.output)
     failed = int(out["error"].notna().sum())
     print(f"{len(out)} rows, {failed} failed" + (f"; written to {args.output}" if args.output else ""),
@@ -407,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("-o", "--output", help="output file (.parquet, .csv, .jsonl); CSV on stdout otherwise")
     p.add_argument("--partial", action="store_true", help="also for a failed, cancelled or running job")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read the frame.pkl of a job saved by pdbatch 0.1 (runs any code it holds: trusted "
+                        "folders only)")
     p.set_defaults(func=_in_cli_words(cmd_results))
 
     p = sub.add_parser("jobs", help="list the jobs under PDBATCH_HOME")

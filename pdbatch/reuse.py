@@ -10,6 +10,8 @@ go into the cache.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,7 +20,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from .atomic import open_private, write_private
 from .cache import ResponseCache, deterministic, request_key
+from .errors import JobFolderError, answers_hint
 from .requests import RequestPlan
 from .results import _extract, iter_file_lines, output_columns
 
@@ -116,11 +120,12 @@ def plan_reuse(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Reuse:
 def save(folder: Path, reuse: Reuse) -> None:
     """Keep what the job's result needs: cached answers, aliases, and keys to cache new answers."""
     if reuse.cached:
-        (folder / CACHED_LINES).write_bytes(b"".join(line + b"\n" for line in reuse.cached.values()))
+        write_private(folder / CACHED_LINES, b"".join(line + b"\n" for line in reuse.cached.values()))
     if (reuse.alias >= 0).any():
-        np.save(folder / ALIAS, reuse.alias)
+        with os.fdopen(open_private(folder / ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+            np.save(fh, reuse.alias)
     if reuse.keys:
-        (folder / KEYS).write_bytes(orjson.dumps(reuse.keys))
+        write_private(folder / KEYS, orjson.dumps(reuse.keys))
 
 
 def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], ok: bool) -> pd.DataFrame:
@@ -130,14 +135,34 @@ def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], 
     there are answers to cache (the cache stores whole output lines).
     """
     if (folder / ALIAS).exists():
-        out = fan_out(out, np.load(folder / ALIAS), list(output_columns(record.kind)))
+        alias = _alias(folder / ALIAS, len(out), [*outputs, folder / CACHED_LINES])
+        out = fan_out(out, alias, list(output_columns(record.kind)))
     keys = folder / KEYS
     done = folder / REMEMBERED
     if ok and keys.exists() and not done.exists():
+        try:
+            by_id = orjson.loads(keys.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return out  # only the cache needed it: the answers are all here
         lines = [line for path in outputs for line in iter_file_lines(path)]
-        remember(record.backend, record.model, orjson.loads(keys.read_bytes()), lines)
-        done.touch()
+        remember(record.backend, record.model, by_id, lines)
+        with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
+            write_private(done, b"")
     return out
+
+
+def _alias(path: Path, n_rows: int, outputs: list[Path]) -> np.ndarray:
+    """The saved alias of each row (``np.load`` never unpickles here: object arrays are refused)."""
+    try:
+        alias = np.load(path, allow_pickle=False)
+        if alias.shape == (n_rows,) and alias.dtype.kind == "i":
+            return alias
+        problem = f"holds {alias.dtype} values of shape {alias.shape}, not one position per row ({n_rows})"
+    except (OSError, ValueError, EOFError) as exc:
+        problem = f"cannot be read ({exc})"
+    raise JobFolderError(
+        f"{path} {problem}: rows that repeat an earlier row cannot get its answer. "
+        f"{answers_hint(outputs)}", path=path)
 
 
 def _with_id(line: bytes, custom_id: str) -> bytes:

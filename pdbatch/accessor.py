@@ -76,8 +76,11 @@ class LlamaAccessor:
         on_null : {"raise", "skip"}
             Rows with a null in a template field: refuse (default) or leave out.
         **params
-            Body fields such as ``max_tokens``, ``temperature``, ``top_p``,
-            ``stop``, ``seed``, ``response_format``.
+            Body fields such as ``max_tokens`` (512 unless given; ``None``: no
+            cap), ``temperature``, ``top_p``, ``stop``, ``seed``,
+            ``response_format``; checked by name, type and range (see
+            :mod:`pdbatch.params`). ``extra_body={...}`` sends fields pdbatch
+            does not know, unchecked.
 
         Returns
         -------
@@ -236,7 +239,7 @@ class LlamaAccessor:
         model : str or list, optional
             Model name (the backend's default otherwise): for the local backend
             a bundled model or a ``.gguf`` path, for Vertex e.g.
-            ``"llama-3.3-70b-instruct-maas"``. A list runs the same prompts on
+            ``"llama-4-scout-17b-16e-instruct-maas"``. A list runs the same prompts on
             each model at once (entries may be ``(backend, model)`` pairs) and
             returns one ``response:<model>`` column (and ``error:<model>``, ...)
             per model.
@@ -279,8 +282,11 @@ class LlamaAccessor:
             With ``passthrough``, send columns named ``id``, ``response``, ...
             (names the service reserves) as ``input_id``, ... instead of refusing.
         **params
-            Body fields: ``max_tokens``, ``temperature``, ``top_p``, ``stop``,
-            ``seed``, ``response_format``, ...
+            Body fields: ``max_tokens`` (512 unless given; ``None``: no cap),
+            ``temperature``, ``top_p``, ``stop``, ``seed``, ``response_format``,
+            ...; checked by name, type and range before anything runs, and
+            refused where the backend cannot honour them. ``extra_body={...}``
+            sends fields pdbatch does not know, unchecked.
 
         Returns
         -------
@@ -331,12 +337,13 @@ class LlamaAccessor:
             Template for the text to embed, e.g. ``"{title}: {abstract}"``.
         model : str, optional
             An embeddings model (local default ``multilingual-e5-small``; on
-            Vertex e.g. ``"multilingual-e5-large-instruct-maas"``).
+            Vertex ``"gemini-embedding-001"`` by default).
         backend, custom_id, progress, on_null, overwrite, timeout, cache, max_rows, max_cost, prices
             As in :meth:`batch_predict`.
         **params
-            Body fields such as ``input_type="query"`` (local e5 models embed as
-            passages by default).
+            Body fields such as ``dimensions``, or locally ``input_type="query"``
+            (local e5 models embed as passages by default); checked as in
+            :meth:`batch_predict`.
 
         Returns
         -------

@@ -1,7 +1,9 @@
 """The response cache: never pay twice for the same request.
 
 Answers are kept in an SQLite file under ``PDBATCH_HOME``, keyed by the
-backend, the model and the canonical request body (JSON with sorted keys), so
+backend, the model, what else decides the backend's answers (for the local
+backend: the weights file and its conversion, the context window) and the
+canonical request body (JSON with sorted keys), so
 re-running a notebook cell sends only the rows that are new. Only successful
 answers are kept. SQLite in WAL mode with a busy timeout lets several kernels
 read and write the cache at once.
@@ -9,20 +11,34 @@ read and write the cache at once.
 Requests whose answer is not reproducible (sampling with temperature > 0 and
 no seed) are not served from the cache unless the call passes
 ``cache="always"``.
+
+The cache is only an optimisation: every job keeps its own answers in its
+folder. A cache file that is damaged (truncated, overwritten, a folder in its
+place) is moved aside, kept under a new name, with one warning naming both
+paths, and the call goes on (with a fresh cache); any other failure to use it
+(locked too long, read-only) is warned about once and the call goes on
+without it. The file, and SQLite's ``-wal`` and ``-shm`` files beside it, are
+private to the user (``0600``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from . import config
+from .atomic import PRIVATE_FILE, open_private
+from .errors import PdbatchWarning
 
 __all__ = ["ResponseCache", "clear", "deterministic", "request_key"]
 
@@ -35,13 +51,27 @@ CREATE TABLE IF NOT EXISTS responses (
     created REAL NOT NULL
 )
 """
+#: SQLite's own names for a file that is not (or no longer) a sound database
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+_warned: set[str] = set()
+T = TypeVar("T")
 
 
-def request_key(backend: str, model: str, url: str, body: Mapping[str, Any]) -> str:
-    """The cache key of one request: a hash of backend, model, url and canonical body."""
+def request_key(backend: str, model: str, url: str, body: Mapping[str, Any],
+                identity: Mapping[str, Any] | None = None) -> str:
+    """The cache key of one request: a hash of backend, model, url, canonical body and the backend's identity.
+
+    ``identity`` is :meth:`Backend.cache_identity` (the weights a local model
+    runs, ...). An empty one adds nothing, so the keys of backends that need
+    none stay what they were before it existed: answers already paid for are
+    still found.
+    """
     canon = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
     h = hashlib.sha256()
-    for part in (backend.encode(), model.encode(), url.encode(), canon):
+    parts = [backend.encode(), model.encode(), url.encode(), canon]
+    if identity:
+        parts.append(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))
+    for part in parts:
         h.update(part)
         h.update(b"\0")
     return h.hexdigest()
@@ -66,14 +96,78 @@ class ResponseCache:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else config.home() / "cache.sqlite3"
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
-        self._db.execute(_SCHEMA)
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            if self._recover(exc):  # a fresh cache in its place
+                try:
+                    self._db = self._connect()
+                except (sqlite3.Error, OSError) as again:
+                    self._give_up(again)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path.exists() and not self.path.is_file():
+            raise IsADirectoryError(f"{self.path} is not a file")
+        # created private, so that SQLite's -wal and -shm files (which take its mode) are too
+        os.close(open_private(self.path, os.O_RDWR))
+        for extra in ("-wal", "-shm"):
+            if os.path.exists(f"{self.path}{extra}"):
+                os.chmod(f"{self.path}{extra}", PRIVATE_FILE)
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _use(self, action: Callable[[sqlite3.Connection], T], default: T) -> T:
+        """Run ``action`` on the database; a failure closes it, says why once, and gives ``default``."""
+        if self._db is None:
+            return default
+        try:
+            return action(self._db)
+        except sqlite3.Error as exc:
+            self.close()
+            self._recover(exc)
+            return default
+
+    def _recover(self, exc: Exception) -> bool:
+        """Move a damaged cache (with its -wal and -shm) aside, kept, and return True; else warn and go without."""
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if not (name.startswith(_DAMAGED) or isinstance(exc, IsADirectoryError)):
+            self._give_up(exc)
+            return False
+        aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                    f"{secrets.token_hex(2)}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return True  # another process moved it first, and warned
+        except OSError as move:
+            self._give_up(exc, f"; it could not be moved aside either ({move})")
+            return False
+        for extra in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):  # none, when SQLite had cleaned up
+                os.rename(f"{self.path}{extra}", f"{aside}{extra}")
+        _warn_once(f"the response cache {self.path} is damaged ({exc}); it was moved to {aside} and pdbatch "
+                   f"goes on with a new, empty cache. No answer is lost: every job keeps its own answers in "
+                   f"its folder. Delete {aside} when you no longer need it.")
+        return True
+
+    def _give_up(self, exc: Exception, more: str = "") -> None:
+        self._db = None
+        _warn_once(f"the response cache {self.path} cannot be used ({type(exc).__name__}: {exc}){more}; "
+                   f"pdbatch goes on without it (rows are sent instead of answered from the cache).")
 
     def close(self) -> None:
         """Close the database connection."""
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def __enter__(self) -> ResponseCache:
         return self
@@ -82,29 +176,36 @@ class ResponseCache:
         self.close()
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        """The cached output lines of the keys that have one."""
+        """The cached output lines of the keys that have one (none when the cache cannot be read)."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, bytes] = {}
-        for start in range(0, len(keys), 900):  # SQLite's limit on bound parameters
-            chunk = keys[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for key, line in self._db.execute(f"SELECT key, line FROM responses WHERE key IN ({marks})", chunk):
-                found[key] = bytes(line)
-        return found
+
+        def get(db: sqlite3.Connection) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for start in range(0, len(keys), 900):  # SQLite's limit on bound parameters
+                chunk = keys[start : start + 900]
+                marks = ",".join("?" * len(chunk))
+                for key, line in db.execute(f"SELECT key, line FROM responses WHERE key IN ({marks})", chunk):
+                    found[key] = bytes(line)
+            return found
+
+        return self._use(get, {})
 
     def put_many(self, rows: Iterable[tuple[str, str, str, bytes]]) -> int:
-        """Store ``(key, backend, model, output line)`` rows; returns how many."""
+        """Store ``(key, backend, model, output line)`` rows; returns how many (0 when the cache is unusable)."""
         now = time.time()
         data = [(k, b, m, line, now) for k, b, m, line in rows]
-        if data:
-            with self._db:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", data)
-        return len(data)
+
+        def put(db: sqlite3.Connection) -> int:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", data)
+            return len(data)
+
+        return self._use(put, 0) if data else 0
 
     def count(self) -> int:
         """Number of cached answers."""
-        return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        return self._use(lambda db: int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]), 0)
 
     def clear(self, *, backend: str | None = None, model: str | None = None) -> int:
         """Delete cached answers (all, or of one backend and/or model); returns how many."""
@@ -116,8 +217,18 @@ class ResponseCache:
             where.append("model = ?")
             args.append(model)
         sql = "DELETE FROM responses" + (" WHERE " + " AND ".join(where) if where else "")
-        with self._db:
-            return self._db.execute(sql, args).rowcount
+
+        def delete(db: sqlite3.Connection) -> int:
+            with db:
+                return db.execute(sql, args).rowcount
+
+        return self._use(delete, 0)
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, PdbatchWarning, stacklevel=4)
 
 
 def clear(*, backend: str | None = None, model: str | None = None) -> int:

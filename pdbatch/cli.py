@@ -2,14 +2,22 @@
 
 Exit codes: 0 done (every row answered); 1 the job finished but some rows
 failed (see their ``error``); 2 bad usage or input; 3 the job failed, was
-cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out.
+cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out;
+70 an internal error (a bug: ``--debug`` shows the traceback); 141 the reader
+of the output went away (``pdbatch results JOB | head``), as for any Unix tool
+killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
+import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +25,26 @@ import orjson
 import pandas as pd
 
 from . import __version__, cache, config, manifest
+from .backends import get_backend
 from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
+from .models import Kind
+from .params import check_fields
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
+#: sysexits.h's EX_SOFTWARE, and what a shell reports for a process killed by SIGPIPE (128 + 13)
+EXIT_INTERNAL, EXIT_BROKEN_PIPE = 70, 141
 
 EPILOG = """\
 examples:
   pdbatch run reviews.csv --prompt "Classify: {review}" --max-tokens 8 -o out.parquet
-  pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model llama-3.3-70b-instruct-maas
+  pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model gpt-oss-120b-maas
   pdbatch wait JOB_ID && pdbatch results JOB_ID -o out.parquet
   pdbatch jobs
+  pdbatch models --backend vertex --status live
 
 exit codes: 0 done, 1 some rows failed, 2 bad usage or input, 3 job failed/cancelled/expired,
-            4 no such job, 5 still running at --timeout
+            4 no such job, 5 still running at --timeout, 70 internal error (a bug: rerun with
+            --debug for the traceback and report it), 141 output pipe closed (e.g. | head)
 """
 
 
@@ -50,26 +65,64 @@ def read_frame(path: str) -> pd.DataFrame:
     raise ConfigError(f"input {path!r}: use a .csv, .parquet, .jsonl or .json file")
 
 
+#: Output formats by file extension.
+OUTPUTS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def check_output(path: str | None) -> None:
+    """Refuse an output path that :func:`write_frame` could not write, before any job is submitted.
+
+    Parameters
+    ----------
+    path : str or None
+        The ``-o`` argument (None or ``-``: CSV on stdout).
+
+    Raises
+    ------
+    ConfigError
+        An unknown extension, a folder, a missing or unwritable parent folder.
+    """
+    if path in (None, "-"):
+        return
+    p = Path(path)
+    if p.suffix.lower() not in OUTPUTS:
+        raise ConfigError(f"-o {path}: use a .parquet, .csv or .jsonl file (nothing was submitted)")
+    if p.is_dir():
+        raise ConfigError(f"-o {path} is a folder; name a file in it, e.g. -o {p / ('out' + p.suffix)}")
+    folder = p.parent
+    if not folder.is_dir():
+        raise ConfigError(f"-o {path}: the folder {folder} does not exist; create it (mkdir -p {folder}) "
+                          f"or write elsewhere (nothing was submitted)")
+    try:  # the one test that holds for every user, root and read-only disks included: write something
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".pdbatch-check-"):
+            pass
+        if p.exists() and not os.access(p, os.W_OK):
+            raise PermissionError(13, "permission denied", str(p))
+    except OSError as exc:
+        raise ConfigError(f"-o {path}: cannot write there ({exc.strerror or exc}); "
+                          f"write elsewhere (nothing was submitted)") from None
+
+
 def write_frame(frame: pd.DataFrame, path: str | None) -> None:
     """Write ``frame`` by the file's extension (CSV to stdout when no path)."""
     if path in (None, "-"):
         frame.to_csv(sys.stdout, index=False)
         return
+    check_output(path)
     suffix = Path(path).suffix.lower()
     out = frame.copy()
     if "embedding" in out.columns and suffix != ".parquet":
         out["embedding"] = out["embedding"].map(lambda v: None if v is None else v.tolist())
-    if suffix in (".parquet", ".pq"):
+    if OUTPUTS[suffix] == "parquet":
         out.to_parquet(path, index=False)
-    elif suffix == ".csv":
+    elif OUTPUTS[suffix] == "csv":
         out.to_csv(path, index=False)
-    elif suffix in (".jsonl", ".ndjson"):
-        out.to_json(path, orient="records", lines=True, force_ascii=False)
     else:
-        raise ConfigError(f"output {path!r}: use a .parquet, .csv or .jsonl file")
+        out.to_json(path, orient="records", lines=True, force_ascii=False)
 
 
-def _params(items: list[str]) -> dict[str, Any]:
+def _params(items: list[str], kind: Kind, backend: str | None) -> dict[str, Any]:
+    """``--param KEY=VALUE`` items as body fields, checked as the Python API checks them."""
     params: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -79,12 +132,18 @@ def _params(items: list[str]) -> dict[str, Any]:
             params[key] = orjson.loads(value)
         except orjson.JSONDecodeError:
             params[key] = value
+    # Checked here too, so that the messages speak of --param, not of keyword arguments.
+    _, problems = check_fields(params, kind, extra_fields=get_backend(backend).body_fields(kind),
+                               escape="--param extra_body='{{\"{name}\": ...}}'")
+    if problems:
+        raise ConfigError("--param: " + "; ".join(problems))
     return params
 
 
 def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    body = _params(args.param, "embeddings" if args.embed else "chat", args.backend)
     kw: dict[str, Any] = {"model": args.model, "backend": args.backend, "custom_id": args.custom_id,
-                          "on_null": args.on_null, **_params(args.param)}
+                          "on_null": args.on_null, **body}
     if args.messages:
         kw["messages"] = args.messages
     if args.system and not args.embed:
@@ -94,10 +153,13 @@ def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             kw[name] = getattr(args, name)
     if args.no_cache:
         kw["cache"] = False
+    if args.overwrite:
+        kw["overwrite"] = True
     return kw
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_output(args.output)  # before the job: a bad -o must not cost a whole run
     df = read_frame(args.input)
     kw = _call_kwargs(args)
     start = time.perf_counter()
@@ -165,7 +227,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from .job import attach
 
-    out = attach(args.job).result(partial=args.partial)
+    check_output(args.output)
+    out = attach(args.job, allow_pickle=args.allow_pickle).result(partial=args.partial)
     write_frame(out, args.output)
     failed = int(out["error"].notna().sum())
     print(f"{len(out)} rows, {failed} failed" + (f"; written to {args.output}" if args.output else ""),
@@ -174,31 +237,109 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from .job import attach
-
     root = config.home() / "jobs"
     rows = []
-    for path in sorted(root.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime):
-        rec = manifest.Manifest.from_json(path.read_bytes())
-        state = ""
-        if args.refresh:
-            try:
-                state = attach(rec.id).refresh().state
-            except PdbatchError as exc:
-                state = f"? ({exc})"
-        rows.append((time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created)), rec.id, rec.backend,
-                     rec.model, rec.n_rows, state))
+    damaged = 0
+    for path in sorted(root.glob("*/manifest.json"), key=_mtime):
+        try:
+            rows.append(_job_row(path, args.refresh))
+        except Exception as exc:  # one damaged folder must not hide the others: show it, with where it is
+            damaged += 1
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(_mtime(path)))
+            rows.append(f"{when}  {path.parent.name}  DAMAGED: {path}: {_one_line(exc)}")
     if not rows:
         print(f"no jobs under {root}")
-    for created, job_id, backend, model, n, state in rows[-args.last:]:
-        print(f"{created}  {job_id}  {backend}:{model}  {n} rows  {state}".rstrip())
+    for row in rows[-args.last:]:
+        print(row)
+    if damaged:
+        print(f"pdbatch: {damaged} job folder(s) under {root} have a manifest that cannot be read (marked "
+              f"DAMAGED); move them away or delete them", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    frame = list_models()
+    for column in ("backend", "kind", "status"):
+        if getattr(args, column):
+            frame = frame[frame[column] == getattr(args, column)]
+    if args.json:
+        for record in frame.to_dict("records"):
+            print(orjson.dumps(record, default=str).decode())
+    else:
+        print(frame.astype(object).where(frame.notna(), "").to_string(index=False))
+    return EXIT_OK
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed while listing
+        return 0.0
+
+
+def _job_row(path: Path, refresh: bool) -> str:
+    from .job import attach
+
+    rec = manifest.Manifest.from_json(path.read_bytes())
+    state = ""
+    if refresh:
+        try:
+            state = attach(rec.id).refresh().state
+        except Exception as exc:  # the state is unknown; the row still lists the job
+            state = f"? ({_one_line(exc)})"
+    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created))
+    return f"{created}  {rec.id}  {rec.backend}:{rec.model}  {rec.n_rows} rows  {state}".rstrip()
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, PdbatchError):
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
     n = cache.clear(backend=args.backend, model=args.model)
     print(f"removed {n} cached answers")
     return EXIT_OK
+
+
+#: Advice that pdbatch's errors give in Python's words, in the command line's
+#: words instead ({job}: the job's id). Each is checked by tests/test_cli.py.
+CLI_WORDS = (
+    ("Call job.wait() again, or pdbatch.attach({job_repr}) later.",
+     "`pdbatch wait {job}` waits again; `pdbatch results {job} --partial` writes the rows answered so far."),
+    ("call job.wait() first, or result(partial=True) for the rows answered so far",
+     "run `pdbatch wait {job}` first, or `pdbatch results {job} --partial` for the rows answered so far"),
+    ("result(partial=True) returns the rows it answered.",
+     "`pdbatch results {job} --partial` writes the rows it answered."),
+    (" (df.rename(columns=...)) or pass overwrite=True", " or pass --overwrite"),
+    ("Sample the frame (df.sample(n)), or raise max_rows.", "Send fewer rows, or raise --max-rows."),
+    ("over max_rows=", "over --max-rows "),
+    ("over max_cost=", "over --max-cost "),
+    (" df.llama.preview(...) shows the details.", ""),
+    ("Fill them (df.fillna), drop them, or pass on_null='skip'", "Fill them, drop them, or pass --on-null skip"),
+)
+
+
+def _in_cli_words(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run ``command``, its errors' advice rewritten from Python calls to ``pdbatch`` commands."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except PdbatchError as exc:
+            job = str(getattr(exc, "job_id", "") or "")
+            text = str(exc)
+            for python, cli in CLI_WORDS:
+                text = text.replace(python.format(job_repr=repr(job)), cli.format(job=job or "JOB_ID"))
+            exc.args = (text,)
+            raise
+
+    return run
 
 
 def _add_call_args(p: argparse.ArgumentParser) -> None:
@@ -218,6 +359,8 @@ def _add_call_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any other body field, value as JSON when it parses (repeatable)")
     p.add_argument("--no-cache", action="store_true", help="send every row, even if answered before")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace result columns (response, error, ...) the input already has")
     p.add_argument("--max-rows", type=int, help="refuse to submit more requests than this")
     p.add_argument("--max-cost", type=float, help="refuse to submit above this estimated cost (US$)")
 
@@ -231,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pdbatch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a job, wait, write the joined table")
@@ -238,44 +382,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="output file (.parquet, .csv, .jsonl); CSV on stdout otherwise")
     p.add_argument("--timeout", type=float, help="seconds to wait before giving up (the job goes on)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=_in_cli_words(cmd_run))
 
     p = sub.add_parser("submit", help="submit a job and print its id")
     _add_call_args(p)
-    p.set_defaults(func=cmd_submit)
+    p.set_defaults(func=_in_cli_words(cmd_submit))
 
     p = sub.add_parser("status", help="print a job's state and counts")
     p.add_argument("job")
     p.add_argument("--json", action="store_true", help="as one JSON object")
-    p.set_defaults(func=cmd_status)
+    p.set_defaults(func=_in_cli_words(cmd_status))
 
     p = sub.add_parser("wait", help="wait for a job to end")
     p.add_argument("job")
     p.add_argument("--timeout", type=float)
     p.add_argument("-q", "--quiet", action="store_true")
-    p.set_defaults(func=cmd_wait)
+    p.set_defaults(func=_in_cli_words(cmd_wait))
 
     p = sub.add_parser("cancel", help="cancel a job (rows already answered stay)")
     p.add_argument("job")
-    p.set_defaults(func=cmd_cancel)
+    p.set_defaults(func=_in_cli_words(cmd_cancel))
 
     p = sub.add_parser("results", help="write a finished job's joined table")
     p.add_argument("job")
     p.add_argument("-o", "--output", help="output file (.parquet, .csv, .jsonl); CSV on stdout otherwise")
     p.add_argument("--partial", action="store_true", help="also for a failed, cancelled or running job")
-    p.set_defaults(func=cmd_results)
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read the frame.pkl of a job saved by pdbatch 0.1 (runs any code it holds: trusted "
+                        "folders only)")
+    p.set_defaults(func=_in_cli_words(cmd_results))
 
     p = sub.add_parser("jobs", help="list the jobs under PDBATCH_HOME")
     p.add_argument("--refresh", action="store_true", help="ask each job's backend for its state")
     p.add_argument("--last", type=int, default=50, help="show the last N jobs (default 50)")
-    p.set_defaults(func=cmd_jobs)
+    p.set_defaults(func=_in_cli_words(cmd_jobs))
+
+    p = sub.add_parser("models", help="list the models, with their lifecycle status today")
+    p.add_argument("--backend", choices=["local", "vertex"])
+    p.add_argument("--kind", choices=["chat", "embeddings"])
+    p.add_argument("--status", choices=["live", "deprecated", "retired", "unlisted"])
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("cache", help="the response cache")
     csub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
     c = csub.add_parser("clear", help="delete cached answers")
     c.add_argument("--backend")
     c.add_argument("--model")
-    c.set_defaults(func=cmd_cache_clear)
+    c.set_defaults(func=_in_cli_words(cmd_cache_clear))
+    # --debug also after the command (pdbatch run ... --debug); SUPPRESS keeps the main flag's value
+    for p in [*sub.choices.values(), c]:
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -287,19 +444,44 @@ def main(argv: list[str] | None = None) -> int:
             args.command in ("run", "submit"):
         parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that went away shows up here at the latest
+        return code
+    except BrokenPipeError:
+        return _broken_pipe()
     except JobTimeoutError as exc:
-        print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_TIMEOUT
+        return _fail(args, exc, EXIT_TIMEOUT)
     except JobNotFoundError as exc:
-        print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_NOT_FOUND
+        return _fail(args, exc, EXIT_NOT_FOUND)
     except JobError as exc:
-        print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+        return _fail(args, exc, EXIT_JOB_FAILED)
     except (ConfigError, PdbatchError, ValueError) as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except Exception as exc:  # not the user's doing: its own exit code, not 1 ("some rows failed")
+        return _fail(args, exc, EXIT_INTERNAL)
+
+
+def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:
+    if args.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if code == EXIT_INTERNAL:
+        hint = "" if args.debug else "; run again with --debug for the traceback,"
+        print(f"pdbatch: internal error: {_one_line(exc)}. This is a bug in pdbatch or a package it uses, not "
+              f"in your input{hint} and report it", file=sys.stderr)
+    else:
         print(f"pdbatch: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return code
+
+
+def _broken_pipe() -> int:
+    # Python's advice for SIGPIPE: point stdout at devnull, so that the flush
+    # at exit does not raise again, and exit without a traceback.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, in-process)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -93,8 +93,8 @@ def default_backend() -> str | Backend:
 
 
 def home() -> Path:
-    """The folder holding pdbatch's job folders (created on first use)."""
+    """The folder holding pdbatch's job folders (created on first use, private to the user)."""
+    from .atomic import private_dir
+
     path = _settings.home or Path(os.environ.get("PDBATCH_HOME") or Path.home() / ".pdbatch")
-    path = Path(path).expanduser()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(Path(path).expanduser())

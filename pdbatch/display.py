@@ -409,7 +409,15 @@ class NullReporter:
 
 
 class TqdmReporter:
-    """A tqdm bar of rows done / total, with the state and failures in the postfix (terminals, scripts)."""
+    """A tqdm bar of rows done / total for terminals and scripts.
+
+    The job's backend, model and id go on a line of their own before the
+    bar: in an 80-column terminal a label that long squeezed the rate, the
+    ETA and the state out of the bar. The bar's label is the state
+    (``running``), the postfix the failures. Rate and ETA count only rows
+    finished while this bar watched a running job: a job attached to with
+    thousands of rows done does not show millions of rows per second.
+    """
 
     live = False
 
@@ -417,14 +425,11 @@ class TqdmReporter:
         # tqdm.std, not tqdm.auto: this is the text bar, also where widgets are missing.
         from tqdm.std import tqdm
 
-        self._bar = tqdm(
-            total=None,
-            desc=f"{label.backend}:{label.model_short} {label.id}",
-            unit="row",
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
+        print(f"{label.backend}:{label.model_short}  job {label.id}", file=sys.stderr, flush=True)
+        self._bar = tqdm(total=None, desc="connecting", unit="row", file=sys.stderr, dynamic_ncols=True)
         self._shown: tuple[Any, ...] = ()
+        self._first = True
+        self._running = False
 
     def update(self, status: JobStatus) -> None:
         """Move the bar; it is redrawn only when something changed, so logs stay short."""
@@ -432,22 +437,32 @@ class TqdmReporter:
         if shown == self._shown:
             return
         self._shown = shown
-        if status.total is not None and self._bar.total != status.total:
-            self._bar.total = status.total
-        self._bar.n = status.finished
-        post: dict[str, Any] = {"state": short_state(status.state)}
-        if status.failed:
-            post["failed"] = status.failed
-        if status.error and status.done:
-            post["error"] = status.error if len(status.error) <= 80 else status.error[:77] + "..."
-        self._bar.set_postfix(post, refresh=False)
-        self._bar.refresh()
+        bar = self._bar
+        if status.total is not None and bar.total != status.total:
+            bar.total = status.total
+        # tqdm's rate is (n - initial) / (time since start_t): count from the
+        # rows done when watching began, and from when the job first ran
+        # (a worker loading its model, or a queue, is not throughput)
+        if self._first:
+            self._first = False
+            bar.initial = status.finished
+            bar.start_t = bar.last_print_t = bar._time()
+        if not self._running and status.state == "JOB_STATE_RUNNING":
+            self._running = True
+            if status.finished == bar.initial:
+                bar.start_t = bar.last_print_t = bar._time()
+        bar.n = status.finished
+        bar.set_description_str(short_state(status.state), refresh=False)
+        bar.set_postfix_str(f"{status.failed} failed" if status.failed else "", refresh=False)
+        bar.refresh()
 
     def close(self, status: JobStatus | None) -> None:
-        """Draw the last status and end the bar's line."""
+        """Draw the last status, end the bar's line, and print a job error on a line of its own."""
         if status is not None:
             self.update(status)
         self._bar.close()
+        if status is not None and status.error and status.done:
+            print(f"error: {status.error}", file=sys.stderr, flush=True)
 
 
 class WidgetReporter:

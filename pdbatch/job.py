@@ -8,6 +8,7 @@ join the answers back to the frame.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import time
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, manifest, reuse
+from . import config, frames, manifest, reuse
+from .atomic import PRIVATE_DIR, PRIVATE_FILE, private_dir
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .display import (
@@ -30,7 +32,7 @@ from .display import (
     short_state,
     status_html,
 )
-from .errors import ConfigError, JobError, JobTimeoutError
+from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
 from .requests import RequestPlan, _custom_ids
 from .results import join_results, parse_files, parse_lines
 from .structured import as_schema
@@ -65,12 +67,14 @@ class BatchJob:
         ``submit`` or :meth:`display` returned (None when there is none).
     """
 
-    def __init__(self, record: manifest.Manifest, folder: Path, backend: Backend) -> None:
+    def __init__(self, record: manifest.Manifest, folder: Path, backend: Backend, *,
+                 allow_pickle: bool = False) -> None:
         self._record = record
         self._folder = folder
         self.backend = backend
         self._status: JobStatus | None = None
         self.poller: Poller | None = None
+        self._allow_pickle = allow_pickle
 
     # ------------------------------------------------------------ properties
     @property
@@ -158,6 +162,8 @@ class BatchJob:
                 reporter.update(status)
                 if status.done:
                     return self
+                if status.state == "JOB_STATE_PAUSED":
+                    raise _paused(self.id, status)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise JobTimeoutError(
                         f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
@@ -228,8 +234,18 @@ class BatchJob:
         ------
         JobError
             The job did not succeed (or has not ended) and ``partial`` is False.
+        JobFolderError
+            A file the result needs (manifest, frame, status) is missing or
+            damaged; the message says what can still be recovered. With
+            ``partial=True`` a damaged status is not needed: the rows written
+            to the output so far are returned.
         """
-        status = self.refresh()
+        try:
+            status = self.refresh()
+        except JobFolderError as exc:
+            if not partial:
+                raise
+            status = JobStatus(state="JOB_STATE_UNSPECIFIED", error=f"its status cannot be read: {exc}")
         if status.state not in OK_STATES and not partial:
             if status.state in ACTIVE_STATES:
                 raise JobError(
@@ -245,9 +261,8 @@ class BatchJob:
                 state=status.state,
                 detail=status.error,
             )
-        frame = manifest.load_frame(self._folder)
-        dest = self._folder / "output"
-        paths = [path for part in self._record.parts for path in self.backend.fetch_output(part, dest)]
+        frame = manifest.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
+        paths = self._fetch_output()
         cached = self._folder / reuse.CACHED_LINES
         # a running (or crashed) worker may have left half a line at the end: not data
         parsed = parse_files(paths, complete_only=not status.done)
@@ -271,6 +286,19 @@ class BatchJob:
             out = as_schema(self._record.schema).add_columns(out)
         out.attrs["pdbatch_job"] = self.id
         return out
+
+    def _fetch_output(self) -> list[Path]:
+        dest = self._folder / "output"
+        try:
+            paths = [path for part in self._record.parts for path in self.backend.fetch_output(part, dest)]
+            if dest.is_dir():  # downloaded here by the backend: as private as the rest of the folder
+                os.chmod(dest, PRIVATE_DIR)
+                for path in dest.rglob("*"):
+                    os.chmod(path, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
+        except PermissionError as exc:
+            raise JobFolderError(f"cannot write the job's output into {dest} ({exc.strerror}); make the job "
+                                 f"folder writable again (chmod u+w {self._folder})", path=dest) from exc
+        return paths
 
     # ------------------------------------------------------------- display
     def display(self, *, poll: float | None = None) -> None:
@@ -316,6 +344,20 @@ class BatchJob:
             note = f"could not fetch the status: {type(exc).__name__}: {exc}"
         label = JobLabel.of(self)
         return status_html(label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
+
+
+def _paused(job_id: str, status: JobStatus) -> JobPausedError:
+    # A paused job leaves that state only when someone resumes it on the service:
+    # waiting on would hang a script, or a notebook cell, indefinitely.
+    return JobPausedError(
+        f"job {job_id} is JOB_STATE_PAUSED ({status.finished}/{status.total if status.total is not None else '?'} "
+        f"rows done{'; ' + status.error if status.error else ''}): the service paused it and it will not go on "
+        f"until it is resumed there (see {status.console_url or 'the console'}). Stopped waiting. "
+        f"job.result(partial=True) returns the rows answered so far; job.cancel() stops it; job.wait() waits again.",
+        job_id=job_id,
+        state=status.state,
+        detail=status.error,
+    )
 
 
 def combine(statuses: list[JobStatus]) -> JobStatus:
@@ -395,6 +437,8 @@ def submit(
     -------
     BatchJob
     """
+    # refused here, before anything is sent, if the job's copy of the frame cannot hold it exactly
+    table = frames.to_table(frame)
     send = reused.sending_plan(plan) if reused is not None else plan
     name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
     if len(send.positions) == 0:
@@ -420,7 +464,7 @@ def submit(
         cache=cache,
         schema=schema,
     )
-    folder = manifest.save(record, frame)
+    folder = manifest.save(record, table)
     if reused is not None:
         reuse.save(folder, reused)
     return BatchJob(record, folder, backend)
@@ -432,23 +476,18 @@ def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, ren
     extra: dict[str, Any] = {}
     if passthrough:  # checked before anything is written or uploaded
         extra["extra_columns"] = passthrough_table(frame, plan, backend, rename_reserved)
-    staging = config.home() / "staging" / secrets.token_hex(8)
-    staging.mkdir(parents=True)
+    staging = private_dir(config.home() / "staging" / secrets.token_hex(8))
     try:
         files = plan.write_jsonl_parts(
             staging, max_requests=backend.max_requests_per_file, max_bytes=backend.max_bytes_per_file
         )
+        for path, _ in files:  # a backend may move them into a job folder: private there too
+            os.chmod(path, PRIVATE_FILE)
         n = sum(rows for _, rows in files)
         return backend.submit([p for p, _ in files], model=plan.model, kind=plan.kind, n_requests=n,
                               display_name=name, **extra)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-#: Column names a pass-through table cannot use: the request columns, and what the job writes.
-RESERVED_PASSTHROUGH = (
-    "custom_id", "method", "url", "body", "response", "id", "status", "processed_time",
-)
 
 
 def passthrough_table(
@@ -464,12 +503,13 @@ def passthrough_table(
     if not getattr(backend, "accepts_passthrough", False):
         raise ConfigError(f"the {backend.name!r} backend cannot pass columns through; "
                           f"drop passthrough=True (the result frame keeps your columns anyway)")
+    reserved = getattr(backend, "reserved_columns", ())  # the backend knows what its service reads and writes
     names = [str(c) for c in frame.columns]
-    clash = [c for c in names if c.lower() in RESERVED_PASSTHROUGH]
+    clash = [c for c in names if c.lower() in reserved]
     if clash and not rename:
         raise ConfigError(
             f"passthrough=True: column(s) {clash} use names the batch service reserves "
-            f"({', '.join(RESERVED_PASSTHROUGH)}); rename them, or pass rename_reserved=True "
+            f"({', '.join(reserved)}); rename them, or pass rename_reserved=True "
             f"to send them as {['input_' + c for c in clash]}"
         )
     taken = set(names)
@@ -491,7 +531,7 @@ def passthrough_table(
     return pa.Table.from_arrays(arrays, names=out_names)
 
 
-def attach(job_id: str, backend: Backend | str | None = None) -> BatchJob:
+def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: bool = False) -> BatchJob:
     """Re-open a job submitted earlier, from any Python process (a restarted kernel).
 
     Parameters
@@ -501,6 +541,11 @@ def attach(job_id: str, backend: Backend | str | None = None) -> BatchJob:
     backend : Backend or str, optional
         Overrides the backend settings remembered with the job (for example to
         pass other credentials); by default the backend is rebuilt from them.
+    allow_pickle : bool
+        Let :meth:`BatchJob.result` read the ``frame.pkl`` of a job saved by
+        pdbatch 0.1 (with a warning). Unpickling runs any code the file names:
+        pass True only for job folders you trust. New jobs keep their frame as
+        Arrow data and never need it.
 
     Returns
     -------
@@ -510,6 +555,9 @@ def attach(job_id: str, backend: Backend | str | None = None) -> BatchJob:
     ------
     JobNotFoundError
         No job with that id under ``PDBATCH_HOME``, or the id is not a valid id.
+    JobFolderError
+        The job's manifest is missing or damaged (the message says what can
+        still be recovered).
     """
     record, folder = manifest.load(job_id)
     if backend is None:
@@ -519,7 +567,7 @@ def attach(job_id: str, backend: Backend | str | None = None) -> BatchJob:
         if be.name != record.backend:
             raise ConfigError(f"job {job_id} ran on the {record.backend!r} backend; backend= must be one too, "
                               f"not {be.name!r}")
-    return BatchJob(record, folder, be)
+    return BatchJob(record, folder, be, allow_pickle=allow_pickle)
 
 
 def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.DataFrame:

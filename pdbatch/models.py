@@ -2,27 +2,37 @@
 
 Users write short names; backends need precise ones. This module turns one into
 the other and says, for each model, whether it answers chat completions or
-embeddings, so ``df.llama.embed`` can pick ``/v1/embeddings`` by itself.
+embeddings, so ``df.llama.embed`` can pick ``/v1/embeddings`` by itself, and,
+for Vertex models, where each stands in Google's lifecycle (live, deprecated,
+retired): :func:`list_models` shows them all.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib.util
+import warnings
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CHAT",
     "EMBEDDINGS",
     "LOCAL_MODELS",
     "VERTEX_MODELS",
+    "DeprecatedModelWarning",
     "Kind",
     "LocalModel",
     "VertexModel",
+    "list_models",
+    "parse_vertex",
     "resolve_local",
     "resolve_vertex",
 ]
@@ -135,15 +145,62 @@ def _unknown(name: str, known: list[str], where: str, escape: str) -> str:
 
 
 # --------------------------------------------------------------------------- vertex
+# The Vertex catalog carries each model's lifecycle because Google retires MaaS
+# models on announced dates, and a retired id only fails when the job is
+# created. Sources (read 2026-11-30):
+#   DEPRECATIONS: the "open models deprecations (MaaS)" page, model id / deprecation / retirement dates;
+#   BATCH_PAGE: the open models batch prediction page, "Supported models" (chat models that run batch jobs);
+#   EMBEDDINGS_PAGE: "Get batch embeddings inferences" (Gemini embedding models, their locations and line formats);
+#   INVENTORY: a third-party inventory of live MaaS models (2026-09), quoted in ../shared/SPEC.md.
+# The live service stays the final word: pdbatch.backends.Vertex asks Model
+# Garden (publishers/<p>/models/<id>) before it stages anything.
+DOCS = "https://docs.cloud.google.com/gemini-enterprise-agent-platform/models"
+DEPRECATIONS = f"{DOCS}/deprecations/open-models"
+BATCH_PAGE = f"{DOCS}/maas/capabilities/batch-prediction"
+EMBEDDINGS_PAGE = f"{DOCS}/embeddings/batch-prediction-genai-embeddings"
+CATALOG_AS_OF = date(2026, 11, 30)
+
+#: How a model's batch lines are written: OpenAI batch lines, or Gemini
+#: embedding lines ({"key", "request": {"content": ...}}), which the Vertex
+#: backend converts to and from at its boundary.
+Wire = Literal["openai", "gemini-embedding"]
+Status = Literal["live", "deprecated", "retired", "unlisted", "unknown"]
+
+
+class DeprecatedModelWarning(UserWarning):
+    """The model still runs but Google has announced the day it will be retired."""
 
 
 @dataclass(frozen=True)
 class VertexModel:
-    """A Vertex AI publisher model (Model-as-a-Service)."""
+    """A Vertex AI publisher model (Model-as-a-Service) and where it stands in its lifecycle.
+
+    Attributes
+    ----------
+    stage : str
+        Launch stage as Model Garden names it (``"GA"``, ``"PREVIEW"``).
+    deprecated, retired : datetime.date or None
+        Announced dates (DEPRECATIONS page); a retired model fails at job creation.
+    batch_listed : bool
+        On the current batch prediction pages; when not, only the live service can say.
+    wire : {"openai", "gemini-embedding"}
+        The line format its batch jobs read and write.
+    locations : tuple of str
+        Where its batch jobs run, when the documentation restricts it (empty: any region).
+    catalogued : bool
+        False for a ``publishers/<p>/models/<id>`` the catalog does not know.
+    """
 
     publisher: str
     model_id: str
     kind: Kind = CHAT
+    stage: str = "GA"
+    deprecated: date | None = None
+    retired: date | None = None
+    batch_listed: bool = True
+    wire: Wire = "openai"
+    locations: tuple[str, ...] = ()
+    catalogued: bool = True
 
     @property
     def resource(self) -> str:
@@ -155,81 +212,232 @@ class VertexModel:
         """The name request bodies carry: ``<publisher>/<id>``."""
         return f"{self.publisher}/{self.model_id}"
 
+    def status(self, on: date | None = None) -> Status:
+        """``"retired"``, ``"deprecated"``, ``"live"``, ``"unlisted"`` (not on the batch page) or ``"unknown"``."""
+        on = on or today()
+        if self.retired and on >= self.retired:
+            return "retired"
+        if self.deprecated and on >= self.deprecated:
+            return "deprecated"
+        if not self.catalogued:
+            return "unknown"
+        return "live" if self.batch_listed else "unlisted"
 
-def _catalog(publisher: str, kind: Kind, *ids: str) -> list[VertexModel]:
-    return [VertexModel(publisher, i, kind) for i in ids]
 
+def today() -> date:
+    """The date lifecycle statuses are judged on (a function, so tests can move it)."""
+    return date.today()
+
+
+_DEPRECATED_2026_07, _RETIRED_2026_10 = date(2026, 7, 21), date(2026, 10, 21)
+
+
+def _retired(publisher: str, kind: Kind, *ids: str) -> list[VertexModel]:
+    # DEPRECATIONS: one batch deprecated 2026-07-21 and retired 2026-10-21.
+    return [VertexModel(publisher, i, kind, stage="", deprecated=_DEPRECATED_2026_07, retired=_RETIRED_2026_10)
+            for i in ids]
+
+
+def _gemini_embedding(model_id: str, *locations: str) -> VertexModel:
+    return VertexModel("google", model_id, EMBEDDINGS, wire="gemini-embedding", locations=locations)
 
 VERTEX_MODELS: dict[str, VertexModel] = {
     m.model_id: m
     for m in (
-        *_catalog(
-            "meta",
-            CHAT,
-            "llama-4-maverick-17b-128e-instruct-maas",
-            "llama-4-scout-17b-16e-instruct-maas",
-            "llama-3.3-70b-instruct-maas",
-            "llama-3.1-405b-instruct-maas",
-            "llama-3.1-70b-instruct-maas",
-            "llama-3.1-8b-instruct-maas",
-        ),
-        *_catalog("openai", CHAT, "gpt-oss-120b-maas", "gpt-oss-20b-maas"),
-        *_catalog("qwen", CHAT, "qwen3-coder-480b-a35b-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas"),
-        *_catalog("deepseek-ai", CHAT, "deepseek-v3.2-maas", "deepseek-v3.1-maas", "deepseek-r1-0528-maas"),
-        *_catalog(
-            "intfloat",
-            EMBEDDINGS,
-            "multilingual-e5-large-instruct-maas",
-            "multilingual-e5-small-maas",
-        ),
+        # BATCH_PAGE lists exactly these three chat models.
+        VertexModel("meta", "llama-4-scout-17b-16e-instruct-maas"),
+        VertexModel("meta", "llama-4-maverick-17b-128e-instruct-maas"),
+        VertexModel("openai", "gpt-oss-120b-maas"),
+        # EMBEDDINGS_PAGE: the models that run embedding batch jobs, and where.
+        _gemini_embedding("gemini-embedding-001", "us-central1", "us-east1", "us-east4", "us-west1",
+                          "us-west4", "europe-west1", "europe-west4"),
+        _gemini_embedding("gemini-embedding-2", "us", "eu", "global"),
+        # Missing from BATCH_PAGE but on no deprecation list: availability unconfirmed.
+        *(VertexModel("meta", i, stage="PREVIEW", batch_listed=False) for i in (
+            "llama-3.1-405b-instruct-maas", "llama-3.1-70b-instruct-maas", "llama-3.1-8b-instruct-maas")),
+        # INVENTORY lists these as live; BATCH_PAGE does not.
+        VertexModel("google", "gemma-4-26b-a4b-it-maas", batch_listed=False),
+        VertexModel("zai-org", "glm-5.2-maas", batch_listed=False),
+        # DEPRECATIONS, retired 2026-10-21.
+        *_retired("meta", CHAT, "llama-3.3-70b-instruct-maas"),
+        *_retired("openai", CHAT, "gpt-oss-20b-maas"),
+        *_retired("qwen", CHAT, "qwen3-coder-480b-a35b-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas",
+                  "qwen3-next-80b-a3b-instruct-maas", "qwen3-next-80b-a3b-thinking-maas"),
+        *_retired("deepseek-ai", CHAT, "deepseek-v3.2-maas", "deepseek-v3.1-maas", "deepseek-r1-0528-maas",
+                  "deepseek-ocr-maas"),
+        *_retired("zai-org", CHAT, "glm-4.7-maas", "glm-5-maas"),
+        *_retired("moonshotai", CHAT, "kimi-k2-thinking-maas"),
+        *_retired("minimaxai", CHAT, "minimax-m2-maas"),
+        *_retired("intfloat", EMBEDDINGS, "multilingual-e5-large-instruct-maas", "multilingual-e5-small-maas"),
     )
 }
-VERTEX_DEFAULTS: dict[Kind, str] = {
-    CHAT: "llama-3.1-8b-instruct-maas",
-    EMBEDDINGS: "multilingual-e5-large-instruct-maas",
+#: Defaults in order of preference: the first that runs in the backend's location wins.
+#: Llama 4 Scout: the cheapest chat model on BATCH_PAGE, and not a reasoning model
+#: (gpt-oss spends max_tokens on reasoning before it answers). gemini-embedding-001
+#: runs in regions; gemini-embedding-2 only in the us / eu multi-regions.
+VERTEX_DEFAULTS: dict[Kind, tuple[str, ...]] = {
+    CHAT: ("llama-4-scout-17b-16e-instruct-maas",),
+    EMBEDDINGS: ("gemini-embedding-001", "gemini-embedding-2"),
 }
 
 
-def resolve_vertex(name: str | None, kind: Kind | None = None) -> VertexModel:
+def vertex_default(kind: Kind, location: str | None = None) -> str:
+    """The default Vertex model of ``kind`` for batch jobs in ``location``."""
+    names = VERTEX_DEFAULTS[kind]
+    for name in names:
+        places = VERTEX_MODELS[name].locations
+        if location is None or not places or location in places:
+            return name
+    return names[0]
+
+
+def live_models(kind: Kind, location: str | None = None) -> list[str]:
+    """Catalogued models of ``kind`` listed live today (and runnable in ``location``), the default first."""
+    names = [m.model_id for m in VERTEX_MODELS.values() if m.kind == kind and m.status() == "live"
+             and (location is None or not m.locations or location in m.locations)]
+    first = vertex_default(kind, location)
+    return sorted(names, key=lambda n: n != first)
+
+
+def retired_message(model: VertexModel, location: str | None = None) -> str:
+    """Why a retired model is refused, and what to use instead."""
+    alternatives = ", ".join(live_models(model.kind, location))
+    return (
+        f"Vertex AI retired {model.body_name} on {model.retired} (deprecated {model.deprecated}; see "
+        f"{DEPRECATIONS}): batch jobs for it fail. Live {model.kind} models that can replace it: "
+        f"{alternatives}. Nothing was submitted."
+    )
+
+
+def unavailable_message(model: VertexModel, location: str, detail: str) -> str:
+    """Why the live service refused a model (Model Garden or job creation answered 404)."""
+    alternatives = ", ".join(live_models(model.kind, location))
+    return (
+        f"Vertex AI does not offer {model.resource} in {location!r} ({detail}): it was retired, is not "
+        f"available in that region, or the name is wrong. Live {model.kind} models: {alternatives}; "
+        f"`pdbatch models` lists them with their dates."
+    )
+
+
+def resolve_vertex(name: str | None, kind: Kind | None = None, *, location: str | None = None) -> VertexModel:
     """Resolve a Vertex model written as ``id``, ``publisher/id`` or ``publishers/p/models/id``.
 
-    A full ``publishers/<p>/models/<id>`` path is accepted for any model, even one
-    missing from the catalog (new releases); its kind is then taken from ``kind``.
+    A model the catalog does not know is accepted as ``publisher/id`` or a full
+    path (the Vertex backend asks the live service about it before submitting);
+    its kind is then taken from ``kind``. A retired model is refused; a
+    deprecated one gives a :class:`DeprecatedModelWarning` with its retirement date.
 
     Parameters
     ----------
     name : str or None
-        The model; ``None`` picks the default for ``kind``.
+        The model; ``None`` picks the default for ``kind`` (and ``location``).
     kind : {"chat", "embeddings"}, optional
         What the caller needs; checked against the catalog.
+    location : str, optional
+        Where the job would run; checked for models that run only in some locations.
 
     Returns
     -------
     VertexModel
+
+    Raises
+    ------
+    ConfigError
+        Unknown short name, retired model, wrong kind, or a location the model does not run in.
     """
     if name is None:
-        name = VERTEX_DEFAULTS[kind or CHAT]
-    parts = name.strip("/").split("/")
-    if len(parts) == 4 and parts[0] == "publishers" and parts[2] == "models":
-        publisher, model_id = parts[1], parts[3]
-        known = VERTEX_MODELS.get(model_id)
-        model = known if known and known.publisher == publisher else VertexModel(publisher, model_id, kind or CHAT)
-    elif len(parts) == 2 and parts[1] in VERTEX_MODELS and VERTEX_MODELS[parts[1]].publisher == parts[0]:
-        model = VERTEX_MODELS[parts[1]]
-    elif len(parts) == 1 and name in VERTEX_MODELS:
-        model = VERTEX_MODELS[name]
-    else:
-        raise ConfigError(
-            _unknown(
-                parts[-1],
-                list(VERTEX_MODELS),
-                "Vertex AI",
-                "any other publisher model can be passed as 'publishers/<publisher>/models/<id>'",
-            )
-        )
+        name = vertex_default(kind or CHAT, location)
+    model = parse_vertex(name, kind)
+    _check_lifecycle(model, location)
     if kind is not None and model.kind != kind:
         raise ConfigError(
             f"model={name!r} is a {model.kind} model, but this call needs a {kind} model "
-            f"(for example {VERTEX_DEFAULTS[kind]!r})"
+            f"(for example {vertex_default(kind, location)!r})"
+        )
+    if location and model.locations and location not in model.locations:
+        elsewhere = live_models(model.kind, location)
+        instead = (f"or a model that runs in {location!r}: {', '.join(elsewhere)}" if elsewhere else
+                   f"no Vertex {model.kind} model runs batch jobs in {location!r}; or use backend='local' "
+                   f"({LOCAL_DEFAULTS[model.kind]})")
+        raise ConfigError(
+            f"{model.body_name} runs batch jobs only in {', '.join(model.locations)} (see {EMBEDDINGS_PAGE}), "
+            f"but this Vertex backend's location is {location!r}. Pass Vertex(location=...) with one of "
+            f"those, {instead}."
         )
     return model
+
+
+def parse_vertex(name: str, kind: Kind | None = None) -> VertexModel:
+    """The catalog entry for ``name`` (any of the forms :func:`resolve_vertex` takes), without checks.
+
+    A ``publisher/id`` the catalog does not know gives an uncatalogued model of ``kind``.
+    """
+    parts = name.strip("/").split("/")
+    if len(parts) == 4 and parts[0] == "publishers" and parts[2] == "models":
+        parts = [parts[1], parts[3]]
+    if len(parts) == 2 and all(parts):
+        known = VERTEX_MODELS.get(parts[1])
+        # A retired id is refused whichever publisher it is written with.
+        if known and (known.publisher == parts[0] or known.status() == "retired"):
+            return known
+        return VertexModel(parts[0], parts[1], kind or CHAT, stage="", batch_listed=False, catalogued=False)
+    if len(parts) == 1 and name in VERTEX_MODELS:
+        return VERTEX_MODELS[name]
+    raise ConfigError(_unknown_vertex(parts[-1]))
+
+
+def _check_lifecycle(model: VertexModel, location: str | None) -> None:
+    status = model.status()
+    if status == "retired":
+        raise ConfigError(retired_message(model, location))
+    if status == "deprecated":
+        warnings.warn(
+            f"{model.body_name} is deprecated since {model.deprecated} and will be retired on "
+            f"{model.retired} (see {DEPRECATIONS}); move to one of: {', '.join(live_models(model.kind, location))}",
+            DeprecatedModelWarning,
+            stacklevel=4,
+        )
+
+
+def _unknown_vertex(name: str) -> str:
+    retired = [i for i, m in VERTEX_MODELS.items() if m.status() == "retired"]
+    live = [i for i in VERTEX_MODELS if i not in retired]
+    message = _unknown(name, live, "Vertex AI",
+                       "any other publisher model can be passed as 'publisher/<id>' or "
+                       "'publishers/<publisher>/models/<id>' (the live service is asked about it)")
+    gone = difflib.get_close_matches(name, retired, n=1, cutoff=0.6)
+    if gone:
+        message += f" ({gone[0]} was retired on {VERTEX_MODELS[gone[0]].retired}.)"
+    return message
+
+
+def list_models(on: date | None = None) -> pd.DataFrame:
+    """Every model pdbatch knows, local and Vertex, with its lifecycle status.
+
+    Parameters
+    ----------
+    on : datetime.date, optional
+        The day to judge statuses on (default today).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per model: ``backend``, ``name``, ``publisher``, ``kind``,
+        ``stage``, ``deprecated``, ``retired``, ``status`` (``live``,
+        ``deprecated``, ``retired``, ``unlisted``: not on the current batch
+        page, the live service decides) and ``default``.
+    """
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = [
+        {"backend": "local", "name": m.name, "publisher": m.package or "", "kind": m.kind, "stage": "bundled",
+         "deprecated": None, "retired": None, "status": "live", "default": LOCAL_DEFAULTS[m.kind] == m.name}
+        for m in LOCAL_MODELS.values()
+    ]
+    defaults = {n for names in VERTEX_DEFAULTS.values() for n in names}
+    rows += [
+        {"backend": "vertex", "name": m.model_id, "publisher": m.publisher, "kind": m.kind, "stage": m.stage,
+         "deprecated": m.deprecated, "retired": m.retired, "status": m.status(on), "default": m.model_id in defaults}
+        for m in VERTEX_MODELS.values()
+    ]
+    return pd.DataFrame(rows)

@@ -55,6 +55,10 @@ class Preview:
         custom_ids of rows whose prompt plus ``max_tokens`` does not fit.
     estimated_cost : float or None
         Upper bound in US$ for the requests that would be sent (None: no price known).
+    max_tokens : int or None
+        The cap on each answer's length (None: none, answers may run to the context window).
+    max_tokens_default : bool
+        True when the cap is pdbatch's default, not one the call gave.
     prices_as_of : str
     """
 
@@ -73,6 +77,7 @@ class Preview:
     over_context: list[str]
     estimated_cost: float | None
     max_tokens: int | None
+    max_tokens_default: bool = False
     prices_as_of: str = PRICES_AS_OF
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -91,7 +96,18 @@ class Preview:
             "prompt_tokens_max": int(sent.max()) if len(sent) else 0,
             "over_context": len(self.over_context),
             "estimated_cost_usd": self.estimated_cost,
+            "max_tokens": self.max_tokens,
         }
+
+    @property
+    def answer_cap(self) -> str | None:
+        """The cap on answers in words (None for embeddings, which have no answers to cap)."""
+        if self.kind != "chat":
+            return None
+        if self.max_tokens is None:
+            return "none (max_tokens=None: answers may run to the context window)"
+        return f"{self.max_tokens} tokens" + (" (the default; max_tokens=... changes it, None removes it)"
+                                              if self.max_tokens_default else "")
 
     def __repr__(self) -> str:
         s = self.summary()
@@ -100,7 +116,8 @@ class Preview:
             f"<Preview {s['backend']}:{s['model']}: {s['rows']} rows -> {s['requests']} requests "
             f"({s['duplicates']} duplicates, {s['cache_hits']} cached, {s['skipped']} skipped); "
             f"prompt tokens {s['prompt_tokens_total']} (max {s['prompt_tokens_max']}, {self.token_counts}); "
-            f"{s['over_context']} over the context window; estimated cost {cost}>"
+            f"{s['over_context']} over the context window; estimated cost {cost}"
+            + (f"; max_tokens per answer {self.answer_cap}>" if self.answer_cap else ">")
         )
 
     def _repr_html_(self) -> str:
@@ -117,6 +134,8 @@ class Preview:
             ("over the context window", ", ".join(self.over_context[:10]) or "none"),
             ("estimated cost", cost),
         ]
+        if self.answer_cap:
+            rows.insert(4, ("max_tokens per answer", self.answer_cap))
         body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                        for k, v in rows)
         return f"<table class='pdbatch-preview'>{body}</table>" + self.requests.to_html()

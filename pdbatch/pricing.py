@@ -15,26 +15,26 @@ from collections.abc import Mapping
 
 __all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "PRICES_AS_OF", "batch_price"]
 
-PRICES_AS_OF = "2026-11-22 (approximate list prices; verify on the Vertex AI pricing page)"
+PRICES_AS_OF = "2026-11-30 (list prices; verify on the Vertex AI pricing page before large jobs)"
 BATCH_DISCOUNT = 0.5
 
-#: model id -> (input, output) US$ per million tokens, online.
+#: model id -> (input, output) US$ per million tokens, online. Sources, read
+#: 2026-11-30: the open models (MaaS) section of Google's Vertex AI generative
+#: AI pricing page, as last read for the Llama and gpt-oss rows (no newer copy
+#: could be read; Llama 3.1 is kept for users who still reach it); Google's
+#: "Gemini Embedding available" announcement for gemini-embedding-001
+#: ($0.15 per million input tokens); gemini-embedding-2 from a public batch
+#: listing at $0.10, i.e. $0.20 online. Retired models (see
+#: pdbatch.models.DEPRECATIONS) are gone: no job can run on them.
 ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "llama-4-maverick-17b-128e-instruct-maas": (0.35, 1.15),
     "llama-4-scout-17b-16e-instruct-maas": (0.25, 0.70),
-    "llama-3.3-70b-instruct-maas": (0.72, 0.72),
     "llama-3.1-405b-instruct-maas": (5.00, 16.00),
     "llama-3.1-70b-instruct-maas": (0.72, 0.72),
     "llama-3.1-8b-instruct-maas": (0.22, 0.22),
     "gpt-oss-120b-maas": (0.15, 0.60),
-    "gpt-oss-20b-maas": (0.075, 0.30),
-    "qwen3-coder-480b-a35b-instruct-maas": (1.00, 4.00),
-    "qwen3-235b-a22b-instruct-2507-maas": (0.25, 1.00),
-    "deepseek-v3.2-maas": (0.56, 1.68),
-    "deepseek-v3.1-maas": (0.60, 1.70),
-    "deepseek-r1-0528-maas": (1.35, 5.40),
-    "multilingual-e5-large-instruct-maas": (0.025, 0.0),
-    "multilingual-e5-small-maas": (0.015, 0.0),
+    "gemini-embedding-001": (0.15, 0.0),
+    "gemini-embedding-2": (0.20, 0.0),
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .cells import check_text
 from .errors import InputError
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
-from .template import Template
+from .template import CellError, Template
 
 __all__ = ["POSITIONAL_PREFIX", "RequestPlan", "build_requests"]
 
@@ -90,10 +92,20 @@ class RequestPlan:
         """The per-row payload: rendered prompt text, or the row's message list."""
         chunk = self.frame.iloc[positions]
         if self.template is not None:
-            return self.template.render(chunk)
+            with self._naming_rows(positions):
+                return self.template.render(chunk)
         assert self.messages is not None
         rows = zip(chunk[self.messages].tolist(), self.ids_at(positions), strict=True)
         return [_check_messages(m, cid, self.messages) for m, cid in rows]
+
+    @contextmanager
+    def _naming_rows(self, positions: np.ndarray) -> Iterator[None]:
+        # the template knows a bad cell's position in the chunk; the user knows the row's custom_id
+        try:
+            yield
+        except CellError as exc:
+            cid = self.ids_at(positions[[exc.position]])[0]
+            raise InputError(f"column {exc.column!r}, row {cid!r}: {exc.problem}") from exc
 
     def body(self, payload: Any) -> dict[str, Any]:
         """The request body for one row's payload (the simple, dict-building path)."""
@@ -176,8 +188,9 @@ class RequestPlan:
             pos = positions[start : start + chunk_rows]
             chunk = frame.iloc[start : start + len(pos)] if contiguous else frame.iloc[pos]
             # escape each column and literal, then join the whole line at once
-            payload = [_scalar(orjson.dumps(p)[1:-1]) if isinstance(p, str) else json_escape(p)
-                       for p in self.template.arrow_parts(chunk)]
+            with self._naming_rows(pos):
+                parts = self.template.arrow_parts(chunk)
+            payload = [_scalar(orjson.dumps(p)[1:-1]) if isinstance(p, str) else json_escape(p) for p in parts]
             if self.custom_ids is None:
                 ids = pc.cast(pa.array(pos, type=pa.int64()), pa.large_string())
             else:
@@ -380,6 +393,11 @@ def _check_messages(value: Any, custom_id: str, column: str) -> list[dict[str, A
             raise InputError(
                 f"column {column!r}, row {custom_id!r}: each message needs 'role' and 'content', got {m!r:.200}"
             )
+    try:
+        orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as exc:  # a set, bytes, a lone surrogate...: refused here, not deep in the writer
+        raise InputError(f"column {column!r}, row {custom_id!r}: the messages cannot be written as JSON ({exc}); "
+                         f"messages hold text, numbers, lists and dicts with text keys") from exc
     return list(value)
 
 
@@ -427,7 +445,10 @@ def build_requests(
     params = dict(params or {})
     if on_null not in _ON_NULL:
         raise InputError(f"on_null={on_null!r}: use 'raise' (the default) or 'skip'")
-    for key in ("model", "messages", "input"):
+    if kind == EMBEDDINGS and "system" in params:
+        raise InputError("system= does not apply to embeddings: the model embeds the text alone. Put any "
+                         "instruction into the template itself, e.g. 'query: {text}'")
+    for key in ("model", "messages", "input", "system"):
         if key in params:
             raise InputError(f"{key}= cannot go into the body as a parameter: pass it as the {key} argument")
     try:
@@ -440,6 +461,10 @@ def build_requests(
         )
     if kind == EMBEDDINGS and (messages is not None or system is not None):
         raise InputError("embeddings take a prompt template only (no messages= or system=)")
+    if system is not None:
+        if not isinstance(system, str):
+            raise InputError(f"system= must be a str, got {type(system).__name__}")
+        check_text(system, "system=")
     columns = list(frame.columns)
     template = None
     used: list[Any]
@@ -450,6 +475,7 @@ def build_requests(
     else:
         if messages not in frame.columns:
             raise InputError(f"messages={messages!r} is not a column of the frame. Columns: {columns}")
+        _check_unique(frame, messages, "messages")
         used = [messages]
 
     ids = _custom_ids(frame, custom_id)
@@ -479,6 +505,7 @@ def _custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
         return None
     if column not in frame.columns:
         raise InputError(f"custom_id={column!r} is not a column of the frame. Columns: {list(frame.columns)}")
+    _check_unique(frame, column, "custom_id")
     values = frame[column]
     null = values.isna().to_numpy()
     if null.any():
@@ -487,6 +514,11 @@ def _custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
             f"column {column!r} (custom_id) has {int(null.sum())} null value(s), at index {rows}; every row needs an id"
         )
     ids = np.array([str(v.item() if isinstance(v, np.generic) else v) for v in values.tolist()], dtype=object)
+    try:  # one encode for all ids; the row is looked for only when one fails
+        "".join(ids.tolist()).encode("utf-8")
+    except UnicodeEncodeError:
+        for label, cid in zip(frame.index, ids.tolist(), strict=True):
+            check_text(cid, f"column {column!r} (custom_id), at index {label!r}")
     dup = pd.Index(ids).duplicated(keep=False)
     if dup.any():
         shown = sorted(set(ids[dup].tolist()))[:10]
@@ -495,6 +527,13 @@ def _custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
             f"finds its row. Drop duplicates or omit custom_id= to use row positions."
         )
     return ids
+
+
+def _check_unique(frame: pd.DataFrame, column: Any, argument: str) -> None:
+    n = int((frame.columns == column).sum())
+    if n > 1:
+        raise InputError(f"{argument}={column!r}: the frame has {n} columns with that name; rename them "
+                         f"(df.columns = [...]) or drop the copies (df.loc[:, ~df.columns.duplicated()])")
 
 
 def read_jsonl_requests(path: str | os.PathLike[str]) -> Sequence[dict[str, Any]]:

@@ -1,25 +1,33 @@
 """Never pay twice: identical requests in a frame are sent once, cached answers are not sent.
 
-Before a job is submitted, each row's request gets a key (backend, model, url,
-canonical body). Rows whose key already appeared in the frame become aliases of
-the first such row; rows whose key is in the response cache are answered from
-it. Only the rest is sent. After the job, the answers fan out to every alias,
-and the new successful answers go into the cache.
+Before a job is submitted, each row's request gets a key (backend, model, the
+backend's cache identity, url, canonical body). Rows whose key already
+appeared in the frame become aliases of the first such row; rows whose key
+is in the response cache are answered from it. Only the rest is sent. After
+the job, the answers fan out to every alias, and the new successful answers
+go into the cache.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from .atomic import open_private, write_private
 from .cache import ResponseCache, deterministic, request_key
+from .errors import JobFolderError, answers_hint
 from .requests import RequestPlan
 from .results import _extract, iter_file_lines, output_columns
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = ["CacheMode", "Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
 
@@ -63,14 +71,15 @@ class Reuse:
         return replace(plan, skipped={**plan.skipped, **extra}) if extra else plan
 
 
-def plan_reuse(plan: RequestPlan, backend: str, cache: CacheMode) -> Reuse:
+def plan_reuse(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Reuse:
     """Find duplicate and cached requests in ``plan``.
 
     Parameters
     ----------
     plan : RequestPlan
-    backend : str
-        The backend's name, part of the cache key.
+    backend : Backend
+        Its name and :meth:`~pdbatch.backends.Backend.cache_identity` are part
+        of the cache key.
     cache : {True, False, "always"}
         ``False`` bypasses the cache and sends duplicates as they are;
         ``True`` reuses answers of reproducible requests (greedy, seeded,
@@ -83,13 +92,14 @@ def plan_reuse(plan: RequestPlan, backend: str, cache: CacheMode) -> Reuse:
     alias = np.full(plan.n_rows, -1, dtype=np.int64)
     if cache is False or (cache is True and not deterministic(plan.url, plan.params)):
         return Reuse(alias)
+    identity = backend.cache_identity(plan.model, plan.kind)
     first: dict[str, int] = {}
     keys_by_pos: dict[int, str] = {}
     positions = plan.positions
     for start in range(0, len(positions), CHUNK):
         pos = positions[start : start + CHUNK]
         for p, payload in zip(pos.tolist(), plan._texts(pos), strict=True):
-            key = request_key(backend, plan.model, plan.url, plan.body(payload))
+            key = request_key(backend.name, plan.model, plan.url, plan.body(payload), identity)
             if key in first:
                 alias[p] = first[key]
             else:
@@ -110,11 +120,12 @@ def plan_reuse(plan: RequestPlan, backend: str, cache: CacheMode) -> Reuse:
 def save(folder: Path, reuse: Reuse) -> None:
     """Keep what the job's result needs: cached answers, aliases, and keys to cache new answers."""
     if reuse.cached:
-        (folder / CACHED_LINES).write_bytes(b"".join(line + b"\n" for line in reuse.cached.values()))
+        write_private(folder / CACHED_LINES, b"".join(line + b"\n" for line in reuse.cached.values()))
     if (reuse.alias >= 0).any():
-        np.save(folder / ALIAS, reuse.alias)
+        with os.fdopen(open_private(folder / ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+            np.save(fh, reuse.alias)
     if reuse.keys:
-        (folder / KEYS).write_bytes(orjson.dumps(reuse.keys))
+        write_private(folder / KEYS, orjson.dumps(reuse.keys))
 
 
 def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], ok: bool) -> pd.DataFrame:
@@ -124,14 +135,34 @@ def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], 
     there are answers to cache (the cache stores whole output lines).
     """
     if (folder / ALIAS).exists():
-        out = fan_out(out, np.load(folder / ALIAS), list(output_columns(record.kind)))
+        alias = _alias(folder / ALIAS, len(out), [*outputs, folder / CACHED_LINES])
+        out = fan_out(out, alias, list(output_columns(record.kind)))
     keys = folder / KEYS
     done = folder / REMEMBERED
     if ok and keys.exists() and not done.exists():
+        try:
+            by_id = orjson.loads(keys.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return out  # only the cache needed it: the answers are all here
         lines = [line for path in outputs for line in iter_file_lines(path)]
-        remember(record.backend, record.model, orjson.loads(keys.read_bytes()), lines)
-        done.touch()
+        remember(record.backend, record.model, by_id, lines)
+        with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
+            write_private(done, b"")
     return out
+
+
+def _alias(path: Path, n_rows: int, outputs: list[Path]) -> np.ndarray:
+    """The saved alias of each row (``np.load`` never unpickles here: object arrays are refused)."""
+    try:
+        alias = np.load(path, allow_pickle=False)
+        if alias.shape == (n_rows,) and alias.dtype.kind == "i":
+            return alias
+        problem = f"holds {alias.dtype} values of shape {alias.shape}, not one position per row ({n_rows})"
+    except (OSError, ValueError, EOFError) as exc:
+        problem = f"cannot be read ({exc})"
+    raise JobFolderError(
+        f"{path} {problem}: rows that repeat an earlier row cannot get its answer. "
+        f"{answers_hint(outputs)}", path=path)
 
 
 def _with_id(line: bytes, custom_id: str) -> bytes:

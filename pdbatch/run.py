@@ -7,20 +7,24 @@ usable, and tested, without it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from . import job as jobs
 from .backends import Backend, get_backend
-from .errors import ConfigError
+from .backends.base import OK_STATES
+from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
 from .models import CHAT, URLS, kind_of_url
+from .params import body_params
 from .preview import Preview, make_preview
 from .requests import RequestPlan, build_requests
-from .results import output_columns
+from .results import join_results, output_columns, parse_lines
 from .reuse import CacheMode, Reuse, plan_reuse
 from .structured import Schema, as_schema
 
@@ -69,6 +73,12 @@ class Options:
     display_name: str | None = None
 
 
+#: Every keyword argument of the df.llama methods: a body field close to one
+#: of these is more likely a typo of it ("progres") than a new field.
+KEYWORDS = frozenset({*Call.__dataclass_fields__, *Options.__dataclass_fields__,
+                      "backend", "progress", "timeout", "kind", "job_id"} - {"params"})
+
+
 @dataclass
 class Prepared:
     """A call checked and planned against one backend."""
@@ -86,11 +96,12 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
     Raises
     ------
     InputError, ConfigError
-        Bad input, or a schema that does not fit the call.
+        Bad input, body parameters that are unknown, wrong or not supported by
+        the backend (see :mod:`pdbatch.params`), or a schema that does not fit the call.
     """
     kind = kind_of_url(call.url)
+    params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
-    params = dict(call.params)
     if schema is not None:
         if kind != CHAT:
             raise ConfigError("schema= applies to chat completions, not embeddings")
@@ -124,7 +135,7 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
             f"(df.rename(columns=...)) or pass overwrite=True"
         )
-    prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be.name, options.cache))
+    prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be, options.cache))
     if check_limits:
         _check_limits(prepared, options)
     return prepared
@@ -183,7 +194,9 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
 def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> Preview:
     """What the call would send and cost, without sending anything."""
     p = prepare(frame, call, backend, options, check_limits=False)
-    return make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+    pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+    pv.max_tokens_default = pv.kind == CHAT and not {"max_tokens", "max_completion_tokens"} & set(call.params)
+    return pv
 
 
 def compare(frame: pd.DataFrame, call: Call, models: Sequence[Any], backend: Backend | str | None,
@@ -192,35 +205,73 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Any], backend: Bac
 
     Each entry of ``models`` is a model name (run on ``backend``) or a
     ``(backend, model)`` pair, so local and Vertex models can sit side by side.
+    A model whose job cannot be submitted or fails as a whole (weights that
+    do not load, a retired model) does not take the others down: its rows
+    get the reason in ``error:<label>`` (with a warning), and the answers of
+    the other models are kept. Mistakes in the call itself (a bad parameter,
+    an unknown model) still refuse the whole call before anything runs.
     """
-    runs: list[tuple[str, Backend, Call]] = []
+    kind = kind_of_url(call.url)
+    runs: list[tuple[Backend, Call, str, bool]] = []
     for m in models:
         be, name = (m if isinstance(m, tuple) else (backend, m))
         be = get_backend(be)
-        label = f"{be.name}:{be.model_name(name, kind_of_url(call.url))}" if isinstance(m, tuple) else str(
-            be.model_name(name, kind_of_url(call.url)))
-        runs.append((label, be, replace(call, model=name)))
-    labels = [r[0] for r in runs]
+        runs.append((be, replace(call, model=name), be.model_name(name, kind), isinstance(m, tuple)))
+    labels = _labels([(be.name, model, pair) for be, _, model, pair in runs])
     if len(set(labels)) != len(labels):
         raise ConfigError(f"model= names the same model twice: {labels}")
     # all jobs are submitted first, so they run at the same time
-    prepared = [prepare(frame, c, be, options) for _, be, c in runs]
-    submitted = [_submit(frame, p, options) if len(p.plan.positions) else None for p in prepared]
+    prepared = [prepare(frame, c, be, options) for be, c, _, _ in runs]
+    submitted: list[jobs.BatchJob | str | None] = []
+    for p in prepared:
+        try:
+            submitted.append(_submit(frame, p, options) if len(p.plan.positions) else None)
+        except PdbatchError as exc:
+            submitted.append(f"not submitted: {exc}")
 
     def finish(i: int) -> pd.DataFrame:
-        job = submitted[i]
+        job, p = submitted[i], prepared[i]
         if job is None:
-            return jobs.empty_result(frame, prepared[i].plan, options.overwrite)
-        return job.wait(timeout, progress=progress and i == 0).result()
+            out = jobs.empty_result(frame, p.plan, options.overwrite)
+        elif isinstance(job, str):
+            out = join_results(frame, parse_lines([]), kind=p.plan.kind, custom_ids=p.plan.custom_ids,
+                               skipped=p.plan.skipped, overwrite=options.overwrite, missing_error=job)
+        else:
+            job.wait(timeout, progress=progress and i == 0)
+            try:
+                return job.result()
+            except JobTimeoutError:
+                raise
+            except JobError:
+                out = job.result(partial=True)  # the rows it answered, the others with why not
+        return p.schema.add_columns(out) if p.schema else out
 
     with ThreadPoolExecutor(max_workers=len(runs)) as pool:
         results = list(pool.map(finish, range(len(runs))))
     out = frame.copy()
     added = [c for c in results[0].columns if c not in frame.columns or options.overwrite]
-    for label, res in zip(labels, results, strict=True):
+    for label, res, job in zip(labels, results, submitted, strict=True):
+        if isinstance(job, str) or (isinstance(job, jobs.BatchJob) and job.status.state not in OK_STATES):
+            reason = job if isinstance(job, str) else f"job {job.id} ended {job.status.state}: {job.status.error}"
+            warnings.warn(f"model {label!r} failed as a whole ({reason}); its rows carry the error in "
+                          f"'error:{label}', the other models' answers are kept", UserWarning, stacklevel=3)
         for c in added:
             out[f"{c}:{label}"] = res[c].to_numpy() if res[c].dtype == object else res[c].array
     return out
+
+
+def _labels(runs: list[tuple[str, str, bool]]) -> list[str]:
+    """Column labels for side by side runs: the model name, a GGUF file's stem, ``backend:model`` for pairs.
+
+    A stem shared by two different files falls back to their full paths.
+    """
+    def label(backend: str, model: str, pair: bool, short: bool) -> str:
+        name = Path(model).stem if short and model.endswith(".gguf") else model
+        return f"{backend}:{name}" if pair else name
+
+    shorts = [label(*r, short=True) for r in runs]
+    fulls = [label(*r, short=False) for r in runs]
+    return [s if shorts.count(s) == 1 or fulls.count(f) > 1 else f for s, f in zip(shorts, fulls, strict=True)]
 
 
 def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Backend | str | None = None,

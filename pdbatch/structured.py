@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import ConfigError
 
-__all__ = ["Schema", "as_schema"]
+__all__ = ["Schema", "as_schema", "inline_refs"]
 
 _DTYPES = {"integer": "Int64", "number": "Float64", "boolean": "boolean", "string": "string"}
 
@@ -33,8 +33,9 @@ class Schema:
 
     @property
     def response_format(self) -> dict[str, Any]:
-        """The OpenAI ``response_format`` body field."""
-        return {"type": "json_schema", "json_schema": {"name": self.name, "schema": self.json_schema, "strict": True}}
+        """The OpenAI ``response_format`` body field, its schema written out without ``$ref``."""
+        schema = inline_refs(self.json_schema)
+        return {"type": "json_schema", "json_schema": {"name": self.name, "schema": schema, "strict": True}}
 
     @property
     def columns(self) -> list[str]:
@@ -126,6 +127,58 @@ def _coerce(key: str, value: Any, spec: dict[str, Any]) -> Any:
     return value
 
 
+_DEFINITIONS = ("$defs", "definitions")
+# Keywords whose value maps names to subschemas: its keys are names, never keywords to drop.
+_NAME_MAPS = ("properties", "patternProperties", *_DEFINITIONS)
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each local ``$ref`` replaced by its definition, and ``$defs`` / ``$schema`` dropped.
+
+    Pydantic puts nested models under ``$defs`` and points at them with
+    ``$ref``; Vertex's batch importer fails a whole job on those keys (seen
+    for Gemini), and a schema written out in full means the same.
+
+    Raises
+    ------
+    ConfigError
+        A recursive schema (it has no finite written-out form), or a ``$ref``
+        that is not a local ``#/$defs/<name>``.
+    """
+    defs: dict[str, Any] = {}
+    for key in _DEFINITIONS:
+        defs.update(schema.get(key) or {})
+
+    def walk(node: Any, chain: tuple[str, ...], names: bool = False) -> Any:
+        if isinstance(node, list):
+            return [walk(v, chain) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if names:
+            return {k: walk(v, chain) for k, v in node.items()}
+        ref = node.get("$ref")
+        out: dict[str, Any] = {}
+        if isinstance(ref, str):
+            prefix, _, name = ref.rpartition("/")
+            if prefix not in ("#/$defs", "#/definitions") or name not in defs:
+                raise ConfigError(f"schema=: cannot resolve $ref {ref!r}; only local '#/$defs/<name>' "
+                                  f"references can be written out")
+            if name in chain:
+                raise ConfigError(
+                    f"schema= is recursive ({' -> '.join((*chain, name))}): a batch job needs the schema "
+                    f"written out in full, which a recursive one has not. Give the nesting a fixed depth "
+                    f"(separate models per level) or flatten it."
+                )
+            out.update(walk(defs[name], (*chain, name)))
+        for key, value in node.items():
+            if key in ("$ref", "$schema", *_DEFINITIONS):
+                continue
+            out[key] = walk(value, chain, names=key in _NAME_MAPS)
+        return out
+
+    return dict(walk(schema, ()))
+
+
 def as_schema(schema: Any) -> Schema:
     """Accept a JSON schema dict or a pydantic model class.
 
@@ -144,6 +197,7 @@ def as_schema(schema: Any) -> Schema:
         name = str(schema.get("title") or "response")
     else:
         raise ConfigError(f"schema= must be a JSON schema dict or a pydantic model class, got {type(schema).__name__}")
+    inline_refs(json_schema)  # a recursive schema is refused now, before anything is sent
     if json_schema.get("type", "object") != "object" or not json_schema.get("properties"):
         raise ConfigError("schema= must describe a JSON object with 'properties': each becomes a column")
     name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)[:64] or "response"

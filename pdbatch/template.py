@@ -7,24 +7,56 @@ happily walk object attributes. Values are rendered once per column, not once
 per row, so a million rows cost a few vectorised conversions and one join.
 :meth:`Template.render_arrow` goes further for the JSONL writer: it joins the
 columns with the literals inside Arrow, so no Python str is made per row.
+What one cell becomes (and which cells are refused) is :mod:`pdbatch.cells`;
+a refused cell is reported here with its column and row.
 """
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .cells import NoTextError, check_text, first_unencodable, render_value, surrogate_problem
 from .errors import InputError
 
-__all__ = ["Template", "render_value"]
+__all__ = ["MAX_FORMAT_SIZE", "CellError", "Template", "render_value"]
+
+#: Largest width or precision a field's format spec may ask for. Padding and
+#: digits never need more; ``{x:>50000000}`` would build a 50 MB prompt per row.
+#: A precision also cuts text (``{text:.2000}``); longer cuts belong on the
+#: column (``df.text.str[:50_000]``).
+MAX_FORMAT_SIZE = 10_000
+_CONVERSIONS = (None, "r", "s", "a")
+# the standard format spec: [[fill]align][sign][z][#][0][width][grouping][.precision][type]
+_STANDARD_SPEC = re.compile(r"(?:.?[<>=^])?[-+ ]?z?#?0?(?P<width>\d*)[,_]?(?:\.(?P<precision>\d+))?[a-zA-Z%]?",
+                            re.DOTALL)
+
+
+class CellError(InputError):
+    """A cell that cannot be rendered into a prompt.
+
+    Attributes
+    ----------
+    column : str
+        The template field (the column's name as written in the template).
+    position : int
+        The row's position in the frame that was rendered.
+    problem : str
+        What is wrong and how to fix it, without the column and row.
+    """
+
+    def __init__(self, column: str, position: int, problem: str) -> None:
+        super().__init__(f"column {column!r}, row at position {position}: {problem}")
+        self.column = column
+        self.position = position
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -59,12 +91,17 @@ class Template:
         Raises
         ------
         InputError
-            A field is not a column, is empty or positional, or uses attribute or
-            index access; the message lists the columns.
+            A field is not a column, is empty or positional, uses attribute or
+            index access (the message lists the columns), matches several
+            columns, has an unknown ``!`` conversion or a width or precision
+            over :data:`MAX_FORMAT_SIZE`; or the text holds a lone surrogate.
         """
         if not isinstance(text, str):
             raise InputError(f"prompt must be a str template such as 'Classify: {{review}}', got {type(text).__name__}")
-        names = {str(c): c for c in columns}
+        names: dict[str, list[Any]] = {}
+        for c in columns:
+            names.setdefault(str(c), []).append(c)
+        check_text(text, "the prompt template")
         literals: list[str] = []
         fields: list[_Field] = []
         pending = ""
@@ -80,8 +117,14 @@ class Template:
                 continue
             if field not in names:
                 raise InputError(_field_error(field, list(names)))
+            if len(names[field]) > 1:
+                raise InputError(_ambiguous_error(field, names[field]))
+            if conversion not in _CONVERSIONS:
+                raise InputError(f"prompt field {{{field}!{conversion}}}: unknown conversion !{conversion}; "
+                                 f"use !r (repr), !s (str) or !a (ascii), or none")
             if spec and ("{" in spec):
                 raise InputError(f"prompt field {{{field}:{spec}}}: nested fields in a format spec are not supported")
+            _check_spec(field, spec or "")
             literals.append(pending)
             pending = ""
             fields.append(_Field(field, spec or "", conversion))
@@ -100,6 +143,11 @@ class Template:
             return [self.literals[0]] * n
         lookup = column_map or {str(c): c for c in frame.columns}
         rendered = [_render_column(frame[lookup[f.column]], f) for f in self.fields]
+        for f, col in zip(self.fields, rendered, strict=True):
+            if _python_text(frame[lookup[f.column]].dtype):
+                bad = first_unencodable(col)
+                if bad is not None:  # the JSONL writer could not encode it: refuse it here too
+                    raise CellError(f.column, bad, surrogate_problem(col[bad]))
         lits = self.literals
         if len(rendered) == 1:
             a, b = lits
@@ -184,35 +232,42 @@ def _field_error(field: str, columns: list[str]) -> str:
     return f"prompt field {{{field}}} is not a column of the frame. Columns: {shown}"
 
 
-def render_value(value: Any, spec: str = "", conversion: str | None = None) -> str:
-    """Render one cell for a prompt: numpy scalars as Python values, containers as JSON.
+def _ambiguous_error(field: str, columns: list[Any]) -> str:
+    if all(c is columns[0] or c == columns[0] for c in columns):
+        return (f"prompt field {{{field}}}: the frame has {len(columns)} columns named {columns[0]!r}; "
+                f"templates need unique names. Rename them (df.columns = [...]) or drop the copies "
+                f"(df.loc[:, ~df.columns.duplicated()])")
+    shown = " and ".join(f"{c!r} ({type(c).__name__})" for c in columns)
+    return (f"prompt field {{{field}}} is ambiguous: columns {shown} are all written {field!r}. "
+            f"Rename one of them, e.g. df.rename(columns={{{columns[0]!r}: 'new_name'}})")
 
-    Parameters
-    ----------
-    value : Any
-        A non-null cell.
-    spec, conversion : str
-        The field's format spec and ``!r``/``!s``/``!a`` conversion.
+
+def _check_spec(field: str, spec: str) -> None:
+    m = _STANDARD_SPEC.fullmatch(spec)
+    if m is None:  # not a standard spec (e.g. strftime's '%Y-%m' for dates): it cannot pad
+        return
+    for part in ("width", "precision"):
+        size = m.group(part)
+        if size and int(size) > MAX_FORMAT_SIZE:
+            raise InputError(
+                f"prompt field {{{field}:{spec}}}: a {part} of {int(size):,} is over the limit of "
+                f"{MAX_FORMAT_SIZE:,} characters per field (it would build a prompt that size for every row). "
+                f"Use a smaller {part}; to cut long text, shorten the column first (df[col].str[:N])"
+            )
+
+
+def _python_text(dtype: Any) -> bool:
+    """Whether a column of ``dtype`` may render to text Arrow cannot encode (Python str objects).
+
+    Arrow-backed strings are valid UTF-8 by construction, and numbers and
+    dates render to ASCII: those columns are not scanned.
     """
-    if isinstance(value, np.generic):
-        value = value.item()
-    if conversion == "r":
-        value = repr(value)
-    elif conversion == "a":
-        value = ascii(value)
-    elif conversion == "s":
-        value = str(value)
-    if spec:
-        return format(value, spec)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (dict, list, tuple)):
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    if isinstance(value, np.ndarray):
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    if isinstance(value, pd.Timestamp) and value == value.normalize() and value.tzinfo is None:
-        return value.strftime("%Y-%m-%d")
-    return str(value)
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.storage == "python"
+    if isinstance(dtype, pd.ArrowDtype):
+        return False
+    types = pd.api.types
+    return not (types.is_numeric_dtype(dtype) or types.is_bool_dtype(dtype) or types.is_datetime64_any_dtype(dtype))
 
 
 def _render_column(series: pd.Series, field: _Field) -> Sequence[str]:
@@ -223,9 +278,44 @@ def _render_column(series: pd.Series, field: _Field) -> Sequence[str]:
         dtype = series.dtype
         if pd.api.types.is_string_dtype(dtype) and pd.api.types.infer_dtype(series, skipna=False) == "string":
             return series.tolist()
-        if pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
-            return series.astype("int64").astype(str).tolist()
-    return [render_value(v, field.spec, field.conversion) for v in series.tolist()]
+        if _plain_integers(dtype):
+            return series.astype(_int_type(dtype)).astype(str).tolist()
+    values = series.tolist()
+    try:
+        if field.spec and field.conversion is None and _plain_numbers(series.dtype):
+            return [format(v, field.spec) for v in values]  # what render_value does for these, without its checks
+        return [render_value(v, field.spec, field.conversion) for v in values]
+    except Exception:  # a user's __format__ may raise anything: find the row, then say why
+        _raise_for_cell(values, field)
+        raise
+
+
+def _raise_for_cell(values: list[Any], field: _Field) -> None:
+    for i, v in enumerate(values):
+        try:
+            render_value(v, field.spec, field.conversion)
+        except NoTextError as exc:
+            raise CellError(field.column, i, str(exc)) from exc
+        except Exception as exc:
+            shown = f"{{{field.column}" + (f"!{field.conversion}" if field.conversion else "") + f":{field.spec}}}"
+            raise CellError(field.column, i, (
+                f"the format spec in {shown} does not fit the value {v!r:.60} ({type(v).__name__}): {exc}. "
+                f"Drop the spec, or convert the column to the type it needs first "
+                f"(e.g. df[col].astype(float) for '.2f', df[col].round().astype('Int64') for 'd')")) from exc
+
+
+def _plain_integers(dtype: Any) -> bool:
+    return pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype)
+
+
+def _plain_numbers(dtype: Any) -> bool:
+    # tolist() gives Python ints and floats for these
+    return (_plain_integers(dtype) or pd.api.types.is_float_dtype(dtype)) and not isinstance(dtype, pd.ArrowDtype)
+
+
+def _int_type(dtype: Any) -> str:
+    # uint64 past 2**63 would wrap around to negative numbers in int64
+    return "uint64" if pd.api.types.is_unsigned_integer_dtype(dtype) else "int64"
 
 
 def _arrow_column(series: pd.Series, field: _Field) -> pa.LargeStringArray:
@@ -236,9 +326,16 @@ def _arrow_column(series: pd.Series, field: _Field) -> pa.LargeStringArray:
         dtype = series.dtype
         if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
             return _as_large_string(pa.array(series.array))
-        if pd.api.types.is_integer_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype):
-            return pc.cast(pa.array(series.to_numpy(dtype="int64")), pa.large_string())
-    return pa.array(_render_column(series, field), type=pa.large_string())
+        if _plain_integers(dtype):
+            return pc.cast(pa.array(series.to_numpy(dtype=_int_type(dtype))), pa.large_string())
+    rendered = _render_column(series, field)
+    try:
+        return pa.array(rendered, type=pa.large_string())
+    except UnicodeEncodeError:
+        bad = first_unencodable(rendered)
+        if bad is None:
+            raise
+        raise CellError(field.column, bad, surrogate_problem(rendered[bad])) from None
 
 
 def _large(part: str | pa.Array) -> pa.Scalar | pa.Array:

@@ -68,3 +68,119 @@ def test_pdbatch_run_on_the_local_engine(tmp_path, pdbatch_home):
     assert proc.returncode == 0, proc.stderr
     res = pd.read_csv(out)
     assert res.response.notna().all() and len(res) == 2
+
+
+def _job_folders():
+    from pdbatch import config
+
+    return list((config.home() / "jobs").glob("*/manifest.json"))
+
+
+@pytest.mark.parametrize("output", ["out.xlsx", "missing-folder/out.csv", "a-file.csv/out.csv", "."])
+def test_output_path_is_refused_before_anything_is_submitted(table, tmp_path, capsys, output):
+    (tmp_path / "a-file.csv").write_text("x")
+    code = main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "-o", str(tmp_path / output)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "nothing was submitted" in err or "is a folder" in err, err
+    assert _job_folders() == [], "the job ran although its output could not be written"
+
+
+def test_param_is_checked_in_the_command_line_words(table, capsys):
+    code = main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--param", "max_token=10"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'max_tokens'" in err and "--param extra_body='{\"max_token\": ...}'" in err
+    assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--param", "top_p=7"]) == 2
+    assert "top_p=7: must be a number from 0 to 1" in capsys.readouterr().err
+    assert _job_folders() == []
+    assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "-q", "--temperature", "0",
+                 "--param", 'extra_body={"top_k": 3}']) == 0
+
+
+def test_hints_name_cli_commands_not_python_methods(table, tmp_path, capsys):
+    from pdbatch.backends import Mock
+
+    assert main(["submit", str(table), "--prompt", "{t}", "--backend", "mock", "--no-cache"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert main(["cancel", job_id]) == 0
+    capsys.readouterr()
+    assert main(["results", job_id]) == 3
+    err = capsys.readouterr().err
+    assert f"`pdbatch results {job_id} --partial`" in err and "partial=True" not in err, err
+
+    running = pd.read_csv(table).llama.submit("{t}", backend=Mock(final_state="JOB_STATE_RUNNING"), progress=False)
+    assert main(["wait", running.id, "--timeout", "0", "-q"]) == 5
+    err = capsys.readouterr().err
+    assert f"`pdbatch wait {running.id}`" in err and "job.wait()" not in err and "attach(" not in err, err
+    assert main(["results", running.id]) == 3
+    err = capsys.readouterr().err
+    assert f"`pdbatch wait {running.id}` first" in err and "result(partial=True)" not in err, err
+
+    nulls = tmp_path / "nulls.csv"
+    pd.DataFrame({"t": ["x", None], "response": [1, 2]}).to_csv(nulls, index=False)
+    assert main(["run", str(nulls), "--prompt", "{t}", "--backend", "mock", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "--on-null skip" in err and "on_null=" not in err, err
+    assert main(["run", str(nulls), "--prompt", "{t}", "--backend", "mock", "-q", "--on-null", "skip"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "overwrite=True" not in err, err
+    assert main(["run", str(nulls), "--prompt", "{t}", "--backend", "mock", "-q", "--on-null", "skip",
+                 "--overwrite", "--max-rows", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-rows" in err and "max_rows" not in err and "df.sample" not in err, err
+
+
+# ------------------------------------------------------------ errors, damage, closed pipes
+def test_an_internal_error_has_its_own_exit_code_and_one_line(monkeypatch, capsys):
+    from pdbatch import cli
+
+    def broken(args):
+        raise KeyError("a bug deep inside")
+
+    monkeypatch.setattr(cli, "cmd_jobs", broken)
+    assert main(["jobs"]) == cli.EXIT_INTERNAL == 70
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "internal error: KeyError: 'a bug deep inside'" in err and "--debug" in err
+    for argv in (["--debug", "jobs"], ["jobs", "--debug"]):
+        assert main(argv) == 70
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "in broken" in err
+    assert "70 internal error" in cli.build_parser().format_help()
+
+
+def test_jobs_lists_the_others_and_marks_a_damaged_manifest(table, pdbatch_home, capsys):
+    ids = []
+    for _ in range(3):
+        assert main(["submit", str(table), "--prompt", "{t}", "--backend", "mock", "--no-cache"]) == 0
+        ids.append(capsys.readouterr().out.strip())
+    folders = sorted((pdbatch_home / "jobs").iterdir(), key=lambda p: p.name)
+    bad_json, bad_fields = folders[0] / "manifest.json", folders[1] / "manifest.json"
+    bad_json.write_bytes(b'{"id": "mock-1", "parts": [')
+    bad_fields.write_bytes(b'{"id": 5}')
+    for argv in (["jobs"], ["jobs", "--refresh"]):
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert f"DAMAGED: {bad_json}" in out and f"DAMAGED: {bad_fields}" in out
+        assert ids[2] in out and len(out.strip().splitlines()) == 3
+        assert "2 job folder(s)" in err
+
+
+def test_a_closed_pipe_ends_quietly(table, pdbatch_home):
+    # a job that needs no backend process: its answers all come from the cache
+    call = [str(table), "--prompt", "{t}", "--backend", "mock", "--temperature", "0"]
+    assert main(["run", *call, "-q", "-o", str(table.with_suffix(".parquet"))]) == 0
+    assert main(["submit", *call]) == 0
+    job = next(p.name for p in (pdbatch_home / "jobs").iterdir() if p.name.startswith("cached-"))
+    for argv in (["results", job], ["jobs", "--refresh"], ["status", job], ["jobs"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader (head) is gone before anything is written
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pdbatch.cli", *argv], stdout=write,
+                                  stderr=subprocess.PIPE, text=True, timeout=120,
+                                  env={**os.environ, "PDBATCH_HOME": str(pdbatch_home)})
+        finally:
+            os.close(write)
+        assert proc.returncode == 141, (argv, proc.stderr)  # 128 + SIGPIPE, as a shell reports it
+        assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

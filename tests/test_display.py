@@ -216,9 +216,33 @@ def test_tqdm_reporter_shows_counts_state_and_error(capsys):
     bar.update(st("RUNNING", 10, 4, 1))  # unchanged: not redrawn
     bar.close(st("FAILED", 10, 6, 1, error="engine error: boom"))
     err = capsys.readouterr().err
-    assert "5/10" in err and "state=running" in err and "failed=1" in err
-    assert "7/10" in err and "state=failed" in err and "engine error: boom" in err
+    assert "5/10" in err and "running:" in err and "1 failed" in err
+    assert "7/10" in err and "failed:" in err and "\nerror: engine error: boom" in err
     assert err.count("5/10") == 1
+
+
+
+def test_tqdm_bar_fits_80_columns_and_its_rate_counts_only_rows_seen_finishing(monkeypatch):
+    import io
+
+    monkeypatch.setenv("COLUMNS", "80")  # tqdm's width where the stream is no terminal
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    label = JobLabel("local-20261130-101500-ab12cd", "local", "/home/me/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    bar = TqdmReporter(label)
+    clock = [1000.0]
+    bar._bar._time = lambda: clock[0]  # tqdm's own clock, so that the rate is exact
+    bar.update(st("RUNNING", 10_000, 7000, 3))  # as after attach: 7003 rows were done before watching
+    clock[0] += 10
+    bar.update(st("RUNNING", 10_000, 7100, 3))
+    lines = [line for line in out.getvalue().replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[0] == f"local:SmolLM2-135M-Instruct.Q4_1.gguf  job {label.id}"  # details before the bar
+    drawn = lines[-1]
+    assert all(len(line) <= 80 for line in lines[1:]), lines
+    # 100 rows in 10 s, and 2897 rows to go: not 7103 rows in 10 s
+    assert drawn.startswith("running:") and "7103/10000" in drawn and "10.00row/s" in drawn, drawn
+    assert "<04:49" in drawn and "3 failed" in drawn, drawn
+    bar.close(None)
 
 
 # ------------------------------------------------------------------ widget

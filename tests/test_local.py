@@ -78,6 +78,26 @@ def test_greedy_answers_match_llama_cpp_one_at_a_time(reviews, dtype):
     assert same >= len(df) - 1, f"only {same}/{len(df)} greedy answers match"
 
 
+def test_the_cache_never_answers_for_other_weights(reviews):
+    # dtype="file" runs the shipped Q4_1 file, the default its 16-bit form: their long answers differ
+    df = reviews.iloc[:8]
+    prompt, kw = "Summarize this review in two sentences: {review}", {"max_tokens": 48, "temperature": 0}
+    auto = df.llama.batch_predict(prompt, progress=False, **kw)
+    assert df.llama.preview(prompt, **kw).n_cached == len(df)  # the same settings reuse the answers
+    assert df.llama.preview(prompt, backend=Local(dtype="f16"), **kw).n_cached == len(df)  # the same weights
+    assert df.llama.preview(prompt, backend=Local(n_ctx=1024), **kw).n_cached == 0
+    on_file = Local(dtype="file")
+    assert df.llama.preview(prompt, backend=on_file, **kw).n_cached == 0
+    job = df.llama.submit(prompt, backend=on_file, progress=False, **kw)
+    assert not job.id.startswith("cached-")
+    out = job.wait(progress=False).result()
+    from pdbatch.models import resolve_local
+
+    assert read_status(job_dir(job.id))["weights"] == str(resolve_local(None, "chat").weights())
+    assert out.response.tolist() != auto.response.tolist()
+    assert df.llama.preview(prompt, backend=on_file, **kw).n_cached == len(df)  # now cached, on their own key
+
+
 def test_small_quantised_models_are_converted_once_to_16_bit_floats(tmp_path):
     from pdbatch.engine.convert import batch_weights, file_type, wants_f16
     from pdbatch.models import resolve_local
@@ -321,3 +341,64 @@ def test_a_replaced_file_is_whole_or_untouched(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new" and os.listdir(folder) == ["status.json"]
+
+
+def test_side_by_side_keeps_the_other_models_answers_when_one_fails(reviews, tmp_path):
+    from pdbatch.models import resolve_local
+
+    # a real GGUF that cannot chat: the bundled file with its chat template removed
+    broken = tmp_path / "no-template.gguf"
+    subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(resolve_local(None, "chat").weights()),
+                    str(broken), "--remove-metadata", "tokenizer.chat_template", "--force"],
+                   check=True, capture_output=True, timeout=300)
+    df = reviews.iloc[:3]
+    with pytest.warns(UserWarning, match="model 'no-template' failed as a whole"):
+        out = df.llama.batch_predict(PROMPT, model=["smollm2-135m-instruct", str(broken)], backend=Local(dtype="file"),
+                                     max_tokens=6, temperature=0, progress=False)
+    assert out["error:smollm2-135m-instruct"].isna().all() and out["response:smollm2-135m-instruct"].notna().all()
+    assert out["response:no-template"].isna().all()
+    assert out["error:no-template"].str.contains("no chat template in its metadata").all()
+    assert not [c for c in out.columns if str(tmp_path) in c], "a .gguf path is labelled by its stem"
+
+
+
+def test_llama_cpp_log_never_reaches_the_users_stderr(tmp_path, pdbatch_home):
+    # fd 2 of a fresh process, as a terminal or Jupyter sees it: llama.cpp writes there from C
+    script = """
+import pandas as pd, pdbatch
+from pdbatch.backends import Local
+df = pd.DataFrame({"review": ["Great blender.", "Broke after a week."]})
+df.llama.preview("One word: {review}", max_tokens=4)                      # loads the tokenizer
+df.llama.preview("One word: {review}", max_tokens=4, backend=Local(dtype="f16"))  # reads the file type
+df.llama.batch_predict("One word: {review}", max_tokens=2, temperature=0, progress=False)
+print("done")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PDBATCH_HOME": str(pdbatch_home)})
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert proc.stderr == "", proc.stderr
+
+
+def test_llama_cpp_warnings_go_to_the_pdbatch_logger(caplog):
+    from pdbatch.engine.llama import ChatTokenizer
+    from pdbatch.models import resolve_local
+
+    with caplog.at_level("WARNING", logger="pdbatch.llama_cpp"):
+        ChatTokenizer.for_file(str(resolve_local(None, "chat").weights()))
+    assert any("n_ctx_seq" in r.getMessage() and r.name == "pdbatch.llama_cpp" for r in caplog.records), \
+        caplog.records
+
+
+def test_the_demo_prints_its_accuracy_against_the_labels(pdbatch_home):
+    # the first 12 reviews: the chat model answers those with a grammar, one at a time
+    proc = subprocess.run([sys.executable, "-m", "pdbatch.demo", "--rows", "12"], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "PDBATCH_HOME": str(pdbatch_home)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import re
+
+    scores = dict(re.findall(r"  (smollm2-135m-instruct|multilingual-e5-small)\b.*?:\s+(\d+)% \(\d+ of 12\) right",
+                             proc.stdout))
+    assert set(scores) == {"smollm2-135m-instruct", "multilingual-e5-small"}, proc.stdout[-1500:]
+    # the embeddings label these reviews well (embeddings are deterministic: 10 of these 12, 75% of all 60)
+    assert int(scores["multilingual-e5-small"]) >= 60
+    assert "it is no classifier" in proc.stdout

@@ -1,3 +1,6 @@
+import re
+
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
@@ -98,8 +101,10 @@ def test_argument_errors():
         df.llama.to_requests()
     with pytest.raises(InputError, match="not both"):
         df.llama.to_requests("{t}", messages="t")
-    with pytest.raises(InputError, match="JSON-serialisable"):
+    with pytest.raises(pdbatch.ConfigError, match="max_tokens=<object object at .*>: must be an integer"):
         df.llama.to_requests("{t}", max_tokens=object())
+    with pytest.raises(InputError, match="JSON-serialisable"):
+        df.llama.to_requests("{t}", extra_body={"x": object()}, backend="mock")
     with pytest.raises(pdbatch.ConfigError, match="url="):
         df.llama.to_requests("{t}", url="/v1/completions")
     with pytest.raises(InputError, match="messages must be a non-empty list"):
@@ -174,3 +179,76 @@ def test_to_requests_ignores_result_columns_it_does_not_write(tmp_path):
     df = pd.DataFrame({"t": ["a"], "response": ["old"], "error": [None]})
     assert df.llama.to_requests("{t}").body.iloc[0]["messages"][0]["content"] == "a"
     assert df.llama.to_jsonl(tmp_path / "r.jsonl", "{t}") == 1
+
+
+# ------------------------------------------------ bad cells: refused naming column and row
+def both_paths(p, tmp_path):
+    """The dict path and the JSONL path: each must refuse, with the same message."""
+    messages = []
+    for run in (p.to_frame, lambda: p.write_jsonl(tmp_path / "r.jsonl")):
+        with pytest.raises(InputError) as info:
+            run()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    return messages[0]
+
+
+@pytest.mark.parametrize("values,prompt,problem", [
+    ([1.5, "b"], "{x:.2f}", r"format spec in \{x:\.2f\} does not fit the value 'b' \(str\)"),
+    ([2, 1.5], "{x:d}", r"format spec in \{x:d\} does not fit the value 1\.5 \(float\)"),
+    ([2, "b"], "{x:%s}", r"format spec in \{x:%s\} does not fit the value 2 \(int\)"),
+    ([{"a"}, {1: "a", "1": "b"}], "{x}", "would both be written '1'"),
+    (["text", b"\xff"], "{x!r}", "not UTF-8 text"),
+    ([[1], [__import__("decimal").Decimal("Infinity")]], "{x}", "no JSON form"),
+    ([b"ok", b"\xff"], "{x}", "not UTF-8 text"),
+    (["fine", "bad \ud800 here"], "{x}", "lone surrogate"),
+])
+def test_a_cell_that_cannot_be_rendered_names_column_and_row(tmp_path, values, prompt, problem):
+    # the first row renders, the second does not: the message must say which
+    df = pd.DataFrame({"id": ["first", "second"], "x": pd.Series(values, dtype=object)})
+    msg = both_paths(plan(df, prompt, custom_id="id"), tmp_path)
+    row = "first" if prompt == "{x:%s}" else "second"
+    assert re.match(f"column 'x', row '{row}': .*{problem}", msg), msg
+
+
+def test_lone_surrogates_refused_where_they_are(tmp_path):
+    df = pd.DataFrame({"t": ["a", "b"], "id": pd.Series(["i1", "i\ud8002"], dtype=object)})
+    with pytest.raises(InputError, match=r"column 'id' \(custom_id\), at index 1: .*lone surrogate"):
+        plan(df, custom_id="id")
+    with pytest.raises(InputError, match=r"system=: .*lone surrogate"):
+        plan(df, system="be \udc80 brief")
+    with pytest.raises(InputError, match=r"prompt template: .*lone surrogate"):
+        plan(df, "\ud800 {t}")
+    msgs = pd.DataFrame({"m": [[{"role": "user", "content": "ok"}], [{"role": "user", "content": "x\ud800"}]]})
+    with pytest.raises(InputError, match=r"column 'm', row 'row-1': the messages cannot be written as JSON"):
+        build_requests(msgs, messages="m", model="m").write_jsonl(tmp_path / "m.jsonl")
+
+
+def test_duplicate_column_names_refused_where_read():
+    df = pd.DataFrame([["a", "b", "c", "d"]], columns=["t", "t", "id", "id"])
+    with pytest.raises(InputError, match=r"\{t\}: the frame has 2 columns named 't'"):
+        plan(df)
+    df.columns = ["t", "u", "id", "id"]
+    with pytest.raises(InputError, match=r"custom_id='id': the frame has 2 columns"):
+        plan(df, custom_id="id")
+    assert plan(df).to_frame().body.iloc[0]["messages"][0]["content"] == "a"  # unused copies are harmless
+
+
+def test_uint64_request_lines_are_exact_in_both_paths(tmp_path):
+    df = pd.DataFrame({"n": np.array([2**64 - 1, 2**63], dtype="uint64")})
+    p = plan(df, "n={n}")
+    p.write_jsonl(tmp_path / "r.jsonl")
+    lines = [orjson.loads(x) for x in (tmp_path / "r.jsonl").read_bytes().splitlines()]
+    assert lines == p.to_frame().to_dict("records")
+    assert [x["body"]["messages"][0]["content"] for x in lines] == [f"n={2**64 - 1}", f"n={2**63}"]
+    # and in a job (the Mock backend echoes what it was sent)
+    out = df.llama.batch_predict("n={n}", backend=pdbatch.backends.Mock(), progress=False)
+    assert out.response.tolist() == [f"echo: n={2**64 - 1}", f"echo: n={2**63}"]
+
+
+def test_system_is_refused_for_embeddings():
+    df = pd.DataFrame({"t": ["a"]})
+    with pytest.raises(InputError, match="system= does not apply to embeddings"):
+        df.llama.embed("{t}", system="You are helpful.", backend="mock", progress=False)
+    with pytest.raises(InputError, match="system= does not apply to embeddings"):
+        build_requests(df, "{t}", model="e", url="/v1/embeddings", params={"system": "x"})

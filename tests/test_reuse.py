@@ -222,3 +222,61 @@ def test_embeddings_are_deduplicated_too():
     out = pd.DataFrame({"t": ["a", "a", "b"]}).llama.embed("{t}", backend=mock, progress=False)
     assert len(mock.submitted[0]) == 2
     assert np.array_equal(out.embedding.iloc[0], out.embedding.iloc[1])
+
+
+def test_backends_without_a_cache_identity_keep_their_keys():
+    # answers cached by an earlier pdbatch (and paid for, on Vertex) are still found
+    import hashlib
+
+    import orjson
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 0}
+    h = hashlib.sha256()
+    for part in (b"vertex", b"m", b"/v1/chat/completions", orjson.dumps(body, option=orjson.OPT_SORT_KEYS)):
+        h.update(part + b"\0")
+    assert response_cache.request_key("vertex", "m", "/v1/chat/completions", body, {}) == h.hexdigest()
+    assert response_cache.request_key("vertex", "m", "/v1/chat/completions", body, {"weights": "w"}) != h.hexdigest()
+
+
+class _Weights(Mock):
+    """A mock whose answers depend on a setting, as the local backend's depend on its weights."""
+
+    def __init__(self, weights: str = "a", **kw):
+        super().__init__(**kw)
+        self.weights = weights
+
+    def cache_identity(self, model, kind):
+        return {"weights": self.weights}
+
+
+def test_settings_in_the_cache_identity_never_share_answers(df):
+    first = _Weights("a")
+    df.llama.batch_predict("{t}", backend=first, temperature=0, progress=False)
+    assert df.llama.preview("{t}", backend=_Weights("a"), temperature=0).n_cached == 3
+    other = _Weights("b")
+    assert df.llama.preview("{t}", backend=other, temperature=0).n_cached == 0
+    df.llama.batch_predict("{t}", backend=other, temperature=0, progress=False)
+    assert sorted(sent_contents(other)) == ["a", "b", "c"]
+
+
+def test_side_by_side_labels_gguf_files_by_their_stem():
+    from pdbatch.run import _labels
+
+    assert _labels([("local", "/m/a/SmolLM2.Q4_1.gguf", False), ("local", "smollm2-135m-instruct", False)]) == [
+        "SmolLM2.Q4_1", "smollm2-135m-instruct"]
+    assert _labels([("local", "/m/x.gguf", True), ("vertex", "meta/llama", True)]) == ["local:x", "vertex:meta/llama"]
+    # two files with one stem keep their paths, so that the columns stay apart
+    assert _labels([("local", "/a/m.gguf", False), ("local", "/b/m.gguf", False)]) == ["/a/m.gguf", "/b/m.gguf"]
+
+
+def test_side_by_side_keeps_answers_when_one_model_cannot_be_submitted(df):
+    class Refusing(Mock):
+        def submit(self, files, **kw):
+            raise pdbatch.errors.BackendError("404 NOT_FOUND: Publisher Model retired-model was not found")
+
+    with pytest.warns(UserWarning, match="'mock:retired' failed as a whole"):
+        out = df.llama.batch_predict("{t}", model=[(Mock(), "good"), (Refusing(), "retired")], temperature=0,
+                                     progress=False)
+    assert out["response:mock:good"].tolist()[0] == "echo: a" and out["error:mock:good"].isna().all()
+    assert out["response:mock:retired"].isna().all()
+    assert out["error:mock:retired"].str.startswith("not submitted: 404 NOT_FOUND").all()

@@ -4,6 +4,7 @@ import contextlib
 import random
 import sys
 import warnings
+from decimal import Decimal
 
 import numpy as np
 import orjson
@@ -432,7 +433,10 @@ def test_render_arrow_matches_render():
         c=pd.Categorical([f"c{i % 3}" for i in range(500)]),
         py=pd.array([f"p{i}" for i in range(500)], dtype="string[python]"),
         obj=pd.Series([f"o{i}" for i in range(500)], dtype=object),
+        u=np.array([2**64 - 1 - i for i in range(500)], dtype="uint64"),
+        U=pd.array([2**63 + i for i in range(500)], dtype="UInt64"),
+        x=pd.Series([{i, -i} if i % 3 else [Decimal(i) / 8, b"b"] for i in range(500)], dtype=object),
     )
-    for text in ("{t}", "<{i}> {b} {d} {c} {py} {obj} {o} {f:.2f} {n!r}", "lit only", "{n}{n}"):
+    for text in ("{t}", "<{i}> {b} {d} {c} {py} {obj} {o} {f:.2f} {n!r}", "lit only", "{n}{n}", "{u} {U} {x}"):
         tpl = Template.parse(text, df.columns)
         assert tpl.render_arrow(df).to_pylist() == tpl.render(df)

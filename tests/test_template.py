@@ -75,3 +75,43 @@ def test_format_spec_and_conversion():
 def test_nullable_and_arrow_strings():
     df = pd.DataFrame({"s": pd.array(["é", "日本"], dtype="string")})
     assert render("<{s}>", df) == ["<é>", "<日本>"]
+
+
+# ------------------------------------------------------ bad input, refused or rendered exactly
+def both_ways(template, frame):
+    """Render with the dict path and the Arrow path; they must agree."""
+    tpl = Template.parse(template, frame.columns)
+    plain = tpl.render(frame)
+    assert tpl.render_arrow(frame).to_pylist() == plain
+    return plain
+
+
+@pytest.mark.parametrize("dtype", ["uint64", "UInt64", "uint64[pyarrow]"])
+def test_uint64_past_int64_renders_exactly(dtype):
+    df = pd.DataFrame({"n": pd.Series([2**64 - 1, 2**63, 7], dtype=dtype)})
+    assert both_ways("{n}", df) == ["18446744073709551615", "9223372036854775808", "7"]
+
+
+def test_unknown_conversion_refused_naming_the_field():
+    with pytest.raises(InputError, match=r"\{x!z\}: unknown conversion !z"):
+        Template.parse("{x!z}", ["x"])
+
+
+@pytest.mark.parametrize("spec", [">50000000", "050000000", ".20000f", "x^10001", ",.10001"])
+def test_huge_widths_and_precisions_refused_naming_the_field(spec):
+    with pytest.raises(InputError, match=r"prompt field \{x:" + spec.replace("^", r"\^").replace(".", r"\.")
+                       + r"\}.*over the limit of 10,000"):
+        Template.parse("{x:" + spec + "}", ["x"])
+
+
+def test_widths_and_precisions_up_to_the_limit_and_date_formats_are_fine():
+    df = pd.DataFrame({"x": ["ab"], "d": pd.to_datetime(["2024-01-02"]), "f": [1.5]})
+    assert len(both_ways("{x:>10000}", df)[0]) == 10_000
+    assert both_ways("{x:.1}|{d:%Y/%m}|{f:+.3f}", df) == ["a|2024/01|+1.500"]
+
+
+@pytest.mark.parametrize("columns", [[1, "1"], [True, "True"], ["x", "x"]])
+def test_columns_that_read_the_same_are_refused(columns):
+    field = str(columns[0])
+    with pytest.raises(InputError, match=r"prompt field \{" + field + r"\}.*(ambiguous|2 columns named)"):
+        Template.parse("{" + field + "}", columns)

@@ -9,7 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from google.api_core import exceptions as gexc
@@ -26,13 +25,11 @@ from pdbatch.errors import (
     MissingDependencyError,
 )
 
-from .emulators.fake_model import embed
-
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Summarize: {text}"
-CHAT = "llama-3.3-70b-instruct-maas"
+CHAT = "llama-4-scout-17b-16e-instruct-maas"
 
 
 @pytest.fixture(autouse=True)
@@ -50,18 +47,13 @@ def frame() -> pd.DataFrame:
 
 
 def make(emu, staging: str, **kw) -> Vertex:
-    return Vertex(
-        project=emu.project,
-        location="us-central1",
-        staging=staging,
-        api_endpoint=emu.url,
-        poll_seconds=0.05,
-        **kw,
-    )
+    kw.setdefault("location", "us-central1")
+    return Vertex(project=emu.project, staging=staging, api_endpoint=emu.url, poll_seconds=0.05, **kw)
 
 
 @pytest.fixture
-def vx(vertex_emulator, gcs_bucket) -> Vertex:
+def vx(vertex_emulator, gcs_least_privilege, gcs_bucket) -> Vertex:
+    # Cloud Storage as a user with object rights only sees it: bucket metadata answers 403.
     return make(vertex_emulator, f"gs://{gcs_bucket}/pdbatch/")
 
 
@@ -81,7 +73,7 @@ def test_gcs_to_gcs(vx, vertex_emulator, gcs_emulator, gcs_bucket, frame):
     assert_echoed(out, frame)
     assert out.finish_reason.eq("stop").all() and out.prompt_tokens.gt(0).all()
     [body] = creates(vertex_emulator)
-    assert body["model"] == "publishers/meta/models/llama-3.3-70b-instruct-maas"
+    assert body["model"] == f"publishers/meta/models/{CHAT}"
     [uri] = body["inputConfig"]["gcsSource"]["uris"]
     assert uri.startswith(f"gs://{gcs_bucket}/pdbatch/") and uri.endswith(".jsonl")
     assert body["outputConfig"]["gcsDestination"]["outputUriPrefix"].startswith(
@@ -91,7 +83,7 @@ def test_gcs_to_gcs(vx, vertex_emulator, gcs_emulator, gcs_bucket, frame):
     # the staged file is what job.py wrote: one OpenAI batch line per row
     bucket, name = uri[len("gs://") :].split("/", 1)
     lines = gcs_emulator.client().bucket(bucket).blob(name).download_as_text().splitlines()
-    assert json.loads(lines[0])["body"]["model"] == "meta/llama-3.3-70b-instruct-maas"
+    assert json.loads(lines[0])["body"]["model"] == f"meta/{CHAT}"
 
 
 def test_bigquery_to_bigquery_with_passthrough(vertex_emulator, bq_emulator, bq_dataset, frame):
@@ -150,16 +142,6 @@ def test_bigquery_to_gcs(vertex_emulator, gcs_bucket, bq_dataset, frame):
     assert_echoed(out, frame)
     prefix = creates(vertex_emulator)[0]["outputConfig"]["gcsDestination"]["outputUriPrefix"]
     assert prefix.startswith(f"gs://{gcs_bucket}/answers/")
-
-
-def test_embeddings(vx, vertex_emulator, frame):
-    out = frame.llama.embed(
-        "{text}", model="multilingual-e5-large-instruct-maas", backend=vx, progress=False
-    )
-    assert out.error.isna().all()
-    np.testing.assert_allclose(out.embedding.iloc[2], embed("review number 2"), rtol=1e-6)
-    body = creates(vertex_emulator)[0]
-    assert body["model"] == "publishers/intfloat/models/multilingual-e5-large-instruct-maas"
 
 
 def test_default_backend_from_env(vertex_emulator, gcs_bucket, monkeypatch, frame):
@@ -259,7 +241,7 @@ def test_status_fields(vx, vertex_emulator, frame):
     st = job.status
     number = job.id.rsplit("/", 1)[-1]
     assert st.console_url == (
-        f"https://console.cloud.google.com/vertex-ai/locations/us-central1/"
+        f"https://console.cloud.google.com/agent-platform/locations/us-central1/"
         f"batch-predictions/{number}?project={vertex_emulator.project}"
     )
     assert st.output.startswith("gs://") and st.extra["end_time"]
@@ -313,7 +295,7 @@ def test_transient_errors_are_retried(vx, vertex_emulator, frame, codes):
 
 
 def test_create_retries_rate_limits(vx, vertex_emulator, frame):
-    vertex_emulator.faults.http_errors = [429, 503]
+    vertex_emulator.faults.create_errors = [429, 503]
     job = frame.llama.submit(PROMPT, model=CHAT, backend=vx, progress=False)
     assert len(creates(vertex_emulator)) == 3 and len(vertex_emulator.jobs) == 1
     assert job.wait(progress=False).result().error.isna().all()
@@ -376,15 +358,15 @@ def test_passthrough_needs_bigquery_staging(vx, frame):
         frame.llama.submit(PROMPT, model=CHAT, backend=vx, passthrough=True, progress=False)
 
 
-def test_unknown_model_suggests_close_names(vx, frame):
+def test_unknown_model_suggests_close_names(vx, vertex_emulator, frame):
     with pytest.raises(
-        ConfigError, match=r"Did you mean 'llama-3.3-70b-instruct-maas'.*publishers/"
+        ConfigError, match=r"Did you mean 'llama-4-scout-17b-16e-instruct-maas'.*publishers/"
     ):
-        frame.llama.batch_predict(
-            PROMPT, model="llama-3.3-70b-instruct", backend=vx, progress=False
-        )
-    # the escape hatch reaches any publisher model
+        frame.llama.batch_predict(PROMPT, model="llama-4-scout-17b", backend=vx, progress=False)
+    assert vertex_emulator.requests == []
+    # the escape hatch reaches any publisher model (the live service is asked about it at submit)
     assert vx.model_name("publishers/google/models/some-new-maas", "chat") == "google/some-new-maas"
+    assert vx.model_name("google/some-new-maas", "chat") == "google/some-new-maas"
 
 
 def test_region_mismatch_is_refused_before_submitting(vertex_emulator, bq_emulator, frame):
@@ -395,7 +377,7 @@ def test_region_mismatch_is_refused_before_submitting(vertex_emulator, bq_emulat
     vx = make(vertex_emulator, f"bq://{bq_emulator.project}.{ds.dataset_id}")
     with pytest.raises(ConfigError, match="is in EU, but the Vertex AI job runs in us-central1"):
         frame.llama.submit(PROMPT, model=CHAT, backend=vx, progress=False)
-    assert vertex_emulator.requests == []
+    assert creates(vertex_emulator) == [] and list(client.list_tables(ds)) == []
 
 
 def test_missing_settings(monkeypatch, vertex_emulator, frame):
@@ -449,7 +431,7 @@ def test_no_credentials_in_manifest(vertex_emulator, gcs_bucket, frame, pdbatch_
 
 # ---------------------------------------------------------------- notebook
 def test_notebook_runs_against_the_emulators(
-    vertex_emulator, gcs_emulator, bq_emulator, gcs_bucket, pdbatch_home, tmp_path
+    vertex_emulator, gcs_least_privilege, bq_emulator, gcs_bucket, pdbatch_home, tmp_path
 ):
     import nbformat
     from nbclient import NotebookClient
@@ -471,7 +453,7 @@ def test_notebook_runs_against_the_emulators(
         "PDBATCH_VERTEX_STAGING": f"gs://{gcs_bucket}/nb/",
         "PDBATCH_VERTEX_API_ENDPOINT": vertex_emulator.url,
         "PDBATCH_VERTEX_POLL_SECONDS": "0.1",
-        "STORAGE_EMULATOR_HOST": gcs_emulator.url,
+        "STORAGE_EMULATOR_HOST": gcs_least_privilege.url,
         "BIGQUERY_EMULATOR_HOST": bq_emulator.url,
         "PYTHONPATH": str(ROOT),
     }
@@ -485,7 +467,11 @@ def test_notebook_runs_against_the_emulators(
         str(o.get("data", {}).get("text/plain", "")) + o.get("text", "") for o in outputs
     )
     assert "echo: Classify the sentiment" in shown and "JOB_STATE_SUCCEEDED" in shown
+    assert "gemini-embedding-001" in shown and "llama-3.3" not in shown  # the live models table
     assert len(vertex_emulator.jobs) == 3  # batch_predict, submit, embed
+    models = sorted(j.spec["model"] for j in vertex_emulator.jobs.values())
+    assert models == ["publishers/google/models/gemini-embedding-001",
+                      *["publishers/meta/models/llama-4-scout-17b-16e-instruct-maas"] * 2]
 
 
 # --------------------------------------------------------- issue 6 on Vertex
@@ -526,8 +512,8 @@ def test_preview_prices_a_vertex_job_without_submitting(vx, vertex_emulator, fra
 
 
 def test_side_by_side_two_vertex_models(vx, vertex_emulator, frame):
-    out = frame.llama.batch_predict(PROMPT, model=[CHAT, "gpt-oss-20b-maas"], backend=vx, temperature=0,
+    out = frame.llama.batch_predict(PROMPT, model=[CHAT, "gpt-oss-120b-maas"], backend=vx, temperature=0,
                                     progress=False)
-    assert out[f"response:meta/{CHAT}"].notna().all() and out["response:openai/gpt-oss-20b-maas"].notna().all()
+    assert out[f"response:meta/{CHAT}"].notna().all() and out["response:openai/gpt-oss-120b-maas"].notna().all()
     models = {c["model"] for c in creates(vertex_emulator)}
-    assert models == {f"publishers/meta/models/{CHAT}", "publishers/openai/models/gpt-oss-20b-maas"}
+    assert models == {f"publishers/meta/models/{CHAT}", "publishers/openai/models/gpt-oss-120b-maas"}

@@ -8,12 +8,14 @@ row by row. Vendor exceptions become pdbatch errors in one place,
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import decimal
 import importlib.util
-import io
 import os
 import random
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,10 +33,14 @@ T = TypeVar("T")
 
 #: Columns of a BigQuery request table, as the service reads them.
 REQUEST_COLUMNS = ("custom_id", "method", "url", "body")
-#: Columns the service writes into the output table: an input table must not have them.
-RESERVED_COLUMNS = ("response", "id")
-#: Output columns the shared parser reads; pass-through columns are left in BigQuery.
+#: Output columns the shared parser reads (pass-through columns are left in BigQuery):
+#: ``response`` and ``id`` (doc: reserved for the output), ``status`` (Gemini
+#: shape) or ``error`` (Model Garden shape) for a failed row.
 OUTPUT_COLUMNS = ("custom_id", "response", "status", "error", "id")
+#: The one list of names a pass-through column may not take: the request
+#: columns, and what the job writes next to them (a pass-through ``error``
+#: or ``status`` would read as the row's failure).
+RESERVED_COLUMNS = (*REQUEST_COLUMNS, *OUTPUT_COLUMNS[1:], "processed_time")
 
 
 def import_google() -> None:
@@ -118,7 +124,7 @@ def parse_uri(uri: str, what: str) -> GcsUri | BqUri:
 
 
 # ------------------------------------------------------------------ retries
-def _transient() -> tuple[type[BaseException], ...]:
+def transient() -> tuple[type[BaseException], ...]:
     from google.api_core import exceptions as gexc
     from requests import exceptions as rexc
 
@@ -147,7 +153,7 @@ def retrying(fn: Callable[[], T], *, only: tuple[type[BaseException], ...] | Non
     ``only`` narrows the retried exceptions (job creation retries only what
     cannot have created a job).
     """
-    retry_on = only or _transient()
+    retry_on = only or transient()
     for attempt in range(TRIES):
         try:
             return fn()
@@ -160,7 +166,9 @@ def retrying(fn: Callable[[], T], *, only: tuple[type[BaseException], ...] | Non
 
 # ------------------------------------------------------------------- errors
 @contextlib.contextmanager
-def translate(action: str, *, where: str, job_id: str | None = None) -> Iterator[None]:
+def translate(
+    action: str, *, where: str, job_id: str | None = None, permission: str | None = None
+) -> Iterator[None]:
     """Turn Google client exceptions into pdbatch errors that say what to check.
 
     Parameters
@@ -171,6 +179,9 @@ def translate(action: str, *, where: str, job_id: str | None = None) -> Iterator
         The settings involved (project, region, bucket, dataset), shown in the message.
     job_id : str, optional
         For calls about one job: a 404 then means :class:`JobNotFoundError`.
+    permission : str, optional
+        The IAM permission the call needs (and the role that grants it), named
+        when the service answers 403.
     """
     from google.api_core import exceptions as gexc
     from google.auth import exceptions as aexc
@@ -189,12 +200,15 @@ def translate(action: str, *, where: str, job_id: str | None = None) -> Iterator
             f"{action} failed: not found ({_msg(exc)}). Check that {where} exist "
             f"and that the names are spelled right."
         ) from exc
-    except (gexc.Forbidden, gexc.PermissionDenied, gexc.Unauthorized, gexc.Unauthenticated) as exc:
+    except (gexc.Forbidden, gexc.PermissionDenied) as exc:
+        if permission is None:
+            raise _denied(action, where, exc) from exc
         raise BackendError(
-            f"{action} failed: permission denied ({_msg(exc)}). Check {where}, that the Vertex AI "
-            f"API is enabled there, and that the credentials in use (Application Default "
-            f"Credentials unless credentials= was given) may use them."
+            f"{action} failed: permission denied ({_msg(exc)}). The credentials in use need {permission}; "
+            f"ask for it, or use a bucket or dataset where you have it ({where})."
         ) from exc
+    except (gexc.Unauthorized, gexc.Unauthenticated) as exc:
+        raise _denied(action, where, exc) from exc
     except aexc.DefaultCredentialsError as exc:
         raise BackendError(
             f"{action} failed: no Google credentials found. Run `gcloud auth application-default "
@@ -221,6 +235,14 @@ def translate(action: str, *, where: str, job_id: str | None = None) -> Iterator
             f"{action} failed: cannot reach the service ({type(exc).__name__}: "
             f"{exc}). Check the network and api_endpoint."
         ) from exc
+
+
+def _denied(action: str, where: str, exc: Any) -> BackendError:
+    return BackendError(
+        f"{action} failed: permission denied ({_msg(exc)}). Check {where}, that the Vertex AI "
+        f"API is enabled there, and that the credentials in use (Application Default "
+        f"Credentials unless credentials= was given) may use them."
+    )
 
 
 def _msg(exc: Any) -> str:
@@ -256,9 +278,21 @@ def download_jsonl(client: Any, directory: str, dest: Path) -> list[Path]:
     return paths
 
 
+#: What each Cloud Storage step needs (doc, IAM): object rights only. Storage
+#: Object User / Admin grant them but not storage.buckets.get, so pdbatch never
+#: reads the bucket's metadata.
+LIST_PERMISSION = "storage.objects.list (roles/storage.objectViewer, objectUser or objectAdmin)"
+UPLOAD_PERMISSION = "storage.objects.create (roles/storage.objectCreator, objectUser or objectAdmin)"
+DOWNLOAD_PERMISSION = "storage.objects.list and storage.objects.get (roles/storage.objectViewer or objectUser)"
+
+
 def check_bucket(client: Any, uri: GcsUri) -> None:
-    """Fail before submitting when the bucket is missing (the job would fail later)."""
-    client.get_bucket(uri.bucket)
+    """Fail before submitting when the bucket is missing or unreadable (the job would fail later).
+
+    Lists at most one object under the prefix: a missing bucket answers 404,
+    missing rights 403, and nothing needs ``storage.buckets.get``.
+    """
+    list(client.list_blobs(uri.bucket, prefix=uri.prefix, max_results=1))
 
 
 # ----------------------------------------------------------------- BigQuery
@@ -275,12 +309,15 @@ def check_region(client: Any, uri: BqUri, location: str, what: str) -> None:
 
 
 def same_region(dataset_location: str, job_location: str) -> bool:
-    """Whether a dataset location serves a job region (multi-regions US/EU cover their regions)."""
-    ds, job = dataset_location.lower(), job_location.lower()
-    if ds == job:
-        return True
-    # (inferred) the US and EU multi-regions hold data for jobs in their regions.
-    return (ds == "us" and job.startswith("us-")) or (ds == "eu" and job.startswith("europe-"))
+    """Whether a dataset in ``dataset_location`` can serve a job in ``job_location``.
+
+    The open-models batch page says "The batch prediction job and the table
+    must be in the same region" (Gemini's adds "Multi-region datasets are not
+    supported"): the locations must be equal. A ``US`` dataset serves a job in
+    the ``us`` multi-region, not one in ``us-central1``; only the page for
+    custom-trained models allows that, and it is not this service.
+    """
+    return dataset_location.lower() == job_location.lower()
 
 
 def request_schema() -> list[Any]:
@@ -295,56 +332,63 @@ def request_schema() -> list[Any]:
 
 
 def load_requests(client: Any, files: list[Path], table: BqUri, extra: pa.Table | None) -> None:
-    """Load request JSONL files (and pass-through columns) into a new table with load jobs.
+    """Load request JSONL files (and pass-through columns) into a new table with one load job.
 
-    Without pass-through columns the files are streamed as they are
-    (newline-delimited JSON); with them, the lines and the columns are put
-    side by side in one Arrow table and loaded as Parquet.
+    Newline-delimited JSON throughout: BigQuery fills a JSON column only from
+    CSV, Avro or newline-delimited JSON files ("Working with JSON data"), not
+    from Parquet. Without pass-through columns the files go as they are; with
+    them, each request line gets its row's columns added as fields.
     """
     from google.cloud import bigquery
 
     table_id = f"{table.dataset_id}.{table.table}"
+    schema = request_schema() + ([_bq_field(f) for f in extra.schema] if extra is not None else [])
+    config = bigquery.LoadJobConfig(
+        source_format="NEWLINE_DELIMITED_JSON", schema=schema, write_disposition="WRITE_APPEND"
+    )
     if extra is None:
-        config = bigquery.LoadJobConfig(
-            source_format="NEWLINE_DELIMITED_JSON",
-            schema=request_schema(),
-            write_disposition="WRITE_APPEND",
-        )
         for path in files:
             with open(path, "rb") as fh:
                 client.load_table_from_file(fh, table_id, job_config=config).result()
         return
-    import pyarrow.parquet as pq
-
-    requests = _requests_table(files)
-    if requests.num_rows != extra.num_rows:
-        raise ValueError(
-            f"{requests.num_rows} request lines but {extra.num_rows} pass-through rows"
-        )
-    schema = request_schema() + [_bq_field(f) for f in extra.schema]
-    combined = pa.Table.from_arrays(
-        [*requests.columns, *extra.columns], names=[*REQUEST_COLUMNS, *extra.column_names]
-    )
-    buf = io.BytesIO()
-    pq.write_table(combined, buf)
-    buf.seek(0)
-    config = bigquery.LoadJobConfig(source_format="PARQUET", schema=schema)
-    client.load_table_from_file(buf, table_id, job_config=config).result()
+    with tempfile.TemporaryFile() as merged:
+        _write_merged(files, extra, merged)
+        merged.seek(0)
+        client.load_table_from_file(merged, table_id, job_config=config).result()
 
 
-def _requests_table(files: list[Path]) -> pa.Table:
-    # The bodies go to BigQuery as JSON text (a STRING column loads into a JSON one).
-    cols: dict[str, list[Any]] = {c: [] for c in REQUEST_COLUMNS}
+def _write_merged(files: list[Path], extra: pa.Table, out: Any) -> None:
+    """Write each request line with its pass-through row's fields added."""
+    names = extra.column_names
+    rows = (row for batch in extra.to_batches(max_chunksize=10_000) for row in batch.to_pylist())
+    n = 0
     for path in files:
         with open(path, "rb") as fh:
             for line in fh:
                 if not line.strip():
                     continue
                 obj = orjson.loads(line)
-                for c in ("custom_id", "method", "url"):
-                    cols[c].append(obj.get(c))
-                cols["body"].append(orjson.dumps(obj["body"]).decode())
-    return pa.table({c: pa.array(v, type=pa.string()) for c, v in cols.items()})
+                row = next(rows, None)
+                if row is None:
+                    raise ValueError(f"more request lines than the {extra.num_rows} pass-through rows")
+                obj.update((k, _json_value(row[k])) for k in names)
+                out.write(orjson.dumps(obj, default=_json_default) + b"\n")
+                n += 1
+    if next(rows, None) is not None:
+        raise ValueError(f"{n} request lines but {extra.num_rows} pass-through rows")
+
+
+def _json_value(value: Any) -> Any:
+    # NaN is missing in pandas; JSON has no NaN, and BigQuery reads null as NULL.
+    return None if isinstance(value, float) and value != value else value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to BigQuery")
 
 
 _BQ_TYPES = (

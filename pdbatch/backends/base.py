@@ -13,6 +13,7 @@ that ``pdbatch.attach`` can re-create it in a new process.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -157,6 +158,38 @@ class Backend(abc.ABC):
     def context_window(self, model: str) -> int | None:
         """Tokens a request (prompt plus answer) may use, when known."""
         return None
+
+    def body_fields(self, kind: Kind) -> Mapping[str, Callable[[Any], str | None]]:
+        """Request body fields this backend takes beyond OpenAI's, each with its check.
+
+        A check returns what is wrong with a value, or None (see
+        :mod:`pdbatch.params`). Most backends add none.
+        """
+        return {}
+
+    def unsupported_params(self, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """The body fields among ``params`` that this backend cannot honour, each with why.
+
+        Called before anything is submitted, with fields already checked by
+        type and range; a field named here refuses the call rather than being
+        ignored by the service. Most backends honour everything.
+        """
+        return {}
+
+    def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
+        """What decides this backend's answers besides its name, the model name and the request body.
+
+        The response cache keys each answer on these too, so that settings
+        that give different answers (other weights for the same model name,
+        another context window) never share cached answers. The default,
+        nothing more, suits services where the model name fixes the weights.
+
+        Returns
+        -------
+        dict
+            JSON-serialisable values; an empty dict adds nothing to the key.
+        """
+        return {}
 
     def resume(self, job_id: str) -> bool:
         """Restart a job whose worker died; returns True if it did. Most backends cannot."""

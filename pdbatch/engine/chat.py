@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from .batch import TokenBatch
-from .common import Item, Result, chat_completion, needs_grammar, usage
+from .common import Item, Result, chat_completion, check_body, needs_grammar, usage
 from .sizing import JobSize, job_size
 from .streams import Streams
 from .threads import ThreadGovernor
@@ -60,38 +60,29 @@ class _Params:
 
 
 def parse_params(body: dict[str, Any]) -> _Params:
-    """Check the sampling fields of a chat body (OpenAI defaults) or raise RequestError."""
+    """The sampling fields of a chat body (OpenAI defaults), or RequestError.
 
-    def number(name: str, default: float, lo: float, hi: float) -> float:
-        v = body.get(name, default)
-        if v is None:
-            return default
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-            raise RequestError(f"invalid request: {name}={v!r} must be a number in [{lo}, {hi}]")
-        return float(v)
+    The checks are :mod:`pdbatch.params`' (types, ranges, the fields this
+    engine refuses), the same that refused the call before submitting: a
+    request line that still gets here wrong fails its row alone.
+    """
+    problem = check_body(body, "chat")
+    if problem:
+        raise RequestError(f"invalid request: {problem}")
 
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise RequestError(f"invalid request: max_tokens={max_tokens!r} must be a positive integer")
-    stop = body.get("stop") or []
-    if isinstance(stop, str):
-        stop = [stop]
-    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
-        raise RequestError(f"invalid request: stop={stop!r} must be a string or a list of strings")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise RequestError(f"invalid request: seed={seed!r} must be an integer")
-    n = body.get("n", 1)
-    if n != 1:
-        raise RequestError(f"invalid request: n={n!r}; the local engine returns one choice per row")
+    def get(name: str, default: Any) -> Any:
+        value = body.get(name)
+        return default if value is None else value  # null means "not given", as in OpenAI's API
+
+    stop = get("stop", [])
     return _Params(
-        max_tokens=max_tokens,
-        temperature=number("temperature", 1.0, 0.0, 2.0),
-        top_p=number("top_p", 1.0, 0.0, 1.0),
-        stop=stop,
-        seed=seed,
-        frequency_penalty=number("frequency_penalty", 0.0, -2.0, 2.0),
-        presence_penalty=number("presence_penalty", 0.0, -2.0, 2.0),
+        max_tokens=get("max_completion_tokens", body.get("max_tokens")),
+        temperature=float(get("temperature", 1.0)),
+        top_p=float(get("top_p", 1.0)),
+        stop=[stop] if isinstance(stop, str) else stop,
+        seed=body.get("seed"),
+        frequency_penalty=float(get("frequency_penalty", 0.0)),
+        presence_penalty=float(get("presence_penalty", 0.0)),
     )
 
 

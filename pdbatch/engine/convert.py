@@ -19,6 +19,7 @@ is never read.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import struct
@@ -45,6 +46,16 @@ def check_dtype(dtype: str) -> str:
     return dtype
 
 
+def file_identity(path: str) -> str:
+    """Which file, as of which change: its real path, size and modification time.
+
+    Names the converted copy of a file, and the weights in the response
+    cache's keys: replacing the file makes both new.
+    """
+    st = os.stat(path)
+    return f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
 def file_type(path: str) -> int | None:
     """The GGUF's ``general.file_type`` (a llama_ftype), read from its header.
 
@@ -52,6 +63,13 @@ def file_type(path: str) -> int | None:
     took about 0.1 s of CPU at every job start and logged a spurious
     "n_ctx_train (0)" warning into ``worker.log``.
     """
+    return _file_type(file_identity(path), path)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_type(identity: str, path: str) -> int | None:
+    # keyed on the identity: the response cache asks for every call, and a
+    # file replaced in place must be read again
     with open(path, "rb") as fh:
         if fh.read(4) != b"GGUF":
             raise ValueError(f"{path} is not a GGUF file")
@@ -129,8 +147,7 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int | None) -> s
     """
     if not wants_f16(path, dtype, parallel):
         return path
-    st = os.stat(path)
-    key = hashlib.sha256(f"{os.path.realpath(path)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(file_identity(path).encode()).hexdigest()[:16]
     target = cache / f"{Path(path).stem}-{key}.f16.gguf"
     if target.is_file():
         return str(target)
@@ -148,6 +165,10 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int | None) -> s
 
 def _convert(src: str, dst: str) -> None:
     import llama_cpp
+
+    from .llama import route_llama_logs
+
+    route_llama_logs()
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .common import Item, Result, batched, usage
+from .common import Item, Result, batched, check_body, usage
 
 BATCH = 64
 
@@ -29,10 +29,10 @@ class E5Engine:
         text = body.get("input")
         if not isinstance(text, str) or not text.strip():
             return "invalid request: 'input' must be a non-empty string"
-        kind = body.get("input_type", "passage")
-        if kind not in ("query", "passage"):
-            return f"invalid request: input_type={kind!r}; use 'query' or 'passage'"
-        return text, kind == "query"
+        problem = check_body(body, "embeddings")  # the checks that refused bad calls before submitting
+        if problem:
+            return f"invalid request: {problem}"
+        return text, body.get("input_type") == "query"
 
     def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
         for chunk in batched(items, BATCH, stop):

@@ -12,15 +12,64 @@ extra buffers on hardware known to support them.
 llama-cpp-python's ``Llama`` builds the model parameters itself and offers no
 argument for this field, so the default-parameters function is wrapped for
 the duration of the constructor call only.
+
+llama.cpp's log goes to the ``pdbatch.llama_cpp`` logger (warnings and
+errors by default), never straight to stderr: llama-cpp-python's own log
+callback maps ggml's log levels by an older numbering (WARN is 3 now, which it
+takes for ERROR), so with ``verbose=False`` its warnings still reached the
+user's stderr, e.g. ``n_ctx_seq (512) > n_ctx_train (0)`` on every
+``preview``, red in Jupyter. The job worker sends that logger to its
+``worker.log``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
 import threading
 from typing import Any
 
 _lock = threading.Lock()
+
+logger = logging.getLogger("pdbatch.llama_cpp")
+logger.setLevel(logging.WARNING)  # llama.cpp logs some 80 INFO lines per model load
+logger.addHandler(logging.NullHandler())  # nothing reaches stderr unless the program configures logging
+# ggml_log_level in the llama.cpp that llama-cpp-python 0.3.x builds: 0 NONE,
+# 1 DEBUG, 2 INFO, 3 WARN, 4 ERROR, 5 CONT (goes on with the previous message)
+_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_callback: Any = None  # the ctypes callback must stay referenced as long as llama.cpp may call it
+_pending: list[str] = []
+_pending_level = logging.INFO
+
+
+def route_llama_logs() -> None:
+    """Send llama.cpp's log output to the ``pdbatch.llama_cpp`` logger instead of stderr (once per process)."""
+    global _callback
+    with _lock:
+        if _callback is not None:
+            return
+        import llama_cpp
+        import llama_cpp.llama  # installs llama-cpp-python's callback, which ours replaces
+
+        @llama_cpp.llama_log_callback  # type: ignore[misc]
+        def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            global _pending_level
+            try:
+                if level != 5:
+                    _pending_level = _LEVELS.get(level, logging.INFO)
+                # llama.cpp writes lines in pieces; log whole lines
+                _pending.append(text.decode("utf-8", "replace"))
+                if _pending[-1].endswith("\n"):
+                    line = "".join(_pending).rstrip()
+                    _pending.clear()
+                    if line:
+                        logger.log(_pending_level, line)
+            except Exception:  # an exception must not cross back into C
+                pass
+
+        llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+        _callback = callback
 
 
 def extra_buffers_allowed() -> bool:
@@ -45,6 +94,7 @@ def load_llama(model_path: str, **kwargs: Any) -> Any:
     from llama_cpp import Llama
     from llama_cpp import llama_cpp as lib
 
+    route_llama_logs()
     if extra_buffers_allowed():
         return Llama(model_path=model_path, **kwargs)
     with _lock:

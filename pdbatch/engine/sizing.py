@@ -82,7 +82,9 @@ def job_size(path: Path | str, n_ctx: int, template_tokens: Callable[[tuple[str,
             body = _body(line) if bounded else None
             if body is None:
                 continue  # fails on its own row, runs through the grammar path, or no bound to find
-            max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+            max_tokens = body.get("max_completion_tokens")
+            if max_tokens is None:  # null means "not given", as the engine reads it
+                max_tokens = body.get("max_tokens")
             messages = body["messages"]
             roles = tuple(str(m.get("role")) for m in messages)
             if roles not in templates:

@@ -1,4 +1,4 @@
-"""The local job worker: ``python -m pdbatch.engine.worker run <job folder>``.
+"""The local job worker: ``python -P -m pdbatch.engine.worker run <job folder> [--lock-fd N]``.
 
 It is started detached (``launch`` starts ``run`` in a new session and
 returns), holds ``worker.lock`` for its whole life so that a second worker for
@@ -7,12 +7,21 @@ per finished row. On start it reads what an earlier worker wrote, cuts a
 half-written last line, and skips the rows already answered: a killed job
 resumes without redoing or duplicating rows.
 
+A job folder is data, never code: the worker runs with ``-P`` from ``/``, so
+neither the job folder nor the starter's working directory is on
+``sys.path`` (a planted ``orjson.py`` there is never imported). ``-P`` and
+not ``-I``: isolated mode would also drop ``PYTHONPATH`` and the user's
+site-packages, which is how pdbatch is found when it is run from a source
+checkout or installed with ``pip install --user``. The worker writes with
+umask 077: everything it creates is private to the user.
+
 This module imports nothing heavy at the top: ``launch`` must be quick.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import resource
 import subprocess
@@ -26,19 +35,30 @@ from typing import Any
 import orjson
 
 STATUS_EVERY = 0.25  # seconds between status.json updates while running
+NEUTRAL_CWD = "/"  # never the job folder: nothing there may be found as a module, nor a relative path
 
 
-def launch(folder: Path) -> None:
+def command(action: str, folder: Path, lock_fd: int | None = None) -> list[str]:
+    """The command line that starts ``launch`` or ``run`` for ``folder`` (an absolute path).
+
+    ``-P``: the working directory is not put on ``sys.path`` (see the module's docstring).
+    """
+    argv = [sys.executable, "-P", "-m", "pdbatch.engine.worker", action, str(folder)]
+    return argv + (["--lock-fd", str(lock_fd)] if lock_fd is not None else [])
+
+
+def launch(folder: Path, lock_fd: int | None) -> None:
     """Start ``run`` for ``folder`` in a new session and return at once."""
     log = open(folder / "worker.log", "ab")  # noqa: SIM115 - handed to the child
     subprocess.Popen(
-        [sys.executable, "-m", "pdbatch.engine.worker", "run", str(folder)],
+        command("run", folder, lock_fd),
         start_new_session=True,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
         close_fds=True,
-        cwd=folder,
+        pass_fds=() if lock_fd is None else (lock_fd,),
+        cwd=NEUTRAL_CWD,
     )
     log.close()
 
@@ -106,16 +126,28 @@ def output_line(custom_id: str, response: dict[str, Any] | None, error: str | No
     return orjson.dumps(line) + b"\n"
 
 
-def run(folder: Path) -> int:
-    """Run (or resume) the job in ``folder``; returns a process exit code."""
+def run(folder: Path, lock_fd: int | None = None) -> int:
+    """Run (or resume) the job in ``folder``; returns a process exit code.
+
+    ``lock_fd`` is ``worker.lock`` as locked by the process that started this
+    worker (locking it again here is a no-op); without it the worker locks
+    the file itself, and exits at once if another worker holds it.
+    """
     from ..backends.local import write_status
 
-    lock = open(folder / "worker.lock", "a+b")  # noqa: SIM115 - held until exit
+    lock = lock_fd if lock_fd is not None else os.open(folder / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another worker owns this job
-    spec = orjson.loads((folder / "job.json").read_bytes())
+    try:
+        spec = orjson.loads((folder / "job.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        traceback.print_exc()
+        write_status(folder, state="JOB_STATE_FAILED",
+                     error=f"{folder / 'job.json'} cannot be read ({exc}); it says which model to run. "
+                           f"Submit the rows again.")
+        return 1
     out_path = folder / "output.jsonl"
     done = recover_output(out_path)
     succeeded = sum(done.values())
@@ -173,15 +205,22 @@ def run(folder: Path) -> int:
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``launch <folder>`` or ``run <folder>``."""
+    """Entry point: ``launch <folder> [--lock-fd N]`` or ``run <folder> [--lock-fd N]``."""
+    lock_fd = None
+    if len(argv) == 4 and argv[2] == "--lock-fd" and argv[3].isdigit():
+        lock_fd = int(argv[3])
+        argv = argv[:2]
     if len(argv) != 2 or argv[0] not in ("launch", "run"):
-        print("usage: python -m pdbatch.engine.worker {launch|run} JOB_FOLDER", file=sys.stderr)
+        print("usage: python -P -m pdbatch.engine.worker {launch|run} JOB_FOLDER [--lock-fd N]", file=sys.stderr)
         return 2
+    os.umask(0o077)  # what the worker writes (output, status, log, converted weights) is the user's alone
     folder = Path(argv[1])
     if argv[0] == "launch":
-        launch(folder)
+        launch(folder, lock_fd)
         return 0
-    return run(folder)
+    # stderr is the job's worker.log: llama.cpp's warnings and errors go there
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    return run(folder, lock_fd)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,20 @@ def embed(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
     return [round(x / norm, 6) for x in raw]
 
 
+def instance(schema: dict, text: str) -> object:
+    """A small value that fits a (written-out) JSON schema: strings echo the prompt."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return instance(schema["anyOf"][0], text)
+    if kind == "object":
+        return {k: instance(v, text) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [instance(schema.get("items") or {}, text)]
+    return {"integer": 1, "number": 1.5, "boolean": True, "null": None}.get(kind, text)
+
+
 def _chat(body: dict, model: str) -> dict:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -54,6 +68,10 @@ def _chat(body: dict, model: str) -> dict:
     if not users:
         raise RowError("at least one message with role 'user' is required")
     reply = chat_reply(_text(users[-1].get("content")))
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        reply = json.dumps(instance(schema, reply))
     finish = "stop"
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
     if isinstance(max_tokens, int) and max_tokens < words(reply):
@@ -88,6 +106,24 @@ def _embeddings(body: dict, model: str) -> dict:
         "model": body.get("model") or model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
+
+
+def gemini_embedding(record: dict) -> dict:
+    """The EmbedContentResponse for one Gemini embedding batch line {"key", "request": {...}}."""
+    request = record.get("request")
+    if not isinstance(request, dict):
+        raise RowError("each line needs a 'request' object: {\"key\": ..., \"request\": {\"content\": ...}}")
+    parts = (request.get("content") or {}).get("parts")
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) and "text" in p for p in parts):
+        raise RowError("request.content.parts must list text parts")
+    text = " ".join(str(p["text"]) for p in parts)
+    config = request.get("embed_content_config") or {}
+    dim = config.get("output_dimensionality") or EMBEDDING_DIM
+    if not isinstance(dim, int) or dim < 1:
+        raise RowError(f"output_dimensionality must be a positive integer, got {dim!r}")
+    tokens = words(text)
+    return {"embedding": {"values": embed(text, dim)},
+            "usageMetadata": {"promptTokenCount": tokens, "totalTokenCount": tokens}}
 
 
 def is_embedding_model(model: str) -> bool:

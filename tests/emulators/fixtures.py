@@ -7,18 +7,25 @@ each test gets the environment variables set for it alone and restored after:
 
     gcs_emulator   -> GcsEmulator(url, port, project, .client())
                       with STORAGE_EMULATOR_HOST=url during the test
+    gcs_least_privilege -> the same bucket store seen through a Fence that
+                      answers 403 to bucket metadata (storage.buckets.get), as
+                      for a user with Storage Object Admin / Object User only;
+                      STORAGE_EMULATOR_HOST points at the fence
     bq_emulator    -> BigQueryEmulator(url, port, project, kind, grpc_port, .client())
-                      with BIGQUERY_EMULATOR_HOST=url during the test
+                      with BIGQUERY_EMULATOR_HOST=url during the test; url is a
+                      Fence that refuses Parquet loads into JSON columns, as
+                      BigQuery does
     vertex_emulator-> a fresh VertexEmulator(url, project, faults, requests, jobs, ...)
                       wired to both, step 0.1 s, stopped after the test
     gcs_bucket     -> name of a new, empty bucket on gcs_emulator
-    bq_dataset     -> "project.dataset" of a new, empty dataset on bq_emulator
+    bq_dataset     -> "project.dataset" of a new, empty dataset in us-central1 on bq_emulator
 
 If setup.sh was not run, they fail, or skip when PDBATCH_ALLOW_SKIP=1.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 
@@ -26,6 +33,7 @@ import pytest
 
 from ._proc import EmulatorNotInstalled
 from .bigquery import start_bigquery
+from .fence import Fence, bigquery_json_loads, deny_gcs
 from .gcs import start_gcs
 from .vertex import VertexEmulator
 
@@ -62,6 +70,19 @@ def _bq_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def _bq_fence(_bq_server):
+    # The emulators accept a Parquet load into a JSON column; BigQuery does not.
+    with Fence(_bq_server.url, bigquery_json_loads) as fence:
+        yield fence
+
+
+@pytest.fixture(scope="session")
+def _gcs_fence(_gcs_server):
+    with Fence(_gcs_server.url, deny_gcs("storage.buckets.get")) as fence:
+        yield fence
+
+
 @pytest.fixture
 def gcs_emulator(_gcs_server, monkeypatch):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_server.url)
@@ -69,9 +90,15 @@ def gcs_emulator(_gcs_server, monkeypatch):
 
 
 @pytest.fixture
-def bq_emulator(_bq_server, monkeypatch):
-    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", _bq_server.url)
-    return _bq_server
+def gcs_least_privilege(gcs_emulator, _gcs_fence, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_fence.url)
+    return dataclasses.replace(gcs_emulator, url=_gcs_fence.url)
+
+
+@pytest.fixture
+def bq_emulator(_bq_server, _bq_fence, monkeypatch):
+    monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", _bq_fence.url)
+    return dataclasses.replace(_bq_server, url=_bq_fence.url)
 
 
 @pytest.fixture
@@ -90,6 +117,11 @@ def gcs_bucket(gcs_emulator) -> str:
 
 @pytest.fixture
 def bq_dataset(bq_emulator) -> str:
-    dataset = f"{bq_emulator.project}.ds_{os.getpid()}_{next(_counter)}"
+    """A dataset in us-central1, where the tests' jobs run: job and dataset must share a region."""
+    from google.cloud import bigquery
+
+    dataset_id = f"{bq_emulator.project}.ds_{os.getpid()}_{next(_counter)}"
+    dataset = bigquery.Dataset(dataset_id)
+    dataset.location = "us-central1"
     bq_emulator.client().create_dataset(dataset)
-    return dataset
+    return dataset_id

@@ -14,15 +14,16 @@ from google.cloud import bigquery, storage
 
 from .fake_model import embed
 
-CHAT_MODEL = "publishers/meta/models/llama-3.1-8b-instruct-maas"
-EMBED_MODEL = "publishers/intfloat/models/multilingual-e5-large-instruct-maas"
+CHAT_MODEL = "publishers/meta/models/llama-4-scout-17b-16e-instruct-maas"
+EMBED_MODEL = "publishers/google/models/gemini-embedding-001"
+RETIRED_MODEL = "publishers/meta/models/llama-3.3-70b-instruct-maas"
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED",
             "JOB_STATE_EXPIRED", "JOB_STATE_PARTIALLY_SUCCEEDED"}
 
 
 def chat_line(i: int, text: str | None = None) -> dict:
     return {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "meta/llama-3.1-8b-instruct-maas", "max_tokens": 50,
+            "body": {"model": "meta/llama-4-scout-17b-16e-instruct-maas", "max_tokens": 50,
                      "messages": [{"role": "system", "content": "You are terse."},
                                   {"role": "user", "content": text or f"review number {i}"}]}}
 
@@ -51,9 +52,11 @@ def pandas_gbq_nudges():
 
 
 def load_df(client: bigquery.Client, df: pd.DataFrame, table: str, schema: list) -> None:
+    # CSV: BigQuery fills a JSON column from CSV, Avro or NDJSON files, not from
+    # the Parquet load_table_from_dataframe writes by default (the fence refuses it).
+    config = bigquery.LoadJobConfig(schema=schema, source_format="CSV")
     with pandas_gbq_nudges():
-        client.load_table_from_dataframe(
-            df, table, job_config=bigquery.LoadJobConfig(schema=schema)).result()
+        client.load_table_from_dataframe(df, table, job_config=config).result()
 
 
 def wait_sdk(job, timeout: float = 30.0) -> str:
@@ -117,6 +120,30 @@ def test_bigquery_json_column_from_dataframe(bq_emulator, bq_dataset):
     assert sorted((json.loads(b) for b in back["body"]), key=json.dumps) == [{"k": "v"}, {"k": [1, 2]}]
 
 
+def test_bigquery_refuses_parquet_into_a_json_column(bq_emulator, bq_dataset):
+    client = bq_emulator.client()
+    df = pd.DataFrame({"custom_id": ["a"], "body": [json.dumps({"k": 1})]})
+    schema = [bigquery.SchemaField("custom_id", "STRING"), bigquery.SchemaField("body", "JSON")]
+    with pandas_gbq_nudges(), pytest.raises(gexc.BadRequest, match="JSON columns can be loaded from CSV"):
+        client.load_table_from_dataframe(df, f"{bq_dataset}.p", job_config=bigquery.LoadJobConfig(
+            schema=schema, source_format="PARQUET")).result()
+    # into an existing table with a JSON column too (no schema in the load)
+    client.create_table(bigquery.Table(f"{bq_dataset}.q", schema=schema))
+    with pandas_gbq_nudges(), pytest.raises(gexc.BadRequest, match="column\\(s\\) body"):
+        client.load_table_from_dataframe(df, f"{bq_dataset}.q").result()
+    load_df(client, df, f"{bq_dataset}.q", schema)  # CSV goes through
+    assert client.get_table(f"{bq_dataset}.q").num_rows == 1
+
+
+def test_gcs_bucket_metadata_needs_buckets_get(gcs_least_privilege, gcs_bucket):
+    client = storage.Client(project=gcs_least_privilege.project)  # through the fence
+    with pytest.raises(gexc.Forbidden, match=r"storage\.buckets\.get"):
+        client.get_bucket(gcs_bucket)
+    client.bucket(gcs_bucket).blob("a.txt").upload_from_string("x")  # object rights work
+    assert [b.name for b in client.list_blobs(gcs_bucket)] == ["a.txt"]
+    assert client.bucket(gcs_bucket).blob("a.txt").download_as_text() == "x"
+
+
 # ------------------------------------------------------------------ Vertex AI via the SDK
 def test_sdk_gcs_round_trip(sdk, vertex_emulator, gcs_emulator, gcs_bucket):
     gcs = gcs_emulator.client()
@@ -157,8 +184,7 @@ def test_sdk_embeddings_wildcard_and_sharded_output(vertex_emulator, gcs_emulato
     gcs = gcs_emulator.client()
     for part in range(2):
         upload_jsonl(gcs, gcs_bucket, f"in/part-{part}.jsonl", [
-            {"custom_id": f"e-{part}-{i}", "method": "POST", "url": "/v1/embeddings",
-             "body": {"model": "intfloat/multilingual-e5-large-instruct-maas", "input": f"text {part} {i}"}}
+            {"key": f"e-{part}-{i}", "request": {"content": {"parts": [{"text": f"text {part} {i}"}]}}}
             for i in range(5)])
     job = sdk.BatchPredictionJob.submit(
         job_display_name="emb", model_name=EMBED_MODEL, instances_format="jsonl",
@@ -168,9 +194,27 @@ def test_sdk_embeddings_wildcard_and_sharded_output(vertex_emulator, gcs_emulato
     names, rows = read_output_dir(gcs, job.output_info.gcs_output_directory)
     assert names == ["predictions_00001.jsonl", "predictions_00002.jsonl", "predictions_00003.jsonl"]
     assert len(rows) == 10
-    row = next(r for r in rows if r["custom_id"] == "e-1-3")
-    assert row["response"]["object"] == "list"
-    assert row["response"]["data"][0]["embedding"] == embed("text 1 3")
+    row = next(r for r in rows if r["key"] == "e-1-3")
+    assert row["status"] == "" and row["request"]["content"]["parts"][0]["text"] == "text 1 3"
+    assert row["response"]["embedding"]["values"] == embed("text 1 3")
+    assert row["response"]["usageMetadata"]["promptTokenCount"] == 3
+
+
+def test_gemini_embeddings_refuse_openai_lines_and_bigquery(vertex_emulator, gcs_emulator, gcs_bucket, sdk,
+                                                            bq_dataset):
+    gcs = gcs_emulator.client()
+    src = upload_jsonl(gcs, gcs_bucket, "in.jsonl", [
+        {"custom_id": "e-0", "method": "POST", "url": "/v1/embeddings", "body": {"input": "hello"}}])
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="emb", model_name=EMBED_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=src, gcs_destination_prefix=f"gs://{gcs_bucket}/emb/")
+    assert wait_sdk(job) == "JOB_STATE_SUCCEEDED"
+    _, [row] = read_output_dir(gcs, job.output_info.gcs_output_directory)
+    assert "response" not in row and "'request' object" in row["status"]
+    with pytest.raises(gexc.BadRequest, match="BigQuery input and output are not supported"):
+        sdk.BatchPredictionJob.submit(
+            job_display_name="emb", model_name=EMBED_MODEL, instances_format="jsonl",
+            predictions_format="bigquery", gcs_source=src, bigquery_destination_prefix=f"bq://{bq_dataset}")
 
 
 def test_sdk_bigquery_to_bigquery(sdk, vertex_emulator, bq_emulator, bq_dataset):
@@ -195,7 +239,7 @@ def test_sdk_bigquery_to_bigquery(sdk, vertex_emulator, bq_emulator, bq_dataset)
     table = client.get_table(f"{bq_dataset}.{info.bigquery_output_table}")
     assert {f.name: f.field_type for f in table.schema} == {
         "custom_id": "STRING", "body": "JSON", "review_stars": "INTEGER",
-        "response": "JSON", "status": "STRING", "processed_time": "TIMESTAMP"}
+        "response": "JSON", "id": "STRING", "status": "STRING", "processed_time": "TIMESTAMP"}
     rows = {r["custom_id"]: r for r in client.list_rows(table)}
     assert rows["row-1"]["review_stars"] == 4 and rows["row-1"]["status"] == ""
     assert rows["row-1"]["response"]["choices"][0]["message"]["content"] == "echo: review number 1"
@@ -318,7 +362,7 @@ def test_job_service_client_lifecycle(job_client, vertex_emulator, gcs_emulator,
 
 
 @pytest.mark.parametrize("patch, message", [
-    ({"model": "meta/llama-3.1-8b-instruct-maas"}, "Invalid Model resource name"),
+    ({"model": "meta/llama-4-scout-17b-16e-instruct-maas"}, "Invalid Model resource name"),
     ({"input_config": {"instances_format": "jsonl"}}, "Exactly one of input_config"),
     ({"input_config": {"instances_format": "bigquery", "gcs_source": {"uris": ["gs://bkt/x"]}}}, "jsonl"),
     ({"output_config": {"predictions_format": "jsonl",
@@ -404,3 +448,90 @@ def test_vertexai_batch_prediction_wrapper(vertex_emulator, gcs_emulator, gcs_bu
         job.refresh()
     assert job.has_succeeded
     assert job.output_location.startswith(f"gs://{gcs_bucket}/out/prediction-model-")
+
+
+# ------------------------------------------------------------------ what the real service refuses
+def model_garden(emu):
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.ModelGardenServiceClient(
+        transport="rest", client_options={"api_endpoint": emu.url}, credentials=AnonymousCredentials())
+
+
+def test_only_live_models_are_served(vertex_emulator, job_client, gcs_bucket):
+    garden = model_garden(vertex_emulator)
+    assert garden.get_publisher_model(name=CHAT_MODEL).launch_stage.name == "GA"
+    with pytest.raises(gexc.NotFound, match=r"Publisher Model `publishers/meta/models/llama-3\.3-70b"):
+        garden.get_publisher_model(name=RETIRED_MODEL)
+    job = {"display_name": "old", "model": RETIRED_MODEL,
+           "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [f"gs://{gcs_bucket}/in.jsonl"]}},
+           "output_config": {"predictions_format": "jsonl",
+                             "gcs_destination": {"output_uri_prefix": f"gs://{gcs_bucket}/out"}}}
+    with pytest.raises(gexc.NotFound, match=r"Publisher Model .*llama-3\.3-70b-instruct-maas. not found"):
+        job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job=job)
+    vertex_emulator.live_models.add(RETIRED_MODEL)  # a test may bring one back
+    assert garden.get_publisher_model(name=RETIRED_MODEL).name == RETIRED_MODEL
+    # a Gemini embedding model runs only in its locations
+    with pytest.raises(gexc.NotFound):
+        job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job={
+            **job, "model": "publishers/google/models/gemini-embedding-2"})
+    assert vertex_emulator.jobs == {}
+
+
+def test_list_filters_on_labels_and_refuses_others(job_client, vertex_emulator, gcs_emulator, gcs_bucket):
+    src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [chat_line(0)])
+    for run in ("a", "b", "a"):
+        job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job={
+            "display_name": run, "model": CHAT_MODEL, "labels": {"pdbatch-run": run},
+            "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [src]}},
+            "output_config": {"predictions_format": "jsonl",
+                              "gcs_destination": {"output_uri_prefix": f"gs://{gcs_bucket}/o"}}})
+    for filt in ('labels.pdbatch-run="a"', "labels.pdbatch-run=a", 'labels.pdbatch-run = "a" AND display_name=a'):
+        listed = job_client.list_batch_prediction_jobs(request={"parent": parent(vertex_emulator), "filter": filt})
+        assert [j.display_name for j in listed] == ["a", "a"], filt
+    with pytest.raises(gexc.BadRequest, match="unsupported expression"):
+        list(job_client.list_batch_prediction_jobs(request={
+            "parent": parent(vertex_emulator), "filter": 'labels.pdbatch-run:"a"'}))
+
+
+def test_create_can_succeed_then_fail(job_client, vertex_emulator, gcs_emulator, gcs_bucket):
+    src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [chat_line(0)])
+    vertex_emulator.faults.create_then = [500]
+    with pytest.raises(gexc.InternalServerError, match="after the job was created"):
+        job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job={
+            "display_name": "x", "model": CHAT_MODEL,
+            "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [src]}},
+            "output_config": {"predictions_format": "jsonl",
+                              "gcs_destination": {"output_uri_prefix": f"gs://{gcs_bucket}/o"}}})
+    [job] = vertex_emulator.jobs.values()  # billed all the same
+    vertex_emulator.wait_for_state(job.name, "JOB_STATE_SUCCEEDED")
+
+
+def test_pause_and_model_garden_output_shape(sdk, vertex_emulator, gcs_emulator, gcs_bucket):
+    gcs = gcs_emulator.client()
+    src = upload_jsonl(gcs, gcs_bucket, "in.jsonl", [chat_line(i) for i in range(4)])
+    vertex_emulator.faults.pause = True
+    vertex_emulator.faults.row_errors = {"row-1"}
+    vertex_emulator.output_shape = "model_garden"
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="p", model_name=CHAT_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=src, gcs_destination_prefix=f"gs://{gcs_bucket}/out")
+    vertex_emulator.wait_for_state(job.resource_name, "JOB_STATE_PAUSED")
+    vertex_emulator.faults.pause = False
+    assert wait_sdk(job) == "JOB_STATE_SUCCEEDED"
+    _, rows = read_output_dir(gcs, job.output_info.gcs_output_directory)
+    by_id = {r["custom_id"]: r for r in rows}
+    assert set(by_id["row-0"]) == {"custom_id", "error", "response", "id"} and by_id["row-0"]["error"] == ""
+    assert "Injected row error" in by_id["row-1"]["error"] and "response" not in by_id["row-1"]
+
+
+def test_schema_references_fail_the_job(sdk, vertex_emulator, gcs_emulator, gcs_bucket):
+    line = chat_line(0)
+    line["body"]["response_format"] = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"a": {"$ref": "#/$defs/A"}}, "$defs": {"A": {"type": "string"}}}}}
+    src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [line])
+    job = sdk.BatchPredictionJob.submit(
+        job_display_name="s", model_name=CHAT_MODEL, instances_format="jsonl",
+        predictions_format="jsonl", gcs_source=src, gcs_destination_prefix=f"gs://{gcs_bucket}/out")
+    assert wait_sdk(job) == "JOB_STATE_FAILED"
+    assert 'Unknown name "$ref"' in job._gca_resource.error.message

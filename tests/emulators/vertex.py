@@ -4,11 +4,21 @@ Speaks what google-cloud-aiplatform 2.x sends with ``api_transport="rest"``
 and ``api_endpoint="http://127.0.0.1:PORT"``::
 
     POST   /v1/projects/P/locations/L/batchPredictionJobs          create
-    GET    /v1/projects/P/locations/L/batchPredictionJobs          list
+    GET    /v1/projects/P/locations/L/batchPredictionJobs          list (filter: state, display_name, labels.KEY)
     GET    /v1/projects/P/locations/L/batchPredictionJobs/ID       get
     POST   /v1/projects/P/locations/L/batchPredictionJobs/ID:cancel
     DELETE /v1/projects/P/locations/L/batchPredictionJobs/ID       -> Operation
     GET    /v1/projects/P/locations/L/operations/N
+    GET    /v1/publishers/PUB/models/MODEL                         Model Garden: is the model served?
+
+Only the models in ``emu.live_models`` are served (default: the ones Google
+lists live on 2026-11-30); any other answers 404 "Publisher Model ... not
+found", on the Model Garden GET and at job creation, as a retired model does.
+Gemini embedding models read and write their own line format ({"key",
+"request"} in, {"key", "request", "response": {"embedding": {"values"}}} out)
+from Cloud Storage only. ``emu.output_shape`` picks the output lines of chat
+jobs: "gemini" ({..., "request", "response", "status", "processed_time"}) or
+"model_garden" ({"custom_id", "error": "", "response", "id"}).
 
 Jobs run on a background thread: QUEUED -> PENDING -> RUNNING -> SUCCEEDED,
 one ``step`` seconds apart, reading input from and writing output to the
@@ -27,6 +37,7 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +56,25 @@ MODEL_RE = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?"
                       r"publishers/[a-z0-9][a-z0-9._-]*/models/[A-Za-z0-9][A-Za-z0-9._@-]*$")
 JOBS_RE = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/batchPredictionJobs"
                      r"(?:/([^/:]+))?(:cancel)?$")
+PUBLISHER_MODEL_RE = re.compile(r"^/(v1|v1beta1)/(publishers/[^/]+/models/[^/:]+)$")
+FILTER_TERM_RE = re.compile(r'^\s*(state|display_name|displayName|labels\.[A-Za-z0-9_-]+)\s*(!=|=)\s*'
+                            r'(?:"([^"]*)"|([^\s"]*))\s*$')
+#: The models Google lists live for batch on 2026-11-30 (open models batch page,
+#: embeddings batch page, and the inventory quoted in SPEC.md).
+DEFAULT_LIVE_MODELS = frozenset({
+    "publishers/meta/models/llama-4-scout-17b-16e-instruct-maas",
+    "publishers/meta/models/llama-4-maverick-17b-128e-instruct-maas",
+    "publishers/openai/models/gpt-oss-120b-maas",
+    "publishers/google/models/gemma-4-26b-a4b-it-maas",
+    "publishers/zai-org/models/glm-5.2-maas",
+    "publishers/google/models/gemini-embedding-001",
+    "publishers/google/models/gemini-embedding-2",
+})
+GEMINI_EMBEDDING_MODELS = {
+    "publishers/google/models/gemini-embedding-001": {"us-central1", "us-east1", "us-east4", "us-west1",
+                                                      "us-west4", "europe-west1", "europe-west4"},
+    "publishers/google/models/gemini-embedding-2": {"us", "eu", "global"},
+}
 OPERATION_RE = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/operations/([^/]+)$")
 
 
@@ -54,6 +84,15 @@ def rfc3339(t: dt.datetime) -> str:
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class DropConnection(Exception):
+    """The server closes the connection without answering."""
+
+
+def publisher_model(model: str) -> str:
+    """``[projects/P/locations/L/]publishers/p/models/m`` -> ``publishers/p/models/m``."""
+    return model[model.index("publishers/"):]
 
 
 class ApiError(Exception):
@@ -78,16 +117,27 @@ class Faults:
                  JOB_STATE_EXPIRED.
     http_errors: status codes answered, in order, to the next requests (any
                  route) with a Google error body; each one is used once.
+    create_errors: the same, for job creation only, answered before a job
+                 is made (a 429 or 503 that refused the call).
+    create_then: what the next creations answer after the job was made and
+                 started: a status code (the error body), "drop" (the
+                 connection closes with no answer) or a number of seconds to
+                 stall before answering (a client timeout); each used once.
     hold:        the job stays RUNNING after ``hold_after`` rows (default half)
                  until hold is cleared (emu.release()) or the job is cancelled.
+    pause:       the same point, but the job shows JOB_STATE_PAUSED until
+                 pause is cleared or the job is cancelled.
     """
     fail_job: str | None = None
     row_errors: set[str] | Callable[[dict], bool] = field(default_factory=set)
     partial: bool = False
     expire: bool = False
     http_errors: list[int] = field(default_factory=list)
+    create_errors: list[int] = field(default_factory=list)
+    create_then: list[int | str | float] = field(default_factory=list)
     hold: bool = False
     hold_after: int | None = None
+    pause: bool = False
 
     def row_fails(self, record: dict) -> bool:
         if callable(self.row_errors):
@@ -155,6 +205,8 @@ class VertexEmulator:
         self.gcs_url, self.bq_url, self.project = gcs_url, bq_url, project
         self.step, self.rows_per_file, self.project_number = step, rows_per_file, project_number
         self.faults = Faults()
+        self.live_models: set[str] = set(DEFAULT_LIVE_MODELS)
+        self.output_shape = "gemini"  # or "model_garden"
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
         self.job_errors: list[BaseException] = []  # unexpected exceptions in job threads
@@ -200,6 +252,8 @@ class VertexEmulator:
             self.job_errors.clear()
             self._operations.clear()
             self.faults = Faults()
+            self.live_models = set(DEFAULT_LIVE_MODELS)
+            self.output_shape = "gemini"
 
     # ------------------------------------------------------------ test helpers
     def release(self) -> None:
@@ -235,11 +289,27 @@ class VertexEmulator:
             if self.faults.http_errors:
                 code = self.faults.http_errors.pop(0)
                 raise ApiError(code, f"Injected error {code}.")
+        m = PUBLISHER_MODEL_RE.match(path)
+        if m and method == "GET":
+            return 200, self._publisher_model(m.group(2))
         m = JOBS_RE.match(path)
         if m:
             _, project, location, job_id, cancel = m.groups()
             if job_id is None and method == "POST":
-                return 200, self._create(project, location, body)
+                with self._lock:
+                    if self.faults.create_errors:
+                        code = self.faults.create_errors.pop(0)
+                        raise ApiError(code, f"Injected error {code}.")
+                resource = self._create(project, location, body)
+                with self._lock:
+                    after = self.faults.create_then.pop(0) if self.faults.create_then else None
+                if after == "drop":
+                    raise DropConnection
+                if isinstance(after, int):
+                    raise ApiError(after, f"Injected error {after} (after the job was created).")
+                if isinstance(after, float):
+                    time.sleep(after)
+                return 200, resource
             if job_id is None and method == "GET":
                 return 200, self._list(location, query)
             if job_id and cancel and method == "POST":
@@ -256,6 +326,12 @@ class VertexEmulator:
             return 200, op
         raise ApiError(404, f"Method {method} {path} not found.")
 
+    def _publisher_model(self, name: str) -> dict:
+        if name not in self.live_models:
+            raise ApiError(404, f"Publisher Model `{name}` not found.")
+        return {"name": name, "versionId": "001", "openSourceCategory": "THIRD_PARTY_OWNED_OSS",
+                "launchStage": "GA", "versionState": "VERSION_STATE_STABLE"}
+
     def _get(self, location: str, job_id: str) -> Job:
         job = self.jobs.get(job_id)
         if job is None or job.location != location:
@@ -264,6 +340,15 @@ class VertexEmulator:
 
     def _create(self, project: str, location: str, body: Any) -> dict:
         spec = validate_create(location, body)
+        model = publisher_model(spec["model"])
+        places = GEMINI_EMBEDDING_MODELS.get(model)
+        if model not in self.live_models or (places is not None and location not in places):
+            raise ApiError(404, f"Publisher Model `projects/{project}/locations/{location}/{model}` not found.")
+        if places is not None and ("bigquerySource" in spec["inputConfig"]
+                                   or "bigqueryDestination" in spec["outputConfig"]):
+            raise ApiError(400, "BigQuery input and output are not supported for Gemini embedding models; "
+                                "use JSONL files in Cloud Storage.")
+        self._check_regions(location, spec)
         with self._lock:
             job_id = str(8_000_000_000_000_000_000 + next(self._ids))
             owner = self.project_number or project
@@ -274,8 +359,26 @@ class VertexEmulator:
         threading.Thread(target=self._run, args=(job,), name=f"job-{job_id}", daemon=True).start()
         return resource
 
+    def _check_regions(self, location: str, spec: dict) -> None:
+        """The job and its BigQuery datasets must be in the same region (doc); compared as written."""
+        uris = [spec["inputConfig"].get("bigquerySource", {}).get("inputUri"),
+                spec["outputConfig"].get("bigqueryDestination", {}).get("outputUri")]
+        for uri in filter(None, uris):
+            parts = vertex_io.split_bq(uri)
+            if len(parts) < 2:
+                continue
+            from google.api_core.exceptions import NotFound
+            try:
+                dataset = self._bq().get_dataset(f"{parts[0]}.{parts[1]}")
+            except NotFound:
+                continue  # the job fails when it runs, as on the service
+            if (dataset.location or "").lower() != location.lower():
+                raise ApiError(400, f"The BigQuery dataset {parts[0]}.{parts[1]} is in {dataset.location}, but the "
+                                    f"batch prediction job is in {location}: they must be in the same region.")
+
     def _list(self, location: str, query: dict) -> dict:
         filt = (query.get("filter") or [""])[0]
+        check_filter(filt)
         size = int((query.get("pageSize") or ["100"])[0] or 100)
         start = int((query.get("pageToken") or ["0"])[0] or 0)
         with self._lock:
@@ -377,6 +480,12 @@ class VertexEmulator:
                 while self.faults.hold and not job.cancel_requested and not self._stopping.is_set():
                     time.sleep(0.01)
                 job.held.clear()
+            if i == hold_at and self.faults.pause:
+                self._set(job, "JOB_STATE_PAUSED")
+                while self.faults.pause and not job.cancel_requested and not self._stopping.is_set():
+                    time.sleep(0.01)
+                if not job.cancel_requested:
+                    self._set(job, "JOB_STATE_RUNNING")
             if job.cancel_requested or record is None:
                 break
             done.append(self._predict(job, record, id(record) in failing))
@@ -463,6 +572,12 @@ class VertexEmulator:
             schema, records = vertex_io.read_bq_rows(self._bq(), src["bigquerySource"]["inputUri"])
         if not records:
             raise JobFailure("The input contains no instances.")
+        for i, record in enumerate(records):
+            # Seen for Gemini batch: the importer fails the whole job on these keys.
+            bad = schema_keywords(record.get("body"))
+            if bad:
+                raise JobFailure(f'Invalid JSON payload received. Unknown name "{bad}" at '
+                                 f"'requests[{i}].response_format.json_schema.schema': Cannot find field.")
         return records, schema
 
     def _check_destination(self, job: Job) -> None:
@@ -479,16 +594,24 @@ class VertexEmulator:
 
     def _predict(self, job: Job, record: dict, force_fail: bool) -> dict:
         """One output row: the input minus method/url/body, plus request,
-        response (or none), status ("" when fine) and processed_time."""
-        out = {k: v for k, v in record.items() if k not in {"method", "url", "body", "_raw"}}
-        out["request"] = record.get("body", record.get("_raw"))
+        response (or none), status ("" when fine) and processed_time. A
+        Gemini embedding row keeps its input ({"key", "request"}) as it is."""
+        resource = publisher_model(job.spec["model"])
+        gemini = resource in GEMINI_EMBEDDING_MODELS
+        drop = {"_raw"} if gemini else {"method", "url", "body", "_raw"}
+        out = {k: v for k, v in record.items() if k not in drop}
+        if not gemini:
+            out["request"] = record.get("body", record.get("_raw"))
         try:
             if "_raw" in record:
                 raise fake_model.RowError("the line is not a JSON object")
             if force_fail or self.faults.row_fails(record):
                 raise fake_model.RowError("Injected row error.")
-            model = job.spec["model"].split("publishers/", 1)[1].replace("/models/", "/")
-            out["response"] = fake_model.respond(record.get("url"), record.get("body"), model)
+            model = resource.split("publishers/", 1)[1].replace("/models/", "/")
+            if gemini:
+                out["response"] = fake_model.gemini_embedding(record)
+            else:
+                out["response"] = fake_model.respond(record.get("url"), record.get("body"), model)
             out["status"] = ""
         except fake_model.RowError as exc:
             err = {"error": {"code": 400, "message": str(exc), "status": "INVALID_ARGUMENT"}}
@@ -496,10 +619,20 @@ class VertexEmulator:
         out["processed_time"] = rfc3339(now())
         return out
 
+    def _shape(self, job: Job, row: dict) -> dict:
+        """A chat row in the Model Garden output shape when asked for; Gemini's otherwise."""
+        if self.output_shape != "model_garden" or publisher_model(job.spec["model"]) in GEMINI_EMBEDDING_MODELS:
+            return row
+        out = {"custom_id": row.get("custom_id"), "error": row["status"]}
+        if "response" in row:
+            out["response"] = row["response"]
+        out["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{job.id}/{row.get('custom_id')}"))
+        return out
+
     def _write(self, job: Job, rows: list[dict], schema) -> None:
         info = job.output_info
         if "gcsOutputDirectory" in info:
-            lines = [json.dumps(r) for r in rows]
+            lines = [json.dumps(self._shape(job, r)) for r in rows]
             job.output_files = vertex_io.write_gcs_output(
                 self._gcs(), info["gcsOutputDirectory"], lines, self.rows_per_file)
             return
@@ -510,11 +643,16 @@ class VertexEmulator:
         bq_rows = []
         for r in rows:
             row = {k: v for k, v in r.items() if k != "request"}
-            row["body"] = r["request"]
+            if "request" in r:
+                row["body"] = r["request"]
+            row["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{job.id}/{r.get('custom_id')}"))
+            if self.output_shape == "model_garden":
+                row["error"] = r["status"]
             bq_rows.append(row)
-        names = {f.name for f in vertex_io.output_schema(schema)}
+        out_schema = vertex_io.output_schema(schema, self.output_shape)
+        names = {f.name for f in out_schema}
         bq_rows = [{k: v for k, v in row.items() if k in names} for row in bq_rows]
-        vertex_io.write_bq_output(self._bq(), table_id, vertex_io.output_schema(schema), bq_rows)
+        vertex_io.write_bq_output(self._bq(), table_id, out_schema, bq_rows)
         job.output_files = [f"bq://{table_id}"]
 
 
@@ -588,18 +726,51 @@ def _check(split: Callable, uri: Any, what: str):
         raise _bad(f"{what}: invalid URI {uri!r}.") from None
 
 
+def _terms(filt: str) -> list[str]:
+    return re.split(r"\s+AND\s+", filt.strip()) if filt.strip() else []
+
+
+def check_filter(filt: str) -> None:
+    """The subset of AIP-160 filters emulated: state, display_name and labels.KEY
+    compared with = or !=, joined by AND. Anything else is refused with 400
+    rather than ignored: a filter silently not applied lists jobs it should not."""
+    for term in _terms(filt):
+        if not FILTER_TERM_RE.match(term):
+            raise ApiError(400, f"Invalid filter: unsupported expression {term!r} in {filt!r}.")
+
+
 def matches_filter(job: Job, filt: str) -> bool:
-    """The subset of AIP-160 filters worth emulating: state=..., display_name=...
-    joined by AND; other terms are ignored (tolerated, not applied)."""
-    for term in re.split(r"\s+AND\s+", filt.strip()) if filt.strip() else []:
-        m = re.match(r'^\s*(state|display_name|displayName)\s*(!=|=)\s*"?([^"]*)"?\s*$', term)
-        if not m:
-            continue
-        key, op, value = m.groups()
-        actual = job.state if key == "state" else job.spec.get("displayName", "")
+    for term in _terms(filt):
+        key, op, quoted, bare = FILTER_TERM_RE.match(term).groups()
+        value = bare if quoted is None else quoted
+        if key == "state":
+            actual = job.state
+        elif key.startswith("labels."):
+            actual = (job.spec.get("labels") or {}).get(key[len("labels."):])
+        else:
+            actual = job.spec.get("displayName", "")
         if (actual == value) != (op == "="):
             return False
     return True
+
+
+def schema_keywords(body: Any) -> str | None:
+    """The first of $defs / $ref / $schema inside a request's response_format, if any."""
+    def walk(node: Any) -> str | None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("$defs", "$ref", "$schema", "definitions"):
+                    return k
+                found = walk(v)
+                if found:
+                    return found
+        elif isinstance(node, list):
+            for v in node:
+                found = walk(v)
+                if found:
+                    return found
+        return None
+    return walk(body.get("response_format")) if isinstance(body, dict) else None
 
 
 # ---------------------------------------------------------------- HTTP layer
@@ -629,12 +800,18 @@ class _Handler(BaseHTTPRequestHandler):
             status = err.code
             payload = {"error": {"code": err.code, "message": err.message,
                                  "status": HTTP_STATUS.get(err.code, "UNKNOWN")}}
+        except DropConnection:
+            self.close_connection = True
+            return
         data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (a stalled create): nothing to answer
 
     do_GET = do_POST = do_DELETE = do_PATCH = _serve
 

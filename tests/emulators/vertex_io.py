@@ -10,7 +10,7 @@ import re
 
 OUTPUT_FILE = "predictions.jsonl"
 OUTPUT_SHARD = "predictions_{:05d}.jsonl"  # when one job writes several files
-RESERVED_INPUT_COLUMNS = {"response", "id"}  # produced by the job itself
+RESERVED_INPUT_COLUMNS = {"response", "id"}  # produced by the job itself (doc)
 DROPPED_OUTPUT_COLUMNS = {"method", "url"}
 
 GCS_URI = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
@@ -127,12 +127,18 @@ def read_bq_rows(client, uri: str):
     return table.schema, rows
 
 
-def output_schema(input_schema):
+def output_schema(input_schema, shape: str = "gemini"):
+    """The output table: the input's columns but method/url, then response and id
+    (doc: reserved for the output), and the row's failure as status
+    (Gemini shape, with processed_time) or error (Model Garden shape)."""
     from google.cloud.bigquery import SchemaField
 
-    kept = [f for f in input_schema if f.name.lower() not in DROPPED_OUTPUT_COLUMNS]
-    return kept + [SchemaField("response", "JSON"), SchemaField("status", "STRING"),
-                   SchemaField("processed_time", "TIMESTAMP")]
+    failure = ([SchemaField("error", "STRING")] if shape == "model_garden"
+               else [SchemaField("status", "STRING"), SchemaField("processed_time", "TIMESTAMP")])
+    written = [SchemaField("response", "JSON"), SchemaField("id", "STRING"), *failure]
+    # A pass-through column named like one the job writes is overwritten by it.
+    names = DROPPED_OUTPUT_COLUMNS | {f.name for f in written}
+    return [f for f in input_schema if f.name.lower() not in names] + written
 
 
 def check_bq_destination(client, table_id: str) -> None:

@@ -1,0 +1,122 @@
+"""A damaged response cache is moved aside with one warning; no call fails and no answer is lost."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import warnings
+
+import pandas as pd
+import pytest
+
+import pdbatch
+from pdbatch import cache as response_cache
+from pdbatch.backends import Mock
+from pdbatch.cli import main
+
+# (looked up, so that on code without it these tests fail on what they test, not on an import)
+PdbatchWarning = getattr(pdbatch.errors, "PdbatchWarning", UserWarning)
+
+
+def damage(path, how: str) -> bytes | None:
+    """Damage the cache file the way a crash, a sync tool or a mistake would; returns what is left."""
+    for extra in ("-wal", "-shm"):
+        if os.path.exists(f"{path}{extra}"):
+            os.remove(f"{path}{extra}")
+    if how == "directory":
+        path.unlink()
+        path.mkdir()
+        (path / "inside").write_text("a folder where the cache file was")
+        return None
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncated" else b"\x00garbage" * 500)
+    return path.read_bytes()
+
+
+def set_aside(home):
+    return sorted(p for p in home.iterdir() if p.name.startswith("cache.sqlite3.damaged-")
+                  and not p.name.endswith(("-wal", "-shm")))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "directory"])
+def test_a_damaged_cache_is_set_aside_and_every_answer_still_returned(pdbatch_home, how):
+    df = pd.DataFrame({"t": [f"row {i}" for i in range(300)] + ["row 0"]})
+    mock = Mock()
+    first = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    answered = df.llama.submit("{t}", backend=mock, temperature=0)  # every row from the cache: no job sent
+    assert answered.id.startswith("cached-") and len(mock.submitted) == 1
+    unremembered = pd.DataFrame({"t": ["new"]}).llama.submit("{t}", backend=mock, temperature=0)
+    db = pdbatch_home / "cache.sqlite3"
+    left = damage(db, how)
+
+    with pytest.warns(PdbatchWarning, match="response cache") as caught:
+        # a finished job's answers come from its folder: the cache is not needed for them
+        assert pdbatch.attach(answered.id, backend=mock).result().response.tolist() == first.response.tolist()
+        assert pdbatch.attach(unremembered.id, backend=mock).result().response.tolist() == ["echo: new"]
+        again = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+        pv = df.llama.preview("{t}", backend=mock, temperature=0)
+        response_cache.clear()
+    messages = [str(w.message) for w in caught if issubclass(w.category, PdbatchWarning)]
+    [kept] = set_aside(pdbatch_home)
+    assert len(messages) == 1, "warned once"
+    assert str(db) in messages[0] and str(kept) in messages[0] and "No answer is lost" in messages[0]
+    assert again.response.tolist() == first.response.tolist()
+    assert pv.summary()["rows"] == len(df)
+    # kept as it was, for whoever wants to look at it
+    assert (kept / "inside").exists() if left is None else kept.read_bytes() == left
+    # and a new cache goes on working
+    pd.DataFrame({"t": ["x"]}).llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    n = len(mock.submitted)
+    pd.DataFrame({"t": ["x"]}).llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert len(mock.submitted) == n, "answered by the new cache"
+
+
+def test_the_cli_goes_on_with_a_damaged_cache(pdbatch_home, tmp_path, capsys):
+    table = tmp_path / "in.csv"
+    pd.DataFrame({"t": ["a", "b"]}).to_csv(table, index=False)
+    assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "--temperature", "0", "-q"]) == 0
+    damage(pdbatch_home / "cache.sqlite3", "garbage")
+    capsys.readouterr()
+    with pytest.warns(PdbatchWarning, match="is damaged"):
+        assert main(["run", str(table), "--prompt", "{t}", "--backend", "mock", "--temperature", "0", "-q"]) == 0
+        assert main(["cache", "clear"]) == 0
+    assert "echo: b" in capsys.readouterr().out
+
+
+@pytest.fixture
+def read_only(pdbatch_home):
+    """Make paths unwritable, even for root (chattr +i); undone after the test."""
+    made = []
+
+    def freeze(path):
+        if os.geteuid() == 0:
+            if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(path)]).returncode:
+                pytest.skip("running as root without chattr +i: nothing can be made read-only")
+        else:
+            os.chmod(path, 0o500 if path.is_dir() else 0o400)
+        made.append(path)
+
+    yield freeze
+    for path in made:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        else:
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
+def test_a_cache_that_cannot_be_written_is_skipped_with_one_warning(pdbatch_home, read_only):
+    mock = Mock()
+    df = pd.DataFrame({"t": ["a", "b"]})
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    with response_cache.ResponseCache() as c:  # leave no -wal/-shm that SQLite would need to recreate
+        c._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    read_only(pdbatch_home / "cache.sqlite3")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            out = pd.DataFrame({"t": ["c"]}).llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+            assert out.response.tolist() == ["echo: c"]
+    messages = [str(w.message) for w in caught if issubclass(w.category, PdbatchWarning)]
+    assert len(messages) == 1 and "cannot be used" in messages[0] and "goes on without it" in messages[0]
+    assert not set_aside(pdbatch_home), "a sound cache is never moved"

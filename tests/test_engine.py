@@ -268,9 +268,18 @@ INSTRUCTION = ("You are a careful product analyst. Read the customer review belo
                "sentiment as exactly one word: positive, negative or mixed. Answer with the word only.\n\nReview: ")
 
 
+@dataclass
+class Ran:
+    answers: list[str]
+    computed: int  # prompt tokens the engine computed
+    prompt_tokens: int  # all its prompts' tokens
+    first_at: int  # tokens through llama_decode when the first row was yielded
+    engine: object
+
+
 def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, threads: int | None = None,
-               folder=None):
-    """Answers of the engine in this process, the prompt tokens it computed, and all its prompts' tokens.
+               folder=None) -> Ran:
+    """The engine in this process on ``texts``, each as one user message.
 
     With ``folder``, the requests are also written there for the engine to size its KV cache from.
     """
@@ -294,12 +303,15 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, t
 
     engine._c = Counting()
     items = [(f"r{i}", body, None) for i, body in enumerate(bodies)]
-    done = {cid: response for cid, response, _ in engine.run(iter(items), lambda: False)}
+    done, first_at = {}, None
+    for cid, response, _ in engine.run(iter(items), lambda: False):
+        done[cid] = response
+        first_at = sum(decoded) if first_at is None else first_at
     out = [done[f"r{i}"] for i in range(len(texts))]
     answers = [o["choices"][0]["message"]["content"] for o in out]
     # every answer token but a last one cut by max_tokens was fed back through llama_decode
     fed = sum(o["usage"]["completion_tokens"] - (o["choices"][0]["finish_reason"] == "length") for o in out)
-    return answers, sum(decoded) - fed, sum(o["usage"]["prompt_tokens"] for o in out), engine
+    return Ran(answers, sum(decoded) - fed, sum(o["usage"]["prompt_tokens"] for o in out), first_at, engine)
 
 
 def loop_answers(weights: str, texts: list[str], max_tokens: int) -> list[str]:
@@ -326,11 +338,11 @@ def test_a_shared_instruction_is_computed_once_and_answers_stay_exact(reviews, b
     texts = [instruction + r for r in reviews.review.iloc[:16]]
     # three slots for sixteen rows: new prompts are computed while other rows are answering, which is
     # where the first attempt at sharing the instruction (dd9619c, reverted) lost 4 of these 16 answers
-    answers, computed, prompt_tokens, _ = run_engine(bundled, texts, parallel=3, max_tokens=64)
+    ran = run_engine(bundled, texts, parallel=3, max_tokens=64)
     # Q4_1 multiplies row by row, so the engine's arithmetic is the loop's, bit for bit
-    assert answers == loop_answers(bundled, texts, 64)
+    assert ran.answers == loop_answers(bundled, texts, 64)
     shared = len(instruction) // 6  # well under the instruction's tokens
-    assert computed < prompt_tokens - 15 * shared, "the shared instruction was computed again for each row"
+    assert ran.computed < ran.prompt_tokens - 15 * shared, "the shared instruction was computed again for each row"
 
 
 @pytest.mark.slow
@@ -339,9 +351,9 @@ def test_16_bit_answers_match_the_loop_on_the_same_weights(reviews, bundled, con
 
     f16 = batch_weights(bundled, "f16", converted_models, 8)
     texts = [INSTRUCTION + r for r in reviews.review.iloc[10:20]]
-    answers, _, _, _ = run_engine(f16, texts, parallel=4, max_tokens=1)
+    ran = run_engine(f16, texts, parallel=4, max_tokens=1)
     # the first answer token comes from each prompt's own call, as in the loop: exact
-    assert answers == loop_answers(f16, texts, 1)
+    assert ran.answers == loop_answers(f16, texts, 1)
 
 
 @pytest.mark.slow
@@ -350,7 +362,7 @@ def test_the_engine_takes_one_thread_when_other_processes_hold_the_cores(reviews
     burners = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(cores)]
     try:
         texts = [INSTRUCTION + r for r in reviews.review.iloc[:4]]
-        _, _, _, engine = run_engine(bundled, texts, parallel=4, max_tokens=3)
+        engine = run_engine(bundled, texts, parallel=4, max_tokens=3).engine
     finally:
         for p in burners:
             p.kill()
@@ -362,10 +374,10 @@ def test_the_engine_takes_one_thread_when_other_processes_hold_the_cores(reviews
 @pytest.mark.slow
 def test_a_short_answer_job_gets_small_kv_streams_and_the_same_answers(reviews, bundled, tmp_path):
     texts = [INSTRUCTION + r for r in reviews.review.iloc[:6]]
-    answers, _, _, engine = run_engine(bundled, texts, parallel=3, max_tokens=4, folder=tmp_path)
+    ran = run_engine(bundled, texts, parallel=3, max_tokens=4, folder=tmp_path)
     # about 400 bytes of prompt and 4 answer tokens: 512 cells per sequence, not 2048
-    assert engine.cells == 512 and engine.stats["kv_cells"] == 512
-    assert answers == loop_answers(bundled, texts, 4)
+    assert ran.engine.cells == 512 and ran.engine.stats["kv_cells"] == 512
+    assert ran.answers == loop_answers(bundled, texts, 4)
 
 
 @pytest.mark.slow
@@ -374,6 +386,16 @@ def test_a_row_longer_than_the_streams_is_answered_by_llama_cpp_python(reviews, 
 
     monkeypatch.setattr(chat, "job_size", lambda *args: JobSize(256, 2))  # as if a request broke the bound
     texts = ["Summarize: " + " ".join(reviews.review.iloc[:12]), "Say hi."]  # about 280 and 30 tokens
-    answers, _, _, engine = run_engine(bundled, texts, parallel=2, max_tokens=8, folder=tmp_path)
-    assert engine.cells == 256
-    assert answers == loop_answers(bundled, texts, 8)
+    ran = run_engine(bundled, texts, parallel=2, max_tokens=8, folder=tmp_path)
+    assert ran.engine.cells == 256
+    assert ran.answers == loop_answers(bundled, texts, 8)
+
+
+@pytest.mark.slow
+def test_a_small_job_answers_its_first_row_before_computing_every_prompt(reviews, bundled):
+    texts = [INSTRUCTION + r for r in reviews.review.iloc[20:32]]
+    ran = run_engine(bundled, texts, parallel=12, max_tokens=4)  # every row has a slot from the start
+    # the first prompt, then steps that compute as many prompt tokens as all before them: the first
+    # rows finish while later prompts wait, rather than after all twelve were computed
+    assert ran.first_at < ran.computed / 2, (ran.first_at, ran.computed)
+    assert ran.answers == loop_answers(bundled, texts, 4)

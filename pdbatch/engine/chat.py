@@ -1,10 +1,11 @@
 """Chat completions on llama.cpp with continuous batching.
 
 One llama.cpp context holds up to ``parallel`` sequences, each in its own KV
-stream. A step computes the prompts admitted since the last one (after the
-start each shares with a stream already computed: ``streams.py``), then makes
-one ``llama_decode`` call with the next token of every answering sequence;
-each sequence samples with its own request's ``temperature``, ``top_p``,
+stream. A step makes one ``llama_decode`` call with the next token of every
+answering sequence, then computes waiting prompts (after the start each
+shares with a stream already computed: ``streams.py``), at most as many
+prompt tokens as all steps before it, so that a small job's first rows come
+early (``ChatEngine._prompts``); each sequence samples with its own request's ``temperature``, ``top_p``,
 ``seed``, ``stop`` and ``max_tokens``. A finished sequence's slot takes the
 next request at once, so the batch stays full until the requests run out. A
 small model on a CPU is bound by arithmetic: the gain comes from the tiled
@@ -228,11 +229,10 @@ class ChatEngine:
         return cid, out, None
 
     # ------------------------------------------------------------- decoding
-    # A step computes the prompts admitted since the last one, each after the
-    # start it shares with a KV stream (streams.py), alone or with prompts of
-    # equal remaining length in the following slots; then one call carries
-    # every answering sequence's next token, in slot order (the new ones
-    # included, so the slots form one run). Prompts and answering tokens
+    # A step's first call carries every answering sequence's next token, in
+    # slot order; then waiting prompts are computed, each after the start it
+    # shares with a KV stream (streams.py), alone or with prompts of equal
+    # remaining length in the following slots. Prompts and answering tokens
     # never share a call: with one KV stream per sequence llama.cpp splits a
     # call into ubatches of consecutive sequence ids with equal tokens each,
     # and a call holding 7 answering sequences and 3 prompts ran as 5 to 7
@@ -252,10 +252,10 @@ class ChatEngine:
     def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
         """Answer every item, ``parallel`` at a time; yields rows as they finish."""
         slots: list[_Seq | None] = [None] * self.parallel
+        waiting: list[_Seq] = []  # admitted, prompt not computed yet
         exhausted = False
         items = _shortest_first(items, LOOKAHEAD)
         while True:
-            fresh: list[_Seq] = []
             for i in range(self.parallel):
                 while slots[i] is None and not exhausted:
                     if stop():
@@ -275,35 +275,55 @@ class ChatEngine:
                             yield self._run_one(cid, body)
                             continue
                         slots[i] = seq
-                        fresh.append(slots[i])  # type: ignore[arg-type]
+                        waiting.append(seq)
                     except RequestError as exc:
                         yield cid, None, str(exc)
                     except Exception as exc:  # one bad row never kills the job
                         yield cid, None, f"engine error: {type(exc).__name__}: {exc}"
             if stop():
                 return  # cancelled: the rows in flight are not written
+            if all(s is None for s in slots):
+                if exhausted:
+                    return
+                continue
             threads = self.governor.update()
             self._c.llama_set_n_threads(self.ctx, threads, threads)
             if threads not in self.stats["threads"]:
                 self.stats["threads"].append(threads)
-            while fresh:
-                group = self.streams.plan(fresh, BATCH_TOKENS)
-                del fresh[: len(group.seqs)]
-                rows = self._prefill(group.seqs, group.length)
-                for s, row in zip(group.seqs, rows, strict=True):
-                    if finish := self._sample(s, row):
+            answering = [s for s in slots if s is not None and s.n_past]
+            if answering:
+                self._decode_next(answering)
+                for k, s in enumerate(answering):
+                    if finish := self._sample(s, k):
                         slots[s.slot] = None
                         yield s.custom_id, self._response(s, finish), None
-            answering = [s for s in slots if s is not None]
-            if not answering:
-                if exhausted:
-                    return
-                continue
-            self._decode_next(answering)
-            for k, s in enumerate(answering):
-                if finish := self._sample(s, k):
+            # a step may compute as many prompt tokens as all steps before it (see _prompts)
+            for s, finish in self._prompts(waiting, budget=self.stats["prompt_tokens_computed"]):
+                if finish:
                     slots[s.slot] = None
                     yield s.custom_id, self._response(s, finish), None
+
+    def _prompts(self, waiting: list[_Seq], budget: int) -> Iterator[tuple[_Seq, str | None]]:
+        """Compute waiting prompts, about ``budget`` tokens' worth (at least one group), and sample their first token.
+
+        Removes them from ``waiting``; yields each with its finish reason
+        (None: it goes on answering). The budget is what the job computed
+        before this step, so it doubles step by step until it no longer
+        binds: a small job's first rows are answered after one prompt and a
+        few steps, not after every slot's prompt (12 classification prompts
+        took 1.1 s of CPU before any row finished), while the steps of a
+        long job are as before. Answering sequences step between the
+        groups' calls, as each step decodes them before computing prompts.
+        """
+        waiting.sort(key=lambda s: s.slot)  # groups are runs of consecutive slots
+        spent = 0
+        while waiting and (not spent or spent < budget):
+            group = self.streams.plan(waiting, max(1, min(BATCH_TOKENS, budget - spent)))
+            del waiting[: len(group.seqs)]
+            rows = self._prefill(group.seqs, group.length)
+            spent += group.length * len(group.seqs)
+            for s, row in zip(group.seqs, rows, strict=True):
+                yield s, self._sample(s, row)
 
     def _decode(self) -> None:
         rc = self._c.llama_decode(self.ctx, self.batch.raw)

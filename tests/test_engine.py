@@ -152,6 +152,16 @@ def test_a_prompt_reuses_its_own_stream_or_copies_a_longer_one():
     assert st.reusable(3, row(1, 10), exclude=[0]) == 40  # slot 1 holds the shared start
 
 
+def test_a_sequence_moves_to_another_slot_with_its_stream():
+    lib = FakeMemory()
+    st = Streams(lib, None, 4)
+    st.held[3] = row(1, 10)
+    st.move(3, 1)
+    assert lib.calls == [("cp", 3, 1), ("rm", 3, -1)]  # the whole stream, then the old one dropped
+    assert st.held[1] == row(1, 10) and st.held[3] == []
+    assert st.reusable(2, row(2, 8)) == 40  # the moved stream still serves as a donor
+
+
 def test_prompts_waiting_on_a_shared_start_are_computed_after_it():
     st = Streams(FakeMemory(), None, 8)
     first_wave = [Seq(i, row(i, 12)) for i in range(4)]
@@ -275,23 +285,25 @@ class Ran:
     prompt_tokens: int  # all its prompts' tokens
     first_at: int  # tokens through llama_decode when the first row was yielded
     engine: object
+    steps: list[list[int]]  # the sequence ids of each answering step's call
 
 
-def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, threads: int | None = None,
-               folder=None) -> Ran:
+def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int | list[int],
+               threads: int | None = None, folder=None) -> Ran:
     """The engine in this process on ``texts``, each as one user message.
 
     With ``folder``, the requests are also written there for the engine to size its KV cache from.
     """
     from pdbatch.engine.chat import ChatEngine
 
-    bodies = [{"messages": [{"role": "user", "content": t}], "max_tokens": max_tokens, "temperature": 0}
-              for t in texts]
+    limits = [max_tokens] * len(texts) if isinstance(max_tokens, int) else max_tokens
+    bodies = [{"messages": [{"role": "user", "content": t}], "max_tokens": m, "temperature": 0}
+              for t, m in zip(texts, limits, strict=True)]
     spec = {"model": "m", "n_ctx": 2048, "parallel": parallel, "weights": weights, "threads": threads}
     if folder is not None:
         spec["requests"] = str(_requests(folder / "requests.jsonl", bodies))
     engine = ChatEngine(spec)
-    lib, decoded = engine._c, []
+    lib, decoded, steps = engine._c, [], []
 
     class Counting:
         def __getattr__(self, name):
@@ -299,6 +311,8 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, t
 
         def llama_decode(self, ctx, batch):
             decoded.append(batch.n_tokens)
+            if all(batch.logits[i] for i in range(batch.n_tokens)):  # prompts always compute 2 tokens or more
+                steps.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
             return lib.llama_decode(ctx, batch)
 
     engine._c = Counting()
@@ -311,17 +325,18 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int, t
     answers = [o["choices"][0]["message"]["content"] for o in out]
     # every answer token but a last one cut by max_tokens was fed back through llama_decode
     fed = sum(o["usage"]["completion_tokens"] - (o["choices"][0]["finish_reason"] == "length") for o in out)
-    return Ran(answers, sum(decoded) - fed, sum(o["usage"]["prompt_tokens"] for o in out), first_at, engine)
+    return Ran(answers, sum(decoded) - fed, sum(o["usage"]["prompt_tokens"] for o in out), first_at, engine, steps)
 
 
-def loop_answers(weights: str, texts: list[str], max_tokens: int) -> list[str]:
+def loop_answers(weights: str, texts: list[str], max_tokens: int | list[int]) -> list[str]:
     """llama-cpp-python's create_chat_completion, one row after the other, on the same file."""
     from pdbatch.engine.llama import load_llama
 
     llm = load_llama(weights, n_ctx=2048, flash_attn=False, verbose=False)
-    return [llm.create_chat_completion(messages=[{"role": "user", "content": t}], max_tokens=max_tokens,
+    limits = [max_tokens] * len(texts) if isinstance(max_tokens, int) else max_tokens
+    return [llm.create_chat_completion(messages=[{"role": "user", "content": t}], max_tokens=m,
                                        temperature=0, repeat_penalty=1.0)["choices"][0]["message"]["content"]
-            for t in texts]
+            for t, m in zip(texts, limits, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -399,3 +414,16 @@ def test_a_small_job_answers_its_first_row_before_computing_every_prompt(reviews
     # rows finish while later prompts wait, rather than after all twelve were computed
     assert ran.first_at < ran.computed / 2, (ran.first_at, ran.computed)
     assert ran.answers == loop_answers(bundled, texts, 4)
+
+
+@pytest.mark.slow
+def test_the_last_rows_of_a_job_are_decoded_in_one_pass(reviews, bundled):
+    # three rows, started shortest prompt first into slots 0, 1, 2; the middle one stops first
+    texts = ["Say something about this blender.", "Say something about this blender and its jar.",
+             "Say something about this blender, its jar and its motor."]
+    ran = run_engine(bundled, texts, parallel=3, max_tokens=[20, 3, 20])
+    # llama.cpp computes each run of consecutive sequence ids apart: slots 0 and 2 would be two
+    # passes over the weights a step; the sequence of slot 2 moves to slot 1 instead
+    assert all(ids == list(range(ids[0], ids[0] + len(ids))) for ids in ran.steps), ran.steps
+    assert ran.engine.stats["moves"] == 1
+    assert ran.answers == loop_answers(bundled, texts, [20, 3, 20])  # a moved stream is copied bit for bit

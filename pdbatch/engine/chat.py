@@ -162,7 +162,7 @@ class ChatEngine:
         # for status.json at the end: what the job computed, and with how many threads
         self.stats: dict[str, Any] = {"parallel": self.parallel, "kv_cells": self.cells, "threads": [],
                                       "prompt_tokens": 0, "prompt_tokens_computed": 0, "prompt_calls": 0,
-                                      "decode_calls": 0}
+                                      "decode_calls": 0, "moves": 0}
 
     def close(self) -> None:
         if getattr(self, "ctx", None):
@@ -290,6 +290,8 @@ class ChatEngine:
             self._c.llama_set_n_threads(self.ctx, threads, threads)
             if threads not in self.stats["threads"]:
                 self.stats["threads"].append(threads)
+            if exhausted and not waiting:
+                self._compact(slots)
             answering = [s for s in slots if s is not None and s.n_past]
             if answering:
                 self._decode_next(answering)
@@ -302,6 +304,28 @@ class ChatEngine:
                 if finish:
                     slots[s.slot] = None
                     yield s.custom_id, self._response(s, finish), None
+
+    def _compact(self, slots: list[_Seq | None]) -> None:
+        """Move the sequences of the highest slots into free lower ones, until the busy slots are one run.
+
+        llama.cpp runs a call with one KV stream per sequence as one graph
+        computation per run of consecutive sequence ids (see the step
+        comment above). Once the requests run out, finished rows leave holes
+        that no new row fills, and the last rows of a job were decoded in up
+        to one pass over the weights each: 78 ms a step for 7 sequences on
+        one core, against 175 ms for 32. A move is one stream copy.
+        """
+        while True:
+            busy = [i for i, s in enumerate(slots) if s is not None]
+            if not busy or busy[-1] - busy[0] == len(busy) - 1:
+                return
+            src = busy[-1]
+            dst = next(i for i in range(busy[0], src) if slots[i] is None)
+            seq = slots[src]
+            assert seq is not None
+            self.streams.move(src, dst)
+            slots[dst], slots[src], seq.slot = seq, None, dst
+            self.stats["moves"] += 1
 
     def _prompts(self, waiting: list[_Seq], budget: int) -> Iterator[tuple[_Seq, str | None]]:
         """Compute waiting prompts, about ``budget`` tokens' worth (at least one group), and sample their first token.

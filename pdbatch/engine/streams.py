@@ -94,6 +94,14 @@ class Streams:
         self._c.llama_memory_seq_rm(self.memory, slot, start, -1)
         self.held[slot] = self.held[donor][:start]
 
+    def move(self, src: int, dst: int) -> None:
+        """Move ``src``'s stream to the empty slot ``dst`` (a whole-stream copy at the next ``llama_decode``)."""
+        # llama.cpp resets dst's cells and copies the buffers before the next call computes anything, so
+        # src's cells can be dropped now: nothing writes to src's stream before the copy
+        self._c.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+        self._c.llama_memory_seq_rm(self.memory, src, -1, -1)
+        self.held[dst], self.held[src] = self.held[src], []
+
     def plan(self, pending: list[Any], capacity: int) -> Group:
         """The next group of ``pending`` prompts (in slot order) to compute, after the first one.
 

@@ -5,12 +5,14 @@ stream. A step makes one ``llama_decode`` call with the next token of every
 answering sequence, then computes waiting prompts (after the start each
 shares with a stream already computed: ``streams.py``), at most as many
 prompt tokens as all steps before it, so that a small job's first rows come
-early (``ChatEngine._prompts``); each sequence samples with its own request's ``temperature``, ``top_p``,
-``seed``, ``stop`` and ``max_tokens``. A finished sequence's slot takes the
-next request at once, so the batch stays full until the requests run out. A
-small model on a CPU is bound by arithmetic: the gain comes from the tiled
-matrix product that a batch of tokens gets on 16-bit float weights (see
-``convert.py``), where every weight loaded serves all sequences of the step.
+early (``ChatEngine._prompts``). Each sequence samples with its own
+request's ``temperature``, ``top_p``, ``seed``, ``stop`` and ``max_tokens``.
+A finished sequence's slot takes the next request at once, so the batch
+stays full until the requests run out; then the last sequences move into
+one run of slots (``ChatEngine._compact``). A small model on a CPU is bound
+by arithmetic: the gain comes from the tiled matrix product that a batch of
+tokens gets on 16-bit float weights (see ``convert.py``), where every weight
+loaded serves all sequences of the step.
 
 Prompts are rendered with the chat template stored in the GGUF file and
 tokenised exactly as llama-cpp-python's ``create_chat_completion`` does, so a

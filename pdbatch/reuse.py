@@ -20,6 +20,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from . import jobdir
 from .atomic import open_private, write_private
 from .cache import ResponseCache, deterministic, request_key
 from .errors import JobFolderError, answers_hint
@@ -33,12 +34,6 @@ __all__ = ["CacheMode", "Reuse", "complete", "fan_out", "plan_reuse", "remember"
 
 CacheMode = Literal[True, False, "always"]
 CHUNK = 65_536
-#: files in a job folder: answers taken from the cache, the alias of each row,
-#: the cache key of each sent row, and a marker once new answers were cached
-CACHED_LINES = "cached.jsonl"
-ALIAS = "alias.npy"
-KEYS = "keys.json"
-REMEMBERED = "cache-filled"
 
 
 @dataclass
@@ -120,12 +115,12 @@ def plan_reuse(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Reuse:
 def save(folder: Path, reuse: Reuse) -> None:
     """Keep what the job's result needs: cached answers, aliases, and keys to cache new answers."""
     if reuse.cached:
-        write_private(folder / CACHED_LINES, b"".join(line + b"\n" for line in reuse.cached.values()))
+        write_private(folder / jobdir.CACHED, b"".join(line + b"\n" for line in reuse.cached.values()))
     if (reuse.alias >= 0).any():
-        with os.fdopen(open_private(folder / ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+        with os.fdopen(open_private(folder / jobdir.ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
             np.save(fh, reuse.alias)
     if reuse.keys:
-        write_private(folder / KEYS, orjson.dumps(reuse.keys))
+        write_private(folder / jobdir.KEYS, orjson.dumps(reuse.keys))
 
 
 def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], ok: bool) -> pd.DataFrame:
@@ -134,11 +129,11 @@ def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], 
     ``outputs`` are the job's output files; they are read again only when
     there are answers to cache (the cache stores whole output lines).
     """
-    if (folder / ALIAS).exists():
-        alias = _alias(folder / ALIAS, len(out), [*outputs, folder / CACHED_LINES])
+    if (folder / jobdir.ALIAS).exists():
+        alias = _alias(folder / jobdir.ALIAS, len(out), [*outputs, folder / jobdir.CACHED])
         out = fan_out(out, alias, list(output_columns(record.kind)))
-    keys = folder / KEYS
-    done = folder / REMEMBERED
+    keys = folder / jobdir.KEYS
+    done = folder / jobdir.CACHE_FILLED
     if ok and keys.exists() and not done.exists():
         try:
             by_id = orjson.loads(keys.read_bytes())

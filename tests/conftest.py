@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -36,6 +38,39 @@ def pdbatch_home(tmp_path, monkeypatch, converted_models):
     config.reset()
     yield home
     config.reset()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_workers(pdbatch_home):
+    """Kill, at the end of each test, the local workers whose job folder is under its PDBATCH_HOME.
+
+    A worker is detached on purpose (a job outlives its kernel), so a test that
+    fails or ends before its job would otherwise leave it running for up to an
+    hour, loading a shared machine until other tests time out.
+    """
+    yield
+    for pid in workers_under(pdbatch_home):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # ended on its own meanwhile
+            pass
+
+
+def workers_under(home: Path) -> list[int]:
+    """Process ids of ``pdbatch.engine.worker`` processes whose command line names a folder under ``home``."""
+    root = str(home.resolve()) + os.sep
+    found = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:  # gone, or not ours to read
+            continue
+        if b"pdbatch.engine.worker" in argv and any(a.decode(errors="replace").startswith(root) for a in argv):
+            found.append(int(entry.name))
+    return found
 
 
 @pytest.fixture

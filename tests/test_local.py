@@ -17,7 +17,8 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Local
-from pdbatch.backends.local import job_dir, read_status
+from pdbatch.backends.local import job_dir
+from pdbatch.jobdir import read_status
 from pdbatch.errors import JobError
 
 pytestmark = pytest.mark.slow

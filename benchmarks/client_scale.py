@@ -121,7 +121,8 @@ def baseline_join(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def pdbatch_join(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    from pdbatch.results import join_results, parse_files
+    from pdbatch.join import join_results
+    from pdbatch.results import parse_files
 
     return join_results(df, parse_files([path]), kind="chat")
 

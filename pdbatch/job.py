@@ -33,8 +33,9 @@ from .display import (
     status_html,
 )
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
+from .join import join_results
 from .requests import RequestPlan, _custom_ids
-from .results import join_results, parse_files, parse_lines
+from .results import parse_files, parse_lines
 from .structured import as_schema
 
 __all__ = ["BatchJob", "attach", "submit"]

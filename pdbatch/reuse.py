@@ -24,8 +24,10 @@ from . import jobdir
 from .atomic import open_private, write_private
 from .cache import ResponseCache, deterministic, request_key
 from .errors import JobFolderError, answers_hint
+from .join import output_columns
+from .outputs import succeeded
 from .requests import RequestPlan
-from .results import _extract, iter_file_lines, output_columns
+from .results import iter_file_lines
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -189,8 +191,7 @@ def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes])
             continue
         cid = obj.get("custom_id") if isinstance(obj, dict) else None
         key = keys.get(cid) if isinstance(cid, str) else None
-        # the shared parser decides what counts as a success, whatever the line's shape
-        if key and _extract(obj)[-1] is None:
+        if key and succeeded(obj):  # the one meaning of a line decides, whatever its shape
             rows.append((key, backend, model, line))
     if not rows:
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -50,10 +51,8 @@ def no_leftover_workers(pdbatch_home):
     """
     yield
     for pid in workers_under(pdbatch_home):
-        try:
+        with contextlib.suppress(ProcessLookupError):  # ended on its own meanwhile
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:  # ended on its own meanwhile
-            pass
 
 
 def workers_under(home: Path) -> list[int]:

@@ -18,8 +18,8 @@ import pytest
 import pdbatch
 from pdbatch.backends import Local
 from pdbatch.backends.local import job_dir
-from pdbatch.jobdir import read_status
 from pdbatch.errors import JobError
+from pdbatch.jobdir import read_status
 
 pytestmark = pytest.mark.slow
 

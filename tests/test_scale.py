@@ -12,9 +12,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pdbatch import results
+from pdbatch import join, outputs, results
+from pdbatch.join import join_results
 from pdbatch.requests import build_requests, json_escape
-from pdbatch.results import join_results, parse_bytes, parse_files, parse_lines
+from pdbatch.results import parse_bytes, parse_files, parse_lines
 from pdbatch.template import Template
 
 from .test_requests import AWKWARD
@@ -169,7 +170,7 @@ def quiet():
 def typed_reference(lines):
     """The simple path: one line at a time, then the typed columns."""
     with quiet():
-        return results._typed(parse_lines(lines))
+        return results.typed(parse_lines(lines))
 
 
 def assert_same(fast, slow):
@@ -228,8 +229,8 @@ def test_unreadable_lines_are_counted_in_a_warning():
 
 def test_common_shapes_never_take_the_per_line_path(monkeypatch):
     calls = []
-    real = results._extract
-    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    real = outputs.outcome
+    monkeypatch.setattr(outputs, "outcome", lambda obj: calls.append(obj) or real(obj))
     lines = [chat_line(f"row-{i}", f"t{i}") for i in range(500)]
     lines += [openai_line(f"row-{i}", f"o{i}") for i in range(500, 700)]
     lines += [dumps({"custom_id": f"row-{i}", "status": "Internal error"}) for i in range(700, 720)]
@@ -271,8 +272,8 @@ def test_parse_files_lines_longer_than_a_block_and_no_final_newline(tmp_path, mo
 
 def test_a_block_of_embeddings_reads_like_the_reference(monkeypatch):
     calls = []
-    real = results._extract
-    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    real = outputs.outcome
+    monkeypatch.setattr(outputs, "outcome", lambda obj: calls.append(obj) or real(obj))
     rng = random.Random(4)
     lines = [dumps({"custom_id": f"row-{i}", "status": "",
                     "response": {"object": "list", "data": [{"embedding": [rng.uniform(-1, 1) for _ in range(i % 9)]
@@ -291,8 +292,8 @@ def test_one_odd_line_sends_only_its_block_line_by_line(monkeypatch):
     # A value of an unexpected type makes msgspec reject the whole block; its
     # lines are then decoded one by one, and only the odd one goes to the reference.
     calls = []
-    real = results._extract
-    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    real = outputs.outcome
+    monkeypatch.setattr(outputs, "outcome", lambda obj: calls.append(obj) or real(obj))
     lines = [chat_line(f"row-{i}", f"t{i}") for i in range(3000)]
     lines[1500] = SHAPES["status object"]
     data = b"\n".join(lines) + b"\n"
@@ -326,7 +327,7 @@ def reference_join(df, lines, custom_ids=None):
     for col, dtype in (("response", "string"), ("finish_reason", "string"), ("prompt_tokens", "Int64"),
                        ("completion_tokens", "Int64")):
         out[col] = pd.array([None if r is None else r[col] for r in rows], dtype=dtype)
-    out["error"] = pd.array([results.MISSING if r is None else r["error"] for r in rows], dtype="string")
+    out["error"] = pd.array([join.MISSING if r is None else r["error"] for r in rows], dtype="string")
     return out
 
 
@@ -368,9 +369,9 @@ def test_join_20k_shuffled_matches_the_simple_join(user_ids):
 def test_positions_of_takes_only_ids_as_written():
     ids = pd.Series(["row-0", "row-12", "row-012", "row-+1", "row- 1", "row-", "row-1e3", "x", None, "row-5"],
                     dtype="string")
-    assert results.positions_of(ids, None, 13).tolist() == [0, 12, -1, -1, -1, -1, -1, -1, -1, 5]
-    assert results.positions_of(ids, None, 5).tolist()[-1] == -1
-    assert results.positions_of(pd.Series(["row-99999999999999999999"]), None, 5).tolist() == [-1]
+    assert join.positions_of(ids, None, 13).tolist() == [0, 12, -1, -1, -1, -1, -1, -1, -1, 5]
+    assert join.positions_of(ids, None, 5).tolist()[-1] == -1
+    assert join.positions_of(pd.Series(["row-99999999999999999999"]), None, 5).tolist() == [-1]
 
 
 def test_embeddings_join_keeps_float32_arrays_per_row():

@@ -36,6 +36,7 @@ import orjson
 
 from .. import jobdir
 from ..jobdir import write_status
+from ..outputs import output_line, succeeded
 
 STATUS_EVERY = 0.25  # seconds between status.json updates while running
 NEUTRAL_CWD = "/"  # never the job folder: nothing there may be found as a module, nor a relative path
@@ -86,9 +87,9 @@ def recover_output(path: Path) -> dict[str, bool]:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        cid = obj.get("custom_id")
+        cid = obj.get("custom_id") if isinstance(obj, dict) else None
         if isinstance(cid, str):
-            done[cid] = done.get(cid, False) or not obj.get("status")
+            done[cid] = done.get(cid, False) or succeeded(obj)
     return done
 
 
@@ -115,18 +116,6 @@ def read_requests(path: Path, skip: dict[str, bool]) -> Iterator[tuple[str, Any,
                 yield cid, None, "invalid request: 'body' must be a JSON object"
             else:
                 yield cid, body, None
-
-
-def output_line(custom_id: str, response: dict[str, Any] | None, error: str | None) -> bytes:
-    """One output line in the Vertex shape: ``status`` empty on success, the error otherwise."""
-    line: dict[str, Any] = {
-        "custom_id": custom_id,
-        "status": error or "",
-        "processed_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    if response is not None and not error:
-        line["response"] = response
-    return orjson.dumps(line) + b"\n"
 
 
 def run(folder: Path, lock_fd: int | None = None) -> int:

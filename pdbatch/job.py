@@ -34,7 +34,7 @@ from .display import (
 )
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
 from .join import join_results
-from .requests import RequestPlan, _custom_ids
+from .requests import RequestPlan, custom_ids
 from .results import parse_files, parse_lines
 from .structured import as_schema
 
@@ -276,7 +276,7 @@ class BatchJob:
             frame,
             parsed,
             kind=self._record.kind,  # type: ignore[arg-type]
-            custom_ids=_custom_ids(frame, self._record.custom_id_column),
+            custom_ids=custom_ids(frame, self._record.custom_id_column),
             skipped=self._record.skipped,
             overwrite=self._record.overwrite,
             missing_error=missing,
@@ -467,7 +467,7 @@ def submit(
     )
     folder = jobdir.save(record, table)
     if reused is not None:
-        reuse.save(folder, reused)
+        reuse.save(folder, reused, plan)
     return BatchJob(record, folder, backend)
 
 

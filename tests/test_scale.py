@@ -14,7 +14,8 @@ import pytest
 
 from pdbatch import join, outputs, results
 from pdbatch.join import join_results
-from pdbatch.requests import build_requests, json_escape
+from pdbatch.jsontext import json_escape
+from pdbatch.requests import build_requests
 from pdbatch.results import parse_bytes, parse_files, parse_lines
 from pdbatch.template import Template
 
@@ -441,3 +442,37 @@ def test_render_arrow_matches_render():
     for text in ("{t}", "<{i}> {b} {d} {c} {py} {obj} {o} {f:.2f} {n!r}", "lit only", "{n}{n}", "{u} {U} {x}"):
         tpl = Template.parse(text, df.columns)
         assert tpl.render_arrow(df).to_pylist() == tpl.render(df)
+
+
+@pytest.mark.parametrize("kw", [
+    {"prompt": "Row {n} ({f:.3f}): {t} / {o} {t!r}", "system": "Sys \"q\" 😀", "params": {"max_tokens": 7}},
+    {"prompt": "{s}|{t}", "on_null": "skip", "custom_id": "id"},
+    {"prompt": "no fields at all"},
+    {"prompt": "{t}", "url": "/v1/embeddings", "params": {"input_type": "query"}},
+])
+def test_cache_keys_from_arrow_prompts_are_the_keys_of_each_payload(kw):
+    # plan_reuse keys template rows from Arrow arrays, without a str or a body per row: the same keys
+    from pdbatch.cache import RowKeys
+    from pdbatch.reuse import _row_keys
+
+    df = awkward_frame(3_000)
+    df["t"] = [AWKWARD[i % len(AWKWARD)][:300] + str(i % 50) for i in range(len(df))]
+    plan = build_requests(df, kw.pop("prompt"), model="m 😀", **kw)
+    fast = [(p, k) for pos, keys in _row_keys(plan, "mock", {"w": 1}) for p, k in zip(pos.tolist(), keys, strict=True)]
+    reference = RowKeys("mock", plan.model, plan.url, plan.body(""), "text", {"w": 1})
+    assert [p for p, _ in fast] == plan.positions.tolist()
+    assert [k for _, k in fast] == [reference.key(t) for t in plan.payloads(plan.positions)]
+    # one key per distinct body: rows repeat exactly when their bodies do
+    bodies = [orjson.dumps(plan.body(t), option=orjson.OPT_SORT_KEYS) for t in plan.payloads(plan.positions)]
+    assert len(set(k for _, k in fast)) == len(set(bodies))
+    # the backend's name is part of every key
+    assert next(iter(_row_keys(plan, "other", {"w": 1})))[1][0] != fast[0][1]
+
+
+def test_cache_keys_of_message_lists_follow_their_bodies():
+    from pdbatch.reuse import _row_keys
+
+    msgs = [[{"role": "user", "content": "a"}], [{"content": "a", "role": "user"}], [{"role": "user", "content": "b"}]]
+    plan = build_requests(pd.DataFrame({"m": msgs}), messages="m", model="m", system="s")
+    keys = next(iter(_row_keys(plan, "mock", {})))[1]
+    assert keys[0] == keys[1] != keys[2]  # key order in a message does not change the body sent

@@ -22,6 +22,7 @@ from . import config, frames, jobdir, reuse
 from .atomic import PRIVATE_DIR, PRIVATE_FILE, private_dir
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
+from .call import Call, Options
 from .display import (
     JobLabel,
     Poller,
@@ -34,6 +35,7 @@ from .display import (
 )
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
 from .join import join_results
+from .models import Kind
 from .requests import RequestPlan, custom_ids
 from .results import parse_files, parse_lines
 from .structured import as_schema
@@ -63,6 +65,10 @@ class BatchJob:
     model : str
         The model as written in the request bodies.
     kind : {"chat", "embeddings"}
+    call : Call
+        What was sent for each row (prompt, params, custom_id column, schema).
+    options : Options
+        How it was run (cache, overwrite, passthrough, max_cost, display_name, ...).
     poller : Poller or None
         In Jupyter, the thread keeping the status widget updated after
         ``submit`` or :meth:`display` returned (None when there is none).
@@ -91,8 +97,18 @@ class BatchJob:
         return self._record.model
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Kind:
         return self._record.kind
+
+    @property
+    def call(self) -> Call:
+        """What the job sends for each row, as submitted (``schema`` as a JSON schema)."""
+        return Call.from_record(self._record.call)
+
+    @property
+    def options(self) -> Options:
+        """How the job was run, as submitted; ``retry_failed`` reruns with them."""
+        return Options.from_record(self._record.options)
 
     @property
     def n_rows(self) -> int:
@@ -272,19 +288,20 @@ class BatchJob:
         missing = "missing: the job returned no output line for this row"
         if status.state not in OK_STATES:
             missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")
+        call = self.call
         out = join_results(
             frame,
             parsed,
-            kind=self._record.kind,  # type: ignore[arg-type]
-            custom_ids=custom_ids(frame, self._record.custom_id_column),
+            kind=self._record.kind,
+            custom_ids=custom_ids(frame, call.custom_id),
             skipped=self._record.skipped,
-            overwrite=self._record.overwrite,
+            overwrite=self.options.overwrite,
             missing_error=missing,
         )
         # rows answered by an identical row or by the cache; new answers into the cache
         out = reuse.complete(self._folder, self._record, out, paths, status.state in OK_STATES)
-        if self._record.schema:
-            out = as_schema(self._record.schema).add_columns(out)
+        if call.schema:
+            out = as_schema(call.schema).add_columns(out)
         out.attrs["pdbatch_job"] = self.id
         return out
 
@@ -395,16 +412,9 @@ def submit(
     frame: pd.DataFrame,
     plan: RequestPlan,
     backend: Backend,
-    *,
-    custom_id_column: str | None = None,
-    overwrite: bool = False,
-    display_name: str | None = None,
-    passthrough: bool = False,
-    rename_reserved: bool = False,
+    call: Call,
+    options: Options,
     reused: reuse.Reuse | None = None,
-    call: dict[str, Any] | None = None,
-    cache: bool | str = False,
-    schema: dict[str, Any] | None = None,
 ) -> BatchJob:
     """Write the plan's request lines, submit them, save the manifest, and return the handle.
 
@@ -416,23 +426,11 @@ def submit(
         From :func:`pdbatch.requests.build_requests`.
     backend : Backend
         Where to run.
-    custom_id_column : str, optional
-        The frame column the ids came from.
-    overwrite : bool
-        Whether the result may replace existing columns.
-    display_name : str, optional
-        A name for the job in the backend's console.
-    passthrough : bool
-        Hand the frame's columns to the backend with the requests (backends
-        with ``accepts_passthrough``, e.g. Vertex with BigQuery staging, copy
-        them into the input and output tables).
-    rename_reserved : bool
-        With ``passthrough``, rename columns whose names the service reserves
-        (``id``, ``response``, ...) to ``input_<name>`` instead of refusing them.
+    call, options : Call, Options
+        What the plan was built from and how to run it; kept in the manifest
+        (``job.call``, ``job.options``) for the join, the cache and ``retry_failed``.
     reused : Reuse, optional
         Rows answered by an identical row or by the response cache: not sent.
-    call, cache, schema
-        Kept in the manifest for ``retry_failed``, the cache and typed columns.
 
     Returns
     -------
@@ -441,13 +439,13 @@ def submit(
     # refused here, before anything is sent, if the job's copy of the frame cannot hold it exactly
     table = frames.to_table(frame)
     send = reused.sending_plan(plan) if reused is not None else plan
-    name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = options.display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
     if len(send.positions) == 0:
         # every row is answered already (cache or duplicates): a job with no parts
         parts = [time.strftime("cached-%Y%m%d-%H%M%S-") + secrets.token_hex(3)]
         backend_parts: list[str] = []
     else:
-        backend_parts = _send(send, backend, name, passthrough, rename_reserved, frame)
+        backend_parts = _send(send, backend, name, options.passthrough, options.rename_reserved, frame)
         parts = backend_parts
     record = jobdir.Manifest(
         id=parts[0],
@@ -457,13 +455,9 @@ def submit(
         model=plan.model,
         kind=plan.kind,
         n_rows=len(frame),
-        custom_id_column=custom_id_column,
         skipped=plan.skipped,
-        overwrite=overwrite,
-        display_name=name,
-        call=call,
-        cache=cache,
-        schema=schema,
+        call=call.record(),
+        options=options.record(),
     )
     folder = jobdir.save(record, table)
     if reused is not None:

@@ -31,6 +31,7 @@ from pdbatch.display import (
     status_html,
 )
 from pdbatch.errors import JobTimeoutError
+from pdbatch.call import Call, Options
 from pdbatch.job import submit
 from pdbatch.requests import build_requests
 
@@ -77,7 +78,8 @@ class Scripted(Backend):
 
 def make_job(backend: Backend) -> pdbatch.BatchJob:
     frame = pd.DataFrame({"review": ["good", "bad", "fine"]})
-    return submit(frame, build_requests(frame, "{review}", model="scripted-model"), backend)
+    return submit(frame, build_requests(frame, "{review}", model="scripted-model"), backend, Call(prompt="{review}"),
+                  Options())
 
 
 @pytest.fixture

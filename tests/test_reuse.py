@@ -276,3 +276,20 @@ def test_side_by_side_keeps_answers_when_one_model_cannot_be_submitted(df):
     assert out["response:mock:good"].tolist()[0] == "echo: a" and out["error:mock:good"].isna().all()
     assert out["response:mock:retired"].isna().all()
     assert out["error:mock:retired"].str.startswith("not submitted: 404 NOT_FOUND").all()
+
+
+def test_retry_failed_keeps_every_option_of_the_original_job():
+    # cache was the only option a retry kept; the others (max_cost, prices, display_name,
+    # overwrite, ...) must reach the retried job too.
+    df = pd.DataFrame({"t": ["a", "b"], "response": ["old", "old"]})
+    flaky = Mock(fail=lambda cid, body: "overloaded" if body["messages"][-1]["content"] == "b" else None)
+    prices = {"mock-chat": (1.0, 2.0)}
+    job = df.llama.submit("{t}", backend=flaky, temperature=0, overwrite=True, max_cost=5.0, prices=prices,
+                          display_name="nightly run", cache=False)
+    assert job.options == pdbatch.call.Options(cache=False, overwrite=True, max_cost=5.0, prices=prices,
+                                               display_name="nightly run")
+    assert job.call.prompt == "{t}" and job.call.params == {"temperature": 0}
+    merged = job.result().llama.retry_failed(backend=Mock(), progress=False)
+    retried = pdbatch.attach(merged.attrs["pdbatch_job"])
+    assert retried.id != job.id and retried.options == job.options
+    assert merged.response.tolist() == ["echo: a", "echo: b"]

@@ -23,22 +23,16 @@ from .atomic import PRIVATE_DIR, PRIVATE_FILE, private_dir
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .call import Call, Options
-from .display import (
-    JobLabel,
-    Poller,
-    elapsed_seconds,
-    follow,
-    live_display_available,
-    make_reporter,
-    short_state,
-    status_html,
-)
+from .display import live_display_available, make_reporter
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
 from .join import join_results
 from .models import Kind
+from .reporter import JobLabel, elapsed_seconds, short_state
 from .requests import RequestPlan, custom_ids
 from .results import parse_files, parse_lines
 from .structured import as_schema
+from .watch import Poller, follow, watch
+from .widget import status_html
 
 __all__ = ["BatchJob", "attach", "submit"]
 
@@ -111,6 +105,11 @@ class BatchJob:
         return Options.from_record(self._record.options)
 
     @property
+    def label(self) -> JobLabel:
+        """What a status display shows besides the status: id, backend name, model."""
+        return JobLabel(id=self.id, backend=self.backend.name, model=self.model)
+
+    @property
     def n_rows(self) -> int:
         """Rows in the submitted frame (sent or skipped)."""
         return self._record.n_rows
@@ -171,24 +170,17 @@ class BatchJob:
         """
         interval = self._interval(poll)
         deadline = None if timeout is None else time.monotonic() + timeout
-        reporter = make_reporter(self, progress, cancel=self.cancel)
+        reporter = make_reporter(self.label, progress, cancel=self.cancel)
         status: JobStatus | None = None
+
+        def fetch() -> JobStatus:
+            nonlocal status
+            status = self._poll_once()
+            return status
+
         try:
-            while True:
-                status = self._poll_once()
-                reporter.update(status)
-                if status.done:
-                    return self
-                if status.state == "JOB_STATE_PAUSED":
-                    raise _paused(self.id, status)
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise JobTimeoutError(
-                        f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
-                        f"Call job.wait() again, or pdbatch.attach({self.id!r}) later.",
-                        job_id=self.id,
-                        state=status.state,
-                    )
-                time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+            # between=None: sleep between polls (the hook for processing UI events meanwhile)
+            watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, between=None)
         finally:
             if reporter.live and status is not None and not status.done:
                 # Interrupted or timed out: the job goes on, so its panel goes on
@@ -196,6 +188,17 @@ class BatchJob:
                 self.poller = follow(reporter, self._poll_once, interval, name=f"pdbatch-poll-{self.id}")
             else:
                 reporter.close(status)
+        assert status is not None  # watch returns only after a snapshot, or raises
+        if status.done:
+            return self
+        if status.state == "JOB_STATE_PAUSED":
+            raise _paused(self.id, status)
+        raise JobTimeoutError(
+            f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
+            f"Call job.wait() again, or pdbatch.attach({self.id!r}) later.",
+            job_id=self.id,
+            state=status.state,
+        )
 
     def _interval(self, poll: float | None = None) -> float:
         if poll is not None:
@@ -339,7 +342,7 @@ class BatchJob:
         if not live_display_available():
             self.wait(progress=True, poll=poll)
             return
-        reporter = make_reporter(self, True, cancel=self.cancel, blocking=False)
+        reporter = make_reporter(self.label, True, cancel=self.cancel, blocking=False)
         self.poller = follow(reporter, self._poll_once, self._interval(poll), name=f"pdbatch-poll-{self.id}")
 
     def __repr__(self) -> str:
@@ -360,8 +363,7 @@ class BatchJob:
         except Exception as exc:  # a repr must not raise: show the last status and why it is stale
             st = self._status
             note = f"could not fetch the status: {type(exc).__name__}: {exc}"
-        label = JobLabel.of(self)
-        return status_html(label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
+        return status_html(self.label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
 
 
 def _paused(job_id: str, status: JobStatus) -> JobPausedError:

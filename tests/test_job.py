@@ -7,6 +7,7 @@ import pandas as pd
 import pdbatch
 from pdbatch import jobdir
 from pdbatch.backends import Mock
+from pdbatch.backends.base import JobStatus
 from pdbatch.call import Call, Options
 
 
@@ -38,3 +39,23 @@ def test_a_manifest_of_version_1_still_attaches():
     assert again.call.custom_id == "key" and again.call.prompt == "{t}"
     assert again.options == Options(cache="always", overwrite=True, display_name="pdbatch-x")
     assert again.result().response.tolist() == ["echo: a", "echo: b"]
+
+
+class Flaky(Mock):
+    """A Mock whose first status checks fail, as a network blip would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def status(self, job_id: str) -> JobStatus:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("network is unreachable")
+        return super().status(job_id)
+
+
+def test_wait_survives_a_network_blip():
+    job = pd.DataFrame({"t": ["a", "b"]}).llama.submit("{t}", backend=Flaky(failures=2), progress=False)
+    job._status = None
+    assert job.wait(poll=0.01, progress=False).result().response.tolist() == ["echo: a", "echo: b"]

@@ -36,12 +36,6 @@ from .widget import status_html
 
 __all__ = ["BatchJob", "attach", "submit"]
 
-# How long `wait` sleeps between polls, per backend; Vertex jobs take minutes
-# to hours, so polling them every quarter second would only burn quota.
-POLL_SECONDS = {"local": 0.25}
-DEFAULT_POLL = 10.0
-
-
 class BatchJob:
     """A submitted batch job.
 
@@ -201,17 +195,12 @@ class BatchJob:
         )
 
     def _interval(self, poll: float | None = None) -> float:
-        if poll is not None:
-            return poll
-        # A backend may carry its own interval (Vertex(poll_seconds=...)).
-        return getattr(self.backend, "poll_seconds", None) or POLL_SECONDS.get(
-            self.backend.name, DEFAULT_POLL
-        )
+        return poll if poll is not None else self.backend.poll_seconds
 
     def _poll_once(self) -> JobStatus:
         # One status check; a local job whose worker died is restarted on the way.
         status = self.refresh()
-        if status.extra.get("worker_dead"):
+        if status.stalled:
             self.resume()
             status = self.refresh()
         return status
@@ -497,10 +486,10 @@ def passthrough_table(
     """
     import pyarrow as pa
 
-    if not getattr(backend, "accepts_passthrough", False):
+    if not backend.accepts_passthrough:
         raise ConfigError(f"the {backend.name!r} backend cannot pass columns through; "
                           f"drop passthrough=True (the result frame keeps your columns anyway)")
-    reserved = getattr(backend, "reserved_columns", ())  # the backend knows what its service reads and writes
+    reserved = backend.reserved_columns  # the backend knows what its service reads and writes
     names = [str(c) for c in frame.columns]
     clash = [c for c in names if c.lower() in reserved]
     if clash and not rename:

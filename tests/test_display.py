@@ -363,7 +363,7 @@ def test_wait_timeout_in_kernel_hands_the_widget_to_a_poller(kernel):
 
 
 def test_submit_in_kernel_starts_a_poller_that_stops_at_the_end(kernel, monkeypatch):
-    monkeypatch.setitem(pdbatch.job.POLL_SECONDS, "scripted", 0.01)
+    monkeypatch.setattr(Scripted, "poll_seconds", 0.01)  # the backend's own pace, read by the job
     backend = Scripted([st("QUEUED", 3), st("RUNNING", 3, 1), st("SUCCEEDED", 3, 3)])
     frame = pd.DataFrame({"review": ["good", "bad", "fine"]})
     job = frame.llama.submit("{review}", backend=backend)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from . import job as jobs
+from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import OK_STATES
 from .call import KEYWORDS, Call, Options
@@ -127,7 +128,7 @@ def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, optio
 
 
 def _submit(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
-    return jobs.submit(frame, p.plan, p.backend, p.call, options, p.reused)
+    return submitting.submit(frame, p.plan, p.backend, p.call, options, p.reused)
 
 
 def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options, *,

@@ -23,7 +23,7 @@ from pdbatch.backends.base import Backend, JobStatus
 from pdbatch.call import Call, Options
 from pdbatch.display import TqdmReporter
 from pdbatch.errors import JobTimeoutError
-from pdbatch.job import submit
+from pdbatch.submit import submit
 from pdbatch.reporter import JobLabel, NullReporter, elapsed_seconds, short_state
 from pdbatch.watch import Poller
 from pdbatch.widget import WidgetReporter, status_html

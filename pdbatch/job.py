@@ -159,6 +159,14 @@ class BatchJob:
         -------
         BatchJob
             ``self``, so that ``job.wait().result()`` reads well.
+
+        Notes
+        -----
+        The loop is :func:`pdbatch.watch.watch`, the same one that keeps the
+        widget updated from a thread: a failed status check is retried (up to
+        :data:`~pdbatch.watch.MAX_POLL_ERRORS` in a row), a stalled job is
+        resumed. Between two polls it calls its ``between`` hook (here: sleep),
+        the place to process Jupyter UI events while the cell is blocked.
         """
         interval = self._interval(poll)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -393,6 +401,7 @@ def combine(statuses: list[JobStatus]) -> JobStatus:
         error="; ".join(errors) or None,
         output=statuses[0].output,
         console_url=statuses[0].console_url,
+        stalled=any(s.stalled for s in statuses),
         extra={"parts": [s.state for s in statuses]},
     )
 

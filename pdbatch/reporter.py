@@ -155,6 +155,7 @@ def elapsed_seconds(status: JobStatus, *, since: float | None = None, now: float
 
 
 def duration(seconds: float) -> str:
+    """A duration as people read it: ``"4.2 s"``, ``"3:07"``, ``"1:02:03"``."""
     s = round(seconds)
     if seconds < 60:
         return f"{seconds:.1f} s"

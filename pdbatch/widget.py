@@ -38,6 +38,7 @@ STATE_COLOURS = {
 SUCCEEDED_COLOUR = "#34a853"
 FAILED_COLOUR = "#ea4335"
 
+
 def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 

@@ -180,7 +180,7 @@ class BatchJob:
 
         try:
             # between=None: sleep between polls (the hook for processing UI events meanwhile)
-            watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, between=None)
+            watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, closed_ends=False, between=None)
         finally:
             if reporter.live and status is not None and not status.done:
                 # Interrupted or timed out: the job goes on, so its panel goes on

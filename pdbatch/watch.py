@@ -34,6 +34,7 @@ def watch(
     deadline: float | None = None,
     stop: threading.Event | None = None,
     paused_ends: bool = False,
+    closed_ends: bool = True,
     between: Callable[[float], None] | None = None,
 ) -> JobStatus | None:
     """Poll ``fetch`` and feed ``reporter`` until the job ends; return the last snapshot.
@@ -44,8 +45,7 @@ def watch(
         Returns the job's status now (``BatchJob`` passes its refresh, which
         also restarts a job whose worker died: see ``JobStatus.resumable``).
     reporter : Reporter
-        Receives every snapshot, and a note when a check fails. The loop
-        ends when ``reporter.closed`` becomes True.
+        Receives every snapshot, and a note when a check fails.
     interval : float
         Seconds between status checks.
     deadline : float, optional
@@ -55,6 +55,9 @@ def watch(
     paused_ends : bool
         Return as soon as the job is ``JOB_STATE_PAUSED`` (it would not move
         until someone resumes it on the service).
+    closed_ends : bool
+        Return once ``reporter.closed`` (nobody sees the display any more):
+        what a background thread wants, not a blocking ``wait``.
     between : callable, optional
         **The hook between two polls.** ``between(seconds)`` is called instead
         of sleeping and must return after about ``seconds``. The default
@@ -79,7 +82,7 @@ def watch(
     """
     status: JobStatus | None = None
     errors = 0
-    while not (stop is not None and stop.is_set()) and not reporter.closed:
+    while not (stop is not None and stop.is_set()) and not (closed_ends and reporter.closed):
         try:
             status = fetch()
         except Exception as exc:

@@ -66,3 +66,13 @@ def test_deadline_paused_and_stop_end_the_loop_with_the_last_status():
     stop = threading.Event()
     stop.set()
     assert watch(lambda: RUNNING, Recorder(), 30, stop=stop) is None
+
+
+class Closed(Recorder):
+    closed = True  # type: ignore[assignment]
+
+
+def test_a_closed_display_ends_a_background_loop_but_not_a_blocking_wait():
+    assert watch(lambda: RUNNING, Closed(), 30) is None
+    fetch = scripted(RUNNING, RUNNING, DONE)
+    assert watch(fetch, Closed(), 0, closed_ends=False, between=lambda s: None) is DONE

@@ -183,10 +183,10 @@ def assert_same(fast, slow):
 @pytest.mark.parametrize("plain", [3, 300])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_each_shape_parses_the_same_both_ways(name, plain):
-    # Surrounded by plain lines, so that Arrow reads the block and the odd line
-    # is handed over on its own (or its block falls back) without changing a
-    # row. Among 300, the lean read keeps the block and the odd line goes per
-    # line; among 3, the block is read again with the full schema.
+    # Surrounded by plain lines, so that msgspec decodes the block and the odd
+    # line is left to the reference alone (or, when it breaks the block's
+    # decode, each line of the block is decoded on its own) without changing a
+    # row, in a short block (3 plain lines) and a longer one (300).
     lines = [chat_line(f"row-{100 + i}", f"x{i}") for i in range(plain)]
     lines.insert(1, SHAPES[name])
     data = b"\n".join(lines) + b"\n"

@@ -1,4 +1,4 @@
-"""Never pay twice, retry only failures, look before you spend, typed columns, side by side."""
+"""Never pay twice, retry only failures, look before you spend, side by side."""
 
 import numpy as np
 import pandas as pd
@@ -134,74 +134,6 @@ def test_vertex_price_table_is_half_the_online_price():
     assert batch_price("meta/llama-3.1-405b-instruct-maas") == tuple(p / 2 for p in ONLINE_PRICES["llama-3.1-405b-instruct-maas"])
     assert batch_price("unknown-model") is None
     assert batch_price("unknown-model", {"unknown-model": (1, 2)}) == (1, 2)
-
-
-class _Schema:
-    schema = {
-        "title": "Review",
-        "type": "object",
-        "properties": {"sentiment": {"type": "string", "enum": ["pos", "neg"]}, "stars": {"type": "integer"}},
-        "required": ["sentiment", "stars"],
-    }
-
-
-def json_mock():
-    import orjson
-
-    answers = {"a": {"sentiment": "pos", "stars": 5}, "b": {"sentiment": "neg", "stars": 1},
-               "c": "not json", "d": {"sentiment": "meh", "stars": 3}, "e": {"sentiment": "pos", "stars": "5"}}
-
-    class JsonMock(Mock):
-        pass
-
-    def patch(kind, body):
-        text = body["messages"][-1]["content"]
-        ans = answers[text]
-        content = ans if isinstance(ans, str) else orjson.dumps(ans).decode()
-        return {"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": content}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
-
-    import pdbatch.backends.mock as m
-
-    return m, patch
-
-
-def test_schema_gives_typed_columns_and_row_errors(monkeypatch):
-    m, patch = json_mock()
-    monkeypatch.setattr(m, "_answer", patch)
-    df = pd.DataFrame({"t": ["a", "b", "c", "d", "e"]})
-    mock = Mock()
-    out = df.llama.batch_predict("{t}", backend=mock, schema=_Schema.schema, temperature=0, progress=False)
-    import orjson
-
-    body = orjson.loads(mock.submitted[0][0])["body"]
-    assert body["response_format"]["type"] == "json_schema"
-    assert body["response_format"]["json_schema"]["schema"] == _Schema.schema
-    assert list(out.columns) == ["t", "response", "finish_reason", "prompt_tokens", "completion_tokens",
-                                 "sentiment", "stars", "error"]
-    assert out.sentiment.tolist()[:2] == ["pos", "neg"] and str(out.stars.dtype) == "Int64"
-    assert out.stars.tolist()[:2] == [5, 1]
-    errs = out.error.tolist()
-    assert pd.isna(errs[0]) and pd.isna(errs[1])
-    assert "not JSON" in errs[2] and "one of ['pos', 'neg']" in errs[3] and "should be integer" in errs[4]
-    assert out.response.iloc[2] == "not json", "the raw answer is kept"
-    with pytest.raises(ConfigError, match="already has column"):
-        out[["t", "sentiment"]].llama.batch_predict("{t}", backend=mock, schema=_Schema.schema, progress=False)
-
-
-def test_schema_from_pydantic(monkeypatch):
-    pydantic = pytest.importorskip("pydantic")
-    m, patch = json_mock()
-    monkeypatch.setattr(m, "_answer", patch)
-
-    class Review(pydantic.BaseModel):
-        sentiment: str
-        stars: int
-
-    out = pd.DataFrame({"t": ["a", "c"]}).llama.batch_predict("{t}", backend=Mock(), schema=Review, progress=False)
-    assert out.stars.iloc[0] == 5 and out.error.notna().tolist() == [False, True]
-    with pytest.raises(ConfigError, match="pydantic model class"):
-        pd.DataFrame({"t": ["a"]}).llama.batch_predict("{t}", backend=Mock(), schema="nope", progress=False)
 
 
 def test_side_by_side_models_one_column_each():

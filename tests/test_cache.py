@@ -18,19 +18,13 @@ from pdbatch import cache as response_cache
 from pdbatch.backends import Mock
 from pdbatch.cli import main
 
+from .test_reuse import df as _df
+from .test_reuse import sent_contents
+
+df = _df  # the same five rows (two repeated) as tests/test_reuse.py
+
 # (looked up, so that on code without it these tests fail on what they test, not on an import)
 PdbatchWarning = getattr(pdbatch.errors, "PdbatchWarning", UserWarning)
-
-
-def sent_contents(mock, i=-1):
-    import orjson
-
-    return [orjson.loads(x)["body"]["messages"][-1]["content"] for x in mock.submitted[i]]
-
-
-@pytest.fixture
-def df():
-    return pd.DataFrame({"t": ["a", "b", "a", "c", "b"]})
 
 
 # ------------------------------------------------------------ what it answers

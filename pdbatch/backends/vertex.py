@@ -324,7 +324,7 @@ class Vertex(Backend):
                 source = _staging.stage(group, staging, run, part, extra, **clients)
                 dest = _staging.destination(staging, output, run, part)
                 name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
-                ids.append(self._create(name, spec, source, dest, count, run, str(i)))
+                ids.append(self._create(job_resource(name, spec, source, dest, count, run, str(i)), spec))
         except BaseException:
             # Do not leave paid jobs running for a submission the caller never got.
             for job_id in ids:
@@ -348,19 +348,9 @@ class Vertex(Backend):
                 stacklevel=3,
             )
 
-    def _create(
-        self,
-        display_name: str,
-        spec: VertexModel,
-        source: dict[str, Any],
-        dest: dict[str, Any],
-        count: int,
-        run: str,
-        part: str,
-    ) -> str:
+    def _create(self, job: dict[str, Any], spec: VertexModel) -> str:
         from google.api_core import exceptions as gexc
 
-        job = job_resource(display_name, spec, source, dest, count, run, part)
         parent = f"projects/{self.project}/locations/{self.location}"
         client = self._jobs(self.location)
         with translate(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, frames, manifest, reuse
+from . import config, frames, jobdir, reuse
 from .atomic import PRIVATE_DIR, PRIVATE_FILE, private_dir
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
@@ -33,8 +33,9 @@ from .display import (
     status_html,
 )
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
-from .requests import RequestPlan, _custom_ids
-from .results import join_results, parse_files, parse_lines
+from .join import join_results
+from .requests import RequestPlan, custom_ids
+from .results import parse_files, parse_lines
 from .structured import as_schema
 
 __all__ = ["BatchJob", "attach", "submit"]
@@ -67,7 +68,7 @@ class BatchJob:
         ``submit`` or :meth:`display` returned (None when there is none).
     """
 
-    def __init__(self, record: manifest.Manifest, folder: Path, backend: Backend, *,
+    def __init__(self, record: jobdir.Manifest, folder: Path, backend: Backend, *,
                  allow_pickle: bool = False) -> None:
         self._record = record
         self._folder = folder
@@ -261,9 +262,9 @@ class BatchJob:
                 state=status.state,
                 detail=status.error,
             )
-        frame = manifest.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
+        frame = jobdir.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
         paths = self._fetch_output()
-        cached = self._folder / reuse.CACHED_LINES
+        cached = self._folder / jobdir.CACHED
         # a running (or crashed) worker may have left half a line at the end: not data
         parsed = parse_files(paths, complete_only=not status.done)
         if cached.exists():
@@ -275,7 +276,7 @@ class BatchJob:
             frame,
             parsed,
             kind=self._record.kind,  # type: ignore[arg-type]
-            custom_ids=_custom_ids(frame, self._record.custom_id_column),
+            custom_ids=custom_ids(frame, self._record.custom_id_column),
             skipped=self._record.skipped,
             overwrite=self._record.overwrite,
             missing_error=missing,
@@ -288,7 +289,7 @@ class BatchJob:
         return out
 
     def _fetch_output(self) -> list[Path]:
-        dest = self._folder / "output"
+        dest = self._folder / jobdir.DOWNLOADS
         try:
             paths = [path for part in self._record.parts for path in self.backend.fetch_output(part, dest)]
             if dest.is_dir():  # downloaded here by the backend: as private as the rest of the folder
@@ -448,7 +449,7 @@ def submit(
     else:
         backend_parts = _send(send, backend, name, passthrough, rename_reserved, frame)
         parts = backend_parts
-    record = manifest.Manifest(
+    record = jobdir.Manifest(
         id=parts[0],
         parts=backend_parts,
         backend=backend.name,
@@ -464,9 +465,9 @@ def submit(
         cache=cache,
         schema=schema,
     )
-    folder = manifest.save(record, table)
+    folder = jobdir.save(record, table)
     if reused is not None:
-        reuse.save(folder, reused)
+        reuse.save(folder, reused, plan)
     return BatchJob(record, folder, backend)
 
 
@@ -559,7 +560,7 @@ def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: b
         The job's manifest is missing or damaged (the message says what can
         still be recovered).
     """
-    record, folder = manifest.load(job_id)
+    record, folder = jobdir.load(job_id)
     if backend is None:
         be = backend_class(record.backend).from_settings(record.backend_settings)
     else:

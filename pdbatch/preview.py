@@ -154,7 +154,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
     """Build the preview of a planned call (nothing is submitted)."""
     send = reuse.sending_plan(plan).positions
     counted = plan.positions
-    bodies = [plan.body(p) for p in plan._texts(counted)]
+    bodies = [plan.body(p) for p in plan.payloads(counted)]
     counts = backend.count_tokens(plan.model, plan.kind, bodies)
     how = f"{backend.name} tokenizer"
     if counts is None:
@@ -177,7 +177,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
         cost = (sent_tokens * price[0] + out_tokens * price[1]) / 1e6
     first = counted[:SAMPLE]
     sample = pd.DataFrame({"custom_id": plan.ids_at(first), "method": "POST", "url": plan.url,
-                           "body": [plan.body(p) for p in plan._texts(first)]}, index=plan.frame.index[first])
+                           "body": [plan.body(p) for p in plan.payloads(first)]}, index=plan.frame.index[first])
     return Preview(
         backend=backend.name,
         model=plan.model,

@@ -20,11 +20,12 @@ from . import job as jobs
 from .backends import Backend, get_backend
 from .backends.base import OK_STATES
 from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
+from .join import join_results, output_columns
 from .models import CHAT, URLS, kind_of_url
 from .params import body_params
 from .preview import Preview, make_preview
 from .requests import RequestPlan, build_requests
-from .results import join_results, output_columns, parse_lines
+from .results import parse_lines
 from .reuse import CacheMode, Reuse, plan_reuse
 from .structured import Schema, as_schema
 

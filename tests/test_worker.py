@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from pdbatch.backends import Local
-from pdbatch.backends.local import job_dir, read_status
+from pdbatch.backends.local import job_dir
+from pdbatch.jobdir import read_status
 
 from .test_local import output_ids, wait_for
 

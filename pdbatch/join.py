@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from .errors import InputError
 from .models import EMBEDDINGS, Kind
 from .requests import POSITIONAL_PREFIX
-from .results import INT, STRING, typed
+from .rows import INT, STRING, typed
 
 __all__ = ["CHAT_COLUMNS", "EMBEDDING_COLUMNS", "MISSING", "join_results", "output_columns", "positions_of"]
 

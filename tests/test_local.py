@@ -316,18 +316,6 @@ def test_rerun_is_answered_by_the_cache_and_preview_counts_real_tokens(reviews):
     assert df.llama.preview(PROMPT, max_tokens=4, temperature=0).summary()["cache_hits"] == 4
 
 
-def test_prompts_are_started_shortest_first_window_by_window():
-    from pdbatch.engine.chat import _shortest_first
-
-    def item(cid, text, error=None):
-        return cid, {"messages": [{"role": "user", "content": text}]}, error
-
-    items = [item("long", "x" * 50), item("bad", None, "invalid"), item("short", "x"), item("mid", "x" * 9),
-             item("short2", "y"), item("next-window", "")]
-    order = [cid for cid, _, _ in _shortest_first(iter(items), 5)]
-    assert order == ["bad", "short", "short2", "mid", "long", "next-window"]  # stable, window by window
-
-
 def test_a_replaced_file_is_whole_or_untouched(tmp_path):
     from pdbatch.atomic import atomic_path
 

@@ -183,10 +183,10 @@ def assert_same(fast, slow):
 @pytest.mark.parametrize("plain", [3, 300])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_each_shape_parses_the_same_both_ways(name, plain):
-    # Surrounded by plain lines, so that the msgspec block decoder reads the
-    # block and the odd line, when its types differ from the common shapes, is
-    # handed to the reference parser (orjson) on its own, without changing a
-    # row; in a short block (3) and in a long one (300).
+    # Surrounded by plain lines, so that msgspec decodes the block and the odd
+    # line is left to the reference alone (or, when it breaks the block's
+    # decode, each line of the block is decoded on its own) without changing a
+    # row, in a short block (3 plain lines) and a longer one (300).
     lines = [chat_line(f"row-{100 + i}", f"x{i}") for i in range(plain)]
     lines.insert(1, SHAPES[name])
     data = b"\n".join(lines) + b"\n"

@@ -93,7 +93,7 @@ def baseline_write(df: pd.DataFrame, path: Path) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for i, rec in enumerate(df.to_dict("records")):
             body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT.format(**rec)}],
-                    "max_tokens": MAX_TOKENS}
+                    "max_tokens": MAX_TOKENS, "temperature": 0}
             line = {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 

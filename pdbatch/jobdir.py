@@ -202,18 +202,13 @@ class Manifest:
     model: str
     kind: Kind
     n_rows: int
-    custom_id_column: str | None = None
     skipped: dict[int, str] = field(default_factory=dict)
-    overwrite: bool = False
-    display_name: str = ""
     created: float = field(default_factory=time.time)
-    version: int = 1
-    #: the call's arguments (prompt, params, ...), so ``retry_failed`` can send rows again
-    call: dict[str, Any] | None = None
-    #: the response cache mode: True, False or "always"
-    cache: bool | str = False
-    #: ``schema=`` as a JSON schema; answers are parsed into its columns
-    schema: dict[str, Any] | None = None
+    version: int = 2
+    #: the call (:meth:`pdbatch.call.Call.record`): the prompt, params, custom_id column, schema, ...
+    call: dict[str, Any] = field(default_factory=dict)
+    #: how it ran (:meth:`pdbatch.call.Options.record`): cache, overwrite, passthrough, display_name, ...
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -227,12 +222,26 @@ class Manifest:
         if not isinstance(data, dict):
             raise TypeError(f"a JSON object was expected, not {type(data).__name__}")
         data["skipped"] = {int(k): v for k, v in data.get("skipped", {}).items()}
+        if data.get("version", 1) < 2:
+            _upgrade(data)
         known = {f for f in cls.__dataclass_fields__}
         record = cls(**{k: v for k, v in data.items() if k in known})
         if not isinstance(record.id, str) or not isinstance(record.parts, list) or not all(
                 isinstance(p, str) for p in record.parts) or not isinstance(record.backend, str):
             raise TypeError("'id', 'parts' or 'backend' has the wrong type")
         return record
+
+
+def _upgrade(data: dict[str, Any]) -> None:
+    # Version 1 kept the custom_id column, the schema and some options beside
+    # the call (which older jobs lack altogether): fold them into call/options.
+    call = data.get("call") or {}
+    call.setdefault("custom_id", data.get("custom_id_column"))
+    if call.get("schema") is None:
+        call["schema"] = data.get("schema")
+    data["call"] = call
+    data["options"] = {"cache": data.get("cache", False), "overwrite": data.get("overwrite", False),
+                       "display_name": data.get("display_name") or None}
 
 
 def save(manifest: Manifest, frame: pd.DataFrame | pa.Table) -> Path:

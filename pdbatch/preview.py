@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .backends.base import Backend
-from .pricing import PRICES_AS_OF, batch_price
+from .pricing import PRICES_AS_OF, given_price
 from .requests import RequestPlan
 from .reuse import Reuse
 
@@ -169,7 +169,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
     if window:
         need = np.asarray(counts, dtype=np.int64) + (max_tokens or 1)
         over = plan.ids_at(counted[need > window])
-    price = batch_price(plan.model, prices) if backend.name != "local" else (0.0, 0.0)
+    price = given_price(plan.model, prices) or backend.batch_price(plan.model)
     cost = None
     if price is not None:
         sent_tokens = int(np.asarray(tokens[send], dtype=np.int64).sum()) if len(send) else 0

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
@@ -24,6 +24,7 @@ import pandas as pd
 from . import jobdir
 from .atomic import open_private, write_private
 from .cache import ResponseCache, RowKeys, deterministic
+from .call import CacheMode
 from .errors import JobFolderError, answers_hint
 from .join import output_columns
 from .outputs import succeeded
@@ -33,9 +34,8 @@ from .results import iter_file_lines
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["CacheMode", "Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
+__all__ = ["Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
 
-CacheMode = Literal[True, False, "always"]
 CHUNK = 65_536
 
 

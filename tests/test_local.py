@@ -239,7 +239,7 @@ def test_killed_worker_resumes_without_redoing_or_duplicating_rows(reviews):
     pid = read_status(folder)["pid"]
     os.kill(pid, signal.SIGKILL)
     # the kernel drops the worker's lock once its last thread is gone
-    wait_for(lambda: job.refresh().extra.get("worker_dead"), timeout=30)
+    wait_for(lambda: job.refresh().stalled, timeout=30)
     before = output_ids(job.id)
     # a crash mid-write leaves half a line: it must be cut, not parsed
     with open(folder / "output.jsonl", "ab") as fh:
@@ -257,7 +257,7 @@ def test_two_resumes_at_once_start_one_worker(reviews):
     folder = job_dir(job.id)
     wait_for(lambda: read_status(folder).get("pid") and read_status(folder)["state"] == "JOB_STATE_RUNNING")
     os.kill(read_status(folder)["pid"], signal.SIGKILL)
-    wait_for(lambda: job.refresh().extra.get("worker_dead"), timeout=30)
+    wait_for(lambda: job.refresh().stalled, timeout=30)
     other = pdbatch.attach(job.id)  # a second notebook on the same job
     started = []
     threads = [threading.Thread(target=lambda h=h: started.append(h.resume())) for h in (job, other)]

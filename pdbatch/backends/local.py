@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -44,6 +44,9 @@ from ..errors import ConfigError, JobNotFoundError
 from ..jobdir import read_status, write_status
 from ..models import Kind, resolve_local
 from .base import TERMINAL_STATES, Backend, JobStatus
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["Local", "job_dir"]
 
@@ -130,6 +133,8 @@ class Local(Backend):
     """
 
     name = "local"
+    #: A local job finishes in seconds to minutes, and a status check is a file read.
+    poll_seconds = 0.25
 
     def __init__(
         self,
@@ -220,9 +225,14 @@ class Local(Backend):
         """The per-request window this backend gives each sequence (``n_ctx``)."""
         return self.n_ctx
 
+    def batch_price(self, model: str) -> tuple[float, float]:
+        """Free: the model runs on this machine."""
+        return (0.0, 0.0)
+
     # ------------------------------------------------------------------ jobs
     def submit(
-        self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str
+        self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str,
+        extra_columns: pa.Table | None = None,
     ) -> list[str]:
         """Move the request lines into a new job folder and start a detached worker."""
         job_id = time.strftime("local-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
@@ -289,8 +299,7 @@ class Local(Backend):
         extra = {"created": st.get("created"), "updated": st.get("updated"), "pid": st.get("pid")}
         error = st.get("error")
         # the lock is held from before status.json exists: free on an active job means the worker died
-        if state not in TERMINAL_STATES and not worker_alive(folder):
-            extra["worker_dead"] = True
+        stalled = state not in TERMINAL_STATES and not worker_alive(folder)
         return JobStatus(
             state=state,
             total=st.get("total"),
@@ -298,6 +307,7 @@ class Local(Backend):
             failed=st.get("failed", 0),
             error=error,
             output=str(folder / jobdir.OUTPUT),
+            stalled=stalled,
             extra=extra,
         )
 

@@ -61,7 +61,8 @@ class Mock(Backend):
     def model_name(self, model: str | None, kind: Kind) -> str:
         return model or ("mock-embed" if kind == "embeddings" else "mock-chat")
 
-    def submit(self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str) -> list[str]:
+    def submit(self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str,
+               extra_columns: Any = None) -> list[str]:
         lines = [line for f in files for line in f.read_bytes().splitlines() if line.strip()]
         self.submitted.append(lines)
         job_id = f"mock-{next(self._counter)}"

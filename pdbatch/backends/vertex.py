@@ -422,13 +422,8 @@ def _setting(name: str, value: Any) -> Any:
     """Explicit argument, ``configure(vertex=...)``, ``PDBATCH_VERTEX_<NAME>``, then the default."""
     if value is not None:
         return value
-    configured = config.settings().vertex.get(name)
-    if configured is not None:
-        return configured
-    env = os.environ.get(f"PDBATCH_VERTEX_{name.upper()}")
-    if env:
-        return env
-    return DEFAULTS[name]
+    configured = config.backend_default("vertex", name)
+    return DEFAULTS[name] if configured is None else configured
 
 
 def _anonymous() -> Any:

@@ -24,8 +24,9 @@ from .errors import (
     PdbatchError,
 )
 from .job import BatchJob, attach
+from .join import join_results
 from .requests import build_requests
-from .results import join_results, read_predictions
+from .results import read_predictions
 
 __version__ = "0.1.0"
 

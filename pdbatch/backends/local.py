@@ -117,15 +117,23 @@ class Local(Backend):
         ``pdbatch.models.LOCAL_MODELS``, an alias, or a ``.gguf`` path).
     embedding_model : str, optional
         Default embeddings model (``multilingual-e5-small`` or a GGUF embedding model).
-    parallel : int
-        Sequences decoded together in one llama.cpp context (continuous batching).
+    parallel : int, optional
+        Sequences decoded together in one llama.cpp context (continuous
+        batching). Default: as many as fit in the KV cache of eight
+        full-length sequences, 8 to 32: 8 when requests may use all of
+        ``n_ctx``, more when every request sets ``max_tokens`` and the
+        engine can size each sequence's cache smaller (a step of 32
+        sequences costs 30% less per token than a step of 8).
     n_ctx : int
         Context window per sequence, in tokens; longer prompts fail on their row.
     threads : int, optional
-        CPU threads for the engine; default all cores.
+        CPU threads for the engine. Default: the cores other processes leave
+        free, measured while the job runs (all of them on a quiet machine);
+        llama.cpp's threads spin-wait for each other, so more threads than
+        free cores makes a job many times slower.
     dtype : {"auto", "f16", "file"}
         The number format chat models run in. ``"auto"`` runs small quantised
-        models (the bundled one) as 16-bit floats when ``parallel > 1``,
+        models (the bundled one) as 16-bit floats unless ``parallel=1``,
         converted once and cached under ``<home>/models``: batched decoding
         is about 1.7x faster that way on a CPU. ``"f16"`` converts any
         quantised GGUF file; ``"file"`` runs the file's own quantisation
@@ -141,7 +149,7 @@ class Local(Backend):
         model: str | None = None,
         *,
         embedding_model: str | None = None,
-        parallel: int = 8,
+        parallel: int | None = None,
         n_ctx: int = 2048,
         threads: int | None = None,
         dtype: str = "auto",
@@ -150,13 +158,15 @@ class Local(Backend):
             self.dtype = check_dtype(dtype)
         except ValueError as exc:
             raise ConfigError(f"Local({exc})") from None
-        if parallel < 1:
-            raise ConfigError(f"parallel={parallel}: must be at least 1")
+        if parallel is not None and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
+            raise ConfigError(f"parallel={parallel!r}: must be at least 1, or None to size it to the job")
         if n_ctx < 64:
             raise ConfigError(f"n_ctx={n_ctx}: must be at least 64 tokens")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads={threads!r}: must be a positive integer, or None to follow the free cores")
         self.model = model
         self.embedding_model = embedding_model
-        self.parallel = int(parallel)
+        self.parallel = parallel
         self.n_ctx = int(n_ctx)
         self.threads = threads
 

@@ -24,6 +24,12 @@ def batched(items: Iterator[Item], size: int, stop: Callable[[], bool]) -> Itera
         yield chunk
 
 
+def needs_grammar(body: dict[str, Any]) -> bool:
+    """Whether a chat body asks for constrained decoding (JSON ``response_format`` or tools)."""
+    fmt = body.get("response_format")
+    return bool(body.get("tools")) or (isinstance(fmt, dict) and fmt.get("type") not in (None, "text"))
+
+
 def usage(prompt_tokens: int, completion_tokens: int | None) -> dict[str, int]:
     """An OpenAI ``usage`` object."""
     out = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + (completion_tokens or 0)}

@@ -22,7 +22,9 @@ import ctypes
 import functools
 import hashlib
 import os
+import struct
 from pathlib import Path
+from typing import BinaryIO
 
 from ..atomic import atomic_path
 
@@ -55,7 +57,12 @@ def file_identity(path: str) -> str:
 
 
 def file_type(path: str) -> int | None:
-    """The GGUF's ``general.file_type`` (a llama_ftype), read from its metadata only."""
+    """The GGUF's ``general.file_type`` (a llama_ftype), read from its header.
+
+    Read directly rather than through a vocabulary-only llama.cpp load, which
+    took about 0.1 s of CPU at every job start and logged a spurious
+    "n_ctx_train (0)" warning into ``worker.log``.
+    """
     return _file_type(file_identity(path), path)
 
 
@@ -63,18 +70,47 @@ def file_type(path: str) -> int | None:
 def _file_type(identity: str, path: str) -> int | None:
     # keyed on the identity: the response cache asks for every call, and a
     # file replaced in place must be read again
-    from .llama import load_llama
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        _version, _n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
+        for _ in range(n_kv):
+            (n,) = struct.unpack("<Q", fh.read(8))
+            key = fh.read(n)
+            (vtype,) = struct.unpack("<I", fh.read(4))
+            if key == b"general.file_type" and vtype in _INT_FORMATS:
+                return int(struct.unpack(_INT_FORMATS[vtype], fh.read(struct.calcsize(_INT_FORMATS[vtype])))[0])
+            _skip_value(fh, vtype)
+    return None
 
-    llm = load_llama(path, vocab_only=True, verbose=False)
-    try:
-        value = llm.metadata.get("general.file_type")
-        return int(value) if value is not None else None
-    finally:
-        llm.close()
+
+# GGUF value types (gguf.h): fixed sizes, 8 = string, 9 = array
+_FIXED_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_INT_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 10: "<Q", 11: "<q"}
 
 
-def wants_f16(path: str, dtype: str, parallel: int) -> bool:
-    """Whether ``path`` should run as 16-bit floats under ``dtype``, ``parallel`` sequences at a time."""
+def _skip_value(fh: BinaryIO, vtype: int) -> None:
+    if vtype in _FIXED_SIZES:
+        fh.seek(_FIXED_SIZES[vtype], os.SEEK_CUR)
+    elif vtype == 8:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        fh.seek(n, os.SEEK_CUR)
+    elif vtype == 9:
+        etype, count = struct.unpack("<IQ", fh.read(12))
+        if etype in _FIXED_SIZES:
+            fh.seek(count * _FIXED_SIZES[etype], os.SEEK_CUR)
+        else:
+            for _ in range(count):
+                _skip_value(fh, etype)
+    else:
+        raise ValueError(f"unknown GGUF value type {vtype}")
+
+
+def wants_f16(path: str, dtype: str, parallel: int | None) -> bool:
+    """Whether ``path`` should run as 16-bit floats under ``dtype``, ``parallel`` sequences at a time.
+
+    ``parallel=None`` lets the engine choose, always several.
+    """
     if check_dtype(dtype) == "file" or (dtype == "auto" and parallel == 1):
         return False  # one sequence reads every weight per token: the smaller file is faster
     ftype = file_type(path)
@@ -88,7 +124,7 @@ def wants_f16(path: str, dtype: str, parallel: int) -> bool:
     return os.path.getsize(path) * 16 / bits <= AUTO_MAX_F16_BYTES
 
 
-def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
+def batch_weights(path: str, dtype: str, cache: Path, parallel: int | None) -> str:
     """The GGUF file a batch should run: ``path`` itself, or its cached 16-bit float form.
 
     Parameters
@@ -101,8 +137,8 @@ def batch_weights(path: str, dtype: str, cache: Path, parallel: int) -> str:
         stays under :data:`AUTO_MAX_F16_BYTES`.
     cache : Path
         Folder for converted files (created when needed).
-    parallel : int
-        Sequences the engine decodes together.
+    parallel : int or None
+        Sequences the engine decodes together (None: the engine's choice, several).
 
     Returns
     -------

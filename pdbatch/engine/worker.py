@@ -152,6 +152,7 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
             spec["weights"] = batch_weights(spec["weights"], spec["dtype"], Path(spec["weights_cache"]),
                                             spec["parallel"])
         write_status(folder, weights=spec["weights"])  # the file the answers come from
+        spec["requests"] = str(folder / "requests.jsonl")  # the chat engine sizes its KV cache to them
         engine = load_engine(spec)
     except Exception as exc:
         traceback.print_exc()
@@ -159,7 +160,7 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
         return 1
 
     cancel_flag = folder / jobdir.CANCEL
-    write_status(folder, state="JOB_STATE_RUNNING")
+    write_status(folder, state="JOB_STATE_RUNNING", running=time.time())  # model loaded: the job starts
     last = 0.0
     try:
         with open(out_path, "ab") as out:
@@ -180,13 +181,16 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
         write_status(folder, state="JOB_STATE_FAILED", succeeded=succeeded, failed=failed,
                      error=f"engine error: {type(exc).__name__}: {exc}")
         return 1
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # what the job cost, for benchmarks on a shared machine: CPU time does not count waiting for a core
+    stats = {"peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,  # kB on Linux
+             **getattr(engine, "stats", {})}
     if cancel_flag.exists():
         write_status(folder, state="JOB_STATE_CANCELLED", succeeded=succeeded, failed=failed,
-                     error="cancelled by the user", ended=time.time(), peak_rss_mb=peak_mb)
+                     error="cancelled by the user", ended=time.time(), **stats)
     else:
         write_status(folder, state="JOB_STATE_SUCCEEDED", succeeded=succeeded, failed=failed,
-                     ended=time.time(), peak_rss_mb=peak_mb)
+                     ended=time.time(), **stats)
     return 0
 
 

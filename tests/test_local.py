@@ -197,6 +197,20 @@ def test_embeddings_real_model():
     assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[1, 2]
 
 
+def test_embeddings_from_a_chat_gguf_are_one_vector_per_row():
+    # A chat model declares no pooling: llama.cpp then gives a vector per token,
+    # which every row used to report as a malformed response.
+    from pdbatch.backends.local import resolve_local
+
+    weights = str(resolve_local(None, "chat").weights())
+    df = pd.DataFrame({"t": ["The cat sat on the mat.", "A kitten rests on a rug.", "Stock markets fell sharply."]})
+    out = df.llama.embed("{t}", model=weights, progress=False)
+    assert out.error.isna().all(), out.error.tolist()
+    e = np.stack(out.embedding.to_list())
+    assert e.shape == (3, 576) and np.isfinite(e).all()
+    assert len({row.tobytes() for row in e}) == 3, "each text has its own vector"
+
+
 def test_attach_from_a_second_python_process(reviews, pdbatch_home):
     df = reviews.iloc[:6]
     job = df.llama.submit(PROMPT, max_tokens=4, temperature=0)

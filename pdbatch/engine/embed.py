@@ -16,6 +16,9 @@ from typing import Any
 
 from .common import Item, Result, batched, check_body, usage
 
+LLAMA_POOLING_TYPE_NONE = 0  # llama.h's enum llama_pooling_type, without importing llama_cpp at module level
+LLAMA_POOLING_TYPE_MEAN = 1
+
 BATCH = 64
 
 
@@ -72,8 +75,13 @@ class GGUFEmbedEngine:
 
         threads = spec.get("threads") or os.cpu_count() or 1
         self.name = spec["model"]
-        self.llm = load_llama(spec["weights"], embedding=True, n_ctx=int(spec["n_ctx"]),
-                         n_threads=threads, n_threads_batch=threads, verbose=False)
+        settings = dict(embedding=True, n_ctx=int(spec["n_ctx"]), n_threads=threads, n_threads_batch=threads,
+                        verbose=False)
+        self.llm = load_llama(spec["weights"], **settings)
+        if self.llm.pooling_type() == LLAMA_POOLING_TYPE_NONE:
+            # A chat or base model declares no pooling, and llama.cpp then gives one
+            # vector per token: average them, as sentence embeddings from such models do.
+            self.llm = load_llama(spec["weights"], pooling_type=LLAMA_POOLING_TYPE_MEAN, **settings)
 
     def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
         from .common import batched

@@ -24,6 +24,7 @@ from .errors import (
     PdbatchError,
 )
 from .job import BatchJob, attach
+from .requestfile import read_requests
 from .requests import build_requests
 from .results import join_results, read_predictions
 
@@ -47,4 +48,5 @@ __all__ = [
     "datasets",
     "join_results",
     "read_predictions",
+    "read_requests",
 ]

@@ -27,6 +27,7 @@ from .job import BatchJob, attach
 from .requestfile import read_requests
 from .requests import build_requests
 from .results import join_results, read_predictions
+from .runfile import RequestsJob, preview_requests, run_requests
 
 __version__ = "0.1.0"
 
@@ -41,12 +42,15 @@ __all__ = [
     "JobTimeoutError",
     "MissingDependencyError",
     "PdbatchError",
+    "RequestsJob",
     "attach",
     "backends",
     "build_requests",
     "configure",
     "datasets",
     "join_results",
+    "preview_requests",
     "read_predictions",
     "read_requests",
+    "run_requests",
 ]

@@ -39,6 +39,10 @@ from .structured import as_schema
 
 __all__ = ["BatchJob", "attach", "submit"]
 
+#: Handle classes by the ``type`` a job's saved call names: :func:`attach`
+#: returns one of these for such a job (a request file's, :mod:`pdbatch.runfile`).
+JOB_TYPES: dict[str, type[BatchJob]] = {}
+
 # How long `wait` sleeps between polls, per backend; Vertex jobs take minutes
 # to hours, so polling them every quarter second would only burn quota.
 POLL_SECONDS = {"local": 0.25}
@@ -567,7 +571,8 @@ def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: b
         if be.name != record.backend:
             raise ConfigError(f"job {job_id} ran on the {record.backend!r} backend; backend= must be one too, "
                               f"not {be.name!r}")
-    return BatchJob(record, folder, be, allow_pickle=allow_pickle)
+    cls = JOB_TYPES.get(str((record.call or {}).get("type")), BatchJob)
+    return cls(record, folder, be, allow_pickle=allow_pickle)
 
 
 def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.DataFrame:

@@ -47,6 +47,8 @@ __all__ = ["LineGroup", "PlannedLines", "RequestFileError", "plan_lines", "read_
            "sniff"]
 
 COLUMNS = ("custom_id", "method", "url", "body")
+#: The start of the error of a line refused before sending.
+INVALID_PREFIX = "invalid request: "
 #: Problems listed in one message; the count says how many more there are.
 SHOWN = 10
 _KIND_OF_URL = {url: kind for kind, url in URLS.items()}
@@ -302,7 +304,7 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
         if problem is None:
             kinds[kind].append(p)  # type: ignore[index]
         else:
-            errors[p] = f"invalid request: {problem}"
+            errors[p] = INVALID_PREFIX + problem
     present = [k for k in (CHAT, EMBEDDINGS) if kinds[k]]
     if isinstance(model, str) and len(present) > 1:
         raise ConfigError(

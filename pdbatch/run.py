@@ -26,6 +26,7 @@ from .preview import Preview, make_preview
 from .requests import RequestPlan, build_requests
 from .results import join_results, output_columns, parse_lines
 from .reuse import CacheMode, Reuse, plan_reuse
+from .runfile import RequestsJob
 from .structured import Schema, as_schema
 
 __all__ = ["Call", "Options", "batch_predict", "compare", "plan", "preview", "retry_failed", "submit"]
@@ -299,6 +300,8 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
         raise ConfigError("retry_failed needs the job this frame came from: pass job_id=..., or use a frame "
                           "returned by batch_predict / job.result (it remembers its job)")
     job = jobs.attach(job_id)
+    if isinstance(job, RequestsJob):  # a request file's lines: sent again as they are
+        return job.retry_failed(result, backend=backend, progress=progress, timeout=timeout, **overrides)
     record = job._record
     if not record.call:
         raise ConfigError(f"job {job_id} has no saved call to repeat (submitted by an older pdbatch)")

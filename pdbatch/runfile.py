@@ -350,6 +350,38 @@ class RequestsJob(jobs.BatchJob):
         out.attrs["pdbatch_job"] = self.id
         return out
 
+    def retry_failed(self, result: pd.DataFrame, *, backend: Backend | str | None = None, progress: bool = True,
+                     timeout: float | None = None, **overrides: Any) -> pd.DataFrame:
+        """Send the lines of ``result`` that failed again, as they were (``df.llama.retry_failed`` calls this).
+
+        Lines refused before sending (``invalid request: ...``) would fail the
+        same way and are kept as they are. ``overrides`` change body fields
+        of the lines sent again (``max_tokens=512``); the model and the cache
+        mode are the first run's.
+        """
+        failed = result["error"].notna().to_numpy() & ~result["error"].fillna("").str.startswith(
+            INVALID_PREFIX).to_numpy()
+        if not failed.any():
+            return result
+        subset = result.loc[failed, list(COLUMNS)].copy()
+        subset["body"] = [{**b, **overrides} for b in subset["body"]]
+        call = self._record.call or {}
+        be = get_backend(backend) if backend is not None else self.backend
+        cache: CacheMode = self._record.cache if self._record.cache in (True, False, "always") \
+            else True  # type: ignore[assignment]
+        again = run_requests(subset, model=call.get("model"), backend=be, cache=cache, progress=progress,
+                             timeout=timeout)
+        merged = result.copy()
+        pos = np.flatnonzero(failed)
+        for c in again.columns.difference(COLUMNS, sort=False):
+            if c in merged.columns:
+                col = merged[c].copy()
+                col.iloc[pos] = again[c].to_numpy()
+                merged[c] = col
+        merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", self.id)
+        merged.attrs["pdbatch_retried_from"] = self.id
+        return merged
+
     def output_lines(self, partial: bool = False) -> Iterator[dict[str, Any]]:
         """Each line's answer as an OpenAI batch output object, in file order (see :mod:`pdbatch.batchoutput`)."""
         out = self.result(partial)

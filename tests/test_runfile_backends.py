@@ -6,13 +6,11 @@ the Vertex AI backend with the real Google clients against the emulators.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import pdbatch
@@ -96,6 +94,6 @@ def test_vertex_lines_agreeing_on_a_model_need_no_model_argument(vx, vertex_emul
     assert out.error.isna().all()
     assert [b["model"] for b in creates(vertex_emulator)] == [f"publishers/meta/models/{CHAT}"]
     gpt = write(tmp_path / "gpt.jsonl", LINES[:2])
-    with pytest.raises(pdbatch.ConfigError, match="gpt-4o-mini.*pass model="):
+    with pytest.raises(pdbatch.ConfigError, match=r"gpt-4o-mini.*pass model="):
         pdbatch.run_requests(gpt, backend=vx)
     assert len(creates(vertex_emulator)) == 1  # refused before anything was created

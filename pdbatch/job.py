@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, frames, manifest, reuse
+from . import config, frames, manifest, reuse, uievents
 from .atomic import PRIVATE_DIR, PRIVATE_FILE, private_dir
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
@@ -158,14 +159,30 @@ class BatchJob:
         """
         interval = self._interval(poll)
         deadline = None if timeout is None else time.monotonic() + timeout
-        reporter = make_reporter(self, progress, cancel=self.cancel)
+        clicks: list[float] = []
+
+        def cancel() -> None:  # the panel's button, reached between polls (uievents)
+            clicks.append(time.monotonic())
+            self.cancel()
+
+        with uievents.ui_events() as process:
+            # where clicks reach this loop, the panel's Cancel works as it is; elsewhere it says to interrupt first
+            reporter = make_reporter(self, progress, cancel=cancel, blocking=process is None)
+            self._watch(reporter, process, clicks, interval, deadline, timeout)
+        return self
+
+    def _watch(self, reporter: Any, process: Any, clicks: list[float], interval: float, deadline: float | None,
+               timeout: float | None) -> None:
+        # The poll loop of wait(); between polls, widget clicks are processed (process, see uievents).
         status: JobStatus | None = None
         try:
             while True:
                 status = self._poll_once()
                 reporter.update(status)
                 if status.done:
-                    return self
+                    if clicks and status.state == "JOB_STATE_CANCELLED":
+                        raise _cancelled(self.id, status)
+                    return
                 if status.state == "JOB_STATE_PAUSED":
                     raise _paused(self.id, status)
                 if deadline is not None and time.monotonic() >= deadline:
@@ -175,7 +192,13 @@ class BatchJob:
                         job_id=self.id,
                         state=status.state,
                     )
-                time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+                sleep = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
+                seen = len(clicks)
+                uievents.pause(sleep, process, until=lambda seen=seen: len(clicks) > seen)  # type: ignore[misc]
+        except KeyboardInterrupt:
+            if status is not None and not status.done:
+                print(_interrupted(self.id), file=sys.stderr, flush=True)
+            raise
         finally:
             if reporter.live and status is not None and not status.done:
                 # Interrupted or timed out: the job goes on, so its panel goes on
@@ -348,6 +371,24 @@ class BatchJob:
             note = f"could not fetch the status: {type(exc).__name__}: {exc}"
         label = JobLabel.of(self)
         return status_html(label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
+
+
+def _cancelled(job_id: str, status: JobStatus) -> JobError:
+    return JobError(
+        f"job {job_id} was cancelled from its panel ({status.state}; {status.succeeded} rows answered, "
+        f"{status.failed} failed). The answered rows are kept: job.result(partial=True), or "
+        f"pdbatch.attach({job_id!r}).result(partial=True), returns them with the others marked not run, "
+        f"and .llama.retry_failed() on that frame sends the others again.",
+        job_id=job_id,
+        state=status.state,
+        detail=status.error,
+    )
+
+
+def _interrupted(job_id: str) -> str:
+    return (f"pdbatch: interrupted; job {job_id} goes on running. Get it back with "
+            f"job = pdbatch.attach({job_id!r}) (then job.wait(), job.result()); stop it with job.cancel() "
+            f"(or `pdbatch cancel {job_id}`).")
 
 
 def _paused(job_id: str, status: JobStatus) -> JobPausedError:

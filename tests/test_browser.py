@@ -204,7 +204,8 @@ def test_quickstart_in_jupyterlab(chromium, jupyterlab):
             seen = page.wait_for_function(RUNNING_PANEL, timeout=RUN_TIMEOUT_S * 1000, polling=100).json_value()
             assert seen["error"] is None, seen["error"][-3000:]
             assert seen["cancel"], seen
-            assert "Interrupt the kernel" in seen["hint"], seen
+            # the cell waits, and the click still reaches the kernel (uievents): no advice to interrupt it first
+            assert "Interrupt the kernel" not in seen["hint"], seen
             with contextlib.suppress(PlaywrightTimeoutError):  # only a picture for people
                 page.locator(".jp-Notebook .pdbatch-widget").nth(seen["index"]).screenshot(
                     path=SCREENSHOTS / "quickstart-running.screenshot.png", timeout=10_000

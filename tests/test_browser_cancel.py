@@ -15,7 +15,7 @@ import contextlib
 import nbformat
 import pytest
 
-from .test_browser import CHROMIUM_ARGS, ERROR_OUTPUT, KERNEL_IDLE, RUN_TIMEOUT_S, SCREENSHOTS, RUNNING_PANEL
+from .test_browser import CHROMIUM_ARGS, ERROR_OUTPUT, RUN_TIMEOUT_S, RUNNING_PANEL, SCREENSHOTS, run_all_cells
 from .test_browser import chromium as _chromium
 from .test_browser import jupyterlab as _jupyterlab
 
@@ -51,11 +51,7 @@ def test_cancel_while_batch_predict_waits(chromium, jupyterlab, tmp_path):
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:
-            page.set_default_timeout(120_000)
-            page.goto(f"{base}/lab/tree/cancel.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-CodeCell")
-            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            run_all_cells(page, base, token, "cancel.ipynb")
 
             seen = page.wait_for_function(RUNNING_PANEL, timeout=RUN_TIMEOUT_S * 1000, polling=100).json_value()
             assert seen["error"] is None, seen["error"][-3000:]

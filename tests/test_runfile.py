@@ -170,9 +170,17 @@ def test_limits_and_chunking(tmp_path, mock):
     with pytest.raises(ConfigError, match="over max_cost=1e-09"):
         pdbatch.run_requests(path, backend=mock, max_cost=1e-9, prices={"m": (1.0, 1.0)})
     assert not mock.submitted
-    mock.max_requests_per_file = 2
-    out = pdbatch.run_requests(path, backend=mock, progress=False)
-    assert out.error.isna().all() and len(mock.submitted[-1]) == 5  # staged as 3 files, one job
+    files: list[int] = []
+
+    class Counting(Mock):
+        def submit(self, paths, **kw):
+            files.append(len(paths))
+            return super().submit(paths, **kw)
+
+    counting = Counting()
+    counting.max_requests_per_file = 2
+    out = pdbatch.run_requests(path, backend=counting, progress=False)
+    assert out.error.isna().all() and files == [3] and len(counting.submitted[-1]) == 5  # 3 files, one job
     [pv] = pdbatch.preview_requests(path, backend=mock, prices={"m": (1.0, 1.0)})
     assert pv.n_requests == 5 and pv.prompt_tokens.notna().all() and pv.estimated_cost > 0
 
@@ -188,6 +196,32 @@ def test_retry_failed_sends_only_failed_lines(tmp_path):
     assert [json.loads(x)["custom_id"] for part in fixed.submitted for x in part] == ["request-2"]
     assert again.error.notna().tolist() == [False, False, True, False]
     assert again.response[1] == "echo: Hello world!"
+
+
+def test_a_cancelled_file_job_gives_its_answered_lines_and_says_why_not_the_others(tmp_path, capsys):
+    stopped = Mock(answered=1, final_state="JOB_STATE_CANCELLED")
+    path = write(tmp_path / "r.jsonl", OPENAI[:3])
+    job = pdbatch.run_requests(path, backend=stopped, wait=False, progress=False).wait(progress=False)
+    with pytest.raises(pdbatch.JobError, match="CANCELLED"):
+        job.write_output(tmp_path / "o.jsonl")
+    job.write_output(tmp_path / "o.jsonl", partial=True)
+    lines = lines_of(tmp_path / "o.jsonl")
+    for line in lines:
+        check_output_line(line)
+    # the job answered request-1 before it was cancelled, never request-2
+    assert [x["error"] and x["error"]["code"] for x in lines] == [None, "batch_cancelled", "invalid_request"]
+    assert "JOB_STATE_CANCELLED" in lines[1]["error"]["message"]
+    assert cli.main(["results", job.id, "--partial", "-o", str(tmp_path / "cli.jsonl")]) == 1
+    assert lines_of(tmp_path / "cli.jsonl") == lines
+
+
+def test_cancel_and_status_reach_every_job_of_a_mixed_file(mock, tmp_path, capsys):
+    path = write(tmp_path / "r.jsonl", OPENAI)
+    job = pdbatch.run_requests(path, backend=mock, wait=False, progress=False)
+    assert len(job.ids) == 2
+    job.cancel()
+    assert job.status.state == "JOB_STATE_CANCELLED"
+    assert [m.status.state for m in job.members] == ["JOB_STATE_CANCELLED"] * 2
 
 
 # ------------------------------------------------------------------- CLI

@@ -205,7 +205,9 @@ def test_a_read_only_job_folder_still_gives_its_result(local_job, read_only):  #
     (folder / "cache-filled").unlink()  # a copied folder whose result was never read: answers not yet cached
     read_only(folder)
     assert pdbatch.attach(job_id).result().response.tolist() == answers
-    assert pd.DataFrame({"t": ["Say hi."]}).llama.preview("{t}", max_tokens=3, temperature=0).summary()[
+    # the same backend settings as the job: the cache is keyed on the weights they run (#13)
+    assert pd.DataFrame({"t": ["Say hi."]}).llama.preview("{t}", max_tokens=3, temperature=0,
+                                                         backend=Local(parallel=1)).summary()[
         "cache_hits"] == 1, "the answers went into the cache all the same"
 
 

@@ -22,13 +22,17 @@ from pdbatch.errors import JobError
 pytestmark = pytest.mark.slow
 
 
-def long_job() -> pdbatch.BatchJob:
+@pytest.fixture
+def long_job():
+    """A job that runs for minutes; cancelled at the end whatever happened (no worker left behind)."""
     df = pd.DataFrame({"topic": [f"subject number {i}" for i in range(40)]})
-    return df.llama.submit("Write a long essay about {topic}.", max_tokens=400, temperature=0, progress=False)
+    job = df.llama.submit("Write a long essay about {topic}.", max_tokens=400, temperature=0, progress=False)
+    yield job
+    job.cancel()
 
 
-def test_a_click_between_polls_cancels_and_the_call_raises(monkeypatch):
-    job = long_job()
+def test_a_click_between_polls_cancels_and_the_call_raises(monkeypatch, long_job):
+    job = long_job
     panel: dict = {}
 
     def reporter(job, progress, *, cancel=None, blocking=True):
@@ -58,16 +62,16 @@ def test_a_click_between_polls_cancels_and_the_call_raises(monkeypatch):
     assert out.error.str.contains("JOB_STATE_CANCELLED").any()
 
 
-def test_a_cancel_elsewhere_is_not_an_error_of_wait():
-    job = long_job()
+def test_a_cancel_elsewhere_is_not_an_error_of_wait(long_job):
+    job = long_job
     job.cancel()
     job.wait(timeout=300, progress=False)  # ends; result() says the job was cancelled
     with pytest.raises(JobError, match="CANCELLED"):
         job.result()
 
 
-def test_keyboard_interrupt_leaves_the_job_running_and_says_how_to_reach_it(monkeypatch, capsys):
-    job = long_job()
+def test_keyboard_interrupt_leaves_the_job_running_and_says_how_to_reach_it(monkeypatch, capsys, long_job):
+    job = long_job
 
     def interrupted(seconds, process, until=None):
         raise KeyboardInterrupt
@@ -79,4 +83,3 @@ def test_keyboard_interrupt_leaves_the_job_running_and_says_how_to_reach_it(monk
     assert f"job {job.id} goes on running" in err
     assert f"pdbatch.attach({job.id!r})" in err and "job.cancel()" in err and f"pdbatch cancel {job.id}" in err
     assert pdbatch.attach(job.id).state in ("JOB_STATE_RUNNING", "JOB_STATE_PENDING", "JOB_STATE_QUEUED")
-    job.cancel()

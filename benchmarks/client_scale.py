@@ -8,7 +8,11 @@ Times, in one run:
   ``df.llama.to_jsonl`` runs);
 * parse + join the output JSONL (Vertex shape, shuffled, with some failed
   rows): (a) ``json.loads`` per line and ``DataFrame.merge`` on custom_id,
-  against (b) ``parse_files`` + ``join_results``.
+  against (b) ``parse_files`` + ``join_results``;
+* plan reuse (which rows repeat another, or are in the response cache) on
+  the default path, ``temperature=0`` and ``cache=True``: (a) a body dict per
+  row hashed as canonical JSON, against (b) ``plan_reuse``, which should take
+  at most twice the time of building and writing the requests.
 
 Each phase runs in a fresh subprocess so that its peak memory is its own: the
 peak RSS above the RSS just before the phase (reset with ``clear_refs`` where
@@ -89,7 +93,7 @@ def baseline_write(df: pd.DataFrame, path: Path) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for i, rec in enumerate(df.to_dict("records")):
             body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT.format(**rec)}],
-                    "max_tokens": MAX_TOKENS}
+                    "max_tokens": MAX_TOKENS, "temperature": 0}
             line = {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
 
@@ -97,7 +101,28 @@ def baseline_write(df: pd.DataFrame, path: Path) -> None:
 def pdbatch_write(df: pd.DataFrame, path: Path) -> None:
     from pdbatch.requests import build_requests
 
-    build_requests(df, PROMPT, model=MODEL, params={"max_tokens": MAX_TOKENS}).write_jsonl(path)
+    build_requests(df, PROMPT, model=MODEL, params={"max_tokens": MAX_TOKENS, "temperature": 0}).write_jsonl(path)
+
+
+def baseline_reuse(df: pd.DataFrame) -> int:
+    """A key per row from its body (a dict), as canonical JSON; repeats found with a dict."""
+    first: dict[str, int] = {}
+    for i, rec in enumerate(df.to_dict("records")):
+        body = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT.format(**rec)}],
+                "max_tokens": MAX_TOKENS, "temperature": 0}
+        key = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        first.setdefault(key, i)
+    return len(first)
+
+
+def pdbatch_reuse(df: pd.DataFrame) -> int:
+    from pdbatch.backends import Mock
+    from pdbatch.requests import build_requests
+    from pdbatch.reuse import plan_reuse
+
+    plan = build_requests(df, PROMPT, model=MODEL, params={"max_tokens": MAX_TOKENS, "temperature": 0})
+    reuse = plan_reuse(plan, Mock(), True)
+    return len(plan.positions) - int((reuse.alias >= 0).sum())
 
 
 def baseline_join(df: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -121,7 +146,8 @@ def baseline_join(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def pdbatch_join(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    from pdbatch.results import join_results, parse_files
+    from pdbatch.join import join_results
+    from pdbatch.results import parse_files
 
     return join_results(df, parse_files([path]), kind="chat")
 
@@ -188,9 +214,12 @@ class PeakRSS:
 def run_phase(name: str, folder: Path) -> dict:
     """Run one phase in this (fresh) process and return its time and memory."""
     df = pd.read_parquet(folder / "frame.parquet")
-    import pdbatch.results  # noqa: F401 - imports are not what is measured
+    os.environ["PDBATCH_HOME"] = str(folder / "home")  # an empty response cache, as on a first run
+    import pdbatch.backends.mock
+    import pdbatch.reuse  # noqa: F401 - imports are not what is measured
 
     result = None
+    unique = None
     with PeakRSS() as mem:
         cpu0 = _cpu()
         t0 = time.perf_counter()
@@ -202,10 +231,15 @@ def run_phase(name: str, folder: Path) -> dict:
             result = baseline_join(df, folder / "output.jsonl")
         elif name == "pdbatch_join":
             result = pdbatch_join(df, folder / "output.jsonl")
+        elif name == "baseline_reuse":
+            unique = baseline_reuse(df)
+        elif name == "pdbatch_reuse":
+            unique = pdbatch_reuse(df)
         seconds = time.perf_counter() - t0
         cpu = _cpu() - cpu0
     return {"seconds": seconds, "cpu": cpu, "extra_mb": mem.extra / 2**20, "exact": mem.exact,
-            "digest": digest(result) if result is not None else None}
+            "digest": digest(result) if result is not None else None,
+            "unique": unique if name.endswith("reuse") else None}
 
 
 def in_child(name: str, folder: Path) -> dict:
@@ -239,7 +273,8 @@ def main() -> None:
         make_frame(args.rows).to_parquet(folder / "frame.parquet")
         print(f"{args.rows:,} rows of ~200 characters; inputs made in {time.perf_counter() - t0:.1f} s")
 
-        res = {name: in_child(name, folder) for name in ("baseline_write", "pdbatch_write")}
+        res = {name: in_child(name, folder) for name in ("baseline_write", "pdbatch_write", "baseline_reuse",
+                                                         "pdbatch_reuse")}
         size = (folder / "requests.jsonl").stat().st_size
         ok_write = same_requests(folder / "requests-baseline.jsonl", folder / "requests.jsonl")
         (folder / "requests-baseline.jsonl").unlink()
@@ -258,6 +293,8 @@ def main() -> None:
         "pdbatch_write": "build+write  (b) pdbatch",
         "baseline_join": "parse+join   (a) json.loads + merge",
         "pdbatch_join": "parse+join   (b) pdbatch",
+        "baseline_reuse": "plan reuse   (a) body dict + sha256",
+        "pdbatch_reuse": "plan reuse   (b) pdbatch",
     }
     for name, label in labels.items():
         r = res[name]
@@ -271,6 +308,9 @@ def main() -> None:
     print()
     print(f"build+write speed-up: {w:.1f}x wall, {wc:.1f}x cpu (target >= 5x)   same lines: {ok_write}")
     print(f"parse+join  speed-up: {j:.1f}x wall, {jc:.1f}x cpu (target >= 4x)   same answers: {same_join}")
+    r, rc = ratio("pdbatch_reuse", "pdbatch_write", "seconds"), ratio("pdbatch_reuse", "pdbatch_write", "cpu")
+    same_reuse = res["baseline_reuse"]["unique"] == res["pdbatch_reuse"]["unique"]
+    print(f"plan reuse / build+write: {r:.2f}x wall, {rc:.2f}x cpu (target <= 2x)   same repeats found: {same_reuse}")
     print(f"extra memory while writing: {res['pdbatch_write']['extra_mb']:.0f} MB (target < 300 MB)")
     print(f"memory measured with: {'VmHWM after clear_refs' if res['pdbatch_write']['exact'] else 'a 2 ms RSS sampler'}; "
           f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

@@ -24,9 +24,10 @@ from .errors import (
     PdbatchError,
 )
 from .job import BatchJob, attach
+from .join import join_results
 from .requestfile import read_requests
 from .requests import build_requests
-from .results import join_results, read_predictions
+from .results import read_predictions
 from .runfile import RequestsJob, preview_requests, run_requests
 
 __version__ = "0.1.0"

@@ -1,8 +1,8 @@
 """The ``df.llama`` accessor: gather the arguments, call :mod:`pdbatch.run`, return its answer.
 
 pandas creates a new accessor object on every attribute access, so it keeps no
-state. Each method splits its arguments into a :class:`~pdbatch.run.Call`
-(what to send for each row) and :class:`~pdbatch.run.Options` (how to run it)
+state. Each method splits its arguments into a :class:`~pdbatch.call.Call`
+(what to send for each row) and :class:`~pdbatch.call.Options` (how to run it)
 and calls the plain function of the same name, which works without pandas'
 accessor machinery too.
 """
@@ -17,12 +17,12 @@ import pandas as pd
 
 from . import run
 from .backends import Backend, get_backend
+from .call import CacheMode, Call, Options
 from .display import live_display_available
 from .errors import ConfigError
 from .job import BatchJob
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
 from .preview import Preview
-from .reuse import CacheMode
 
 __all__ = ["LlamaAccessor"]
 
@@ -88,7 +88,8 @@ class LlamaAccessor:
             Columns ``custom_id``, ``method``, ``url``, ``body`` (a dict), with
             the frame's index and row order.
         """
-        call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params)
+        call = Call(prompt=prompt, messages=messages, system=system, model=model, url=url, custom_id=custom_id,
+                    on_null=on_null, params=params)
         return run.plan(self._frame, call, get_backend(backend))[0].to_frame()
 
     def to_jsonl(
@@ -114,7 +115,8 @@ class LlamaAccessor:
         int
             The number of lines written.
         """
-        call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params)
+        call = Call(prompt=prompt, messages=messages, system=system, model=model, url=url, custom_id=custom_id,
+                    on_null=on_null, params=params)
         return run.plan(self._frame, call, get_backend(backend))[0].write_jsonl(path)
 
     def preview(
@@ -148,8 +150,9 @@ class LlamaAccessor:
             for Vertex models an estimated cost (an upper bound: ``max_tokens``
             per answer).
         """
-        call = run.Call(prompt, messages, system, model, url, custom_id, on_null, params, schema)
-        return run.preview(self._frame, call, backend, run.Options(cache=cache, prices=prices))
+        call = Call(prompt=prompt, messages=messages, system=system, model=model, url=url, custom_id=custom_id,
+                    on_null=on_null, params=params, schema=schema)
+        return run.preview(self._frame, call, backend, Options(cache=cache, prices=prices))
 
     # --------------------------------------------------------------- jobs
     def submit(
@@ -193,9 +196,11 @@ class LlamaAccessor:
             succeeded. An empty frame (or one whose rows are all skipped)
             cannot be submitted: use ``batch_predict``.
         """
-        call = run.Call(prompt, messages, system, model, _url(kind, url), custom_id, on_null, params, schema)
-        options = run.Options(cache, overwrite, passthrough, rename_reserved, max_rows, max_cost, prices,
-                              display_name)
+        call = Call(prompt=prompt, messages=messages, system=system, model=model, url=_url(kind, url),
+                    custom_id=custom_id, on_null=on_null, params=params, schema=schema)
+        options = Options(cache=cache, overwrite=overwrite, passthrough=passthrough,
+                          rename_reserved=rename_reserved, max_rows=max_rows, max_cost=max_cost, prices=prices,
+                          display_name=display_name)
         job = run.submit(self._frame, call, backend, options)
         # In Jupyter the status widget updates from a thread while the notebook
         # goes on; elsewhere there is nothing to show without blocking.
@@ -300,16 +305,19 @@ class LlamaAccessor:
         JobError
             The job as a whole failed (a failed row is not an exception: see ``error``).
         """
-        options = run.Options(cache, overwrite, passthrough, rename_reserved, max_rows, max_cost, prices)
+        options = Options(cache=cache, overwrite=overwrite, passthrough=passthrough,
+                          rename_reserved=rename_reserved, max_rows=max_rows, max_cost=max_cost, prices=prices)
         if isinstance(model, (list, tuple)) and not _is_pair(model):
-            call = run.Call(prompt, messages, system, None, URLS[CHAT], custom_id, on_null, params, schema)
+            call = Call(prompt=prompt, messages=messages, system=system, custom_id=custom_id, on_null=on_null,
+                        params=params, schema=schema)
             return run.compare(self._frame, call, list(model), backend, options, progress=progress, timeout=timeout)
         name: str | None = None
         if isinstance(model, tuple):  # one (backend, model) pair
             backend, name = model[0], model[1]
         elif isinstance(model, str):
             name = model
-        call = run.Call(prompt, messages, system, name, URLS[CHAT], custom_id, on_null, params, schema)
+        call = Call(prompt=prompt, messages=messages, system=system, model=name, custom_id=custom_id,
+                    on_null=on_null, params=params, schema=schema)
         return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
     def embed(
@@ -350,8 +358,9 @@ class LlamaAccessor:
         pandas.DataFrame
             The frame plus ``embedding`` (a 1-D float32 numpy array per row) and ``error``.
         """
-        call = run.Call(prompt, None, None, model, URLS[EMBEDDINGS], custom_id, on_null, params)
-        options = run.Options(cache, overwrite, max_rows=max_rows, max_cost=max_cost, prices=prices)
+        call = Call(prompt=prompt, model=model, url=URLS[EMBEDDINGS], custom_id=custom_id, on_null=on_null,
+                    params=params)
+        options = Options(cache=cache, overwrite=overwrite, max_rows=max_rows, max_cost=max_cost, prices=prices)
         return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
     def retry_failed(

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from .results import _extract, _response_body
+from .outputs import answer_body, outcome
 
 __all__ = ["CANCELLED", "EXPIRED", "FAILED", "INVALID", "JOB_FAILED", "NO_OUTPUT", "answer", "output_line",
            "write_output"]
@@ -51,13 +51,10 @@ def answer(obj: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
         The answer object (``chat.completion``, embeddings list) and None on
         success; None and the row's error otherwise.
     """
-    error = _extract(obj)[-1]
+    error = outcome(obj).error
     if error is not None:
         return None, error
-    body = _response_body(obj)
-    if isinstance(body, dict) and (body.get("status_code") is not None or body.get("body") is not None):
-        body = body.get("body")  # an OpenAI envelope already: its body is the answer
-    return body, None
+    return answer_body(obj), None
 
 
 def _digest(*parts: str) -> str:

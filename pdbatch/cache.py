@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import secrets
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ from . import config
 from .atomic import PRIVATE_FILE, open_private
 from .errors import PdbatchWarning
 
-__all__ = ["ResponseCache", "clear", "deterministic", "request_key"]
+__all__ = ["ResponseCache", "RowKeys", "clear", "deterministic"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -54,27 +55,66 @@ CREATE TABLE IF NOT EXISTS responses (
 #: SQLite's own names for a file that is not (or no longer) a sound database
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 _warned: set[str] = set()
+#: Starts every key: keys made another way (before 2026-12 each whole body was hashed) are never matched.
+KEY_VERSION = b"pdbatch response key 2\0"
 T = TypeVar("T")
 
 
-def request_key(backend: str, model: str, url: str, body: Mapping[str, Any],
-                identity: Mapping[str, Any] | None = None) -> str:
-    """The cache key of one request: a hash of backend, model, url, canonical body and the backend's identity.
+class RowKeys:
+    """The cache keys of the rows of one call: what the rows share is hashed once, then each row's own payload.
 
-    ``identity`` is :meth:`Backend.cache_identity` (the weights a local model
-    runs, ...). An empty one adds nothing, so the keys of backends that need
-    none stay what they were before it existed: answers already paid for are
-    still found.
+    A row's answer depends on the backend (and what else decides its answers,
+    :meth:`Backend.cache_identity`), the model, the url and the request body.
+    The rows of one call share all of it but each row's payload (its prompt
+    text, or its message list: :meth:`RequestPlan.payloads`), so a row's key
+    is a hash of one digest of everything shared, then of the payload's
+    bytes: no body, and no dict, is built per row. Two rows get one key
+    exactly when they send the same body to the same model.
+
+    Parameters
+    ----------
+    backend, model, url : str
+    body : mapping
+        A row's body with an empty payload (what every row shares).
+    payload : {"text", "messages"}
+        What each row adds: a prompt text, or a list of chat messages.
+    identity : mapping, optional
+        :meth:`Backend.cache_identity`; an empty one adds nothing.
     """
-    canon = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-    h = hashlib.sha256()
-    parts = [backend.encode(), model.encode(), url.encode(), canon]
-    if identity:
-        parts.append(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))
-    for part in parts:
-        h.update(part)
-        h.update(b"\0")
-    return h.hexdigest()
+
+    def __init__(self, backend: str, model: str, url: str, body: Mapping[str, Any], payload: str,
+                 identity: Mapping[str, Any] | None = None) -> None:
+        h = hashlib.sha256(KEY_VERSION)
+        for part in (backend, model, url, payload):
+            h.update(part.encode())
+            h.update(b"\0")
+        h.update(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+        if identity:
+            h.update(b"\0" + orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))
+        # a digest of fixed length first: no payload can read as a part of what the rows share
+        self._start = hashlib.sha256(h.digest())
+        self._messages = payload == "messages"
+
+    def key(self, payload: Any) -> str:
+        """The key of one row's payload (a str, or a list of messages)."""
+        data = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS) if self._messages else payload.encode()
+        h = self._start.copy()
+        h.update(data)
+        return h.hexdigest()
+
+    def keys(self, data: bytes | memoryview, offsets: Sequence[int]) -> list[str]:
+        """The keys of prompt texts held as one UTF-8 buffer: row ``i`` is ``data[offsets[i]:offsets[i + 1]]``.
+
+        The same keys as :meth:`key` on each text (``tests/test_scale.py``).
+        """
+        start = self._start
+        out: list[str] = []
+        append = out.append
+        for a, b in itertools.pairwise(offsets):
+            h = start.copy()
+            h.update(data[a:b])
+            append(h.hexdigest())
+        return out
 
 
 def deterministic(url: str, params: Mapping[str, Any]) -> bool:
@@ -180,9 +220,16 @@ class ResponseCache:
         keys = list(dict.fromkeys(keys))
 
         def get(db: sqlite3.Connection) -> dict[str, bytes]:
+            wanted = keys
+            # Asking for more keys than the cache holds: reading its keys (the
+            # primary key's index alone) and asking only for those found costs
+            # less than a look-up per key, and nothing when the cache is new.
+            if len(keys) > 900 and db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] < len(keys):
+                ask = set(keys)
+                wanted = [k for (k,) in db.execute("SELECT key FROM responses") if k in ask]
             found: dict[str, bytes] = {}
-            for start in range(0, len(keys), 900):  # SQLite's limit on bound parameters
-                chunk = keys[start : start + 900]
+            for start in range(0, len(wanted), 900):  # SQLite's limit on bound parameters
+                chunk = wanted[start : start + 900]
                 marks = ",".join("?" * len(chunk))
                 for key, line in db.execute(f"SELECT key, line FROM responses WHERE key IN ({marks})", chunk):
                     found[key] = bytes(line)

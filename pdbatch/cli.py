@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from . import __version__, cache, clifile, config, manifest
+from . import __version__, cache, clifile, jobdir
 from .backends import get_backend
 from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
 from .models import Kind
@@ -247,16 +247,17 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    root = config.home() / "jobs"
+    root = jobdir.root()
     rows = []
     damaged = 0
-    for path in sorted(root.glob("*/manifest.json"), key=_mtime):
+    for path, modified, record in jobdir.jobs():
         try:
-            rows.append(_job_row(path, args.refresh))
+            if isinstance(record, Exception):
+                raise record
+            rows.append(_job_row(record, args.refresh))
         except Exception as exc:  # one damaged folder must not hide the others: show it, with where it is
             damaged += 1
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(_mtime(path)))
-            rows.append(f"{when}  {path.parent.name}  DAMAGED: {path}: {_one_line(exc)}")
+            rows.append(f"{_when(modified)}  {path.parent.name}  DAMAGED: {path}: {_one_line(exc)}")
     if not rows:
         print(f"no jobs under {root}")
     for row in rows[-args.last:]:
@@ -282,25 +283,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:  # removed while listing
-        return 0.0
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
 
 
-def _job_row(path: Path, refresh: bool) -> str:
+def _job_row(rec: jobdir.Manifest, refresh: bool) -> str:
     from .job import attach
 
-    rec = manifest.Manifest.from_json(path.read_bytes())
     state = ""
     if refresh:
         try:
             state = attach(rec.id).refresh().state
         except Exception as exc:  # the state is unknown; the row still lists the job
             state = f"? ({_one_line(exc)})"
-    created = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec.created))
-    return f"{created}  {rec.id}  {rec.backend}:{rec.model}  {rec.n_rows} rows  {state}".rstrip()
+    return f"{_when(rec.created)}  {rec.id}  {rec.backend}:{rec.model}  {rec.n_rows} rows  {state}".rstrip()
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

@@ -2,9 +2,10 @@
 
 Only two settings are global: which backend a call uses when it names none, and
 where pdbatch keeps its job folders. Everything specific to a backend goes to
-that backend's constructor, whose defaults may be set here too
-(``configure(vertex={"project": ...})``, or ``PDBATCH_VERTEX_*`` variables), so
-that ``backend="vertex"`` works without building the object.
+that backend's constructor, whose defaults may be set here too, for any
+registered backend by its name (``configure(vertex={"project": ...})``, or
+``PDBATCH_VERTEX_PROJECT``), so that ``backend="vertex"`` works without
+building the object. A backend reads them with :func:`backend_default`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["Settings", "configure", "home", "settings"]
+__all__ = ["Settings", "backend_default", "configure", "home", "settings"]
 
 DEFAULT_BACKEND = "local"
 
@@ -29,7 +30,13 @@ class Settings:
 
     backend: str | Backend | None = None
     home: Path | None = None
-    vertex: Mapping[str, Any] = field(default_factory=dict)
+    #: defaults for backend constructors, by the backend's registry name
+    backends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def vertex(self) -> Mapping[str, Any]:
+        """The defaults set for the Vertex backend (``configure(vertex=...)``)."""
+        return self.backends.get("vertex", {})
 
 
 _settings = Settings()
@@ -39,7 +46,7 @@ def configure(
     *,
     backend: str | Backend | None = None,
     home: str | os.PathLike[str] | None = None,
-    vertex: Mapping[str, Any] | None = None,
+    **backends: Mapping[str, Any],
 ) -> Settings:
     """Set session defaults.
 
@@ -53,11 +60,14 @@ def configure(
     home : path, optional
         Folder holding job folders and manifests. Overrides ``PDBATCH_HOME``;
         the default is ``~/.pdbatch``.
-    vertex : mapping, optional
-        Defaults for :class:`pdbatch.backends.Vertex` arguments (``project``,
-        ``location``, ``staging``, ``output``, ``api_endpoint``, ...), merged
-        into earlier ones. They override the ``PDBATCH_VERTEX_*`` variables;
-        explicit constructor arguments override both.
+    **backends : mapping
+        Defaults for a backend's constructor arguments, by the backend's
+        registered name, merged into earlier ones: ``vertex={"project": ...,
+        "location": ..., "staging": ...}`` for :class:`pdbatch.backends.Vertex`,
+        and the same for any other backend. They override the
+        ``PDBATCH_<NAME>_<SETTING>`` variables; explicit constructor arguments
+        override both. A name no backend is registered under is refused when
+        a backend is next looked up.
 
     Returns
     -------
@@ -70,8 +80,14 @@ def configure(
         changes["backend"] = backend
     if home is not None:
         changes["home"] = Path(home).expanduser()
-    if vertex is not None:
-        changes["vertex"] = {**_settings.vertex, **vertex}
+    if backends:
+        merged = dict(_settings.backends)
+        for name, values in backends.items():
+            if not isinstance(values, Mapping):
+                raise TypeError(f"configure({name}=...) takes a dict of {name!r} backend settings, "
+                                f"not {type(values).__name__}")
+            merged[name] = {**merged.get(name, {}), **values}
+        changes["backends"] = merged
     _settings = replace(_settings, **changes)
     return _settings
 
@@ -85,6 +101,31 @@ def reset() -> None:
     """Forget everything set with :func:`configure` (used by tests)."""
     global _settings
     _settings = Settings()
+
+
+def backend_default(backend: str, setting: str) -> Any:
+    """A backend setting's default: ``configure(<backend>={setting: ...})``, then ``PDBATCH_<BACKEND>_<SETTING>``.
+
+    Backends call this for each constructor argument left out, so that users
+    set defaults for any backend in the same two ways.
+
+    Parameters
+    ----------
+    backend : str
+        The backend's registry name (``"vertex"``).
+    setting : str
+        The constructor argument (``"project"``).
+
+    Returns
+    -------
+    Any
+        The configured value, the environment variable's text (an empty one
+        counts as unset), or None.
+    """
+    configured = _settings.backends.get(backend, {}).get(setting)
+    if configured is not None:
+        return configured
+    return os.environ.get(f"PDBATCH_{backend.upper()}_{setting.upper()}") or None
 
 
 def default_backend() -> str | Backend:

@@ -1,7 +1,7 @@
 """``BatchJob``: a handle on a submitted job that outlives the call, and the kernel.
 
-A job is submitted with :func:`submit` (what ``df.llama.submit`` calls) and
-re-found with :func:`attach` in any later Python process. Its manifest (see
+A job is submitted by :func:`pdbatch.submit.submit` (what ``df.llama.submit``
+calls) and re-found with :func:`attach` in any later Python process. Its manifest (see
 :mod:`pdbatch.manifest`) holds everything :meth:`BatchJob.result` needs to
 join the answers back to the frame.
 """
@@ -9,8 +9,6 @@ join the answers back to the frame.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,36 +17,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config, frames, manifest, reuse, uievents
-from .atomic import PRIVATE_DIR, PRIVATE_FILE, private_dir
+from . import jobdir, reuse, uievents
+from .atomic import PRIVATE_DIR, PRIVATE_FILE
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
-from .display import (
-    JobLabel,
-    Poller,
-    elapsed_seconds,
-    follow,
-    live_display_available,
-    make_reporter,
-    short_state,
-    status_html,
-)
+from .call import Call, Options
+from .display import live_display_available, make_reporter
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
-from .requests import RequestPlan, _custom_ids
-from .results import join_results, parse_files, parse_lines
+from .join import join_results
+from .models import Kind
+from .reporter import JobLabel, elapsed_seconds, short_state
+from .requests import RequestPlan, custom_ids
+from .results import parse_files, parse_lines
 from .structured import as_schema
+from .watch import Poller, follow, watch
+from .widget import status_html
 
-__all__ = ["BatchJob", "attach", "submit"]
+__all__ = ["BatchJob", "attach", "combine", "empty_result"]
 
-#: Handle classes by the ``type`` a job's saved call names: :func:`attach`
+#: Handle classes for jobs whose saved call sets this key: :func:`attach`
 #: returns one of these for such a job (a request file's, :mod:`pdbatch.runfile`).
 JOB_TYPES: dict[str, type[BatchJob]] = {}
-
-# How long `wait` sleeps between polls, per backend; Vertex jobs take minutes
-# to hours, so polling them every quarter second would only burn quota.
-POLL_SECONDS = {"local": 0.25}
-DEFAULT_POLL = 10.0
-
 
 class BatchJob:
     """A submitted batch job.
@@ -67,12 +56,16 @@ class BatchJob:
     model : str
         The model as written in the request bodies.
     kind : {"chat", "embeddings"}
+    call : Call
+        What was sent for each row (prompt, params, custom_id column, schema).
+    options : Options
+        How it was run (cache, overwrite, passthrough, max_cost, display_name, ...).
     poller : Poller or None
         In Jupyter, the thread keeping the status widget updated after
         ``submit`` or :meth:`display` returned (None when there is none).
     """
 
-    def __init__(self, record: manifest.Manifest, folder: Path, backend: Backend, *,
+    def __init__(self, record: jobdir.Manifest, folder: Path, backend: Backend, *,
                  allow_pickle: bool = False) -> None:
         self._record = record
         self._folder = folder
@@ -95,8 +88,23 @@ class BatchJob:
         return self._record.model
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Kind:
         return self._record.kind
+
+    @property
+    def call(self) -> Call:
+        """What the job sends for each row, as submitted (``schema`` as a JSON schema)."""
+        return Call.from_record(self._record.call)
+
+    @property
+    def options(self) -> Options:
+        """How the job was run, as submitted; ``retry_failed`` reruns with them."""
+        return Options.from_record(self._record.options)
+
+    @property
+    def label(self) -> JobLabel:
+        """What a status display shows besides the status: id, backend name, model."""
+        return JobLabel(id=self.id, backend=self.backend.name, model=self.model)
 
     @property
     def n_rows(self) -> int:
@@ -156,45 +164,58 @@ class BatchJob:
         -------
         BatchJob
             ``self``, so that ``job.wait().result()`` reads well.
+
+        Notes
+        -----
+        The loop is :func:`pdbatch.watch.watch`, the same one that keeps the
+        widget updated from a thread: a failed status check is retried (up to
+        :data:`~pdbatch.watch.MAX_POLL_ERRORS` in a row), a stalled job is
+        resumed. Between two polls its ``between`` hook processes the Jupyter
+        widget's events (:mod:`pdbatch.uievents`), so that the panel's Cancel
+        button works while the cell is blocked; the call then raises
+        :class:`~pdbatch.errors.JobError` once the job is cancelled.
+        Interrupting the kernel leaves the job running, and says how to reach it.
         """
         interval = self._interval(poll)
         deadline = None if timeout is None else time.monotonic() + timeout
         clicks: list[float] = []
 
-        def cancel() -> None:  # the panel's button, reached between polls (uievents)
+        def cancel() -> None:  # the panel's button, reached between polls
             clicks.append(time.monotonic())
             self.cancel()
 
         with uievents.ui_events() as process:
-            # where clicks reach this loop, the panel's Cancel works as it is; elsewhere it says to interrupt first
-            reporter = make_reporter(self, progress, cancel=cancel, blocking=process is None)
-            self._watch(reporter, process, clicks, interval, deadline, timeout)
-        return self
+            # where clicks reach the loop the panel's Cancel works as it is; elsewhere it says to interrupt first
+            reporter = make_reporter(self.label, progress, cancel=cancel, blocking=process is None)
+            status = self._watch(reporter, process, clicks, interval, deadline)
+        if status.done:
+            if clicks and status.state == "JOB_STATE_CANCELLED":
+                raise _cancelled(self.id, status)
+            return self
+        if status.state == "JOB_STATE_PAUSED":
+            raise _paused(self.id, status)
+        raise JobTimeoutError(
+            f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
+            f"Call job.wait() again, or pdbatch.attach({self.id!r}) later.",
+            job_id=self.id,
+            state=status.state,
+        )
 
-    def _watch(self, reporter: Any, process: Any, clicks: list[float], interval: float, deadline: float | None,
-               timeout: float | None) -> None:
-        # The poll loop of wait(); between polls, widget clicks are processed (process, see uievents).
+    def _watch(self, reporter: Any, process: Any, clicks: list[float], interval: float,
+               deadline: float | None) -> JobStatus:
         status: JobStatus | None = None
+
+        def fetch() -> JobStatus:
+            nonlocal status
+            status = self._poll_once()
+            return status
+
+        def between(seconds: float) -> None:  # widget clicks processed while waiting; a click polls at once
+            seen = len(clicks)
+            uievents.pause(seconds, process, until=lambda: len(clicks) > seen)
+
         try:
-            while True:
-                status = self._poll_once()
-                reporter.update(status)
-                if status.done:
-                    if clicks and status.state == "JOB_STATE_CANCELLED":
-                        raise _cancelled(self.id, status)
-                    return
-                if status.state == "JOB_STATE_PAUSED":
-                    raise _paused(self.id, status)
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise JobTimeoutError(
-                        f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
-                        f"Call job.wait() again, or pdbatch.attach({self.id!r}) later.",
-                        job_id=self.id,
-                        state=status.state,
-                    )
-                sleep = interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic()))
-                seen = len(clicks)
-                uievents.pause(sleep, process, until=lambda seen=seen: len(clicks) > seen)  # type: ignore[misc]
+            watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, closed_ends=False, between=between)
         except KeyboardInterrupt:
             if status is not None and not status.done:
                 print(_interrupted(self.id), file=sys.stderr, flush=True)
@@ -206,19 +227,16 @@ class BatchJob:
                 self.poller = follow(reporter, self._poll_once, interval, name=f"pdbatch-poll-{self.id}")
             else:
                 reporter.close(status)
+        assert status is not None  # watch returns only after a snapshot, or raises
+        return status
 
     def _interval(self, poll: float | None = None) -> float:
-        if poll is not None:
-            return poll
-        # A backend may carry its own interval (Vertex(poll_seconds=...)).
-        return getattr(self.backend, "poll_seconds", None) or POLL_SECONDS.get(
-            self.backend.name, DEFAULT_POLL
-        )
+        return poll if poll is not None else self.backend.poll_seconds
 
     def _poll_once(self) -> JobStatus:
         # One status check; a local job whose worker died is restarted on the way.
         status = self.refresh()
-        if status.extra.get("worker_dead"):
+        if status.stalled:
             self.resume()
             status = self.refresh()
         return status
@@ -288,9 +306,9 @@ class BatchJob:
                 state=status.state,
                 detail=status.error,
             )
-        frame = manifest.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
+        frame = jobdir.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
         paths = self._fetch_output()
-        cached = self._folder / reuse.CACHED_LINES
+        cached = self._folder / jobdir.CACHED
         # a running (or crashed) worker may have left half a line at the end: not data
         parsed = parse_files(paths, complete_only=not status.done)
         if cached.exists():
@@ -298,24 +316,25 @@ class BatchJob:
         missing = "missing: the job returned no output line for this row"
         if status.state not in OK_STATES:
             missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")
+        call = self.call
         out = join_results(
             frame,
             parsed,
-            kind=self._record.kind,  # type: ignore[arg-type]
-            custom_ids=_custom_ids(frame, self._record.custom_id_column),
+            kind=self._record.kind,
+            custom_ids=custom_ids(frame, call.custom_id),
             skipped=self._record.skipped,
-            overwrite=self._record.overwrite,
+            overwrite=self.options.overwrite,
             missing_error=missing,
         )
         # rows answered by an identical row or by the cache; new answers into the cache
         out = reuse.complete(self._folder, self._record, out, paths, status.state in OK_STATES)
-        if self._record.schema:
-            out = as_schema(self._record.schema).add_columns(out)
+        if call.schema:
+            out = as_schema(call.schema).add_columns(out)
         out.attrs["pdbatch_job"] = self.id
         return out
 
     def _fetch_output(self) -> list[Path]:
-        dest = self._folder / "output"
+        dest = self._folder / jobdir.DOWNLOADS
         try:
             paths = [path for part in self._record.parts for path in self.backend.fetch_output(part, dest)]
             if dest.is_dir():  # downloaded here by the backend: as private as the rest of the folder
@@ -348,7 +367,7 @@ class BatchJob:
         if not live_display_available():
             self.wait(progress=True, poll=poll)
             return
-        reporter = make_reporter(self, True, cancel=self.cancel, blocking=False)
+        reporter = make_reporter(self.label, True, cancel=self.cancel, blocking=False)
         self.poller = follow(reporter, self._poll_once, self._interval(poll), name=f"pdbatch-poll-{self.id}")
 
     def __repr__(self) -> str:
@@ -369,8 +388,7 @@ class BatchJob:
         except Exception as exc:  # a repr must not raise: show the last status and why it is stale
             st = self._status
             note = f"could not fetch the status: {type(exc).__name__}: {exc}"
-        label = JobLabel.of(self)
-        return status_html(label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
+        return status_html(self.label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
 
 
 def _cancelled(job_id: str, status: JobStatus) -> JobError:
@@ -431,149 +449,9 @@ def combine(statuses: list[JobStatus]) -> JobStatus:
         error="; ".join(errors) or None,
         output=statuses[0].output,
         console_url=statuses[0].console_url,
+        stalled=any(s.stalled for s in statuses),
         extra={"parts": [s.state for s in statuses]},
     )
-
-
-def submit(
-    frame: pd.DataFrame,
-    plan: RequestPlan,
-    backend: Backend,
-    *,
-    custom_id_column: str | None = None,
-    overwrite: bool = False,
-    display_name: str | None = None,
-    passthrough: bool = False,
-    rename_reserved: bool = False,
-    reused: reuse.Reuse | None = None,
-    call: dict[str, Any] | None = None,
-    cache: bool | str = False,
-    schema: dict[str, Any] | None = None,
-) -> BatchJob:
-    """Write the plan's request lines, submit them, save the manifest, and return the handle.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        The frame the plan was built from (saved for the join).
-    plan : RequestPlan
-        From :func:`pdbatch.requests.build_requests`.
-    backend : Backend
-        Where to run.
-    custom_id_column : str, optional
-        The frame column the ids came from.
-    overwrite : bool
-        Whether the result may replace existing columns.
-    display_name : str, optional
-        A name for the job in the backend's console.
-    passthrough : bool
-        Hand the frame's columns to the backend with the requests (backends
-        with ``accepts_passthrough``, e.g. Vertex with BigQuery staging, copy
-        them into the input and output tables).
-    rename_reserved : bool
-        With ``passthrough``, rename columns whose names the service reserves
-        (``id``, ``response``, ...) to ``input_<name>`` instead of refusing them.
-    reused : Reuse, optional
-        Rows answered by an identical row or by the response cache: not sent.
-    call, cache, schema
-        Kept in the manifest for ``retry_failed``, the cache and typed columns.
-
-    Returns
-    -------
-    BatchJob
-    """
-    # refused here, before anything is sent, if the job's copy of the frame cannot hold it exactly
-    table = frames.to_table(frame)
-    send = reused.sending_plan(plan) if reused is not None else plan
-    name = display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
-    if len(send.positions) == 0:
-        # every row is answered already (cache or duplicates): a job with no parts
-        parts = [time.strftime("cached-%Y%m%d-%H%M%S-") + secrets.token_hex(3)]
-        backend_parts: list[str] = []
-    else:
-        backend_parts = _send(send, backend, name, passthrough, rename_reserved, frame)
-        parts = backend_parts
-    record = manifest.Manifest(
-        id=parts[0],
-        parts=backend_parts,
-        backend=backend.name,
-        backend_settings=backend.settings(),
-        model=plan.model,
-        kind=plan.kind,
-        n_rows=len(frame),
-        custom_id_column=custom_id_column,
-        skipped=plan.skipped,
-        overwrite=overwrite,
-        display_name=name,
-        call=call,
-        cache=cache,
-        schema=schema,
-    )
-    folder = manifest.save(record, table)
-    if reused is not None:
-        reuse.save(folder, reused)
-    return BatchJob(record, folder, backend)
-
-
-def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, rename_reserved: bool,
-          frame: pd.DataFrame) -> list[str]:
-    """Write the plan's request files at the backend's limits and submit them."""
-    extra: dict[str, Any] = {}
-    if passthrough:  # checked before anything is written or uploaded
-        extra["extra_columns"] = passthrough_table(frame, plan, backend, rename_reserved)
-    staging = private_dir(config.home() / "staging" / secrets.token_hex(8))
-    try:
-        files = plan.write_jsonl_parts(
-            staging, max_requests=backend.max_requests_per_file, max_bytes=backend.max_bytes_per_file
-        )
-        for path, _ in files:  # a backend may move them into a job folder: private there too
-            os.chmod(path, PRIVATE_FILE)
-        n = sum(rows for _, rows in files)
-        return backend.submit([p for p, _ in files], model=plan.model, kind=plan.kind, n_requests=n,
-                              display_name=name, **extra)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def passthrough_table(
-    frame: pd.DataFrame, plan: RequestPlan, backend: Backend, rename: bool
-) -> Any:
-    """The frame's columns for the rows sent, as a pyarrow Table in request-line order.
-
-    Raises :class:`ConfigError` when the backend cannot pass columns through,
-    or when a column has a reserved name and ``rename`` is False.
-    """
-    import pyarrow as pa
-
-    if not getattr(backend, "accepts_passthrough", False):
-        raise ConfigError(f"the {backend.name!r} backend cannot pass columns through; "
-                          f"drop passthrough=True (the result frame keeps your columns anyway)")
-    reserved = getattr(backend, "reserved_columns", ())  # the backend knows what its service reads and writes
-    names = [str(c) for c in frame.columns]
-    clash = [c for c in names if c.lower() in reserved]
-    if clash and not rename:
-        raise ConfigError(
-            f"passthrough=True: column(s) {clash} use names the batch service reserves "
-            f"({', '.join(reserved)}); rename them, or pass rename_reserved=True "
-            f"to send them as {['input_' + c for c in clash]}"
-        )
-    taken = set(names)
-    rows = frame.iloc[plan.positions]
-    arrays, out_names = [], []
-    for col, name in zip(frame.columns, names, strict=True):
-        if name in clash:
-            new = f"input_{name}"
-            while new in taken:
-                new = f"input_{new}"
-            taken.add(new)
-            name = new
-        try:
-            arrays.append(pa.Array.from_pandas(rows[col]))
-        except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ConfigError(f"passthrough=True: column {name!r} cannot be converted for the "
-                              f"backend ({exc}); convert it (e.g. .astype(str)) or drop it") from exc
-        out_names.append(name)
-    return pa.Table.from_arrays(arrays, names=out_names)
 
 
 def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: bool = False) -> BatchJob:
@@ -604,7 +482,7 @@ def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: b
         The job's manifest is missing or damaged (the message says what can
         still be recovered).
     """
-    record, folder = manifest.load(job_id)
+    record, folder = jobdir.load(job_id)
     if backend is None:
         be = backend_class(record.backend).from_settings(record.backend_settings)
     else:
@@ -612,7 +490,7 @@ def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: b
         if be.name != record.backend:
             raise ConfigError(f"job {job_id} ran on the {record.backend!r} backend; backend= must be one too, "
                               f"not {be.name!r}")
-    cls = JOB_TYPES.get(str((record.call or {}).get("type")), BatchJob)
+    cls = next((c for key, c in JOB_TYPES.items() if record.call.get(key)), BatchJob)
     return cls(record, folder, be, allow_pickle=allow_pickle)
 
 

@@ -151,7 +151,8 @@ def _unknown(name: str, known: list[str], where: str, escape: str) -> str:
 #   DEPRECATIONS: the "open models deprecations (MaaS)" page, model id / deprecation / retirement dates;
 #   BATCH_PAGE: the open models batch prediction page, "Supported models" (chat models that run batch jobs);
 #   EMBEDDINGS_PAGE: "Get batch embeddings inferences" (Gemini embedding models, their locations and line formats);
-#   INVENTORY: a third-party inventory of live MaaS models (2026-09), quoted in ../shared/SPEC.md.
+#   INVENTORY: a third-party inventory of live MaaS models (2026-09), read when this catalog was written
+#   (it is not kept in this repository).
 # The live service stays the final word: pdbatch.backends.Vertex asks Model
 # Garden (publishers/<p>/models/<id>) before it stages anything.
 DOCS = "https://docs.cloud.google.com/gemini-enterprise-agent-platform/models"

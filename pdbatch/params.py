@@ -28,15 +28,12 @@ import difflib
 import numbers
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import InputError
 from .models import CHAT, EMBEDDINGS, Kind
 
-if TYPE_CHECKING:
-    from .backends.base import Backend
-
-__all__ = ["CHAT_FIELDS", "DEFAULT_MAX_TOKENS", "EMBEDDINGS_FIELDS", "EXTRA_BODY", "RESERVED", "Check",
+__all__ = ["CHAT_FIELDS", "DEFAULT_MAX_TOKENS", "EMBEDDINGS_FIELDS", "EXTRA_BODY", "RESERVED", "BodyRules", "Check",
            "body_params", "boolean", "check_fields", "integer", "one_of"]
 
 #: A check takes a field's value and returns what is wrong with it, or None.
@@ -325,10 +322,22 @@ def check_fields(
     return out, problems
 
 
+class BodyRules(Protocol):
+    """What a backend says about request bodies (every :class:`~pdbatch.backends.Backend` has both methods).
+
+    Declared here, by its shape, so that checking a call's parameters needs
+    no backend module (this module stands below the backends).
+    """
+
+    def body_fields(self, kind: Kind) -> Mapping[str, Check]: ...
+
+    def unsupported_params(self, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]: ...
+
+
 def body_params(
     params: Mapping[str, Any],
     kind: Kind,
-    backend: Backend,
+    backend: BodyRules,
     *,
     keywords: Iterable[str] = (),
     escape: str = "extra_body={{'{name}': ...}}",
@@ -343,8 +352,8 @@ def body_params(
     params : mapping
         The call's body keyword arguments (``extra_body`` included).
     kind : {"chat", "embeddings"}
-    backend : Backend
-        Adds its own fields (:meth:`Backend.body_fields`) and refuses those it
+    backend : BodyRules
+        Usually the Backend: adds its own fields (:meth:`Backend.body_fields`) and refuses those it
         cannot honour (:meth:`Backend.unsupported_params`).
     keywords, escape
         As in :func:`check_fields`.

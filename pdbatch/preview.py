@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .backends.base import Backend
-from .pricing import PRICES_AS_OF, batch_price
+from .pricing import PRICES_AS_OF, given_price
 from .requests import RequestPlan
 from .reuse import Reuse
 
@@ -154,7 +154,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
     """Build the preview of a planned call (nothing is submitted)."""
     send = reuse.sending_plan(plan).positions
     counted = plan.positions
-    bodies = [plan.body(p) for p in plan._texts(counted)]
+    bodies = [plan.body(p) for p in plan.payloads(counted)]
     counts = backend.count_tokens(plan.model, plan.kind, bodies)
     how = f"{backend.name} tokenizer"
     if counts is None:
@@ -169,7 +169,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
     if window:
         need = np.asarray(counts, dtype=np.int64) + (max_tokens or 1)
         over = plan.ids_at(counted[need > window])
-    price = batch_price(plan.model, prices) if backend.name != "local" else (0.0, 0.0)
+    price = given_price(plan.model, prices) or backend.batch_price(plan.model)
     cost = None
     if price is not None:
         sent_tokens = int(np.asarray(tokens[send], dtype=np.int64).sum()) if len(send) else 0
@@ -177,7 +177,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
         cost = (sent_tokens * price[0] + out_tokens * price[1]) / 1e6
     first = counted[:SAMPLE]
     sample = pd.DataFrame({"custom_id": plan.ids_at(first), "method": "POST", "url": plan.url,
-                           "body": [plan.body(p) for p in plan._texts(first)]}, index=plan.frame.index[first])
+                           "body": [plan.body(p) for p in plan.payloads(first)]}, index=plan.frame.index[first])
     return Preview(
         backend=backend.name,
         model=plan.model,

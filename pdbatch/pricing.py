@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "PRICES_AS_OF", "batch_price"]
+__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "PRICES_AS_OF", "batch_price", "given_price", "published_price"]
 
 PRICES_AS_OF = "2026-11-30 (list prices; verify on the Vertex AI pricing page before large jobs)"
 BATCH_DISCOUNT = 0.5
@@ -44,10 +44,22 @@ def batch_price(model: str, overrides: Mapping[str, tuple[float, float]] | None 
     ``model`` may be written with or without its publisher (``meta/llama-...``).
     Overrides are taken as batch prices, as given.
     """
-    model_id = model.rsplit("/", 1)[-1]
-    for table, factor in ((overrides or {}, 1.0), (ONLINE_PRICES, BATCH_DISCOUNT)):
-        for name in (model, model_id):
-            if name in table:
-                inp, out = table[name]
-                return inp * factor, out * factor
+    return given_price(model, overrides) or published_price(model)
+
+
+def given_price(model: str, prices: Mapping[str, tuple[float, float]] | None) -> tuple[float, float] | None:
+    """The user's ``prices=`` entry for ``model`` (with or without its publisher), taken as batch prices."""
+    return _lookup(prices or {}, model, 1.0)
+
+
+def published_price(model: str) -> tuple[float, float] | None:
+    """The batch price of ``model`` from the published online prices, less the batch discount."""
+    return _lookup(ONLINE_PRICES, model, BATCH_DISCOUNT)
+
+
+def _lookup(table: Mapping[str, tuple[float, float]], model: str, factor: float) -> tuple[float, float] | None:
+    for name in (model, model.rsplit("/", 1)[-1]):
+        if name in table:
+            inp, out = table[name]
+            return inp * factor, out * factor
     return None

@@ -12,7 +12,7 @@ one Arrow buffer. Rows given as message lists are encoded per row with orjson.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +26,11 @@ import pyarrow.compute as pc
 
 from .cells import check_text
 from .errors import InputError
+from .jsontext import data_buffer, json_escape, scalar
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
 from .template import CellError, Template
 
-__all__ = ["POSITIONAL_PREFIX", "RequestPlan", "build_requests"]
+__all__ = ["POSITIONAL_PREFIX", "RequestPlan", "build_requests", "custom_ids"]
 
 #: Default ids are ``row-<position>``: unique, stable for a given frame, and they
 #: let the join compute positions with array arithmetic instead of a hash join.
@@ -88,8 +89,22 @@ class RequestPlan:
         return self.custom_ids[positions].tolist()
 
     # --------------------------------------------------------------- building
-    def _texts(self, positions: np.ndarray) -> list[Any]:
-        """The per-row payload: rendered prompt text, or the row's message list."""
+    def payloads(self, positions: np.ndarray) -> list[Any]:
+        """Each row's payload, the one part of its body that is its own: prompt text, or its message list.
+
+        :meth:`body` makes the row's request body of it; the JSONL writer
+        writes the same bytes without building either (``tests/test_scale.py``).
+
+        Parameters
+        ----------
+        positions : numpy.ndarray
+            Frame positions (from :attr:`positions`).
+
+        Returns
+        -------
+        list
+            One str (template plans) or list of message dicts per position.
+        """
         chunk = self.frame.iloc[positions]
         if self.template is not None:
             with self._naming_rows(positions):
@@ -108,7 +123,7 @@ class RequestPlan:
             raise InputError(f"column {exc.column!r}, row {cid!r}: {exc.problem}") from exc
 
     def body(self, payload: Any) -> dict[str, Any]:
-        """The request body for one row's payload (the simple, dict-building path)."""
+        """The request body for one row's payload (see :meth:`payloads`): the simple, dict-building path."""
         if self.kind == EMBEDDINGS:
             return {"model": self.model, "input": payload, **self.params}
         messages = list(payload) if self.messages else [{"role": "user", "content": payload}]
@@ -122,7 +137,7 @@ class RequestPlan:
         Rows skipped for nulls are left out; the index is the frame's.
         """
         pos = self.positions
-        payloads = self._texts(pos)
+        payloads = self.payloads(pos)
         return pd.DataFrame(
             {
                 "custom_id": self.ids_at(pos),
@@ -175,28 +190,53 @@ class RequestPlan:
         if self.messages:
             yield from self._iter_jsonl_messages(chunk_rows)
             return
-        assert self.template is not None
         head, mid, tail = self._line_parts()
         # The quotes around the id and the payload go into the constant parts,
         # so that each row contributes only its escaped characters.
         prefix = POSITIONAL_PREFIX.encode() if self.custom_ids is None else b""
-        consts = [_scalar(b) for b in (head + b'"' + prefix, b'"' + mid + b'"', b'"' + tail)]
+        consts = [scalar(b) for b in (head + b'"' + prefix, b'"' + mid + b'"', b'"' + tail)]
+        for pos, payload in self._escaped_parts(chunk_rows):
+            if self.custom_ids is None:
+                ids = pc.cast(pa.array(pos, type=pa.int64()), pa.large_string())
+            else:
+                ids = json_escape(pa.array(self.custom_ids[pos], type=pa.large_string()))
+            # the whole line joined at once
+            lines = pc.binary_join_element_wise(consts[0], ids, consts[1], *payload, consts[2], scalar(b""))
+            yield data_buffer(lines), len(pos)
+
+    def payload_texts(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[np.ndarray, pa.LargeStringArray]]:
+        """Template plans: the :meth:`payloads` (each row's prompt) as Arrow arrays, a chunk of rows at a time.
+
+        The same strings as :meth:`payloads`, without a Python str per row:
+        what the response cache keys rows by (:class:`pdbatch.cache.RowKeys`).
+
+        Yields
+        ------
+        (numpy.ndarray, pyarrow.LargeStringArray)
+            The chunk's frame positions and one prompt per position.
+        """
+        assert self.template is not None
+        for pos, chunk in self._chunks(chunk_rows):
+            with self._naming_rows(pos):
+                yield pos, self.template.render_arrow(chunk)
+
+    def _escaped_parts(self, chunk_rows: int) -> Iterator[tuple[np.ndarray, list[pa.Scalar | pa.LargeStringArray]]]:
+        """For each chunk of rows, the template's literals and columns, JSON-escaped, in order."""
+        assert self.template is not None
+        for pos, chunk in self._chunks(chunk_rows):
+            with self._naming_rows(pos):
+                parts = self.template.arrow_parts(chunk)
+            yield pos, [scalar(orjson.dumps(p)[1:-1]) if isinstance(p, str) else json_escape(p) for p in parts]
+
+    def _chunks(self, chunk_rows: int) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+        """The sent rows' positions and the template's columns, ``chunk_rows`` rows at a time."""
+        assert self.template is not None
         positions = self.positions
         frame = self.frame[_unique([self._lookup[c] for c in self.template.columns])]
         contiguous = not self.skipped  # then a chunk is a zero-copy slice, not a take
         for start in range(0, len(positions), chunk_rows):
             pos = positions[start : start + chunk_rows]
-            chunk = frame.iloc[start : start + len(pos)] if contiguous else frame.iloc[pos]
-            # escape each column and literal, then join the whole line at once
-            with self._naming_rows(pos):
-                parts = self.template.arrow_parts(chunk)
-            payload = [_scalar(orjson.dumps(p)[1:-1]) if isinstance(p, str) else json_escape(p) for p in parts]
-            if self.custom_ids is None:
-                ids = pc.cast(pa.array(pos, type=pa.int64()), pa.large_string())
-            else:
-                ids = json_escape(pa.array(self.custom_ids[pos], type=pa.large_string()))
-            lines = pc.binary_join_element_wise(consts[0], ids, consts[1], *payload, consts[2], _scalar(b""))
-            yield _data_buffer(lines), len(pos)
+            yield pos, frame.iloc[start : start + len(pos)] if contiguous else frame.iloc[pos]
 
     @property
     def _lookup(self) -> dict[str, Any]:
@@ -212,7 +252,7 @@ class RequestPlan:
             pos = positions[start : start + chunk_rows]
             ids = self.ids_at(pos)
             # a message list: its items go inside the [...] already opened
-            enc = [dumps(p)[1:-1] for p in self._texts(pos)]
+            enc = [dumps(p)[1:-1] for p in self.payloads(pos)]
             if join_messages:
                 enc = [b"," + e if e else e for e in enc]
             parts: list[bytes] = []
@@ -299,81 +339,6 @@ class RequestPlan:
             if fh is not None:
                 fh.close()
         return parts
-
-
-def json_escape(values: pa.Array) -> pa.LargeStringArray:
-    """JSON-escape each string of ``values`` (without the surrounding quotes).
-
-    The bytes are what ``orjson.dumps(s)[1:-1]`` gives. JSON requires escaping
-    only quotes, backslashes and characters below 0x20; everything else
-    (non-ASCII, U+2028) is written as UTF-8, as orjson does. Most rows need
-    nothing and pass through untouched; the rest have quotes, backslashes,
-    newlines, carriage returns and tabs replaced in Arrow, and rows with other
-    control characters (rare) are encoded by orjson.
-
-    Parameters
-    ----------
-    values : pyarrow.Array
-        Strings without nulls.
-
-    Returns
-    -------
-    pyarrow.LargeStringArray
-    """
-    values = values.cast(pa.large_string()) if values.type != pa.large_string() else values
-    idx = _rows_with_bytes(values, _needs_escape)
-    if not len(idx):
-        return values
-    sub = values.take(pa.array(idx))
-    # backslash first, so that the backslashes added next are not doubled
-    for raw, esc in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
-        sub = pc.replace_substring(sub, raw, esc)
-    rare = _rows_with_bytes(sub, lambda b: b < 0x20)
-    if len(rare):
-        redo = [orjson.dumps(s)[1:-1].decode() for s in values.take(pa.array(idx[rare])).to_pylist()]
-        sub = pc.replace_with_mask(sub, _mask(len(sub), rare), pa.array(redo, type=pa.large_string()))
-    return pc.replace_with_mask(values, _mask(len(values), idx), sub)
-
-
-def _rows_with_bytes(values: pa.LargeStringArray, test: Any) -> np.ndarray:
-    """Rows of ``values`` holding a byte for which ``test`` is true.
-
-    A few numpy compares over the data buffer are several times faster than a
-    regex kernel per string; hits map to rows through the offsets.
-    """
-    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64, count=len(values) + 1, offset=8 * values.offset)
-    data = values.buffers()[2]
-    if data is None or offsets[-1] == offsets[0]:
-        return np.empty(0, dtype=np.int64)
-    hits = np.flatnonzero(test(np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]))
-    return np.unique(np.searchsorted(offsets - offsets[0], hits, side="right") - 1)
-
-
-def _needs_escape(b: np.ndarray) -> np.ndarray:
-    # in place, with one scratch array: this runs over every byte of every prompt
-    flag = np.less(b, 0x20)
-    tmp = np.equal(b, ord('"'))
-    flag |= tmp
-    np.equal(b, ord("\\"), out=tmp)
-    flag |= tmp
-    return flag
-
-
-def _mask(n: int, idx: np.ndarray) -> pa.BooleanArray:
-    m = np.zeros(n, dtype=bool)
-    m[idx] = True
-    return pa.array(m)
-
-
-def _scalar(b: bytes) -> pa.Scalar:
-    return pa.scalar(b.decode(), type=pa.large_string())
-
-
-def _data_buffer(lines: pa.LargeStringArray) -> pa.Buffer:
-    """The concatenated bytes of a null-free string array: a zero-copy slice of its data buffer."""
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=8 * lines.offset)
-    start, stop = int(offsets[0]), int(offsets[-1])
-    return lines.buffers()[2].slice(start, stop - start)
 
 
 def _unique(items: list[Any]) -> list[Any]:
@@ -478,7 +443,7 @@ def build_requests(
         _check_unique(frame, messages, "messages")
         used = [messages]
 
-    ids = _custom_ids(frame, custom_id)
+    ids = custom_ids(frame, custom_id)
 
     skipped: dict[int, str] = {}
     if used and len(frame):
@@ -500,7 +465,11 @@ def build_requests(
     return RequestPlan(frame, kind, url, model, template, messages, system, params, ids, skipped)
 
 
-def _custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
+def custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    """The ids of ``frame``'s rows from its column ``column`` (as str, checked unique and not null).
+
+    ``None`` for the default ids, ``row-<position>``.
+    """
     if column is None:
         return None
     if column not in frame.columns:
@@ -534,8 +503,3 @@ def _check_unique(frame: pd.DataFrame, column: Any, argument: str) -> None:
     if n > 1:
         raise InputError(f"{argument}={column!r}: the frame has {n} columns with that name; rename them "
                          f"(df.columns = [...]) or drop the copies (df.loc[:, ~df.columns.duplicated()])")
-
-
-def read_jsonl_requests(path: str | os.PathLike[str]) -> Sequence[dict[str, Any]]:
-    """Read request lines back (tests, debugging)."""
-    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines() if line.strip()]

@@ -1,205 +1,38 @@
-"""Output lines -> per-row columns, joined back to the frame by ``custom_id``.
+"""Output files -> one typed row per output line, read a block at a time.
 
-Output order is not input order, lines may be missing, repeated, truncated by a
-crash or malformed, and they come in several shapes (see SPEC.md):
-
-* Vertex style: ``{"custom_id", "request"|"body", "response": <chat.completion
-  or embeddings list>, "status": "" | "<error>", "processed_time"}``;
-* OpenAI batch style: ``{"id", "custom_id", "response": {"status_code",
-  "body": {...}}, "error": null | {"code", "message"}}``;
-* rows read from a BigQuery output table, where ``response`` may be JSON text.
-
-Every shape is reduced to the same columns. There are two parsers with one
-meaning: :func:`_extract` reads one line decoded by orjson (the reference),
-and :func:`parse_bytes` decodes blocks of lines with msgspec into a typed
-schema of only the fields that decide a row (the echoed request, most of a
-line, is skipped unread), handing back to :func:`_extract` only the lines it
-cannot decide (malformed, failed with an error object, unusual shapes).
-The join never trusts position in the output: it maps each line's
-``custom_id`` to a frame position, with integer arithmetic when ids are the
-default ``row-<n>``, and moves whole columns with Arrow ``take``.
+There are two readers with one meaning, that of :func:`pdbatch.outputs.outcome`:
+:func:`parse_lines` reads one line at a time with it (the reference), and
+:func:`parse_bytes` / :func:`parse_files` cut buffers and files into blocks of
+whole lines for :mod:`pdbatch.blocks`, which decodes a block at a time with
+msgspec into a typed schema of only the fields that decide a row (the echoed
+request, most of a line, is skipped unread), handing back to the reference
+only the lines it cannot decide (malformed, failed with an error object,
+unusual shapes). ``tests/test_scale.py`` holds the two to the same rows.
+The typed columns are :mod:`pdbatch.rows`; joining the rows to the frame is
+:mod:`pdbatch.join`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, cast
 
-import msgspec
 import numpy as np
-import orjson
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from .models import EMBEDDINGS, Kind
-from .requests import POSITIONAL_PREFIX
+from . import outputs
+from .blocks import Parser
+from .rows import INT, PARSED_COLUMNS, STRING, typed
 
-__all__ = [
-    "CHAT_COLUMNS",
-    "EMBEDDING_COLUMNS",
-    "join_results",
-    "parse_bytes",
-    "parse_files",
-    "parse_lines",
-    "read_predictions",
-]
-
-CHAT_COLUMNS = ("response", "finish_reason", "prompt_tokens", "completion_tokens", "error")
-EMBEDDING_COLUMNS = ("embedding", "error")
-PARSED_COLUMNS = ("custom_id", "response", "finish_reason", "prompt_tokens", "completion_tokens", "embedding", "error")
-_ID_RE = re.compile(rb'"custom_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
-MISSING = "missing: the job returned no output line for this row"
+__all__ = ["INT", "PARSED_COLUMNS", "STRING", "dedupe", "iter_file_lines", "parse_bytes", "parse_files",
+           "parse_lines", "read_predictions", "typed"]
 
 #: Bytes decoded at once: small enough to stay in cache and to bound the
 #: per-line reading a bad line costs its block, large enough that the
 #: per-block work does not show.
 BLOCK_BYTES = 256 << 10
-
-_STR = pd.StringDtype("pyarrow")  # what the "string" alias means with pyarrow installed
-_INT = pd.Int64Dtype()
-
-
-def output_columns(kind: Kind) -> tuple[str, ...]:
-    """The columns a result frame gains for a job of ``kind``."""
-    return EMBEDDING_COLUMNS if kind == EMBEDDINGS else CHAT_COLUMNS
-
-
-# ------------------------------------------------------- one line (reference)
-# A key holding null means the same as a missing key throughout, because that
-# is all the columnar path can see.
-
-
-def _error_text(obj: dict[str, Any]) -> str | None:
-    """The row's error, from whichever field its shape uses; None on success."""
-    status = obj.get("status")
-    if isinstance(status, str) and status.strip():
-        return status.strip()
-    if isinstance(status, dict):  # some services send a google.rpc.Status
-        return str(status.get("message") or status)
-    err = obj.get("error")
-    if err:
-        if isinstance(err, dict):
-            code = err.get("code")
-            msg = err.get("message") or orjson.dumps(err).decode()
-            return f"{code}: {msg}" if code else str(msg)
-        return str(err)
-    return None
-
-
-def _response_body(obj: dict[str, Any]) -> Any:
-    resp = obj.get("response")
-    if isinstance(resp, (str, bytes)) and resp:
-        try:
-            resp = orjson.loads(resp)
-        except orjson.JSONDecodeError:
-            return None
-    return resp
-
-
-def _extract(obj: dict[str, Any]) -> tuple[Any, ...]:
-    """Reduce one output object to (custom_id, text, finish, prompt_t, completion_t, embedding, error)."""
-    cid = obj.get("custom_id")
-    error = _error_text(obj)
-    resp = _response_body(obj)
-    if isinstance(resp, dict) and (resp.get("status_code") is not None or resp.get("body") is not None):
-        # OpenAI batch envelope: the completion is in body
-        body = resp.get("body")
-        if resp.get("status_code") != 200 and error is None:
-            detail = body.get("error") if isinstance(body, dict) else body
-            if isinstance(detail, dict):
-                detail = detail.get("message") or detail
-            error = f"HTTP {resp.get('status_code')}: {detail}"
-        resp = body
-    text = finish = ptok = ctok = emb = None
-    if error is None:
-        if not isinstance(resp, dict):
-            error = "no response in the output line"
-        elif resp.get("choices") is not None:
-            try:
-                choice = resp["choices"][0]
-                text = (choice.get("message") or {}).get("content")
-                if text is None:
-                    text = choice.get("text")
-                finish = choice.get("finish_reason")
-            except (IndexError, TypeError, AttributeError, KeyError):
-                error = "malformed response: no choices"
-        elif resp.get("data") is not None:
-            try:
-                emb = resp["data"][0]["embedding"]
-            except (IndexError, TypeError, KeyError):
-                error = "malformed response: no embedding"
-            if emb is None and error is None:
-                error = "malformed response: no embedding"
-        elif resp.get("error") is not None:
-            detail = resp["error"]
-            error = str(detail.get("message") if isinstance(detail, dict) else detail)
-        else:
-            error = "malformed response: neither choices nor data"
-        usage = resp.get("usage") if isinstance(resp, dict) else None
-        if isinstance(usage, dict):
-            ptok = usage.get("prompt_tokens")
-            ctok = usage.get("completion_tokens")
-    return (cid, text, finish, ptok, ctok, emb, error)
-
-
-def _loads(raw: bytes) -> Any:
-    """orjson's reading of one line, but as deep as the interpreter allows.
-
-    orjson stops at 1024 levels of nesting; msgspec, which reads the blocks,
-    goes as deep as Python's recursion limit (which IPython's completer raises
-    to 3000 on import). A line only orjson finds too deep is read by msgspec
-    here too, so that a row never depends on which path read it.
-    """
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        if not str(err).startswith("depth limit exceeded"):
-            raise
-        try:
-            return msgspec.json.decode(raw)
-        except _DECODE_ERRORS:
-            raise err from None
-
-
-def _parse_raw_lines(lines: Iterable[bytes]) -> tuple[list[tuple[Any, ...]], list[int], int]:
-    """Per-line parsing: the rows, the ordinal of the line each came from, and the unreadable count.
-
-    A line that is not a JSON object keeps its ``custom_id`` when one can be
-    read from the raw bytes, with an error saying the line was malformed.
-    """
-    rows: list[tuple[Any, ...]] = []
-    where: list[int] = []
-    unreadable = 0
-    loads = _loads
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        try:
-            obj = loads(raw)
-            if not isinstance(obj, dict):
-                raise TypeError
-        except (orjson.JSONDecodeError, TypeError):
-            m = _ID_RE.search(raw)
-            if m is None:
-                unreadable += 1
-                continue
-            try:
-                cid = orjson.loads(b'"' + m.group(1) + b'"')
-            except orjson.JSONDecodeError:
-                unreadable += 1
-                continue
-            rows.append((cid, None, None, None, None, None, f"malformed output line: {bytes(raw[:200])!r}"))
-            where.append(i)
-            continue
-        rows.append(_extract(obj))
-        where.append(i)
-    return rows, where, unreadable
 
 
 def _warn_unreadable(unreadable: int) -> None:
@@ -232,7 +65,7 @@ def parse_lines(lines: Iterable[bytes]) -> pd.DataFrame:
         ``prompt_tokens``, ``completion_tokens``, ``embedding``, ``error``,
         with ``None`` where a line has no value.
     """
-    rows, _, unreadable = _parse_raw_lines(lines)
+    rows, _, unreadable = outputs.read_lines(lines)
     _warn_unreadable(unreadable)
     # object columns throughout: None stays None (pandas would otherwise infer
     # its str dtype and turn a missing error into NaN)
@@ -243,265 +76,6 @@ def parse_lines(lines: Iterable[bytes]) -> pd.DataFrame:
         # An id that is not a str cannot match a request; keep it visible as text.
         out.loc[bad_id, "custom_id"] = out.loc[bad_id, "custom_id"].map(lambda v: None if v is None else str(v))
     return out
-
-
-# ------------------------------------------------------------ typed columns
-
-
-def _text(v: Any) -> str | None:
-    # a content list (multimodal) or a number is kept as its JSON text
-    if v is None or isinstance(v, str):
-        return v
-    return orjson.dumps(v, default=str).decode()
-
-
-def _int(v: Any) -> int | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    if isinstance(v, float):
-        if not v.is_integer():
-            return None
-        v = int(v)
-    return v if -(2**63) <= v < 2**63 else None
-
-
-def _typed_row(cid: Any, text: Any, finish: Any, ptok: Any, ctok: Any, emb: Any, error: Any) -> tuple[Any, ...]:
-    """A row from :func:`_extract` with the values of the typed columns (str, int, float32 array or None)."""
-    if emb is not None:
-        try:
-            emb = np.asarray(emb, dtype=np.float32)
-            if emb.ndim != 1:
-                raise ValueError
-        except (TypeError, ValueError):
-            emb = None
-            error = error or "malformed response: the embedding is not a list of numbers"
-    cid = None if cid is None or cid != cid else str(cid)  # (a NaN id is a None pandas stored in an object column)
-    return (cid, _text(text), _text(finish), _int(ptok), _int(ctok), emb, error)
-
-
-#: A typed row as Arrow converts it: one pass over the tuples fills every column.
-_ROW = pa.struct(
-    [
-        ("custom_id", pa.large_string()),
-        ("response", pa.large_string()),
-        ("finish_reason", pa.large_string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("embedding", pa.list_(pa.float32())),
-        ("error", pa.large_string()),
-    ]
-)
-
-
-class _Columns:
-    """Typed rows gathered a block at a time, kept as Arrow arrays.
-
-    A block's rows become Arrow arrays at once: long Python lists of strings
-    would make every full garbage collection visit each string.
-    """
-
-    def __init__(self) -> None:
-        self.chunks: list[pa.StructArray] = []
-
-    def add(self, rows: list[tuple[Any, ...]]) -> None:
-        """Append typed rows (see :func:`_typed_row`)."""
-        self.chunks.append(pa.array(rows, type=_ROW))
-
-    def frame(self) -> pd.DataFrame:
-        """The parsed frame: "string", "Int64", and float32 arrays (or None) for embeddings."""
-        out: dict[str, Any] = {}
-        for field, col in zip(_ROW, pa.chunked_array(self.chunks, type=_ROW).flatten(), strict=True):
-            if field.name == "embedding":
-                out[field.name] = pd.Series(_embedding_objects(col), dtype=object)
-            else:
-                out[field.name] = (_INT if pa.types.is_integer(field.type) else _STR).__from_arrow__(col)
-        return pd.DataFrame(out)
-
-
-def _embedding_objects(col: pa.ChunkedArray) -> np.ndarray:
-    """One float32 array (a view into one buffer) or None per row."""
-    out = np.full(len(col), None, dtype=object)
-    if col.null_count == len(col):
-        return out
-    arr = col.combine_chunks()
-    offsets = arr.offsets.to_numpy()
-    values = arr.values.to_numpy(zero_copy_only=False)
-    valid = np.flatnonzero(arr.is_valid().to_numpy(zero_copy_only=False))
-    out[valid] = [values[offsets[i] : offsets[i + 1]] for i in valid.tolist()]
-    return out
-
-
-def _typed(parsed: pd.DataFrame) -> pd.DataFrame:
-    """``parsed`` with typed columns, whichever parser made it."""
-    if isinstance(parsed["custom_id"].dtype, pd.StringDtype):
-        return parsed
-    columns = _Columns()
-    columns.add([_typed_row(*r) for r in zip(*(parsed[c].tolist() for c in PARSED_COLUMNS), strict=True)])
-    return columns.frame().set_axis(parsed.index)
-
-
-# ------------------------------------------------------- blocks via msgspec
-# msgspec reads only the fields that decide a row, typed as the common shapes
-# have them, and skips the rest (the echoed request, ids, timestamps) without
-# building it. A line whose values have other types fails to decode and goes
-# to the reference, as does any line the reduction below does not decide. A
-# key holding null decodes like a missing key, as the reference reads it.
-#
-# Where msgspec accepts what the reference (orjson) rejects: it checks
-# neither the UTF-8 nor the range of numbers in values it skips. Blocks with
-# bytes above 127 are checked for UTF-8 first (a file written as Latin-1 is
-# plausible). A number beyond a double (1e999) in an ignored field is not
-# looked for: such a line is read here but is malformed to the reference.
-# No writer of these files produces one, and a scan of every block for it
-# would cost about a tenth of the parse.
-
-_I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]  # beyond: _int gives None, the reference decides
-
-
-class _Message(msgspec.Struct, gc=False):
-    content: str | None = None
-
-
-class _Choice(msgspec.Struct, gc=False):
-    message: _Message | None = None
-    text: str | None = None
-    finish_reason: str | None = None
-
-
-class _Usage(msgspec.Struct, gc=False):
-    prompt_tokens: _I64 | None = None
-    completion_tokens: _I64 | None = None
-
-
-class _Datum(msgspec.Struct, gc=False):
-    # ints stay ints, as the reference decodes them, so the float32 values are the same
-    embedding: list[_I64 | float] | None = None
-
-
-class _Body(msgspec.Struct, gc=False):
-    choices: list[_Choice] | None = None
-    data: list[_Datum] | None = None
-    usage: _Usage | None = None
-
-
-class _Response(_Body, gc=False):
-    status_code: int | None = None  # OpenAI batch envelope: the completion is in body
-    body: _Body | None = None
-
-
-class _Line(msgspec.Struct, gc=False):
-    custom_id: str | None = None
-    status: str | None = None
-    error: Any = None  # only whether it is set matters: such lines go to the reference
-    response: _Response | str | None = None  # text: JSON from a BigQuery table, for the reference
-
-
-_DECODER = msgspec.json.Decoder(_Line)
-_DECODE_ERRORS = (ValueError, RecursionError)  # msgspec's errors and bad UTF-8 in a read value are ValueErrors
-
-
-def _valid_utf8(data: memoryview, codes: np.ndarray) -> bool:
-    """Whether ``data`` (whose bytes ``codes`` views) is UTF-8; ASCII is answered at numpy speed."""
-    if not len(codes) or codes.max() < 128:
-        return True
-    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
-    try:  # Arrow's validation is several times faster than bytes.decode
-        pa.Array.from_buffers(pa.large_string(), 1, [None, offsets, pa.py_buffer(data)]).validate(full=True)
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def _decode_line(line: bytes) -> _Line | None:
-    if not _valid_utf8(memoryview(line), np.frombuffer(line, dtype=np.uint8)):
-        return None
-    try:
-        return _DECODER.decode(line)
-    except _DECODE_ERRORS:
-        return None
-
-
-def _reduce(objs: Sequence[_Line | None]) -> tuple[list[tuple[Any, ...] | None], list[int]]:
-    """Typed rows of decoded lines with a common shape, and the positions left to the reference (None there).
-
-    Mirrors :func:`_extract` for successes (Vertex and OpenAI envelopes, chat
-    and embeddings) and for failures carrying a ``status`` text.
-    """
-    rows: list[tuple[Any, ...] | None] = []
-    add = rows.append
-    slow: list[int] = []
-    for o in objs:
-        if o is not None:
-            status = o.status
-            if status and (status := status.strip()):  # a status text is the error, whatever else the line holds
-                add((o.custom_id, None, None, None, None, None, status))
-                continue
-            r = o.response
-            if not o.error and type(r) is _Response:
-                b: _Body | None = r
-                if r.status_code is not None or r.body is not None:  # OpenAI envelope
-                    b = r.body if r.status_code == 200 else None
-                if b is not None:
-                    choices = b.choices
-                    u = b.usage
-                    if choices:
-                        c = choices[0]
-                        m = c.message
-                        text = None if m is None else m.content
-                        if text is None:
-                            text = c.text
-                        if u is None:
-                            add((o.custom_id, text, c.finish_reason, None, None, None, None))
-                        else:
-                            add((o.custom_id, text, c.finish_reason, u.prompt_tokens, u.completion_tokens, None, None))
-                        continue
-                    if choices is None and b.data and b.data[0].embedding is not None:
-                        ptok, ctok = (None, None) if u is None else (u.prompt_tokens, u.completion_tokens)
-                        add(_typed_row(o.custom_id, None, None, ptok, ctok, b.data[0].embedding, None))
-                        continue
-        # not decoded, an error object, no choice nor embedding: the reference words these
-        slow.append(len(rows))
-        add(None)
-    return rows, slow
-
-
-class _Parser:
-    """Reads blocks of whole lines into typed columns, in line order."""
-
-    def __init__(self) -> None:
-        self.columns = _Columns()
-        self.unreadable = 0
-
-    def add(self, data: memoryview) -> None:
-        """Parse one block of whole lines (the last may lack its newline)."""
-        codes = np.frombuffer(data, dtype=np.uint8)  # numpy scans bytes several times faster than bytes methods
-        n_lines = int(np.count_nonzero(codes == 10)) + bool(len(codes) and codes[-1] != 10)
-        objs: Sequence[_Line | None] | None = None
-        if _valid_utf8(data, codes):
-            with contextlib.suppress(*_DECODE_ERRORS):
-                objs = _DECODER.decode_lines(data)
-        lines: list[bytes] | None = None
-        # decode_lines skips blank lines and reads two values on one line or
-        # one value over two lines: one object per line keeps objs aligned
-        # with the lines (unless both of the last two happen in one block,
-        # which takes two lines corrupted in complementary ways)
-        if objs is None or len(objs) != n_lines:
-            lines = bytes(data).split(b"\n")[:n_lines]
-            objs = [_decode_line(line) for line in lines]
-        rows, slow = _reduce(objs)
-        if slow:
-            lines = lines or bytes(data).split(b"\n")
-            found, where, unreadable = _parse_raw_lines([lines[i] for i in slow])
-            self.unreadable += unreadable
-            for k, row in zip(where, found, strict=True):
-                rows[slow[k]] = _typed_row(*row)
-            if len(found) < len(slow):  # blank or unreadable lines give no row
-                rows = [row for row in rows if row is not None]
-        self.columns.add(cast("list[tuple[Any, ...]]", rows))  # every None was replaced or dropped
-
-    def frame(self) -> pd.DataFrame:
-        _warn_unreadable(self.unreadable)
-        return self.columns.frame()
 
 
 def _blocks(data: memoryview, size: int) -> Iterator[memoryview]:
@@ -521,10 +95,13 @@ def _blocks(data: memoryview, size: int) -> Iterator[memoryview]:
 
 
 def _frame_of(blocks: Iterable[memoryview]) -> pd.DataFrame:
-    parser = _Parser()
+    parser = Parser()
     for block in blocks:
         parser.add(block)
+    _warn_unreadable(parser.unreadable)
     return parser.frame()
+
+
 
 
 def parse_bytes(data: bytes | bytearray | memoryview) -> pd.DataFrame:
@@ -638,155 +215,3 @@ def dedupe(parsed: pd.DataFrame) -> pd.DataFrame:
     return parsed.iloc[order].drop_duplicates("custom_id", keep="last").sort_index()
 
 
-# ------------------------------------------------------------------- joining
-
-
-def positions_of(ids: pd.Series, custom_ids: np.ndarray | None, n_rows: int) -> np.ndarray:
-    """Frame position for each output id (-1 where it matches no row).
-
-    Default ids are ``row-<n>`` exactly as written (no sign, no leading
-    zero): the position is the number, parsed as a column. Other ids are
-    looked up in a hash table of the frame's ids.
-    """
-    arr = _arrow(ids)
-    if custom_ids is not None:
-        found = pc.index_in(arr, value_set=pa.array(custom_ids, type=pa.large_string()))
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    starts = pc.starts_with(arr, POSITIONAL_PREFIX).fill_null(False)
-    digits = pc.if_else(starts, pc.utf8_slice_codeunits(arr, len(POSITIONAL_PREFIX)), "-1")
-    try:
-        num = pc.cast(digits, pa.int64())
-    except pa.ArrowInvalid:  # something after the prefix is not a number: keep those out, one by one
-        return np.array([_position(v, n_rows) for v in arr.to_pylist()], dtype=np.int64)
-    canonical = pc.and_(starts, pc.equal(pc.cast(num, pa.large_string()), digits))
-    pos = np.where(canonical.to_numpy(zero_copy_only=False), num.to_numpy(), -1)
-    pos[pos >= n_rows] = -1
-    return pos
-
-
-def _position(cid: str | None, n_rows: int) -> int:
-    if cid is None or not cid.startswith(POSITIONAL_PREFIX):
-        return -1
-    digits = cid[len(POSITIONAL_PREFIX) :]
-    if not digits.isascii() or not digits.isdigit() or str(int(digits)) != digits:
-        return -1
-    return int(digits) if int(digits) < n_rows else -1
-
-
-def _arrow(values: pd.Series) -> pa.Array:
-    """A column as one Arrow array (zero-copy for Arrow-backed and masked columns)."""
-    arr = pa.array(values.array) if values.dtype != object else pa.array(values.to_numpy(), from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if pa.types.is_string(arr.type) or pa.types.is_null(arr.type):
-        arr = arr.cast(pa.large_string())
-    return arr
-
-
-def _winners(pos: np.ndarray, success: np.ndarray, n_rows: int) -> np.ndarray:
-    """For each frame row, the output line that answers it (-1: none).
-
-    Several lines for one row: a success beats a failure, a later line beats
-    an earlier one.
-    """
-    src = np.full(n_rows, -1, dtype=np.int64)
-    lines = np.flatnonzero(pos >= 0)
-    if np.bincount(pos[lines], minlength=n_rows).max(initial=0) > 1:
-        order = np.lexsort((lines, success[lines], pos[lines]))
-        lines = lines[order]
-        last = np.ones(len(lines), dtype=bool)
-        last[:-1] = pos[lines][1:] != pos[lines][:-1]
-        lines = lines[last]
-    src[pos[lines]] = lines
-    return src
-
-
-def join_results(
-    frame: pd.DataFrame,
-    parsed: pd.DataFrame,
-    *,
-    kind: Kind,
-    custom_ids: np.ndarray | None = None,
-    skipped: dict[int, str] | None = None,
-    sent: np.ndarray | None = None,
-    overwrite: bool = False,
-    missing_error: str = MISSING,
-) -> pd.DataFrame:
-    """Join parsed output lines to ``frame`` by custom_id.
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        The user's frame; its columns, index and order are kept.
-    parsed : pandas.DataFrame
-        Output of :func:`parse_bytes` or :func:`parse_lines` (several lines
-        per id are fine: a success beats a failure, later beats earlier).
-    kind : {"chat", "embeddings"}
-        Which result columns to add.
-    custom_ids : numpy.ndarray, optional
-        The id of each frame row; ``None`` for the positional ``row-<n>`` ids.
-    skipped : dict of int to str, optional
-        Frame positions that were never sent, with their error.
-    sent : numpy.ndarray of bool, optional
-        Which rows were sent (default: all rows not in ``skipped``); a sent row
-        with no output line gets ``missing_error``.
-    overwrite : bool
-        Replace result columns the frame already has.
-    missing_error : str
-        The error for sent rows that have no output line.
-
-    Returns
-    -------
-    pandas.DataFrame
-        A new frame: the user's columns, then the result columns
-        (``"string"`` text, ``"Int64"`` token counts, float32 arrays for
-        embeddings).
-    """
-    n = len(frame)
-    cols = output_columns(kind)
-    clash = [c for c in cols if c in frame.columns]
-    if clash and not overwrite:
-        from .errors import InputError
-
-        raise InputError(
-            f"the frame already has column(s) {clash}, which the result would overwrite; "
-            f"rename them or pass overwrite=True"
-        )
-    parsed = _typed(parsed)
-    pos = positions_of(parsed["custom_id"], custom_ids, n)
-    if (pos < 0).any():
-        stray = parsed["custom_id"][pos < 0]
-        warnings.warn(
-            f"{len(pd.unique(stray.to_numpy(dtype=object, na_value=None)))} output line(s) have a custom_id "
-            f"that matches no row (e.g. {stray.iloc[0] if pd.notna(stray.iloc[0]) else None!r}); they were ignored",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    src = _winners(pos, parsed["error"].isna().to_numpy(), n)
-    answered = src >= 0
-    take = pa.array(src, mask=~answered)
-
-    error = _arrow(parsed["error"]).take(take)
-    if not answered.all():
-        if sent is None:
-            sent = np.ones(n, dtype=bool)
-            if skipped:
-                sent[list(skipped)] = False
-        fill = np.full(n, None, dtype=object)
-        fill[sent & ~answered] = missing_error
-        for p, msg in (skipped or {}).items():
-            fill[p] = msg
-        error = pc.if_else(pa.array(answered), error, pa.array(fill, type=pa.large_string()))
-
-    out = frame.drop(columns=clash) if clash else frame.copy()
-    if kind == EMBEDDINGS:
-        emb = np.full(n, None, dtype=object)
-        emb[answered] = parsed["embedding"].to_numpy(dtype=object)[src[answered]]
-        out["embedding"] = list(emb)
-    else:
-        out["response"] = _STR.__from_arrow__(_arrow(parsed["response"]).take(take))
-        out["finish_reason"] = _STR.__from_arrow__(_arrow(parsed["finish_reason"]).take(take))
-        out["prompt_tokens"] = _INT.__from_arrow__(_arrow(parsed["prompt_tokens"]).take(take))
-        out["completion_tokens"] = _INT.__from_arrow__(_arrow(parsed["completion_tokens"]).take(take))
-    out["error"] = _STR.__from_arrow__(error)
-    return out

@@ -12,33 +12,31 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from . import jobdir
 from .atomic import open_private, write_private
-from .cache import ResponseCache, deterministic, request_key
+from .cache import ResponseCache, RowKeys, deterministic
+from .call import CacheMode
 from .errors import JobFolderError, answers_hint
+from .join import output_columns
+from .outputs import succeeded
 from .requests import RequestPlan
-from .results import _extract, iter_file_lines, output_columns
+from .results import iter_file_lines
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["CacheMode", "Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
+__all__ = ["Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
 
-CacheMode = Literal[True, False, "always"]
 CHUNK = 65_536
-#: files in a job folder: answers taken from the cache, the alias of each row,
-#: the cache key of each sent row, and a marker once new answers were cached
-CACHED_LINES = "cached.jsonl"
-ALIAS = "alias.npy"
-KEYS = "keys.json"
-REMEMBERED = "cache-filled"
 
 
 @dataclass
@@ -51,13 +49,15 @@ class Reuse:
         For each frame row, the position whose answer it takes, or -1 (its own).
     cached : dict of int to bytes
         Output lines from the cache, by the frame position they answer.
-    keys : dict of str to str
-        Cache key of each sent row, by custom_id (to store the answers later).
+    key_rows, keys : numpy.ndarray
+        The frame positions of the rows sent, and their cache keys (to store
+        their answers once the job succeeded).
     """
 
     alias: np.ndarray
     cached: dict[int, bytes] = field(default_factory=dict)
-    keys: dict[str, str] = field(default_factory=dict)
+    key_rows: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
 
     @property
     def reused(self) -> int:
@@ -92,40 +92,55 @@ def plan_reuse(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Reuse:
     alias = np.full(plan.n_rows, -1, dtype=np.int64)
     if cache is False or (cache is True and not deterministic(plan.url, plan.params)):
         return Reuse(alias)
-    identity = backend.cache_identity(plan.model, plan.kind)
-    first: dict[str, int] = {}
-    keys_by_pos: dict[int, str] = {}
+    chunks = list(_row_keys(plan, backend.name, backend.cache_identity(plan.model, plan.kind)))
+    positions = np.concatenate([pos for pos, _ in chunks]) if chunks else np.empty(0, dtype=np.int64)
+    codes, keys = pd.factorize(np.array([k for _, ks in chunks for k in ks], dtype=object))
+    first = np.unique(codes, return_index=True)[1]  # the first row of each key, keys in order of appearance
+    repeat = first[codes] != np.arange(len(codes))
+    alias[positions[repeat]] = positions[first[codes[repeat]]]
+    with ResponseCache() as store:
+        hits = store.get_many(keys.tolist())
+    sent = np.ones(len(keys), dtype=bool)
+    cached = {}
+    if hits:
+        found = pd.Index(keys).get_indexer(list(hits))
+        sent[found] = False
+        for i, line in zip(found.tolist(), hits.values(), strict=True):
+            p = int(positions[first[i]])
+            cached[p] = _with_id(line, plan.ids_at(np.array([p]))[0])
+    return Reuse(alias, cached, positions[first[sent]], np.asarray(keys[sent], dtype=object))
+
+
+def _row_keys(plan: RequestPlan, backend: str, identity: dict[str, Any]) -> Iterator[tuple[np.ndarray, list[str]]]:
+    """The cache key of each sent row (:class:`~pdbatch.cache.RowKeys`), a chunk of rows at a time.
+
+    A prompt template's rows are keyed from their prompts rendered as Arrow
+    arrays; rows given as message lists from each list.
+    """
+    if plan.template is not None:
+        keys = RowKeys(backend, plan.model, plan.url, plan.body(""), "text", identity)
+        for pos, texts in plan.payload_texts(CHUNK):
+            offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64, count=len(texts) + 1, offset=8 * texts.offset)
+            data = texts.buffers()[2]
+            yield pos, keys.keys(memoryview(data) if data is not None else b"", offsets.tolist())
+        return
+    keys = RowKeys(backend, plan.model, plan.url, plan.body([]), "messages", identity)
     positions = plan.positions
     for start in range(0, len(positions), CHUNK):
         pos = positions[start : start + CHUNK]
-        for p, payload in zip(pos.tolist(), plan._texts(pos), strict=True):
-            key = request_key(backend.name, plan.model, plan.url, plan.body(payload), identity)
-            if key in first:
-                alias[p] = first[key]
-            else:
-                first[key] = p
-                keys_by_pos[p] = key
-    with ResponseCache() as store:
-        hits = store.get_many(first)
-    cached = {}
-    for key, line in hits.items():
-        p = first[key]
-        cached[p] = _with_id(line, plan.ids_at(np.array([p]))[0])
-        del keys_by_pos[p]
-    ids = plan.ids_at(np.array(sorted(keys_by_pos), dtype=np.int64))
-    keys = dict(zip(ids, (keys_by_pos[p] for p in sorted(keys_by_pos)), strict=True))
-    return Reuse(alias, cached, keys)
+        yield pos, [keys.key(p) for p in plan.payloads(pos)]
 
 
-def save(folder: Path, reuse: Reuse) -> None:
-    """Keep what the job's result needs: cached answers, aliases, and keys to cache new answers."""
+def save(folder: Path, reuse: Reuse, plan: RequestPlan) -> None:
+    """Keep what the job's result needs: cached answers, aliases, and the keys (by custom_id) to cache new answers."""
     if reuse.cached:
-        write_private(folder / CACHED_LINES, b"".join(line + b"\n" for line in reuse.cached.values()))
+        write_private(folder / jobdir.CACHED, b"".join(line + b"\n" for line in reuse.cached.values()))
     if (reuse.alias >= 0).any():
-        with os.fdopen(open_private(folder / ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+        with os.fdopen(open_private(folder / jobdir.ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
             np.save(fh, reuse.alias)
-    if reuse.keys:
-        write_private(folder / KEYS, orjson.dumps(reuse.keys))
+    if len(reuse.keys):
+        by_id = dict(zip(plan.ids_at(reuse.key_rows), reuse.keys.tolist(), strict=True))
+        write_private(folder / jobdir.KEYS, orjson.dumps(by_id))
 
 
 def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], ok: bool) -> pd.DataFrame:
@@ -134,11 +149,11 @@ def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], 
     ``outputs`` are the job's output files; they are read again only when
     there are answers to cache (the cache stores whole output lines).
     """
-    if (folder / ALIAS).exists():
-        alias = _alias(folder / ALIAS, len(out), [*outputs, folder / CACHED_LINES])
+    if (folder / jobdir.ALIAS).exists():
+        alias = _alias(folder / jobdir.ALIAS, len(out), [*outputs, folder / jobdir.CACHED])
         out = fan_out(out, alias, list(output_columns(record.kind)))
-    keys = folder / KEYS
-    done = folder / REMEMBERED
+    keys = folder / jobdir.KEYS
+    done = folder / jobdir.CACHE_FILLED
     if ok and keys.exists() and not done.exists():
         try:
             by_id = orjson.loads(keys.read_bytes())
@@ -194,8 +209,7 @@ def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes])
             continue
         cid = obj.get("custom_id") if isinstance(obj, dict) else None
         key = keys.get(cid) if isinstance(cid, str) else None
-        # the shared parser decides what counts as a success, whatever the line's shape
-        if key and _extract(obj)[-1] is None:
+        if key and succeeded(obj):  # the one meaning of a line decides, whatever its shape
             rows.append((key, backend, model, line))
     if not rows:
         return 0

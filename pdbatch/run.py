@@ -8,76 +8,31 @@ usable, and tested, without it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from . import job as jobs
+from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import OK_STATES
+from .call import KEYWORDS, Call, Options
 from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
-from .models import CHAT, URLS, kind_of_url
+from .join import join_results, output_columns
+from .models import CHAT, kind_of_url
 from .params import body_params
 from .preview import Preview, make_preview
 from .requests import RequestPlan, build_requests
-from .results import join_results, output_columns, parse_lines
-from .reuse import CacheMode, Reuse, plan_reuse
+from .results import parse_lines
+from .reuse import Reuse, plan_reuse
 from .runfile import RequestsJob
 from .structured import Schema, as_schema
 
-__all__ = ["Call", "Options", "batch_predict", "compare", "plan", "preview", "retry_failed", "submit"]
-
-
-@dataclass(frozen=True)
-class Call:
-    """What to send for each row (the request half of a ``batch_predict`` call)."""
-
-    prompt: str | None = None
-    messages: str | None = None
-    system: str | None = None
-    model: str | None = None
-    url: str = URLS[CHAT]
-    custom_id: str | None = None
-    on_null: str = "raise"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    schema: Any = None  # a JSON schema dict or a pydantic model class
-
-    def record(self) -> dict[str, Any]:
-        """A JSON-serialisable copy for the manifest (the schema as JSON schema)."""
-        data = asdict(self)
-        data["params"] = dict(self.params)
-        data["schema"] = as_schema(self.schema).json_schema if self.schema is not None else None
-        return data
-
-    @classmethod
-    def from_record(cls, data: Mapping[str, Any]) -> Call:
-        """Rebuild a call saved with :meth:`record`."""
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass(frozen=True)
-class Options:
-    """How to run a call (the job half of a ``batch_predict`` call)."""
-
-    cache: CacheMode = True
-    overwrite: bool = False
-    passthrough: bool = False
-    rename_reserved: bool = False
-    max_rows: int | None = None
-    max_cost: float | None = None
-    prices: Mapping[str, tuple[float, float]] | None = None
-    display_name: str | None = None
-
-
-#: Every keyword argument of the df.llama methods: a body field close to one
-#: of these is more likely a typo of it ("progres") than a new field.
-KEYWORDS = frozenset({*Call.__dataclass_fields__, *Options.__dataclass_fields__,
-                      "backend", "progress", "timeout", "kind", "job_id"} - {"params"})
+__all__ = ["batch_predict", "compare", "plan", "preview", "retry_failed", "submit"]
 
 
 @dataclass
@@ -174,12 +129,7 @@ def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, optio
 
 
 def _submit(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
-    return jobs.submit(
-        frame, p.plan, p.backend, custom_id_column=p.call.custom_id, overwrite=options.overwrite,
-        display_name=options.display_name, passthrough=options.passthrough,
-        rename_reserved=options.rename_reserved, reused=p.reused, call=p.call.record(),
-        cache=options.cache, schema=p.schema.json_schema if p.schema else None,
-    )
+    return submitting.submit(frame, p.plan, p.backend, p.call, options, p.reused)
 
 
 def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options, *,
@@ -302,11 +252,9 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     job = jobs.attach(job_id)
     if isinstance(job, RequestsJob):  # a request file's lines: sent again as they are
         return job.retry_failed(result, backend=backend, progress=progress, timeout=timeout, **overrides)
-    record = job._record
-    if not record.call:
+    if not job.call.saved:
         raise ConfigError(f"job {job_id} has no saved call to repeat (submitted by an older pdbatch)")
-    call = Call.from_record(record.call)
-    call = replace(call, params={**call.params, **overrides})
+    call = replace(job.call, params={**job.call.params, **overrides})
     if "error" not in result.columns:
         raise ConfigError("the frame has no 'error' column: is it a pdbatch result?")
     failed = result["error"].notna().to_numpy()
@@ -315,12 +263,12 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     if not failed.any():
         return result
     schema = as_schema(call.schema) if call.schema is not None else None
-    added = list(output_columns(record.kind)) + (schema.columns if schema else [])
+    added = list(output_columns(job.kind)) + (schema.columns if schema else [])
     user_cols = [c for c in result.columns if c not in added]
     subset = result.loc[failed, user_cols]
     be = get_backend(backend) if backend is not None else job.backend
-    cache: CacheMode = record.cache if record.cache in (True, False, "always") else True  # type: ignore[assignment]
-    again = batch_predict(subset, call, be, Options(cache=cache), progress=progress, timeout=timeout)
+    # every original option (cache, passthrough, max_cost, prices, display_name, ...) holds for the retry
+    again = batch_predict(subset, call, be, job.options, progress=progress, timeout=timeout)
     merged = result.copy()
     pos = failed.nonzero()[0]
     for c in added:

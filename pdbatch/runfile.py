@@ -23,23 +23,26 @@ import orjson
 import pandas as pd
 
 from . import job as jobs
-from . import reuse
+from . import jobdir
+from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import JobStatus
 from .batchoutput import CANCELLED, EXPIRED, FAILED, INVALID, JOB_FAILED, NO_OUTPUT, answer, output_line, write_output
 from .cache import deterministic
+from .call import CacheMode, Call, Options
 from .display import live_display_available
 from .errors import ConfigError, InputError
+from .join import output_columns
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .preview import Preview, make_preview
 from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, read_requests
 from .requests import CHUNK_ROWS, RequestPlan
-from .results import iter_file_lines, output_columns
-from .reuse import CacheMode, Reuse, plan_reuse
+from .results import iter_file_lines
+from .reuse import Reuse, plan_reuse
 
 __all__ = ["RequestsJob", "preview_requests", "run_requests"]
 
-#: The ``type`` a request-file job's saved call carries (``pdbatch.attach`` then returns a :class:`RequestsJob`).
+#: The key of a request file's job in its saved call (``pdbatch.attach`` then returns a :class:`RequestsJob`).
 TYPE = "requests"
 Model: TypeAlias = "str | Mapping[str, str] | None"
 Requests: TypeAlias = "str | os.PathLike[str] | pd.DataFrame"
@@ -56,9 +59,6 @@ class BodiesPlan(RequestPlan):
         """The bodies of the rows at ``positions``, ``model`` set to the job's."""
         column = self.frame["body"].to_numpy(dtype=object)
         return [{**column[p], "model": self.model} for p in positions.tolist()]
-
-    # the name the plan's other users know it by today
-    _texts = payloads
 
     def body(self, payload: Any) -> dict[str, Any]:
         """The payload is the body already (an empty dict for anything else: what the rows share)."""
@@ -212,11 +212,12 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     siblings: list[str] = []
     job: jobs.BatchJob | None = None
     # the other kind first: the head (the first kind, chat in a mixed file) then names it
+    options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
     for plan, r in zip(plans[1:] + plans[:1], reused[1:] + reused[:1], strict=True):
-        record = {"type": TYPE, "model": model if not isinstance(model, Mapping) else dict(model),
-                  "siblings": list(siblings)}
-        job = jobs.submit(frame, plan, be, custom_id_column="custom_id", display_name=display_name, reused=r,
-                          call=record, cache=cache)
+        call = Call(url=plan.url, custom_id="custom_id", model=model if isinstance(model, str) else None,
+                    requests={"model": dict(model) if isinstance(model, Mapping) else model,
+                              "siblings": list(siblings)})
+        job = submitting.submit(frame, plan, be, call, options, r)
         siblings.append(job.id)
     assert job is not None
     head = RequestsJob(job._record, job._folder, be)
@@ -296,8 +297,8 @@ class RequestsJob(jobs.BatchJob):
 
     def __init__(self, record: Any, folder: Path, backend: Backend, *, allow_pickle: bool = False) -> None:
         super().__init__(record, folder, backend, allow_pickle=allow_pickle)
-        call = record.call or {}
-        parts = [jobs.attach(s, backend, allow_pickle=allow_pickle) for s in call.get("siblings", [])]
+        siblings = (record.call.get(TYPE) or {}).get("siblings", [])
+        parts = [jobs.attach(s, backend, allow_pickle=allow_pickle) for s in siblings]
         # the head's own part, as a plain job: its methods here speak for the whole file
         self.members: list[jobs.BatchJob] = [*parts, jobs.BatchJob(record, folder, backend,
                                                                      allow_pickle=allow_pickle)]
@@ -365,12 +366,12 @@ class RequestsJob(jobs.BatchJob):
             return result
         subset = result.loc[failed, list(COLUMNS)].copy()
         subset["body"] = [{**b, **overrides} for b in subset["body"]]
-        call = self._record.call or {}
         be = get_backend(backend) if backend is not None else self.backend
-        cache: CacheMode = self._record.cache if self._record.cache in (True, False, "always") \
-            else True  # type: ignore[assignment]
-        again = run_requests(subset, model=call.get("model"), backend=be, cache=cache, progress=progress,
-                             timeout=timeout)
+        # every original option (cache, max_rows, max_cost, prices, display_name) holds for the retry
+        opts = self.options
+        again = run_requests(subset, model=(self.call.requests or {}).get("model"), backend=be, cache=opts.cache,
+                             progress=progress, timeout=timeout, max_rows=opts.max_rows, max_cost=opts.max_cost,
+                             prices=opts.prices, display_name=opts.display_name)
         merged = result.copy()
         pos = np.flatnonzero(failed)
         for c in again.columns.difference(COLUMNS, sort=False):
@@ -432,7 +433,7 @@ def _answers(member: jobs.BatchJob) -> dict[str, tuple[dict[str, Any] | None, st
     """Each answered custom_id's (body, error), from the part's output lines; a success beats a failure."""
     done = member.status.done
     paths = list(member._fetch_output()) if member.ids else []
-    cached = member._folder / reuse.CACHED_LINES
+    cached = member._folder / jobdir.CACHED
     out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
     for path in [*paths, *([cached] if cached.exists() else [])]:
         for raw in iter_file_lines(path, complete_only=not done):
@@ -443,7 +444,7 @@ def _answers(member: jobs.BatchJob) -> dict[str, tuple[dict[str, Any] | None, st
             cid = obj.get("custom_id") if isinstance(obj, dict) else None
             if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
                 out[cid] = answer(obj)
-    alias_path = member._folder / reuse.ALIAS
+    alias_path = member._folder / jobdir.ALIAS
     if alias_path.exists():  # lines identical to an earlier one take its answer
         alias = np.load(alias_path, allow_pickle=False)
         frame_ids = _ids(member)
@@ -455,9 +456,7 @@ def _answers(member: jobs.BatchJob) -> dict[str, tuple[dict[str, Any] | None, st
 
 
 def _ids(member: jobs.BatchJob) -> list[str]:
-    from .manifest import load_frame
-
-    return load_frame(member._folder, member.id)["custom_id"].tolist()
+    return jobdir.load_frame(member._folder, member.id)["custom_id"].tolist()
 
 
 def _code(error: str, found: tuple[Any, str | None] | None, state: str) -> str:

@@ -5,8 +5,10 @@ and index access (``{review.__class__}``, ``{review[0]}``) are refused, because
 templates travel in notebooks shared between people and ``str.format`` would
 happily walk object attributes. Values are rendered once per column, not once
 per row, so a million rows cost a few vectorised conversions and one join.
-:meth:`Template.render_arrow` goes further for the JSONL writer: it joins the
-columns with the literals inside Arrow, so no Python str is made per row.
+:meth:`Template.render_arrow` goes further: it joins the columns with the
+literals inside Arrow, so no Python str is made per row (the response cache
+keys rows by these prompts); the JSONL writer takes the same pieces from
+:meth:`Template.arrow_parts`, escapes each once and joins them itself.
 What one cell becomes (and which cells are refused) is :mod:`pdbatch.cells`;
 a refused cell is reported here with its column and row.
 """

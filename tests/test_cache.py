@@ -1,4 +1,7 @@
-"""A damaged response cache is moved aside with one warning; no call fails and no answer is lost."""
+"""The response cache: what it answers and when; a damaged one is moved aside, and no answer is lost.
+
+Its keys' agreement with the request file's payloads (the fast path): test_scale.py.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +18,99 @@ from pdbatch import cache as response_cache
 from pdbatch.backends import Mock
 from pdbatch.cli import main
 
+from .test_reuse import df as _df
+from .test_reuse import sent_contents
+
+df = _df  # the same five rows (two repeated) as tests/test_reuse.py
+
 # (looked up, so that on code without it these tests fail on what they test, not on an import)
 PdbatchWarning = getattr(pdbatch.errors, "PdbatchWarning", UserWarning)
 
 
+# ------------------------------------------------------------ what it answers
+def test_cache_answers_a_rerun_without_a_job(df):
+    mock = Mock()
+    first = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    again = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert len(mock.submitted) == 1, "nothing new: nothing submitted"
+    pd.testing.assert_frame_equal(first, again)
+    more = pd.concat([df, pd.DataFrame({"t": ["d"]})], ignore_index=True)
+    out = more.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert sent_contents(mock) == ["d"], "only the new row is sent"
+    assert out.response.tolist()[-2:] == ["echo: b", "echo: d"]
+    job = df.llama.submit("{t}", backend=mock, temperature=0)
+    assert job.id.startswith("cached-") and job.state == "JOB_STATE_SUCCEEDED"
+    assert job.result().response.tolist() == first.response.tolist()
+    assert pdbatch.attach(job.id, backend=mock).result().response.tolist() == first.response.tolist()
+
+
+def test_cache_keys_include_backend_model_and_body(df):
+    mock = Mock()
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, max_tokens=5, progress=False)
+    df.llama.batch_predict("{t}", backend=mock, model="other", temperature=0, progress=False)
+    df.llama.batch_predict("{t}!", backend=mock, temperature=0, progress=False)
+    assert len(mock.submitted) == 4
+
+
+def test_sampling_without_seed_is_not_cached_unless_asked(df):
+    mock = Mock()
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, progress=False)
+    assert len(mock.submitted[-1]) == 5, "duplicates are real samples: all sent"
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, progress=False)
+    assert len(mock.submitted) == 2
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, seed=3, progress=False)
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, seed=3, progress=False)
+    assert len(mock.submitted) == 3, "a seed makes it reproducible"
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, cache="always", progress=False)
+    df.llama.batch_predict("{t}", backend=mock, temperature=0.7, cache="always", progress=False)
+    assert len(mock.submitted) == 4
+    df.llama.batch_predict("{t}", backend=mock, temperature=0, cache=False, progress=False)
+    assert len(mock.submitted[-1]) == 5
+
+
+def test_failures_are_not_cached_and_cache_can_be_cleared(df):
+    mock = Mock(fail=lambda cid, body: "boom" if body["messages"][-1]["content"] == "c" else None)
+    out = df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
+    assert out.error.tolist()[3] == "boom"
+    df.llama.batch_predict("{t}", backend=Mock(), temperature=0, progress=False)
+    assert response_cache.clear(backend="mock") == 3
+    with response_cache.ResponseCache() as c:
+        assert c.count() == 0
+
+
+def test_backends_without_a_cache_identity_keep_their_keys():
+    # an empty identity adds nothing: a backend that declares none keys its rows as before identities existed
+    from pdbatch.cache import RowKeys
+
+    body = {"model": "m", "messages": [{"role": "user", "content": ""}], "temperature": 0}
+    plain = RowKeys("vertex", "m", "/v1/chat/completions", body, "text")
+    assert RowKeys("vertex", "m", "/v1/chat/completions", body, "text", {}).key("x") == plain.key("x")
+    assert RowKeys("vertex", "m", "/v1/chat/completions", body, "text", {"weights": "w"}).key("x") != plain.key("x")
+
+
+class _Weights(Mock):
+    """A mock whose answers depend on a setting, as the local backend's depend on its weights."""
+
+    def __init__(self, weights: str = "a", **kw):
+        super().__init__(**kw)
+        self.weights = weights
+
+    def cache_identity(self, model, kind):
+        return {"weights": self.weights}
+
+
+def test_settings_in_the_cache_identity_never_share_answers(df):
+    first = _Weights("a")
+    df.llama.batch_predict("{t}", backend=first, temperature=0, progress=False)
+    assert df.llama.preview("{t}", backend=_Weights("a"), temperature=0).n_cached == 3
+    other = _Weights("b")
+    assert df.llama.preview("{t}", backend=other, temperature=0).n_cached == 0
+    df.llama.batch_predict("{t}", backend=other, temperature=0, progress=False)
+    assert sorted(sent_contents(other)) == ["a", "b", "c"]
+
+
+# ------------------------------------------------------------ damaged
 def damage(path, how: str) -> bytes | None:
     """Damage the cache file the way a crash, a sync tool or a mistake would; returns what is left."""
     for extra in ("-wal", "-shm"):

@@ -18,20 +18,15 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import display
+from pdbatch import display, widget
 from pdbatch.backends.base import Backend, JobStatus
-from pdbatch.display import (
-    JobLabel,
-    NullReporter,
-    Poller,
-    TqdmReporter,
-    WidgetReporter,
-    elapsed_seconds,
-    short_state,
-    status_html,
-)
+from pdbatch.call import Call, Options
+from pdbatch.display import TqdmReporter
 from pdbatch.errors import JobTimeoutError
-from pdbatch.job import submit
+from pdbatch.submit import submit
+from pdbatch.reporter import JobLabel, NullReporter, elapsed_seconds, short_state
+from pdbatch.watch import Poller
+from pdbatch.widget import WidgetReporter, status_html
 from pdbatch.requests import build_requests
 
 LABEL = JobLabel(id="local-20260101-120000-ab12cd", backend="local", model="smollm2-135m-instruct")
@@ -77,7 +72,8 @@ class Scripted(Backend):
 
 def make_job(backend: Backend) -> pdbatch.BatchJob:
     frame = pd.DataFrame({"review": ["good", "bad", "fine"]})
-    return submit(frame, build_requests(frame, "{review}", model="scripted-model"), backend)
+    return submit(frame, build_requests(frame, "{review}", model="scripted-model"), backend, Call(prompt="{review}"),
+                  Options())
 
 
 @pytest.fixture
@@ -186,11 +182,11 @@ def test_in_kernel_like_tqdm(monkeypatch):
 
 def test_make_reporter_per_environment(kernel, monkeypatch):
     job = make_job(Scripted())
-    assert isinstance(display.make_reporter(job, False), NullReporter)
-    reporter = display.make_reporter(job, True, cancel=job.cancel)
+    assert isinstance(display.make_reporter(job.label, False), NullReporter)
+    reporter = display.make_reporter(job.label, True, cancel=job.cancel)
     assert isinstance(reporter, WidgetReporter) and kernel == [reporter.widget]
     monkeypatch.setattr(display, "in_kernel", lambda: False)
-    bar = display.make_reporter(job, True)
+    bar = display.make_reporter(job.label, True)
     assert isinstance(bar, TqdmReporter)
     bar.close(None)
 
@@ -200,9 +196,9 @@ def test_kernel_without_ipywidgets_falls_back_to_tqdm_with_one_warning(kernel, m
     monkeypatch.setattr(display, "_warned_no_widgets", False)
     job = make_job(Scripted())
     with pytest.warns(UserWarning, match="pip install ipywidgets"):
-        first = display.make_reporter(job, True)
+        first = display.make_reporter(job.label, True)
     assert isinstance(first, TqdmReporter)
-    second = display.make_reporter(job, True)  # filterwarnings=error: a second warning would fail here
+    second = display.make_reporter(job.label, True)  # filterwarnings=error: a second warning would fail here
     assert isinstance(second, TqdmReporter)
     first.close(None)
     second.close(None)
@@ -263,7 +259,7 @@ def test_widget_updates_and_final_state_stays_visible():
 
 def test_widget_rate_and_eta_from_running_snapshots(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(display.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(widget.time, "monotonic", lambda: now[0])
     reporter = WidgetReporter(LABEL, show=False)
     reporter.update(st("RUNNING", 60, 0))
     now[0] += 2
@@ -367,7 +363,7 @@ def test_wait_timeout_in_kernel_hands_the_widget_to_a_poller(kernel):
 
 
 def test_submit_in_kernel_starts_a_poller_that_stops_at_the_end(kernel, monkeypatch):
-    monkeypatch.setitem(pdbatch.job.POLL_SECONDS, "scripted", 0.01)
+    monkeypatch.setattr(Scripted, "poll_seconds", 0.01)  # the backend's own pace, read by the job
     backend = Scripted([st("QUEUED", 3), st("RUNNING", 3, 1), st("SUCCEEDED", 3, 3)])
     frame = pd.DataFrame({"review": ["good", "bad", "fine"]})
     job = frame.llama.submit("{review}", backend=backend)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import manifest
+from pdbatch import jobdir
 from pdbatch.backends import Vertex
 from pdbatch.errors import ConfigError
 
@@ -22,12 +22,12 @@ def no_emulator(monkeypatch):
 
 def saved_job(**settings) -> str:
     """A Vertex job folder as a submit would leave it, with ``settings`` changed (as an attacker could)."""
-    record = manifest.Manifest(
+    record = jobdir.Manifest(
         id=JOB, parts=[JOB], backend="vertex", model="meta/llama-3.3-70b-instruct-maas", kind="chat", n_rows=1,
         backend_settings={"project": "p", "location": "us-central1", "staging": "gs://my-bucket/x/",
                           "api_endpoint": None, "poll_seconds": 0.01, **settings},
     )
-    manifest.save(record, pd.DataFrame({"t": ["a"]}))
+    jobdir.save(record, pd.DataFrame({"t": ["a"]}))
     return JOB
 
 

@@ -80,9 +80,9 @@ def test_a_damaged_manifest_names_itself_and_the_answers(mock_job, how, capsys):
 
 
 def test_a_damaged_pointer_names_itself(pdbatch_home):
-    from pdbatch import manifest
+    from pdbatch import jobdir
 
-    pointer = manifest.folder_for("part-2")
+    pointer = jobdir.folder_for("part-2")
     pointer.mkdir(parents=True)
     (pointer / "points-to").write_text("../../etc")
     with raises_folder_error(r"points-to is damaged"):

@@ -17,8 +17,9 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Local
-from pdbatch.backends.local import job_dir, read_status
+from pdbatch.backends.local import job_dir
 from pdbatch.errors import JobError
+from pdbatch.jobdir import read_status
 
 pytestmark = pytest.mark.slow
 
@@ -238,7 +239,7 @@ def test_killed_worker_resumes_without_redoing_or_duplicating_rows(reviews):
     pid = read_status(folder)["pid"]
     os.kill(pid, signal.SIGKILL)
     # the kernel drops the worker's lock once its last thread is gone
-    wait_for(lambda: job.refresh().extra.get("worker_dead"), timeout=30)
+    wait_for(lambda: job.refresh().stalled, timeout=30)
     before = output_ids(job.id)
     # a crash mid-write leaves half a line: it must be cut, not parsed
     with open(folder / "output.jsonl", "ab") as fh:
@@ -256,7 +257,7 @@ def test_two_resumes_at_once_start_one_worker(reviews):
     folder = job_dir(job.id)
     wait_for(lambda: read_status(folder).get("pid") and read_status(folder)["state"] == "JOB_STATE_RUNNING")
     os.kill(read_status(folder)["pid"], signal.SIGKILL)
-    wait_for(lambda: job.refresh().extra.get("worker_dead"), timeout=30)
+    wait_for(lambda: job.refresh().stalled, timeout=30)
     other = pdbatch.attach(job.id)  # a second notebook on the same job
     started = []
     threads = [threading.Thread(target=lambda h=h: started.append(h.resume())) for h in (job, other)]
@@ -313,18 +314,6 @@ def test_rerun_is_answered_by_the_cache_and_preview_counts_real_tokens(reviews):
     assert again.attrs["pdbatch_job"].startswith("cached-")
     assert again.response.tolist() == first.response.tolist()
     assert df.llama.preview(PROMPT, max_tokens=4, temperature=0).summary()["cache_hits"] == 4
-
-
-def test_prompts_are_started_shortest_first_window_by_window():
-    from pdbatch.engine.chat import _shortest_first
-
-    def item(cid, text, error=None):
-        return cid, {"messages": [{"role": "user", "content": text}]}, error
-
-    items = [item("long", "x" * 50), item("bad", None, "invalid"), item("short", "x"), item("mid", "x" * 9),
-             item("short2", "y"), item("next-window", "")]
-    order = [cid for cid, _, _ in _shortest_first(iter(items), 5)]
-    assert order == ["bad", "short", "short2", "mid", "long", "next-window"]  # stable, window by window
 
 
 def test_a_replaced_file_is_whole_or_untouched(tmp_path):

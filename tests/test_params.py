@@ -8,7 +8,6 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Mock
-from pdbatch.engine.chat import RequestError, parse_params
 from pdbatch.errors import ConfigError
 
 
@@ -104,18 +103,6 @@ def test_the_local_backend_refuses_what_its_engine_would_ignore(df, kwargs, mess
     with pytest.raises(ConfigError, match=message):
         df.llama.submit("{t}", progress=False, **kwargs)
     assert not list((pdbatch.config.home() / "jobs").glob("local-*"))
-
-
-def test_the_local_engine_checks_each_row_with_the_same_list():
-    body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
-    assert parse_params({**body, "max_tokens": 3, "temperature": None}).temperature == 1.0
-    for bad, message in [({"logprobs": True}, "logprobs=True: not supported"),
-                         ({"response_format": {"type": "bogus"}}, "response_format=.*: must be"),
-                         ({"max_tokens": "10"}, "max_tokens='10': must be an integer"),
-                         ({"top_k": 5}, "unknown parameter 'top_k'"),
-                         ({"logit_bias": {"1": 2}}, "the local engine does not use it")]:
-        with pytest.raises(RequestError, match=message):
-            parse_params({**body, **bad})
 
 
 def test_numpy_scalars_from_a_frame_are_plain_values_in_the_body(df):

@@ -7,7 +7,8 @@ import pytest
 
 import pdbatch
 from pdbatch.errors import InputError
-from pdbatch.results import join_results, parse_lines
+from pdbatch.join import join_results
+from pdbatch.results import parse_lines
 
 
 def chat_line(cid, text, finish="stop", p=3, c=2, **extra):

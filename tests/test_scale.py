@@ -12,9 +12,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pdbatch import results
-from pdbatch.requests import build_requests, json_escape
-from pdbatch.results import join_results, parse_bytes, parse_files, parse_lines
+from pdbatch import join, outputs, results
+from pdbatch.join import join_results
+from pdbatch.jsontext import json_escape
+from pdbatch.requests import build_requests
+from pdbatch.results import parse_bytes, parse_files, parse_lines
 from pdbatch.template import Template
 
 from .test_requests import AWKWARD
@@ -169,7 +171,7 @@ def quiet():
 def typed_reference(lines):
     """The simple path: one line at a time, then the typed columns."""
     with quiet():
-        return results._typed(parse_lines(lines))
+        return results.typed(parse_lines(lines))
 
 
 def assert_same(fast, slow):
@@ -181,10 +183,10 @@ def assert_same(fast, slow):
 @pytest.mark.parametrize("plain", [3, 300])
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_each_shape_parses_the_same_both_ways(name, plain):
-    # Surrounded by plain lines, so that Arrow reads the block and the odd line
-    # is handed over on its own (or its block falls back) without changing a
-    # row. Among 300, the lean read keeps the block and the odd line goes per
-    # line; among 3, the block is read again with the full schema.
+    # Surrounded by plain lines, so that msgspec decodes the block and the odd
+    # line is left to the reference alone (or, when it breaks the block's
+    # decode, each line of the block is decoded on its own) without changing a
+    # row, in a short block (3 plain lines) and a longer one (300).
     lines = [chat_line(f"row-{100 + i}", f"x{i}") for i in range(plain)]
     lines.insert(1, SHAPES[name])
     data = b"\n".join(lines) + b"\n"
@@ -228,8 +230,8 @@ def test_unreadable_lines_are_counted_in_a_warning():
 
 def test_common_shapes_never_take_the_per_line_path(monkeypatch):
     calls = []
-    real = results._extract
-    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    real = outputs.outcome
+    monkeypatch.setattr(outputs, "outcome", lambda obj: calls.append(obj) or real(obj))
     lines = [chat_line(f"row-{i}", f"t{i}") for i in range(500)]
     lines += [openai_line(f"row-{i}", f"o{i}") for i in range(500, 700)]
     lines += [dumps({"custom_id": f"row-{i}", "status": "Internal error"}) for i in range(700, 720)]
@@ -271,8 +273,8 @@ def test_parse_files_lines_longer_than_a_block_and_no_final_newline(tmp_path, mo
 
 def test_a_block_of_embeddings_reads_like_the_reference(monkeypatch):
     calls = []
-    real = results._extract
-    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    real = outputs.outcome
+    monkeypatch.setattr(outputs, "outcome", lambda obj: calls.append(obj) or real(obj))
     rng = random.Random(4)
     lines = [dumps({"custom_id": f"row-{i}", "status": "",
                     "response": {"object": "list", "data": [{"embedding": [rng.uniform(-1, 1) for _ in range(i % 9)]
@@ -291,8 +293,8 @@ def test_one_odd_line_sends_only_its_block_line_by_line(monkeypatch):
     # A value of an unexpected type makes msgspec reject the whole block; its
     # lines are then decoded one by one, and only the odd one goes to the reference.
     calls = []
-    real = results._extract
-    monkeypatch.setattr(results, "_extract", lambda obj: calls.append(obj) or real(obj))
+    real = outputs.outcome
+    monkeypatch.setattr(outputs, "outcome", lambda obj: calls.append(obj) or real(obj))
     lines = [chat_line(f"row-{i}", f"t{i}") for i in range(3000)]
     lines[1500] = SHAPES["status object"]
     data = b"\n".join(lines) + b"\n"
@@ -326,7 +328,7 @@ def reference_join(df, lines, custom_ids=None):
     for col, dtype in (("response", "string"), ("finish_reason", "string"), ("prompt_tokens", "Int64"),
                        ("completion_tokens", "Int64")):
         out[col] = pd.array([None if r is None else r[col] for r in rows], dtype=dtype)
-    out["error"] = pd.array([results.MISSING if r is None else r["error"] for r in rows], dtype="string")
+    out["error"] = pd.array([join.MISSING if r is None else r["error"] for r in rows], dtype="string")
     return out
 
 
@@ -368,9 +370,9 @@ def test_join_20k_shuffled_matches_the_simple_join(user_ids):
 def test_positions_of_takes_only_ids_as_written():
     ids = pd.Series(["row-0", "row-12", "row-012", "row-+1", "row- 1", "row-", "row-1e3", "x", None, "row-5"],
                     dtype="string")
-    assert results.positions_of(ids, None, 13).tolist() == [0, 12, -1, -1, -1, -1, -1, -1, -1, 5]
-    assert results.positions_of(ids, None, 5).tolist()[-1] == -1
-    assert results.positions_of(pd.Series(["row-99999999999999999999"]), None, 5).tolist() == [-1]
+    assert join.positions_of(ids, None, 13).tolist() == [0, 12, -1, -1, -1, -1, -1, -1, -1, 5]
+    assert join.positions_of(ids, None, 5).tolist()[-1] == -1
+    assert join.positions_of(pd.Series(["row-99999999999999999999"]), None, 5).tolist() == [-1]
 
 
 def test_embeddings_join_keeps_float32_arrays_per_row():
@@ -440,3 +442,37 @@ def test_render_arrow_matches_render():
     for text in ("{t}", "<{i}> {b} {d} {c} {py} {obj} {o} {f:.2f} {n!r}", "lit only", "{n}{n}", "{u} {U} {x}"):
         tpl = Template.parse(text, df.columns)
         assert tpl.render_arrow(df).to_pylist() == tpl.render(df)
+
+
+@pytest.mark.parametrize("kw", [
+    {"prompt": "Row {n} ({f:.3f}): {t} / {o} {t!r}", "system": "Sys \"q\" 😀", "params": {"max_tokens": 7}},
+    {"prompt": "{s}|{t}", "on_null": "skip", "custom_id": "id"},
+    {"prompt": "no fields at all"},
+    {"prompt": "{t}", "url": "/v1/embeddings", "params": {"input_type": "query"}},
+])
+def test_cache_keys_from_arrow_prompts_are_the_keys_of_each_payload(kw):
+    # plan_reuse keys template rows from Arrow arrays, without a str or a body per row: the same keys
+    from pdbatch.cache import RowKeys
+    from pdbatch.reuse import _row_keys
+
+    df = awkward_frame(3_000)
+    df["t"] = [AWKWARD[i % len(AWKWARD)][:300] + str(i % 50) for i in range(len(df))]
+    plan = build_requests(df, kw.pop("prompt"), model="m 😀", **kw)
+    fast = [(p, k) for pos, keys in _row_keys(plan, "mock", {"w": 1}) for p, k in zip(pos.tolist(), keys, strict=True)]
+    reference = RowKeys("mock", plan.model, plan.url, plan.body(""), "text", {"w": 1})
+    assert [p for p, _ in fast] == plan.positions.tolist()
+    assert [k for _, k in fast] == [reference.key(t) for t in plan.payloads(plan.positions)]
+    # one key per distinct body: rows repeat exactly when their bodies do
+    bodies = [orjson.dumps(plan.body(t), option=orjson.OPT_SORT_KEYS) for t in plan.payloads(plan.positions)]
+    assert len(set(k for _, k in fast)) == len(set(bodies))
+    # the backend's name is part of every key
+    assert next(iter(_row_keys(plan, "other", {"w": 1})))[1][0] != fast[0][1]
+
+
+def test_cache_keys_of_message_lists_follow_their_bodies():
+    from pdbatch.reuse import _row_keys
+
+    msgs = [[{"role": "user", "content": "a"}], [{"content": "a", "role": "user"}], [{"role": "user", "content": "b"}]]
+    plan = build_requests(pd.DataFrame({"m": msgs}), messages="m", model="m", system="s")
+    keys = next(iter(_row_keys(plan, "mock", {})))[1]
+    assert keys[0] == keys[1] != keys[2]  # key order in a message does not change the body sent

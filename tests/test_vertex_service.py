@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -132,25 +130,6 @@ def test_default_chat_model_is_live(vx, vertex_emulator, frame):
     out = frame.llama.batch_predict(PROMPT, backend=vx, progress=False)
     assert out.response.tolist() == echoed(frame)
     assert creates(vertex_emulator)[0]["model"] == f"publishers/meta/models/{CHAT}"
-
-
-def test_list_models_from_python_and_the_command_line():
-    table = models.list_models()
-    vertex = table[table.backend == "vertex"].set_index("name")
-    assert vertex.loc[RETIRED, "status"] == "retired" and vertex.loc[RETIRED, "retired"] == date(2026, 10, 21)
-    assert vertex.loc[CHAT, "status"] == "live" and vertex.loc[CHAT, "default"]
-    assert vertex.loc["llama-3.1-8b-instruct-maas", "status"] == "unlisted"
-    assert set(vertex.loc[vertex.status == "live"].index) == {
-        CHAT, "llama-4-maverick-17b-128e-instruct-maas", "gpt-oss-120b-maas", "gemini-embedding-001",
-        "gemini-embedding-2"}
-    assert models.list_models(on=date(2026, 8, 1)).set_index("name").loc[RETIRED, "status"] == "deprecated"
-    proc = subprocess.run([sys.executable, "-m", "pdbatch.cli", "models", "--backend", "vertex", "--json"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    rows = {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
-    assert rows[RETIRED]["status"] == "retired" and rows[RETIRED]["retired"] == "2026-10-21"
-    assert rows["multilingual-e5-large-instruct-maas"]["status"] == "retired"
-    assert rows["gemini-embedding-001"]["kind"] == "embeddings"
 
 
 # ------------------------------------------------------------ 2. embeddings

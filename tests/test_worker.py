@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from pdbatch.backends import Local
-from pdbatch.backends.local import job_dir, read_status
+from pdbatch.backends.local import job_dir
+from pdbatch.jobdir import read_status
 
 from .test_local import output_ids, wait_for
 
@@ -54,7 +55,7 @@ def kill_worker(job, folder):
     for pid in worker_pids(folder):
         os.kill(pid, signal.SIGKILL)
     # the kernel drops the worker's lock once it is gone
-    wait_for(lambda: job.refresh().extra.get("worker_dead") and not worker_pids(folder), timeout=60)
+    wait_for(lambda: job.refresh().stalled and not worker_pids(folder), timeout=60)
 
 
 def together(tmp_path, code: str, n: int, home: Path) -> list[str]:
@@ -148,7 +149,7 @@ def test_a_worker_started_by_hand_still_takes_the_lock(reviews, pdbatch_home):
     proc = subprocess.Popen([sys.executable, "-P", "-m", "pdbatch.engine.worker", "run", str(folder)], cwd="/",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: not job.refresh().extra.get("worker_dead") or proc.poll() is not None, timeout=300)
+        wait_for(lambda: not job.refresh().stalled or proc.poll() is not None, timeout=300)
         assert job.resume() is False, "a live worker holds the lock"
         assert proc.wait(timeout=600) == 0
     finally:

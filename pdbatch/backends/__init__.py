@@ -85,10 +85,16 @@ def get_backend(backend: str | Backend | None = None, **settings: Any) -> Backen
     -------
     Backend
     """
-    if backend is None:
-        from ..config import default_backend
+    from .. import config
 
-        backend = default_backend()
+    configured = set(config.settings().backends)
+    if configured - set(_REGISTRY):  # entry points are read only when a name is not known yet
+        unknown = configured - set(registered())
+        if unknown:
+            raise ConfigError(f"pdbatch.configure({', '.join(sorted(unknown))}=...) names no registered backend "
+                              f"(registered: {registered()}); fix the name, or register the backend first")
+    if backend is None:
+        backend = config.default_backend()
     if isinstance(backend, Backend):
         return backend
     if isinstance(backend, str):

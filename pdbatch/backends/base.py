@@ -1,13 +1,38 @@
-"""The backend protocol: request lines in, job status and output lines out.
+"""The backend contract: request lines in, job status and output lines out. Everything a backend declares.
 
-A backend never sees pandas. It is handed a JSONL file of request lines and
-answers with a job id, the job's status, and (when asked) local JSONL files of
+A backend never sees pandas. It is handed JSONL files of request lines and
+answers with job ids, the jobs' status, and (when asked) local JSONL files of
 output lines in one of the shapes :mod:`pdbatch.results` parses. Everything
-about DataFrames lives above this line.
+about DataFrames lives above this line, and the core never asks which
+backend it talks to (no ``backend.name`` tests): what differs between
+backends is declared here, as class attributes and methods with defaults.
 
-A backend is constructed with its settings (``Vertex(project=...)``) and must
-be rebuildable from :meth:`Backend.settings` alone, without credentials, so
-that ``pdbatch.attach`` can re-create it in a new process.
+Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
+
+* **Must implement**: :meth:`~Backend.model_name`, :meth:`~Backend.submit`,
+  :meth:`~Backend.status`, :meth:`~Backend.cancel`, :meth:`~Backend.fetch_output`,
+  :meth:`~Backend.settings`; set :attr:`~Backend.name`; call
+  :func:`pdbatch.backends.register`.
+* **Limits and pace**: :attr:`~Backend.max_requests_per_file`,
+  :attr:`~Backend.max_bytes_per_file` (request files are split at them),
+  :attr:`~Backend.poll_seconds` (how often ``wait`` asks for the status).
+* **Capabilities**: :attr:`~Backend.accepts_passthrough` and
+  :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
+  with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
+* **What a call may contain**: :meth:`~Backend.body_fields`,
+  :meth:`~Backend.unsupported_params`.
+* **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
+  :meth:`~Backend.batch_price` (``preview``, ``max_cost``).
+* **The response cache**: :meth:`~Backend.cache_identity`.
+* **Settings**: a backend is constructed with its settings as keyword
+  arguments (``Vertex(project=...)``); for a setting left out, read
+  :func:`pdbatch.config.backend_default` (``configure(<name>={...})``, then
+  ``PDBATCH_<NAME>_<SETTING>``), so users set defaults for any backend the
+  same way. It must be rebuildable from :meth:`~Backend.settings` alone,
+  without credentials, so that ``pdbatch.attach`` can re-create it in a new
+  process; :meth:`~Backend.from_settings` is where settings read from a job
+  folder are checked before they are trusted (an endpoint credentials would
+  be sent to).
 """
 
 from __future__ import annotations
@@ -16,9 +41,13 @@ import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..models import Kind
+from ..pricing import published_price
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["ACTIVE_STATES", "STATES", "TERMINAL_STATES", "Backend", "JobStatus"]
 
@@ -71,6 +100,9 @@ class JobStatus:
         Where the output lives (a folder, ``gs://`` prefix or ``bq://`` table).
     console_url : str or None
         A link for people to look at the job.
+    stalled : bool
+        The job is not finished but nothing runs it any more (a local worker
+        that died): :meth:`Backend.resume` can restart it, and ``wait`` does.
     extra : dict
         Anything else the backend wants to show (create/update times, ...).
     """
@@ -82,6 +114,7 @@ class JobStatus:
     error: str | None = None
     output: str | None = None
     console_url: str | None = None
+    stalled: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,6 +138,16 @@ class Backend(abc.ABC):
     #: they are written, so a backend is handed files it can send as they are.
     max_requests_per_file: int | None = None
     max_bytes_per_file: int | None = None
+    #: Seconds ``wait`` and the status widget sleep between two status checks
+    #: (a class default, or set per object from a setting).
+    poll_seconds: float = 10.0
+    #: Whether :meth:`submit` can take ``extra_columns`` (``passthrough=True``:
+    #: the frame's other columns copied into the backend's input and output).
+    accepts_passthrough: ClassVar[bool] = False
+    #: Lower-case column names a passed-through column may not take, because
+    #: the backend's service reads or writes them (``passthrough=True`` refuses
+    #: them, or renames them with ``rename_reserved=True``).
+    reserved_columns: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -116,15 +159,25 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def submit(
-        self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str
+        self,
+        files: list[Path],
+        *,
+        model: str,
+        kind: Kind,
+        n_requests: int,
+        display_name: str,
+        extra_columns: pa.Table | None = None,
     ) -> list[str]:
         """Start the job(s) for the request lines in ``files`` and return their ids.
 
         ``files`` are JSONL files within :attr:`max_requests_per_file` and
         :attr:`max_bytes_per_file`; the backend may take them over (move them).
-        Returns a list because a backend may spread the files over several jobs
-        to stay under its provider's limits; most return one id. Must return
-        quickly: the job runs on without the caller.
+        ``extra_columns`` (given only to a backend that :attr:`accepts_passthrough`)
+        holds the frame's columns for the rows sent, in request-line order,
+        renamed away from :attr:`reserved_columns`. Returns a list because a
+        backend may spread the files over several jobs to stay under its
+        provider's limits; most return one id. Must return quickly: the job
+        runs on without the caller.
         """
 
     @abc.abstractmethod
@@ -145,7 +198,12 @@ class Backend(abc.ABC):
 
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> Backend:
-        """Rebuild a backend from :meth:`settings` (used by ``pdbatch.attach``)."""
+        """Rebuild a backend from :meth:`settings` saved in a job folder (used by ``pdbatch.attach``).
+
+        A job folder is data anyone could have written: override this to
+        refuse settings that are not trusted before building the backend
+        (Vertex refuses an endpoint its credentials should not be sent to).
+        """
         return cls(**settings)
 
     def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
@@ -158,6 +216,16 @@ class Backend(abc.ABC):
     def context_window(self, model: str) -> int | None:
         """Tokens a request (prompt plus answer) may use, when known."""
         return None
+
+    def batch_price(self, model: str) -> tuple[float, float] | None:
+        """US$ per million (input, output) tokens of a batch job on ``model``, or None if unknown.
+
+        ``preview`` and ``max_cost`` use it when the user passed no ``prices=``
+        for the model. The default looks the model up in pdbatch's table of
+        published prices (:mod:`pdbatch.pricing`); a backend that runs models
+        for free returns ``(0.0, 0.0)``.
+        """
+        return published_price(model)
 
     def body_fields(self, kind: Kind) -> Mapping[str, Callable[[Any], str | None]]:
         """Request body fields this backend takes beyond OpenAI's, each with its check.
@@ -192,7 +260,11 @@ class Backend(abc.ABC):
         return {}
 
     def resume(self, job_id: str) -> bool:
-        """Restart a job whose worker died; returns True if it did. Most backends cannot."""
+        """Restart a job whose status says it :attr:`~JobStatus.stalled`; returns True if it did.
+
+        ``wait`` and the status widget call it when a status is ``stalled``.
+        Most backends' jobs never stall (the service runs them), and cannot.
+        """
         return False
 
     def __repr__(self) -> str:

@@ -1,18 +1,9 @@
 """The local backend: a detached worker process runs llama.cpp over the request lines.
 
-Each job is a folder under ``<PDBATCH_HOME>/jobs/<job id>/``, private to the
-user (``0700``, files ``0600``):
-
-=================  ==========================================================
-``requests.jsonl``  the request lines, as sent
-``job.json``        what the worker needs: model, kind, engine settings
-``output.jsonl``    one output line per finished row, appended and flushed
-``status.json``     state (Vertex names), counts, error; replaced atomically
-``worker.lock``     held (flock) by the live worker, released by the kernel when it dies
-``start.lock``      held while a process decides to start a worker, and starts it
-``cancel``          present when someone asked the job to stop
-``worker.log``      the worker's stderr
-=================  ==========================================================
+Each job is a folder under ``<PDBATCH_HOME>/jobs/<job id>/`` (the files a
+local job adds, ``requests.jsonl``, ``job.json``, ``output.jsonl``,
+``status.json``, the locks, ``cancel`` and ``worker.log``, are mapped in
+:mod:`pdbatch.jobdir`, which this backend and its worker both use).
 
 The worker is started in its own session, so the job goes on when the
 notebook kernel that started it dies; ``pdbatch.attach`` finds the folder again.
@@ -39,86 +30,37 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import config
-from ..atomic import PRIVATE_DIR, PRIVATE_FILE, atomic_path, open_private, private_dir, write_private
+from .. import config, jobdir
+from ..atomic import PRIVATE_FILE, open_private, write_private
 from ..engine.common import LOCAL_EXTRA_FIELDS, local_refusals
 from ..engine.convert import check_dtype, file_identity, wants_f16
 from ..engine.worker import NEUTRAL_CWD
 from ..engine.worker import command as worker_command
-from ..errors import ConfigError, JobFolderError, JobNotFoundError, answers_hint
+from ..errors import ConfigError, JobNotFoundError
+from ..jobdir import read_status, write_status
 from ..models import Kind, resolve_local
 from .base import TERMINAL_STATES, Backend, JobStatus
 
-__all__ = ["Local", "job_dir", "read_status", "write_status"]
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["Local", "job_dir"]
 
 MAX_STALLED_RESTARTS = 3
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
-def jobs_root() -> Path:
-    """The folder holding every job folder."""
-    return private_dir(config.home() / "jobs")
-
-
 def job_dir(job_id: str) -> Path:
-    """The folder of a local job, refusing ids that could point outside the jobs folder."""
+    """The folder of a local job (see :mod:`pdbatch.jobdir`), refusing ids that are not local job ids."""
     if not job_id.startswith("local-") or not set(job_id) <= _ID_CHARS or len(job_id) > 64:
         raise JobNotFoundError(
             f"{job_id!r} is not a local job id (they look like 'local-20260101-120000-ab12cd')"
         )
-    return jobs_root() / job_id
-
-
-def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``status.json`` atomically (write, then rename).
-
-    Raises :class:`JobFolderError` when the folder cannot be written.
-    """
-    path = folder / "status.json"
-    current = read_status(folder) if path.exists() else {}
-    current.update(fields, updated=time.time())
-    try:
-        with atomic_path(path) as tmp:  # two writers (threads or processes) never share a temporary file
-            tmp.write_bytes(orjson.dumps(current))
-    except OSError as exc:
-        raise _unwritable(folder, path, exc) from exc
-    return current
-
-
-def read_status(folder: Path) -> dict[str, Any]:
-    """Read ``status.json`` (a reader never sees a half-written file: it is renamed into place).
-
-    Raises :class:`JobFolderError` naming the file when it is missing, unreadable or damaged.
-    """
-    path = folder / "status.json"
-    try:
-        status = orjson.loads(path.read_bytes())
-        if isinstance(status, dict) and isinstance(status.get("state"), str):
-            return status
-        problem = "is damaged (no 'state')"
-    except FileNotFoundError:
-        problem = "is missing"
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or exc})"
-    except orjson.JSONDecodeError as exc:
-        problem = "is empty" if path.stat().st_size == 0 else f"is damaged ({exc})"
-    raise JobFolderError(
-        f"{path} {problem}; it holds the job's state, so the job cannot be followed or resumed. "
-        f"result(partial=True) still joins the answers written so far. {_recovery(folder)}", path=path)
-
-
-def _recovery(folder: Path) -> str:
-    return answers_hint([folder / "output.jsonl"])
-
-
-def _unwritable(folder: Path, path: Path, exc: OSError) -> JobFolderError:
-    return JobFolderError(
-        f"cannot write {path} ({exc.strerror or exc}); the job cannot be resumed or cancelled until its folder "
-        f"is writable again (chmod u+w {folder}). result() still reads it. {_recovery(folder)}", path=path)
+    return jobdir.folder_for(job_id)
 
 
 def _open_lock(folder: Path, name: str) -> int:
@@ -126,13 +68,13 @@ def _open_lock(folder: Path, name: str) -> int:
     try:
         return open_private(path, os.O_RDWR)
     except OSError as exc:
-        raise _unwritable(folder, path, exc) from exc
+        raise jobdir.unwritable(folder, path, exc) from exc
 
 
 @contextmanager
 def _start_lock(folder: Path) -> Iterator[None]:
     """Held while a process decides whether to start (or cancel) a worker, and does it: one at a time."""
-    fd = _open_lock(folder, "start.lock")
+    fd = _open_lock(folder, jobdir.START_LOCK)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -142,7 +84,7 @@ def _start_lock(folder: Path) -> Iterator[None]:
 
 def _take_worker_lock(folder: Path) -> int | None:
     """``worker.lock``, locked for a new worker; None when a live worker holds it."""
-    fd = _open_lock(folder, "worker.lock")
+    fd = _open_lock(folder, jobdir.WORKER_LOCK)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -153,7 +95,7 @@ def _take_worker_lock(folder: Path) -> int | None:
 
 def worker_alive(folder: Path) -> bool:
     """True when a worker holds the job's lock. The kernel drops the lock when a process dies."""
-    lock = folder / "worker.lock"
+    lock = folder / jobdir.WORKER_LOCK
     if not lock.exists():
         return False
     with open(lock, "a+b") as fh:
@@ -191,6 +133,8 @@ class Local(Backend):
     """
 
     name = "local"
+    #: A local job finishes in seconds to minutes, and a status check is a file read.
+    poll_seconds = 0.25
 
     def __init__(
         self,
@@ -281,16 +225,19 @@ class Local(Backend):
         """The per-request window this backend gives each sequence (``n_ctx``)."""
         return self.n_ctx
 
+    def batch_price(self, model: str) -> tuple[float, float]:
+        """Free: the model runs on this machine."""
+        return (0.0, 0.0)
+
     # ------------------------------------------------------------------ jobs
     def submit(
-        self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str
+        self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str,
+        extra_columns: pa.Table | None = None,
     ) -> list[str]:
         """Move the request lines into a new job folder and start a detached worker."""
         job_id = time.strftime("local-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        folder = jobs_root() / job_id
-        folder.mkdir(mode=PRIVATE_DIR)
-        os.chmod(folder, PRIVATE_DIR)  # mkdir's mode went through the umask
-        requests = folder / "requests.jsonl"
+        folder = jobdir.new_folder(job_id)
+        requests = folder / jobdir.REQUESTS
         if len(files) == 1:
             shutil.move(str(files[0]), requests)
             os.chmod(requests, PRIVATE_FILE)
@@ -301,7 +248,7 @@ class Local(Backend):
                         shutil.copyfileobj(src, out, 1 << 20)
         spec = resolve_local(model, kind)
         write_private(
-            folder / "job.json",
+            folder / jobdir.JOB_SPEC,
             orjson.dumps(
                 {
                     "id": job_id,
@@ -352,15 +299,15 @@ class Local(Backend):
         extra = {"created": st.get("created"), "updated": st.get("updated"), "pid": st.get("pid")}
         error = st.get("error")
         # the lock is held from before status.json exists: free on an active job means the worker died
-        if state not in TERMINAL_STATES and not worker_alive(folder):
-            extra["worker_dead"] = True
+        stalled = state not in TERMINAL_STATES and not worker_alive(folder)
         return JobStatus(
             state=state,
             total=st.get("total"),
             succeeded=st.get("succeeded", 0),
             failed=st.get("failed", 0),
             error=error,
-            output=str(folder / "output.jsonl"),
+            output=str(folder / jobdir.OUTPUT),
+            stalled=stalled,
             extra=extra,
         )
 
@@ -372,9 +319,9 @@ class Local(Backend):
             if st["state"] in TERMINAL_STATES:
                 return
             try:
-                write_private(folder / "cancel", b"")
+                write_private(folder / jobdir.CANCEL, b"")
             except OSError as exc:
-                raise _unwritable(folder, folder / "cancel", exc) from exc
+                raise jobdir.unwritable(folder, folder / jobdir.CANCEL, exc) from exc
             if not worker_alive(folder):
                 write_status(folder, state="JOB_STATE_CANCELLED", error="cancelled by the user")
             else:
@@ -402,7 +349,7 @@ class Local(Backend):
 
     def _restart(self, folder: Path, st: dict[str, Any], lock: int) -> bool:
         # The lock holder died: this counts as one death, once.
-        if (folder / "cancel").exists():
+        if (folder / jobdir.CANCEL).exists():
             write_status(folder, state="JOB_STATE_CANCELLED", error="cancelled by the user")
             return False
         # A worker that dies again and again without finishing a row (a crash
@@ -411,12 +358,12 @@ class Local(Backend):
         stalled = st.get("stalled_restarts", 0) + 1 if finished == st.get("finished_at_restart") else 1
         if stalled > MAX_STALLED_RESTARTS:
             try:
-                log = (folder / "worker.log").read_bytes()[-2000:].decode("utf-8", "replace")
+                log = (folder / jobdir.WORKER_LOG).read_bytes()[-2000:].decode("utf-8", "replace")
             except OSError as exc:
                 log = f"(no log: {exc})"
             write_status(folder, state="JOB_STATE_FAILED",
                          error=f"the worker died {stalled - 1} times without finishing a row; "
-                               f"last lines of {folder / 'worker.log'}:\n{log}")
+                               f"last lines of {folder / jobdir.WORKER_LOG}:\n{log}")
             return False
         write_status(folder, stalled_restarts=stalled, finished_at_restart=finished)
         self._spawn(folder, lock)
@@ -427,7 +374,7 @@ class Local(Backend):
         folder = job_dir(job_id)
         if not folder.is_dir():
             raise JobNotFoundError(f"no local job {job_id!r} under {folder.parent}")
-        out = folder / "output.jsonl"
+        out = folder / jobdir.OUTPUT
         return [out] if out.exists() else []
 
     def _folder(self, job_id: str) -> Path:

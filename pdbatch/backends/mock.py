@@ -4,15 +4,15 @@
 every embeddings request with a small deterministic vector, at submit time,
 without a model. ``fail`` picks rows that fail (their output line carries a
 ``status``), ``final_state`` makes the whole job end in another state, and
-``shuffle`` reverses the output order to prove joins never rely on it.
-Jobs live in this process only.
+``answered`` leaves the rows past a count unanswered. The output lines come
+in reverse order, so that a join relying on order would show. Jobs live in
+this process only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..models import Kind
+from ..outputs import output_line, succeeded
 from .base import Backend, JobStatus
 
 __all__ = ["Mock"]
@@ -60,7 +61,8 @@ class Mock(Backend):
     def model_name(self, model: str | None, kind: Kind) -> str:
         return model or ("mock-embed" if kind == "embeddings" else "mock-chat")
 
-    def submit(self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str) -> list[str]:
+    def submit(self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str,
+               extra_columns: Any = None) -> list[str]:
         lines = [line for f in files for line in f.read_bytes().splitlines() if line.strip()]
         self.submitted.append(lines)
         job_id = f"mock-{next(self._counter)}"
@@ -69,14 +71,10 @@ class Mock(Backend):
             req = orjson.loads(line)
             cid, body = req["custom_id"], req["body"]
             error = self.fail(cid, body) if self.fail else None
-            row: dict[str, Any] = {"custom_id": cid, "request": body, "status": error or "",
-                                   "processed_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            if not error:
-                row["response"] = _answer(kind, body)
-            out.append(orjson.dumps(row))
-        out.reverse()
+            out.append(output_line(cid, None if error else _answer(kind, body), error, request=body))
+        out.reverse()  # output order is not input order: joins must never rely on it
         self._jobs[job_id] = {"lines": out, "total": len(lines), "state": self.final_state,
-                              "failed": sum(1 for x in out if orjson.loads(x)["status"])}
+                              "failed": sum(1 for x in out if not succeeded(orjson.loads(x)))}
         return [job_id]
 
     def status(self, job_id: str) -> JobStatus:
@@ -95,7 +93,7 @@ class Mock(Backend):
     def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
         dest.mkdir(parents=True, exist_ok=True)
         path = dest / f"{job_id}.jsonl"
-        path.write_bytes(b"\n".join(self._jobs[job_id]["lines"]) + b"\n")
+        path.write_bytes(b"".join(self._jobs[job_id]["lines"]))
         return [path]
 
 

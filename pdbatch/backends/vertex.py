@@ -4,7 +4,9 @@ A job's request lines are staged in Cloud Storage (uploaded JSONL files) or in
 BigQuery (a table loaded from them), one batch prediction job is created per
 ``max_requests_per_job`` requests with google-cloud-aiplatform, and the output
 (JSONL files under ``outputInfo.gcsOutputDirectory``, or an output table) is
-brought back as local JSONL files for :mod:`pdbatch.results`.
+brought back as local JSONL files for :mod:`pdbatch.results`. Where requests
+and answers go is :mod:`._staging`; the job resource that is created and read
+back is :mod:`._job_resource`.
 
 Settings come from the constructor, then ``pdbatch.configure(vertex={...})``,
 then ``PDBATCH_VERTEX_<NAME>`` environment variables, then the defaults below.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import time
 import warnings
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import config
-from ..errors import ConfigError, JobNotFoundError, PdbatchError
+from ..errors import ConfigError, PdbatchError
 from ..models import (
     Kind,
     VertexModel,
@@ -35,11 +36,12 @@ from ..models import (
     unavailable_message,
 )
 from ..params import Check
-from . import _garden, _gcp, _gemini_embed
-from ._create import LABEL_PART, LABEL_RUN, create_job
+from . import _garden, _gcp, _gemini_embed, _staging
+from ._create import create_job
 from ._endpoint import check_saved_settings
-from ._gcp import BqUri, GcsUri, parse_uri, retrying, translate
-from .base import STATES, Backend, JobStatus
+from ._gcp import BqUri, parse_uri, retrying, translate
+from ._job_resource import job_resource, job_status, location_of, output_table
+from .base import Backend, JobStatus
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -60,10 +62,6 @@ DEFAULTS: dict[str, Any] = {
     "poll_seconds": 10.0,
 }
 _INTS = {"max_requests_per_file", "max_bytes_per_file", "max_requests_per_job"}
-_JOB_ID = re.compile(
-    r"^projects/([^/]+)/locations/([a-z0-9-]+)/batchPredictionJobs/([0-9A-Za-z_-]+)$"
-)
-_LABEL_COUNT = "pdbatch-requests"
 #: Multi-regions served from their own hosts (sdk: aiplatform.constants.base.MREP_JURISDICTIONS,
 #: aiplatform.utils.mrep_endpoint), not "<location>-aiplatform.googleapis.com".
 MULTI_REGIONS = ("us", "eu")
@@ -312,8 +310,9 @@ class Vertex(Backend):
         if spec.wire == "gemini-embedding":
             _gemini_embed.prepare(spec, files, staging, output)
         self._check_served(spec)
-        self._preflight(staging, output)
-        groups = _group(files, [_count_lines(f) for f in files], self.max_requests_per_job)
+        clients = {"storage": self._storage, "bigquery": self._bigquery, "where": self._where}
+        _staging.preflight(staging, output, location=self.location, **clients)
+        groups = _staging.group(files, [_staging.count_lines(f) for f in files], self.max_requests_per_job)
         run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         ids: list[str] = []
         start = 0
@@ -322,10 +321,10 @@ class Vertex(Backend):
                 part = f"part-{i:03d}" if len(groups) > 1 else ""
                 extra = extra_columns.slice(start, count) if extra_columns is not None else None
                 start += count
-                source = self._stage(group, staging, run, part, extra)
-                dest = self._destination(staging, output, run, part)
+                source = _staging.stage(group, staging, run, part, extra, **clients)
+                dest = _staging.destination(staging, output, run, part)
                 name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
-                ids.append(self._create(name, spec, source, dest, count, run, str(i)))
+                ids.append(self._create(job_resource(name, spec, source, dest, count, run, str(i)), spec))
         except BaseException:
             # Do not leave paid jobs running for a submission the caller never got.
             for job_id in ids:
@@ -349,90 +348,9 @@ class Vertex(Backend):
                 stacklevel=3,
             )
 
-    def _preflight(self, staging: GcsUri | BqUri, output: GcsUri | BqUri | None) -> None:
-        # Missing buckets and datasets in another region fail here, before anything is paid for.
-        for uri, what in ((staging, "staging"), (output, "output")):
-            if isinstance(uri, GcsUri):
-                with translate(
-                    f"checking the {what} bucket gs://{uri.bucket}",
-                    where=self._where(f"bucket gs://{uri.bucket}"),
-                    permission=f"{_gcp.LIST_PERMISSION} on gs://{uri.bucket}",
-                ):
-                    _gcp.check_bucket(self._storage(), uri)
-            elif isinstance(uri, BqUri):
-                with translate(
-                    f"checking the {what} dataset {uri.dataset_id}",
-                    where=self._where(f"dataset {uri.dataset_id}"),
-                ):
-                    _gcp.check_region(self._bigquery(), uri, self.location, f"{what}={uri}")
-
-    def _stage(
-        self,
-        files: list[Path],
-        staging: GcsUri | BqUri,
-        run: str,
-        part: str,
-        extra: pa.Table | None,
-    ) -> dict[str, Any]:
-        if isinstance(staging, GcsUri):
-            dest = staging.child(run).child("input")
-            with translate(
-                f"uploading the requests to {dest}",
-                where=self._where(f"bucket gs://{dest.bucket}"),
-                permission=f"{_gcp.UPLOAD_PERMISSION} on gs://{dest.bucket}",
-            ):
-                uris = _gcp.upload_files(self._storage(), files, dest)
-            return {"instances_format": "jsonl", "gcs_source": {"uris": uris}}
-        table = staging.with_table(_table_name(run, part, "requests"))
-        with translate(
-            f"loading the requests into {table}", where=self._where(f"dataset {staging.dataset_id}")
-        ):
-            _gcp.load_requests(self._bigquery(), files, table, extra)
-        return {"instances_format": "bigquery", "bigquery_source": {"input_uri": str(table)}}
-
-    def _destination(
-        self, staging: GcsUri | BqUri, output: GcsUri | BqUri | None, run: str, part: str
-    ) -> dict[str, Any]:
-        out = output or staging
-        if isinstance(out, GcsUri):
-            base = out.child(run) if output else out.child(run).child("output")
-            prefix = base.child(part) if part else base
-            return {
-                "predictions_format": "jsonl",
-                "gcs_destination": {"output_uri_prefix": str(prefix)},
-            }
-        # Name the table ourselves: predictable, and several jobs never collide.
-        table = (
-            out.table + (f"_{part.replace('-', '_')}" if part else "")
-            if out.table
-            else _table_name(run, part, "predictions")
-        )
-        return {
-            "predictions_format": "bigquery",
-            "bigquery_destination": {"output_uri": str(out.with_table(table))},
-        }
-
-    def _create(
-        self,
-        display_name: str,
-        spec: VertexModel,
-        source: dict[str, Any],
-        dest: dict[str, Any],
-        count: int,
-        run: str,
-        part: str,
-    ) -> str:
+    def _create(self, job: dict[str, Any], spec: VertexModel) -> str:
         from google.api_core import exceptions as gexc
 
-        job = {
-            "display_name": display_name[:128],
-            "model": spec.resource,
-            "input_config": source,
-            "output_config": dest,
-            # The job's size, for a later process before any row is done; run and
-            # part, to find the job again after a create that failed ambiguously.
-            "labels": {"pdbatch": "1", _LABEL_COUNT: str(count), LABEL_RUN: run.lower(), LABEL_PART: part},
-        }
         parent = f"projects/{self.project}/locations/{self.location}"
         client = self._jobs(self.location)
         with translate(
@@ -450,62 +368,20 @@ class Vertex(Backend):
                 ) from exc
 
     # ------------------------------------------------------------- status
-    def _location_of(self, job_id: str) -> str:
-        m = _JOB_ID.match(job_id or "")
-        if not m:
-            raise JobNotFoundError(
-                f"{job_id!r} is not a Vertex AI job id; they look like "
-                f"'projects/P/locations/L/batchPredictionJobs/N'"
-            )
-        return m.group(2)
-
     def _get(self, job_id: str) -> Any:
-        client = self._jobs(self._location_of(job_id))
+        client = self._jobs(location_of(job_id))
         with translate(f"reading job {job_id}", where=self._where(), job_id=job_id):
             return retrying(lambda: client.get_batch_prediction_job(name=job_id))
 
     def status(self, job_id: str) -> JobStatus:
         """The job's state, counts (``completionStats``), error and output location."""
-        job = self._get(job_id)
-        state = getattr(job.state, "name", None)
-        state = state if state in STATES else "JOB_STATE_UNSPECIFIED"
-        stats = job.completion_stats
-        done, failed = int(stats.successful_count), int(stats.failed_count)
-        incomplete = int(stats.incomplete_count)
-        label = job.labels.get(_LABEL_COUNT)
-        total = int(label) if label and label.isdigit() else (done + failed + incomplete or None)
-        error = None
-        if job.error and (job.error.message or job.error.code):
-            error = job.error.message or f"error code {job.error.code}"
-        project, location, number = _JOB_ID.match(job_id).groups()  # type: ignore[union-attr]
-        extra: dict[str, Any] = {"display_name": job.display_name, "incomplete": incomplete}
-        for key in ("create_time", "start_time", "end_time", "update_time"):
-            value = getattr(job, key, None)
-            if value:
-                extra[key] = value.isoformat()
-        if job.partial_failures:
-            extra["partial_failures"] = [p.message for p in job.partial_failures]
-        return JobStatus(
-            state=state,
-            total=total,
-            succeeded=done,
-            failed=failed,
-            error=error,
-            output=_output_of(job),
-            # The console moved Vertex AI under /agent-platform/ (sdk 2.7: jobs._Job._dashboard_uri
-            # builds agent-platform/locations/L/batch-predictions/N; the docs' "Go to Batch Inference").
-            console_url=(
-                f"https://console.cloud.google.com/agent-platform/locations/{location}/"
-                f"batch-predictions/{number}?project={project}"
-            ),
-            extra=extra,
-        )
+        return job_status(job_id, self._get(job_id))
 
     def cancel(self, job_id: str) -> None:
         """Ask Vertex AI to stop the job (best effort: rows already written stay)."""
         from google.api_core import exceptions as gexc
 
-        client = self._jobs(self._location_of(job_id))
+        client = self._jobs(location_of(job_id))
         try:
             with translate(f"cancelling job {job_id}", where=self._where(), job_id=job_id):
                 retrying(lambda: client.cancel_batch_prediction_job(name=job_id))
@@ -533,7 +409,7 @@ class Vertex(Backend):
                     _gemini_embed.from_gemini_file(path)
             return paths
         if info.bigquery_output_table:
-            table_id = _output_table(info.bigquery_output_dataset, info.bigquery_output_table)
+            table_id = output_table(info.bigquery_output_dataset, info.bigquery_output_table)
             with translate(
                 f"reading the output table {table_id}", where=self._where(f"table {table_id}")
             ):
@@ -546,55 +422,11 @@ def _setting(name: str, value: Any) -> Any:
     """Explicit argument, ``configure(vertex=...)``, ``PDBATCH_VERTEX_<NAME>``, then the default."""
     if value is not None:
         return value
-    configured = config.settings().vertex.get(name)
-    if configured is not None:
-        return configured
-    env = os.environ.get(f"PDBATCH_VERTEX_{name.upper()}")
-    if env:
-        return env
-    return DEFAULTS[name]
+    configured = config.backend_default("vertex", name)
+    return DEFAULTS[name] if configured is None else configured
 
 
 def _anonymous() -> Any:
     from google.auth.credentials import AnonymousCredentials
 
     return AnonymousCredentials()
-
-
-def _table_name(run: str, part: str, what: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"pdbatch_{run}_{what}" + (f"_{part}" if part else ""))
-
-
-def _output_table(dataset: str, table: str) -> str:
-    # The service names the dataset as a bq:// URI and the table bare.
-    dataset = dataset.removeprefix("bq://")
-    return table if table.count(".") == 2 else f"{dataset}.{table}"
-
-
-def _output_of(job: Any) -> str | None:
-    info = job.output_info
-    if info.gcs_output_directory:
-        return str(info.gcs_output_directory)
-    if info.bigquery_output_table:
-        return "bq://" + _output_table(info.bigquery_output_dataset, info.bigquery_output_table)
-    return None
-
-
-def _count_lines(path: Path) -> int:
-    n = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            n += block.count(b"\n")
-    return n
-
-
-def _group(files: list[Path], counts: list[int], limit: int) -> list[tuple[list[Path], int]]:
-    """Files in order, packed into jobs of at most ``limit`` requests."""
-    groups: list[tuple[list[Path], int]] = []
-    for path, n in zip(files, counts, strict=True):
-        if groups and groups[-1][1] + n <= limit:
-            groups[-1][0].append(path)
-            groups[-1] = (groups[-1][0], groups[-1][1] + n)
-        else:
-            groups.append(([path], n))
-    return groups

@@ -21,7 +21,7 @@ def load_engine(spec: dict[str, Any]) -> Any:
 
         return E5Engine(spec)
     if spec["kind"] == "embeddings":
-        from .chat import GGUFEmbedEngine
+        from .embed import GGUFEmbedEngine
 
         return GGUFEmbedEngine(spec)
     from .chat import ChatEngine

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import Item, Result, chat_completion, check_body, usage
+from .common import Item, Result, chat_completion, check_body
 
 BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
 LOOKAHEAD = 256  # requests read ahead and started shortest prompt first
@@ -373,36 +373,3 @@ def _llama_response_format(fmt: Any) -> Any:
         schema = (fmt.get("json_schema") or {}).get("schema")
         return {"type": "json_object", "schema": schema} if schema else {"type": "json_object"}
     return fmt
-
-
-class GGUFEmbedEngine:
-    """Embeddings from a GGUF embedding model (any llama.cpp embedding model)."""
-
-    def __init__(self, spec: dict[str, Any]) -> None:
-        from .llama import load_llama
-
-        threads = spec.get("threads") or os.cpu_count() or 1
-        self.name = spec["model"]
-        self.llm = load_llama(spec["weights"], embedding=True, n_ctx=int(spec["n_ctx"]),
-                         n_threads=threads, n_threads_batch=threads, verbose=False)
-
-    def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
-        from .common import batched
-
-        for chunk in batched(items, 32, stop):
-            good = []
-            for cid, body, error in chunk:
-                text = body.get("input") if body else None
-                if error or not isinstance(text, str) or not text.strip():
-                    yield cid, None, error or "invalid request: 'input' must be a non-empty string"
-                else:
-                    good.append((cid, text))
-            for cid, text in good:
-                try:
-                    out = self.llm.create_embedding(text)
-                except Exception as exc:
-                    yield cid, None, f"engine error: {exc}"
-                    continue
-                vec = out["data"][0]["embedding"]
-                yield cid, {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": vec}],
-                            "model": self.name, "usage": usage(out["usage"]["prompt_tokens"], None)}, None

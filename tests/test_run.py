@@ -1,0 +1,86 @@
+"""The plain functions behind df.llama: retry_failed and side by side models (compare)."""
+
+import pandas as pd
+import pytest
+
+import pdbatch
+from pdbatch.backends import Mock
+from pdbatch.errors import ConfigError
+
+from .test_reuse import sent_contents
+
+
+@pytest.fixture
+def df():
+    return pd.DataFrame({"t": ["a", "b", "a", "c", "b"]})
+
+
+def test_retry_failed_resends_only_failed_rows_and_keeps_the_others():
+    df = pd.DataFrame({"t": ["a", "b", "c", "d"]}, index=[10, 11, 12, 13])
+    flaky = Mock(fail=lambda cid, body: "overloaded" if body["messages"][-1]["content"] in ("b", "d") else None)
+    out = df.llama.batch_predict("{t}", backend=flaky, temperature=0, progress=False)
+    assert out.error.notna().tolist() == [False, True, False, True]
+    fixed = Mock()
+    merged = out.llama.retry_failed(backend=fixed, progress=False)
+    assert sent_contents(fixed) == ["b", "d"]
+    assert merged.response.tolist() == ["echo: a", "echo: b", "echo: c", "echo: d"]
+    assert merged.error.isna().all() and list(merged.index) == [10, 11, 12, 13]
+    assert merged.llama.retry_failed(backend=fixed, progress=False) is merged  # nothing left to retry
+    job = df.llama.submit("{t}", backend=Mock(fail=lambda c, b: "x" if c == "row-0" else None), temperature=0.5)
+    again = job.result().llama.retry_failed(backend=Mock(), progress=False)
+    assert again.error.isna().all()
+    with pytest.raises(ConfigError, match="needs the job"):
+        pd.DataFrame({"t": ["a"], "error": ["x"]}).llama.retry_failed()
+
+
+def test_side_by_side_models_one_column_each():
+    df = pd.DataFrame({"t": ["x", "y"]})
+    a, b = Mock(), Mock(fail=lambda c, body: "nope" if c == "row-1" else None)
+    out = df.llama.batch_predict("{t}", model=[(a, "m1"), (b, "m2")], progress=False)
+    assert out["response:mock:m1"].tolist() == ["echo: x", "echo: y"]
+    assert out["response:mock:m2"].tolist()[0] == "echo: x" and out["error:mock:m2"].tolist()[1] == "nope"
+    assert list(out.columns[:1]) == ["t"]
+    out2 = df.llama.batch_predict("{t}", model=["m1", "m2"], backend=Mock(), progress=False)
+    assert {"response:m1", "response:m2"} <= set(out2.columns)
+    with pytest.raises(ConfigError, match="same model twice"):
+        df.llama.batch_predict("{t}", model=["m1", "m1"], backend=Mock(), progress=False)
+
+
+def test_side_by_side_labels_gguf_files_by_their_stem():
+    from pdbatch.run import _labels
+
+    assert _labels([("local", "/m/a/SmolLM2.Q4_1.gguf", False), ("local", "smollm2-135m-instruct", False)]) == [
+        "SmolLM2.Q4_1", "smollm2-135m-instruct"]
+    assert _labels([("local", "/m/x.gguf", True), ("vertex", "meta/llama", True)]) == ["local:x", "vertex:meta/llama"]
+    # two files with one stem keep their paths, so that the columns stay apart
+    assert _labels([("local", "/a/m.gguf", False), ("local", "/b/m.gguf", False)]) == ["/a/m.gguf", "/b/m.gguf"]
+
+
+def test_side_by_side_keeps_answers_when_one_model_cannot_be_submitted(df):
+    class Refusing(Mock):
+        def submit(self, files, **kw):
+            raise pdbatch.errors.BackendError("404 NOT_FOUND: Publisher Model retired-model was not found")
+
+    with pytest.warns(UserWarning, match="'mock:retired' failed as a whole"):
+        out = df.llama.batch_predict("{t}", model=[(Mock(), "good"), (Refusing(), "retired")], temperature=0,
+                                     progress=False)
+    assert out["response:mock:good"].tolist()[0] == "echo: a" and out["error:mock:good"].isna().all()
+    assert out["response:mock:retired"].isna().all()
+    assert out["error:mock:retired"].str.startswith("not submitted: 404 NOT_FOUND").all()
+
+
+def test_retry_failed_keeps_every_option_of_the_original_job():
+    # cache was the only option a retry kept; the others (max_cost, prices, display_name,
+    # overwrite, ...) must reach the retried job too.
+    df = pd.DataFrame({"t": ["a", "b"], "response": ["old", "old"]})
+    flaky = Mock(fail=lambda cid, body: "overloaded" if body["messages"][-1]["content"] == "b" else None)
+    prices = {"mock-chat": (1.0, 2.0)}
+    job = df.llama.submit("{t}", backend=flaky, temperature=0, overwrite=True, max_cost=5.0, prices=prices,
+                          display_name="nightly run", cache=False)
+    assert job.options == pdbatch.call.Options(cache=False, overwrite=True, max_cost=5.0, prices=prices,
+                                               display_name="nightly run")
+    assert job.call.prompt == "{t}" and job.call.params == {"temperature": 0}
+    merged = job.result().llama.retry_failed(backend=Mock(), progress=False)
+    retried = pdbatch.attach(merged.attrs["pdbatch_job"])
+    assert retried.id != job.id and retried.options == job.options
+    assert merged.response.tolist() == ["echo: a", "echo: b"]

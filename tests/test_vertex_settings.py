@@ -1,0 +1,67 @@
+"""What Vertex refuses before it talks to Google: missing settings, bad URIs, a missing package (no emulator)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import pdbatch
+from pdbatch.backends.vertex import Vertex
+from pdbatch.errors import ConfigError, MissingDependencyError
+
+
+def test_missing_project(monkeypatch):
+    for name in ("PDBATCH_VERTEX_PROJECT", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="needs a Google Cloud project"):
+        Vertex(location="us-central1")
+
+
+def test_global_location_runs_no_batch_jobs():
+    with pytest.raises(ConfigError, match="global"):
+        Vertex(project="p", location="global")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["s3://bucket/x", "gs://", "bucket/prefix", "bq://onlyproject", "bq://p.d.t.x", "bq://p.d.t"],
+)
+def test_bad_staging_uri(uri):
+    with pytest.raises(ConfigError, match="staging="):
+        Vertex(project="p", staging=uri)
+
+
+@pytest.mark.parametrize("uri", ["s3://bucket/x", "bq://onlyproject"])
+def test_bad_output_uri(uri):
+    with pytest.raises(ConfigError, match="output="):
+        Vertex(project="p", staging="gs://my-bucket/p/", output=uri)
+
+
+@pytest.mark.parametrize("key", ["max_requests_per_file", "max_bytes_per_file", "max_requests_per_job"])
+def test_limits_must_be_positive(key):
+    with pytest.raises(ConfigError, match=f"{key}=0"):
+        Vertex(project="p", **{key: 0})
+
+
+def test_bad_transport():
+    with pytest.raises(ConfigError, match="api_transport='http'"):
+        Vertex(project="p", api_transport="http")
+
+
+def test_missing_google_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google.cloud.aiplatform_v1", None)
+    with pytest.raises(MissingDependencyError, match=r"pdbatch\[vertex\]"):
+        Vertex(project="p")
+
+
+def test_settings_come_from_configure_then_the_environment(monkeypatch):
+    monkeypatch.setenv("PDBATCH_VERTEX_LOCATION", "europe-west4")
+    monkeypatch.setenv("PDBATCH_VERTEX_MAX_REQUESTS_PER_JOB", "50")
+    assert Vertex(project="p").location == "europe-west4"
+    pdbatch.configure(vertex={"location": "us-east5"})
+    vx = Vertex(project="p", max_requests_per_file=100)
+    assert vx.location == "us-east5"
+    # environment variables are text; one file never holds more than a job takes
+    assert vx.max_requests_per_job == 50 and vx.max_requests_per_file == 50
+    assert Vertex(project="p", location="asia-northeast1").location == "asia-northeast1"

@@ -69,7 +69,9 @@ def test_cancel_while_batch_predict_waits(chromium, jupyterlab, tmp_path):
             assert page.evaluate("""() => [...document.querySelectorAll('.jp-Notebook .pdbatch-widget button')]
                 .every(b => getComputedStyle(b.parentElement).display === 'none')""")
             with contextlib.suppress(PlaywrightTimeoutError):
-                page.screenshot(path=SCREENSHOTS / "cancel-while-waiting.screenshot.png")
+                # the cell: the panel, cancelled, and the JobError under it (its message last)
+                page.locator(".jp-Notebook .jp-CodeCell").nth(1).screenshot(
+                    path=SCREENSHOTS / "cancel-while-waiting.screenshot.png", timeout=10_000)
         except BaseException:
             with contextlib.suppress(Exception):
                 page.screenshot(path=SCREENSHOTS / "failure-cancel.screenshot.png")

@@ -25,8 +25,10 @@ from .errors import (
 )
 from .job import BatchJob, attach
 from .join import join_results
+from .requestfile import read_requests
 from .requests import build_requests
 from .results import read_predictions
+from .runfile import RequestsJob, preview_requests, run_requests
 
 __version__ = "0.1.0"
 
@@ -41,11 +43,15 @@ __all__ = [
     "JobTimeoutError",
     "MissingDependencyError",
     "PdbatchError",
+    "RequestsJob",
     "attach",
     "backends",
     "build_requests",
     "configure",
     "datasets",
     "join_results",
+    "preview_requests",
     "read_predictions",
+    "read_requests",
+    "run_requests",
 ]

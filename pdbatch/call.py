@@ -40,6 +40,10 @@ class Call:
         Request body fields (``max_tokens``, ``temperature``, ...).
     schema : dict, pydantic model class or None
         ``schema=``: the answer's structure (stored as JSON schema).
+    requests : mapping or None
+        Set for a request file's job (:mod:`pdbatch.runfile`), whose rows are
+        request lines sent as they are: ``{"model": the model= given,
+        "siblings": [ids of the jobs running the file's other kind of line]}``.
     """
 
     prompt: str | None = None
@@ -51,6 +55,7 @@ class Call:
     on_null: str = "raise"
     params: Mapping[str, Any] = field(default_factory=dict)
     schema: Any = None
+    requests: Mapping[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """A JSON-serialisable copy for the manifest (the schema as JSON schema)."""

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from . import __version__, cache, jobdir
+from . import __version__, cache, clifile, jobdir
 from .backends import get_backend
 from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
 from .models import Kind
@@ -36,6 +36,7 @@ EXIT_INTERNAL, EXIT_BROKEN_PIPE = 70, 141
 
 EPILOG = """\
 examples:
+  pdbatch run requests.jsonl -o results.jsonl     (an OpenAI batch request file, run as it is)
   pdbatch run reviews.csv --prompt "Classify: {review}" --max-tokens 8 -o out.parquet
   pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model gpt-oss-120b-maas
   pdbatch wait JOB_ID && pdbatch results JOB_ID -o out.parquet
@@ -142,8 +143,8 @@ def _params(items: list[str], kind: Kind, backend: str | None) -> dict[str, Any]
 
 def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     body = _params(args.param, "embeddings" if args.embed else "chat", args.backend)
-    kw: dict[str, Any] = {"model": args.model, "backend": args.backend, "custom_id": args.custom_id,
-                          "on_null": args.on_null, **body}
+    kw: dict[str, Any] = {"model": args.model[-1] if args.model else None, "backend": args.backend,
+                          "custom_id": args.custom_id, "on_null": args.on_null, **body}
     if args.messages:
         kw["messages"] = args.messages
     if args.system and not args.embed:
@@ -160,9 +161,11 @@ def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     check_output(args.output)  # before the job: a bad -o must not cost a whole run
+    start = time.perf_counter()
+    if clifile.is_request_file(args):
+        return EXIT_ROWS_FAILED if clifile.run(args, start) else EXIT_OK
     df = read_frame(args.input)
     kw = _call_kwargs(args)
-    start = time.perf_counter()
     if args.embed:
         kw.pop("messages", None)
         out = df.llama.embed(args.prompt, progress=not args.quiet, timeout=args.timeout, **kw)
@@ -177,6 +180,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if clifile.is_request_file(args):
+        print(clifile.submit(args))
+        return EXIT_OK
     df = read_frame(args.input)
     kw = _call_kwargs(args)
     kind = "embeddings" if args.embed else None
@@ -228,8 +234,12 @@ def cmd_results(args: argparse.Namespace) -> int:
     from .job import attach
 
     check_output(args.output)
-    out = attach(args.job, allow_pickle=args.allow_pickle).result(partial=args.partial)
-    write_frame(out, args.output)
+    job = attach(args.job, allow_pickle=args.allow_pickle)
+    if isinstance(job, clifile.RequestsJob):  # a request file's job: the same output as `pdbatch run` wrote
+        out = clifile.write_answers(job, args.output, partial=args.partial)
+    else:
+        out = job.result(partial=args.partial)
+        write_frame(out, args.output)
     failed = int(out["error"].notna().sum())
     print(f"{len(out)} rows, {failed} failed" + (f"; written to {args.output}" if args.output else ""),
           file=sys.stderr)
@@ -339,11 +349,12 @@ def _in_cli_words(command: Callable[[argparse.Namespace], int]) -> Callable[[arg
 
 
 def _add_call_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="a .csv, .parquet, .jsonl or .json file, one request per row")
+    clifile.add_input(p)
     p.add_argument("--prompt", "-p", help="template filled from each row, e.g. 'Classify: {review}'")
     p.add_argument("--messages", help="instead of --prompt: a column holding each row's chat messages")
     p.add_argument("--system", help="a system message for every row")
-    p.add_argument("--model", "-m", help="model name (the backend's default otherwise)")
+    p.add_argument("--model", "-m", action="append", help="model name (the backend's default otherwise); for "
+                   "a request file of both kinds, --model chat=NAME --model embeddings=NAME")
     p.add_argument("--backend", "-b", help="local (default), vertex, or another registered backend")
     p.add_argument("--embed", action="store_true", help="an embeddings job instead of chat completions")
     p.add_argument("--custom-id", help="a column of unique row ids (default: row positions)")
@@ -436,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "prompt", None) is None and getattr(args, "messages", None) is None and \
-            args.command in ("run", "submit"):
+    if args.command in ("run", "submit") and args.prompt is None and args.messages is None and \
+            not clifile.is_request_file(args, check=False):
         parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")
     try:
         code = int(args.func(args))

@@ -9,6 +9,7 @@ join the answers back to the frame.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import jobdir, reuse
+from . import jobdir, reuse, uievents
 from .atomic import PRIVATE_DIR, PRIVATE_FILE
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
@@ -33,6 +34,10 @@ from .watch import Poller, follow, watch
 from .widget import status_html
 
 __all__ = ["BatchJob", "attach", "combine", "empty_result"]
+
+#: Handle classes for jobs whose saved call sets this key: :func:`attach`
+#: returns one of these for such a job (a request file's, :mod:`pdbatch.runfile`).
+JOB_TYPES: dict[str, type[BatchJob]] = {}
 
 class BatchJob:
     """A submitted batch job.
@@ -165,31 +170,27 @@ class BatchJob:
         The loop is :func:`pdbatch.watch.watch`, the same one that keeps the
         widget updated from a thread: a failed status check is retried (up to
         :data:`~pdbatch.watch.MAX_POLL_ERRORS` in a row), a stalled job is
-        resumed. Between two polls it calls its ``between`` hook (here: sleep),
-        the place to process Jupyter UI events while the cell is blocked.
+        resumed. Between two polls its ``between`` hook processes the Jupyter
+        widget's events (:mod:`pdbatch.uievents`), so that the panel's Cancel
+        button works while the cell is blocked; the call then raises
+        :class:`~pdbatch.errors.JobError` once the job is cancelled.
+        Interrupting the kernel leaves the job running, and says how to reach it.
         """
         interval = self._interval(poll)
         deadline = None if timeout is None else time.monotonic() + timeout
-        reporter = make_reporter(self.label, progress, cancel=self.cancel)
-        status: JobStatus | None = None
+        clicks: list[float] = []
 
-        def fetch() -> JobStatus:
-            nonlocal status
-            status = self._poll_once()
-            return status
+        def cancel() -> None:  # the panel's button, reached between polls
+            clicks.append(time.monotonic())
+            self.cancel()
 
-        try:
-            # between=None: sleep between polls (the hook for processing UI events meanwhile)
-            watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, closed_ends=False, between=None)
-        finally:
-            if reporter.live and status is not None and not status.done:
-                # Interrupted or timed out: the job goes on, so its panel goes on
-                # updating from a thread, and its Cancel button now reaches the kernel.
-                self.poller = follow(reporter, self._poll_once, interval, name=f"pdbatch-poll-{self.id}")
-            else:
-                reporter.close(status)
-        assert status is not None  # watch returns only after a snapshot, or raises
+        with uievents.ui_events() as process:
+            # where clicks reach the loop the panel's Cancel works as it is; elsewhere it says to interrupt first
+            reporter = make_reporter(self.label, progress, cancel=cancel, blocking=process is None)
+            status = self._watch(reporter, process, clicks, interval, deadline)
         if status.done:
+            if clicks and status.state == "JOB_STATE_CANCELLED":
+                raise _cancelled(self.id, status)
             return self
         if status.state == "JOB_STATE_PAUSED":
             raise _paused(self.id, status)
@@ -199,6 +200,35 @@ class BatchJob:
             job_id=self.id,
             state=status.state,
         )
+
+    def _watch(self, reporter: Any, process: Any, clicks: list[float], interval: float,
+               deadline: float | None) -> JobStatus:
+        status: JobStatus | None = None
+
+        def fetch() -> JobStatus:
+            nonlocal status
+            status = self._poll_once()
+            return status
+
+        def between(seconds: float) -> None:  # widget clicks processed while waiting; a click polls at once
+            seen = len(clicks)
+            uievents.pause(seconds, process, until=lambda: len(clicks) > seen)
+
+        try:
+            watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, closed_ends=False, between=between)
+        except KeyboardInterrupt:
+            if status is not None and not status.done:
+                print(_interrupted(self.id), file=sys.stderr, flush=True)
+            raise
+        finally:
+            if reporter.live and status is not None and not status.done:
+                # Interrupted or timed out: the job goes on, so its panel goes on
+                # updating from a thread, and its Cancel button now reaches the kernel.
+                self.poller = follow(reporter, self._poll_once, interval, name=f"pdbatch-poll-{self.id}")
+            else:
+                reporter.close(status)
+        assert status is not None  # watch returns only after a snapshot, or raises
+        return status
 
     def _interval(self, poll: float | None = None) -> float:
         return poll if poll is not None else self.backend.poll_seconds
@@ -361,6 +391,24 @@ class BatchJob:
         return status_html(self.label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
 
 
+def _cancelled(job_id: str, status: JobStatus) -> JobError:
+    return JobError(
+        f"job {job_id} was cancelled from its panel ({status.state}; {status.succeeded} rows answered, "
+        f"{status.failed} failed). The answered rows are kept: job.result(partial=True), or "
+        f"pdbatch.attach({job_id!r}).result(partial=True), returns them with the others marked not run, "
+        f"and .llama.retry_failed() on that frame sends the others again.",
+        job_id=job_id,
+        state=status.state,
+        detail=status.error,
+    )
+
+
+def _interrupted(job_id: str) -> str:
+    return (f"pdbatch: interrupted; job {job_id} goes on running. Get it back with "
+            f"job = pdbatch.attach({job_id!r}) (then job.wait(), job.result()); stop it with job.cancel() "
+            f"(or `pdbatch cancel {job_id}`).")
+
+
 def _paused(job_id: str, status: JobStatus) -> JobPausedError:
     # A paused job leaves that state only when someone resumes it on the service:
     # waiting on would hang a script, or a notebook cell, indefinitely.
@@ -442,7 +490,8 @@ def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: b
         if be.name != record.backend:
             raise ConfigError(f"job {job_id} ran on the {record.backend!r} backend; backend= must be one too, "
                               f"not {be.name!r}")
-    return BatchJob(record, folder, be, allow_pickle=allow_pickle)
+    cls = next((c for key, c in JOB_TYPES.items() if record.call.get(key)), BatchJob)
+    return cls(record, folder, be, allow_pickle=allow_pickle)
 
 
 def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.DataFrame:

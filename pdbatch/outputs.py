@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
-__all__ = ["Outcome", "loads", "outcome", "output_line", "read_lines", "succeeded"]
+__all__ = ["Outcome", "answer_body", "loads", "outcome", "output_line", "read_lines", "succeeded"]
 
 #: A custom_id as written in a line that is not JSON, so that its row can still say why it failed.
 _ID_RE = re.compile(rb'"custom_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -81,6 +81,29 @@ def _response_body(obj: dict[str, Any]) -> Any:
     return resp
 
 
+def _envelope(resp: Any) -> bool:
+    """An OpenAI batch envelope (``{"status_code", "request_id", "body"}``) rather than the answer itself."""
+    return isinstance(resp, dict) and (resp.get("status_code") is not None or resp.get("body") is not None)
+
+
+def answer_body(obj: dict[str, Any]) -> Any:
+    """The answer object of an output line (a ``chat.completion``, an embeddings list), out of any envelope.
+
+    Parameters
+    ----------
+    obj : dict
+        One output line, decoded.
+
+    Returns
+    -------
+    Any
+        What the backend answered (None when the line has no response); whether
+        that is a success is :func:`outcome`'s to say.
+    """
+    resp = _response_body(obj)
+    return resp.get("body") if _envelope(resp) else resp
+
+
 def outcome(obj: dict[str, Any]) -> Outcome:
     """Reduce one decoded output line, of any shape, to its :class:`Outcome`.
 
@@ -97,8 +120,7 @@ def outcome(obj: dict[str, Any]) -> Outcome:
     cid = obj.get("custom_id")
     error = _error_text(obj)
     resp = _response_body(obj)
-    if isinstance(resp, dict) and (resp.get("status_code") is not None or resp.get("body") is not None):
-        # OpenAI batch envelope: the completion is in body
+    if _envelope(resp):  # OpenAI batch envelope: the completion is in body
         body = resp.get("body")
         if resp.get("status_code") != 200 and error is None:
             detail = body.get("error") if isinstance(body, dict) else body

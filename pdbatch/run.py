@@ -29,6 +29,7 @@ from .preview import Preview, make_preview
 from .requests import RequestPlan, build_requests
 from .results import parse_lines
 from .reuse import Reuse, plan_reuse
+from .runfile import RequestsJob
 from .structured import Schema, as_schema
 
 __all__ = ["batch_predict", "compare", "plan", "preview", "retry_failed", "submit"]
@@ -249,6 +250,8 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
         raise ConfigError("retry_failed needs the job this frame came from: pass job_id=..., or use a frame "
                           "returned by batch_predict / job.result (it remembers its job)")
     job = jobs.attach(job_id)
+    if isinstance(job, RequestsJob):  # a request file's lines: sent again as they are
+        return job.retry_failed(result, backend=backend, progress=progress, timeout=timeout, **overrides)
     if not job.call.saved:
         raise ConfigError(f"job {job_id} has no saved call to repeat (submitted by an older pdbatch)")
     call = replace(job.call, params={**job.call.params, **overrides})

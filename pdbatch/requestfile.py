@@ -1,0 +1,419 @@
+"""OpenAI batch request files: read as a request frame, checked line by line, split into jobs.
+
+A request file is JSONL with one request per line, as the OpenAI Batch API and
+vLLM's ``run-batch`` read it::
+
+    {"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions",
+     "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "2+2?"}]}}
+
+:func:`read_requests` gives the frame ``df.llama.to_requests`` gives
+(``custom_id``, ``method``, ``url``, ``body`` as a dict). Problems come in two
+kinds, kept apart as pdbatch keeps failed rows apart from failed jobs:
+
+- **the file**: a line that is not a JSON object, a missing or non-string
+  ``custom_id``, a ``custom_id`` used twice. Nothing can be matched back to
+  such a file, so it is refused whole (:class:`RequestFileError`), every
+  problem named by its line number, before anything is sent;
+- **a line**: a ``url`` other than chat completions or embeddings, a method
+  other than POST, a body the backend cannot take. :func:`plan_lines` turns
+  each into that line's error; the other lines still run.
+
+Files written for services that leave out ``method`` and ``url`` (the body
+alone says what it is) run too: a body with ``messages`` is a chat request, one
+with ``input`` an embeddings request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from .errors import ConfigError, InputError
+from .models import CHAT, EMBEDDINGS, URLS, Kind
+from .params import EMBEDDINGS_FIELDS, EXTRA_BODY, RESERVED, check_fields
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
+__all__ = ["LineGroup", "PlannedLines", "RequestFileError", "plan_lines", "read_requests", "request_lines",
+           "sniff"]
+
+COLUMNS = ("custom_id", "method", "url", "body")
+#: The start of the error of a line refused before sending.
+INVALID_PREFIX = "invalid request: "
+#: Problems listed in one message; the count says how many more there are.
+SHOWN = 10
+_KIND_OF_URL = {url: kind for kind, url in URLS.items()}
+
+#: A file's lines as :func:`request_lines` reads them: (line number from 1, the object or None, the raw bytes).
+Line = tuple[int, Any, bytes]
+
+
+class RequestFileError(InputError):
+    """A request file that cannot run at all; nothing was sent.
+
+    Attributes
+    ----------
+    path : str
+    problems : list of (int, str)
+        Each bad line's number (from 1) and what is wrong with it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problems: list[tuple[int, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        shown = [f"line {n}: {text}" for n, text in problems[:SHOWN]]
+        more = f"\n  ... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        if len(problems) == 1:
+            message = f"{path}, {shown[0]} (nothing was sent)"
+        else:
+            message = f"{path}: {len(problems)} bad lines (nothing was sent):" + "".join(
+                f"\n  - {s}" for s in shown) + more
+        super().__init__(message)
+
+
+# ------------------------------------------------------------------ reading
+def request_lines(path: str | os.PathLike[str]) -> list[Line]:
+    """Every non-blank line of ``path``, decoded where it is JSON.
+
+    A UTF-8 byte order mark at the start is dropped (editors on Windows
+    write one); blank lines carry nothing and are skipped.
+
+    Raises
+    ------
+    ConfigError
+        The file does not exist or cannot be read.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"request file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the request file {str(path)!r}: {exc.strerror or exc}") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    out: list[Line] = []
+    for n, raw in enumerate(data.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            obj = NotJson(str(exc))
+        out.append((n, obj, raw))
+    return out
+
+
+@dataclass(frozen=True)
+class NotJson:
+    """A line that is not JSON, with the decoder's reason."""
+
+    why: str
+
+
+def sniff(lines: list[Line]) -> Literal["requests", "rows", "both"]:
+    """Whether a JSONL file's lines are request lines (every line has ``custom_id`` and ``body``).
+
+    Lines that are not JSON do not count either way (reading the file as
+    requests names them). ``"both"``: some lines are request lines and
+    some are not, which is most likely a damaged request file.
+    """
+    found = {_is_request(obj) for _, obj, _ in lines if not isinstance(obj, NotJson)}
+    if found == {True}:
+        return "requests"
+    return "both" if found == {True, False} else "rows"
+
+
+def _is_request(obj: Any) -> bool:
+    return isinstance(obj, dict) and "custom_id" in obj and "body" in obj
+
+
+def read_requests(path: str | os.PathLike[str], lines: list[Line] | None = None) -> pd.DataFrame:
+    """Read an OpenAI batch request file into the frame ``df.llama.to_requests`` gives.
+
+    Parameters
+    ----------
+    path : path
+        A JSONL file of request lines (``custom_id``, ``method``, ``url``, ``body``).
+    lines : list, optional
+        The file as :func:`request_lines` read it already.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``custom_id``, ``method``, ``url`` and ``body`` (a dict), one row per
+        line in file order. ``method`` and ``url`` are missing where a line has none.
+
+    Raises
+    ------
+    RequestFileError
+        (an :class:`~pdbatch.errors.InputError`) Naming every line that is
+        not a JSON object, has no ``custom_id`` or a non-string one, or
+        repeats an earlier line's ``custom_id``.
+    """
+    if lines is None:
+        lines = request_lines(path)
+    problems: list[tuple[int, str]] = []
+    first: dict[str, int] = {}
+    rows: list[Any] = []
+    for n, obj, raw in lines:
+        problem = _whole_file_problem(obj, raw)
+        if problem is None:
+            cid = obj["custom_id"]
+            if cid in first:
+                problem = (f"custom_id {_shown(cid)} is also on line {first[cid]}; each request needs its own "
+                           f"id, so that its answer finds it")
+            else:
+                first[cid] = n
+        if problem is not None:
+            problems.append((n, problem))
+        elif not problems:  # past the first problem, only problems are of interest
+            rows.append(obj)
+    if problems:
+        raise RequestFileError(path, problems)
+    return pd.DataFrame({
+        "custom_id": [r["custom_id"] for r in rows],
+        "method": [r.get("method") for r in rows],
+        "url": [r.get("url") for r in rows],
+        "body": [r.get("body") for r in rows],
+    })
+
+
+def _whole_file_problem(obj: Any, raw: bytes) -> str | None:
+    if isinstance(obj, NotJson):
+        # the decoder counts lines within the one line it was given: keep only the column
+        why = re.sub(r"line 1 column (\d+) \(char \d+\)", r"column \1", obj.why)
+        return f"not JSON ({why}): {_excerpt(raw)}"
+    if not isinstance(obj, dict):
+        return f"a JSON {_json_type(obj)}, not a request object: {_excerpt(raw)}"
+    if "custom_id" not in obj:
+        return ("no custom_id; every request line needs a unique string custom_id, which its answer carries "
+                f"back: {_excerpt(raw)}")
+    cid = obj["custom_id"]
+    if not isinstance(cid, str):
+        hint = f'; write it as a string, "custom_id": "{cid}"' if isinstance(cid, int | float) and \
+            not isinstance(cid, bool) else ""
+        return f"custom_id is {_shown(cid)} (a JSON {_json_type(cid)}), not a string{hint}"
+    return None
+
+
+def _json_type(obj: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(obj), "number")
+
+
+def _shown(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _excerpt(raw: bytes) -> str:
+    text = raw.strip().decode("utf-8", "replace")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+# ------------------------------------------------------------- one line each
+@dataclass
+class LineGroup:
+    """The lines of one kind: they run as one job, on one model.
+
+    Attributes
+    ----------
+    kind : {"chat", "embeddings"}
+    model : str
+        The model as the backend writes it into bodies (``body.model`` is rewritten to it).
+    positions : numpy.ndarray
+        Rows of the request frame in this group, in file order.
+    """
+
+    kind: Kind
+    model: str
+    positions: np.ndarray
+
+
+@dataclass
+class PlannedLines:
+    """A request frame checked against a backend: what runs where, and which lines fail alone.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        From :func:`read_requests` (or ``to_requests``).
+    groups : list of LineGroup
+        One per kind present among the lines that run (chat first).
+    errors : dict of int to str
+        Rows that are not sent, each with its error.
+    """
+
+    frame: pd.DataFrame
+    groups: list[LineGroup]
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def bodies(self, group: LineGroup, positions: np.ndarray | None = None) -> Iterator[dict[str, Any]]:
+        """The bodies to send for ``group`` (or some of its rows): as written, with the job's model."""
+        column = self.frame["body"].to_numpy(dtype=object)
+        for p in (group.positions if positions is None else positions).tolist():
+            yield {**column[p], "model": group.model}
+
+
+def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, str] | None = None) -> PlannedLines:
+    """Check each request line against ``backend``, and choose the model of each kind.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        Request lines (``custom_id``, ``method``, ``url``, ``body``).
+    backend : Backend
+        Its body fields and refusals decide which bodies it can take.
+    model : str or dict, optional
+        The model for every line (a dict ``{"chat": ..., "embeddings": ...}``
+        for a file of both kinds). Without it, the lines' own ``body.model``
+        is used when the lines of a kind agree; lines without one take it
+        too, and with none at all the backend's default model runs.
+
+    Returns
+    -------
+    PlannedLines
+
+    Raises
+    ------
+    ConfigError
+        Lines of one kind that name different models (with no ``model=``),
+        a ``model=`` string for a file of both kinds, or a model the backend
+        does not know.
+    """
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(f"a request frame has the columns {list(COLUMNS)}; this one lacks {missing}")
+    errors: dict[int, str] = {}
+    kinds: dict[Kind, list[int]] = {CHAT: [], EMBEDDINGS: []}
+    records = zip(frame["method"].tolist(), frame["url"].tolist(), frame["body"].tolist(), strict=True)
+    for p, (method, url, body) in enumerate(records):
+        kind, problem = _line_kind(method, url, body)
+        if problem is None:
+            assert kind is not None
+            problem = _body_problem(body, kind, backend)
+        if problem is None:
+            kinds[kind].append(p)  # type: ignore[index]
+        else:
+            errors[p] = INVALID_PREFIX + problem
+    present = [k for k in (CHAT, EMBEDDINGS) if kinds[k]]
+    if isinstance(model, str) and len(present) > 1:
+        raise ConfigError(
+            f"model={model!r} cannot serve both kinds of line in this file (chat and embeddings); give one "
+            f"model per kind, model={{'chat': ..., 'embeddings': ...}} (on the command line "
+            f"--model chat=NAME --model embeddings=NAME)")
+    if isinstance(model, Mapping):
+        unknown = sorted(set(model) - {CHAT, EMBEDDINGS})
+        if unknown:
+            raise ConfigError(f"model=: the keys are 'chat' and 'embeddings', not {unknown}")
+    groups = []
+    for kind in present:
+        positions = np.asarray(kinds[kind], dtype=np.int64)
+        chosen = model.get(kind) if isinstance(model, Mapping) else model
+        name = _model_of(frame, positions, kind) if chosen is None else chosen
+        try:
+            resolved = backend.model_name(name, kind)
+        except ConfigError as exc:
+            if chosen is not None or name is None:
+                raise
+            raise ConfigError(f"{exc} (the model the {kind} lines name in body.model; pass model=... "
+                              f"(--model) to run them on another)") from exc
+        groups.append(LineGroup(kind, resolved, positions))
+    return PlannedLines(frame, groups, errors)
+
+
+def _line_kind(method: Any, url: Any, body: Any) -> tuple[Kind | None, str | None]:
+    if not isinstance(body, dict):
+        return None, f"body must be a JSON object, not {_shown(body)}"
+    if _missing(method):
+        pass  # POST is the only method there is
+    elif method != "POST":
+        return None, f"method {_shown(method)}: batch request lines are POST"
+    if _missing(url):
+        if "messages" in body:
+            return CHAT, None
+        if "input" in body:
+            return EMBEDDINGS, None
+        return None, ("no url, and the body has neither messages (chat) nor input (embeddings); add "
+                      f"\"url\": {URLS[CHAT]!r} or {URLS[EMBEDDINGS]!r}")
+    kind = _KIND_OF_URL.get(url) if isinstance(url, str) else None
+    if kind is None:
+        return None, (f"url {_shown(url)} is not supported; pdbatch runs {URLS[CHAT]!r} and "
+                      f"{URLS[EMBEDDINGS]!r}")
+    return kind, None
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # NaN: pandas' missing str
+
+
+def _body_problem(body: dict[str, Any], kind: Kind, backend: Backend) -> str | None:
+    """What ``backend`` cannot take in a request body, or None: the checks of a frame's call, per line."""
+    if kind == CHAT:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "messages must be a non-empty list of {'role': ..., 'content': ...} objects"
+        for m in messages:
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
+                return f"each message needs a role and a content, got {_shown(m)}"
+    else:
+        text = body.get("input")
+        if isinstance(text, list):
+            return (f"input is a list of {len(text)}; pdbatch keeps one embedding per request line: write one "
+                    f"line per text")
+        if not isinstance(text, str) or not text.strip():
+            return f"input must be a non-empty string, not {_shown(text)}"
+    extra = backend.body_fields(kind)
+    known = {*(_fields(kind)), *extra}
+    # Fields pdbatch does not know are sent as written (as extra_body would send
+    # them): the backend refuses those its service would not take.
+    fields = {k: v for k, v in body.items() if k not in RESERVED and k in known}
+    unknown = {k: v for k, v in body.items() if k not in RESERVED and k not in known}
+    checked, problems = check_fields({**fields, EXTRA_BODY: unknown} if unknown else fields, kind,
+                                     extra_fields=extra)
+    if not problems:
+        problems = [f"{name}={_shown(checked[name])}: {why}"
+                    for name, why in backend.unsupported_params(kind, checked).items()]
+    return "; ".join(problems) or None
+
+
+def _fields(kind: Kind) -> Iterator[str]:
+    from .params import CHAT_FIELDS
+
+    yield from (CHAT_FIELDS if kind == CHAT else EMBEDDINGS_FIELDS)
+    # a field of the other kind is named as such by check_fields, not passed as unknown
+    yield from (EMBEDDINGS_FIELDS if kind == CHAT else CHAT_FIELDS)
+
+
+def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind) -> str | None:
+    """The one model the lines of a kind name in ``body.model`` (None: none names one)."""
+    where: dict[Any, list[int]] = {}
+    bodies = frame["body"].to_numpy(dtype=object)
+    for p in positions.tolist():
+        name = bodies[p].get("model")
+        if name is not None:
+            where.setdefault(name, []).append(p)
+    if len(where) <= 1:
+        name = next(iter(where), None)
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"body.model is {_shown(name)}, not a model name; pass model=... to choose one")
+        return name
+    found = "; ".join(f"{_shown(name)} ({_rows(frame, rows)})" for name, rows in where.items())
+    raise ConfigError(
+        f"the {kind} lines name {len(where)} different models: {found}. One job runs one model: pass "
+        f"model=... (--model) to run every line on one of them, or split the file by model")
+
+
+def _rows(frame: pd.DataFrame, rows: list[int]) -> str:
+    ids = frame["custom_id"].iloc[rows[:3]].tolist()
+    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+    return f"{len(rows)} line(s): " + ", ".join(map(repr, ids)) + more

@@ -31,8 +31,8 @@ from .models import Kind
 from .params import check_fields
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
-#: sysexits.h's EX_SOFTWARE, and what a shell reports for a process killed by SIGPIPE (128 + 13)
-EXIT_INTERNAL, EXIT_BROKEN_PIPE = 70, 141
+#: sysexits.h's EX_SOFTWARE, and what a shell reports for a process killed by SIGPIPE / SIGINT (128 + 13 / 2)
+EXIT_INTERNAL, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED = 70, 141, 130
 
 EPILOG = """\
 examples:
@@ -456,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _broken_pipe()
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's doing, not a bug: no traceback. A job being waited
+        # on goes on running, and wait() has already said how to attach or cancel it.
+        print("pdbatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except JobTimeoutError as exc:
         return _fail(args, exc, EXIT_TIMEOUT)
     except JobNotFoundError as exc:

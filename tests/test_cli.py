@@ -1,8 +1,10 @@
 """The command line: in-process on the Mock backend, and once end to end on the local engine."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -68,6 +70,32 @@ def test_pdbatch_run_on_the_local_engine(tmp_path, pdbatch_home):
     assert proc.returncode == 0, proc.stderr
     res = pd.read_csv(out)
     assert res.response.notna().all() and len(res) == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_waiting_leaves_the_job_running_and_prints_no_traceback(tmp_path, pdbatch_home):
+    data = tmp_path / "reviews.jsonl"
+    pd.DataFrame({"review": [f"Review number {i}." for i in range(400)]}).to_json(data, orient="records", lines=True)
+    env = {**os.environ, "PDBATCH_HOME": str(pdbatch_home)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pdbatch.cli", "run", str(data), "--prompt", "Say something about {review}",
+         "--max-tokens", "64", "-o", str(tmp_path / "out.csv")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((pdbatch_home / "jobs").glob("*/manifest.json")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # in wait() by now
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    job_id = next((pdbatch_home / "jobs").glob("*/manifest.json")).parent.name
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert job_id in err and "goes on running" in err and f"pdbatch cancel {job_id}" in err
+    assert subprocess.run([sys.executable, "-m", "pdbatch.cli", "cancel", job_id], env=env, capture_output=True,
+                          timeout=60).returncode == 0
 
 
 def _job_folders():

@@ -80,7 +80,10 @@ def test_ctrl_c_while_waiting_leaves_the_job_running_and_prints_no_traceback(tmp
     proc = subprocess.Popen(
         [sys.executable, "-m", "pdbatch.cli", "run", str(data), "--prompt", "Say something about {review}",
          "--max-tokens", "64", "-o", str(tmp_path / "out.csv")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # as from a terminal: a child inherits an ignored SIGINT (earlier tests in this
+        # process may leave it ignored), and Python then installs no handler for Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not list((pdbatch_home / "jobs").glob("*/manifest.json")) and time.monotonic() < deadline:
@@ -89,7 +92,9 @@ def test_ctrl_c_while_waiting_leaves_the_job_running_and_prints_no_traceback(tmp
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
+        if proc.poll() is None:  # failed: reap it, so that its pipes do not fail a later test
+            proc.kill()
+            proc.communicate()
     job_id = next((pdbatch_home / "jobs").glob("*/manifest.json")).parent.name
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .backends.base import Backend
+from .call import Options
+from .errors import ConfigError
 from .pricing import PRICES_AS_OF, given_price
 from .requests import RequestPlan
 from .reuse import Reuse
@@ -195,3 +198,42 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
         estimated_cost=cost,
         max_tokens=max_tokens,
     )
+
+
+def enforce_limits(parts: Sequence[tuple[RequestPlan, Reuse]], backend: Backend, options: Options, *,
+                 what: str, fewer: str, details: str) -> None:
+    """Refuse, before anything is sent, a job past ``options.max_rows`` or ``options.max_cost``.
+
+    Parameters
+    ----------
+    parts : sequence of (RequestPlan, Reuse)
+        The jobs that go out together (a frame call: one; a request file: one per kind).
+    backend : Backend
+        Where they would run (its prices, unless ``options.prices`` gives them).
+    options : Options
+        ``max_rows``, ``max_cost`` and ``prices``.
+    what, fewer, details : str
+        Words for the message: what is refused ("call", "file"), how to send
+        fewer rows, and what shows the details.
+
+    Raises
+    ------
+    ConfigError
+        A limit would be passed, or ``max_cost`` is set for a model without a known price.
+    """
+    n_send = sum(len(reuse.sending_plan(plan).positions) for plan, reuse in parts)
+    if options.max_rows is not None and n_send > options.max_rows:
+        raise ConfigError(f"this {what} would send {n_send} requests, over max_rows={options.max_rows}; nothing "
+                          f"was submitted. {fewer}, or raise max_rows.")
+    if options.max_cost is None:
+        return
+    previews = [make_preview(plan, reuse, backend, dict(options.prices or {})) for plan, reuse in parts]
+    for pv in previews:
+        if pv.estimated_cost is None:
+            raise ConfigError(f"max_cost={options.max_cost} is set but no price is known for model {pv.model!r}; "
+                              f"pass prices={{'{pv.model}': (input_per_million, output_per_million)}}")
+    cost = sum(pv.estimated_cost or 0.0 for pv in previews)
+    if cost > options.max_cost:
+        as_of = ", ".join(sorted({pv.prices_as_of for pv in previews}))
+        raise ConfigError(f"this {what} may cost up to ${cost:.4f} ({n_send} requests, prices {as_of}), over "
+                          f"max_cost={options.max_cost}; nothing was submitted. {details} shows the details.")

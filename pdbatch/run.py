@@ -25,7 +25,7 @@ from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
 from .join import join_results, output_columns
 from .models import CHAT, kind_of_url
 from .params import body_params
-from .preview import Preview, make_preview
+from .preview import Preview, enforce_limits, make_preview
 from .requests import RequestPlan, build_requests
 from .results import parse_lines
 from .reuse import Reuse, plan_reuse
@@ -93,30 +93,9 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
         )
     prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be, options.cache))
     if check_limits:
-        _check_limits(prepared, options)
+        enforce_limits([(prepared.plan, prepared.reused)], prepared.backend, options, what="call",
+                     fewer="Sample the frame (df.sample(n))", details="df.llama.preview(...)")
     return prepared
-
-
-def _check_limits(p: Prepared, options: Options) -> None:
-    n_send = len(p.reused.sending_plan(p.plan).positions)
-    if options.max_rows is not None and n_send > options.max_rows:
-        raise ConfigError(
-            f"this call would send {n_send} requests, over max_rows={options.max_rows}; nothing was "
-            f"submitted. Sample the frame (df.sample(n)), or raise max_rows."
-        )
-    if options.max_cost is not None:
-        pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
-        if pv.estimated_cost is None:
-            raise ConfigError(
-                f"max_cost={options.max_cost} is set but no price is known for model {p.plan.model!r}; "
-                f"pass prices={{'{p.plan.model}': (input_per_million, output_per_million)}}"
-            )
-        if pv.estimated_cost > options.max_cost:
-            raise ConfigError(
-                f"this call may cost up to ${pv.estimated_cost:.4f} ({pv.n_requests} requests, prices "
-                f"{pv.prices_as_of}), over max_cost={options.max_cost}; nothing was submitted. "
-                f"df.llama.preview(...) shows the details."
-            )
 
 
 def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> jobs.BatchJob:

@@ -34,7 +34,7 @@ from .display import live_display_available
 from .errors import ConfigError, InputError
 from .join import output_columns
 from .models import CHAT, EMBEDDINGS, URLS, Kind
-from .preview import Preview, make_preview
+from .preview import Preview, enforce_limits, make_preview
 from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, read_requests
 from .requests import CHUNK_ROWS, RequestPlan
 from .results import iter_file_lines
@@ -208,11 +208,12 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
         empty = LineGroup(CHAT, be.model_name(name, CHAT), np.empty(0, dtype=np.int64))
         plans = [_plan(planned, empty)]
     reused = [_reuse(p, be, cache) for p in plans]
-    _check_limits(plans, reused, be, max_rows, max_cost, prices)
+    options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
+    enforce_limits(list(zip(plans, reused, strict=True)), be, options, what="file", fewer="Send fewer lines",
+                 details="pdbatch.preview_requests(...)")
     siblings: list[str] = []
     job: jobs.BatchJob | None = None
     # the other kind first: the head (the first kind, chat in a mixed file) then names it
-    options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
     for plan, r in zip(plans[1:] + plans[:1], reused[1:] + reused[:1], strict=True):
         call = Call(url=plan.url, custom_id="custom_id", model=model if isinstance(model, str) else None,
                     requests={"model": dict(model) if isinstance(model, Mapping) else model,
@@ -229,26 +230,6 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     if output is not None:
         head.write_output(output)
     return out
-
-
-def _check_limits(plans: list[BodiesPlan], reused: list[Reuse], backend: Backend, max_rows: int | None,
-                  max_cost: float | None, prices: Mapping[str, tuple[float, float]] | None) -> None:
-    n_send = sum(len(r.sending_plan(p).positions) for p, r in zip(plans, reused, strict=True))
-    if max_rows is not None and n_send > max_rows:
-        raise ConfigError(f"this file would send {n_send} requests, over max_rows={max_rows}; nothing was "
-                          f"submitted. Send fewer lines, or raise max_rows.")
-    if max_cost is None:
-        return
-    cost = 0.0
-    for p, r in zip(plans, reused, strict=True):
-        pv = make_preview(p, r, backend, dict(prices or {}))
-        if pv.estimated_cost is None:
-            raise ConfigError(f"max_cost={max_cost} is set but no price is known for model {p.model!r}; pass "
-                              f"prices={{'{p.model}': (input_per_million, output_per_million)}}")
-        cost += pv.estimated_cost
-    if cost > max_cost:
-        raise ConfigError(f"this file may cost up to ${cost:.4f} ({n_send} requests), over max_cost={max_cost}; "
-                          f"nothing was submitted. pdbatch.preview_requests(...) shows the details.")
 
 
 def preview_requests(requests: Requests, *, model: Model = None, backend: Backend | str | None = None,

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .errors import ConfigError
 from .models import CHAT, URLS
 
 __all__ = ["KEYWORDS", "CacheMode", "Call", "Options"]
@@ -107,6 +108,11 @@ class Options:
     max_cost: float | None = None
     prices: Mapping[str, tuple[float, float]] | None = None
     display_name: str | None = None
+
+    def __post_init__(self) -> None:
+        # checked where every caller builds its options (accessor, CLI, request files, retries)
+        if self.cache not in (True, False, "always"):
+            raise ConfigError(f"cache={self.cache!r}: use True (default), False, or 'always'")
 
     def record(self) -> dict[str, Any]:
         """A JSON-serialisable copy for the manifest."""

@@ -81,8 +81,6 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
         ``max_rows`` / ``max_cost``.
     """
     be = get_backend(backend)
-    if options.cache not in (True, False, "always"):
-        raise ConfigError(f"cache={options.cache!r}: use True (default), False, or 'always'")
     planned, schema = plan(frame, call, be)
     new_columns = list(output_columns(planned.kind)) + (schema.columns if schema else [])
     clash = [c for c in new_columns if c in frame.columns]

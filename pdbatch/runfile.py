@@ -192,8 +192,7 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     """
     frame = _check(requests) if isinstance(requests, pd.DataFrame) else read_requests(requests)
     be = get_backend(backend)
-    if cache not in (True, False, "always"):
-        raise ConfigError(f"cache={cache!r}: use True (default), False, or 'always'")
+    options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
     planned = plan_lines(frame, be, model)
     if not len(frame):
         if not wait:
@@ -208,7 +207,6 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
         empty = LineGroup(CHAT, be.model_name(name, CHAT), np.empty(0, dtype=np.int64))
         plans = [_plan(planned, empty)]
     reused = [_reuse(p, be, cache) for p in plans]
-    options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
     enforce_limits(list(zip(plans, reused, strict=True)), be, options, what="file", fewer="Send fewer lines",
                  details="pdbatch.preview_requests(...)")
     siblings: list[str] = []

@@ -84,3 +84,15 @@ def test_retry_failed_keeps_every_option_of_the_original_job():
     retried = pdbatch.attach(merged.attrs["pdbatch_job"])
     assert retried.id != job.id and retried.options == job.options
     assert merged.response.tolist() == ["echo: a", "echo: b"]
+
+
+def test_an_unknown_cache_mode_is_refused_before_anything_is_sent(df, tmp_path):
+    mock = Mock()
+    with pytest.raises(ConfigError, match="cache='sometimes': use True"):
+        df.llama.batch_predict("{t}", backend=mock, cache="sometimes", progress=False)
+    lines = tmp_path / "requests.jsonl"
+    lines.write_text('{"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", '
+                     '"body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}}\n')
+    with pytest.raises(ConfigError, match="cache='sometimes': use True"):
+        pdbatch.run_requests(lines, backend=mock, model="m", cache="sometimes", progress=False)
+    assert mock.submitted == []

@@ -450,16 +450,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "submit") and args.prompt is None and args.messages is None and \
             not clifile.is_request_file(args, check=False):
         parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")
+    from .job import INTERRUPT_ADVICE
+
+    advice = INTERRUPT_ADVICE.set(_interrupted)
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # a reader that went away shows up here at the latest
         return code
     except BrokenPipeError:
         return _broken_pipe()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Ctrl-C is the user's doing, not a bug: no traceback. A job being waited
-        # on goes on running, and wait() has already said how to attach or cancel it.
-        print("pdbatch: interrupted", file=sys.stderr)
+        # on goes on running, and wait() has already said (once) how to reach it.
+        if not getattr(exc, "pdbatch_advised", False):
+            print("pdbatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except JobTimeoutError as exc:
         return _fail(args, exc, EXIT_TIMEOUT)
@@ -471,6 +475,15 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_USAGE)
     except Exception as exc:  # not the user's doing: its own exit code, not 1 ("some rows failed")
         return _fail(args, exc, EXIT_INTERNAL)
+    finally:
+        INTERRUPT_ADVICE.reset(advice)
+
+
+def _interrupted(job_id: str) -> str:
+    # what an interrupted wait prints in the command line: commands, not Python
+    return (f"pdbatch: interrupted; job {job_id} goes on running. `pdbatch wait {job_id}` waits again, "
+            f"`pdbatch results {job_id} -o FILE` writes its answers once it ended, "
+            f"`pdbatch cancel {job_id}` stops it.")
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:

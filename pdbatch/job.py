@@ -8,9 +8,11 @@ join the answers back to the frame.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from .display import live_display_available, make_reporter
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
 from .join import join_results
 from .models import Kind
-from .reporter import JobLabel, elapsed_seconds, short_state
+from .reporter import JobLabel, RowCounts, elapsed_seconds, short_state
 from .requests import RequestPlan, custom_ids
 from .results import parse_files, parse_lines
 from .structured import as_schema
@@ -38,6 +40,19 @@ __all__ = ["BatchJob", "attach", "combine", "empty_result"]
 #: Handle classes for jobs whose saved call sets this key: :func:`attach`
 #: returns one of these for such a job (a request file's, :mod:`pdbatch.runfile`).
 JOB_TYPES: dict[str, type[BatchJob]] = {}
+
+
+def _interrupted(job_id: str) -> str:
+    return (f"pdbatch: interrupted; job {job_id} goes on running. Get it back with "
+            f"job = pdbatch.attach({job_id!r}) (then job.wait(), job.result()); stop it with job.cancel() "
+            f"(or `pdbatch cancel {job_id}`).")
+
+
+#: What an interrupted ``wait`` prints about the job that goes on: how to reach it again.
+#: Python's words by default; the command line sets its own (``pdbatch wait JOB_ID``, ...).
+INTERRUPT_ADVICE: contextvars.ContextVar[Callable[[str], str]] = contextvars.ContextVar(
+    "pdbatch_interrupt_advice", default=_interrupted)
+
 
 class BatchJob:
     """A submitted batch job.
@@ -104,7 +119,15 @@ class BatchJob:
     @property
     def label(self) -> JobLabel:
         """What a status display shows besides the status: id, backend name, model."""
-        return JobLabel(id=self.id, backend=self.backend.name, model=self.model)
+        return JobLabel(id=self.id, backend=self.backend.name, model=self.model, rows=self.rows)
+
+    @property
+    def rows(self) -> RowCounts | None:
+        """What became of the frame's rows: sent, merged as duplicates, answered from the cache, skipped.
+
+        None for a job saved by an older pdbatch.
+        """
+        return RowCounts.from_record(self._record.rows) if self._record.rows else None
 
     @property
     def n_rows(self) -> int:
@@ -216,9 +239,10 @@ class BatchJob:
 
         try:
             watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, closed_ends=False, between=between)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if status is not None and not status.done:
-                print(_interrupted(self.id), file=sys.stderr, flush=True)
+                print(INTERRUPT_ADVICE.get()(self.id), file=sys.stderr, flush=True)
+                exc.pdbatch_advised = True  # type: ignore[attr-defined]  # the caller need not say it again
             raise
         finally:
             if reporter.live and status is not None and not status.done:
@@ -331,6 +355,8 @@ class BatchJob:
         if call.schema:
             out = as_schema(call.schema).add_columns(out)
         out.attrs["pdbatch_job"] = self.id
+        if self._record.rows:
+            out.attrs["pdbatch_rows"] = dict(self._record.rows)
         return out
 
     def _fetch_output(self) -> list[Path]:
@@ -401,12 +427,6 @@ def _cancelled(job_id: str, status: JobStatus) -> JobError:
         state=status.state,
         detail=status.error,
     )
-
-
-def _interrupted(job_id: str) -> str:
-    return (f"pdbatch: interrupted; job {job_id} goes on running. Get it back with "
-            f"job = pdbatch.attach({job_id!r}) (then job.wait(), job.result()); stop it with job.cancel() "
-            f"(or `pdbatch cancel {job_id}`).")
 
 
 def _paused(job_id: str, status: JobStatus) -> JobPausedError:

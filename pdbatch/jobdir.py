@@ -209,6 +209,8 @@ class Manifest:
     call: dict[str, Any] = field(default_factory=dict)
     #: how it ran (:meth:`pdbatch.call.Options.record`): cache, overwrite, passthrough, display_name, ...
     options: dict[str, Any] = field(default_factory=dict)
+    #: what became of the frame's rows (:meth:`pdbatch.reporter.RowCounts.record`): sent, merged, cached, ...
+    rows: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = asdict(self)

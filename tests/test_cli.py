@@ -99,6 +99,10 @@ def test_ctrl_c_while_waiting_leaves_the_job_running_and_prints_no_traceback(tmp
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     assert job_id in err and "goes on running" in err and f"pdbatch cancel {job_id}" in err
+    # the command line's words, said once: no Python advice, no second "interrupted" line
+    assert f"pdbatch wait {job_id}" in err and f"pdbatch results {job_id}" in err, err
+    assert "pdbatch.attach" not in err and "job.cancel()" not in err, err
+    assert err.count("interrupted") == 1, err
     assert subprocess.run([sys.executable, "-m", "pdbatch.cli", "cancel", job_id], env=env, capture_output=True,
                           timeout=60).returncode == 0
 

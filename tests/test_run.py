@@ -47,7 +47,7 @@ def test_side_by_side_models_one_column_each():
 
 
 def test_side_by_side_labels_gguf_files_by_their_stem():
-    from pdbatch.run import _labels
+    from pdbatch.sidebyside import _labels
 
     assert _labels([("local", "/m/a/SmolLM2.Q4_1.gguf", False), ("local", "smollm2-135m-instruct", False)]) == [
         "SmolLM2.Q4_1", "smollm2-135m-instruct"]

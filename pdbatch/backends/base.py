@@ -18,7 +18,9 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :attr:`~Backend.poll_seconds` (how often ``wait`` asks for the status).
 * **Capabilities**: :attr:`~Backend.accepts_passthrough` and
   :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
-  with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
+  with :attr:`JobStatus.stalled` (a job that stopped and can be restarted),
+  :attr:`~Backend.exclusive_machine` (jobs that take this machine's cores run
+  one at a time side by side).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`.
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
@@ -148,6 +150,10 @@ class Backend(abc.ABC):
     #: the backend's service reads or writes them (``passthrough=True`` refuses
     #: them, or renames them with ``rename_reserved=True``).
     reserved_columns: ClassVar[tuple[str, ...]] = ()
+    #: Whether a job takes this machine's cores for itself (a local engine):
+    #: side by side (``model=[...]``) then runs such jobs one after another
+    #: rather than at once, where they would fight over the same cores.
+    exclusive_machine: ClassVar[bool] = False
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:

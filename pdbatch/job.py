@@ -86,6 +86,7 @@ class BatchJob:
         self._folder = folder
         self.backend = backend
         self._status: JobStatus | None = None
+        self._seen: str | None = None  # the state last written to last-status.json by this handle
         self.poller: Poller | None = None
         self._allow_pickle = allow_pickle
 
@@ -164,8 +165,12 @@ class BatchJob:
         JobStatus
         """
         statuses = [self.backend.status(p) for p in self._record.parts]
-        self._status = combine(statuses)
-        return self._status
+        self._status = status = combine(statuses)
+        if status.state != self._seen:  # kept for `pdbatch jobs`, which shows it without asking the backend
+            jobdir.write_seen(self._folder, status.state, status.total, status.succeeded, status.failed,
+                              status.error)
+            self._seen = status.state
+        return status
 
     def wait(self, timeout: float | None = None, *, progress: bool = True, poll: float | None = None) -> BatchJob:
         """Block until the job ends, showing its progress.

@@ -72,8 +72,8 @@ def _state_text(st: dict[str, Any] | None) -> str:
     ok, bad = st.get("succeeded"), st.get("failed")
     if isinstance(ok, int) and isinstance(bad, int):
         counts = f" {ok + bad}/{total if isinstance(total, int) else '?'} ({ok} ok, {bad} failed)"
-    updated = st.get("updated")
-    as_of = f" as of {_when(updated)}" if isinstance(updated, int | float) and updated > 0 else ""
+    seen = st.get("seen")
+    as_of = f" as of {_when(seen)}" if isinstance(seen, int | float) and seen > 0 else ""
     return f"{_clean(short_state(st['state']), 40)}{counts}{as_of}"
 
 
@@ -82,7 +82,7 @@ def _refreshed(rec: jobdir.Manifest) -> dict[str, Any]:
 
     st = attach(rec.id).refresh()  # also keeps it in last-status.json
     return {"state": st.state, "total": st.total, "succeeded": st.succeeded, "failed": st.failed,
-            "updated": time.time()}
+            "seen": time.time()}
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -120,21 +120,18 @@ class _Candidate:
     record: jobdir.Manifest
     folder: Path
     state: str
-    last: float
 
 
 def _candidates(cutoff: float) -> tuple[list[_Candidate], list[str]]:
-    """Ended jobs last active before ``cutoff``, and why other old jobs are kept."""
+    """Ended jobs submitted before ``cutoff``, and why other old jobs are kept."""
     found, kept = [], []
     for path, _, record in jobdir.jobs():
         folder = path.parent
         if isinstance(record, Exception) or folder.is_symlink():
             continue  # shown as DAMAGED by `pdbatch jobs`; not ours to judge
-        st = jobdir.last_state(folder)
-        updated = st.get("updated") if st else None
-        last = max(record.created, updated if isinstance(updated, int | float) else 0.0)
-        if last > cutoff:
+        if not isinstance(record.created, int | float) or record.created > cutoff:
             continue
+        st = jobdir.last_state(folder)
         state = st["state"] if st else None
         if state not in TERMINAL_STATES:
             try:  # not known to have ended: ask, rather than remove a job that may still run
@@ -145,7 +142,7 @@ def _candidates(cutoff: float) -> tuple[list[_Candidate], list[str]]:
         if state not in TERMINAL_STATES:
             kept.append(f"{record.id}: kept, it is {short_state(state or '')}")
             continue
-        found.append(_Candidate(record, folder, state, last))
+        found.append(_Candidate(record, folder, state))
     return found, kept
 
 
@@ -186,7 +183,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     verb = "removing" if args.yes else "would remove"
     for c in found:
         print(f"{verb} {c.record.id}  {_clean(c.record.backend, 40)}:{_clean(c.record.model)}  "
-              f"{short_state(c.state)}, last active {_when(c.last)}  ({c.folder})")
+              f"{short_state(c.state)}, submitted {_when(c.record.created)}  ({c.folder})")
         if args.yes:
             for note in _remove(c):
                 print(f"  {c.record.id}: {note}")

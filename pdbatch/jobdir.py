@@ -414,7 +414,7 @@ def write_seen(folder: Path, state: str, total: int | None, succeeded: int, fail
                error: str | None) -> None:
     """Keep the state last seen by a status check in ``last-status.json`` (best effort: it is only a hint)."""
     record = {"state": state, "total": total, "succeeded": succeeded, "failed": failed,
-              "error": (error or None) and error[:500], "updated": time.time()}
+              "error": (error or None) and error[:500], "seen": time.time()}
     with suppress(OSError):  # a read-only job folder: the listing shows an older state, harmlessly
         with atomic_path(folder / SEEN) as tmp:
             tmp.write_bytes(orjson.dumps(record))
@@ -434,8 +434,9 @@ def last_state(folder: Path) -> dict[str, Any] | None:
         except (OSError, orjson.JSONDecodeError):
             continue
         if isinstance(st, dict) and isinstance(st.get("state"), str):
-            updated = st.get("updated")
-            found.append((updated if isinstance(updated, int | float) else 0.0, st))
+            when = st.get("seen", st.get("updated"))  # seen by a status check / written by a worker
+            st["seen"] = when if isinstance(when, int | float) and not isinstance(when, bool) else None
+            found.append((st["seen"] or 0.0, st))
     return max(found, key=lambda f: f[0])[1] if found else None
 
 

@@ -267,7 +267,8 @@ class ResponseCache:
 
     def clear(self, *, backend: str | None = None, model: str | None = None, before: float | None = None) -> int:
         """Delete cached answers (all, or of one backend and/or model, or cached before an epoch time); how many."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if before is not None:
             where.append("created < ?")
             args.append(before)

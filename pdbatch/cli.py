@@ -25,9 +25,9 @@ import orjson
 import pandas as pd
 
 from . import __version__, clifile
+from .backends import get_backend
 from .clijobs import cmd_cache_clear, cmd_cache_stats, cmd_jobs, cmd_prune
 from .clijobs import one_line as _one_line
-from .backends import get_backend
 from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
 from .models import Kind
 from .params import check_fields

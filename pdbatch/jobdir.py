@@ -415,9 +415,9 @@ def write_seen(folder: Path, state: str, total: int | None, succeeded: int, fail
     """Keep the state last seen by a status check in ``last-status.json`` (best effort: it is only a hint)."""
     record = {"state": state, "total": total, "succeeded": succeeded, "failed": failed,
               "error": (error or None) and error[:500], "seen": time.time()}
-    with suppress(OSError):  # a read-only job folder: the listing shows an older state, harmlessly
-        with atomic_path(folder / SEEN) as tmp:
-            tmp.write_bytes(orjson.dumps(record))
+    # a read-only job folder: the listing shows an older state, harmlessly
+    with suppress(OSError), atomic_path(folder / SEEN) as tmp:
+        tmp.write_bytes(orjson.dumps(record))
 
 
 def last_state(folder: Path) -> dict[str, Any] | None:

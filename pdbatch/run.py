@@ -7,11 +7,7 @@ usable, and tested, without it.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,17 +15,17 @@ import pandas as pd
 from . import job as jobs
 from . import submit as submitting
 from .backends import Backend, get_backend
-from .backends.base import OK_STATES, JobStatus
+from .backends.base import JobStatus
 from .call import KEYWORDS, Call, Options
-from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
+from .display import make_reporter
+from .errors import ConfigError
 from .join import join_results, output_columns
 from .models import CHAT, kind_of_url
 from .params import body_params
 from .preview import Preview, enforce_limits, make_preview
-from .requests import RequestPlan, build_requests
-from .display import make_reporter
 from .reporter import JobLabel
-from .results import parse_bytes, parse_lines
+from .requests import RequestPlan, build_requests
+from .results import parse_bytes
 from .reuse import Reuse, fan_out, plan_reuse
 from .runfile import RequestsJob
 from .structured import Schema, as_schema

@@ -9,6 +9,7 @@ local engine) are queued one after another; the others are submitted at once.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -118,7 +119,7 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
     queue = [i for i, (be, _, _, _) in enumerate(runs) if be.exclusive_machine]
     if len(queue) > 1 and progress:
         print(f"pdbatch: {', '.join(repr(labels[i]) for i in queue)} run on this machine, one after another: "
-              + "; ".join(f"{labels[i]!r} is queued behind {labels[j]!r}" for j, i in zip(queue, queue[1:])),
+              + "; ".join(f"{labels[i]!r} is queued behind {labels[j]!r}" for j, i in itertools.pairwise(queue)),
               file=sys.stderr, flush=True)
     submitted: list[jobs.BatchJob | str | None] = [None] * len(runs)
 

@@ -36,8 +36,9 @@ def test_jobs_shows_the_last_known_state_without_asking_and_refreshes_only_runni
     assert "succeeded 2/2 (2 ok, 0 failed) as of" in done_row, done_row
     assert "running" in running_row, running_row
     Mock._jobs[running.id]["state"] = "JOB_STATE_SUCCEEDED"  # it ended meanwhile
-    assert main(["jobs"]) == 0 and "running" in [r for r in capsys.readouterr().out.splitlines()
-                                                  if running.id in r][0], "without --refresh: the last known state"
+    assert main(["jobs"]) == 0
+    assert "running" in next(r for r in capsys.readouterr().out.splitlines() if running.id in r), \
+        "without --refresh: the last known state"
     assert main(["jobs", "--refresh"]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert "succeeded 3/3" in next(r for r in rows if running.id in r)

@@ -1,5 +1,7 @@
 """The plain functions behind df.llama: retry_failed and side by side models (compare)."""
 
+from typing import ClassVar
+
 import pandas as pd
 import pytest
 
@@ -136,7 +138,7 @@ class OneAtATime(Mock):
 
     exclusive_machine = True
     poll_seconds = 0.01
-    log: list = []
+    log: ClassVar[list] = []
 
     def submit(self, files, **kw):
         running = [j for j, job in self._jobs.items() if job.get("exclusive") and job["state"] != "JOB_STATE_SUCCEEDED"]

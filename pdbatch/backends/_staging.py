@@ -13,13 +13,14 @@ never builds a BigQuery client, nor the other way round.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _gcp
-from ._gcp import BqUri, GcsUri, translate
+from ._gcp import BqUri, GcsUri, parse_uri, translate
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -204,10 +205,8 @@ def discard(uris: list[str], staging: GcsUri | BqUri, *, storage: Callable[[], A
     for name in ours:
         with translate(f"deleting the staged requests gs://{staging.bucket}/{name}",
                        where=where(f"bucket gs://{staging.bucket}"),
-                       permission=f"storage.objects.delete on gs://{staging.bucket}"):
-            try:
-                bucket.blob(name).delete()
-            except gexc.NotFound:
-                pass  # deleted already: what was asked
+                       permission=f"storage.objects.delete on gs://{staging.bucket}"), \
+                contextlib.suppress(gexc.NotFound):  # deleted already: what was asked
+            bucket.blob(name).delete()
         deleted.append(f"gs://{staging.bucket}/{name}")
     return deleted

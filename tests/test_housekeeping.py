@@ -6,7 +6,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from pdbatch import config
+from pdbatch import config, jobdir
 from pdbatch.backends import Mock
 from pdbatch.cache import ResponseCache
 from pdbatch.cli import main
@@ -65,7 +65,7 @@ def test_a_call_answered_without_sending_makes_no_job_folder_unless_a_handle_is_
 
 def _age(job_id: str, days: float) -> None:
     # as if the job had been submitted `days` ago
-    folder = config.home() / "jobs" / job_id
+    folder = jobdir.folder_for(job_id)
     manifest = orjson.loads((folder / "manifest.json").read_bytes())
     manifest["created"] -= days * 86400
     (folder / "manifest.json").write_bytes(orjson.dumps(manifest))
@@ -131,3 +131,26 @@ def test_cache_stats_and_clear_older_than_and_nothing_matched(df, capsys):
     assert main(["cache", "stats"]) == 0 and "2 cached answers" in capsys.readouterr().out
     assert main(["cache", "clear"]) == 0
     assert main(["cache", "stats"]) == 0 and "is empty" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_prune_deletes_the_request_files_a_vertex_job_staged_and_keeps_its_answers(
+        vertex_emulator, gcs_least_privilege, gcs_bucket, capsys):
+    from .test_vertex import make
+
+    vx = make(vertex_emulator, f"gs://{gcs_bucket}/pdbatch/")
+    user_file = gcs_least_privilege.client().bucket(gcs_bucket).blob("pdbatch/mine.jsonl")
+    user_file.upload_from_string("{}\n")  # a user's own file under the same prefix: not pdbatch's to delete
+    frame = pd.DataFrame({"text": ["one", "two"]})
+    job = frame.llama.submit("Summarize: {text}", backend=vx, cache=False).wait(progress=False)
+    names = [b.name for b in gcs_least_privilege.client().list_blobs(gcs_bucket)]
+    staged = [n for n in names if "/input/" in n]
+    assert staged and any("/output/" in n for n in names), names
+    _age(job.id, 2)
+    capsys.readouterr()
+    assert main(["jobs", "prune", "--older-than", "1d", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"deleted gs://{gcs_bucket}/{n}" in out for n in staged), out
+    left = [b.name for b in gcs_least_privilege.client().list_blobs(gcs_bucket)]
+    assert not any("/input/" in n for n in left) and any("/output/" in n for n in left), left
+    assert "pdbatch/mine.jsonl" in left and job_folders() == []

@@ -171,3 +171,20 @@ def test_local_jobs_take_the_machine():
     from pdbatch.backends.vertex import Vertex
 
     assert Local.exclusive_machine and not Vertex.exclusive_machine and not Mock.exclusive_machine
+
+
+@pytest.mark.slow
+def test_two_settings_of_a_local_model_side_by_side_are_named_and_run_one_after_another(pdbatch_home, capsys):
+    from pdbatch.backends.local import Local
+    from pdbatch.jobdir import read_status
+
+    df = pd.DataFrame({"review": ["Great blender.", "Broke after a week."]})
+    model = "smollm2-135m-instruct"
+    out = df.llama.batch_predict("One word: {review}", model={"short": (Local(dtype="file", n_ctx=512), model),
+                                                              "long": (Local(dtype="file", n_ctx=1024), model)},
+                                 max_tokens=4, temperature=0, progress=True)
+    assert out["response:short"].notna().all() and out["response:long"].notna().all(), out.filter(like="error")
+    first, second = sorted((read_status(p.parent) for p in (pdbatch_home / "jobs").glob("*/status.json")),
+                           key=lambda st: st["created"])
+    assert second["created"] >= first["updated"], "the second local job started before the first ended"
+    assert "'long' is queued behind 'short'" in capsys.readouterr().err

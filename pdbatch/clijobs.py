@@ -22,7 +22,7 @@ from typing import Any
 from . import cache, jobdir
 from .backends.base import TERMINAL_STATES
 from .errors import ConfigError, PdbatchError
-from .reporter import short_state
+from .reporter import RowCounts, short_state
 
 __all__ = ["cmd_cache_clear", "cmd_cache_stats", "cmd_jobs", "cmd_prune", "one_line", "parse_duration"]
 
@@ -64,14 +64,17 @@ def _clean(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _state_text(st: dict[str, Any] | None) -> str:
+def _state_text(st: dict[str, Any] | None, rows: RowCounts | None) -> str:
     if st is None:
         return "submitted (state not seen yet: --refresh asks)"
     counts = ""
     total = st.get("total")
     ok, bad = st.get("succeeded"), st.get("failed")
-    if isinstance(ok, int) and isinstance(bad, int):
-        counts = f" {ok + bad}/{total if isinstance(total, int) else '?'} ({ok} ok, {bad} failed)"
+    if rows is not None and rows.sent == 0:  # no request to count: say how the rows were answered
+        counts = f" ({rows.describe().partition(': ')[2]})"
+    elif isinstance(ok, int) and isinstance(bad, int):
+        sent = " sent" if rows is not None and rows.reused else ""  # requests, not rows: some were not sent
+        counts = f" {ok + bad}/{total if isinstance(total, int) else '?'}{sent} ({ok} ok, {bad} failed)"
     seen = st.get("seen")
     as_of = f" as of {_when(seen)}" if isinstance(seen, int | float) and seen > 0 else ""
     return f"{_clean(short_state(st['state']), 40)}{counts}{as_of}"
@@ -101,7 +104,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                 except Exception as exc:  # the state is unknown now; the row still lists the job
                     st = {"state": f"? ({one_line(exc)})"}
             rows.append(f"{_when(record.created)}  {record.id}  {_clean(record.backend, 40)}:{_clean(record.model)}  "
-                        f"{record.n_rows} rows  {_state_text(st)}")
+                        f"{record.n_rows} rows  {_state_text(st, RowCounts.from_record(record.rows))}")
         except Exception as exc:  # one damaged folder must not hide the others: show it, with where it is
             damaged += 1
             rows.append(f"{_when(modified)}  {path.parent.name}  DAMAGED: {path}: {one_line(exc)}")

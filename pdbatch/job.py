@@ -245,7 +245,7 @@ class BatchJob:
         try:
             watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, closed_ends=False, between=between)
         except KeyboardInterrupt as exc:
-            if status is not None and not status.done:
+            if status is None or not status.done:  # None: interrupted in the first status check
                 print(INTERRUPT_ADVICE.get()(self.id), file=sys.stderr, flush=True)
                 exc.pdbatch_advised = True  # type: ignore[attr-defined]  # the caller need not say it again
             raise

@@ -84,7 +84,10 @@ def submit(
     folder = jobdir.save(record, table)
     if reused is not None:
         reuse.save(folder, reused, plan)
-    return BatchJob(record, folder, backend)
+    job = BatchJob(record, folder, backend)
+    if not backend_parts:
+        job.refresh()  # no backend to ask: its state (succeeded) is known now, and kept for `pdbatch jobs`
+    return job
 
 
 def row_counts(plan: RequestPlan, reused: reuse.Reuse | None) -> RowCounts:

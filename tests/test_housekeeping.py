@@ -33,7 +33,7 @@ def test_jobs_shows_the_last_known_state_without_asking_and_refreshes_only_runni
     out = capsys.readouterr().out
     [done_row] = [r for r in out.splitlines() if done.id in r]
     [running_row] = [r for r in out.splitlines() if running.id in r]
-    assert "succeeded 2/2 (2 ok, 0 failed) as of" in done_row, done_row
+    assert "3 rows  succeeded 2/2 sent (2 ok, 0 failed) as of" in done_row, done_row
     assert "running" in running_row, running_row
     Mock._jobs[running.id]["state"] = "JOB_STATE_SUCCEEDED"  # it ended meanwhile
     assert main(["jobs"]) == 0
@@ -46,7 +46,7 @@ def test_jobs_shows_the_last_known_state_without_asking_and_refreshes_only_runni
     assert "succeeded 2/2" in next(r for r in rows if done.id in r)
 
 
-def test_a_call_answered_without_sending_makes_no_job_folder_unless_a_handle_is_returned(df):
+def test_a_call_answered_without_sending_makes_no_job_folder_unless_a_handle_is_returned(df, capsys):
     first = df.llama.batch_predict("{t}", backend=Mock(), temperature=0, progress=False)
     assert len(job_folders()) == 1
     mock = Mock()
@@ -57,6 +57,10 @@ def test_a_call_answered_without_sending_makes_no_job_folder_unless_a_handle_is_
     assert again.llama.retry_failed(progress=False) is again  # nothing was sent: nothing to resend
     job = df.llama.submit("{t}", backend=Mock(), temperature=0)  # a handle is returned: its folder stays
     assert job.result().response.tolist() == first.response.tolist() and len(job_folders()) == 2
+    assert main(["jobs"]) == 0
+    row = next(r for r in capsys.readouterr().out.splitlines() if job.id in r)
+    assert " as of " in row and "0/0" not in row, "known at submit, without asking anyone: " + row
+    assert "3 rows  succeeded (nothing sent, 0 merged as duplicates, 3 answered from the cache)" in row, row
     side = df.llama.batch_predict("{t}", model={"a": "mock-chat", "b": "other"}, backend=Mock(), temperature=0,
                                   progress=False)
     assert side["response:a"].tolist() == first.response.tolist()

@@ -132,7 +132,23 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
 
     Nothing is sent, so there is nothing to wait for, attach to or retry: a
     job folder for it would only pile up (``submit`` still makes one, as it
-    returns a handle). With ``progress``, one line (or panel) says so.
+    returns a handle).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame ``p`` was planned from.
+    p : Prepared
+        A call whose :attr:`Prepared.reused` leaves nothing to send.
+    options : Options
+        How it runs (``overwrite``).
+    progress : bool
+        Say in one line (or panel) how the rows were answered.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
     """
     counts = p.reused.counts(p.plan)
     if progress:

@@ -65,6 +65,19 @@ def _entry(value: Any, label: str | None, backend: Backend | str | None, where: 
 def parse_models(model: Any, backend: Backend | str | None) -> tuple[Backend | str | None, str | None] | list[Entry]:
     """What ``model=`` asks for: one ``(backend, name)``, or a list of :class:`Entry` (side by side).
 
+    Parameters
+    ----------
+    model : any
+        What the user passed as ``model=``.
+    backend : Backend, str or None
+        ``backend=``: where a bare model name runs.
+
+    Returns
+    -------
+    tuple or list of Entry
+        ``(backend, name)`` for one model (``name`` None: the backend's
+        default), a list of entries for side by side.
+
     Raises
     ------
     ConfigError
@@ -104,6 +117,26 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
     an unknown model) still refuse the whole call before anything runs.
     Jobs of backends that take the whole machine run one after another
     (said on stderr when ``progress``); the others run at the same time.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The user's frame.
+    call : Call
+        What to send for each row (its ``model`` is replaced by each entry's).
+    models : list of Entry
+        From :func:`parse_models`.
+    options : Options
+        How each job runs.
+    progress : bool
+        Show the first model's progress (and the queue's).
+    timeout : float, optional
+        Seconds to wait for each job.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The frame with ``<column>:<label>`` result columns for each model.
     """
     kind = kind_of_url(call.url)
     runs: list[tuple[Backend, Call, str, Entry]] = []

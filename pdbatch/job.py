@@ -406,9 +406,13 @@ class BatchJob:
         if st is None:
             return f"<BatchJob {self.id} {self.backend.name}:{self.model} (status not fetched: job.refresh())>"
         state = short_state(st.state)
-        counts = f", {st.finished}/{st.total if st.total is not None else '?'} rows"
+        rows = self.rows
+        unit = "sent" if rows is not None and rows.reused else "rows"  # requests, when some rows were not sent
+        counts = f", {st.finished}/{st.total if st.total is not None else '?'} {unit}"
         if st.failed:
             counts += f" ({st.failed} failed)"
+        if rows is not None and rows.reused:
+            counts += f"; {rows.describe()}"
         return f"<BatchJob {self.id} {self.backend.name}:{self.model} {state}{counts}>"
 
     def _repr_html_(self) -> str:

@@ -438,6 +438,8 @@ def test_progress_names_rows_merged_as_duplicates_and_answered_from_the_cache(ca
     assert "<b>60</b> / 60 sent" in panel and "60/60 rows" not in panel and "/ 60 rows" not in panel
     assert "120 rows: 60 sent, 60 merged as duplicates, 0 answered from the cache" in panel
     assert job.result().attrs["pdbatch_rows"]["merged"] == 60
+    assert repr(job).endswith("succeeded, 60/60 sent; 120 rows: 60 sent, 60 merged as duplicates, "
+                              "0 answered from the cache>"), repr(job)
     bar = TqdmReporter(job.label)
     bar.close(job.refresh())
     err = capsys.readouterr().err

@@ -103,7 +103,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                     st = _refreshed(record)
                 except Exception as exc:  # the state is unknown now; the row still lists the job
                     st = {"state": f"? ({one_line(exc)})"}
-            rows.append(f"{_when(record.created)}  {record.id}  {_clean(record.backend, 40)}:{_clean(record.model)}  "
+            rows.append(f"{_when(record.created)}  {_clean(record.id)}  {_clean(record.backend, 40)}:"
+                        f"{_clean(record.model)}  "
                         f"{record.n_rows} rows  {_state_text(st, RowCounts.from_record(record.rows))}")
         except Exception as exc:  # one damaged folder must not hide the others: show it, with where it is
             damaged += 1
@@ -134,16 +135,23 @@ def _candidates(cutoff: float) -> tuple[list[_Candidate], list[str]]:
             continue  # shown as DAMAGED by `pdbatch jobs`; not ours to judge
         if not isinstance(record.created, int | float) or record.created > cutoff:
             continue
+        try:
+            own = jobdir.folder_for(record.id) == folder.resolve()
+        except PdbatchError:
+            own = False
+        if not own:  # a manifest is untrusted data: one naming another job's id is not acted upon
+            kept.append(f"{folder}: kept, its manifest names job {_clean(record.id)!r}, not this folder")
+            continue
         st = jobdir.last_state(folder)
         state = st["state"] if st else None
         if state not in TERMINAL_STATES:
             try:  # not known to have ended: ask, rather than remove a job that may still run
                 state = _refreshed(record)["state"]
             except Exception as exc:
-                kept.append(f"{record.id}: kept, its state cannot be checked ({one_line(exc)})")
+                kept.append(f"{_clean(record.id)}: kept, its state cannot be checked ({one_line(exc)})")
                 continue
         if state not in TERMINAL_STATES:
-            kept.append(f"{record.id}: kept, it is {short_state(state or '')}")
+            kept.append(f"{_clean(record.id)}: kept, it is {short_state(state or '')}")
             continue
         found.append(_Candidate(record, folder, state))
     return found, kept
@@ -166,9 +174,11 @@ def _remove(c: _Candidate) -> list[str]:
             continue
         try:
             other = jobdir.folder_for(part)
-        except PdbatchError:
+            # a part's folder goes only if it says it is a part of this job: a manifest is untrusted data
+            ours = (other / jobdir.POINTER).read_text().strip() == c.record.id
+        except (PdbatchError, OSError, UnicodeDecodeError):
             continue
-        if other.is_dir() and not other.is_symlink():
+        if ours and other.is_dir() and not other.is_symlink():
             shutil.rmtree(other, ignore_errors=True)
     shutil.rmtree(c.folder)
     return notes
@@ -185,11 +195,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
         return 0
     verb = "removing" if args.yes else "would remove"
     for c in found:
-        print(f"{verb} {c.record.id}  {_clean(c.record.backend, 40)}:{_clean(c.record.model)}  "
+        print(f"{verb} {_clean(c.record.id)}  {_clean(c.record.backend, 40)}:{_clean(c.record.model)}  "
               f"{short_state(c.state)}, submitted {_when(c.record.created)}  ({c.folder})")
         if args.yes:
             for note in _remove(c):
-                print(f"  {c.record.id}: {note}")
+                print(f"  {_clean(c.record.id)}: {note}")
     if not args.yes:
         print(f"{len(found)} job folder(s) would be removed (the response cache is kept); "
               f"run again with --yes to remove them")

@@ -158,3 +158,23 @@ def test_prune_deletes_the_request_files_a_vertex_job_staged_and_keeps_its_answe
     left = [b.name for b in gcs_least_privilege.client().list_blobs(gcs_bucket)]
     assert not any("/input/" in n for n in left) and any("/output/" in n for n in left), left
     assert "pdbatch/mine.jsonl" in left and job_folders() == []
+
+
+def test_prune_acts_only_on_the_folder_a_manifest_is_in(df, capsys):
+    # a job folder is untrusted data: its manifest cannot get another job's folder removed
+    victim = df.llama.submit("{t}", backend=Mock(), cache=False).wait(progress=False)
+    crafted = df.llama.submit("{t}", backend=Mock(), cache=False).wait(progress=False)
+    path = jobdir.folder_for(crafted.id) / "manifest.json"
+    manifest = orjson.loads(path.read_bytes())
+    manifest.update(parts=[crafted.id, victim.id], created=manifest["created"] - 86400 * 8)
+    path.write_bytes(orjson.dumps(manifest))
+    impostor = jobdir.root() / "elsewhere"
+    impostor.mkdir()
+    (impostor / "manifest.json").write_bytes(orjson.dumps({**manifest, "parts": [victim.id]}))
+    (impostor / "last-status.json").write_bytes(orjson.dumps({"state": "JOB_STATE_SUCCEEDED"}))
+    capsys.readouterr()
+    assert main(["jobs", "prune", "--older-than", "7d", "--yes"]) == 0
+    out, err = capsys.readouterr()
+    assert f"removing {crafted.id}" in out and "kept, its manifest names job" in err, (out, err)
+    assert jobdir.folder_for(victim.id).is_dir() and impostor.is_dir()
+    assert not jobdir.folder_for(crafted.id).exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -156,9 +157,13 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
               file=sys.stderr, flush=True)
     submitted: list[jobs.BatchJob | str | None] = [None] * len(runs)
 
+    def sends(i: int) -> bool:
+        p = prepared[i]
+        return len(p.reused.sending_plan(p.plan).positions) > 0
+
     def start(i: int) -> None:
         p = prepared[i]
-        if len(p.reused.sending_plan(p.plan).positions) == 0:
+        if not sends(i):
             return  # nothing to send: answered below without a job
         try:
             submitted[i] = run._submit(frame, p, options)
@@ -186,19 +191,33 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
                 out = job.result(partial=True)  # the rows it answered, the others with why not
         return p.schema.add_columns(out) if p.schema else out
 
+    stop = threading.Event()
+
     def finish_queue() -> list[pd.DataFrame]:
         out = []
         for n, i in enumerate(queue):
             if n:
+                if stop.is_set():  # interrupted: the jobs queued behind are not started
+                    break
                 start(i)  # the one before it ended (or failed): this machine is free again
             out.append(finish(i, progress and queue[0] == 0))
         return out
 
-    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(runs))
+    try:
         queued = pool.submit(finish_queue)
         others = {i: pool.submit(finish, i, progress and i == 0) for i in range(len(runs)) if i not in queue}
         by_run = dict(zip(queue, queued.result(), strict=True))
         by_run.update({i: f.result() for i, f in others.items()})
+    except BaseException as exc:
+        # Ctrl-C reaches this thread, not the ones waiting: say here what goes on and what never started
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        if isinstance(exc, KeyboardInterrupt):
+            _interrupted(labels, submitted, [i for i in queue if submitted[i] is None and sends(i)])
+            exc.pdbatch_advised = True  # type: ignore[attr-defined]
+        raise
+    pool.shutdown()
     results = [by_run[i] for i in range(len(runs))]
     out = frame.copy()
     added = [c for c in results[0].columns if c not in frame.columns or options.overwrite]
@@ -210,6 +229,15 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
         for c in added:
             out[f"{c}:{label}"] = res[c].to_numpy() if res[c].dtype == object else res[c].array
     return out
+
+
+def _interrupted(labels: list[str], submitted: list[Any], waiting: list[int]) -> None:
+    for label, job in zip(labels, submitted, strict=True):
+        if isinstance(job, jobs.BatchJob) and (job._status is None or not job._status.done):
+            print(f"{label}: {jobs.INTERRUPT_ADVICE.get()(job.id)}", file=sys.stderr, flush=True)
+    if waiting:
+        print(f"pdbatch: interrupted; {', '.join(repr(labels[i]) for i in waiting)} never started (queued "
+              f"behind a job on this machine): nothing was sent for them", file=sys.stderr, flush=True)
 
 
 def _empty(frame: pd.DataFrame, p: run.Prepared, options: Options) -> pd.DataFrame:

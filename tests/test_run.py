@@ -166,6 +166,20 @@ def test_side_by_side_jobs_that_take_the_machine_run_one_after_another(df, capsy
     assert "'mock:m3' is queued" not in err, err
 
 
+def test_interrupted_side_by_side_starts_no_queued_job_and_says_so(df, capsys):
+    class Interrupted(OneAtATime):
+        def status(self, job_id):
+            raise KeyboardInterrupt  # Ctrl-C while the first job runs
+
+    OneAtATime.log = []
+    with pytest.raises(KeyboardInterrupt):
+        df.llama.batch_predict("{t}", model=[(Interrupted(), "m1"), (OneAtATime(), "m2")], temperature=0,
+                               progress=False)
+    assert len(OneAtATime.log) == 1, "a job queued behind the interrupted one was started"
+    err = capsys.readouterr().err
+    assert "'mock:m2' never started" in err and "goes on running" in err, err
+
+
 def test_local_jobs_take_the_machine():
     from pdbatch.backends.local import Local
     from pdbatch.backends.vertex import Vertex

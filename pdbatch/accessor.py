@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import run
+from . import run, sidebyside
 from .backends import Backend, get_backend
 from .call import CacheMode, Call, Options
 from .display import live_display_available
@@ -214,7 +214,7 @@ class LlamaAccessor:
         *,
         messages: str | None = None,
         system: str | None = None,
-        model: str | Sequence[Any] | None = None,
+        model: str | Sequence[Any] | Mapping[str, Any] | None = None,
         backend: str | Backend | None = None,
         custom_id: str | None = None,
         progress: bool = True,
@@ -241,13 +241,16 @@ class LlamaAccessor:
             Instead of ``prompt``, a column holding each row's chat messages.
         system : str, optional
             A system message for every row.
-        model : str or list, optional
+        model : str, tuple, list or dict, optional
             Model name (the backend's default otherwise): for the local backend
             a bundled model or a ``.gguf`` path, for Vertex e.g.
-            ``"llama-4-scout-17b-16e-instruct-maas"``. A list runs the same prompts on
-            each model at once (entries may be ``(backend, model)`` pairs) and
-            returns one ``response:<model>`` column (and ``error:<model>``, ...)
-            per model.
+            ``"llama-4-scout-17b-16e-instruct-maas"``; or a ``(backend, model)``
+            pair. A list runs the same prompts on each model (entries may be
+            pairs) and returns one ``response:<model>`` column (and
+            ``error:<model>``, ...) per model; a dict ``{label: model or pair}``
+            names those columns ``response:<label>``. Local models run one after
+            another (they share this machine's cores), the others at once.
+            Anything else is refused.
         backend : str or Backend, optional
             ``"local"`` (default), ``"vertex"``, or a backend object.
         custom_id : str, optional
@@ -307,15 +310,12 @@ class LlamaAccessor:
         """
         options = Options(cache=cache, overwrite=overwrite, passthrough=passthrough,
                           rename_reserved=rename_reserved, max_rows=max_rows, max_cost=max_cost, prices=prices)
-        if isinstance(model, (list, tuple)) and not _is_pair(model):
+        models = sidebyside.parse_models(model, backend)
+        if isinstance(models, list):
             call = Call(prompt=prompt, messages=messages, system=system, custom_id=custom_id, on_null=on_null,
                         params=params, schema=schema)
-            return run.compare(self._frame, call, list(model), backend, options, progress=progress, timeout=timeout)
-        name: str | None = None
-        if isinstance(model, tuple):  # one (backend, model) pair
-            backend, name = model[0], model[1]
-        elif isinstance(model, str):
-            name = model
+            return sidebyside.compare(self._frame, call, models, options, progress=progress, timeout=timeout)
+        backend, name = models
         call = Call(prompt=prompt, messages=messages, system=system, model=name, custom_id=custom_id,
                     on_null=on_null, params=params, schema=schema)
         return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
@@ -393,14 +393,6 @@ class LlamaAccessor:
         """
         return run.retry_failed(self._frame, job_id=job_id, backend=backend, progress=progress,
                                 timeout=timeout, **params)
-
-
-def _is_pair(model: Any) -> bool:
-    """``("vertex", "llama-...")``: one (backend, model) pair rather than a list of models."""
-    from .backends import registered
-
-    return (isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], str)
-            and (isinstance(model[0], Backend) or model[0] in registered()))
 
 
 def _url(kind: Kind | None, url: str | None) -> str:

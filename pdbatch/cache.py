@@ -254,9 +254,24 @@ class ResponseCache:
         """Number of cached answers."""
         return self._use(lambda db: int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]), 0)
 
-    def clear(self, *, backend: str | None = None, model: str | None = None) -> int:
-        """Delete cached answers (all, or of one backend and/or model); returns how many."""
-        where, args = [], []
+    def stats(self) -> list[dict[str, Any]]:
+        """Cached answers by backend and model: ``entries``, ``bytes`` (of answers), ``oldest``, ``newest``."""
+        sql = ("SELECT backend, model, COUNT(*), COALESCE(SUM(LENGTH(line)), 0), MIN(created), MAX(created) "
+               "FROM responses GROUP BY backend, model ORDER BY backend, model")
+
+        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [{"backend": b, "model": m, "entries": n, "bytes": size, "oldest": old, "newest": new}
+                    for b, m, n, size, old, new in db.execute(sql)]
+
+        return self._use(read, [])
+
+    def clear(self, *, backend: str | None = None, model: str | None = None, before: float | None = None) -> int:
+        """Delete cached answers (all, or of one backend and/or model, or cached before an epoch time); how many."""
+        where: list[str] = []
+        args: list[Any] = []
+        if before is not None:
+            where.append("created < ?")
+            args.append(before)
         if backend is not None:
             where.append("backend = ?")
             args.append(backend)
@@ -278,13 +293,15 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, PdbatchWarning, stacklevel=4)
 
 
-def clear(*, backend: str | None = None, model: str | None = None) -> int:
+def clear(*, backend: str | None = None, model: str | None = None, before: float | None = None) -> int:
     """Delete cached answers from the cache in ``PDBATCH_HOME``.
 
     Parameters
     ----------
     backend, model : str, optional
         Only the answers of this backend (``"local"``, ``"vertex"``) and/or model.
+    before : float, optional
+        Only the answers cached before this time (epoch seconds).
 
     Returns
     -------
@@ -292,4 +309,4 @@ def clear(*, backend: str | None = None, model: str | None = None) -> int:
         The number of answers deleted.
     """
     with ResponseCache() as cache:
-        return cache.clear(backend=backend, model=model)
+        return cache.clear(backend=backend, model=model, before=before)

@@ -24,11 +24,14 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from . import __version__, cache, clifile, jobdir
+from . import __version__, clifile
 from .backends import get_backend
+from .clijobs import cmd_cache_clear, cmd_cache_stats, cmd_jobs, cmd_prune
+from .clijobs import one_line as _one_line
 from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, PdbatchError
 from .models import Kind
 from .params import check_fields
+from .reporter import RowCounts
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 #: sysexits.h's EX_SOFTWARE, and what a shell reports for a process killed by SIGPIPE / SIGINT (128 + 13 / 2)
@@ -41,6 +44,7 @@ examples:
   pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model gpt-oss-120b-maas
   pdbatch wait JOB_ID && pdbatch results JOB_ID -o out.parquet
   pdbatch jobs
+  pdbatch jobs prune --older-than 7d --yes
   pdbatch models --backend vertex --status live
 
 exit codes: 0 done, 1 some rows failed, 2 bad usage or input, 3 job failed/cancelled/expired,
@@ -174,8 +178,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                      max_rows=args.max_rows, max_cost=args.max_cost, **kw)
     write_frame(out, args.output)
     failed = int(out["error"].notna().sum())
+    rows = RowCounts.from_record(out.attrs.get("pdbatch_rows") or {})
+    how = f" ({rows.describe().partition(': ')[2]})" if rows is not None and rows.reused else ""
     print(f"{len(out)} rows, {len(out) - failed} answered, {failed} failed in {time.perf_counter() - start:.1f} s"
-          + (f"; written to {args.output}" if args.output else ""), file=sys.stderr)
+          + how + (f"; written to {args.output}" if args.output else ""), file=sys.stderr)
     return EXIT_ROWS_FAILED if failed else EXIT_OK
 
 
@@ -246,28 +252,6 @@ def cmd_results(args: argparse.Namespace) -> int:
     return EXIT_ROWS_FAILED if failed else EXIT_OK
 
 
-def cmd_jobs(args: argparse.Namespace) -> int:
-    root = jobdir.root()
-    rows = []
-    damaged = 0
-    for path, modified, record in jobdir.jobs():
-        try:
-            if isinstance(record, Exception):
-                raise record
-            rows.append(_job_row(record, args.refresh))
-        except Exception as exc:  # one damaged folder must not hide the others: show it, with where it is
-            damaged += 1
-            rows.append(f"{_when(modified)}  {path.parent.name}  DAMAGED: {path}: {_one_line(exc)}")
-    if not rows:
-        print(f"no jobs under {root}")
-    for row in rows[-args.last:]:
-        print(row)
-    if damaged:
-        print(f"pdbatch: {damaged} job folder(s) under {root} have a manifest that cannot be read (marked "
-              f"DAMAGED); move them away or delete them", file=sys.stderr)
-    return EXIT_OK
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models
 
@@ -280,35 +264,6 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(orjson.dumps(record, default=str).decode())
     else:
         print(frame.astype(object).where(frame.notna(), "").to_string(index=False))
-    return EXIT_OK
-
-
-def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(seconds))
-
-
-def _job_row(rec: jobdir.Manifest, refresh: bool) -> str:
-    from .job import attach
-
-    state = ""
-    if refresh:
-        try:
-            state = attach(rec.id).refresh().state
-        except Exception as exc:  # the state is unknown; the row still lists the job
-            state = f"? ({_one_line(exc)})"
-    return f"{_when(rec.created)}  {rec.id}  {rec.backend}:{rec.model}  {rec.n_rows} rows  {state}".rstrip()
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    if not isinstance(exc, PdbatchError):
-        text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def cmd_cache_clear(args: argparse.Namespace) -> int:
-    n = cache.clear(backend=args.backend, model=args.model)
-    print(f"removed {n} cached answers")
     return EXIT_OK
 
 
@@ -419,10 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "folders only)")
     p.set_defaults(func=_in_cli_words(cmd_results))
 
-    p = sub.add_parser("jobs", help="list the jobs under PDBATCH_HOME")
-    p.add_argument("--refresh", action="store_true", help="ask each job's backend for its state")
+    p = sub.add_parser("jobs", help="list the jobs under PDBATCH_HOME, with their last known state")
+    p.add_argument("--refresh", action="store_true", help="ask the backend about the jobs not known to have ended")
     p.add_argument("--last", type=int, default=50, help="show the last N jobs (default 50)")
     p.set_defaults(func=_in_cli_words(cmd_jobs))
+    jsub = p.add_subparsers(dest="jobs_command", metavar="ACTION")
+    prune = jsub.add_parser("prune", help="remove the folders of ended jobs (the cache is kept)")
+    prune.add_argument("--older-than", required=True, metavar="DURATION",
+                       help="jobs last active before this long ago: 7d, 12h, 30m")
+    prune.add_argument("--yes", action="store_true", help="remove them (without it: list what would go)")
+    prune.set_defaults(func=_in_cli_words(cmd_prune))
 
     p = sub.add_parser("models", help="list the models, with their lifecycle status today")
     p.add_argument("--backend", choices=["local", "vertex"])
@@ -436,9 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("clear", help="delete cached answers")
     c.add_argument("--backend")
     c.add_argument("--model")
+    c.add_argument("--older-than", metavar="DURATION", help="only answers cached before this long ago: 30d, 12h")
     c.set_defaults(func=_in_cli_words(cmd_cache_clear))
+    st = csub.add_parser("stats", help="cached answers and their size, by backend and model")
+    st.set_defaults(func=_in_cli_words(cmd_cache_stats))
     # --debug also after the command (pdbatch run ... --debug); SUPPRESS keeps the main flag's value
-    for p in [*sub.choices.values(), c]:
+    for p in [*sub.choices.values(), c, st, prune]:
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
@@ -450,16 +414,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("run", "submit") and args.prompt is None and args.messages is None and \
             not clifile.is_request_file(args, check=False):
         parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")
+    from .job import INTERRUPT_ADVICE
+
+    advice = INTERRUPT_ADVICE.set(_interrupted)
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # a reader that went away shows up here at the latest
         return code
     except BrokenPipeError:
         return _broken_pipe()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # Ctrl-C is the user's doing, not a bug: no traceback. A job being waited
-        # on goes on running, and wait() has already said how to attach or cancel it.
-        print("pdbatch: interrupted", file=sys.stderr)
+        # on goes on running, and wait() has already said (once) how to reach it.
+        if not getattr(exc, "pdbatch_advised", False):
+            print("pdbatch: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except JobTimeoutError as exc:
         return _fail(args, exc, EXIT_TIMEOUT)
@@ -471,6 +439,15 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_USAGE)
     except Exception as exc:  # not the user's doing: its own exit code, not 1 ("some rows failed")
         return _fail(args, exc, EXIT_INTERNAL)
+    finally:
+        INTERRUPT_ADVICE.reset(advice)
+
+
+def _interrupted(job_id: str) -> str:
+    # what an interrupted wait prints in the command line: commands, not Python
+    return (f"pdbatch: interrupted; job {job_id} goes on running. `pdbatch wait {job_id}` waits again, "
+            f"`pdbatch results {job_id} -o FILE` writes its answers once it ended, "
+            f"`pdbatch cancel {job_id}` stops it.")
 
 
 def _fail(args: argparse.Namespace, exc: Exception, code: int) -> int:

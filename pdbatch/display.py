@@ -124,8 +124,15 @@ class TqdmReporter(Reporter):
         # tqdm.std, not tqdm.auto: this is the text bar, also where widgets are missing.
         from tqdm.std import tqdm
 
-        print(f"{label.backend}:{label.model_short}  job {label.id}", file=sys.stderr, flush=True)
-        self._bar = tqdm(total=None, desc="connecting", unit="row", file=sys.stderr, dynamic_ncols=True)
+        rows = label.rows
+        job = f"job {label.id}" if label.id else "no job"
+        # rows merged as duplicates or answered from the cache are not sent: the bar counts requests then
+        about = f"  ({rows.describe()})" if rows is not None and (rows.reused or rows.skipped) else ""
+        print(f"{label.backend}:{label.model_short}  {job}{about}", file=sys.stderr, flush=True)
+        self._bar: Any = None
+        if rows is None or rows.sent:
+            unit = "request" if rows is not None and rows.reused else "row"
+            self._bar = tqdm(total=None, desc="connecting", unit=unit, file=sys.stderr, dynamic_ncols=True)
         self._shown: tuple[Any, ...] = ()
         self._first = True
         self._running = False
@@ -133,7 +140,7 @@ class TqdmReporter(Reporter):
     def update(self, status: JobStatus) -> None:
         """Move the bar; it is redrawn only when something changed, so logs stay short."""
         shown = (status.state, status.total, status.succeeded, status.failed, status.error)
-        if shown == self._shown:
+        if shown == self._shown or self._bar is None:
             return
         self._shown = shown
         bar = self._bar
@@ -159,6 +166,7 @@ class TqdmReporter(Reporter):
         """Draw the last status, end the bar's line, and print a job error on a line of its own."""
         if status is not None:
             self.update(status)
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
         if status is not None and status.error and status.done:
             print(f"error: {status.error}", file=sys.stderr, flush=True)

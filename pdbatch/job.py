@@ -8,9 +8,11 @@ join the answers back to the frame.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from .display import live_display_available, make_reporter
 from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
 from .join import join_results
 from .models import Kind
-from .reporter import JobLabel, elapsed_seconds, short_state
+from .reporter import JobLabel, RowCounts, elapsed_seconds, short_state
 from .requests import RequestPlan, custom_ids
 from .results import parse_files, parse_lines
 from .structured import as_schema
@@ -38,6 +40,19 @@ __all__ = ["BatchJob", "attach", "combine", "empty_result"]
 #: Handle classes for jobs whose saved call sets this key: :func:`attach`
 #: returns one of these for such a job (a request file's, :mod:`pdbatch.runfile`).
 JOB_TYPES: dict[str, type[BatchJob]] = {}
+
+
+def _interrupted(job_id: str) -> str:
+    return (f"pdbatch: interrupted; job {job_id} goes on running. Get it back with "
+            f"job = pdbatch.attach({job_id!r}) (then job.wait(), job.result()); stop it with job.cancel() "
+            f"(or `pdbatch cancel {job_id}`).")
+
+
+#: What an interrupted ``wait`` prints about the job that goes on: how to reach it again.
+#: Python's words by default; the command line sets its own (``pdbatch wait JOB_ID``, ...).
+INTERRUPT_ADVICE: contextvars.ContextVar[Callable[[str], str]] = contextvars.ContextVar(
+    "pdbatch_interrupt_advice", default=_interrupted)
+
 
 class BatchJob:
     """A submitted batch job.
@@ -71,6 +86,7 @@ class BatchJob:
         self._folder = folder
         self.backend = backend
         self._status: JobStatus | None = None
+        self._seen: str | None = None  # the state last written to last-status.json by this handle
         self.poller: Poller | None = None
         self._allow_pickle = allow_pickle
 
@@ -104,7 +120,15 @@ class BatchJob:
     @property
     def label(self) -> JobLabel:
         """What a status display shows besides the status: id, backend name, model."""
-        return JobLabel(id=self.id, backend=self.backend.name, model=self.model)
+        return JobLabel(id=self.id, backend=self.backend.name, model=self.model, rows=self.rows)
+
+    @property
+    def rows(self) -> RowCounts | None:
+        """What became of the frame's rows: sent, merged as duplicates, answered from the cache, skipped.
+
+        None for a job saved by an older pdbatch.
+        """
+        return RowCounts.from_record(self._record.rows) if self._record.rows else None
 
     @property
     def n_rows(self) -> int:
@@ -141,8 +165,12 @@ class BatchJob:
         JobStatus
         """
         statuses = [self.backend.status(p) for p in self._record.parts]
-        self._status = combine(statuses)
-        return self._status
+        self._status = status = combine(statuses)
+        if status.state != self._seen:  # kept for `pdbatch jobs`, which shows it without asking the backend
+            jobdir.write_seen(self._folder, status.state, status.total, status.succeeded, status.failed,
+                              status.error)
+            self._seen = status.state
+        return status
 
     def wait(self, timeout: float | None = None, *, progress: bool = True, poll: float | None = None) -> BatchJob:
         """Block until the job ends, showing its progress.
@@ -216,9 +244,10 @@ class BatchJob:
 
         try:
             watch(fetch, reporter, interval, deadline=deadline, paused_ends=True, closed_ends=False, between=between)
-        except KeyboardInterrupt:
-            if status is not None and not status.done:
-                print(_interrupted(self.id), file=sys.stderr, flush=True)
+        except KeyboardInterrupt as exc:
+            if status is None or not status.done:  # None: interrupted in the first status check
+                print(INTERRUPT_ADVICE.get()(self.id), file=sys.stderr, flush=True)
+                exc.pdbatch_advised = True  # type: ignore[attr-defined]  # the caller need not say it again
             raise
         finally:
             if reporter.live and status is not None and not status.done:
@@ -331,6 +360,8 @@ class BatchJob:
         if call.schema:
             out = as_schema(call.schema).add_columns(out)
         out.attrs["pdbatch_job"] = self.id
+        if self._record.rows:
+            out.attrs["pdbatch_rows"] = dict(self._record.rows)
         return out
 
     def _fetch_output(self) -> list[Path]:
@@ -375,9 +406,13 @@ class BatchJob:
         if st is None:
             return f"<BatchJob {self.id} {self.backend.name}:{self.model} (status not fetched: job.refresh())>"
         state = short_state(st.state)
-        counts = f", {st.finished}/{st.total if st.total is not None else '?'} rows"
+        rows = self.rows
+        unit = "sent" if rows is not None and rows.reused else "rows"  # requests, when some rows were not sent
+        counts = f", {st.finished}/{st.total if st.total is not None else '?'} {unit}"
         if st.failed:
             counts += f" ({st.failed} failed)"
+        if rows is not None and rows.reused:
+            counts += f"; {rows.describe()}"
         return f"<BatchJob {self.id} {self.backend.name}:{self.model} {state}{counts}>"
 
     def _repr_html_(self) -> str:
@@ -401,12 +436,6 @@ def _cancelled(job_id: str, status: JobStatus) -> JobError:
         state=status.state,
         detail=status.error,
     )
-
-
-def _interrupted(job_id: str) -> str:
-    return (f"pdbatch: interrupted; job {job_id} goes on running. Get it back with "
-            f"job = pdbatch.attach({job_id!r}) (then job.wait(), job.result()); stop it with job.cancel() "
-            f"(or `pdbatch cancel {job_id}`).")
 
 
 def _paused(job_id: str, status: JobStatus) -> JobPausedError:

@@ -23,6 +23,8 @@ and a job's folder holds (who writes each file, and when):
 ``alias.npy``          for each row, the row whose answer it repeats, or -1 (pdbatch.reuse)
 ``keys.json``          the cache key of each sent row, by custom_id, to cache its answer (pdbatch.reuse)
 ``cache-filled``       present once the job's answers went into the cache (pdbatch.reuse)
+``last-status.json``   the state and counts last seen by a status check, with when (:func:`write_seen`):
+                       what ``pdbatch jobs`` shows without asking the backend
 ``output/``            output files a backend downloaded for the result (Vertex: ``output/<job number>/``)
 ``requests.jsonl``     local jobs: the request lines, as sent (pdbatch.backends.local)
 ``job.json``           local jobs: what the worker runs: model, kind, engine settings
@@ -48,7 +50,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -70,6 +72,7 @@ __all__ = [
     "answer_files",
     "folder_for",
     "jobs",
+    "last_state",
     "load",
     "load_frame",
     "new_folder",
@@ -78,6 +81,7 @@ __all__ = [
     "root",
     "save",
     "staging",
+    "write_seen",
     "write_status",
 ]
 
@@ -90,6 +94,7 @@ CACHED = "cached.jsonl"
 ALIAS = "alias.npy"
 KEYS = "keys.json"
 CACHE_FILLED = "cache-filled"
+SEEN = "last-status.json"
 DOWNLOADS = "output"
 REQUESTS = "requests.jsonl"
 JOB_SPEC = "job.json"
@@ -209,6 +214,8 @@ class Manifest:
     call: dict[str, Any] = field(default_factory=dict)
     #: how it ran (:meth:`pdbatch.call.Options.record`): cache, overwrite, passthrough, display_name, ...
     options: dict[str, Any] = field(default_factory=dict)
+    #: what became of the frame's rows (:meth:`pdbatch.reporter.RowCounts.record`): sent, merged, cached, ...
+    rows: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -401,6 +408,36 @@ def read_status(folder: Path) -> dict[str, Any]:
     raise JobFolderError(
         f"{path} {problem}; it holds the job's state, so the job cannot be followed or resumed. "
         f"result(partial=True) still joins the answers written so far. {_recovery(folder)}", path=path)
+
+
+def write_seen(folder: Path, state: str, total: int | None, succeeded: int, failed: int,
+               error: str | None) -> None:
+    """Keep the state last seen by a status check in ``last-status.json`` (best effort: it is only a hint)."""
+    record = {"state": state, "total": total, "succeeded": succeeded, "failed": failed,
+              "error": (error or None) and error[:500], "seen": time.time()}
+    # a read-only job folder: the listing shows an older state, harmlessly
+    with suppress(OSError), atomic_path(folder / SEEN) as tmp:
+        tmp.write_bytes(orjson.dumps(record))
+
+
+def last_state(folder: Path) -> dict[str, Any] | None:
+    """The last known state of the job in ``folder``, read from the folder only (no backend is asked).
+
+    The newer of ``last-status.json`` (what a status check saw) and
+    ``status.json`` (what a local worker writes as it goes); None when neither
+    can be read. Untrusted data: a caller shows it, escaped, and nothing more.
+    """
+    found = []
+    for name in (SEEN, STATUS):
+        try:
+            st = orjson.loads((folder / name).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if isinstance(st, dict) and isinstance(st.get("state"), str):
+            when = st.get("seen", st.get("updated"))  # seen by a status check / written by a worker
+            st["seen"] = when if isinstance(when, int | float) and not isinstance(when, bool) else None
+            found.append((st["seen"] or 0.0, st))
+    return max(found, key=lambda f: f[0])[1] if found else None
 
 
 def unwritable(folder: Path, path: Path, exc: OSError) -> JobFolderError:

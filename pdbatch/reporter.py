@@ -21,7 +21,62 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .backends.base import JobStatus
 
-__all__ = ["JobLabel", "NullReporter", "Reporter", "duration", "elapsed_seconds", "short_state"]
+__all__ = ["JobLabel", "NullReporter", "Reporter", "RowCounts", "duration", "elapsed_seconds", "short_state"]
+
+
+@dataclass(frozen=True)
+class RowCounts:
+    """What became of a frame's rows before anything was sent: a job's progress counts requests, not rows.
+
+    ``rows == sent + merged + cached + skipped``.
+
+    Attributes
+    ----------
+    rows : int
+        Rows in the frame.
+    sent : int
+        Requests sent (one per distinct request not in the cache).
+    merged : int
+        Rows that repeat the request of a row that is sent: answered with it.
+    cached : int
+        Rows answered from the response cache (repeats of a cached row included).
+    skipped : int
+        Rows not sent for another reason (a null field with ``on_null="skip"``).
+    """
+
+    rows: int
+    sent: int
+    merged: int = 0
+    cached: int = 0
+    skipped: int = 0
+
+    @classmethod
+    def from_record(cls, record: Any) -> RowCounts | None:
+        """Read :meth:`record` back (from a job folder: anything else gives None)."""
+        try:
+            counts = cls(**{k: int(record[k]) for k in ("rows", "sent", "merged", "cached", "skipped")})
+        except (TypeError, KeyError, ValueError):
+            return None
+        return counts
+
+    def record(self) -> dict[str, int]:
+        """As saved in a job's manifest and in a result's ``attrs["pdbatch_rows"]``."""
+        return {"rows": self.rows, "sent": self.sent, "merged": self.merged, "cached": self.cached,
+                "skipped": self.skipped}
+
+    @property
+    def reused(self) -> bool:
+        """True when some rows were not sent because their answer was at hand."""
+        return bool(self.merged or self.cached)
+
+    def describe(self) -> str:
+        """``"120 rows: 60 sent, 60 merged as duplicates, 0 answered from the cache"``."""
+        parts = [f"{self.sent} sent" if self.sent else "nothing sent"]
+        parts.append(f"{self.merged} merged as duplicates")
+        parts.append(f"{self.cached} answered from the cache")
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        return f"{self.rows} rows: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -36,11 +91,15 @@ class JobLabel:
         The backend's registry name (``"local"``, ``"vertex"``).
     model : str
         The model as written in the requests.
+    rows : RowCounts, optional
+        The frame's rows: sent, merged as duplicates, answered from the cache.
     """
 
     id: str
     backend: str
     model: str
+    #: what became of the frame's rows (None: not known, e.g. a job saved by an older pdbatch)
+    rows: RowCounts | None = None
 
     @property
     def model_short(self) -> str:

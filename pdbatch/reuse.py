@@ -28,6 +28,7 @@ from .call import CacheMode
 from .errors import JobFolderError, answers_hint
 from .join import output_columns
 from .outputs import succeeded
+from .reporter import RowCounts
 from .requests import RequestPlan
 from .results import iter_file_lines
 
@@ -63,6 +64,18 @@ class Reuse:
     def reused(self) -> int:
         """Rows that are not sent: duplicates and cache hits."""
         return int((self.alias >= 0).sum()) + len(self.cached)
+
+    def counts(self, plan: RequestPlan) -> RowCounts:
+        """What becomes of ``plan``'s rows: sent, merged as duplicates, answered from the cache, skipped."""
+        alias = self.alias
+        source = np.where(alias >= 0, alias, np.arange(len(alias)))  # whose answer each row takes
+        from_cache = np.zeros(len(alias), dtype=bool)
+        from_cache[list(self.cached)] = True
+        cached = int(from_cache[source].sum())  # the repeats of a cached row are answered from the cache too
+        merged = int(((alias >= 0) & ~from_cache[source]).sum())
+        skipped = len(plan.skipped)
+        return RowCounts(rows=plan.n_rows, sent=plan.n_rows - skipped - merged - cached, merged=merged,
+                         cached=cached, skipped=skipped)
 
     def sending_plan(self, plan: RequestPlan) -> RequestPlan:
         """``plan`` restricted to the rows that must be sent."""

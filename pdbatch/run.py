@@ -7,11 +7,7 @@ usable, and tested, without it.
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -19,20 +15,22 @@ import pandas as pd
 from . import job as jobs
 from . import submit as submitting
 from .backends import Backend, get_backend
-from .backends.base import OK_STATES
+from .backends.base import JobStatus
 from .call import KEYWORDS, Call, Options
-from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
+from .display import make_reporter
+from .errors import ConfigError
 from .join import join_results, output_columns
 from .models import CHAT, kind_of_url
 from .params import body_params
 from .preview import Preview, enforce_limits, make_preview
+from .reporter import JobLabel
 from .requests import RequestPlan, build_requests
-from .results import parse_lines
-from .reuse import Reuse, plan_reuse
+from .results import parse_bytes
+from .reuse import Reuse, fan_out, plan_reuse
 from .runfile import RequestsJob
 from .structured import Schema, as_schema
 
-__all__ = ["batch_predict", "compare", "plan", "preview", "retry_failed", "submit"]
+__all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
 
 
 @dataclass
@@ -55,6 +53,7 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
         Bad input, body parameters that are unknown, wrong or not supported by
         the backend (see :mod:`pdbatch.params`), or a schema that does not fit the call.
     """
+    check_single(call.model)
     kind = kind_of_url(call.url)
     params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
@@ -68,6 +67,13 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
                            model=backend.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
                            on_null=call.on_null, params=params)
     return built, schema
+
+
+def check_single(model: Any) -> None:
+    """Refuse a ``model=`` that is not one name where only one model can run (submit, preview, embed)."""
+    if model is not None and not isinstance(model, str):
+        raise ConfigError(f"model={model!r}: give one model name here (a pair, or a list or dict of models, "
+                          f"runs side by side in batch_predict only)")
 
 
 def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options,
@@ -116,7 +122,45 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
     if len(p.plan.positions) == 0:
         out = jobs.empty_result(frame, p.plan, options.overwrite)
         return p.schema.add_columns(out) if p.schema else out
+    if len(p.reused.sending_plan(p.plan).positions) == 0:
+        return answered(frame, p, options, progress=progress)
     return _submit(frame, p, options).wait(timeout, progress=progress).result()
+
+
+def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bool = False) -> pd.DataFrame:
+    """The result of a call whose every row is answered already (cache, duplicates): no job, no job folder.
+
+    Nothing is sent, so there is nothing to wait for, attach to or retry: a
+    job folder for it would only pile up (``submit`` still makes one, as it
+    returns a handle).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame ``p`` was planned from.
+    p : Prepared
+        A call whose :attr:`Prepared.reused` leaves nothing to send.
+    options : Options
+        How it runs (``overwrite``).
+    progress : bool
+        Say in one line (or panel) how the rows were answered.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
+    """
+    counts = p.reused.counts(p.plan)
+    if progress:
+        label = JobLabel(id="", backend=p.backend.name, model=p.plan.model, rows=counts)
+        make_reporter(label, True, blocking=False).close(JobStatus(state="JOB_STATE_SUCCEEDED", total=0))
+    out = join_results(frame, parse_bytes(b"".join(line + b"\n" for line in p.reused.cached.values())),
+                       kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
+                       overwrite=options.overwrite)
+    out = fan_out(out, p.reused.alias, list(output_columns(p.plan.kind)))
+    out = p.schema.add_columns(out) if p.schema else out
+    out.attrs["pdbatch_rows"] = counts.record()
+    return out
 
 
 def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> Preview:
@@ -125,81 +169,6 @@ def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
     pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
     pv.max_tokens_default = pv.kind == CHAT and not {"max_tokens", "max_completion_tokens"} & set(call.params)
     return pv
-
-
-def compare(frame: pd.DataFrame, call: Call, models: Sequence[Any], backend: Backend | str | None,
-            options: Options, *, progress: bool = True, timeout: float | None = None) -> pd.DataFrame:
-    """Run the same call on several models at once; one ``response:<label>`` column per model.
-
-    Each entry of ``models`` is a model name (run on ``backend``) or a
-    ``(backend, model)`` pair, so local and Vertex models can sit side by side.
-    A model whose job cannot be submitted or fails as a whole (weights that
-    do not load, a retired model) does not take the others down: its rows
-    get the reason in ``error:<label>`` (with a warning), and the answers of
-    the other models are kept. Mistakes in the call itself (a bad parameter,
-    an unknown model) still refuse the whole call before anything runs.
-    """
-    kind = kind_of_url(call.url)
-    runs: list[tuple[Backend, Call, str, bool]] = []
-    for m in models:
-        be, name = (m if isinstance(m, tuple) else (backend, m))
-        be = get_backend(be)
-        runs.append((be, replace(call, model=name), be.model_name(name, kind), isinstance(m, tuple)))
-    labels = _labels([(be.name, model, pair) for be, _, model, pair in runs])
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"model= names the same model twice: {labels}")
-    # all jobs are submitted first, so they run at the same time
-    prepared = [prepare(frame, c, be, options) for be, c, _, _ in runs]
-    submitted: list[jobs.BatchJob | str | None] = []
-    for p in prepared:
-        try:
-            submitted.append(_submit(frame, p, options) if len(p.plan.positions) else None)
-        except PdbatchError as exc:
-            submitted.append(f"not submitted: {exc}")
-
-    def finish(i: int) -> pd.DataFrame:
-        job, p = submitted[i], prepared[i]
-        if job is None:
-            out = jobs.empty_result(frame, p.plan, options.overwrite)
-        elif isinstance(job, str):
-            out = join_results(frame, parse_lines([]), kind=p.plan.kind, custom_ids=p.plan.custom_ids,
-                               skipped=p.plan.skipped, overwrite=options.overwrite, missing_error=job)
-        else:
-            job.wait(timeout, progress=progress and i == 0)
-            try:
-                return job.result()
-            except JobTimeoutError:
-                raise
-            except JobError:
-                out = job.result(partial=True)  # the rows it answered, the others with why not
-        return p.schema.add_columns(out) if p.schema else out
-
-    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
-        results = list(pool.map(finish, range(len(runs))))
-    out = frame.copy()
-    added = [c for c in results[0].columns if c not in frame.columns or options.overwrite]
-    for label, res, job in zip(labels, results, submitted, strict=True):
-        if isinstance(job, str) or (isinstance(job, jobs.BatchJob) and job.status.state not in OK_STATES):
-            reason = job if isinstance(job, str) else f"job {job.id} ended {job.status.state}: {job.status.error}"
-            warnings.warn(f"model {label!r} failed as a whole ({reason}); its rows carry the error in "
-                          f"'error:{label}', the other models' answers are kept", UserWarning, stacklevel=3)
-        for c in added:
-            out[f"{c}:{label}"] = res[c].to_numpy() if res[c].dtype == object else res[c].array
-    return out
-
-
-def _labels(runs: list[tuple[str, str, bool]]) -> list[str]:
-    """Column labels for side by side runs: the model name, a GGUF file's stem, ``backend:model`` for pairs.
-
-    A stem shared by two different files falls back to their full paths.
-    """
-    def label(backend: str, model: str, pair: bool, short: bool) -> str:
-        name = Path(model).stem if short and model.endswith(".gguf") else model
-        return f"{backend}:{name}" if pair else name
-
-    shorts = [label(*r, short=True) for r in runs]
-    fulls = [label(*r, short=False) for r in runs]
-    return [s if shorts.count(s) == 1 or fulls.count(f) > 1 else f for s, f in zip(shorts, fulls, strict=True)]
 
 
 def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Backend | str | None = None,
@@ -223,6 +192,8 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
         ``result`` with the retried rows replaced; rows that succeeded are kept as they were.
     """
     job_id = job_id or result.attrs.get("pdbatch_job")
+    if not job_id and result.attrs.get("pdbatch_rows", {}).get("sent") == 0:
+        return result  # answered without a job (cache, duplicates): nothing was sent, nothing failed to resend
     if not job_id:
         raise ConfigError("retry_failed needs the job this frame came from: pass job_id=..., or use a frame "
                           "returned by batch_predict / job.result (it remembers its job)")

@@ -23,9 +23,10 @@ from .backends import Backend
 from .call import Call, Options
 from .errors import ConfigError
 from .job import BatchJob
+from .reporter import RowCounts
 from .requests import RequestPlan
 
-__all__ = ["passthrough_table", "submit"]
+__all__ = ["passthrough_table", "row_counts", "submit"]
 
 
 def submit(
@@ -78,11 +79,22 @@ def submit(
         skipped=plan.skipped,
         call=call.record(),
         options=options.record(),
+        rows=row_counts(plan, reused).record(),
     )
     folder = jobdir.save(record, table)
     if reused is not None:
         reuse.save(folder, reused, plan)
-    return BatchJob(record, folder, backend)
+    job = BatchJob(record, folder, backend)
+    if not backend_parts:
+        job.refresh()  # no backend to ask: its state (succeeded) is known now, and kept for `pdbatch jobs`
+    return job
+
+
+def row_counts(plan: RequestPlan, reused: reuse.Reuse | None) -> RowCounts:
+    """What becomes of the plan's rows: sent, merged as duplicates, answered from the cache, skipped."""
+    if reused is not None:
+        return reused.counts(plan)
+    return RowCounts(rows=plan.n_rows, sent=len(plan.positions), skipped=len(plan.skipped))
 
 
 def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, rename_reserved: bool,

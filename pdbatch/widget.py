@@ -73,8 +73,9 @@ def status_html(
     -------
     str
         A ``<div class="pdbatch-status" data-state="...">`` whose parts carry
-        the classes ``pdbatch-state``, ``pdbatch-bar``, ``pdbatch-counts``,
-        ``pdbatch-error`` and ``pdbatch-console``.
+        the classes ``pdbatch-state``, ``pdbatch-bar``, ``pdbatch-counts``
+        (requests), ``pdbatch-rows`` (the frame's rows: sent, merged as
+        duplicates, answered from the cache), ``pdbatch-error`` and ``pdbatch-console``.
     """
     state = short_state(status.state) if status else "connecting"
     colour = STATE_COLOURS.get(state, "#5f6368")
@@ -89,15 +90,19 @@ def status_html(
         f'color:#fff;border-radius:10px;padding:0 9px;font-weight:600">{_esc(state)}</span>',
         f'<span><b>{_esc(label.backend)}</b> · <code title="{_esc(label.model)}">{_esc(label.model_short)}</code>'
         "</span>",
-        f'<span class="pdbatch-id" style="margin-left:auto;{muted}">job <code>{_esc(label.id)}</code></span>',
+        f'<span class="pdbatch-id" style="margin-left:auto;{muted}">job <code>{_esc(label.id)}</code></span>'
+        if label.id else f'<span class="pdbatch-id" style="margin-left:auto;{muted}">no job: nothing to send</span>',
         "</div>",
     ]
+    rows = label.rows
     total = status.total if status else None
     done = status.finished if status else 0
     ok = status.succeeded if status else 0
     bad = status.failed if status else 0
     if total:
         ok_pct, bad_pct = 100 * ok / total, 100 * bad / total
+    elif rows is not None and rows.sent == 0 and status is not None and status.done:
+        ok_pct, bad_pct = 100.0, 0.0  # every row answered without sending anything
     else:  # unknown total: an empty track until the job tells us
         ok_pct = bad_pct = 0.0
     parts.append(
@@ -106,9 +111,14 @@ def status_html(
         f'<div style="width:{ok_pct:.2f}%;background:{SUCCEEDED_COLOUR}"></div>'
         f'<div style="width:{bad_pct:.2f}%;background:{FAILED_COLOUR}"></div></div>'
     )
-    counts = [f"<b>{done}</b> / {total if total is not None else '?'} rows"]
+    # The job's counts are of requests sent; rows merged as duplicates or answered
+    # from the cache are not among them, so then they are named apart, in rows.
+    reused = rows is not None and rows.reused
+    counts = [f"<b>{done}</b> / {total if total is not None else '?'} {'sent' if reused else 'rows'}"]
     counts.append(f'<span style="color:{STATE_COLOURS["succeeded"]}">{ok} succeeded</span>')
     counts.append(f'<span style="color:{STATE_COLOURS["failed"] if bad else "inherit"}">{bad} failed</span>')
+    if rows is not None and rows.sent == 0:
+        counts = []
     timing = []
     if elapsed is not None:
         timing.append(f"{duration(elapsed)} elapsed")
@@ -117,9 +127,12 @@ def status_html(
     if eta is not None and status is not None and not status.done:
         timing.append(f"ETA {duration(eta)}")
     line = " · ".join(counts)
-    if timing:
+    if timing and counts:
         line += f' <span style="{muted}">· ' + " · ".join(timing) + "</span>"
-    parts.append(f'<div class="pdbatch-counts">{line}</div>')
+    if counts:
+        parts.append(f'<div class="pdbatch-counts">{line}</div>')
+    if rows is not None and (reused or rows.skipped):
+        parts.append(f'<div class="pdbatch-rows">{_esc(rows.describe())}</div>')
     if status is not None and status.error:
         parts.append(
             f'<div class="pdbatch-error" style="color:{STATE_COLOURS["failed"]};white-space:pre-wrap;'

@@ -9,6 +9,8 @@ import time
 import pandas as pd
 import pytest
 
+import pdbatch
+from pdbatch.backends import Mock
 from pdbatch.cli import main
 
 
@@ -99,8 +101,43 @@ def test_ctrl_c_while_waiting_leaves_the_job_running_and_prints_no_traceback(tmp
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     assert job_id in err and "goes on running" in err and f"pdbatch cancel {job_id}" in err
+    # the command line's words, said once: no Python advice, no second "interrupted" line
+    assert f"pdbatch wait {job_id}" in err and f"pdbatch results {job_id}" in err, err
+    assert "pdbatch.attach" not in err and "job.cancel()" not in err, err
+    assert err.count("interrupted") == 1, err
     assert subprocess.run([sys.executable, "-m", "pdbatch.cli", "cancel", job_id], env=env, capture_output=True,
                           timeout=60).returncode == 0
+
+
+class CtrlC(Mock):
+    """A job that runs until its second status check, during which the user presses Ctrl-C."""
+
+    name = "ctrl-c"
+    poll_seconds = 0.01
+
+    def status(self, job_id):
+        job = self._jobs[job_id]
+        job["checks"] = job.get("checks", 0) + 1
+        if job["checks"] % 2 == 0:
+            raise KeyboardInterrupt
+        return super().status(job_id)
+
+
+def test_ctrl_c_while_waiting_advises_commands_in_the_cli_and_python_in_python(table, capsys, monkeypatch):
+    from pdbatch.backends import _REGISTRY
+
+    monkeypatch.setitem(_REGISTRY, "ctrl-c", CtrlC)
+    assert main(["submit", str(table), "--prompt", "{t}", "--backend", "ctrl-c", "--no-cache"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    CtrlC._jobs[job_id]["state"] = "JOB_STATE_RUNNING"  # it runs until interrupted
+    assert main(["wait", job_id, "-q"]) == 130
+    err = capsys.readouterr().err
+    assert f"`pdbatch wait {job_id}`" in err and f"`pdbatch cancel {job_id}`" in err, err
+    assert "pdbatch.attach" not in err and err.count("interrupted") == 1, err
+    job = pdbatch.attach(job_id)
+    with pytest.raises(KeyboardInterrupt):
+        job.wait(progress=False)
+    assert f"job = pdbatch.attach({job_id!r})" in capsys.readouterr().err  # Python's words in Python
 
 
 def _job_folders():

@@ -424,3 +424,48 @@ def test_repr_html_does_not_raise_when_the_backend_does():
     html = job._repr_html_()
     assert "could not fetch the status: ConnectionError: service unavailable" in html
     assert 'data-state="running"' in html  # the last status seen
+
+
+# ------------------------------------------------------------------ rows, not requests (issue 24, item 3)
+def test_progress_names_rows_merged_as_duplicates_and_answered_from_the_cache(capsys):
+    from pdbatch.backends import Mock
+    from pdbatch.reporter import RowCounts
+
+    frame = pd.DataFrame({"t": [f"text {i % 60}" for i in range(120)]})  # 60 distinct rows, each twice
+    job = frame.llama.submit("{t}", backend=Mock(), temperature=0)
+    assert job.rows == RowCounts(rows=120, sent=60, merged=60, cached=0, skipped=0)
+    panel = status_html(job.label, job.refresh())
+    assert "<b>60</b> / 60 sent" in panel and "60/60 rows" not in panel and "/ 60 rows" not in panel
+    assert "120 rows: 60 sent, 60 merged as duplicates, 0 answered from the cache" in panel
+    assert job.result().attrs["pdbatch_rows"]["merged"] == 60
+    assert repr(job).endswith("succeeded, 60/60 sent; 120 rows: 60 sent, 60 merged as duplicates, "
+                              "0 answered from the cache>"), repr(job)
+    bar = TqdmReporter(job.label)
+    bar.close(job.refresh())
+    err = capsys.readouterr().err
+    assert "120 rows: 60 sent, 60 merged as duplicates" in err and "60/60" in err and "request" in err, err
+
+    # answered entirely from the cache: no "0 / 0 rows", the rows are named
+    again = frame.llama.batch_predict("{t}", backend=Mock(), temperature=0, progress=True)
+    assert again.attrs["pdbatch_rows"] == {"rows": 120, "sent": 0, "merged": 0, "cached": 120, "skipped": 0}
+    err = capsys.readouterr().err
+    assert "no job" in err and "120 rows: nothing sent, 0 merged as duplicates, 120 answered from the cache" in err
+    assert "0/0" not in err, err
+    label = JobLabel(id="", backend="mock", model="mock-chat", rows=RowCounts(120, 0, 0, 120))
+    panel = status_html(label, JobStatus(state="JOB_STATE_SUCCEEDED", total=0))
+    assert "0 / 0" not in panel and "120 answered from the cache" in panel and "nothing to send" in panel
+    assert "width:100.00%" in panel  # a full bar: every row is answered
+
+
+def test_cli_summary_says_how_rows_were_answered(tmp_path, capsys):
+    from pdbatch.cli import main
+
+    path = tmp_path / "in.csv"
+    pd.DataFrame({"t": ["x", "y", "x", "x"]}).to_csv(path, index=False)
+    args = ["run", str(path), "--prompt", "{t}", "--backend", "mock", "--temperature", "0", "-q", "-o",
+            str(tmp_path / "out.csv")]
+    assert main(args) == 0
+    assert "4 rows, 4 answered, 0 failed" in (err := capsys.readouterr().err) and \
+        "(2 sent, 2 merged as duplicates, 0 answered from the cache)" in err, err
+    assert main(args) == 0
+    assert "(nothing sent, 0 merged as duplicates, 4 answered from the cache)" in capsys.readouterr().err

@@ -325,7 +325,8 @@ def test_rerun_is_answered_by_the_cache_and_preview_counts_real_tokens(reviews):
     first = df.llama.batch_predict(PROMPT, max_tokens=4, temperature=0, progress=False)
     assert pv.prompt_tokens.tolist() == first.prompt_tokens.tolist(), "preview counts what the engine uses"
     again = df.llama.batch_predict(PROMPT, max_tokens=4, temperature=0, progress=False)
-    assert again.attrs["pdbatch_job"].startswith("cached-")
+    assert "pdbatch_job" not in again.attrs, "nothing was sent: no job, no job folder"
+    assert again.attrs["pdbatch_rows"] == {"rows": 4, "sent": 0, "merged": 0, "cached": 4, "skipped": 0}
     assert again.response.tolist() == first.response.tolist()
     assert df.llama.preview(PROMPT, max_tokens=4, temperature=0).summary()["cache_hits"] == 4
 

@@ -1,5 +1,7 @@
 """The plain functions behind df.llama: retry_failed and side by side models (compare)."""
 
+from typing import ClassVar
+
 import pandas as pd
 import pytest
 
@@ -47,7 +49,7 @@ def test_side_by_side_models_one_column_each():
 
 
 def test_side_by_side_labels_gguf_files_by_their_stem():
-    from pdbatch.run import _labels
+    from pdbatch.sidebyside import _labels
 
     assert _labels([("local", "/m/a/SmolLM2.Q4_1.gguf", False), ("local", "smollm2-135m-instruct", False)]) == [
         "SmolLM2.Q4_1", "smollm2-135m-instruct"]
@@ -96,3 +98,107 @@ def test_an_unknown_cache_mode_is_refused_before_anything_is_sent(df, tmp_path):
     with pytest.raises(ConfigError, match="cache='sometimes': use True"):
         pdbatch.run_requests(lines, backend=mock, model="m", cache="sometimes", progress=False)
     assert mock.submitted == []
+
+
+def test_side_by_side_columns_named_by_a_dict():
+    df = pd.DataFrame({"t": ["x", "y"]})
+    out = df.llama.batch_predict("{t}", model={"greedy": (Mock(), "m1"), "other": "m2"}, backend=Mock(),
+                                 temperature=0, progress=False)
+    assert out["response:greedy"].tolist() == ["echo: x", "echo: y"]
+    assert {"response:other", "error:greedy", "error:other", "finish_reason:other"} <= set(out.columns)
+    assert not any(c.startswith("response:mock") for c in out.columns)
+
+
+@pytest.mark.parametrize("model, words", [
+    ({"a": 3}, "is not a model name"),
+    ({1: "m"}, "must be non-empty strings"),
+    ({"": "m"}, "must be non-empty strings"),
+    ({}, "name at least one model"),
+    ([], "name at least one model"),
+    (3, "is not a model name"),
+    ({"m1", "m2"}, "is not a model name"),
+    (["m1", ["mock", "m2"]], "is not a model name"),
+    ({"a": ("nosuch", "m")}, "'nosuch' is not a backend"),
+])
+def test_model_that_is_not_a_name_pair_or_dict_of_those_is_refused(df, model, words):
+    mock = Mock()
+    with pytest.raises(ConfigError, match=words):
+        df.llama.batch_predict("{t}", model=model, backend=mock, progress=False)
+    assert mock.submitted == []
+
+
+@pytest.mark.parametrize("method", ["submit", "preview", "embed"])
+def test_one_model_calls_refuse_a_dict_or_list(df, method):
+    with pytest.raises(ConfigError, match="give one model name here"):
+        getattr(df.llama, method)("{t}", model={"a": "m"}, backend=Mock())
+
+
+class OneAtATime(Mock):
+    """A Mock whose jobs take this machine's cores (as local ones do): each runs until its status is asked once."""
+
+    exclusive_machine = True
+    poll_seconds = 0.01
+    log: ClassVar[list] = []
+
+    def submit(self, files, **kw):
+        running = [j for j, job in self._jobs.items() if job.get("exclusive") and job["state"] != "JOB_STATE_SUCCEEDED"]
+        [job_id] = super().submit(files, **kw)
+        self.log.append((job_id, running))
+        self._jobs[job_id].update(exclusive=True, state="JOB_STATE_RUNNING")
+        return [job_id]
+
+    def status(self, job_id):
+        st = super().status(job_id)
+        self._jobs[job_id]["state"] = "JOB_STATE_SUCCEEDED"  # ends once it was seen running
+        return st
+
+
+def test_side_by_side_jobs_that_take_the_machine_run_one_after_another(df, capsys):
+    OneAtATime.log = []
+    out = df.llama.batch_predict("{t}", model=[(OneAtATime(), "m1"), (OneAtATime(), "m2"), (Mock(), "m3"),
+                                               (OneAtATime(), "m4")], temperature=0, progress=True)
+    assert [running for _, running in OneAtATime.log] == [[], [], []], "a queued job started before the last ended"
+    assert len(OneAtATime.log) == 3
+    for m in ("m1", "m2", "m3", "m4"):
+        assert out[f"response:mock:{m}"].tolist()[:2] == ["echo: a", "echo: b"]
+    err = capsys.readouterr().err
+    assert "'mock:m2' is queued behind 'mock:m1'" in err and "'mock:m4' is queued behind 'mock:m2'" in err, err
+    assert "'mock:m3' is queued" not in err, err
+
+
+def test_interrupted_side_by_side_starts_no_queued_job_and_says_so(df, capsys):
+    class Interrupted(OneAtATime):
+        def status(self, job_id):
+            raise KeyboardInterrupt  # Ctrl-C while the first job runs
+
+    OneAtATime.log = []
+    with pytest.raises(KeyboardInterrupt):
+        df.llama.batch_predict("{t}", model=[(Interrupted(), "m1"), (OneAtATime(), "m2")], temperature=0,
+                               progress=False)
+    assert len(OneAtATime.log) == 1, "a job queued behind the interrupted one was started"
+    err = capsys.readouterr().err
+    assert "'mock:m2' never started" in err and "goes on running" in err, err
+
+
+def test_local_jobs_take_the_machine():
+    from pdbatch.backends.local import Local
+    from pdbatch.backends.vertex import Vertex
+
+    assert Local.exclusive_machine and not Vertex.exclusive_machine and not Mock.exclusive_machine
+
+
+@pytest.mark.slow
+def test_two_settings_of_a_local_model_side_by_side_are_named_and_run_one_after_another(pdbatch_home, capsys):
+    from pdbatch.backends.local import Local
+    from pdbatch.jobdir import read_status
+
+    df = pd.DataFrame({"review": ["Great blender.", "Broke after a week."]})
+    model = "smollm2-135m-instruct"
+    out = df.llama.batch_predict("One word: {review}", model={"short": (Local(dtype="file", n_ctx=512), model),
+                                                              "long": (Local(dtype="file", n_ctx=1024), model)},
+                                 max_tokens=4, temperature=0, progress=True)
+    assert out["response:short"].notna().all() and out["response:long"].notna().all(), out.filter(like="error")
+    first, second = sorted((read_status(p.parent) for p in (pdbatch_home / "jobs").glob("*/status.json")),
+                           key=lambda st: st["created"])
+    assert second["created"] >= first["updated"], "the second local job started before the first ended"
+    assert "'long' is queued behind 'short'" in capsys.readouterr().err

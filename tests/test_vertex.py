@@ -475,7 +475,7 @@ def test_cache_means_a_rerun_creates_no_job(vx, vertex_emulator, frame):
     again = frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, temperature=0, progress=False)
     assert len(creates(vertex_emulator)) == n_jobs
     assert again.response.tolist() == first.response.tolist()
-    assert again.attrs["pdbatch_job"].startswith("cached-")
+    assert "pdbatch_job" not in again.attrs and again.attrs["pdbatch_rows"]["sent"] == 0  # no job, no folder
 
 
 def test_preview_prices_a_vertex_job_without_submitting(vx, vertex_emulator, frame):

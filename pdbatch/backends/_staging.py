@@ -13,18 +13,19 @@ never builds a BigQuery client, nor the other way round.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _gcp
-from ._gcp import BqUri, GcsUri, translate
+from ._gcp import BqUri, GcsUri, parse_uri, translate
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["count_lines", "destination", "group", "preflight", "stage", "table_name"]
+__all__ = ["count_lines", "destination", "discard", "group", "preflight", "stage", "table_name"]
 
 #: ``where(*places)``: the project and region, then the places named, for an error message.
 Where = Callable[..., str]
@@ -173,3 +174,39 @@ def group(files: list[Path], counts: list[int], limit: int) -> list[tuple[list[P
         else:
             groups.append(([path], n))
     return groups
+
+
+#: An uploaded request file, as :func:`stage` names it: ``<staging prefix><run>/input/<file>``.
+_STAGED = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}/input/[^/]+\.jsonl")
+
+
+def discard(uris: list[str], staging: GcsUri | BqUri, *, storage: Callable[[], Any], where: Where) -> list[str]:
+    """Delete the request files :func:`stage` uploaded (``uris`` from a job's ``input_config``); returns them.
+
+    Only objects under ``staging`` named as :func:`stage` names them are
+    deleted: a job whose input is a user's own file keeps it. A file already
+    gone counts as deleted. BigQuery request tables are not touched.
+    """
+    if not isinstance(staging, GcsUri):
+        return []
+    ours = []
+    for uri in uris:
+        parsed = parse_uri(uri.rsplit("/", 1)[0] + "/", "input") if uri.startswith("gs://") else None
+        name = uri[len(f"gs://{staging.bucket}/"):]
+        if (isinstance(parsed, GcsUri) and parsed.bucket == staging.bucket and name.startswith(staging.prefix)
+                and _STAGED.fullmatch(name[len(staging.prefix):])):
+            ours.append(name)
+    if not ours:
+        return []
+    from google.api_core import exceptions as gexc
+
+    bucket = storage().bucket(staging.bucket)
+    deleted = []
+    for name in ours:
+        with translate(f"deleting the staged requests gs://{staging.bucket}/{name}",
+                       where=where(f"bucket gs://{staging.bucket}"),
+                       permission=f"storage.objects.delete on gs://{staging.bucket}"), \
+                contextlib.suppress(gexc.NotFound):  # deleted already: what was asked
+            bucket.blob(name).delete()
+        deleted.append(f"gs://{staging.bucket}/{name}")
+    return deleted

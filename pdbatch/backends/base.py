@@ -18,7 +18,10 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :attr:`~Backend.poll_seconds` (how often ``wait`` asks for the status).
 * **Capabilities**: :attr:`~Backend.accepts_passthrough` and
   :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
-  with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
+  with :attr:`JobStatus.stalled` (a job that stopped and can be restarted),
+  :attr:`~Backend.exclusive_machine` (jobs that take this machine's cores run
+  one at a time side by side), :meth:`~Backend.discard_staging` (what
+  ``pdbatch jobs prune`` deletes besides the job's folder).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`.
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
@@ -148,6 +151,10 @@ class Backend(abc.ABC):
     #: the backend's service reads or writes them (``passthrough=True`` refuses
     #: them, or renames them with ``rename_reserved=True``).
     reserved_columns: ClassVar[tuple[str, ...]] = ()
+    #: Whether a job takes this machine's cores for itself (a local engine):
+    #: side by side (``model=[...]``) then runs such jobs one after another
+    #: rather than at once, where they would fight over the same cores.
+    exclusive_machine: ClassVar[bool] = False
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -258,6 +265,17 @@ class Backend(abc.ABC):
             JSON-serialisable values; an empty dict adds nothing to the key.
         """
         return {}
+
+    def discard_staging(self, job_id: str) -> list[str]:
+        """Delete what :meth:`submit` staged for an ended job away from its folder; returns what it deleted.
+
+        ``pdbatch jobs prune`` calls it before removing the job's folder, best
+        effort (a failure is reported, and the folder goes anyway). Only what
+        pdbatch itself wrote may go, never a user's own files nor the answers
+        the job wrote. The default deletes nothing: request files staged on
+        this machine live in the job's folder, removed with it.
+        """
+        return []
 
     def resume(self, job_id: str) -> bool:
         """Restart a job whose status says it :attr:`~JobStatus.stalled`; returns True if it did.

@@ -143,6 +143,8 @@ class Local(Backend):
     name = "local"
     #: A local job finishes in seconds to minutes, and a status check is a file read.
     poll_seconds = 0.25
+    #: The engine uses the cores other processes leave free: two jobs at once share them, and both crawl.
+    exclusive_machine = True
 
     def __init__(
         self,

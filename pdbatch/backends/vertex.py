@@ -391,6 +391,18 @@ class Vertex(Backend):
             if not (refused and self.status(job_id).done):
                 raise
 
+    def discard_staging(self, job_id: str) -> list[str]:
+        """Delete the request files uploaded for the job under ``staging=`` (``pdbatch jobs prune``).
+
+        The answers the job wrote, BigQuery tables and files outside
+        ``staging=`` stay.
+        """
+        if not self.staging:
+            return []
+        source = self._get(job_id).input_config.gcs_source
+        return _staging.discard(list(source.uris) if source else [], parse_uri(self.staging, "staging"),
+                                storage=self._storage, where=self._where)
+
     def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
         """Download the job's output (every ``*.jsonl`` file, or its output table) into ``dest``."""
         job = self._get(job_id)

@@ -1,8 +1,8 @@
-"""A small, dated table of Vertex AI model prices, for estimates before spending money.
+"""A small, dated table of Vertex AI and OpenAI model prices, for estimates before spending money.
 
 Prices are US dollars per million tokens for online (synchronous) use, as
-listed on Google's Vertex AI pricing page around the date below; batch
-prediction is billed at half the online price. They change: pass
+listed on Google's Vertex AI pricing page (and OpenAI's) around the dates
+below; batch prediction is billed at half the online price. They change: pass
 ``prices={"model-id": (input_per_million, output_per_million)}`` to
 ``preview``/``batch_predict`` to use your own, and check the pricing page
 before large jobs. Token counts for Vertex models are estimates too (see
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 __all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "PRICES_AS_OF", "batch_price", "given_price", "published_price"]
 
-PRICES_AS_OF = "2026-11-30 (list prices; verify on the Vertex AI pricing page before large jobs)"
+PRICES_AS_OF = "2026-11-30 (list prices; verify on the provider's pricing page before large jobs)"
 BATCH_DISCOUNT = 0.5
 
 #: model id -> (input, output) US$ per million tokens, online. Sources, read
@@ -35,6 +35,19 @@ ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "gpt-oss-120b-maas": (0.15, 0.60),
     "gemini-embedding-001": (0.15, 0.0),
     "gemini-embedding-2": (0.20, 0.0),
+    # OpenAI (the openai backend; its Batch API bills half of these). Read 2026-12-06 from copies of
+    # OpenAI's pricing page (developers.openai.com/api/docs/pricing) that agree with each other
+    # (March-November 2026); the page itself could not be read from here: verify before large jobs.
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
 }
 
 

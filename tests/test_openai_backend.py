@@ -1,4 +1,4 @@
-"""The OpenAI backend through the real ``openai`` client against the Batch API emulator (tests/emulators/openai_batch.py).
+"""The OpenAI backend: the real ``openai`` client against the Batch API emulator (tests/emulators/openai_batch.py).
 
 Request lines and answers follow the examples of OpenAI's Batch guide and API
 reference: ``{"custom_id": "request-1", "method": "POST", "url":
@@ -19,12 +19,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import pdbatch
-from pdbatch.backends import get_backend
-from pdbatch.errors import BackendError, ConfigError, JobError, MissingDependencyError
+from pdbatch.backends.openai import OpenAI
+from pdbatch.errors import BackendError, ConfigError, JobError
 
-pytest.importorskip("openai")
-from pdbatch.backends.openai import OpenAI  # noqa: E402
+pytestmark = pytest.mark.slow  # starts the emulator (in-process: about a second a test)
 
 ROOT = Path(__file__).resolve().parent.parent
 REVIEWS = ["great phone", "battery died", "FAIL this one", "love the screen", "meh", "screen cracked",
@@ -171,13 +169,13 @@ def test_the_key_stays_out_of_the_job_folder_reprs_and_errors(openai_emulator, p
         OpenAI(api_key=key[:-4] + "XXXX").status(job.id)
     text = str(err.value)
     assert "API key was refused" in text and "XXXX" not in text and key[:12] not in text
-    assert err.value.__cause__ is None and err.value.__context__ is None or key not in str(err.value.__context__)
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # the client's error holds the key
 
 
 def test_attach_from_a_new_process_with_the_environments_key(openai_emulator, pdbatch_home):
     job = _frame(REVIEWS[:4]).llama.submit("{review}", backend="openai", progress=False, max_tokens=20)
-    script = ("import pdbatch, json; job = pdbatch.attach(%r); out = job.wait(progress=False, poll=0.05).result();"
-              "print(json.dumps(out['response'].tolist()))" % job.id)
+    script = (f"import pdbatch, json; job = pdbatch.attach({job.id!r}); "
+              f"out = job.wait(progress=False, poll=0.05).result(); print(json.dumps(out['response'].tolist()))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -187,35 +185,6 @@ def test_attach_from_a_new_process_with_the_environments_key(openai_emulator, pd
     refused = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "OPENAI_BASE_URL" in refused.stderr
     assert openai_emulator.api_key not in refused.stderr
-
-
-def test_a_base_url_from_a_job_folder_is_trusted_only_when_chosen(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    settings = OpenAI().settings()
-    assert OpenAI.from_settings(settings).base_url is None
-    with pytest.raises(ConfigError, match="evil.example"):
-        OpenAI.from_settings({**settings, "base_url": "https://evil.example/v1"})
-    monkeypatch.setenv("OPENAI_BASE_URL", "https://evil.example/v1")
-    assert OpenAI.from_settings({**settings, "base_url": "https://evil.example/v1"}).base_url
-
-
-def test_settings_come_from_configure_and_the_environment(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    monkeypatch.setenv("PDBATCH_OPENAI_MAX_REQUESTS_PER_FILE", "7")
-    pdbatch.configure(openai={"poll_seconds": 2})
-    be = get_backend("openai")
-    assert (be.max_requests_per_file, be.poll_seconds, be.max_bytes_per_file) == (7, 2.0, 200_000_000)
-    with pytest.raises(ConfigError, match="max_bytes_per_file"):
-        OpenAI(max_bytes_per_file=0)
-    with pytest.raises(ConfigError, match="chat model"):
-        be.model_name("text-embedding-3-small", "chat")
-
-
-def test_without_the_package_the_error_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "openai", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'pdbatch\[openai\]'"):
-        OpenAI()
 
 
 def test_preview_and_max_cost_use_the_batch_prices(openai_emulator):

@@ -314,10 +314,10 @@ class OpenAI(Backend):
             if not file_id:
                 continue
             target = folder / name
-            with self._translate(f"downloading {name} of batch {job_id}"), atomic_path(target) as tmp:
-                with self._api().files.with_streaming_response.content(file_id) as response, tmp.open("wb") as fh:
-                    for chunk in response.iter_bytes():
-                        fh.write(chunk)
+            with self._translate(f"downloading {name} of batch {job_id}"), atomic_path(target) as tmp, \
+                    self._api().files.with_streaming_response.content(file_id) as response, tmp.open("wb") as fh:
+                for chunk in response.iter_bytes():
+                    fh.write(chunk)
             paths.append(target)
         return paths
 

@@ -138,4 +138,5 @@ def openai_emulator(monkeypatch):
         for name in list(os.environ):
             if name.startswith("PDBATCH_OPENAI_"):
                 monkeypatch.delenv(name)
+        monkeypatch.setenv("PDBATCH_OPENAI_POLL_SECONDS", "0.05")  # the emulator answers in tenths of seconds
         yield emu

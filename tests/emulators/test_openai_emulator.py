@@ -1,13 +1,14 @@
-"""The OpenAI Batch API emulator refuses what OpenAI's API reference says the service refuses (real ``openai`` client)."""
+"""The OpenAI Batch API emulator refuses what OpenAI's API reference says the service refuses (real client)."""
 
 from __future__ import annotations
 
 import io
 import json
 
+import openai
 import pytest
 
-openai = pytest.importorskip("openai")
+pytestmark = pytest.mark.slow  # starts the emulator
 
 LINE = {"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions",
         "body": {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Hello world!"}]}}

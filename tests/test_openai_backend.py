@@ -98,6 +98,10 @@ def test_an_expired_batch_gives_its_answered_rows_with_partial(openai_emulator):
     assert (answered["response"] == "echo: " + answered["review"]).all()
     rest = out[out["error"].notna()]
     assert len(rest) == 5 and rest["error"].str.startswith("batch_expired").all()
+    emu.hold_after = None
+    again = out.llama.retry_failed(progress=False)  # only the expired rows are sent again
+    assert again["error"].isna().all() and (again["response"] == "echo: " + again["review"]).all()
+    assert emu.batch(list(emu.batches)[-1])["request_counts"]["total"] == 5
 
 
 def test_cancel_keeps_the_answered_rows(openai_emulator):

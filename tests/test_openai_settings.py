@@ -39,3 +39,12 @@ def test_without_the_package_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openai", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'pdbatch\[openai\]'"):
         OpenAI()
+
+
+def test_without_a_key_submitting_says_which_variable_to_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    be = OpenAI()  # building it, and previewing, needs no key
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n')
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        be.submit([path], model="gpt-4.1-mini", kind="chat", n_requests=1, display_name="x")

@@ -105,3 +105,11 @@ def test_expiry_and_cancel_write_the_unrun_rows_to_the_error_file(client, openai
         assert b.request_counts.completed == 1 and b.output_file_id
         (line,) = [json.loads(x) for x in client.files.content(b.error_file_id).text.splitlines()]
         assert line["response"] is None and line["error"]["code"] == code
+
+
+def test_more_than_50000_requests_fail_the_batch(client, openai_emulator):
+    lines = [json.dumps({**LINE, "custom_id": f"r{i}"}) for i in range(50_001)]
+    b = client.batches.create(input_file_id=_upload(client, lines).id, endpoint="/v1/chat/completions",
+                              completion_window="24h")
+    openai_emulator.wait_for(b.id, "failed")
+    assert [e.code for e in client.batches.retrieve(b.id).errors.data] == ["too_many_tasks"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import pdbatch
 from pdbatch.backends.openai import OpenAI
 from pdbatch.errors import BackendError, ConfigError, JobError
 
@@ -238,3 +239,19 @@ def test_status_maps_every_batch_status(openai_emulator):
     while not job.refresh().done and time.monotonic() < deadline:
         time.sleep(0.05)
     assert job.status.state == "JOB_STATE_SUCCEEDED" and job.status.succeeded == 2
+
+
+def test_responses_lines_run_as_their_own_batch_beside_chat_lines(openai_emulator, tmp_path):
+    # A request file mixing the Batch guide's chat line with Responses API lines ({"input": ...}).
+    lines = [{"custom_id": "chat-1", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4.1-mini", "messages": [{"role": "user", "content": "Hello world!"}]}},
+             *({"custom_id": f"resp-{i}", "method": "POST", "url": "/v1/responses",
+                "body": {"model": "gpt-4.1-mini", "input": text, "max_output_tokens": 50}}
+               for i, text in enumerate(["Tell me a story.", "And another."]))]
+    src = tmp_path / "mixed.jsonl"
+    src.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = pdbatch.run_requests(src, backend="openai", progress=False)
+    assert out["response"].tolist() == ["echo: Hello world!", "echo: Tell me a story.", "echo: And another."]
+    assert out["error"].isna().all() and (out["finish_reason"] == "stop").all()
+    endpoints = sorted(openai_emulator.batch(b)["endpoint"] for b in openai_emulator.batches)
+    assert endpoints == ["/v1/chat/completions", "/v1/responses"]

@@ -17,7 +17,8 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :attr:`~Backend.max_bytes_per_file` (request files are split at them),
   :attr:`~Backend.poll_seconds` (how often ``wait`` asks for the status).
 * **Capabilities**: :attr:`~Backend.accepts_passthrough` and
-  :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
+  :attr:`~Backend.reserved_columns` (``passthrough=True``), :attr:`~Backend.extra_urls`
+  (request-file endpoints beyond chat and embeddings), :meth:`~Backend.resume`
   with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`.
@@ -148,6 +149,11 @@ class Backend(abc.ABC):
     #: the backend's service reads or writes them (``passthrough=True`` refuses
     #: them, or renames them with ``rename_reserved=True``).
     reserved_columns: ClassVar[tuple[str, ...]] = ()
+    #: Endpoints a request file's lines may name besides chat completions and
+    #: embeddings, each with the kind whose result columns its answers fill
+    #: (``{"/v1/responses": "chat"}``); :meth:`submit` then finds the endpoint
+    #: in the lines' ``url``. Lines naming another endpoint fail alone.
+    extra_urls: ClassVar[Mapping[str, Kind]] = {}
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:

@@ -26,12 +26,14 @@ and is never saved (see :mod:`._openai_client`).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .. import config
 from ..atomic import atomic_path, private_dir
@@ -99,6 +101,8 @@ class OpenAI(Backend):
     """
 
     name = "openai"
+    #: Request files may hold Responses API lines too; their answers fill the chat columns.
+    extra_urls: ClassVar[Mapping[str, Kind]] = {"/v1/responses": CHAT}
 
     def __init__(
         self,
@@ -206,7 +210,7 @@ class OpenAI(Backend):
             The batch ids (``batch_...``), one per file.
         """
         run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
-        endpoint = URLS[kind]
+        endpoint = _endpoint(files, kind, self.extra_urls)
         ids: list[str] = []
         try:
             for i, path in enumerate(files, 1):
@@ -331,6 +335,18 @@ def _setting(name: str, value: Any) -> Any:
     if configured is None and name == "base_url":
         configured = os.environ.get("OPENAI_BASE_URL") or None
     return DEFAULTS[name] if configured is None else configured
+
+
+def _endpoint(files: list[Path], kind: Kind, extra: Mapping[str, Kind]) -> str:
+    """The endpoint the request lines name (one batch runs one): the kind's, or one of ``extra`` of that kind."""
+    if files:
+        with files[0].open("rb") as fh:
+            first = fh.readline()
+        with contextlib.suppress(ValueError, AttributeError):
+            url = json.loads(first).get("url")
+            if extra.get(url) == kind:
+                return str(url)
+    return URLS[kind]
 
 
 def _error(batch: Any, done: int, total: int | None) -> str | None:

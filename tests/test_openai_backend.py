@@ -255,3 +255,16 @@ def test_responses_lines_run_as_their_own_batch_beside_chat_lines(openai_emulato
     assert out["error"].isna().all() and (out["finish_reason"] == "stop").all()
     endpoints = sorted(openai_emulator.batch(b)["endpoint"] for b in openai_emulator.batches)
     assert endpoints == ["/v1/chat/completions", "/v1/responses"]
+
+
+def test_a_batch_the_service_fails_raises_with_its_errors(openai_emulator):
+    openai_emulator.max_lines = 5  # as a file over OpenAI's 50,000 requests would
+    job = _frame().llama.submit("{review}", backend=OpenAI(max_requests_per_file=100), progress=False,
+                                max_tokens=20)
+    job.wait(progress=False, poll=0.05)
+    assert job.state == "JOB_STATE_FAILED"
+    with pytest.raises(JobError, match="too_many_tasks: The batch input file has 8 requests") as err:
+        job.result()
+    assert err.value.state == "JOB_STATE_FAILED"
+    out = job.result(partial=True)
+    assert out["error"].str.contains("too_many_tasks").all()

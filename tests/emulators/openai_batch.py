@@ -83,6 +83,7 @@ class OpenAIBatchEmulator:
         self.fail_when: Any = None
         self.faults: dict[str, str] = {}
         self.hang_seconds = 3.0
+        self.max_lines = MAX_LINES  # tests lower it rather than write 50,001 lines
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
@@ -385,9 +386,9 @@ class OpenAIBatchEmulator:
             requests.append(line)
         if not lines:
             errors.append(("empty_file", None, "The batch input file is empty.", None))
-        if len(lines) > MAX_LINES:
+        if len(lines) > self.max_lines:
             errors.append(("too_many_tasks", None, f"The batch input file has {len(lines)} requests, over the "
-                           f"{MAX_LINES} maximum.", None))
+                           f"{self.max_lines} maximum.", None))
         now = int(time.time())
         if errors:
             obj["status"], obj["failed_at"] = "failed", now

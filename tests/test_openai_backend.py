@@ -143,6 +143,14 @@ def test_a_create_that_ends_ambiguously_is_adopted_not_sent_twice(openai_emulato
     assert len(creates) == 1  # found through batches.list, not created again
 
 
+def test_a_create_the_server_did_not_act_on_is_sent_again(openai_emulator):
+    openai_emulator.faults["create"] = "503-before"
+    out = _frame(REVIEWS[:2]).llama.batch_predict("{review}", backend="openai", progress=False, max_tokens=20)
+    assert out["error"].isna().all()
+    assert len(openai_emulator.batches) == 1
+    assert len([r for r in openai_emulator.requests if r[:2] == ("POST", "/v1/batches")]) == 2
+
+
 def test_a_failed_batch_shows_its_errors(openai_emulator, tmp_path):
     # Lines as in the Batch guide, with the mistakes OpenAI reports per line.
     line = {"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions",

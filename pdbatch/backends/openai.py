@@ -71,6 +71,7 @@ DEFAULT_MODELS: dict[Kind, str] = {CHAT: "gpt-4.1-mini", EMBEDDINGS: "text-embed
 RUN_KEY, PART_KEY, NAME_KEY = "pdbatch_run", "pdbatch_part", "pdbatch_name"
 #: Tries of one ``batches.create`` whose outcome stays unknown, and how far back ``batches.list`` looks.
 CREATE_TRIES = 3
+CREATE_BACKOFF = 0.5  # seconds before the first look, doubled after each try
 LIST_SCAN = 1000
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -252,11 +253,11 @@ class OpenAI(Backend):
                     with self._translate(action):
                         raise
                 last = exc
+            # a server still acting on the lost create shows the batch a moment later: wait, then look
+            time.sleep(CREATE_BACKOFF * 2 ** (attempt - 1))
             found = self._find(file_id, metadata, since)
             if found is not None:
                 return found
-            if attempt < CREATE_TRIES:
-                time.sleep(min(2.0 ** attempt / 4, 4.0))
         assert last is not None
         with self._translate(f"{action}, tried {CREATE_TRIES} times"):
             raise last

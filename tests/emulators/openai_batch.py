@@ -27,6 +27,7 @@ emulates the service, not a model. Output lines are shuffled. Tests steer it:
   output file, the rest ``batch_expired`` in the error file);
 * ``emu.faults["create"] = "500" | "hang"``: the next create makes the batch,
   then answers 500 / stalls past the client's timeout (an ambiguous create);
+  ``"503-before"``: it answers 503 without making one;
 * ``emu.requests``: (method, path, headers) of every call.
 """
 from __future__ import annotations
@@ -112,11 +113,14 @@ class OpenAIBatchEmulator:
                 raw = self.rfile.read(length) if length else b""
                 status, body, ctype = emu.handle(method, self.path, dict(self.headers.items()), raw)
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up first (the "hang" fault): nobody to answer
 
             def do_GET(self) -> None:
                 self._serve("GET")
@@ -267,6 +271,9 @@ class OpenAIBatchEmulator:
                                      for k, v in metadata.items()):
             raise ApiError(400, "Invalid 'metadata': at most 16 keys of 64 characters, string values of "
                                 "at most 512 characters.", param="metadata")
+        if self.faults.get("create") == "503-before":  # refused before acting: nothing was created
+            self.faults.pop("create")
+            raise ApiError(503, "The engine is currently overloaded, please try again later.", kind="server_error")
         file = self._file(str(body.get("input_file_id")))
         if file["object"]["purpose"] != "batch":
             # REF/batch/create: the input file "must be uploaded with the purpose batch".

@@ -19,7 +19,7 @@ background thread, one ``step`` seconds apart (``pace`` rows answered per step,
 ``hold_after`` rows at most until released), or fails validation with
 ``errors.data`` as OpenAI reports bad lines. Answers are synthetic: "echo:
 <last user message>" for chat, a hash vector for embeddings, and a minimal
-instance of the schema for ``response_format`` json_schema: the emulator
+instance of the schema for ``response_format`` json_schema (:mod:`.openai_lines`): the emulator
 emulates the service, not a model. Output lines are shuffled. Tests steer it:
 
 * ``emu.fail_when(custom_id, body) -> str | None``: that row answers HTTP 400;
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import hashlib
 import json
 import random
 import threading
@@ -44,12 +43,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .openai_lines import MAX_LINES, answer, check_lines
+
 # REF/batch/create, "endpoint": the endpoints a batch may run.
 ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/moderations")
 # REF/files/create, "purpose": one of these.
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
-# REF/batch/create, input_file_id: "up to 50,000 requests, and can be up to 200 MB in size".
-MAX_LINES = 50_000
+# REF/batch/create, input_file_id: "up to 50,000 requests, and can be up to 200 MB in size" (MAX_LINES too).
 MAX_BYTES = 200 * 1024 * 1024
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 # REF/batch/request-output and GUIDE ("Batch expiration", "Cancelling a batch"): the error lines of
@@ -359,43 +359,7 @@ class OpenAIBatchEmulator:
         """Check each line as OpenAI does (REF/batch/request-input, GUIDE "Batch status", failed)."""
         obj = job["object"]
         content = self.files[obj["input_file_id"]]["content"]
-        errors, requests, seen, models = [], [], set(), set()
-        lines = content.splitlines()
-        for n, raw in enumerate(lines, 1):
-            try:
-                line = json.loads(raw)
-                if not isinstance(line, dict):
-                    raise ValueError
-            except ValueError:
-                errors.append(("invalid_json_line", n, "This line is not parseable as valid JSON.", None))
-                continue
-            for field in ("custom_id", "method", "url", "body"):
-                if field not in line:
-                    errors.append(("missing_required_parameter", n, f"Missing required parameter: '{field}'.",
-                                   field))
-            if "custom_id" in line:
-                if line["custom_id"] in seen:
-                    errors.append(("duplicate_custom_id", n, "The custom_id for this request is a duplicate "
-                                   "of another request. The custom_id parameter must be unique for each "
-                                   "request in a batch.", "custom_id"))
-                seen.add(line["custom_id"])
-            if "method" in line and line["method"] != "POST":  # REF/batch/request-input: "only POST"
-                errors.append(("invalid_request", n, "Only the POST method is supported.", "method"))
-            if "url" in line and line["url"] != obj["endpoint"]:
-                errors.append(("url_mismatch", n, f"The provided URL '{line['url']}' does not match the "
-                               f"batch endpoint '{obj['endpoint']}'.", "url"))
-            if isinstance(line.get("body"), dict):
-                models.add(line["body"].get("model"))
-                if len(models) > 1:  # GUIDE: "each input file can only include requests to a single model"
-                    errors.append(("model_mismatch", n, "The provided model does not match the model of "
-                                   "other requests in the batch.", "body.model"))
-                    models = {line["body"].get("model")}
-            requests.append(line)
-        if not lines:
-            errors.append(("empty_file", None, "The batch input file is empty.", None))
-        if len(lines) > self.max_lines:
-            errors.append(("too_many_tasks", None, f"The batch input file has {len(lines)} requests, over the "
-                           f"{self.max_lines} maximum.", None))
+        requests, errors = check_lines(content, obj["endpoint"], self.max_lines)
         now = int(time.time())
         if errors:
             obj["status"], obj["failed_at"] = "failed", now
@@ -417,7 +381,7 @@ class OpenAIBatchEmulator:
                                                    "param": None, "code": None}}}
             return line
         line["response"] = {"status_code": 200, "request_id": uuid.uuid4().hex,
-                            "body": _body(obj["endpoint"], body)}
+                            "body": answer(obj["endpoint"], body)}
         return line
 
     def _finish(self, job: dict[str, Any], status: str, unrun: tuple[str, str] | None) -> None:
@@ -439,55 +403,3 @@ class OpenAIBatchEmulator:
         obj[{"completed": "completed_at", "expired": "expired_at", "cancelled": "cancelled_at"}[status]] = \
             int(time.time())
 
-
-def _body(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A synthetic answer in the endpoint's response shape (REF/chat/object, REF/embeddings/object, ...)."""
-    model = body.get("model")
-    if endpoint == "/v1/embeddings":
-        inputs = body.get("input")
-        inputs = inputs if isinstance(inputs, list) else [inputs]
-        data = [{"object": "embedding", "index": i,
-                 "embedding": [b / 255 for b in hashlib.sha256(str(x).encode()).digest()[:8]]}
-                for i, x in enumerate(inputs)]
-        n = sum(len(str(x).split()) for x in inputs)
-        return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": n, "total_tokens": n}}
-    if endpoint == "/v1/responses":
-        text = f"echo: {body.get('input')}"
-        return {"id": _id("resp"), "object": "response", "status": "completed", "model": model,
-                "output": [{"type": "message", "role": "assistant",
-                            "content": [{"type": "output_text", "text": text}]}],
-                "usage": {"input_tokens": 1, "output_tokens": len(text.split()), "total_tokens": 1}}
-    last = (body.get("messages") or [{}])[-1].get("content")
-    text = f"echo: {last}"
-    fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_schema":
-        text = json.dumps(_instance((fmt.get("json_schema") or {}).get("schema") or {}, str(last)))
-    elif fmt.get("type") == "json_object":
-        text = json.dumps({"echo": last})
-    prompt = sum(len(str(m.get("content")).split()) for m in body.get("messages") or [])
-    return {"id": _id("chatcmpl"), "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": len(text.split()),
-                      "total_tokens": prompt + len(text.split())}}
-
-
-def _instance(schema: dict[str, Any], text: str) -> Any:
-    """The smallest value that satisfies ``schema`` (strings echo the prompt): what Structured Outputs guarantees."""
-    if "enum" in schema:
-        return schema["enum"][0]
-    if "anyOf" in schema:
-        return _instance(schema["anyOf"][0], text)
-    kind = schema.get("type")
-    kind = kind[0] if isinstance(kind, list) else kind
-    if kind == "object":
-        return {k: _instance(v, text) for k, v in (schema.get("properties") or {}).items()}
-    if kind == "array":
-        return []
-    if kind in ("integer", "number"):
-        return 0
-    if kind == "boolean":
-        return False
-    if kind == "null":
-        return None
-    return text

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "PRICES_AS_OF", "batch_price", "given_price", "published_price"]
+__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "OPENAI_ONLINE_PRICES", "PRICES_AS_OF", "batch_price", "given_price",
+           "published_price"]
 
 PRICES_AS_OF = "2026-11-30 (list prices; verify on the provider's pricing page before large jobs)"
 BATCH_DISCOUNT = 0.5
@@ -35,9 +36,13 @@ ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "gpt-oss-120b-maas": (0.15, 0.60),
     "gemini-embedding-001": (0.15, 0.0),
     "gemini-embedding-2": (0.20, 0.0),
-    # OpenAI (the openai backend; its Batch API bills half of these). Read 2026-12-06 from copies of
-    # OpenAI's pricing page (developers.openai.com/api/docs/pricing) that agree with each other
-    # (March-November 2026); the page itself could not be read from here: verify before large jobs.
+}
+
+#: OpenAI's models, priced the same way (the openai backend reads this table; its Batch API bills half):
+#: model id -> (input, output) US$ per million tokens, online. Read 2026-12-06 from copies of OpenAI's
+#: pricing page (developers.openai.com/api/docs/pricing) that agree with each other (March-November
+#: 2026); the page itself could not be read from here: verify before large jobs.
+OPENAI_ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
     "gpt-4.1": (2.00, 8.00),
@@ -65,9 +70,9 @@ def given_price(model: str, prices: Mapping[str, tuple[float, float]] | None) ->
     return _lookup(prices or {}, model, 1.0)
 
 
-def published_price(model: str) -> tuple[float, float] | None:
-    """The batch price of ``model`` from the published online prices, less the batch discount."""
-    return _lookup(ONLINE_PRICES, model, BATCH_DISCOUNT)
+def published_price(model: str, table: Mapping[str, tuple[float, float]] = ONLINE_PRICES) -> tuple[float, float] | None:
+    """The batch price of ``model`` from the published online prices (``table``), less the batch discount."""
+    return _lookup(table, model, BATCH_DISCOUNT)
 
 
 def _lookup(table: Mapping[str, tuple[float, float]], model: str, factor: float) -> tuple[float, float] | None:

@@ -39,6 +39,7 @@ from .. import config
 from ..atomic import atomic_path, private_dir
 from ..errors import BackendError, ConfigError, PdbatchError
 from ..models import CHAT, EMBEDDINGS, URLS, Kind
+from ..pricing import OPENAI_ONLINE_PRICES, published_price
 from . import _openai_client as oc
 from .base import Backend, JobStatus
 
@@ -165,6 +166,10 @@ class OpenAI(Backend):
             raise ConfigError(f"model={model!r} is {other} model, but this call needs a {kind} model, "
                               f"e.g. {DEFAULT_MODELS[kind]!r}")
         return model
+
+    def batch_price(self, model: str) -> tuple[float, float] | None:
+        """Half OpenAI's online price, from :data:`pdbatch.pricing.OPENAI_ONLINE_PRICES` (None: not listed)."""
+        return published_price(model, OPENAI_ONLINE_PRICES)
 
     def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
         """The server: two servers may answer differently for the same model name."""

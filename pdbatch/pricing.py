@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "OPENAI_ONLINE_PRICES", "PRICES_AS_OF", "batch_price", "given_price",
-           "published_price"]
+__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "OPENAI_ONLINE_PRICES", "OPENAI_PRICES_AS_OF", "PRICES_AS_OF",
+           "batch_price", "given_price", "published_price"]
 
 PRICES_AS_OF = "2026-11-30 (list prices; verify on the provider's pricing page before large jobs)"
 BATCH_DISCOUNT = 0.5
@@ -42,6 +42,7 @@ ONLINE_PRICES: dict[str, tuple[float, float]] = {
 #: model id -> (input, output) US$ per million tokens, online. Read 2026-12-06 from copies of OpenAI's
 #: pricing page (developers.openai.com/api/docs/pricing) that agree with each other (March-November
 #: 2026); the page itself could not be read from here: verify before large jobs.
+OPENAI_PRICES_AS_OF = "2026-12-06 (OpenAI list prices; verify on its pricing page before large jobs)"
 OPENAI_ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),

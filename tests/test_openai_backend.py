@@ -204,6 +204,7 @@ def test_preview_and_max_cost_use_the_batch_prices(openai_emulator):
     df = _frame()
     pv = df.llama.preview("{review}", backend="openai", model="gpt-4.1-mini", max_tokens=100)
     assert pv.estimated_cost is not None and pv.estimated_cost > 0
+    assert pv.prices_as_of.startswith("2026-12-06 (OpenAI")
     with pytest.raises(ConfigError, match="max_cost"):
         df.llama.batch_predict("{review}", backend="openai", model="gpt-4.1-mini", max_tokens=100,
                                max_cost=1e-9, progress=False)

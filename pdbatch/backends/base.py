@@ -23,7 +23,7 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`.
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
-  :meth:`~Backend.batch_price` (``preview``, ``max_cost``).
+  :meth:`~Backend.batch_price` and :attr:`~Backend.prices_as_of` (``preview``, ``max_cost``).
 * **The response cache**: :meth:`~Backend.cache_identity`.
 * **Settings**: a backend is constructed with its settings as keyword
   arguments (``Vertex(project=...)``); for a setting left out, read
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..models import Kind
-from ..pricing import published_price
+from ..pricing import PRICES_AS_OF, published_price
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -149,6 +149,8 @@ class Backend(abc.ABC):
     #: the backend's service reads or writes them (``passthrough=True`` refuses
     #: them, or renames them with ``rename_reserved=True``).
     reserved_columns: ClassVar[tuple[str, ...]] = ()
+    #: When the prices :meth:`batch_price` gives were read (shown with every estimate).
+    prices_as_of: ClassVar[str] = PRICES_AS_OF
     #: Endpoints a request file's lines may name besides chat completions and
     #: embeddings, each with the kind whose result columns its answers fill
     #: (``{"/v1/responses": "chat"}``); :meth:`submit` then finds the endpoint

@@ -39,7 +39,7 @@ from .. import config
 from ..atomic import atomic_path, private_dir
 from ..errors import BackendError, ConfigError, PdbatchError
 from ..models import CHAT, EMBEDDINGS, URLS, Kind
-from ..pricing import OPENAI_ONLINE_PRICES, published_price
+from ..pricing import OPENAI_ONLINE_PRICES, OPENAI_PRICES_AS_OF, published_price
 from . import _openai_client as oc
 from .base import Backend, JobStatus
 
@@ -103,6 +103,7 @@ class OpenAI(Backend):
     """
 
     name = "openai"
+    prices_as_of: ClassVar[str] = OPENAI_PRICES_AS_OF
     #: Request files may hold Responses API lines too; their answers fill the chat columns.
     extra_urls: ClassVar[Mapping[str, Kind]] = {"/v1/responses": CHAT}
 

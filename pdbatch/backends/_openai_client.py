@@ -148,6 +148,8 @@ def translate(action: str, *, key: str | None, where: str, job_id: str | None = 
     """
     import openai
 
+    # ``from None`` throughout: the client's exception quotes the key (a 401) and holds the request,
+    # whose Authorization header is the key; chained, a traceback would print them.
     try:
         yield
     except (ConfigError, BackendError, JobNotFoundError):

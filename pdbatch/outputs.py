@@ -151,13 +151,35 @@ def outcome(obj: dict[str, Any]) -> Outcome:
         elif resp.get("error") is not None:
             detail = resp["error"]
             error = str(detail.get("message") if isinstance(detail, dict) else detail)
+        elif isinstance(resp.get("output"), list):  # a Responses API answer (/v1/responses)
+            text, finish, error = _response_output(resp)
         else:
             error = "malformed response: neither choices nor data"
         usage = resp.get("usage") if isinstance(resp, dict) else None
         if isinstance(usage, dict):
-            ptok = usage.get("prompt_tokens")
-            ctok = usage.get("completion_tokens")
+            ptok = usage.get("prompt_tokens", usage.get("input_tokens"))
+            ctok = usage.get("completion_tokens", usage.get("output_tokens"))
     return Outcome(cid, text, finish, ptok, ctok, emb, error)
+
+
+#: A Responses answer's ``incomplete_details.reason`` in chat completions' ``finish_reason`` words.
+_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def _response_output(resp: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(text, finish reason, error) of a Responses API object: its ``output_text`` parts, joined."""
+    parts = [c.get("text") for item in resp["output"] if isinstance(item, dict) and item.get("type") == "message"
+             for c in item.get("content") or [] if isinstance(c, dict) and c.get("type") == "output_text"]
+    texts = [t for t in parts if isinstance(t, str)]
+    status = resp.get("status")
+    if status == "incomplete":
+        reason = (resp.get("incomplete_details") or {}).get("reason")
+        finish = _INCOMPLETE.get(reason, reason) if isinstance(reason, str) else None
+    else:
+        finish = "stop" if status == "completed" else status
+    if not texts and status not in ("completed", "incomplete"):
+        return None, finish, f"malformed response: a {status or 'status-less'} response with no output text"
+    return "".join(texts) if texts else None, finish, None
 
 
 def succeeded(obj: Any) -> bool:

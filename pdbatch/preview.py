@@ -197,6 +197,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
         over_context=over,
         estimated_cost=cost,
         max_tokens=max_tokens,
+        prices_as_of=backend.prices_as_of,
     )
 
 

@@ -1,8 +1,8 @@
-"""A small, dated table of Vertex AI model prices, for estimates before spending money.
+"""A small, dated table of Vertex AI and OpenAI model prices, for estimates before spending money.
 
 Prices are US dollars per million tokens for online (synchronous) use, as
-listed on Google's Vertex AI pricing page around the date below; batch
-prediction is billed at half the online price. They change: pass
+listed on Google's Vertex AI pricing page (and OpenAI's) around the dates
+below; batch prediction is billed at half the online price. They change: pass
 ``prices={"model-id": (input_per_million, output_per_million)}`` to
 ``preview``/``batch_predict`` to use your own, and check the pricing page
 before large jobs. Token counts for Vertex models are estimates too (see
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "PRICES_AS_OF", "batch_price", "given_price", "published_price"]
+__all__ = ["BATCH_DISCOUNT", "ONLINE_PRICES", "OPENAI_ONLINE_PRICES", "OPENAI_PRICES_AS_OF", "PRICES_AS_OF",
+           "batch_price", "given_price", "published_price"]
 
-PRICES_AS_OF = "2026-11-30 (list prices; verify on the Vertex AI pricing page before large jobs)"
+PRICES_AS_OF = "2026-11-30 (list prices; verify on the provider's pricing page before large jobs)"
 BATCH_DISCOUNT = 0.5
 
 #: model id -> (input, output) US$ per million tokens, online. Sources, read
@@ -37,6 +38,24 @@ ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "gemini-embedding-2": (0.20, 0.0),
 }
 
+#: OpenAI's models, priced the same way (the openai backend reads this table; its Batch API bills half):
+#: model id -> (input, output) US$ per million tokens, online. Read 2026-12-06 from copies of OpenAI's
+#: pricing page (developers.openai.com/api/docs/pricing) that agree with each other (March-November
+#: 2026); the page itself could not be read from here: verify before large jobs.
+OPENAI_PRICES_AS_OF = "2026-12-06 (OpenAI list prices; verify on its pricing page before large jobs)"
+OPENAI_ONLINE_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
+}
+
 
 def batch_price(model: str, overrides: Mapping[str, tuple[float, float]] | None = None) -> tuple[float, float] | None:
     """(input, output) US$ per million tokens for a batch job on ``model``, or None if unknown.
@@ -52,9 +71,9 @@ def given_price(model: str, prices: Mapping[str, tuple[float, float]] | None) ->
     return _lookup(prices or {}, model, 1.0)
 
 
-def published_price(model: str) -> tuple[float, float] | None:
-    """The batch price of ``model`` from the published online prices, less the batch discount."""
-    return _lookup(ONLINE_PRICES, model, BATCH_DISCOUNT)
+def published_price(model: str, table: Mapping[str, tuple[float, float]] = ONLINE_PRICES) -> tuple[float, float] | None:
+    """The batch price of ``model`` from the published online prices (``table``), less the batch discount."""
+    return _lookup(table, model, BATCH_DISCOUNT)
 
 
 def _lookup(table: Mapping[str, tuple[float, float]], model: str, factor: float) -> tuple[float, float] | None:

@@ -237,6 +237,11 @@ class LineGroup:
     kind: Kind
     model: str
     positions: np.ndarray
+    #: The endpoint the lines name: the kind's own, or one the backend adds (:attr:`Backend.extra_urls`).
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.url = self.url or URLS[self.kind]
 
 
 @dataclass
@@ -294,18 +299,21 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
     if missing:
         raise InputError(f"a request frame has the columns {list(COLUMNS)}; this one lacks {missing}")
     errors: dict[int, str] = {}
-    kinds: dict[Kind, list[int]] = {CHAT: [], EMBEDDINGS: []}
+    extra = dict(backend.extra_urls)
+    # one group per endpoint: the kinds' own, then those the backend adds (each fills a kind's columns)
+    urls: dict[str, list[int]] = {URLS[CHAT]: [], **{u: [] for u in extra}, URLS[EMBEDDINGS]: []}
+    kind_of = {**_KIND_OF_URL, **extra}
     records = zip(frame["method"].tolist(), frame["url"].tolist(), frame["body"].tolist(), strict=True)
     for p, (method, url, body) in enumerate(records):
-        kind, problem = _line_kind(method, url, body)
+        url, problem = _line_url(method, url, body, extra)
         if problem is None:
-            assert kind is not None
-            problem = _body_problem(body, kind, backend)
+            assert url is not None
+            problem = _body_problem(body, kind_of[url], backend) if url in _KIND_OF_URL else _input_problem(body)
         if problem is None:
-            kinds[kind].append(p)  # type: ignore[index]
+            urls[url].append(p)  # type: ignore[index]
         else:
             errors[p] = INVALID_PREFIX + problem
-    present = [k for k in (CHAT, EMBEDDINGS) if kinds[k]]
+    present = list(dict.fromkeys(kind_of[u] for u, found in urls.items() if found))
     if isinstance(model, str) and len(present) > 1:
         raise ConfigError(
             f"model={model!r} cannot serve both kinds of line in this file (chat and embeddings); give one "
@@ -316,8 +324,11 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
         if unknown:
             raise ConfigError(f"model=: the keys are 'chat' and 'embeddings', not {unknown}")
     groups = []
-    for kind in present:
-        positions = np.asarray(kinds[kind], dtype=np.int64)
+    for url, found in urls.items():
+        if not found:
+            continue
+        kind = kind_of[url]
+        positions = np.asarray(found, dtype=np.int64)
         chosen = model.get(kind) if isinstance(model, Mapping) else model
         name = _model_of(frame, positions, kind) if chosen is None else chosen
         try:
@@ -327,8 +338,26 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
                 raise
             raise ConfigError(f"{exc} (the model the {kind} lines name in body.model; pass model=... "
                               f"(--model) to run them on another)") from exc
-        groups.append(LineGroup(kind, resolved, positions))
+        groups.append(LineGroup(kind, resolved, positions, url))
     return PlannedLines(frame, groups, errors)
+
+
+def _line_url(method: Any, url: Any, body: Any, extra: Mapping[str, Kind]) -> tuple[str | None, str | None]:
+    """The endpoint a line runs on (its kind's, or one ``extra`` names), or why it cannot run."""
+    if isinstance(url, str) and url in extra and isinstance(body, dict) and (_missing(method) or method == "POST"):
+        return url, None
+    kind, problem = _line_kind(method, url, body)
+    if problem is not None and isinstance(url, str) and extra and problem.startswith("url "):
+        problem += f" (this backend also runs {', '.join(map(repr, extra))})"
+    return (None, problem) if kind is None else (URLS[kind], None)
+
+
+def _input_problem(body: dict[str, Any]) -> str | None:
+    """A body for an endpoint the backend adds (``/v1/responses``) needs its ``input``; the service checks the rest."""
+    text = body.get("input")
+    if (isinstance(text, str) and text.strip()) or (isinstance(text, list) and text):
+        return None
+    return f"input must be a non-empty string or list of input items, not {_shown(text)}"
 
 
 def _line_kind(method: Any, url: Any, body: Any) -> tuple[Kind | None, str | None]:

@@ -33,7 +33,7 @@ from .call import CacheMode, Call, Options
 from .display import live_display_available
 from .errors import ConfigError, InputError
 from .join import output_columns
-from .models import CHAT, EMBEDDINGS, URLS, Kind
+from .models import CHAT, EMBEDDINGS, Kind
 from .preview import Preview, enforce_limits, make_preview
 from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, read_requests
 from .requests import CHUNK_ROWS, RequestPlan
@@ -82,11 +82,11 @@ def _plan(planned: PlannedLines, group: LineGroup) -> BodiesPlan:
         del skipped[p]
     skipped.update(planned.errors)
     bodies = frame["body"].to_numpy(dtype=object)[group.positions]
-    caps = [b.get("max_completion_tokens", b.get("max_tokens")) for b in bodies]
+    caps = [b.get("max_completion_tokens", b.get("max_tokens", b.get("max_output_tokens"))) for b in bodies]
     # what the preview reads from the params: the largest cap, an upper bound of every answer's length
     params = {"max_tokens": max(caps)} if caps and all(isinstance(c, int) for c in caps) else {}
     ids = frame["custom_id"].to_numpy(dtype=object)
-    return BodiesPlan(frame, group.kind, URLS[group.kind], group.model, None, None, None, params, ids, skipped)
+    return BodiesPlan(frame, group.kind, group.url, group.model, None, None, None, params, ids, skipped)
 
 
 def _other(kind: Kind) -> str:

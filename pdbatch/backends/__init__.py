@@ -21,6 +21,7 @@ __all__ = [
     "JobStatus",
     "Local",
     "Mock",
+    "OpenAI",
     "Vertex",
     "get_backend",
     "register",
@@ -105,10 +106,11 @@ def get_backend(backend: str | Backend | None = None, **settings: Any) -> Backen
 register("local", "pdbatch.backends.local:Local")
 register("vertex", "pdbatch.backends.vertex:Vertex")
 register("mock", "pdbatch.backends.mock:Mock")
+register("openai", "pdbatch.backends.openai:OpenAI")
 
 
 def __getattr__(name: str) -> Any:
-    # `pdbatch.backends.Vertex` without importing google-cloud until it is used.
-    if name in ("Local", "Mock", "Vertex"):
+    # `pdbatch.backends.Vertex` without importing google-cloud (or openai) until it is used.
+    if name in ("Local", "Mock", "OpenAI", "Vertex"):
         return backend_class(name.lower())
     raise AttributeError(name)

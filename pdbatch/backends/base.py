@@ -17,7 +17,8 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :attr:`~Backend.max_bytes_per_file` (request files are split at them),
   :attr:`~Backend.poll_seconds` (how often ``wait`` asks for the status).
 * **Capabilities**: :attr:`~Backend.accepts_passthrough` and
-  :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
+  :attr:`~Backend.reserved_columns` (``passthrough=True``), :attr:`~Backend.extra_urls`
+  (request-file endpoints beyond chat and embeddings), :meth:`~Backend.resume`
   with :attr:`JobStatus.stalled` (a job that stopped and can be restarted),
   :attr:`~Backend.exclusive_machine` (jobs that take this machine's cores run
   one at a time side by side), :meth:`~Backend.discard_staging` (what
@@ -25,7 +26,7 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`.
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
-  :meth:`~Backend.batch_price` (``preview``, ``max_cost``).
+  :meth:`~Backend.batch_price` and :attr:`~Backend.prices_as_of` (``preview``, ``max_cost``).
 * **The response cache**: :meth:`~Backend.cache_identity`.
 * **Settings**: a backend is constructed with its settings as keyword
   arguments (``Vertex(project=...)``); for a setting left out, read
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..models import Kind
-from ..pricing import published_price
+from ..pricing import PRICES_AS_OF, published_price
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -155,6 +156,13 @@ class Backend(abc.ABC):
     #: side by side (``model=[...]``) then runs such jobs one after another
     #: rather than at once, where they would fight over the same cores.
     exclusive_machine: ClassVar[bool] = False
+    #: When the prices :meth:`batch_price` gives were read (shown with every estimate).
+    prices_as_of: ClassVar[str] = PRICES_AS_OF
+    #: Endpoints a request file's lines may name besides chat completions and
+    #: embeddings, each with the kind whose result columns its answers fill
+    #: (``{"/v1/responses": "chat"}``); :meth:`submit` then finds the endpoint
+    #: in the lines' ``url``. Lines naming another endpoint fail alone.
+    extra_urls: ClassVar[Mapping[str, Kind]] = {}
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:

@@ -19,6 +19,8 @@ each test gets the environment variables set for it alone and restored after:
                       wired to both, step 0.1 s, stopped after the test
     gcs_bucket     -> name of a new, empty bucket on gcs_emulator
     bq_dataset     -> "project.dataset" of a new, empty dataset in us-central1 on bq_emulator
+    openai_emulator-> a fresh OpenAIBatchEmulator (in-process, step 0.05 s) with
+                      OPENAI_API_KEY and OPENAI_BASE_URL set to it during the test
 
 If setup.sh was not run, they fail, or skip when PDBATCH_ALLOW_SKIP=1.
 """
@@ -35,6 +37,7 @@ from ._proc import EmulatorNotInstalled
 from .bigquery import start_bigquery
 from .fence import Fence, bigquery_json_loads, deny_gcs
 from .gcs import start_gcs
+from .openai_batch import OpenAIBatchEmulator
 from .vertex import VertexEmulator
 
 PROJECT = "test-project"
@@ -125,3 +128,15 @@ def bq_dataset(bq_emulator) -> str:
     dataset.location = "us-central1"
     bq_emulator.client().create_dataset(dataset)
     return dataset_id
+
+
+@pytest.fixture
+def openai_emulator(monkeypatch):
+    with OpenAIBatchEmulator(step=0.05) as emu:
+        monkeypatch.setenv("OPENAI_API_KEY", emu.api_key)
+        monkeypatch.setenv("OPENAI_BASE_URL", emu.url)
+        for name in list(os.environ):
+            if name.startswith("PDBATCH_OPENAI_"):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("PDBATCH_OPENAI_POLL_SECONDS", "0.05")  # the emulator answers in tenths of seconds
+        yield emu

@@ -18,9 +18,22 @@ def test_missing_project(monkeypatch):
         Vertex(location="us-central1")
 
 
-def test_global_location_runs_no_batch_jobs():
-    with pytest.raises(ConfigError, match="global"):
-        Vertex(project="p", location="global")
+def test_global_location_runs_batch_jobs_only_for_models_that_list_it():
+    vx = Vertex(project="p", location="global")  # gemini-embedding-2 runs batch jobs there
+    assert vx.model_name(None, "embeddings") == "google/gemini-embedding-2"
+    assert vx._endpoint("global") == "aiplatform.googleapis.com"
+    with pytest.raises(ConfigError, match="only in us-central1.*location is 'global'"):
+        vx.model_name("gpt-oss-120b-maas", "chat")
+
+
+def test_no_location_means_each_model_its_own_and_preflight_is_a_setting(monkeypatch):
+    vx = Vertex(project="p")
+    assert vx.location is None and vx.settings()["location"] is None and vx.preflight is True
+    monkeypatch.setenv("PDBATCH_VERTEX_PREFLIGHT", "0")
+    assert Vertex(project="p").preflight is False and Vertex(project="p", preflight=True).preflight is True
+    monkeypatch.setenv("PDBATCH_VERTEX_PREFLIGHT", "maybe")
+    with pytest.raises(ConfigError, match="preflight='maybe'.*PDBATCH_VERTEX_PREFLIGHT=1 or 0"):
+        Vertex(project="p")
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ from ._gcp import BqUri, GcsUri, translate
 if TYPE_CHECKING:
     from .vertex import Vertex
 
-__all__ = ["AGENT", "Line", "Report", "before_submit", "run"]
+__all__ = ["AGENT", "Line", "Report", "before_submit", "check", "run"]
 
 #: The Vertex AI service agent: batch jobs read their input and write their output as it.
 AGENT = "service-PROJECT_NUMBER@gcp-sa-aiplatform.iam.gserviceaccount.com"
@@ -115,6 +115,19 @@ def run(vx: Vertex, spec: VertexModel, location: str, *, paid: bool = True) -> R
     return report
 
 
+def check(vx: Vertex, spec: VertexModel, location: str) -> Report:
+    """Every check, paid one included; when all pass, ``submit`` need not run them again."""
+    report = run(vx, spec, location)
+    if report.ok:
+        today = dt.date.today().isoformat()
+        _remember(_key(vx, spec, location), {"free": today, "paid": today})
+    return report
+
+
+def _key(vx: Vertex, spec: VertexModel, location: str) -> str:
+    return f"{vx.project}|{location}|{spec.resource}"
+
+
 def before_submit(vx: Vertex, spec: VertexModel, location: str) -> None:
     """The checks ``submit`` runs: free ones once per (project, location, model), the paid one once too.
 
@@ -123,7 +136,7 @@ def before_submit(vx: Vertex, spec: VertexModel, location: str) -> None:
     ConfigError
         A check failed; the message has one line per failure, with its fix. Nothing was uploaded.
     """
-    key = f"{vx.project}|{location}|{spec.resource}"
+    key = _key(vx, spec, location)
     done = _remembered().get(key, {})
     if "free" in done and "paid" in done:
         return

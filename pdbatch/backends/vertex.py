@@ -255,7 +255,7 @@ class Vertex(Backend):
             ``.ok`` (no check failed), ``.lines``, ``.cost`` (US$ of the online request).
         """
         spec = parse_vertex(model, kind) if model else resolve_vertex(None, kind or "chat")
-        return _preflight.run(self, spec, self.location or spec.region)
+        return _preflight.check(self, spec, self.location or spec.region)
 
     # ------------------------------------------------------------- clients
     def _endpoint(self, location: str) -> str:

@@ -465,12 +465,13 @@ def location_problem(model: VertexModel, location: str) -> str | None:
     served = model.locations or (FALLBACK_LOCATION,)
     elsewhere = [n for n in live_models(model.kind, location) if n != model.model_id]
     instead = (f"or a model served in {location!r}: {', '.join(elsewhere)}" if elsewhere else
-               f"no Vertex {model.kind} model runs batch jobs in {location!r}")
+               f"(no Vertex {model.kind} model runs batch jobs in {location!r}; or use backend='local' "
+               f"({LOCAL_DEFAULTS[model.kind]}))")
     why = ("open-model batch jobs do not run in 'global'" if not model.locations else
            f"{model.body_name} runs batch jobs only in {', '.join(served)} (its model card; see `pdbatch models`)")
     return (
         f"{why}, but this Vertex backend's location is {location!r}. Leave location out (each model then "
-        f"runs where it is served: {served[0]!r} for this one) or pass Vertex(location={served[0]!r}), {instead}. "
+        f"runs where it is served: {served[0]!r} for this one) or pass Vertex(location={served[0]!r}) {instead}. "
         f"Nothing was submitted."
     )
 

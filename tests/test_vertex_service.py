@@ -23,7 +23,7 @@ from pdbatch.backends.vertex import Vertex
 from pdbatch.errors import BackendError, ConfigError, JobPausedError
 
 from .emulators.fake_model import embed
-from .emulators.fence import Fence, deny_gcs
+from .emulators.fence import Fence, deny_gcs, gcs_iam
 from .test_vertex import creates, make
 from .test_vertex import quick_retries as _quick_retries
 from .test_vertex import vx as _vx
@@ -207,14 +207,19 @@ def test_passthrough_loads_a_json_column_as_bigquery_accepts(vertex_emulator, bq
 
 # ------------------------------------------------------------ 4. least-privilege buckets
 @pytest.mark.slow
-@pytest.mark.parametrize(("denied", "fails_at"), [("storage.objects.list", "checking the staging bucket"),
-                                                  ("storage.objects.create", "uploading the requests")])
+@pytest.mark.parametrize(("denied", "fails_at", "preflight"), [
+    ("storage.objects.list", "checking the staging bucket", True),
+    # the preflight's testIamPermissions finds it before anything is uploaded ...
+    ("storage.objects.create", "the caller lacks storage.objects.create on it", True),
+    # ... and without the preflight, the upload names it
+    ("storage.objects.create", "uploading the requests", False)])
 def test_missing_storage_permission_is_named(vertex_emulator, gcs_emulator, gcs_bucket, frame, monkeypatch,
-                                             denied, fails_at):
-    with Fence(gcs_emulator.url, deny_gcs("storage.buckets.get", denied)) as fence:
+                                             denied, fails_at, preflight):
+    lacks = {"storage.buckets.get", "storage.buckets.getIamPolicy", denied}
+    with Fence(gcs_emulator.url, deny_gcs(*lacks), gcs_iam(lacks)) as fence:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", fence.url)
-        vx = make(vertex_emulator, f"gs://{gcs_bucket}/p/")
-        with pytest.raises(BackendError) as err:
+        vx = make(vertex_emulator, f"gs://{gcs_bucket}/p/", preflight=preflight)
+        with pytest.raises((BackendError, ConfigError)) as err:
             frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, progress=False)
     assert fails_at in str(err.value) and denied in str(err.value) and f"gs://{gcs_bucket}" in str(err.value)
     assert creates(vertex_emulator) == []

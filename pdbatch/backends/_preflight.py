@@ -146,6 +146,8 @@ def before_submit(vx: Vertex, spec: VertexModel, location: str) -> None:
         failed = "\n".join(str(line) for line in report.lines if line.ok is False)
         raise ConfigError(f"the Vertex AI project is not ready for this job (nothing was uploaded):\n{failed}\n"
                           f"`pdbatch check --backend vertex --model {spec.model_id}` runs every check again.")
+    if any(line.ok is None for line in report.lines[:2]):
+        return  # the project or the model could not be checked (an outage): ask again next time
     today = dt.date.today().isoformat()
     _remember(key, {"free": today, **({"paid": today} if paid or spec.kind != "chat" else {})})
 
@@ -159,11 +161,20 @@ def _project(vx: Vertex, location: str) -> Line:
             _gcp.retrying(lambda: next(iter(client.list_batch_prediction_jobs(
                 request={"parent": parent, "page_size": 1}).pages), None))
     except PdbatchError as exc:
+        if _passing(exc):
+            return Line("project", None, f"Vertex AI did not answer ({exc}); job creation will tell")
         return Line("project", False, str(exc),
                     f"enable the API (gcloud services enable aiplatform.googleapis.com --project {vx.project}), "
                     f"grant the caller roles/aiplatform.user, and sign in (gcloud auth application-default login)")
     return Line("project", True, f"credentials resolve and project {vx.project!r} answers in {location!r} "
                                  f"(Vertex AI API enabled, jobs may be listed)")
+
+
+def _passing(exc: BaseException) -> bool:
+    """An outage or rate limit that outlived the retries: says nothing about the project."""
+    from google.api_core import exceptions as gexc
+
+    return isinstance(exc.__cause__, (*_gcp.transient(), gexc.RetryError))
 
 
 def _model(vx: Vertex, spec: VertexModel, location: str, *, paid: bool) -> tuple[Line, float]:
@@ -222,6 +233,9 @@ def _online(vx: Vertex, spec: VertexModel, location: str) -> tuple[Line, float]:
     if answer.status_code == 404 or "not supported in location" in message or "not available" in message:
         return Line(name, False, f"{spec.resource} is not served in {location!r} ({message})",
                     f"use location={spec.region!r}, or `pdbatch models` for the live models"), 0.0
+    if answer.status_code == 429 or answer.status_code >= 500:
+        return Line(name, None, f"the online request was not answered ({answer.status_code}: {message}); "
+                                f"job creation will tell"), 0.0
     return Line(name, False, f"the online request failed ({answer.status_code}: {message})",
                 "run `pdbatch check` again; if it persists, check the model's page in Model Garden"), 0.0
 

@@ -246,8 +246,13 @@ def _denied(action: str, where: str, exc: Any) -> BackendError:
 
 
 def _msg(exc: Any) -> str:
-    # .message is the service's text without the request URL (which can be long).
-    return str(getattr(exc, "message", None) or exc)
+    # .message is the service's text without the request URL (which can be long); the REST
+    # transport puts "METHOD URL: " in front of it, which says nothing the caller does not know.
+    text = str(getattr(exc, "message", None) or exc)
+    return _REQUEST_PREFIX.sub("", text, count=1)
+
+
+_REQUEST_PREFIX = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE) \S+: ")
 
 
 # ------------------------------------------------------------ Cloud Storage

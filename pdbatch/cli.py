@@ -287,11 +287,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """One line per check of the backend's project (✔ / ✘ with its fix); 0 when none failed."""
     backend = get_backend(args.backend)
-    check = getattr(backend, "check", None)
-    if check is None:
+    report = backend.check(args.model, kind="embeddings" if args.embed else None)
+    if report is None:
         print(f"the {backend.name} backend needs no set-up to check")
         return EXIT_OK
-    report = check(args.model, kind="embeddings" if args.embed else None)
     print(report)
     return EXIT_OK if report.ok else EXIT_ROWS_FAILED
 

@@ -31,7 +31,7 @@ import contextlib
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -43,8 +43,22 @@ from ..pricing import ONLINE_PRICES
 from . import _garden, _gcp
 from ._gcp import BqUri, GcsUri, translate
 
-if TYPE_CHECKING:
-    from .vertex import Vertex
+
+class Vertex(Protocol):
+    """What the checks use of :class:`pdbatch.backends.vertex.Vertex` (not imported: it imports this)."""
+
+    project: str
+    staging: str | None
+    output: str | None
+    _credentials: Any
+
+    def _jobs(self, location: str) -> Any: ...
+    def _client(self, service: str, location: str) -> Any: ...
+    def _endpoint(self, location: str) -> str: ...
+    def _base_url(self, location: str) -> str: ...
+    def _where(self, *uris: object, location: str | None = None) -> str: ...
+    def _storage(self) -> Any: ...
+    def _bigquery(self) -> Any: ...
 
 __all__ = ["AGENT", "Line", "Report", "before_submit", "check", "run"]
 

@@ -12,6 +12,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from pdbatch import cli
 from pdbatch.backends import _preflight
 from pdbatch.backends.vertex import Vertex

@@ -22,7 +22,7 @@ def test_global_location_runs_batch_jobs_only_for_models_that_list_it():
     vx = Vertex(project="p", location="global")  # gemini-embedding-2 runs batch jobs there
     assert vx.model_name(None, "embeddings") == "google/gemini-embedding-2"
     assert vx._endpoint("global") == "aiplatform.googleapis.com"
-    with pytest.raises(ConfigError, match="only in us-central1.*location is 'global'"):
+    with pytest.raises(ConfigError, match=r"only in us-central1.*location is 'global'"):
         vx.model_name("gpt-oss-120b-maas", "chat")
 
 
@@ -32,7 +32,7 @@ def test_no_location_means_each_model_its_own_and_preflight_is_a_setting(monkeyp
     monkeypatch.setenv("PDBATCH_VERTEX_PREFLIGHT", "0")
     assert Vertex(project="p").preflight is False and Vertex(project="p", preflight=True).preflight is True
     monkeypatch.setenv("PDBATCH_VERTEX_PREFLIGHT", "maybe")
-    with pytest.raises(ConfigError, match="preflight='maybe'.*PDBATCH_VERTEX_PREFLIGHT=1 or 0"):
+    with pytest.raises(ConfigError, match=r"preflight='maybe'.*PDBATCH_VERTEX_PREFLIGHT=1 or 0"):
         Vertex(project="p")
 
 

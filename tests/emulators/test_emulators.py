@@ -197,7 +197,7 @@ def test_sdk_embeddings_wildcard_and_sharded_output(vertex_emulator, gcs_emulato
     row = next(r for r in rows if r["key"] == "e-1-3")
     assert row["status"] == "" and row["request"]["content"]["parts"][0]["text"] == "text 1 3"
     assert row["response"]["embedding"]["values"] == embed("text 1 3")
-    assert row["response"]["usageMetadata"]["promptTokenCount"] == 3
+    assert row["response"]["tokenCount"] == "3"  # SPEC.md: response.tokenCount, an int64 string
 
 
 def test_gemini_embeddings_refuse_openai_lines_and_bigquery(vertex_emulator, gcs_emulator, gcs_bucket, sdk,

@@ -1,7 +1,7 @@
 """``pdbatch``: batch jobs from scripts and schedulers.
 
 Exit codes: 0 done (every row answered); 1 the job finished but some rows
-failed (see their ``error``); 2 bad usage or input; 3 the job failed, was
+failed (see their ``error``), or for ``check`` a check failed; 2 bad usage or input; 3 the job failed, was
 cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out;
 70 an internal error (a bug: ``--debug`` shows the traceback); 141 the reader
 of the output went away (``pdbatch results JOB | head``), as for any Unix tool

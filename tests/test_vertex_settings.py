@@ -78,3 +78,21 @@ def test_settings_come_from_configure_then_the_environment(monkeypatch):
     # environment variables are text; one file never holds more than a job takes
     assert vx.max_requests_per_job == 50 and vx.max_requests_per_file == 50
     assert Vertex(project="p", location="asia-northeast1").location == "asia-northeast1"
+
+
+@pytest.mark.parametrize(("endpoint", "emulated"), [("http://127.0.0.1:9", False), ("http://10.1.2.3:80", True)])
+def test_the_online_check_goes_over_plain_http_only_to_a_loopback_emulator(monkeypatch, endpoint, emulated):
+    from pdbatch.backends import _preflight
+    from pdbatch.models import resolve_vertex
+
+    for name in ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    if emulated:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
+    vx = Vertex(project="p", api_endpoint=endpoint)
+    line, cost = _preflight._online(vx, resolve_vertex(None, "chat"), "us-central1")
+    assert (line.ok, cost) == (False, 0.0) and "is plain HTTP" in line.text  # nothing was sent
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
+    line, _ = _preflight._online(Vertex(project="p", api_endpoint="http://127.0.0.1:9"),
+                                 resolve_vertex(None, "chat"), "us-central1")
+    assert line.ok is False and line.text.startswith("cannot reach http://127.0.0.1:9")  # sent: nobody there

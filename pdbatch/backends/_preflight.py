@@ -41,6 +41,7 @@ from ..errors import ConfigError, PdbatchError
 from ..models import VertexModel, location_problem, not_enabled_message, online_only_message, retired_message
 from ..pricing import ONLINE_PRICES
 from . import _garden, _gcp
+from ._endpoint import EMULATOR_VARIABLES, emulator_http
 from ._gcp import BqUri, GcsUri, translate
 
 
@@ -224,6 +225,8 @@ def _online(vx: Vertex, spec: VertexModel, location: str) -> tuple[Line, float]:
     try:
         session = _session(vx, base)
         answer = session.post(url, json=body, timeout=60)
+    except ConfigError as exc:
+        return Line(name, False, str(exc)), 0.0
     except PdbatchError as exc:
         return Line(name, False, str(exc), "gcloud auth application-default login"), 0.0
     except (requests.RequestException, OSError) as exc:
@@ -258,7 +261,11 @@ def _session(vx: Vertex, base: str) -> Any:
     import requests
 
     if base.startswith("http://"):
-        # A loopback emulator (see ._endpoint): never send a token over plain HTTP.
+        # Plain HTTP only to a loopback emulator, as for endpoints read from a job
+        # folder (._endpoint), and never with a token.
+        if not emulator_http(base):
+            raise ConfigError(f"api_endpoint={base!r} is plain HTTP: the online check goes there only for a "
+                              f"loopback emulator while {' or '.join(EMULATOR_VARIABLES)} is set; use https://")
         return requests.Session()
     from google.auth.transport.requests import AuthorizedSession
 

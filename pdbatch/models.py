@@ -378,30 +378,6 @@ def unavailable_message(model: VertexModel, location: str, detail: str) -> str:
     )
 
 
-def garden_url(model: VertexModel, project: str) -> str:
-    """The model's Model Garden page in the Cloud console, where a project enables it."""
-    return (f"https://console.cloud.google.com/vertex-ai/publishers/{model.publisher}/model-garden/"
-            f"{model.model_id}?project={project}")
-
-
-def not_enabled_message(model: VertexModel, project: str) -> str:
-    """The service's 400 FAILED_PRECONDITION "Project ... is not allowed to use Publisher Model", in one line."""
-    licence = " and accept its licence" if model.publisher == "meta" else ""
-    return (
-        f"project {project!r} has not enabled {model.body_name}: open {garden_url(model, project)}, click "
-        f"Enable{licence}, then run again (`pdbatch check --backend vertex --model {model.model_id}` checks it "
-        f"without a job). Nothing was submitted."
-    )
-
-
-def no_batch_message(model: VertexModel, detail: str) -> str:
-    """The service's 400 "Do not support publisher model ..." (no batch jobs for it), in one line."""
-    return (
-        f"{model.body_name} does not run batch jobs (Vertex AI: {detail}); it runs online only. Models that "
-        f"run batch jobs: {', '.join(n for n in live_models(model.kind) if n != model.model_id)}."
-    )
-
-
 def resolve_vertex(name: str | None, kind: Kind | None = None, *, location: str | None = None) -> VertexModel:
     """Resolve a Vertex model written as ``id``, ``publisher/id`` or ``publishers/p/models/id``.
 

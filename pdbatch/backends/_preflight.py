@@ -38,11 +38,12 @@ import orjson
 from .. import config
 from ..atomic import atomic_path
 from ..errors import ConfigError, PdbatchError
-from ..models import VertexModel, location_problem, not_enabled_message, online_only_message, retired_message
+from ..models import VertexModel, location_problem, online_only_message, retired_message
 from ..pricing import ONLINE_PRICES
 from . import _garden, _gcp
 from ._endpoint import EMULATOR_VARIABLES, emulator_http
 from ._gcp import BqUri, GcsUri, translate
+from ._setup import not_enabled_message
 
 
 class Vertex(Protocol):

@@ -32,8 +32,6 @@ from ..models import (
     Kind,
     VertexModel,
     batch_location,
-    no_batch_message,
-    not_enabled_message,
     online_only_message,
     parse_vertex,
     resolve_vertex,
@@ -41,7 +39,7 @@ from ..models import (
     unavailable_message,
 )
 from ..params import Check
-from . import _garden, _gcp, _gemini_embed, _preflight, _staging
+from . import _garden, _gcp, _gemini_embed, _preflight, _setup, _staging
 from ._create import create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
@@ -76,10 +74,6 @@ _INTS = {"max_requests_per_file", "max_bytes_per_file", "max_requests_per_job"}
 MULTI_REGIONS = ("us", "eu")
 #: The global location is served from the host without a region (sdk: aiplatform.utils, "global").
 GLOBAL = "global"
-#: Body fields the backend sets for reasoning models unless the call does: at
-#: low effort gpt-oss reasons in tens of tokens, so a short max_tokens still
-#: leaves room for the answer (it counts reasoning and answer together).
-REASONING_DEFAULTS = {"reasoning_effort": "low"}
 
 
 class Vertex(Backend):
@@ -370,7 +364,7 @@ class Vertex(Backend):
         if spec.wire == "gemini-embedding":
             _gemini_embed.prepare(spec, files, staging, output)
         elif spec.reasoning:
-            _reasoning_defaults(files)
+            _setup.reasoning_defaults(files)
         self._check_served(spec, location)
         where = functools.partial(self._where, location=location)
         clients: dict[str, Any] = {"storage": self._storage, "bigquery": self._bigquery, "where": where}
@@ -432,13 +426,7 @@ class Vertex(Backend):
                     unavailable_message(spec, location, f"job creation: {_gcp._msg(exc)}")
                 ) from exc
             except (gexc.BadRequest, gexc.FailedPrecondition) as exc:
-                # The two refusals a first job meets (SPEC.md, "What a real project meets on its
-                # first job"), each in one line; any other 400 keeps translate's wording.
-                text = _gcp._msg(exc)
-                if "is not allowed to use Publisher Model" in text:
-                    raise ConfigError(not_enabled_message(spec, self.project)) from exc
-                if "Do not support publisher model" in text:
-                    raise ConfigError(no_batch_message(spec, text)) from exc
+                _setup.refusal(exc, spec, self.project)
                 raise
 
     # ------------------------------------------------------------- status
@@ -510,25 +498,6 @@ def _boolean(name: str, value: Any) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={value!r}: use True or False (PDBATCH_VERTEX_{name.upper()}=1 or 0)")
-
-
-def _reasoning_defaults(files: list[Path]) -> None:
-    """Add :data:`REASONING_DEFAULTS` to the request lines that do not set those fields (in place)."""
-    import orjson
-
-    for path in files:
-        tmp = path.with_name(path.name + ".reasoning")
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
-            for raw in src:
-                if not raw.strip():
-                    continue
-                line = orjson.loads(raw)
-                body = line.get("body") if isinstance(line, dict) else None
-                if isinstance(body, dict) and line.get("url") == "/v1/chat/completions":
-                    for key, value in REASONING_DEFAULTS.items():
-                        body.setdefault(key, value)
-                dst.write(orjson.dumps(line) + b"\n")
-        os.replace(tmp, path)
 
 
 def _anonymous() -> Any:

@@ -37,6 +37,7 @@ from ..models import (
     resolve_vertex,
     retired_message,
     unavailable_message,
+    vertex_default,
 )
 from ..params import Check
 from . import _garden, _gcp, _gemini_embed, _preflight, _setup, _staging
@@ -248,7 +249,7 @@ class Vertex(Backend):
         Report
             ``.ok`` (no check failed), ``.lines``, ``.cost`` (US$ of the online request).
         """
-        spec = parse_vertex(model, kind) if model else resolve_vertex(None, kind or "chat")
+        spec = parse_vertex(model or vertex_default(kind or "chat", self.location), kind)
         return _preflight.check(self, spec, self.location or spec.region)
 
     # ------------------------------------------------------------- clients

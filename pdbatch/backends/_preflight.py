@@ -134,7 +134,7 @@ def run(vx: Vertex, spec: VertexModel, location: str, *, paid: bool = True) -> R
 def check(vx: Vertex, spec: VertexModel, location: str) -> Report:
     """Every check, paid one included; when all pass, ``submit`` need not run them again."""
     report = run(vx, spec, location)
-    if report.ok:
+    if report.ok and all(line.ok for line in report.lines[:2]):
         today = dt.date.today().isoformat()
         _remember(_key(vx, spec, location), {"free": today, "paid": today})
     return report

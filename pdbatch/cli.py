@@ -1,7 +1,7 @@
 """``pdbatch``: batch jobs from scripts and schedulers.
 
 Exit codes: 0 done (every row answered); 1 the job finished but some rows
-failed (see their ``error``); 2 bad usage or input; 3 the job failed, was
+failed (see their ``error``), or for ``check`` a check failed; 2 bad usage or input; 3 the job failed, was
 cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out;
 70 an internal error (a bug: ``--debug`` shows the traceback); 141 the reader
 of the output went away (``pdbatch results JOB | head``), as for any Unix tool
@@ -46,6 +46,7 @@ examples:
   pdbatch jobs
   pdbatch jobs prune --older-than 7d --yes
   pdbatch models --backend vertex --status live
+  pdbatch check --backend vertex --model gpt-oss-120b-maas   (before a project's first job)
 
 exit codes: 0 done, 1 some rows failed, 2 bad usage or input, 3 job failed/cancelled/expired,
             4 no such job, 5 still running at --timeout, 70 internal error (a bug: rerun with
@@ -267,6 +268,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """One line per check of the backend's project (✔ / ✘ with its fix); 0 when none failed."""
+    backend = get_backend(args.backend)
+    report = backend.check(args.model, kind="embeddings" if args.embed else None)
+    if report is None:
+        print(f"the {backend.name} backend needs no set-up to check")
+        return EXIT_OK
+    print(report)
+    return EXIT_OK if report.ok else EXIT_ROWS_FAILED
+
+
 #: Advice that pdbatch's errors give in Python's words, in the command line's
 #: words instead ({job}: the job's id). Each is checked by tests/test_cli.py.
 CLI_WORDS = (
@@ -388,9 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list the models, with their lifecycle status today")
     p.add_argument("--backend", choices=["local", "vertex"])
     p.add_argument("--kind", choices=["chat", "embeddings"])
-    p.add_argument("--status", choices=["live", "deprecated", "retired", "unlisted"])
+    p.add_argument("--status", choices=["live", "deprecated", "retired", "unlisted", "online"])
     p.add_argument("--json", action="store_true", help="one JSON object per model")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("check", help="check a project before its first job (Vertex: one request, a fraction of a cent)")
+    p.add_argument("--backend", "-b", help="the backend to check (default: the configured one)")
+    p.add_argument("--model", "-m", help="the model the jobs will use (default: the backend's default)")
+    p.add_argument("--embed", action="store_true", help="the default embedding model instead of the chat one")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("cache", help="the response cache")
     csub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")

@@ -13,7 +13,7 @@ import difflib
 import importlib.util
 import warnings
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,6 +30,7 @@ __all__ = [
     "DeprecatedModelWarning",
     "Kind",
     "LocalModel",
+    "PreviewModelWarning",
     "VertexModel",
     "list_models",
     "parse_vertex",
@@ -147,29 +148,42 @@ def _unknown(name: str, known: list[str], where: str, escape: str) -> str:
 # --------------------------------------------------------------------------- vertex
 # The Vertex catalog carries each model's lifecycle because Google retires MaaS
 # models on announced dates, and a retired id only fails when the job is
-# created. Sources (read 2026-11-30):
-#   DEPRECATIONS: the "open models deprecations (MaaS)" page, model id / deprecation / retirement dates;
+# created; and each model's locations, because a job created in a region that
+# does not serve its model fails there too. Sources (read 2026-11-30, regions
+# and batch support 2026-12-06):
+#   DEPRECATIONS: the "open models deprecations (MaaS)" page, model id / deprecation / retirement dates,
+#   and (new section) Preview open models are guaranteed for 45 days from their launch only;
 #   BATCH_PAGE: the open models batch prediction page, "Supported models" (chat models that run batch jobs);
 #   EMBEDDINGS_PAGE: "Get batch embeddings inferences" (Gemini embedding models, their locations and line formats);
+#   CARDS: each model's Model Garden card, "Model availability" / "Batch inference" (quoted per model below);
 #   INVENTORY: a third-party inventory of live MaaS models (2026-09), read when this catalog was written
 #   (it is not kept in this repository).
 # The live service stays the final word: pdbatch.backends.Vertex asks Model
-# Garden (publishers/<p>/models/<id>) before it stages anything.
+# Garden (publishers/<p>/models/<id>) before it stages anything, and
+# `pdbatch check` asks the user's own project (one online request).
 DOCS = "https://docs.cloud.google.com/gemini-enterprise-agent-platform/models"
 DEPRECATIONS = f"{DOCS}/deprecations/open-models"
 BATCH_PAGE = f"{DOCS}/maas/capabilities/batch-prediction"
 EMBEDDINGS_PAGE = f"{DOCS}/embeddings/batch-prediction-genai-embeddings"
-CATALOG_AS_OF = date(2026, 11, 30)
+CATALOG_AS_OF = date(2026, 12, 6)
+#: DEPRECATIONS: a Preview open model is guaranteed for this long after its launch, no longer.
+PREVIEW_GUARANTEE = timedelta(days=45)
+#: Where a model the catalog does not place runs (SPEC.md "Models": us-central1 serves the most).
+FALLBACK_LOCATION = "us-central1"
 
 #: How a model's batch lines are written: OpenAI batch lines, or Gemini
 #: embedding lines ({"key", "request": {"content": ...}}), which the Vertex
 #: backend converts to and from at its boundary.
 Wire = Literal["openai", "gemini-embedding"]
-Status = Literal["live", "deprecated", "retired", "unlisted", "unknown"]
+Status = Literal["live", "deprecated", "retired", "unlisted", "online", "unknown"]
 
 
 class DeprecatedModelWarning(UserWarning):
     """The model still runs but Google has announced the day it will be retired."""
+
+
+class PreviewModelWarning(UserWarning):
+    """The model is in Preview: Google guarantees it for 45 days from its launch only."""
 
 
 @dataclass(frozen=True)
@@ -187,9 +201,19 @@ class VertexModel:
     wire : {"openai", "gemini-embedding"}
         The line format its batch jobs read and write.
     locations : tuple of str
-        Where its batch jobs run, when the documentation restricts it (empty: any region).
+        The locations that serve its batch jobs, the default first (empty: not
+        documented; the job runs in :data:`FALLBACK_LOCATION` unless told otherwise).
     catalogued : bool
         False for a ``publishers/<p>/models/<id>`` the catalog does not know.
+    batch : bool
+        False for a model that runs online only ("Batch inference: Not supported"):
+        refused before anything is uploaded.
+    online : tuple of str
+        Where it answers online requests beyond ``locations`` (``global``: never batch).
+    launched : datetime.date or None
+        Launch day of a Preview model: guaranteed until :attr:`available_until` only.
+    reasoning : bool
+        A reasoning model (it spends ``max_tokens`` on reasoning before it answers).
     """
 
     publisher: str
@@ -202,6 +226,20 @@ class VertexModel:
     wire: Wire = "openai"
     locations: tuple[str, ...] = ()
     catalogued: bool = True
+    batch: bool = True
+    online: tuple[str, ...] = ()
+    launched: date | None = None
+    reasoning: bool = False
+
+    @property
+    def region(self) -> str:
+        """Where its batch jobs run when no location is given: the first that serves it."""
+        return self.locations[0] if self.locations else FALLBACK_LOCATION
+
+    @property
+    def available_until(self) -> date | None:
+        """The last day a Preview model is guaranteed (DEPRECATIONS: 45 days from launch)."""
+        return self.launched + PREVIEW_GUARANTEE if self.launched and self.stage == "PREVIEW" else None
 
     @property
     def resource(self) -> str:
@@ -214,7 +252,8 @@ class VertexModel:
         return f"{self.publisher}/{self.model_id}"
 
     def status(self, on: date | None = None) -> Status:
-        """``"retired"``, ``"deprecated"``, ``"live"``, ``"unlisted"`` (not on the batch page) or ``"unknown"``."""
+        """``"retired"``, ``"deprecated"``, ``"live"``, ``"unlisted"`` (not on the batch page),
+        ``"online"`` (runs online only, no batch jobs) or ``"unknown"``."""
         on = on or today()
         if self.retired and on >= self.retired:
             return "retired"
@@ -222,6 +261,8 @@ class VertexModel:
             return "deprecated"
         if not self.catalogued:
             return "unknown"
+        if not self.batch:
+            return "online"
         return "live" if self.batch_listed else "unlisted"
 
 
@@ -242,23 +283,38 @@ def _retired(publisher: str, kind: Kind, *ids: str) -> list[VertexModel]:
 def _gemini_embedding(model_id: str, *locations: str) -> VertexModel:
     return VertexModel("google", model_id, EMBEDDINGS, wire="gemini-embedding", locations=locations)
 
+
+def _online_only(publisher: str, model_id: str, *online: str, launched: date | None = None) -> VertexModel:
+    return VertexModel(publisher, model_id, stage="PREVIEW" if launched else "GA", batch_listed=False, batch=False,
+                       online=online, launched=launched)
+
+
 VERTEX_MODELS: dict[str, VertexModel] = {
     m.model_id: m
     for m in (
         # BATCH_PAGE lists exactly these three chat models.
-        VertexModel("meta", "llama-4-scout-17b-16e-instruct-maas"),
-        VertexModel("meta", "llama-4-maverick-17b-128e-instruct-maas"),
-        VertexModel("openai", "gpt-oss-120b-maas"),
+        # CARDS, gpt-oss-120b: region list us-central1 (and `global`, which batch jobs refuse); its card,
+        # the region list and BATCH_PAGE agree that it runs batch jobs. A reasoning model.
+        VertexModel("openai", "gpt-oss-120b-maas", locations=("us-central1",), online=("global",), reasoning=True),
+        # CARDS, Llama 4 Scout / Maverick: "Model availability: us-east5" only. (The cards contradict
+        # themselves on batch: "Batch predictions: Supported", then "Batch predictions aren't supported"
+        # under Considerations; BATCH_PAGE lists them, so they are kept, the live service decides.)
+        VertexModel("meta", "llama-4-scout-17b-16e-instruct-maas", locations=("us-east5",)),
+        VertexModel("meta", "llama-4-maverick-17b-128e-instruct-maas", locations=("us-east5",)),
         # EMBEDDINGS_PAGE: the models that run embedding batch jobs, and where.
         _gemini_embedding("gemini-embedding-001", "us-central1", "us-east1", "us-east4", "us-west1",
                           "us-west4", "europe-west1", "europe-west4"),
         _gemini_embedding("gemini-embedding-2", "us", "eu", "global"),
-        # Missing from BATCH_PAGE but on no deprecation list: availability unconfirmed.
-        *(VertexModel("meta", i, stage="PREVIEW", batch_listed=False) for i in (
+        # Missing from BATCH_PAGE but on no deprecation list: availability unconfirmed. Their MaaS
+        # cards served them from us-central1 when they ran batch jobs.
+        *(VertexModel("meta", i, stage="PREVIEW", batch_listed=False, locations=("us-central1",)) for i in (
             "llama-3.1-405b-instruct-maas", "llama-3.1-70b-instruct-maas", "llama-3.1-8b-instruct-maas")),
-        # INVENTORY lists these as live; BATCH_PAGE does not.
-        VertexModel("google", "gemma-4-26b-a4b-it-maas", batch_listed=False),
-        VertexModel("zai-org", "glm-5.2-maas", batch_listed=False),
+        # CARDS: "Batch inference: Not supported" (online only). GLM-5.2 is `global` only and in Preview
+        # ("until at least 2026-11-30"); DeepSeek-V4.1-Flash is Preview, launched 2026-10-14, `global` only,
+        # no batch ("until at least 2026-11-28"). DEPRECATIONS: 45 days from launch.
+        _online_only("google", "gemma-4-26b-a4b-it-maas"),
+        _online_only("zai-org", "glm-5.2-maas", "global", launched=date(2026, 10, 16)),
+        _online_only("deepseek-ai", "deepseek-v4.1-flash-maas", "global", launched=date(2026, 10, 14)),
         # DEPRECATIONS, retired 2026-10-21.
         *_retired("meta", CHAT, "llama-3.3-70b-instruct-maas"),
         *_retired("openai", CHAT, "gpt-oss-20b-maas"),
@@ -273,11 +329,14 @@ VERTEX_MODELS: dict[str, VertexModel] = {
     )
 }
 #: Defaults in order of preference: the first that runs in the backend's location wins.
-#: Llama 4 Scout: the cheapest chat model on BATCH_PAGE, and not a reasoning model
-#: (gpt-oss spends max_tokens on reasoning before it answers). gemini-embedding-001
-#: runs in regions; gemini-embedding-2 only in the us / eu multi-regions.
+#: gpt-oss-120b: the one chat model whose batch support Google documents without
+#: contradiction (card, region list and BATCH_PAGE agree), in us-central1; the
+#: Llama 4 cards contradict themselves. A reasoning model: the Vertex backend asks
+#: it for reasoning_effort="low" unless the call says otherwise, so that a short
+#: max_tokens still leaves room for the answer. gemini-embedding-001 runs in
+#: regions; gemini-embedding-2 in the us / eu multi-regions and global.
 VERTEX_DEFAULTS: dict[Kind, tuple[str, ...]] = {
-    CHAT: ("llama-4-scout-17b-16e-instruct-maas",),
+    CHAT: ("gpt-oss-120b-maas",),
     EMBEDDINGS: ("gemini-embedding-001", "gemini-embedding-2"),
 }
 
@@ -286,23 +345,22 @@ def vertex_default(kind: Kind, location: str | None = None) -> str:
     """The default Vertex model of ``kind`` for batch jobs in ``location``."""
     names = VERTEX_DEFAULTS[kind]
     for name in names:
-        places = VERTEX_MODELS[name].locations
-        if location is None or not places or location in places:
+        if location is None or location in VERTEX_MODELS[name].locations:
             return name
     return names[0]
 
 
 def live_models(kind: Kind, location: str | None = None) -> list[str]:
-    """Catalogued models of ``kind`` listed live today (and runnable in ``location``), the default first."""
+    """Catalogued models of ``kind`` listed live for batch today (and served in ``location``), the default first."""
     names = [m.model_id for m in VERTEX_MODELS.values() if m.kind == kind and m.status() == "live"
-             and (location is None or not m.locations or location in m.locations)]
+             and (location is None or location in m.locations)]
     first = vertex_default(kind, location)
     return sorted(names, key=lambda n: n != first)
 
 
 def retired_message(model: VertexModel, location: str | None = None) -> str:
-    """Why a retired model is refused, and what to use instead."""
-    alternatives = ", ".join(live_models(model.kind, location))
+    """Why a retired model is refused, and what to use instead (every live model: each runs in its own region)."""
+    alternatives = ", ".join(live_models(model.kind))
     return (
         f"Vertex AI retired {model.body_name} on {model.retired} (deprecated {model.deprecated}; see "
         f"{DEPRECATIONS}): batch jobs for it fail. Live {model.kind} models that can replace it: "
@@ -344,7 +402,8 @@ def resolve_vertex(name: str | None, kind: Kind | None = None, *, location: str 
     Raises
     ------
     ConfigError
-        Unknown short name, retired model, wrong kind, or a location the model does not run in.
+        Unknown short name, retired model, wrong kind, a model that runs online
+        only, or a location that does not serve the model's batch jobs.
     """
     if name is None:
         name = vertex_default(kind or CHAT, location)
@@ -355,17 +414,52 @@ def resolve_vertex(name: str | None, kind: Kind | None = None, *, location: str 
             f"model={name!r} is a {model.kind} model, but this call needs a {kind} model "
             f"(for example {vertex_default(kind, location)!r})"
         )
-    if location and model.locations and location not in model.locations:
-        elsewhere = live_models(model.kind, location)
-        instead = (f"or a model that runs in {location!r}: {', '.join(elsewhere)}" if elsewhere else
-                   f"no Vertex {model.kind} model runs batch jobs in {location!r}; or use backend='local' "
-                   f"({LOCAL_DEFAULTS[model.kind]})")
-        raise ConfigError(
-            f"{model.body_name} runs batch jobs only in {', '.join(model.locations)} (see {EMBEDDINGS_PAGE}), "
-            f"but this Vertex backend's location is {location!r}. Pass Vertex(location=...) with one of "
-            f"those, {instead}."
-        )
+    if not model.batch:
+        raise ConfigError(online_only_message(model))
+    if location:
+        problem = location_problem(model, location)
+        if problem:
+            raise ConfigError(problem)
     return model
+
+
+def online_only_message(model: VertexModel) -> str:
+    """Why a model without batch support is refused, and which models run batch jobs."""
+    return (
+        f"{model.body_name} runs online only: Vertex AI does not run batch jobs for it (its model card: "
+        f"\"Batch inference: Not supported\"). Models that run batch jobs: "
+        f"{', '.join(live_models(model.kind))}. Nothing was submitted."
+    )
+
+
+def location_problem(model: VertexModel, location: str) -> str | None:
+    """Why ``model``'s batch jobs cannot run in ``location`` (None: they can, or only the service knows)."""
+    if model.locations and location in model.locations:
+        return None
+    if not model.locations and location != "global":
+        return None  # not documented: the live service decides
+    served = model.locations or (FALLBACK_LOCATION,)
+    elsewhere = [n for n in live_models(model.kind, location) if n != model.model_id]
+    instead = (f"or a model served in {location!r}: {', '.join(elsewhere)}" if elsewhere else
+               f"(no Vertex {model.kind} model runs batch jobs in {location!r}; or use backend='local' "
+               f"({LOCAL_DEFAULTS[model.kind]}))")
+    why = ("open-model batch jobs do not run in 'global'" if not model.locations else
+           f"{model.body_name} runs batch jobs only in {', '.join(served)} (its model card; see `pdbatch models`)")
+    return (
+        f"{why}, but this Vertex backend's location is {location!r}. Leave location out (each model then "
+        f"runs where it is served: {served[0]!r} for this one) or pass Vertex(location={served[0]!r}) {instead}. "
+        f"Nothing was submitted."
+    )
+
+
+def batch_location(model: VertexModel, location: str | None) -> str:
+    """Where ``model``'s batch job runs: ``location`` when given (checked), else the model's own region."""
+    if location is None:
+        return model.region
+    problem = location_problem(model, location)
+    if problem:
+        raise ConfigError(problem)
+    return location
 
 
 def parse_vertex(name: str, kind: Kind | None = None) -> VertexModel:
@@ -398,6 +492,15 @@ def _check_lifecycle(model: VertexModel, location: str | None) -> None:
             DeprecatedModelWarning,
             stacklevel=4,
         )
+    until = model.available_until
+    if until and model.batch:
+        passed = " (that day has passed: it may be withdrawn at any time)" if today() > until else ""
+        warnings.warn(
+            f"{model.body_name} is a Preview model, launched {model.launched}: Google guarantees it until "
+            f"{until} only (45 days from launch, see {DEPRECATIONS}){passed}",
+            PreviewModelWarning,
+            stacklevel=4,
+        )
 
 
 def _unknown_vertex(name: str) -> str:
@@ -426,19 +529,22 @@ def list_models(on: date | None = None) -> pd.DataFrame:
         One row per model: ``backend``, ``name``, ``publisher``, ``kind``,
         ``stage``, ``deprecated``, ``retired``, ``status`` (``live``,
         ``deprecated``, ``retired``, ``unlisted``: not on the current batch
-        page, the live service decides) and ``default``.
+        page, the live service decides; ``online``: no batch jobs), ``default``
+        and ``locations`` (where its batch jobs run, the default first).
     """
     import pandas as pd
 
     rows: list[dict[str, Any]] = [
         {"backend": "local", "name": m.name, "publisher": m.package or "", "kind": m.kind, "stage": "bundled",
-         "deprecated": None, "retired": None, "status": "live", "default": LOCAL_DEFAULTS[m.kind] == m.name}
+         "deprecated": None, "retired": None, "status": "live", "default": LOCAL_DEFAULTS[m.kind] == m.name,
+         "locations": ""}
         for m in LOCAL_MODELS.values()
     ]
     defaults = {n for names in VERTEX_DEFAULTS.values() for n in names}
     rows += [
         {"backend": "vertex", "name": m.model_id, "publisher": m.publisher, "kind": m.kind, "stage": m.stage,
-         "deprecated": m.deprecated, "retired": m.retired, "status": m.status(on), "default": m.model_id in defaults}
+         "deprecated": m.deprecated, "retired": m.retired, "status": m.status(on), "default": m.model_id in defaults,
+         "locations": ", ".join(m.locations) if m.batch else f"online only: {', '.join(m.online) or '-'}"}
         for m in VERTEX_MODELS.values()
     ]
     return pd.DataFrame(rows)

@@ -20,7 +20,8 @@ from pdbatch.errors import ConfigError
 from pdbatch.models import DeprecatedModelWarning, kind_of_url, parse_vertex, resolve_local, resolve_vertex
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAT = "llama-4-scout-17b-16e-instruct-maas"
+CHAT = "gpt-oss-120b-maas"
+SCOUT = "llama-4-scout-17b-16e-instruct-maas"
 RETIRED = "llama-3.3-70b-instruct-maas"
 
 
@@ -29,10 +30,14 @@ def test_list_models_from_python_and_the_command_line():
     vertex = table[table.backend == "vertex"].set_index("name")
     assert vertex.loc[RETIRED, "status"] == "retired" and vertex.loc[RETIRED, "retired"] == date(2026, 10, 21)
     assert vertex.loc[CHAT, "status"] == "live" and vertex.loc[CHAT, "default"]
+    assert vertex.loc[CHAT, "locations"] == "us-central1" and vertex.loc[SCOUT, "locations"] == "us-east5"
     assert vertex.loc["llama-3.1-8b-instruct-maas", "status"] == "unlisted"
     assert set(vertex.loc[vertex.status == "live"].index) == {
-        CHAT, "llama-4-maverick-17b-128e-instruct-maas", "gpt-oss-120b-maas", "gemini-embedding-001",
-        "gemini-embedding-2"}
+        SCOUT, "llama-4-maverick-17b-128e-instruct-maas", CHAT, "gemini-embedding-001", "gemini-embedding-2"}
+    # the models without batch jobs are listed, as such
+    assert set(vertex.loc[vertex.status == "online"].index) == {
+        "gemma-4-26b-a4b-it-maas", "glm-5.2-maas", "deepseek-v4.1-flash-maas"}
+    assert vertex.loc["deepseek-v4.1-flash-maas", "locations"] == "online only: global"
     assert models.list_models(on=date(2026, 8, 1)).set_index("name").loc[RETIRED, "status"] == "deprecated"
     proc = subprocess.run([sys.executable, "-m", "pdbatch.cli", "models", "--backend", "vertex", "--json"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -60,8 +65,8 @@ def test_local_names_aliases_and_gguf_paths(tmp_path):
 
 
 def test_vertex_names_in_every_form_resolve_to_one_model():
-    forms = [CHAT, f"meta/{CHAT}", f"publishers/meta/models/{CHAT}", f"/publishers/meta/models/{CHAT}/"]
-    assert {resolve_vertex(f, "chat").resource for f in forms} == {f"publishers/meta/models/{CHAT}"}
+    forms = [SCOUT, f"meta/{SCOUT}", f"publishers/meta/models/{SCOUT}", f"/publishers/meta/models/{SCOUT}/"]
+    assert {resolve_vertex(f, "chat").resource for f in forms} == {f"publishers/meta/models/{SCOUT}"}
     new = resolve_vertex("google/some-new-maas", "embeddings")
     assert (new.catalogued, new.kind, new.status()) == (False, "embeddings", "unknown")
     assert resolve_vertex(None, "embeddings").model_id == models.vertex_default("embeddings")
@@ -87,3 +92,42 @@ def test_kinds_and_unknown_names_are_refused_with_what_to_use():
     assert kind_of_url("/v1/embeddings") == "embeddings"
     with pytest.raises(ConfigError, match="url='/v1/completions' is not supported"):
         kind_of_url("/v1/completions")
+
+
+def test_the_default_chat_model_is_the_one_google_documents_for_batch_in_its_region():
+    model = resolve_vertex(None, "chat")
+    assert (model.body_name, model.region, model.reasoning) == ("openai/gpt-oss-120b-maas", "us-central1", True)
+    assert models.batch_location(model, None) == "us-central1"
+    assert models.batch_location(resolve_vertex(SCOUT, "chat"), None) == "us-east5"  # each model its own
+
+
+def test_a_location_that_does_not_serve_the_model_is_refused_naming_those_that_do():
+    with pytest.raises(ConfigError, match=r"meta/llama-4-scout-17b-16e-instruct-maas runs batch jobs only in "
+                                          r"us-east5.*location is 'us-central1'.*Vertex\(location='us-east5'\)"):
+        resolve_vertex(SCOUT, "chat", location="us-central1")
+    with pytest.raises(ConfigError, match=r"only in us-central1.*location is 'global'"):
+        resolve_vertex(CHAT, "chat", location="global")  # its card lists global: online only
+    with pytest.raises(ConfigError, match="open-model batch jobs do not run in 'global'"):
+        resolve_vertex("someone/new-model-maas", "chat", location="global")
+    # global where the model runs batch there; a model the catalog does not place: the service decides
+    assert resolve_vertex("gemini-embedding-2", "embeddings", location="global").model_id == "gemini-embedding-2"
+    assert resolve_vertex("someone/new-model-maas", "chat", location="europe-west4").catalogued is False
+
+
+@pytest.mark.parametrize("name", ["gemma-4-26b-a4b-it-maas", "zai-org/glm-5.2-maas", "deepseek-v4.1-flash-maas"])
+@pytest.mark.parametrize("location", [None, "us-central1", "global"])
+def test_models_without_batch_are_refused_anywhere_naming_the_batch_models(name, location):
+    with pytest.raises(ConfigError, match=r"runs online only.*Models that run batch jobs: gpt-oss-120b-maas, "
+                                          r"llama-4-scout"):
+        resolve_vertex(name, "chat", location=location)
+
+
+def test_a_preview_model_runs_with_a_warning_giving_its_last_guaranteed_day(monkeypatch):
+    preview = models.VertexModel("acme", "new-maas", stage="PREVIEW", launched=date(2026, 11, 1),
+                                 locations=("us-central1",))
+    monkeypatch.setitem(models.VERTEX_MODELS, "new-maas", preview)
+    monkeypatch.setattr(models, "today", lambda: date(2026, 12, 6))
+    with pytest.warns(models.PreviewModelWarning, match=r"launched 2026-11-01.*until 2026-12-16 only"):
+        resolve_vertex("new-maas", "chat")
+    assert models.VERTEX_MODELS["deepseek-v4.1-flash-maas"].available_until == date(2026, 11, 28)
+    assert models.VERTEX_MODELS["glm-5.2-maas"].available_until == date(2026, 11, 30)

@@ -24,7 +24,7 @@ from .test_vertex_service import staged_lines
 
 pytestmark = pytest.mark.slow
 quick_retries, vx = _quick_retries, _vx
-CHAT = "llama-4-scout-17b-16e-instruct-maas"
+CHAT = "gpt-oss-120b-maas"  # the default chat model, served in us-central1 like the vx fixture
 
 # as OpenAI's guide writes them, for gpt models: the model is chosen where they run
 LINES = [
@@ -74,11 +74,11 @@ def test_vertex_runs_the_file_on_the_jobs_model(vx, vertex_emulator, gcs_emulato
     assert out.response[0] == "echo: What is 2+2?"
     np.testing.assert_allclose(out.embedding[3], embed("The food was delicious."), rtol=1e-6)
     bodies = {b["model"]: b for b in creates(vertex_emulator)}
-    assert set(bodies) == {f"publishers/meta/models/{CHAT}", "publishers/google/models/gemini-embedding-001"}
+    assert set(bodies) == {f"publishers/openai/models/{CHAT}", "publishers/google/models/gemini-embedding-001"}
     # one job has one model: body.model is rewritten to it
-    staged = staged_lines(gcs_emulator, bodies[f"publishers/meta/models/{CHAT}"])
+    staged = staged_lines(gcs_emulator, bodies[f"publishers/openai/models/{CHAT}"])
     assert [x["custom_id"] for x in staged] == ["request-1", "request-2"]
-    assert {x["body"]["model"] for x in staged} == {f"meta/{CHAT}"}
+    assert {x["body"]["model"] for x in staged} == {f"openai/{CHAT}"}
     job.write_output(tmp_path / "out.jsonl")
     lines = lines_of(tmp_path / "out.jsonl")
     for line in lines:
@@ -89,10 +89,10 @@ def test_vertex_runs_the_file_on_the_jobs_model(vx, vertex_emulator, gcs_emulato
 
 
 def test_vertex_lines_agreeing_on_a_model_need_no_model_argument(vx, vertex_emulator, tmp_path):
-    lines = [{**x, "body": {**x["body"], "model": f"meta/{CHAT}"}} for x in LINES[:2]]
+    lines = [{**x, "body": {**x["body"], "model": f"openai/{CHAT}"}} for x in LINES[:2]]
     out = pdbatch.run_requests(write(tmp_path / "r.jsonl", lines), backend=vx, progress=False)
     assert out.error.isna().all()
-    assert [b["model"] for b in creates(vertex_emulator)] == [f"publishers/meta/models/{CHAT}"]
+    assert [b["model"] for b in creates(vertex_emulator)] == [f"publishers/openai/models/{CHAT}"]
     gpt = write(tmp_path / "gpt.jsonl", LINES[:2])
     with pytest.raises(pdbatch.ConfigError, match=r"gpt-4o-mini.*pass model="):
         pdbatch.run_requests(gpt, backend=vx)

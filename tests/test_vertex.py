@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Summarize: {text}"
-CHAT = "llama-4-scout-17b-16e-instruct-maas"
+CHAT = "gpt-oss-120b-maas"  # the default chat model, served in us-central1
+SCOUT = "llama-4-scout-17b-16e-instruct-maas"  # served in us-east5 only
 
 
 @pytest.fixture(autouse=True)
@@ -72,17 +73,20 @@ def test_gcs_to_gcs(vx, vertex_emulator, gcs_emulator, gcs_bucket, frame):
     assert_echoed(out, frame)
     assert out.finish_reason.eq("stop").all() and out.prompt_tokens.gt(0).all()
     [body] = creates(vertex_emulator)
-    assert body["model"] == f"publishers/meta/models/{CHAT}"
+    assert body["model"] == f"publishers/openai/models/{CHAT}"
     [uri] = body["inputConfig"]["gcsSource"]["uris"]
     assert uri.startswith(f"gs://{gcs_bucket}/pdbatch/") and uri.endswith(".jsonl")
     assert body["outputConfig"]["gcsDestination"]["outputUriPrefix"].startswith(
         f"gs://{gcs_bucket}/pdbatch/"
     )
-    assert body["labels"]["pdbatch-requests"] == "6"
+    assert body["labels"]["pdbatch_requests"] == "6"
     # the staged file is what job.py wrote: one OpenAI batch line per row
     bucket, name = uri[len("gs://") :].split("/", 1)
     lines = gcs_emulator.client().bucket(bucket).blob(name).download_as_text().splitlines()
-    assert json.loads(lines[0])["body"]["model"] == f"meta/{CHAT}"
+    staged = json.loads(lines[0])["body"]
+    assert staged["model"] == f"openai/{CHAT}"
+    # a reasoning model: low effort unless the call says otherwise, so max_tokens leaves room for the answer
+    assert staged["reasoning_effort"] == "low" and staged["max_tokens"] == 256
 
 
 def test_bigquery_to_bigquery_with_passthrough(vertex_emulator, bq_emulator, bq_dataset, frame):
@@ -166,7 +170,7 @@ def test_chunked_into_several_files_and_jobs(vertex_emulator, gcs_bucket):
     job = frame.llama.submit(PROMPT, model=CHAT, backend=vx, progress=False)
     bodies = creates(vertex_emulator)
     assert [len(b["inputConfig"]["gcsSource"]["uris"]) for b in bodies] == [2, 2, 2]
-    assert [b["labels"]["pdbatch-requests"] for b in bodies] == ["4", "4", "3"]
+    assert [b["labels"]["pdbatch_requests"] for b in bodies] == ["4", "4", "3"]
     assert len(job.ids) == 3 and job.id == job.ids[0]
     assert len({b["outputConfig"]["gcsDestination"]["outputUriPrefix"] for b in bodies}) == 3
     out = job.wait(progress=False).result()
@@ -447,11 +451,15 @@ def test_notebook_runs_against_the_emulators(
         str(o.get("data", {}).get("text/plain", "")) + o.get("text", "") for o in outputs
     )
     assert "echo: Classify the sentiment" in shown and "JOB_STATE_SUCCEEDED" in shown
+    # it starts with the check: every line passed, one online request, remembered for the jobs after it
+    assert "\u2714 model gpt-oss-120b-maas: enabled for 'test-project' and served in 'us-central1'" in shown
+    assert "\u2718" not in shown
+    assert len(vertex_emulator.requests_to("POST", "/endpoints/openapi/chat/completions")) == 1
     assert "gemini-embedding-001" in shown and "llama-3.3" not in shown  # the live models table
     assert len(vertex_emulator.jobs) == 3  # batch_predict, submit, embed
     models = sorted(j.spec["model"] for j in vertex_emulator.jobs.values())
     assert models == ["publishers/google/models/gemini-embedding-001",
-                      *["publishers/meta/models/llama-4-scout-17b-16e-instruct-maas"] * 2]
+                      *["publishers/openai/models/gpt-oss-120b-maas"] * 2]
 
 
 # --------------------------------------------------------- issue 6 on Vertex
@@ -491,9 +499,10 @@ def test_preview_prices_a_vertex_job_without_submitting(vx, vertex_emulator, fra
     assert creates(vertex_emulator) == []
 
 
-def test_side_by_side_two_vertex_models(vx, vertex_emulator, frame):
-    out = frame.llama.batch_predict(PROMPT, model=[CHAT, "gpt-oss-120b-maas"], backend=vx, temperature=0,
-                                    progress=False)
-    assert out[f"response:meta/{CHAT}"].notna().all() and out["response:openai/gpt-oss-120b-maas"].notna().all()
-    models = {c["model"] for c in creates(vertex_emulator)}
-    assert models == {f"publishers/meta/models/{CHAT}", "publishers/openai/models/gpt-oss-120b-maas"}
+def test_side_by_side_two_vertex_models_each_in_its_own_region(vertex_emulator, gcs_least_privilege, gcs_bucket,
+                                                               frame):
+    vx = make(vertex_emulator, f"gs://{gcs_bucket}/pdbatch/", location=None)
+    out = frame.llama.batch_predict(PROMPT, model=[SCOUT, CHAT], backend=vx, temperature=0, progress=False)
+    assert out[f"response:meta/{SCOUT}"].notna().all() and out[f"response:openai/{CHAT}"].notna().all()
+    where = {j.spec["model"]: j.location for j in vertex_emulator.jobs.values()}
+    assert where == {f"publishers/meta/models/{SCOUT}": "us-east5", f"publishers/openai/models/{CHAT}": "us-central1"}

@@ -25,15 +25,17 @@ def test_the_created_job_carries_its_size_and_its_submission():
     job = job_resource("x" * 200, spec, source, dest, 7, "RUN-1", "2")
     assert job["model"] == spec.resource and job["input_config"] is source and job["output_config"] is dest
     assert len(job["display_name"]) == 128  # the service's limit
-    assert job["labels"] == {"pdbatch": "1", "pdbatch-requests": "7", "pdbatch-run": "run-1", "pdbatch-part": "2"}
+    # underscores: a list filter is AIP-160, where "-" negates (the adoption look-up filters on pdbatch_run)
+    assert job["labels"] == {"pdbatch": "1", "pdbatch_requests": "7", "pdbatch_run": "run-1", "pdbatch_part": "2"}
     aip.BatchPredictionJob(**job)  # the client's own type takes it as it is
 
 
-def test_a_job_reads_back_as_a_status():
+@pytest.mark.parametrize("size_label", ["pdbatch_requests", "pdbatch-requests"])  # and as older pdbatch wrote it
+def test_a_job_reads_back_as_a_status(size_label):
     job = aip.BatchPredictionJob(
         display_name="reviews", state=aip.JobState.JOB_STATE_PARTIALLY_SUCCEEDED,
         completion_stats=aip.CompletionStats(successful_count=5, failed_count=1, incomplete_count=2),
-        labels={"pdbatch-requests": "9"},
+        labels={size_label: "9"},
         output_info=aip.BatchPredictionJob.OutputInfo(bigquery_output_dataset="bq://p.ds",
                                                       bigquery_output_table="predictions_1"),
         error={"code": 3, "message": "some rows failed"},

@@ -23,7 +23,7 @@ from pdbatch.backends.vertex import Vertex
 from pdbatch.errors import BackendError, ConfigError, JobPausedError
 
 from .emulators.fake_model import embed
-from .emulators.fence import Fence, deny_gcs
+from .emulators.fence import Fence, deny_gcs, gcs_iam
 from .test_vertex import creates, make
 from .test_vertex import quick_retries as _quick_retries
 from .test_vertex import vx as _vx
@@ -31,7 +31,7 @@ from .test_vertex import vx as _vx
 ROOT = Path(__file__).resolve().parents[1]
 quick_retries, vx = _quick_retries, _vx  # the same fixtures as tests/test_vertex.py
 PROMPT = "Summarize: {text}"
-CHAT = "llama-4-scout-17b-16e-instruct-maas"
+CHAT = "gpt-oss-120b-maas"
 RETIRED = "llama-3.3-70b-instruct-maas"
 
 
@@ -100,8 +100,9 @@ def test_a_new_model_the_catalog_does_not_know_runs(vx, vertex_emulator, frame):
 
 
 @pytest.mark.slow
-def test_live_service_overrules_a_stale_catalog_once_per_session(vx, vertex_emulator, gcs_emulator, gcs_bucket,
-                                                                 frame):
+def test_live_service_overrules_a_stale_catalog_once_per_session(vertex_emulator, gcs_least_privilege, gcs_emulator,
+                                                                 gcs_bucket, frame):
+    vx = make(vertex_emulator, f"gs://{gcs_bucket}/pdbatch/", location="us-east5")
     maverick = "llama-4-maverick-17b-128e-instruct-maas"
     vertex_emulator.live_models.discard(f"publishers/meta/models/{maverick}")  # retired after the catalog
     for _ in range(2):
@@ -117,11 +118,11 @@ def test_model_retired_between_lookup_and_creation(vx, vertex_emulator, frame, m
     real = vertex_emulator._create
 
     def retire_then_create(*args):
-        vertex_emulator.live_models.discard(f"publishers/meta/models/{CHAT}")
+        vertex_emulator.live_models.discard(f"publishers/openai/models/{CHAT}")
         return real(*args)
 
     monkeypatch.setattr(vertex_emulator, "_create", retire_then_create)
-    with pytest.raises(ConfigError, match=f"does not offer publishers/meta/models/{CHAT}.*job creation"):
+    with pytest.raises(ConfigError, match=f"does not offer publishers/openai/models/{CHAT}.*job creation"):
         frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, progress=False)
 
 
@@ -129,7 +130,7 @@ def test_model_retired_between_lookup_and_creation(vx, vertex_emulator, frame, m
 def test_default_chat_model_is_live(vx, vertex_emulator, frame):
     out = frame.llama.batch_predict(PROMPT, backend=vx, progress=False)
     assert out.response.tolist() == echoed(frame)
-    assert creates(vertex_emulator)[0]["model"] == f"publishers/meta/models/{CHAT}"
+    assert creates(vertex_emulator)[0]["model"] == f"publishers/openai/models/{CHAT}"
 
 
 # ------------------------------------------------------------ 2. embeddings
@@ -206,14 +207,19 @@ def test_passthrough_loads_a_json_column_as_bigquery_accepts(vertex_emulator, bq
 
 # ------------------------------------------------------------ 4. least-privilege buckets
 @pytest.mark.slow
-@pytest.mark.parametrize(("denied", "fails_at"), [("storage.objects.list", "checking the staging bucket"),
-                                                  ("storage.objects.create", "uploading the requests")])
+@pytest.mark.parametrize(("denied", "fails_at", "preflight"), [
+    ("storage.objects.list", "checking the staging bucket", True),
+    # the preflight's testIamPermissions finds it before anything is uploaded ...
+    ("storage.objects.create", "the caller lacks storage.objects.create on it", True),
+    # ... and without the preflight, the upload names it
+    ("storage.objects.create", "uploading the requests", False)])
 def test_missing_storage_permission_is_named(vertex_emulator, gcs_emulator, gcs_bucket, frame, monkeypatch,
-                                             denied, fails_at):
-    with Fence(gcs_emulator.url, deny_gcs("storage.buckets.get", denied)) as fence:
+                                             denied, fails_at, preflight):
+    lacks = {"storage.buckets.get", "storage.buckets.getIamPolicy", denied}
+    with Fence(gcs_emulator.url, deny_gcs(*lacks), gcs_iam(lacks)) as fence:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", fence.url)
-        vx = make(vertex_emulator, f"gs://{gcs_bucket}/p/")
-        with pytest.raises(BackendError) as err:
+        vx = make(vertex_emulator, f"gs://{gcs_bucket}/p/", preflight=preflight)
+        with pytest.raises((BackendError, ConfigError)) as err:
             frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, progress=False)
     assert fails_at in str(err.value) and denied in str(err.value) and f"gs://{gcs_bucket}" in str(err.value)
     assert creates(vertex_emulator) == []
@@ -228,9 +234,10 @@ def test_ambiguous_create_failure_adopts_the_job(vx, vertex_emulator, frame, mon
     out = frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, progress=False)
     assert len(vertex_emulator.jobs) == 1
     assert out.response.tolist() == echoed(frame)
-    [listing] = vertex_emulator.requests_to("GET", "/batchPredictionJobs")
-    [run] = {j.spec["labels"]["pdbatch-run"] for j in vertex_emulator.jobs.values()}
-    assert listing.query["filter"] == [f'labels.pdbatch-run="{run}"']
+    [listing] = [r for r in vertex_emulator.requests_to("GET", "/batchPredictionJobs") if "filter" in r.query]
+    [run] = {j.spec["labels"]["pdbatch_run"] for j in vertex_emulator.jobs.values()}
+    # a filter the service accepts: the emulator refuses a hyphenated label key, as AIP-160 may
+    assert listing.query["filter"] == [f'labels.pdbatch_run="{run}"']
 
 
 @pytest.mark.slow
@@ -242,7 +249,7 @@ def test_failed_lookup_says_where_the_job_may_be(vx, vertex_emulator, frame, mon
 
     monkeypatch.setattr(vertex_emulator, "_list", unavailable)
     vertex_emulator.faults.create_then = [500]
-    with pytest.raises(BackendError, match=r'A job may be running: list it with filter labels\.pdbatch-run="'):
+    with pytest.raises(BackendError, match=r'A job may be running: list it with filter labels\.pdbatch_run="'):
         frame.llama.batch_predict(PROMPT, model=CHAT, backend=vx, progress=False)
     assert len(vertex_emulator.jobs) == 1 and len(creates(vertex_emulator)) == 1  # not created twice
 
@@ -262,7 +269,7 @@ def test_several_parts_each_created_once(vertex_emulator, gcs_least_privilege, g
     vertex_emulator.faults.create_then = [500, "drop", 503]
     job = frame.llama.submit(PROMPT, model=CHAT, backend=vx, progress=False)
     assert len(job.ids) == 3 and len(vertex_emulator.jobs) == 3
-    parts = sorted(j.spec["labels"]["pdbatch-part"] for j in vertex_emulator.jobs.values())
+    parts = sorted(j.spec["labels"]["pdbatch_part"] for j in vertex_emulator.jobs.values())
     assert parts == ["1", "2", "3"]
     assert job.wait(progress=False).result().response.tolist() == [f"echo: Summarize: t{i}" for i in range(6)]
 
@@ -289,8 +296,10 @@ def test_dataset_and_job_regions_compared_as_written(vertex_emulator, bq_emulato
     with pytest.raises(ConfigError, match="is in US, but the Vertex AI job runs in us-central1"):
         frame.llama.submit(PROMPT, model=CHAT, backend=make(vertex_emulator, staging), progress=False)
     assert creates(vertex_emulator) == [] and list(client.list_tables(ds)) == []
-    out = frame.llama.batch_predict(PROMPT, model=CHAT, backend=make(vertex_emulator, staging, location="us"),
-                                    progress=False)
+    # a model the catalog does not place (the service decides) runs where the US dataset is
+    vertex_emulator.live_models.add("publishers/google/models/gemma-9-maas")
+    out = frame.llama.batch_predict(PROMPT, model="google/gemma-9-maas",
+                                    backend=make(vertex_emulator, staging, location="us"), progress=False)
     assert out.response.tolist() == echoed(frame)
 
 

@@ -18,9 +18,22 @@ def test_missing_project(monkeypatch):
         Vertex(location="us-central1")
 
 
-def test_global_location_runs_no_batch_jobs():
-    with pytest.raises(ConfigError, match="global"):
-        Vertex(project="p", location="global")
+def test_global_location_runs_batch_jobs_only_for_models_that_list_it():
+    vx = Vertex(project="p", location="global")  # gemini-embedding-2 runs batch jobs there
+    assert vx.model_name(None, "embeddings") == "google/gemini-embedding-2"
+    assert vx._endpoint("global") == "aiplatform.googleapis.com"
+    with pytest.raises(ConfigError, match=r"only in us-central1.*location is 'global'"):
+        vx.model_name("gpt-oss-120b-maas", "chat")
+
+
+def test_no_location_means_each_model_its_own_and_preflight_is_a_setting(monkeypatch):
+    vx = Vertex(project="p")
+    assert vx.location is None and vx.settings()["location"] is None and vx.preflight is True
+    monkeypatch.setenv("PDBATCH_VERTEX_PREFLIGHT", "0")
+    assert Vertex(project="p").preflight is False and Vertex(project="p", preflight=True).preflight is True
+    monkeypatch.setenv("PDBATCH_VERTEX_PREFLIGHT", "maybe")
+    with pytest.raises(ConfigError, match=r"preflight='maybe'.*PDBATCH_VERTEX_PREFLIGHT=1 or 0"):
+        Vertex(project="p")
 
 
 @pytest.mark.parametrize(
@@ -65,3 +78,21 @@ def test_settings_come_from_configure_then_the_environment(monkeypatch):
     # environment variables are text; one file never holds more than a job takes
     assert vx.max_requests_per_job == 50 and vx.max_requests_per_file == 50
     assert Vertex(project="p", location="asia-northeast1").location == "asia-northeast1"
+
+
+@pytest.mark.parametrize(("endpoint", "emulated"), [("http://127.0.0.1:9", False), ("http://10.1.2.3:80", True)])
+def test_the_online_check_goes_over_plain_http_only_to_a_loopback_emulator(monkeypatch, endpoint, emulated):
+    from pdbatch.backends import _preflight
+    from pdbatch.models import resolve_vertex
+
+    for name in ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    if emulated:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
+    vx = Vertex(project="p", api_endpoint=endpoint)
+    line, cost = _preflight._online(vx, resolve_vertex(None, "chat"), "us-central1")
+    assert (line.ok, cost) == (False, 0.0) and "is plain HTTP" in line.text  # nothing was sent
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
+    line, _ = _preflight._online(Vertex(project="p", api_endpoint="http://127.0.0.1:9"),
+                                 resolve_vertex(None, "chat"), "us-central1")
+    assert line.ok is False and line.text.startswith("cannot reach http://127.0.0.1:9")  # sent: nobody there

@@ -2,11 +2,20 @@
 
 Job creation is not idempotent: a create that times out, answers 5xx or
 loses its connection may have created the job anyway. Every job pdbatch
-creates carries the labels ``pdbatch-run`` (one submission) and
-``pdbatch-part`` (which of its jobs), so after such an ambiguous failure the
-job is looked up with ``filter=labels.pdbatch-run="<run>"`` and adopted if it
+creates carries the labels ``pdbatch_run`` (one submission) and
+``pdbatch_part`` (which of its jobs), so after such an ambiguous failure the
+job is looked up with ``filter=labels.pdbatch_run="<run>"`` and adopted if it
 exists; only when it does not is the create sent again. Rate limits (429)
 are refused before the service acts, and are simply retried.
+
+Label keys have underscores, not hyphens: list filters are AIP-160
+expressions, documented as ``labels.key=value`` with no hyphenated key, and
+in AIP-160 ``-`` is the negation operator, so ``labels.pdbatch-run=...`` may
+be refused or read as something else. Jobs made by pdbatch before this
+change carry ``pdbatch-run`` / ``pdbatch-part``; they are never looked up by
+filter here, because adoption only ever concerns the job this very call just
+tried to create (with the new keys). A job's size is read under either key
+(:mod:`._job_resource`).
 """
 
 from __future__ import annotations
@@ -20,8 +29,8 @@ from . import _gcp
 
 __all__ = ["CREATE_TIMEOUT", "LABEL_PART", "LABEL_RUN", "create_job", "find_job"]
 
-LABEL_RUN = "pdbatch-run"
-LABEL_PART = "pdbatch-part"
+LABEL_RUN = "pdbatch_run"
+LABEL_PART = "pdbatch_part"
 #: Seconds a create may take before it counts as an ambiguous failure (the
 #: client's own default is no timeout at all: a hung call would hang the caller).
 CREATE_TIMEOUT = 120.0

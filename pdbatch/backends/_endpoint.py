@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 
-__all__ = ["EMULATOR_VARIABLES", "check_saved_settings"]
+__all__ = ["EMULATOR_VARIABLES", "check_saved_settings", "emulator_http"]
 
 #: Set by whoever runs Google's clients against local emulators (tests, offline work).
 EMULATOR_VARIABLES = ("STORAGE_EMULATOR_HOST", "BIGQUERY_EMULATOR_HOST")
@@ -73,6 +73,11 @@ def check_saved_settings(settings: dict[str, Any], configured_endpoint: str | No
         f"set PDBATCH_VERTEX_API_ENDPOINT to it. A local emulator at an http://127.0.0.1 address is accepted "
         f"while {' or '.join(EMULATOR_VARIABLES)} is set."
     )
+
+
+def emulator_http(endpoint: str) -> bool:
+    """Whether a plain-HTTP ``endpoint`` is a loopback emulator, used while an emulator variable is set."""
+    return _loopback_http(endpoint) and any(os.environ.get(v) for v in EMULATOR_VARIABLES)
 
 
 def _parts(endpoint: Any) -> tuple[str, str, int | None, str] | None:

@@ -246,8 +246,13 @@ def _denied(action: str, where: str, exc: Any) -> BackendError:
 
 
 def _msg(exc: Any) -> str:
-    # .message is the service's text without the request URL (which can be long).
-    return str(getattr(exc, "message", None) or exc)
+    # .message is the service's text without the request URL (which can be long); the REST
+    # transport puts "METHOD URL: " in front of it, which says nothing the caller does not know.
+    text = str(getattr(exc, "message", None) or exc)
+    return _REQUEST_PREFIX.sub("", text, count=1)
+
+
+_REQUEST_PREFIX = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE) \S+: ")
 
 
 # ------------------------------------------------------------ Cloud Storage
@@ -296,16 +301,28 @@ def check_bucket(client: Any, uri: GcsUri) -> None:
 
 
 # ----------------------------------------------------------------- BigQuery
-def check_region(client: Any, uri: BqUri, location: str, what: str) -> None:
-    """Refuse a dataset in another region than the job: the service cannot use it."""
+def check_region(client: Any, uri: BqUri, location: str, what: str, served: tuple[str, ...] = ()) -> None:
+    """Refuse a dataset in another region than the job: the service cannot use it.
+
+    ``served`` (the locations that serve the model, when known) decides which
+    to change: the job's location, if the model is served where the dataset
+    is; otherwise the dataset.
+    """
     dataset = client.get_dataset(uri.dataset_id)
-    if not same_region(dataset.location or "", location):
-        raise ConfigError(
-            f"{what}: the BigQuery dataset {uri.dataset_id} is in {dataset.location}, but the "
-            f"Vertex AI job runs in {location}; batch prediction needs the dataset and the job "
-            f"in the same region. Use a dataset in {location}, or a Vertex(location=...) that "
-            f"matches the dataset."
-        )
+    if same_region(dataset.location or "", location):
+        return
+    movable = not served or any(same_region(dataset.location or "", s) for s in served)
+    change = (
+        f"Use a dataset in {location}, or Vertex(location={(dataset.location or '').lower()!r}) to run the "
+        f"job where the dataset is." if movable else
+        f"Change the dataset: use one in {location} (the model runs batch jobs only in {', '.join(served)}, "
+        f"so the job cannot move to {dataset.location})."
+    )
+    raise ConfigError(
+        f"{what}: the BigQuery dataset {uri.dataset_id} is in {dataset.location}, but the "
+        f"Vertex AI job runs in {location}; batch prediction needs the dataset and the job "
+        f"in the same region. {change}"
+    )
 
 
 def same_region(dataset_location: str, job_location: str) -> bool:

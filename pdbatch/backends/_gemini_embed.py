@@ -13,7 +13,10 @@ the input with the answer (an ``EmbedContentResponse``) and a ``status``
 (empty on success)::
 
     {"key": "row-0", "request": {...}, "status": "",
-     "response": {"embedding": {"values": [0.1, ...]}, "usageMetadata": {"promptTokenCount": 2}}}
+     "response": {"embedding": {"values": [0.1, ...]}, "tokenCount": "2"}}
+
+(the token count is ``response.tokenCount``, an int64 and so a JSON string;
+``usageMetadata.promptTokenCount``, Gemini's generate shape, is read too).
 
 ``key`` is how the row's ``custom_id`` survives the round trip. The older
 text-embedding shape (``"predictions": [{"embeddings": {"values": ...}}]``,
@@ -152,11 +155,24 @@ def output_line(obj: dict[str, Any]) -> dict[str, Any]:
     if values is None:
         return {"custom_id": key, "status": f"no embedding in the output line: {orjson.dumps(obj)[:200]!r}"}
     usage = response.get("usageMetadata") or response.get("usage_metadata") or {}
-    tokens = usage.get("promptTokenCount", usage.get("prompt_token_count"))
+    tokens = _count(response.get("tokenCount", response.get("token_count")))
+    if tokens is None:
+        tokens = _count(usage.get("promptTokenCount", usage.get("prompt_token_count")))
     out: dict[str, Any] = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": values}]}
-    if isinstance(tokens, int):
+    if tokens is not None:
         out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
     return {"custom_id": key, "response": out}
+
+
+def _count(value: Any) -> int | None:
+    """A token count written as a number or as an int64 string ("7"); None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def from_gemini_file(path: Path) -> None:

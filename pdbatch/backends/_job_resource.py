@@ -20,7 +20,9 @@ from .base import STATES, JobStatus
 __all__ = ["JOB_ID", "LABEL_COUNT", "job_resource", "job_status", "location_of", "output_table"]
 
 JOB_ID = re.compile(r"^projects/([^/]+)/locations/([a-z0-9-]+)/batchPredictionJobs/([0-9A-Za-z_-]+)$")
-LABEL_COUNT = "pdbatch-requests"
+LABEL_COUNT = "pdbatch_requests"
+#: The key jobs created by pdbatch before 2026-12 carry (hyphens: see ._create).
+OLD_LABEL_COUNT = "pdbatch-requests"
 
 
 def location_of(job_id: str) -> str:
@@ -93,7 +95,7 @@ def job_status(job_id: str, job: Any) -> JobStatus:
     stats = job.completion_stats
     done, failed = int(stats.successful_count), int(stats.failed_count)
     incomplete = int(stats.incomplete_count)
-    label = job.labels.get(LABEL_COUNT)
+    label = job.labels.get(LABEL_COUNT) or job.labels.get(OLD_LABEL_COUNT)
     total = int(label) if label and label.isdigit() else (done + failed + incomplete or None)
     error = None
     if job.error and (job.error.message or job.error.code):

@@ -39,6 +39,7 @@ def preflight(
     storage: Callable[[], Any],
     bigquery: Callable[[], Any],
     where: Where,
+    served: tuple[str, ...] = (),
 ) -> None:
     """Refuse a missing bucket, or a dataset outside ``location``, before anything is staged.
 
@@ -48,6 +49,9 @@ def preflight(
         Where requests go and answers go (``output`` None: beside the requests).
     location : str
         The jobs' region: a BigQuery dataset must be in it.
+    served : tuple of str
+        The locations that serve the model (empty: not known): the message then
+        says whether to move the job or the dataset.
     storage, bigquery : callable
         Build a Cloud Storage / BigQuery client (only the ones needed are built).
     where : callable
@@ -66,7 +70,7 @@ def preflight(
                 f"checking the {what} dataset {uri.dataset_id}",
                 where=where(f"dataset {uri.dataset_id}"),
             ):
-                _gcp.check_region(bigquery(), uri, location, f"{what}={uri}")
+                _gcp.check_region(bigquery(), uri, location, f"{what}={uri}", served)
 
 
 def stage(

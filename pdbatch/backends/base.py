@@ -23,6 +23,7 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :attr:`~Backend.exclusive_machine` (jobs that take this machine's cores run
   one at a time side by side), :meth:`~Backend.discard_staging` (what
   ``pdbatch jobs prune`` deletes besides the job's folder).
+* **Set-up**: :meth:`~Backend.check` (``pdbatch check``: the project a first job needs).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`.
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
@@ -241,6 +242,15 @@ class Backend(abc.ABC):
         for free returns ``(0.0, 0.0)``.
         """
         return published_price(model)
+
+    def check(self, model: str | None = None, *, kind: Kind | None = None) -> Any:
+        """Check the set-up a first job of ``model`` needs, without running one (``pdbatch check``).
+
+        Returns an object whose ``str`` is one line per check and whose ``ok``
+        says whether all passed, or None when the backend has nothing to check
+        (the default).
+        """
+        return None
 
     def body_fields(self, kind: Kind) -> Mapping[str, Callable[[Any], str | None]]:
         """Request body fields this backend takes beyond OpenAI's, each with its check.

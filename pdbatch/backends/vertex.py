@@ -17,6 +17,7 @@ are never saved: :meth:`Vertex.settings` rebuilds everything else.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import time
@@ -30,13 +31,16 @@ from ..errors import ConfigError, PdbatchError
 from ..models import (
     Kind,
     VertexModel,
+    batch_location,
+    online_only_message,
     parse_vertex,
     resolve_vertex,
     retired_message,
     unavailable_message,
+    vertex_default,
 )
 from ..params import Check
-from . import _garden, _gcp, _gemini_embed, _staging
+from . import _garden, _gcp, _gemini_embed, _preflight, _setup, _staging
 from ._create import create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
@@ -50,7 +54,8 @@ __all__ = ["Vertex"]
 
 DEFAULTS: dict[str, Any] = {
     "project": None,
-    "location": "us-central1",
+    # None: each job runs where its model is served (models.VertexModel.region).
+    "location": None,
     "staging": None,
     "output": None,
     "api_endpoint": None,
@@ -60,11 +65,16 @@ DEFAULTS: dict[str, Any] = {
     "max_bytes_per_file": 1_000_000_000,
     "max_requests_per_job": 200_000,
     "poll_seconds": 10.0,
+    # Check the project before the first job of a model (free checks, and one
+    # online request of max_tokens=1): see ._preflight.
+    "preflight": True,
 }
 _INTS = {"max_requests_per_file", "max_bytes_per_file", "max_requests_per_job"}
 #: Multi-regions served from their own hosts (sdk: aiplatform.constants.base.MREP_JURISDICTIONS,
 #: aiplatform.utils.mrep_endpoint), not "<location>-aiplatform.googleapis.com".
 MULTI_REGIONS = ("us", "eu")
+#: The global location is served from the host without a region (sdk: aiplatform.utils, "global").
+GLOBAL = "global"
 
 
 class Vertex(Backend):
@@ -74,9 +84,12 @@ class Vertex(Backend):
     ----------
     project : str
         Google Cloud project id (``PDBATCH_VERTEX_PROJECT``, else ``GOOGLE_CLOUD_PROJECT``).
-    location : str
-        Region of the jobs, e.g. ``"us-central1"`` (the model must be offered
-        there; ``"global"`` does not run batch jobs).
+    location : str, optional
+        Where the jobs run, e.g. ``"us-central1"``. Default: each model's own
+        region (gpt-oss-120b ``us-central1``, Llama 4 ``us-east5``, ...; see
+        ``pdbatch models``). A location that does not serve the model is
+        refused before anything is uploaded; ``"global"`` runs batch jobs for
+        the models that list it (gemini-embedding-2) only.
     staging : str
         Where request lines are put: ``"gs://bucket/prefix/"`` (JSONL files) or
         ``"bq://project.dataset"`` (a new table per job). Needed to submit.
@@ -98,12 +111,18 @@ class Vertex(Backend):
         runs as several jobs behind one :class:`~pdbatch.job.BatchJob`.
     poll_seconds : float
         Seconds between status checks while waiting (default 10).
+    preflight : bool
+        Check the project before the first job of a model in a location (default
+        True): free checks (project, staging rights, service agent) and, for a
+        chat model, one online request of ``max_tokens=1`` (a fraction of a
+        cent), remembered under ``PDBATCH_HOME``. ``PDBATCH_VERTEX_PREFLIGHT=0``
+        turns it off too. :meth:`check` runs every check on demand.
 
     Examples
     --------
-    >>> vx = Vertex(project="my-proj", location="us-central1",
-    ...             staging="gs://my-bucket/pdbatch/")  # doctest: +SKIP
-    >>> df.llama.batch_predict("Summarize: {text}", model="llama-4-scout-17b-16e-instruct-maas",
+    >>> vx = Vertex(project="my-proj", staging="gs://my-bucket/pdbatch/")  # doctest: +SKIP
+    >>> print(vx.check())  # doctest: +SKIP
+    >>> df.llama.batch_predict("Summarize: {text}", model="gpt-oss-120b-maas",
     ...                        backend=vx, max_tokens=256)  # doctest: +SKIP
     """
 
@@ -127,6 +146,7 @@ class Vertex(Backend):
         max_bytes_per_file: int | None = None,
         max_requests_per_job: int | None = None,
         poll_seconds: float | None = None,
+        preflight: bool | str | None = None,
     ) -> None:
         _gcp.import_google()
         given = {k: v for k, v in locals().items() if k in DEFAULTS}
@@ -136,11 +156,6 @@ class Vertex(Backend):
             raise ConfigError(
                 "Vertex needs a Google Cloud project: Vertex(project='my-project'), "
                 "pdbatch.configure(vertex={'project': ...}) or PDBATCH_VERTEX_PROJECT"
-            )
-        if s["location"] == "global":
-            raise ConfigError(
-                "location='global' does not run batch prediction jobs; pick a region "
-                "that offers the model, e.g. 'us-central1'"
             )
         if s["api_transport"] not in ("rest", "grpc"):
             raise ConfigError(f"api_transport={s['api_transport']!r}: use 'rest' or 'grpc'")
@@ -156,7 +171,7 @@ class Vertex(Backend):
             if int(s[key]) < 1:
                 raise ConfigError(f"{key}={s[key]}: must be a positive number")
         self.project: str = s["project"]
-        self.location: str = s["location"]
+        self.location: str | None = s["location"]
         self.staging: str | None = s["staging"]
         self.output: str | None = s["output"]
         self.api_endpoint: str | None = s["api_endpoint"]
@@ -166,6 +181,7 @@ class Vertex(Backend):
         self.max_requests_per_file = min(int(s["max_requests_per_file"]), self.max_requests_per_job)
         self.max_bytes_per_file = int(s["max_bytes_per_file"])
         self.poll_seconds = float(s["poll_seconds"])
+        self.preflight = _boolean("preflight", s["preflight"])
         self._credentials = credentials
         self._job_clients: dict[str, Any] = {}
 
@@ -182,6 +198,7 @@ class Vertex(Backend):
             "max_bytes_per_file": self.max_bytes_per_file,
             "max_requests_per_job": self.max_requests_per_job,
             "poll_seconds": self.poll_seconds,
+            "preflight": self.preflight,
         }
 
     @classmethod
@@ -209,13 +226,46 @@ class Vertex(Backend):
         """
         return resolve_vertex(model, kind, location=self.location).body_name
 
+    def check(self, model: str | None = None, *, kind: Kind | None = None) -> _preflight.Report:
+        """Check this project for ``model`` without creating a job; print the result to read it.
+
+        Checks, one line each (✔ passed, ✘ failed with its fix, ? could not tell):
+        credentials resolve and the project answers (free); the model is served
+        in the location and enabled for the project, by one online chat
+        completion of ``max_tokens=1`` (a fraction of a cent, shown; embedding
+        models are asked of Model Garden, free); the caller's rights on the
+        staging bucket (``testIamPermissions``) or dataset and its location;
+        the Vertex AI service agent's access where the IAM policy is readable.
+
+        Parameters
+        ----------
+        model : str, optional
+            The model (default: the default chat model, or of ``kind``).
+        kind : {"chat", "embeddings"}, optional
+            What the model is for, when ``model`` is a name the catalog does not know.
+
+        Returns
+        -------
+        Report
+            ``.ok`` (no check failed), ``.lines``, ``.cost`` (US$ of the online request).
+        """
+        spec = parse_vertex(model or vertex_default(kind or "chat", self.location), kind)
+        return _preflight.check(self, spec, self.location or spec.region)
+
     # ------------------------------------------------------------- clients
     def _endpoint(self, location: str) -> str:
         if self.api_endpoint:
             return self.api_endpoint
         if location in MULTI_REGIONS:
             return f"aiplatform.{location}.rep.googleapis.com"
+        if location == GLOBAL:
+            return "aiplatform.googleapis.com"
         return f"{location}-aiplatform.googleapis.com"
+
+    def _base_url(self, location: str) -> str:
+        """The REST root for plain HTTP calls (the preflight's online request): the same host as the clients."""
+        endpoint = self._endpoint(location).rstrip("/")
+        return endpoint if "://" in endpoint else f"https://{endpoint}"
 
     def _client(self, service: str, location: str) -> Any:
         # One client per region: the regional endpoint serves only its own jobs.
@@ -254,9 +304,11 @@ class Vertex(Backend):
         )
         return bigquery.Client(project=self.project, credentials=creds)
 
-    def _where(self, *uris: object) -> str:
+    def _where(self, *uris: object, location: str | None = None) -> str:
         extra = "".join(f", {u}" for u in uris if u)
-        return f"project {self.project!r}, region {self.location!r}{extra}"
+        region = location or self.location
+        shown = repr(region) if region else "the model's own"
+        return f"project {self.project!r}, region {shown}{extra}"
 
     # ------------------------------------------------------------- submit
     def submit(
@@ -307,11 +359,19 @@ class Vertex(Backend):
         spec = parse_vertex(model, kind)
         if spec.status() == "retired":
             raise ConfigError(retired_message(spec, self.location))
+        if not spec.batch:
+            raise ConfigError(online_only_message(spec))
+        location = batch_location(spec, self.location)
         if spec.wire == "gemini-embedding":
             _gemini_embed.prepare(spec, files, staging, output)
-        self._check_served(spec)
-        clients = {"storage": self._storage, "bigquery": self._bigquery, "where": self._where}
-        _staging.preflight(staging, output, location=self.location, **clients)
+        elif spec.reasoning:
+            _setup.reasoning_defaults(files)
+        self._check_served(spec, location)
+        where = functools.partial(self._where, location=location)
+        clients: dict[str, Any] = {"storage": self._storage, "bigquery": self._bigquery, "where": where}
+        _staging.preflight(staging, output, location=location, served=spec.locations, **clients)
+        if self.preflight:
+            _preflight.before_submit(self, spec, location)
         groups = _staging.group(files, [_staging.count_lines(f) for f in files], self.max_requests_per_job)
         run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         ids: list[str] = []
@@ -324,7 +384,7 @@ class Vertex(Backend):
                 source = _staging.stage(group, staging, run, part, extra, **clients)
                 dest = _staging.destination(staging, output, run, part)
                 name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
-                ids.append(self._create(job_resource(name, spec, source, dest, count, run, str(i)), spec))
+                ids.append(self._create(job_resource(name, spec, source, dest, count, run, str(i)), spec, location))
         except BaseException:
             # Do not leave paid jobs running for a submission the caller never got.
             for job_id in ids:
@@ -333,13 +393,13 @@ class Vertex(Backend):
             raise
         return ids
 
-    def _check_served(self, spec: VertexModel) -> None:
+    def _check_served(self, spec: VertexModel, location: str) -> None:
         """Ask Model Garden whether the model is live (once per session): the catalog may be out of date."""
-        with translate("connecting to Vertex AI", where=self._where()):
-            garden = self._client("ModelGardenServiceClient", self.location)
-        answer, detail = _garden.served(garden, self._endpoint(self.location), spec.resource)
+        with translate("connecting to Vertex AI", where=self._where(location=location)):
+            garden = self._client("ModelGardenServiceClient", location)
+        answer, detail = _garden.served(garden, self._endpoint(location), spec.resource)
         if answer is False:
-            raise ConfigError(unavailable_message(spec, self.location, f"Model Garden: {detail}"))
+            raise ConfigError(unavailable_message(spec, location, f"Model Garden: {detail}"))
         if answer is None and not spec.catalogued:
             warnings.warn(
                 f"could not ask Model Garden whether it serves {spec.resource} ({detail}); submitting "
@@ -348,24 +408,27 @@ class Vertex(Backend):
                 stacklevel=3,
             )
 
-    def _create(self, job: dict[str, Any], spec: VertexModel) -> str:
+    def _create(self, job: dict[str, Any], spec: VertexModel, location: str) -> str:
         from google.api_core import exceptions as gexc
 
-        parent = f"projects/{self.project}/locations/{self.location}"
-        client = self._jobs(self.location)
+        parent = f"projects/{self.project}/locations/{location}"
+        client = self._jobs(location)
         with translate(
             f"creating the batch prediction job for {spec.resource}",
-            where=self._where("the model's availability in that region"),
+            where=self._where("the model's availability in that region", location=location),
         ):
             try:
                 return create_job(client, parent, job)
             except gexc.NotFound as exc:
                 if "model" not in _gcp._msg(exc).lower():
                     raise
-                _garden.remember(self._endpoint(self.location), spec.resource, served_now=False)
+                _garden.remember(self._endpoint(location), spec.resource, served_now=False)
                 raise ConfigError(
-                    unavailable_message(spec, self.location, f"job creation: {_gcp._msg(exc)}")
+                    unavailable_message(spec, location, f"job creation: {_gcp._msg(exc)}")
                 ) from exc
+            except (gexc.BadRequest, gexc.FailedPrecondition) as exc:
+                _setup.refusal(exc, spec, self.project)
+                raise
 
     # ------------------------------------------------------------- status
     def _get(self, job_id: str) -> Any:
@@ -436,6 +499,18 @@ def _setting(name: str, value: Any) -> Any:
         return value
     configured = config.backend_default("vertex", name)
     return DEFAULTS[name] if configured is None else configured
+
+
+def _boolean(name: str, value: Any) -> bool:
+    """A yes/no setting, from Python (True/False) or an environment variable ("1", "0", "true", ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: use True or False (PDBATCH_VERTEX_{name.upper()}=1 or 0)")
 
 
 def _anonymous() -> Any:

@@ -122,8 +122,9 @@ def gemini_embedding(record: dict) -> dict:
     if not isinstance(dim, int) or dim < 1:
         raise RowError(f"output_dimensionality must be a positive integer, got {dim!r}")
     tokens = words(text)
-    return {"embedding": {"values": embed(text, dim)},
-            "usageMetadata": {"promptTokenCount": tokens, "totalTokenCount": tokens}}
+    # SPEC.md "What a real project meets on its first job" (the embeddings batch page's output
+    # example): the count is response.tokenCount, an int64 and so a JSON string; no usageMetadata.
+    return {"embedding": {"values": embed(text, dim)}, "tokenCount": str(tokens)}
 
 
 def is_embedding_model(model: str) -> bool:

@@ -11,6 +11,16 @@ unless a rule answers it first with a Google error body. Two rules are here:
 * ``bigquery_json_loads``: BigQuery fills a JSON column only from CSV, Avro or
   newline-delimited JSON files ("Working with JSON data"); a Parquet load into
   a table with a JSON column is refused.
+* ``gcs_iam(...)``: the bucket IAM calls fake-gcs-server lacks, answered as
+  Cloud Storage does: ``testIamPermissions`` needs no permission of its own
+  and lists those of the asked the caller has (SPEC.md "What a real project
+  meets on its first job"); ``getIamPolicy`` needs
+  ``storage.buckets.getIamPolicy`` (which Object User / Admin lack) and returns
+  the bucket's policy (``policies``, else the legacy bindings of a bucket in
+  the caller's own project).
+
+A rule answers by returning ``(status, message)`` (a Google error body) or
+``(200, dict)`` (that JSON).
 
     with Fence(gcs.url, deny_gcs()) as fence:
         os.environ["STORAGE_EMULATOR_HOST"] = fence.url
@@ -71,6 +81,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items()}
         for rule in fence.rules:
             refused = rule(self.command, parsed.path, query, headers, body, fence.upstream)
+            if refused and isinstance(refused[1], dict):
+                self._send(refused[0], {"Content-Type": "application/json; charset=UTF-8"},
+                           json.dumps(refused[1]).encode())
+                return
             if refused:
                 code, message = refused
                 fence.refused.append((self.command, parsed.path, message))
@@ -133,9 +147,13 @@ def gcs_permission(method: str, path: str) -> tuple[str, str] | None:
     return None
 
 
+#: What Storage Object Admin / Object User lack: bucket metadata and its IAM policy.
+OBJECT_ROLE_LACKS = ("storage.buckets.get", "storage.buckets.getIamPolicy")
+
+
 def deny_gcs(*permissions: str, principal: str = "pdbatch-user@test-project.iam.gserviceaccount.com") -> Rule:
     """Answer 403, in Cloud Storage's words, to requests that need one of ``permissions``."""
-    denied = set(permissions or ("storage.buckets.get",))
+    denied = set(permissions or OBJECT_ROLE_LACKS)
 
     def rule(method, path, query, headers, body, upstream):
         need = gcs_permission(method, path)
@@ -144,6 +162,49 @@ def deny_gcs(*permissions: str, principal: str = "pdbatch-user@test-project.iam.
             return 403, (f"{principal} does not have {permission} access to the Google Cloud Storage "
                          f"bucket. Permission '{permission}' denied on resource (or it may not exist).")
         return None
+
+    return rule
+
+
+_IAM = re.compile(r"^/storage/v1/b/([^/]+)/iam(/testPermissions)?$")
+
+
+def gcs_iam(denied: set[str] | None = None, policies: dict[str, dict] | None = None,
+            project: str = "test-project") -> Rule:
+    """Answer bucket ``testIamPermissions`` / ``getIamPolicy`` for a caller lacking ``denied``.
+
+    ``policies`` (bucket -> policy JSON) may be changed by a test while the fence runs.
+    """
+    denied = set(denied or ())
+    policies = policies if policies is not None else {}
+
+    def rule(method, path, query, headers, body, upstream):
+        m = _IAM.match(path)
+        if not m or method != "GET":
+            return None
+        bucket = urllib.parse.unquote(m.group(1))
+        up = urllib.parse.urlsplit(upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+        try:
+            conn.request("GET", f"/storage/v1/b/{urllib.parse.quote(bucket)}")
+            exists = conn.getresponse().status == 200
+        finally:
+            conn.close()
+        if not exists:
+            return 404, f"The specified bucket does not exist: {bucket}"
+        if m.group(2):
+            asked = query.get("permissions", [])
+            return 200, {"kind": "storage#testIamPermissionsResponse",
+                         "permissions": [p for p in asked if p not in denied]}
+        if "storage.buckets.getIamPolicy" in denied:
+            return 403, (f"The caller does not have storage.buckets.getIamPolicy access to the Google Cloud "
+                         f"Storage bucket {bucket}.")
+        policy = policies.get(bucket) or {"bindings": [
+            {"role": "roles/storage.legacyBucketOwner", "members": [f"projectEditor:{project}",
+                                                                     f"projectOwner:{project}"]},
+            {"role": "roles/storage.legacyBucketReader", "members": [f"projectViewer:{project}"]}]}
+        return 200, {"kind": "storage#policy", "resourceId": f"projects/_/buckets/{bucket}", "version": 1,
+                     "etag": "CAE=", **policy}
 
     return rule
 

@@ -6,10 +6,14 @@ Servers start once per session; the public fixtures are function-scoped so
 each test gets the environment variables set for it alone and restored after:
 
     gcs_emulator   -> GcsEmulator(url, port, project, .client())
-                      with STORAGE_EMULATOR_HOST=url during the test
+                      with STORAGE_EMULATOR_HOST pointing at a Fence that answers
+                      the bucket IAM calls fake-gcs-server lacks (fence.gcs_iam),
+                      as an owner of the bucket sees them; gcs_policies (bucket ->
+                      policy) sets a bucket's IAM policy
     gcs_least_privilege -> the same bucket store seen through a Fence that
-                      answers 403 to bucket metadata (storage.buckets.get), as
-                      for a user with Storage Object Admin / Object User only;
+                      answers 403 to bucket metadata (storage.buckets.get) and its
+                      IAM policy, as for a user with Storage Object Admin / Object
+                      User only;
                       STORAGE_EMULATOR_HOST points at the fence
     bq_emulator    -> BigQueryEmulator(url, port, project, kind, grpc_port, .client())
                       with BIGQUERY_EMULATOR_HOST=url during the test; url is a
@@ -35,7 +39,7 @@ import pytest
 
 from ._proc import EmulatorNotInstalled
 from .bigquery import start_bigquery
-from .fence import Fence, bigquery_json_loads, deny_gcs
+from .fence import OBJECT_ROLE_LACKS, Fence, bigquery_json_loads, deny_gcs, gcs_iam
 from .gcs import start_gcs
 from .openai_batch import OpenAIBatchEmulator
 from .vertex import VertexEmulator
@@ -80,15 +84,31 @@ def _bq_fence(_bq_server):
         yield fence
 
 
+_POLICIES: dict[str, dict] = {}
+
+
 @pytest.fixture(scope="session")
 def _gcs_fence(_gcs_server):
-    with Fence(_gcs_server.url, deny_gcs("storage.buckets.get")) as fence:
+    with Fence(_gcs_server.url, deny_gcs(*OBJECT_ROLE_LACKS), gcs_iam(set(OBJECT_ROLE_LACKS), _POLICIES)) as fence:
+        yield fence
+
+
+@pytest.fixture(scope="session")
+def _gcs_owner_fence(_gcs_server):
+    with Fence(_gcs_server.url, gcs_iam(set(), _POLICIES)) as fence:
         yield fence
 
 
 @pytest.fixture
-def gcs_emulator(_gcs_server, monkeypatch):
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_server.url)
+def gcs_policies():
+    """Bucket -> IAM policy JSON ({"bindings": [...]}) the fences answer; emptied after the test."""
+    yield _POLICIES
+    _POLICIES.clear()
+
+
+@pytest.fixture
+def gcs_emulator(_gcs_server, _gcs_owner_fence, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", _gcs_owner_fence.url)
     return _gcs_server
 
 

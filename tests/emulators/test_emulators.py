@@ -14,7 +14,7 @@ from google.cloud import bigquery, storage
 
 from .fake_model import embed
 
-CHAT_MODEL = "publishers/meta/models/llama-4-scout-17b-16e-instruct-maas"
+CHAT_MODEL = "publishers/openai/models/gpt-oss-120b-maas"  # served in us-central1, where these jobs run
 EMBED_MODEL = "publishers/google/models/gemini-embedding-001"
 RETIRED_MODEL = "publishers/meta/models/llama-3.3-70b-instruct-maas"
 TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED",
@@ -23,7 +23,7 @@ TERMINAL = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED",
 
 def chat_line(i: int, text: str | None = None) -> dict:
     return {"custom_id": f"row-{i}", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "meta/llama-4-scout-17b-16e-instruct-maas", "max_tokens": 50,
+            "body": {"model": "openai/gpt-oss-120b-maas", "max_tokens": 50,
                      "messages": [{"role": "system", "content": "You are terse."},
                                   {"role": "user", "content": text or f"review number {i}"}]}}
 
@@ -197,7 +197,7 @@ def test_sdk_embeddings_wildcard_and_sharded_output(vertex_emulator, gcs_emulato
     row = next(r for r in rows if r["key"] == "e-1-3")
     assert row["status"] == "" and row["request"]["content"]["parts"][0]["text"] == "text 1 3"
     assert row["response"]["embedding"]["values"] == embed("text 1 3")
-    assert row["response"]["usageMetadata"]["promptTokenCount"] == 3
+    assert row["response"]["tokenCount"] == "3"  # SPEC.md: response.tokenCount, an int64 string
 
 
 def test_gemini_embeddings_refuse_openai_lines_and_bigquery(vertex_emulator, gcs_emulator, gcs_bucket, sdk,
@@ -472,26 +472,76 @@ def test_only_live_models_are_served(vertex_emulator, job_client, gcs_bucket):
     vertex_emulator.live_models.add(RETIRED_MODEL)  # a test may bring one back
     assert garden.get_publisher_model(name=RETIRED_MODEL).name == RETIRED_MODEL
     # a Gemini embedding model runs only in its locations
-    with pytest.raises(gexc.NotFound):
+    with pytest.raises(gexc.BadRequest, match="is not supported in location us-central1"):
         job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job={
             **job, "model": "publishers/google/models/gemini-embedding-2"})
     assert vertex_emulator.jobs == {}
+
+
+def test_models_outside_their_regions_without_batch_or_not_enabled_are_refused(vertex_emulator, job_client,
+                                                                               gcs_bucket):
+    """SPEC.md "Models" and "What a real project meets on its first job", as the service answers them."""
+    import urllib.error
+    import urllib.request
+
+    job = {"display_name": "x", "model": "publishers/meta/models/llama-4-scout-17b-16e-instruct-maas",
+           "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [f"gs://{gcs_bucket}/in.jsonl"]}},
+           "output_config": {"predictions_format": "jsonl",
+                             "gcs_destination": {"output_uri_prefix": f"gs://{gcs_bucket}/out"}}}
+
+    def create(location: str = "us-central1", **patch):
+        job_client.create_batch_prediction_job(parent=f"projects/{vertex_emulator.project}/locations/{location}",
+                                               batch_prediction_job={**job, **patch})
+
+    with pytest.raises(gexc.BadRequest, match="llama-4-scout-17b-16e-instruct-maas` is not supported in location"):
+        create()  # Scout: us-east5 only
+    with pytest.raises(gexc.BadRequest, match="Do not support publisher model gemma-4-26b-a4b-it-maas"):
+        create(model="publishers/google/models/gemma-4-26b-a4b-it-maas")
+    with pytest.raises(gexc.BadRequest, match="Batch prediction is not supported in location global"):
+        create("global", model=CHAT_MODEL)
+    vertex_emulator.not_enabled.add(CHAT_MODEL)
+    with pytest.raises(gexc.BadRequest, match="Project `test-project` is not allowed to use Publisher Model"):
+        create(model=CHAT_MODEL)
+    assert vertex_emulator.jobs == {}
+    # the online endpoint the preflight asks: the same refusals, in the Google error body
+    url = (f"{vertex_emulator.url}/v1/projects/{vertex_emulator.project}/locations/us-central1/endpoints/openapi/"
+           f"chat/completions")
+
+    def ask(model: str) -> dict:
+        req = urllib.request.Request(url, method="POST", headers={"Content-Type": "application/json"}, data=json.dumps(
+            {"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1}).encode())
+        try:
+            with urllib.request.urlopen(req) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as err:
+            return json.loads(err.read())
+
+    assert ask("openai/gpt-oss-120b-maas")["error"]["status"] == "FAILED_PRECONDITION"
+    vertex_emulator.not_enabled.clear()
+    answer = ask("openai/gpt-oss-120b-maas")
+    assert answer["object"] == "chat.completion" and answer["usage"]["completion_tokens"] == 1
+    assert "not supported in location us-central1" in ask("meta/llama-4-scout-17b-16e-instruct-maas")["error"][
+        "message"]
 
 
 def test_list_filters_on_labels_and_refuses_others(job_client, vertex_emulator, gcs_emulator, gcs_bucket):
     src = upload_jsonl(gcs_emulator.client(), gcs_bucket, "in.jsonl", [chat_line(0)])
     for run in ("a", "b", "a"):
         job_client.create_batch_prediction_job(parent=parent(vertex_emulator), batch_prediction_job={
-            "display_name": run, "model": CHAT_MODEL, "labels": {"pdbatch-run": run},
+            "display_name": run, "model": CHAT_MODEL, "labels": {"pdbatch_run": run},
             "input_config": {"instances_format": "jsonl", "gcs_source": {"uris": [src]}},
             "output_config": {"predictions_format": "jsonl",
                               "gcs_destination": {"output_uri_prefix": f"gs://{gcs_bucket}/o"}}})
-    for filt in ('labels.pdbatch-run="a"', "labels.pdbatch-run=a", 'labels.pdbatch-run = "a" AND display_name=a'):
+    for filt in ('labels.pdbatch_run="a"', "labels.pdbatch_run=a", 'labels.pdbatch_run = "a" AND display_name=a'):
         listed = job_client.list_batch_prediction_jobs(request={"parent": parent(vertex_emulator), "filter": filt})
         assert [j.display_name for j in listed] == ["a", "a"], filt
     with pytest.raises(gexc.BadRequest, match="unsupported expression"):
         list(job_client.list_batch_prediction_jobs(request={
-            "parent": parent(vertex_emulator), "filter": 'labels.pdbatch-run:"a"'}))
+            "parent": parent(vertex_emulator), "filter": 'labels.pdbatch_run:"a"'}))
+    # AIP-160: "-" negates; no documented label key has one (SPEC.md "What a real project meets ...")
+    with pytest.raises(gexc.BadRequest, match="'-' is not allowed in a label key"):
+        list(job_client.list_batch_prediction_jobs(request={
+            "parent": parent(vertex_emulator), "filter": 'labels.pdbatch-run="a"'}))
 
 
 def test_create_can_succeed_then_fail(job_client, vertex_emulator, gcs_emulator, gcs_bucket):

@@ -10,10 +10,18 @@ and ``api_endpoint="http://127.0.0.1:PORT"``::
     DELETE /v1/projects/P/locations/L/batchPredictionJobs/ID       -> Operation
     GET    /v1/projects/P/locations/L/operations/N
     GET    /v1/publishers/PUB/models/MODEL                         Model Garden: is the model served?
+    POST   /v1/projects/P/locations/L/endpoints/openapi/chat/completions   one online answer (the preflight)
 
 Only the models in ``emu.live_models`` are served (default: the ones Google
 lists live on 2026-11-30); any other answers 404 "Publisher Model ... not
 found", on the Model Garden GET and at job creation, as a retired model does.
+As on the service (SPEC.md "Models", "What a real project meets on its first
+job"), each catalogued model is served only in its locations (``BATCH_LOCATIONS``,
+online also ``ONLINE_LOCATIONS``), a model without batch support refuses job
+creation (400 "Do not support publisher model"), and a model in
+``emu.not_enabled`` (not enabled in Model Garden for the project) answers 400
+FAILED_PRECONDITION "Project ... is not allowed to use Publisher Model ...",
+at job creation and on the online endpoint.
 Gemini embedding models read and write their own line format ({"key",
 "request"} in, {"key", "request", "response": {"embedding": {"values"}}} out)
 from Cloud Storage only. ``emu.output_shape`` picks the output lines of chat
@@ -57,8 +65,13 @@ MODEL_RE = re.compile(r"^(?:projects/[^/]+/locations/[^/]+/)?"
 JOBS_RE = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/batchPredictionJobs"
                      r"(?:/([^/:]+))?(:cancel)?$")
 PUBLISHER_MODEL_RE = re.compile(r"^/(v1|v1beta1)/(publishers/[^/]+/models/[^/:]+)$")
-FILTER_TERM_RE = re.compile(r'^\s*(state|display_name|displayName|labels\.[A-Za-z0-9_-]+)\s*(!=|=)\s*'
+FILTER_TERM_RE = re.compile(r'^\s*(state|display_name|displayName|labels\.[A-Za-z0-9_]+)\s*(!=|=)\s*'
                             r'(?:"([^"]*)"|([^\s"]*))\s*$')
+#: A label key with a hyphen: list filters are AIP-160 (SPEC.md "What a real project meets on its
+#: first job": documented as labels.key=value, no documented key has a hyphen), where "-" is the
+#: negation operator; the emulator refuses such a filter rather than guess how it parses.
+HYPHEN_LABEL_RE = re.compile(r"labels\.[A-Za-z0-9_]*-")
+ONLINE_RE = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/endpoints/openapi/chat/completions$")
 #: The models Google lists live for batch on 2026-11-30 (open models batch page,
 #: embeddings batch page, and the inventory quoted in SPEC.md).
 DEFAULT_LIVE_MODELS = frozenset({
@@ -67,6 +80,7 @@ DEFAULT_LIVE_MODELS = frozenset({
     "publishers/openai/models/gpt-oss-120b-maas",
     "publishers/google/models/gemma-4-26b-a4b-it-maas",
     "publishers/zai-org/models/glm-5.2-maas",
+    "publishers/deepseek-ai/models/deepseek-v4.1-flash-maas",
     "publishers/google/models/gemini-embedding-001",
     "publishers/google/models/gemini-embedding-2",
 })
@@ -75,6 +89,28 @@ GEMINI_EMBEDDING_MODELS = {
                                                       "us-west4", "europe-west1", "europe-west4"},
     "publishers/google/models/gemini-embedding-2": {"us", "eu", "global"},
 }
+#: Where each model's batch jobs run (SPEC.md "Models", from the model cards): gpt-oss-120b in
+#: us-central1; Llama 4 Scout / Maverick in us-east5 only; the Gemini embedding models as
+#: above. A model not listed here (a test's own) runs anywhere.
+BATCH_LOCATIONS: dict[str, set[str]] = {
+    "publishers/openai/models/gpt-oss-120b-maas": {"us-central1"},
+    "publishers/meta/models/llama-4-scout-17b-16e-instruct-maas": {"us-east5"},
+    "publishers/meta/models/llama-4-maverick-17b-128e-instruct-maas": {"us-east5"},
+    **GEMINI_EMBEDDING_MODELS,
+}
+#: Where they also answer online requests (SPEC.md "Models": gpt-oss-120b in `global`, online only;
+#: GLM-5.2 and DeepSeek-V4.1-Flash in `global` only).
+ONLINE_LOCATIONS: dict[str, set[str]] = {
+    "publishers/openai/models/gpt-oss-120b-maas": {"global"},
+    "publishers/zai-org/models/glm-5.2-maas": {"global"},
+    "publishers/deepseek-ai/models/deepseek-v4.1-flash-maas": {"global"},
+}
+#: Models that run online only (SPEC.md "Models": their cards say "Batch inference: Not supported").
+NO_BATCH = frozenset({
+    "publishers/google/models/gemma-4-26b-a4b-it-maas",
+    "publishers/zai-org/models/glm-5.2-maas",
+    "publishers/deepseek-ai/models/deepseek-v4.1-flash-maas",
+})
 OPERATION_RE = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/operations/([^/]+)$")
 
 
@@ -98,9 +134,9 @@ def publisher_model(model: str) -> str:
 class ApiError(Exception):
     """Answered as a Google error body {"error": {code, message, status}}."""
 
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str, status: str | None = None):
         super().__init__(message)
-        self.code, self.message = code, message
+        self.code, self.message, self.status = code, message, status
 
 
 @dataclass
@@ -206,6 +242,10 @@ class VertexEmulator:
         self.step, self.rows_per_file, self.project_number = step, rows_per_file, project_number
         self.faults = Faults()
         self.live_models: set[str] = set(DEFAULT_LIVE_MODELS)
+        # Models the project has not enabled in Model Garden ("publishers/p/models/m"): a test adds to it.
+        self.not_enabled: set[str] = set()
+        # Models that run online only; a test may add one whose card says batch but the service does not.
+        self.no_batch: set[str] = set(NO_BATCH)
         self.output_shape = "gemini"  # or "model_garden"
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
@@ -253,6 +293,8 @@ class VertexEmulator:
             self._operations.clear()
             self.faults = Faults()
             self.live_models = set(DEFAULT_LIVE_MODELS)
+            self.not_enabled = set()
+            self.no_batch = set(NO_BATCH)
             self.output_shape = "gemini"
 
     # ------------------------------------------------------------ test helpers
@@ -292,6 +334,9 @@ class VertexEmulator:
         m = PUBLISHER_MODEL_RE.match(path)
         if m and method == "GET":
             return 200, self._publisher_model(m.group(2))
+        m = ONLINE_RE.match(path)
+        if m and method == "POST":
+            return 200, self._online(m.group(2), m.group(3), body)
         m = JOBS_RE.match(path)
         if m:
             _, project, location, job_id, cancel = m.groups()
@@ -338,12 +383,41 @@ class VertexEmulator:
             raise ApiError(404, f"The BatchPredictionJob does not exist: {job_id}")
         return job
 
+    def _serving(self, project: str, location: str, model: str, places: set[str] | None) -> None:
+        """404 for a model not served at all, 400 outside its locations, 400 FAILED_PRECONDITION when
+        the project has not enabled it (the service's words, SPEC.md "What a real project meets")."""
+        full = f"projects/{project}/locations/{location}/{model}"
+        if model not in self.live_models:
+            raise ApiError(404, f"Publisher Model `{full}` not found.")
+        if places is not None and location not in places:
+            raise ApiError(400, f"Publisher Model `{full}` is not supported in location {location}.")
+        if model in self.not_enabled:
+            raise ApiError(400, f"Project `{project}` is not allowed to use Publisher Model `{full}`",
+                           status="FAILED_PRECONDITION")
+
+    def _online(self, project: str, location: str, body: Any) -> dict:
+        """One chat completion on the region's OpenAI-compatible endpoint (body.model: "publisher/id")."""
+        name = body.get("model") if isinstance(body, dict) else None
+        if not isinstance(name, str) or name.count("/") != 1:
+            raise ApiError(400, "model must be given as 'publisher/model-id'.")
+        publisher, model_id = name.split("/")
+        model = f"publishers/{publisher}/models/{model_id}"
+        places = None
+        if model in BATCH_LOCATIONS or model in ONLINE_LOCATIONS:
+            places = BATCH_LOCATIONS.get(model, set()) | ONLINE_LOCATIONS.get(model, set())
+        self._serving(project, location, model, places)
+        try:
+            return fake_model.respond("/v1/chat/completions", body, name)
+        except fake_model.RowError as exc:
+            raise ApiError(400, str(exc)) from None
+
     def _create(self, project: str, location: str, body: Any) -> dict:
         spec = validate_create(location, body)
         model = publisher_model(spec["model"])
         places = GEMINI_EMBEDDING_MODELS.get(model)
-        if model not in self.live_models or (places is not None and location not in places):
-            raise ApiError(404, f"Publisher Model `projects/{project}/locations/{location}/{model}` not found.")
+        if model in self.live_models and model in self.no_batch:
+            raise ApiError(400, f"Do not support publisher model {model.rsplit('/', 1)[-1]}")
+        self._serving(project, location, model, BATCH_LOCATIONS.get(model))
         if places is not None and ("bigquerySource" in spec["inputConfig"]
                                    or "bigqueryDestination" in spec["outputConfig"]):
             raise ApiError(400, "BigQuery input and output are not supported for Gemini embedding models; "
@@ -378,6 +452,9 @@ class VertexEmulator:
 
     def _list(self, location: str, query: dict) -> dict:
         filt = (query.get("filter") or [""])[0]
+        if HYPHEN_LABEL_RE.search(filt):
+            raise ApiError(400, f"Invalid filter: {filt!r}: '-' is not allowed in a label key here "
+                                f"(use labels.KEY=VALUE with letters, digits and underscores).")
         check_filter(filt)
         size = int((query.get("pageSize") or ["100"])[0] or 100)
         start = int((query.get("pageToken") or ["0"])[0] or 0)
@@ -665,14 +742,15 @@ def validate_create(location: str, body: Any) -> dict:
     """The create body, checked the way the service checks it up front."""
     if not isinstance(body, dict):
         raise _bad("Invalid JSON payload received: the body must be a JSON object.")
-    if location == "global":
-        raise _bad("Batch prediction is not supported in location global.")
     if not body.get("displayName"):
         raise _bad("BatchPredictionJob.display_name must be set.")
     model = body.get("model") or ""
     if not MODEL_RE.match(model):
         raise _bad(f"Invalid Model resource name {model!r}: expected "
                    "publishers/<publisher>/models/<model>.")
+    # SPEC.md "Models": the global endpoint runs no open-model batch jobs; gemini-embedding-2 lists it.
+    if location == "global" and "global" not in BATCH_LOCATIONS.get(publisher_model(model), set()):
+        raise _bad("Batch prediction is not supported in location global.")
     inp, out = body.get("inputConfig"), body.get("outputConfig")
     if not isinstance(inp, dict):
         raise _bad("BatchPredictionJob.input_config must be set.")
@@ -799,7 +877,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as err:
             status = err.code
             payload = {"error": {"code": err.code, "message": err.message,
-                                 "status": HTTP_STATUS.get(err.code, "UNKNOWN")}}
+                                 "status": err.status or HTTP_STATUS.get(err.code, "UNKNOWN")}}
         except DropConnection:
             self.close_connection = True
             return

@@ -22,6 +22,7 @@ from .backends import Backend, get_backend
 from .backends.base import OK_STATES
 from .call import KEYWORDS, Call, Options
 from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
+from .fit import hold_back
 from .join import join_results, output_columns
 from .models import CHAT, kind_of_url
 from .params import body_params
@@ -30,6 +31,7 @@ from .requests import RequestPlan, build_requests
 from .results import parse_lines
 from .reuse import Reuse, plan_reuse
 from .runfile import RequestsJob
+from .schemacheck import check_supported
 from .structured import Schema, as_schema
 
 __all__ = ["batch_predict", "compare", "plan", "preview", "retry_failed", "submit"]
@@ -64,6 +66,7 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
         if "response_format" in params:
             raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
         params["response_format"] = schema.response_format
+        check_supported(params["response_format"]["json_schema"]["schema"], backend.schema_support)
     built = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
                            model=backend.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
                            on_null=call.on_null, params=params)
@@ -74,11 +77,14 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             *, check_limits: bool = True) -> Prepared:
     """Validate ``call`` on ``frame`` for a job, plan its request lines and find what can be reused.
 
+    With ``check_limits`` (a call about to run), rows that cannot fit the
+    context window are marked failed and not sent (:func:`pdbatch.fit.hold_back`).
+
     Raises
     ------
     InputError, ConfigError
-        Bad input, result columns that would be overwritten, or a call past
-        ``max_rows`` / ``max_cost``.
+        Bad input, result columns that would be overwritten, a call past
+        ``max_rows`` / ``max_cost``, or one whose every row is over the context window.
     """
     be = get_backend(backend)
     planned, schema = plan(frame, call, be)
@@ -89,6 +95,8 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
             f"(df.rename(columns=...)) or pass overwrite=True"
         )
+    if check_limits:  # (preview shows these rows instead, with the same reasons)
+        planned = hold_back(planned, be)
     prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be, options.cache))
     if check_limits:
         enforce_limits([(prepared.plan, prepared.reused)], prepared.backend, options, what="call",

@@ -17,8 +17,13 @@ import orjson
 import pandas as pd
 
 from .errors import ConfigError
+from .schemacheck import check_valid
 
 __all__ = ["Schema", "as_schema", "inline_refs"]
+
+#: The error of an answer that stopped at max_tokens before its JSON was whole.
+CUT_SHORT = ("the answer stopped at max_tokens (finish_reason 'length') before its JSON was complete: "
+             "raise max_tokens=... (e.g. double it; max_tokens=None lifts the cap)")
 
 _DTYPES = {"integer": "Int64", "number": "Float64", "boolean": "boolean", "string": "string"}
 
@@ -42,7 +47,8 @@ class Schema:
         """The columns the answers are parsed into: the schema's top-level properties."""
         return list(self.json_schema.get("properties", {}))
 
-    def parse(self, responses: pd.Series, errors: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    def parse(self, responses: pd.Series, errors: pd.Series,
+              finish_reasons: pd.Series | None = None) -> tuple[pd.DataFrame, pd.Series]:
         """Parse each answer; returns typed columns and the errors with parse failures added.
 
         Parameters
@@ -51,6 +57,9 @@ class Schema:
             The raw answers (missing where the row failed).
         errors : pandas.Series
             The rows' errors so far; rows that already failed are left alone.
+        finish_reasons : pandas.Series, optional
+            Why each answer ended: an answer cut at ``max_tokens`` (``"length"``)
+            that does not parse says so, and names the setting to raise.
 
         Returns
         -------
@@ -60,13 +69,15 @@ class Schema:
         props = self.json_schema.get("properties", {})
         values: dict[str, list[Any]] = {c: [] for c in props}
         new_errors = errors.astype(object).where(errors.notna(), None).tolist()
+        finish = [None] * len(responses) if finish_reasons is None else finish_reasons.tolist()
         for i, text in enumerate(responses.tolist()):
             row: dict[str, Any] = {}
             if new_errors[i] is None and isinstance(text, str):
                 try:
                     row = self._read(text)
                 except ValueError as exc:
-                    new_errors[i] = f"response does not match the schema: {exc}"
+                    new_errors[i] = (CUT_SHORT + f" ({exc})" if finish[i] == "length"
+                                     else f"response does not match the schema: {exc}")
                     row = {}
             for c in props:
                 values[c].append(row.get(c))
@@ -80,7 +91,8 @@ class Schema:
 
     def add_columns(self, result: pd.DataFrame) -> pd.DataFrame:
         """``result`` with one typed column per property, and parse failures in ``error``."""
-        cols, errors = self.parse(result["response"], result["error"])
+        finish = result["finish_reason"] if "finish_reason" in result.columns else None
+        cols, errors = self.parse(result["response"], result["error"], finish)
         out = result.drop(columns=["error"])
         for c in cols.columns:
             out[c] = cols[c]
@@ -197,6 +209,7 @@ def as_schema(schema: Any) -> Schema:
         name = str(schema.get("title") or "response")
     else:
         raise ConfigError(f"schema= must be a JSON schema dict or a pydantic model class, got {type(schema).__name__}")
+    check_valid(json_schema)  # "strng" is refused here, not sent to constrain nothing
     inline_refs(json_schema)  # a recursive schema is refused now, before anything is sent
     if json_schema.get("type", "object") != "object" or not json_schema.get("properties"):
         raise ConfigError("schema= must describe a JSON object with 'properties': each becomes a column")

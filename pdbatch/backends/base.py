@@ -20,7 +20,8 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
   with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
-  :meth:`~Backend.unsupported_params`.
+  :meth:`~Backend.unsupported_params`, :attr:`~Backend.schema_support`
+  (what a ``schema=`` may use).
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
   :meth:`~Backend.batch_price` (``preview``, ``max_cost``).
 * **The response cache**: :meth:`~Backend.cache_identity`.
@@ -45,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..models import Kind
 from ..pricing import published_price
+from ..schemacheck import SchemaSupport
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -148,6 +150,11 @@ class Backend(abc.ABC):
     #: the backend's service reads or writes them (``passthrough=True`` refuses
     #: them, or renames them with ``rename_reserved=True``).
     reserved_columns: ClassVar[tuple[str, ...]] = ()
+    #: What the backend's structured output honours in a ``schema=``: the
+    #: types, keywords and shapes anything else in the schema is refused for,
+    #: before anything is sent (:mod:`pdbatch.schemacheck`). None: no limit
+    #: is declared; the schema is only checked against the JSON Schema metaschema.
+    schema_support: ClassVar[SchemaSupport | None] = None
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:

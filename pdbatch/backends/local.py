@@ -43,6 +43,7 @@ from ..engine.worker import command as worker_command
 from ..errors import ConfigError, JobNotFoundError
 from ..jobdir import read_status, write_status
 from ..models import Kind, resolve_local
+from ._schema_support import LLAMA_GRAMMAR
 from .base import TERMINAL_STATES, Backend, JobStatus
 
 if TYPE_CHECKING:
@@ -143,6 +144,7 @@ class Local(Backend):
     name = "local"
     #: A local job finishes in seconds to minutes, and a status check is a file read.
     poll_seconds = 0.25
+    schema_support = LLAMA_GRAMMAR
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ from ..models import (
 from ..params import Check
 from . import _garden, _gcp, _gemini_embed, _staging
 from ._create import create_job
+from ._schema_support import OPENAI_STRICT
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
 from ._job_resource import job_resource, job_status, location_of, output_table
@@ -112,6 +113,7 @@ class Vertex(Backend):
     accepts_passthrough: ClassVar[bool] = True
     #: Names a pass-through column may not take (the service reads or writes them).
     reserved_columns: ClassVar[tuple[str, ...]] = _gcp.RESERVED_COLUMNS
+    schema_support = OPENAI_STRICT
 
     def __init__(
         self,

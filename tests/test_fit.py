@@ -1,0 +1,64 @@
+"""Preview and run agree on the rows over the context window (the real local tokenizer counts them)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import pytest
+
+from pdbatch import jobdir, run
+from pdbatch.backends import Local
+from pdbatch.call import Call
+from pdbatch.errors import ConfigError
+from pdbatch.fit import OVER_WINDOW, hold_back
+
+PROMPT = "Classify the sentiment of this review in one word: {review}"
+
+
+def no_jobs():
+    folder = jobdir.root()
+    return not folder.exists() or not any(folder.iterdir())
+
+
+def test_max_tokens_past_the_window_is_refused_as_preview_says(reviews):
+    df = reviews.iloc[:4]
+    pv = df.llama.preview(PROMPT, max_tokens=100_000)
+    assert len(pv.over_context) == 4 and "over the context window" in repr(pv)
+    reason = pv.over_context_reasons["row-0"]
+    assert reason.startswith(OVER_WINDOW) and "max_tokens=100000" in reason and "2048" in reason
+    with pytest.raises(ConfigError, match=r"every row \(4: row-0, row-1, row-2, row-3\) is over the context window"
+                       ) as err:
+        df.llama.batch_predict(PROMPT, max_tokens=100_000, progress=False)
+    assert reason[len(OVER_WINDOW) + 2:] in str(err.value), "the run gives the reason preview gives"
+    assert no_jobs(), "nothing was submitted"
+
+
+def test_the_run_holds_back_exactly_the_rows_preview_lists(reviews):
+    df = reviews.iloc[:6]
+    pv = df.llama.preview(PROMPT, max_tokens=16)
+    assert pv.over_context == [] and pv.over_context_reasons == {}
+    tight = Local(n_ctx=72)  # the same rows against a small window: some fit, some do not
+    pv = df.llama.preview(PROMPT, max_tokens=16, backend=tight)
+    expected = [f"row-{i}" for i, n in enumerate(pv.prompt_tokens) if n + 16 > 72]
+    assert pv.over_context == expected and 0 < len(expected) < len(df)
+    # the run's path counts only the rows its byte bound cannot clear, and must find the same ones
+    planned, _ = run.plan(df, Call(prompt=PROMPT, params={"max_tokens": 16}), tight)
+    with pytest.warns(UserWarning, match=f"{len(expected)} row\\(s\\)"):
+        held = hold_back(planned, tight)
+    assert {f"row-{p}": why for p, why in held.skipped.items()} == pv.over_context_reasons
+
+
+@pytest.mark.slow
+def test_rows_over_the_window_fail_without_being_sent_with_previews_reason(reviews):
+    long_text = " ".join(["This blender is loud but it works well enough for smoothies."] * 200)
+    df = pd.DataFrame({"review": [reviews.review.iloc[0], long_text, reviews.review.iloc[1]]})
+    pv = df.llama.preview(PROMPT, max_tokens=4, temperature=0)
+    assert pv.over_context == ["row-1"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = df.llama.batch_predict(PROMPT, max_tokens=4, temperature=0, progress=False)
+    assert any("1 row(s) (row-1) are over the context window" in str(w.message) for w in caught)
+    assert out.error.iloc[1] == pv.over_context_reasons["row-1"]
+    assert out.error.iloc[[0, 2]].isna().all() and out.response.iloc[[0, 2]].notna().all()
+    assert pd.isna(out.response.iloc[1])

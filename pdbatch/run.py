@@ -22,6 +22,7 @@ from .backends import Backend, get_backend
 from .backends.base import OK_STATES
 from .call import KEYWORDS, Call, Options
 from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
+from .failures import hold_back_sure_failures
 from .fit import hold_back
 from .join import join_results, output_columns
 from .models import CHAT, kind_of_url
@@ -225,6 +226,11 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     **overrides
         Changes to the original call's body parameters (e.g. ``max_tokens=512``).
 
+    Without ``backend`` or ``overrides`` the rows are sent as they were, so
+    a row whose error is sure to come back (a prompt over the context window,
+    an invalid request: :func:`pdbatch.failures.sure_to_fail`) is not sent
+    again; a warning says which, why, and what would change that.
+
     Returns
     -------
     pandas.DataFrame
@@ -245,6 +251,9 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     failed = result["error"].notna().to_numpy()
     if call.on_null == "skip":
         failed &= ~result["error"].fillna("").str.startswith("skipped: null").to_numpy()
+    if backend is None and not overrides:  # the same request again: a deterministic failure comes back
+        failed = hold_back_sure_failures(result["error"].to_numpy(dtype=object),
+                                         [f"index {i!r}" for i in result.index], failed)
     if not failed.any():
         return result
     schema = as_schema(call.schema) if call.schema is not None else None
@@ -263,3 +272,4 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", job_id)
     merged.attrs["pdbatch_retried_from"] = job_id
     return merged
+

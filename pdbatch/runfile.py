@@ -32,6 +32,7 @@ from .cache import deterministic
 from .call import CacheMode, Call, Options
 from .display import live_display_available
 from .errors import ConfigError, InputError
+from .failures import hold_back_sure_failures
 from .join import output_columns
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .preview import Preview, enforce_limits, make_preview
@@ -335,12 +336,17 @@ class RequestsJob(jobs.BatchJob):
         """Send the lines of ``result`` that failed again, as they were (``df.llama.retry_failed`` calls this).
 
         Lines refused before sending (``invalid request: ...``) would fail the
-        same way and are kept as they are. ``overrides`` change body fields
+        same way and are kept as they are; so are, unless ``backend`` or
+        ``overrides`` change the request, lines whose error is sure to come
+        back (:func:`pdbatch.failures.sure_to_fail`), with a warning. ``overrides`` change body fields
         of the lines sent again (``max_tokens=512``); the model and the cache
         mode are the first run's.
         """
         failed = result["error"].notna().to_numpy() & ~result["error"].fillna("").str.startswith(
             INVALID_PREFIX).to_numpy()
+        if backend is None and not overrides:  # the same lines again: a deterministic failure comes back
+            failed = hold_back_sure_failures(result["error"].to_numpy(dtype=object),
+                                             result["custom_id"].astype(str).tolist(), failed)
         if not failed.any():
             return result
         subset = result.loc[failed, list(COLUMNS)].copy()

@@ -62,3 +62,6 @@ def test_rows_over_the_window_fail_without_being_sent_with_previews_reason(revie
     assert out.error.iloc[1] == pv.over_context_reasons["row-1"]
     assert out.error.iloc[[0, 2]].isna().all() and out.response.iloc[[0, 2]].notna().all()
     assert pd.isna(out.response.iloc[1])
+    # retried unchanged, the row would be over again: it is not sent, and the warning says what would help
+    with pytest.warns(UserWarning, match=r"\(index 1\) were not sent again: the prompt does not fit .* larger"):
+        assert out.llama.retry_failed(progress=False) is out

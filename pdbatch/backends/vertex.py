@@ -38,10 +38,10 @@ from ..models import (
 from ..params import Check
 from . import _garden, _gcp, _gemini_embed, _staging
 from ._create import create_job
-from ._schema_support import OPENAI_STRICT
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
 from ._job_resource import job_resource, job_status, location_of, output_table
+from ._schema_support import OPENAI_STRICT
 from .base import Backend, JobStatus
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
 * **Capabilities**: :attr:`~Backend.accepts_passthrough` and
   :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
   with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
+* **Models**: :meth:`~Backend.known_models` (for messages).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`, :attr:`~Backend.schema_support`
   (what a ``schema=`` may use).
@@ -212,6 +213,14 @@ class Backend(abc.ABC):
         (Vertex refuses an endpoint its credentials should not be sent to).
         """
         return cls(**settings)
+
+    def known_models(self, kind: Kind) -> list[str]:
+        """The models of ``kind`` this backend offers, for messages that say what it has ([]: it cannot list them).
+
+        A request file naming a model the backend does not have is refused
+        with this list (pdbatch never guesses a replacement).
+        """
+        return []
 
     def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
         """Prompt tokens of each request body with the model's own tokenizer, or None if unavailable.

@@ -11,6 +11,7 @@ does not fit the schema, becomes that row's ``error``; its text stays in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ import pandas as pd
 from .errors import ConfigError
 from .schemacheck import check_valid
 
-__all__ = ["Schema", "as_schema", "inline_refs"]
+__all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file"]
 
 #: The error of an answer that stopped at max_tokens before its JSON was whole.
 CUT_SHORT = ("the answer stopped at max_tokens (finish_reason 'length') before its JSON was complete: "
@@ -215,3 +216,30 @@ def as_schema(schema: Any) -> Schema:
         raise ConfigError("schema= must describe a JSON object with 'properties': each becomes a column")
     name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)[:64] or "response"
     return Schema(name, json_schema, model)
+
+
+def read_schema_file(path: str) -> dict[str, Any]:
+    """The JSON schema in the file at ``path`` (the command line's ``--schema FILE.json``), checked as ``schema=`` is.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or unreadable, is not JSON (with the line and
+        column), or does not hold a schema that gives columns.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--schema {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        schema = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--schema {path}: not JSON ({exc}); it should hold one JSON schema object, "
+                          f'e.g. {{"type": "object", "properties": {{"label": {{"type": "string"}}}}}}') from None
+    if not isinstance(schema, dict):
+        raise ConfigError(f"--schema {path}: holds a JSON {type(schema).__name__}, not a JSON schema object")
+    try:
+        as_schema(schema)
+    except ConfigError as exc:
+        raise ConfigError(f"--schema {path}: {exc}") from None
+    return schema

@@ -99,7 +99,7 @@ def hold_back_sure_failures(errors: Sequence[object], names: Sequence[str], fail
     numpy.ndarray
         ``failed`` with the rows sure to fail again set to False.
     """
-    kept = [(int(i), why) for i in np.flatnonzero(failed) if (why := sure_to_fail(errors[i])) is not None]
+    kept = [(i, why) for i in np.flatnonzero(failed).tolist() if (why := sure_to_fail(errors[i])) is not None]
     if not kept:
         return failed
     warnings.warn(summary((names[i], why) for i, why in kept), UserWarning, stacklevel=4)

@@ -105,7 +105,11 @@ def _count_candidates(plan: RequestPlan, backend: Backend, positions: np.ndarray
     shapes = [_shape(b) for b in bodies]
     distinct = list(dict.fromkeys(shapes))
     # each chat template's own tokens, once per shape of message list (a template call has one)
-    empty = backend.count_tokens(plan.model, plan.kind, [_emptied(bodies[shapes.index(s)]) for s in distinct])
+    try:
+        empty = backend.count_tokens(plan.model, plan.kind, [_emptied(bodies[shapes.index(s)]) for s in distinct])
+    except (ValueError, RuntimeError, OSError):
+        # weights that do not load: nothing to count with, and the job says what is wrong with them
+        return positions, None
     if empty is None:
         return positions, None
     template = dict(zip(distinct, empty, strict=True))

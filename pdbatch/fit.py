@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OVER_WINDOW", "hold_back", "over_window"]
 
+P = TypeVar("P", bound="RequestPlan")
+
 #: How the error of a row that was not sent because it cannot fit begins.
 OVER_WINDOW = "not sent: over the context window"
 #: Tokens a row's prompt may have beyond one per UTF-8 byte of its text and
@@ -46,10 +48,10 @@ _SLACK_PER_MESSAGE = 4
 _SLACK = 16
 
 
-def answer_cap(params: dict[str, Any]) -> int | None:
-    """The call's cap on answer tokens (``max_completion_tokens`` or ``max_tokens``; None: none)."""
-    cap = params.get("max_completion_tokens", params.get("max_tokens"))
-    return int(cap) if cap is not None else None
+def answer_cap(body: dict[str, Any]) -> int | None:
+    """A request body's cap on answer tokens (``max_completion_tokens`` or ``max_tokens``; None: none)."""
+    cap = body.get("max_completion_tokens", body.get("max_tokens"))
+    return int(cap) if isinstance(cap, int) and not isinstance(cap, bool) else None
 
 
 def reason(prompt: int, cap: int | None, window: int, where: str) -> str:
@@ -85,23 +87,27 @@ def over_window(plan: RequestPlan, backend: Backend, counts: list[int] | None = 
     positions = plan.positions
     if not window or not len(positions):
         return {}
-    cap = answer_cap(plan.params)
-    need = cap if cap is not None else 1
+    bodies = [plan.body(p) for p in plan.payloads(positions)]
+    # each line's own cap: a request file's lines may differ (a frame call's share the call's)
+    caps = [answer_cap(b) for b in bodies]
+    need = np.array([c if c is not None else 1 for c in caps], dtype=np.int64)
     if counts is None:
-        positions, counts = _count_candidates(plan, backend, positions, window - need)
+        chosen, counts = _count_candidates(plan, backend, bodies, window - need)
         if counts is None:
             return {}
+    else:
+        chosen = np.arange(len(positions))
     tokens = np.asarray(counts, dtype=np.int64)
     # a count of -1: the chat template rejects the row, which then fails on its own
-    over = (tokens >= 0) & (tokens + need > window)
+    over = (tokens >= 0) & (tokens + need[chosen] > window)
     where = f"{backend.name}:{plan.model}"
-    return {int(p): reason(int(t), cap, window, where) for p, t in zip(positions[over], tokens[over], strict=True)}
+    return {int(positions[i]): reason(int(t), caps[i], window, where)
+            for i, t in zip(chosen[over].tolist(), tokens[over].tolist(), strict=True)}
 
 
-def _count_candidates(plan: RequestPlan, backend: Backend, positions: np.ndarray,
-                      room: int) -> tuple[np.ndarray, list[int] | None]:
-    """The rows that may not leave ``room`` tokens, and their prompt tokens (None: the backend cannot count)."""
-    bodies = [plan.body(p) for p in plan.payloads(positions)]
+def _count_candidates(plan: RequestPlan, backend: Backend, bodies: list[dict[str, Any]],
+                      room: np.ndarray) -> tuple[np.ndarray, list[int] | None]:
+    """Which of ``bodies`` may not leave their ``room`` tokens, and their prompt tokens (None: cannot count)."""
     shapes = [_shape(b) for b in bodies]
     distinct = list(dict.fromkeys(shapes))
     # each chat template's own tokens, once per shape of message list (a template call has one)
@@ -109,16 +115,16 @@ def _count_candidates(plan: RequestPlan, backend: Backend, positions: np.ndarray
         empty = backend.count_tokens(plan.model, plan.kind, [_emptied(bodies[shapes.index(s)]) for s in distinct])
     except (ValueError, RuntimeError, OSError):
         # weights that do not load: nothing to count with, and the job says what is wrong with them
-        return positions, None
+        return np.arange(len(bodies)), None
     if empty is None:
-        return positions, None
+        return np.arange(len(bodies)), None
     template = dict(zip(distinct, empty, strict=True))
     bound = np.array([_upper_bound(b) + max(template[s], 0) for b, s in zip(bodies, shapes, strict=True)],
                      dtype=np.int64)
     maybe = np.flatnonzero(bound > room)
     if not len(maybe):
-        return positions[:0], []
-    return positions[maybe], backend.count_tokens(plan.model, plan.kind, [bodies[i] for i in maybe])
+        return maybe, []
+    return maybe, backend.count_tokens(plan.model, plan.kind, [bodies[i] for i in maybe.tolist()])
 
 
 def _shape(body: dict[str, Any]) -> tuple[Any, ...]:
@@ -142,7 +148,7 @@ def _emptied(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "messages": [{**m, "content": ""} if isinstance(m, dict) else m for m in _messages(body)]}
 
 
-def hold_back(plan: RequestPlan, backend: Backend) -> RequestPlan:
+def hold_back(plan: P, backend: Backend) -> P:
     """``plan`` with the rows that cannot fit marked failed and not sent (see the module's notes).
 
     Raises

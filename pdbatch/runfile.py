@@ -33,6 +33,7 @@ from .call import CacheMode, Call, Options
 from .display import live_display_available
 from .errors import ConfigError, InputError
 from .failures import hold_back_sure_failures
+from .fit import OVER_WINDOW, hold_back
 from .join import output_columns
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .preview import Preview, enforce_limits, make_preview
@@ -202,7 +203,8 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
         if output is not None:  # an empty file has nothing to answer: an empty output
             write_table(out, output)
         return out
-    plans = [_plan(planned, g) for g in planned.groups]
+    # lines over the context window are not sent, as preview_requests lists them (pdbatch.fit)
+    plans = [hold_back(_plan(planned, g), be) for g in planned.groups]
     if not plans:  # every line is invalid: one job with nothing to send keeps their errors
         name = model if isinstance(model, str) else (model or {}).get(CHAT)
         empty = LineGroup(CHAT, be.model_name(name, CHAT), np.empty(0, dtype=np.int64))
@@ -447,6 +449,8 @@ def _ids(member: jobs.BatchJob) -> list[str]:
 def _code(error: str, found: tuple[Any, str | None] | None, state: str) -> str:
     if error.startswith(INVALID_PREFIX):
         return INVALID
+    if error.startswith(OVER_WINDOW):
+        return "context_length_exceeded"  # OpenAI's code for the same refusal
     if found is not None:
         return FAILED
     return {"JOB_STATE_CANCELLED": CANCELLED, "JOB_STATE_EXPIRED": EXPIRED,

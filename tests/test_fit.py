@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pandas as pd
 import pytest
 
+import pdbatch
 from pdbatch import jobdir, run
 from pdbatch.backends import Local
 from pdbatch.call import Call
@@ -65,3 +67,34 @@ def test_rows_over_the_window_fail_without_being_sent_with_previews_reason(revie
     # retried unchanged, the row would be over again: it is not sent, and the warning says what would help
     with pytest.warns(UserWarning, match=r"\(index 1\) were not sent again: the prompt does not fit .* larger"):
         assert out.llama.retry_failed(progress=False) is out
+
+
+def _line(cid, max_tokens):
+    return json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+                       "body": {"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": max_tokens,
+                                "temperature": 0}})
+
+
+def test_a_request_file_whose_every_line_is_over_is_refused_as_preview_says(tmp_path):
+    path = tmp_path / "req.jsonl"
+    path.write_text(_line("a", 100_000) + "\n" + _line("b", 5_000) + "\n")
+    (pv,) = pdbatch.preview_requests(str(path))
+    assert pv.over_context == ["a", "b"] and "max_tokens=5000" in pv.over_context_reasons["b"]
+    with pytest.raises(ConfigError, match=r"every row \(2: a, b\) is over the context window"):
+        pdbatch.run_requests(str(path), progress=False)
+    assert no_jobs()
+
+
+@pytest.mark.slow
+def test_a_request_files_lines_are_held_back_each_by_its_own_max_tokens(tmp_path):
+    path = tmp_path / "req.jsonl"
+    path.write_text(_line("fits", 4) + "\n" + _line("over", 100_000) + "\n")
+    (pv,) = pdbatch.preview_requests(str(path))
+    assert pv.over_context == ["over"], "each line's own cap, not the file's largest"
+    with pytest.warns(UserWarning, match=r"1 row\(s\) \(over\)"):
+        job = pdbatch.run_requests(str(path), wait=False, progress=False)
+    out = job.wait(progress=False).result()
+    assert out.set_index("custom_id").error["over"] == pv.over_context_reasons["over"]
+    assert pd.isna(out.set_index("custom_id").error["fits"])
+    lines = list(job.output_lines())
+    assert [x["error"]["code"] for x in lines if x["error"]] == ["context_length_exceeded"]

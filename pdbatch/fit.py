@@ -83,10 +83,17 @@ def over_window(plan: RequestPlan, backend: Backend, counts: list[int] | None = 
     dict of int to str
         Empty when the backend knows no window, for embeddings, and when all fits.
     """
+    found = _find(plan, backend, counts)
+    return {p: reason(t, cap, window, where) for p, t, cap, window, where in found}
+
+
+def _find(plan: RequestPlan, backend: Backend,
+          counts: list[int] | None) -> list[tuple[int, int, int | None, int, str]]:
+    """Each row over the window: (frame position, prompt tokens, its max_tokens, the window, backend:model)."""
     window = backend.context_window(plan.model) if plan.kind == CHAT else None
     positions = plan.positions
     if not window or not len(positions):
-        return {}
+        return []
     bodies = [plan.body(p) for p in plan.payloads(positions)]
     # each line's own cap: a request file's lines may differ (a frame call's share the call's)
     caps = [answer_cap(b) for b in bodies]
@@ -94,15 +101,15 @@ def over_window(plan: RequestPlan, backend: Backend, counts: list[int] | None = 
     if counts is None:
         chosen, counts = _count_candidates(plan, backend, bodies, window - need)
         if counts is None:
-            return {}
+            return []
     else:
         chosen = np.arange(len(positions))
     tokens = np.asarray(counts, dtype=np.int64)
     # a count of -1: the chat template rejects the row, which then fails on its own
     over = (tokens >= 0) & (tokens + need[chosen] > window)
     where = f"{backend.name}:{plan.model}"
-    return {int(positions[i]): reason(int(t), caps[i], window, where)
-            for i, t in zip(chosen[over].tolist(), tokens[over].tolist(), strict=True)}
+    return [(int(positions[i]), t, caps[i], window, where)
+            for i, t in zip(chosen[over].tolist(), tokens[over].tolist(), strict=True)]
 
 
 def _count_candidates(plan: RequestPlan, backend: Backend, bodies: list[dict[str, Any]],
@@ -156,15 +163,17 @@ def hold_back(plan: P, backend: Backend) -> P:
     ConfigError
         Every row that would be sent is over the window: nothing would run.
     """
-    over = over_window(plan, backend)
-    if not over:
+    found = _find(plan, backend, None)
+    if not found:
         return plan
+    over = {p: reason(t, cap, window, where) for p, t, cap, window, where in found}
     ids = plan.ids_at(np.array(sorted(over)))
     first = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
-    sample = over[min(over)]
+    # the longest prompt: the fix it needs is one that fits every row
+    sample = reason(*max(found, key=lambda f: f[1])[1:])[len(OVER_WINDOW) + 2:]
     if len(over) == len(plan.positions):
         raise ConfigError(f"every row ({len(over)}: {first}) is over the context window; nothing was submitted. "
-                          f"{sample[len(OVER_WINDOW) + 2:]}. preview(...) shows each row's prompt tokens.")
+                          f"The longest: {sample}. preview(...) shows each row's prompt tokens.")
     warnings.warn(f"{len(over)} row(s) ({first}) are over the context window and are not sent; their 'error' "
-                  f"says why, e.g. {sample[len(OVER_WINDOW) + 2:]}", UserWarning, stacklevel=4)
+                  f"says why, e.g. {sample}", UserWarning, stacklevel=4)
     return replace(plan, skipped={**plan.skipped, **over})

@@ -32,7 +32,9 @@ def test_max_tokens_past_the_window_is_refused_as_preview_says(reviews):
     with pytest.raises(ConfigError, match=r"every row \(4: row-0, row-1, row-2, row-3\) is over the context window"
                        ) as err:
         df.llama.batch_predict(PROMPT, max_tokens=100_000, progress=False)
-    assert reason[len(OVER_WINDOW) + 2:] in str(err.value), "the run gives the reason preview gives"
+    longest = f"row-{int(pv.prompt_tokens.to_numpy().argmax())}"
+    assert pv.over_context_reasons[longest][len(OVER_WINDOW) + 2:] in str(err.value), \
+        "the run gives the reason preview gives, for the row whose fix fits every row"
     assert no_jobs(), "nothing was submitted"
 
 

@@ -39,6 +39,7 @@ import pandas as pd
 from .errors import ConfigError, InputError
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .params import EMBEDDINGS_FIELDS, EXTRA_BODY, RESERVED, check_fields
+from .structured import response_format_problem
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -382,6 +383,9 @@ def _body_problem(body: dict[str, Any], kind: Kind, backend: Backend) -> str | N
     if not problems:
         problems = [f"{name}={_shown(checked[name])}: {why}"
                     for name, why in backend.unsupported_params(kind, checked).items()]
+    if not problems and kind == CHAT:
+        schema_problem = response_format_problem(body.get("response_format"), backend.schema_support)
+        problems = [schema_problem] if schema_problem else []
     return "; ".join(problems) or None
 
 

@@ -10,6 +10,7 @@ does not fit the schema, becomes that row's ``error``; its text stays in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ import orjson
 import pandas as pd
 
 from .errors import ConfigError
-from .schemacheck import check_valid
+from .schemacheck import SchemaSupport, check_supported, check_valid
 
-__all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file"]
+__all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file", "response_format_problem"]
 
 #: The error of an answer that stopped at max_tokens before its JSON was whole.
 CUT_SHORT = ("the answer stopped at max_tokens (finish_reason 'length') before its JSON was complete: "
@@ -243,3 +244,32 @@ def read_schema_file(path: str) -> dict[str, Any]:
     except ConfigError as exc:
         raise ConfigError(f"--schema {path}: {exc}") from None
     return schema
+
+
+def response_format_problem(fmt: Any, support: SchemaSupport | None) -> str | None:
+    """What is wrong with a request line's own ``response_format`` schema (None: nothing, or no schema).
+
+    A request file's lines carry their ``json_schema`` as written; each is
+    checked as ``schema=`` is (valid JSON Schema, and what the backend keeps).
+    """
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema") if isinstance(fmt.get("json_schema"), dict) else None
+    if not isinstance(schema, dict):
+        return "response_format json_schema needs a 'schema' object"
+    try:
+        return _schema_problem(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS), support)
+    except orjson.JSONEncodeError as exc:
+        return f"response_format: {exc}"
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_problem(schema_json: bytes, support: SchemaSupport | None) -> str | None:
+    # cached: a file's lines mostly share one schema, and validating it is the slow part
+    schema = orjson.loads(schema_json)
+    try:
+        check_valid(schema)
+        check_supported(inline_refs(schema), support)
+    except ConfigError as exc:
+        return "response_format " + str(exc).removeprefix("schema= ")
+    return None

@@ -125,3 +125,24 @@ def test_the_local_engine_cut_at_max_tokens_names_max_tokens(reviews):
                                                temperature=0, progress=False)
     assert (out.finish_reason == "length").all()
     assert out.error.str.startswith(CUT_SHORT).all(), out.error.tolist()
+
+
+def test_a_request_lines_own_schema_is_checked_and_a_bad_one_is_that_lines_error(tmp_path):
+    import json
+
+    from pdbatch.requestfile import plan_lines, read_requests
+
+    def line(cid, schema):
+        fmt = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+        return json.dumps({"custom_id": cid, "body": {"messages": [{"role": "user", "content": "hi"}],
+                                                      "response_format": fmt}})
+
+    path = tmp_path / "req.jsonl"
+    path.write_text("\n".join([line("good", obj(s={"type": "string"})), line("typo", obj(s={"type": "strng"})),
+                               line("min", obj(n={"type": "integer", "minimum": 1}))]) + "\n")
+    planned = plan_lines(read_requests(path), Local())
+    assert [g.positions.tolist() for g in planned.groups] == [[0]]
+    assert planned.errors[1].startswith("invalid request: response_format is not a valid JSON schema at "
+                                        "/properties/s/type: 'strng' is not a JSON Schema type")
+    assert planned.errors[2].startswith("invalid request: response_format at /properties/n/minimum")
+    assert list(plan_lines(read_requests(path), Mock()).errors) == [1], "no declared limit: only the metaschema"

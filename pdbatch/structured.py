@@ -25,7 +25,7 @@ __all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file", "response_f
 
 #: The error of an answer that stopped at max_tokens before its JSON was whole.
 CUT_SHORT = ("the answer stopped at max_tokens (finish_reason 'length') before its JSON was complete: "
-             "raise max_tokens=... (e.g. double it; max_tokens=None lifts the cap)")
+             "raise max_tokens=... (--max-tokens on the command line; e.g. double it, or None for no cap)")
 
 _DTYPES = {"integer": "Int64", "number": "Float64", "boolean": "boolean", "string": "string"}
 

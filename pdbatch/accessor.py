@@ -146,7 +146,8 @@ class LlamaAccessor:
         Preview
             A few rendered request lines; rows, unique requests, cache hits;
             prompt tokens per row (the model's tokenizer where the backend has
-            one, an approximation otherwise); rows over the context window; and
+            one, an approximation otherwise); rows over the context window,
+            with the reason each gets when the call runs (they are not sent); and
             for Vertex models an estimated cost (an upper bound: ``max_tokens``
             per answer).
         """
@@ -389,7 +390,10 @@ class LlamaAccessor:
         -------
         pandas.DataFrame
             The frame with the retried rows' result columns replaced; the rows
-            that had succeeded are kept as they were.
+            that had succeeded are kept as they were. Without ``backend`` or
+            ``params``, rows whose error is sure to come back (a prompt over the
+            context window, an invalid request) are not sent again: a warning
+            names them, with why and what would help.
         """
         return run.retry_failed(self._frame, job_id=job_id, backend=backend, progress=progress,
                                 timeout=timeout, **params)

@@ -32,6 +32,7 @@ from .errors import ConfigError, JobError, JobNotFoundError, JobTimeoutError, Pd
 from .models import Kind
 from .params import check_fields
 from .reporter import RowCounts
+from .structured import read_schema_file
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 #: sysexits.h's EX_SOFTWARE, and what a shell reports for a process killed by SIGPIPE / SIGINT (128 + 13 / 2)
@@ -152,6 +153,10 @@ def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
                           "custom_id": args.custom_id, "on_null": args.on_null, **body}
     if args.messages:
         kw["messages"] = args.messages
+    if args.schema:
+        if args.embed:
+            raise ConfigError("--schema structures chat answers; an --embed job has none")
+        kw["schema"] = read_schema_file(args.schema)
     if args.system and not args.embed:
         kw["system"] = args.system
     for name in ("max_tokens", "temperature", "seed"):
@@ -327,6 +332,8 @@ def _add_call_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--custom-id", help="a column of unique row ids (default: row positions)")
     p.add_argument("--on-null", choices=["raise", "skip"], default="raise",
                    help="rows with a null template field: refuse (default) or keep with an error")
+    p.add_argument("--schema", metavar="FILE.json", help="a JSON schema for the answers: one typed column per "
+                   "top-level property (as schema= in Python)")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--temperature", type=float)
     p.add_argument("--seed", type=int)

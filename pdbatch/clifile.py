@@ -27,7 +27,7 @@ __all__ = ["add_input", "is_request_file", "run", "submit", "write_answers"]
 #: Options of a frame call that a request file's lines carry themselves, by their attribute.
 FRAME_ONLY = {"prompt": "--prompt", "messages": "--messages", "system": "--system", "embed": "--embed",
               "custom_id": "--custom-id", "max_tokens": "--max-tokens", "temperature": "--temperature",
-              "seed": "--seed", "param": "--param", "overwrite": "--overwrite"}
+              "seed": "--seed", "param": "--param", "overwrite": "--overwrite", "schema": "--schema"}
 
 
 def add_input(p: argparse.ArgumentParser) -> None:

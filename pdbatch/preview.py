@@ -23,6 +23,7 @@ import pandas as pd
 from .backends.base import Backend
 from .call import Options
 from .errors import ConfigError
+from .fit import OVER_WINDOW, over_window
 from .pricing import PRICES_AS_OF, given_price
 from .requests import RequestPlan
 from .reuse import Reuse
@@ -55,7 +56,10 @@ class Preview:
     context_window : int or None
         The model's window, when known.
     over_context : list of str
-        custom_ids of rows whose prompt plus ``max_tokens`` does not fit.
+        custom_ids of rows whose prompt plus ``max_tokens`` does not fit: a
+        run does not send them (or refuses the call when no row fits).
+    over_context_reasons : dict of str to str
+        Why, for each of those rows: the ``error`` the run gives it.
     estimated_cost : float or None
         Upper bound in US$ for the requests that would be sent (None: no price known).
     max_tokens : int or None
@@ -81,6 +85,7 @@ class Preview:
     estimated_cost: float | None
     max_tokens: int | None
     max_tokens_default: bool = False
+    over_context_reasons: dict[str, str] = field(default_factory=dict)
     prices_as_of: str = PRICES_AS_OF
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -119,9 +124,17 @@ class Preview:
             f"<Preview {s['backend']}:{s['model']}: {s['rows']} rows -> {s['requests']} requests "
             f"({s['duplicates']} duplicates, {s['cache_hits']} cached, {s['skipped']} skipped); "
             f"prompt tokens {s['prompt_tokens_total']} (max {s['prompt_tokens_max']}, {self.token_counts}); "
-            f"{s['over_context']} over the context window; estimated cost {cost}"
+            f"{s['over_context']} over the context window{self._over_why}; estimated cost {cost}"
             + (f"; max_tokens per answer {self.answer_cap}>" if self.answer_cap else ">")
         )
+
+    @property
+    def _over_why(self) -> str:
+        """The first over row's reason, in brackets ("" when none is over)."""
+        if not self.over_context:
+            return ""
+        first = self.over_context[0]
+        return f" (not sent; {first}: {self.over_context_reasons.get(first, '')[len(OVER_WINDOW) + 2:]})"
 
     def _repr_html_(self) -> str:
         s = self.summary()
@@ -134,7 +147,7 @@ class Preview:
                                  f"reused, {s['skipped']} skipped)"),
             ("prompt tokens", f"{s['prompt_tokens_total']} in all, {s['prompt_tokens_max']} at most per row "
                               f"({self.token_counts})"),
-            ("over the context window", ", ".join(self.over_context[:10]) or "none"),
+            ("over the context window", (", ".join(self.over_context[:10]) + self._over_why) or "none"),
             ("estimated cost", cost),
         ]
         if self.answer_cap:
@@ -168,10 +181,9 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
     prompt_tokens = pd.Series(pd.array(tokens, dtype="Int64"), index=plan.frame.index, name="prompt_tokens")
     max_tokens = plan.params.get("max_completion_tokens", plan.params.get("max_tokens"))
     window = backend.context_window(plan.model)
-    over: list[str] = []
-    if window:
-        need = np.asarray(counts, dtype=np.int64) + (max_tokens or 1)
-        over = plan.ids_at(counted[need > window])
+    # the run holds back exactly these rows, for this reason (pdbatch.fit)
+    why = over_window(plan, backend, counts if how != APPROXIMATION else None)
+    over = plan.ids_at(np.array(sorted(why), dtype=np.int64))
     price = given_price(plan.model, prices) or backend.batch_price(plan.model)
     cost = None
     if price is not None:
@@ -195,6 +207,7 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
         token_counts=how,
         context_window=window,
         over_context=over,
+        over_context_reasons={cid: why[p] for cid, p in zip(over, sorted(why), strict=True)},
         estimated_cost=cost,
         max_tokens=max_tokens,
         prices_as_of=backend.prices_as_of,

@@ -39,6 +39,7 @@ import pandas as pd
 from .errors import ConfigError, InputError
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .params import EMBEDDINGS_FIELDS, EXTRA_BODY, RESERVED, check_fields
+from .structured import response_format_problem
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -336,8 +337,7 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
         except ConfigError as exc:
             if chosen is not None or name is None:
                 raise
-            raise ConfigError(f"{exc} (the model the {kind} lines name in body.model; pass model=... "
-                              f"(--model) to run them on another)") from exc
+            raise ConfigError(_not_here(backend, kind, name, exc)) from exc
         groups.append(LineGroup(kind, resolved, positions, url))
     return PlannedLines(frame, groups, errors)
 
@@ -412,6 +412,9 @@ def _body_problem(body: dict[str, Any], kind: Kind, backend: Backend) -> str | N
     if not problems:
         problems = [f"{name}={_shown(checked[name])}: {why}"
                     for name, why in backend.unsupported_params(kind, checked).items()]
+    if not problems and kind == CHAT:
+        schema_problem = response_format_problem(body.get("response_format"), backend.schema_support)
+        problems = [schema_problem] if schema_problem else []
     return "; ".join(problems) or None
 
 
@@ -421,6 +424,20 @@ def _fields(kind: Kind) -> Iterator[str]:
     yield from (CHAT_FIELDS if kind == CHAT else EMBEDDINGS_FIELDS)
     # a field of the other kind is named as such by check_fields, not passed as unknown
     yield from (EMBEDDINGS_FIELDS if kind == CHAT else CHAT_FIELDS)
+
+
+def _not_here(backend: Backend, kind: Kind, name: str, exc: ConfigError) -> str:
+    """Why the file's own model cannot run on ``backend``: what it has, and how to choose (never a guess)."""
+    models = backend.known_models(kind)
+    if models:
+        default = backend.model_name(None, kind)
+        has = (f"Its {kind} models: " + ", ".join(f"{m} (the default)" if m == default else m for m in models)
+               + ".")
+    else:
+        has = str(exc)
+    return (f"the {kind} lines name model {name!r} in body.model, which the {backend.name} backend does not have. "
+            f"{has} To run this file here, choose its model: --model NAME on the command line (model='NAME' in "
+            f"Python) overrides body.model for every {kind} line; pdbatch does not pick one for you.")
 
 
 def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind) -> str | None:

@@ -19,6 +19,8 @@ from .backends.base import JobStatus
 from .call import KEYWORDS, Call, Options
 from .display import make_reporter
 from .errors import ConfigError
+from .failures import hold_back_sure_failures
+from .fit import hold_back
 from .join import join_results, output_columns
 from .models import CHAT, kind_of_url
 from .params import body_params
@@ -28,6 +30,7 @@ from .requests import RequestPlan, build_requests
 from .results import parse_bytes
 from .reuse import Reuse, fan_out, plan_reuse
 from .runfile import RequestsJob
+from .schemacheck import check_supported
 from .structured import Schema, as_schema
 
 __all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
@@ -63,6 +66,7 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
         if "response_format" in params:
             raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
         params["response_format"] = schema.response_format
+        check_supported(params["response_format"]["json_schema"]["schema"], backend.schema_support)
     built = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
                            model=backend.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
                            on_null=call.on_null, params=params)
@@ -80,11 +84,14 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             *, check_limits: bool = True) -> Prepared:
     """Validate ``call`` on ``frame`` for a job, plan its request lines and find what can be reused.
 
+    With ``check_limits`` (a call about to run), rows that cannot fit the
+    context window are marked failed and not sent (:func:`pdbatch.fit.hold_back`).
+
     Raises
     ------
     InputError, ConfigError
-        Bad input, result columns that would be overwritten, or a call past
-        ``max_rows`` / ``max_cost``.
+        Bad input, result columns that would be overwritten, a call past
+        ``max_rows`` / ``max_cost``, or one whose every row is over the context window.
     """
     be = get_backend(backend)
     planned, schema = plan(frame, call, be)
@@ -95,6 +102,8 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
             f"(df.rename(columns=...)) or pass overwrite=True"
         )
+    if check_limits:  # (preview shows these rows instead, with the same reasons)
+        planned = hold_back(planned, be)
     prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be, options.cache))
     if check_limits:
         enforce_limits([(prepared.plan, prepared.reused)], prepared.backend, options, what="call",
@@ -186,6 +195,11 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     **overrides
         Changes to the original call's body parameters (e.g. ``max_tokens=512``).
 
+    Without ``backend`` or ``overrides`` the rows are sent as they were, so
+    a row whose error is sure to come back (a prompt over the context window,
+    an invalid request: :func:`pdbatch.failures.sure_to_fail`) is not sent
+    again; a warning says which, why, and what would change that.
+
     Returns
     -------
     pandas.DataFrame
@@ -208,6 +222,9 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     failed = result["error"].notna().to_numpy()
     if call.on_null == "skip":
         failed &= ~result["error"].fillna("").str.startswith("skipped: null").to_numpy()
+    if backend is None and not overrides:  # the same request again: a deterministic failure comes back
+        failed = hold_back_sure_failures(result["error"].to_numpy(dtype=object),
+                                         [f"index {i!r}" for i in result.index], failed)
     if not failed.any():
         return result
     schema = as_schema(call.schema) if call.schema is not None else None
@@ -226,3 +243,4 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", job_id)
     merged.attrs["pdbatch_retried_from"] = job_id
     return merged
+

@@ -32,6 +32,8 @@ from .cache import deterministic
 from .call import CacheMode, Call, Options
 from .display import live_display_available
 from .errors import ConfigError, InputError
+from .failures import hold_back_sure_failures
+from .fit import OVER_WINDOW, hold_back
 from .join import output_columns
 from .models import CHAT, EMBEDDINGS, Kind
 from .preview import Preview, enforce_limits, make_preview
@@ -201,7 +203,8 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
         if output is not None:  # an empty file has nothing to answer: an empty output
             write_table(out, output)
         return out
-    plans = [_plan(planned, g) for g in planned.groups]
+    # lines over the context window are not sent, as preview_requests lists them (pdbatch.fit)
+    plans = [hold_back(_plan(planned, g), be) for g in planned.groups]
     if not plans:  # every line is invalid: one job with nothing to send keeps their errors
         name = model if isinstance(model, str) else (model or {}).get(CHAT)
         empty = LineGroup(CHAT, be.model_name(name, CHAT), np.empty(0, dtype=np.int64))
@@ -335,12 +338,17 @@ class RequestsJob(jobs.BatchJob):
         """Send the lines of ``result`` that failed again, as they were (``df.llama.retry_failed`` calls this).
 
         Lines refused before sending (``invalid request: ...``) would fail the
-        same way and are kept as they are. ``overrides`` change body fields
+        same way and are kept as they are; so are, unless ``backend`` or
+        ``overrides`` change the request, lines whose error is sure to come
+        back (:func:`pdbatch.failures.sure_to_fail`), with a warning. ``overrides`` change body fields
         of the lines sent again (``max_tokens=512``); the model and the cache
         mode are the first run's.
         """
         failed = result["error"].notna().to_numpy() & ~result["error"].fillna("").str.startswith(
             INVALID_PREFIX).to_numpy()
+        if backend is None and not overrides:  # the same lines again: a deterministic failure comes back
+            failed = hold_back_sure_failures(result["error"].to_numpy(dtype=object),
+                                             result["custom_id"].astype(str).tolist(), failed)
         if not failed.any():
             return result
         subset = result.loc[failed, list(COLUMNS)].copy()
@@ -441,6 +449,8 @@ def _ids(member: jobs.BatchJob) -> list[str]:
 def _code(error: str, found: tuple[Any, str | None] | None, state: str) -> str:
     if error.startswith(INVALID_PREFIX):
         return INVALID
+    if error.startswith(OVER_WINDOW):
+        return "context_length_exceeded"  # OpenAI's code for the same refusal
     if found is not None:
         return FAILED
     return {"JOB_STATE_CANCELLED": CANCELLED, "JOB_STATE_EXPIRED": EXPIRED,

@@ -10,15 +10,22 @@ does not fit the schema, becomes that row's ``error``; its text stays in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pandas as pd
 
 from .errors import ConfigError
+from .schemacheck import SchemaSupport, check_supported, check_valid
 
-__all__ = ["Schema", "as_schema", "inline_refs"]
+__all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file", "response_format_problem"]
+
+#: The error of an answer that stopped at max_tokens before its JSON was whole.
+CUT_SHORT = ("the answer stopped at max_tokens (finish_reason 'length') before its JSON was complete: "
+             "raise max_tokens=... (--max-tokens on the command line; e.g. double it, or None for no cap)")
 
 _DTYPES = {"integer": "Int64", "number": "Float64", "boolean": "boolean", "string": "string"}
 
@@ -42,7 +49,8 @@ class Schema:
         """The columns the answers are parsed into: the schema's top-level properties."""
         return list(self.json_schema.get("properties", {}))
 
-    def parse(self, responses: pd.Series, errors: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+    def parse(self, responses: pd.Series, errors: pd.Series,
+              finish_reasons: pd.Series | None = None) -> tuple[pd.DataFrame, pd.Series]:
         """Parse each answer; returns typed columns and the errors with parse failures added.
 
         Parameters
@@ -51,6 +59,9 @@ class Schema:
             The raw answers (missing where the row failed).
         errors : pandas.Series
             The rows' errors so far; rows that already failed are left alone.
+        finish_reasons : pandas.Series, optional
+            Why each answer ended: an answer cut at ``max_tokens`` (``"length"``)
+            that does not parse says so, and names the setting to raise.
 
         Returns
         -------
@@ -60,13 +71,15 @@ class Schema:
         props = self.json_schema.get("properties", {})
         values: dict[str, list[Any]] = {c: [] for c in props}
         new_errors = errors.astype(object).where(errors.notna(), None).tolist()
+        finish = [None] * len(responses) if finish_reasons is None else finish_reasons.tolist()
         for i, text in enumerate(responses.tolist()):
             row: dict[str, Any] = {}
             if new_errors[i] is None and isinstance(text, str):
                 try:
                     row = self._read(text)
                 except ValueError as exc:
-                    new_errors[i] = f"response does not match the schema: {exc}"
+                    new_errors[i] = (CUT_SHORT + f" ({exc})" if finish[i] == "length"
+                                     else f"response does not match the schema: {exc}")
                     row = {}
             for c in props:
                 values[c].append(row.get(c))
@@ -80,7 +93,8 @@ class Schema:
 
     def add_columns(self, result: pd.DataFrame) -> pd.DataFrame:
         """``result`` with one typed column per property, and parse failures in ``error``."""
-        cols, errors = self.parse(result["response"], result["error"])
+        finish = result["finish_reason"] if "finish_reason" in result.columns else None
+        cols, errors = self.parse(result["response"], result["error"], finish)
         out = result.drop(columns=["error"])
         for c in cols.columns:
             out[c] = cols[c]
@@ -197,8 +211,65 @@ def as_schema(schema: Any) -> Schema:
         name = str(schema.get("title") or "response")
     else:
         raise ConfigError(f"schema= must be a JSON schema dict or a pydantic model class, got {type(schema).__name__}")
+    check_valid(json_schema)  # "strng" is refused here, not sent to constrain nothing
     inline_refs(json_schema)  # a recursive schema is refused now, before anything is sent
     if json_schema.get("type", "object") != "object" or not json_schema.get("properties"):
         raise ConfigError("schema= must describe a JSON object with 'properties': each becomes a column")
     name = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in name)[:64] or "response"
     return Schema(name, json_schema, model)
+
+
+def read_schema_file(path: str) -> dict[str, Any]:
+    """The JSON schema in the file at ``path`` (the command line's ``--schema FILE.json``), checked as ``schema=`` is.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or unreadable, is not JSON (with the line and
+        column), or does not hold a schema that gives columns.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--schema {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        schema = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"--schema {path}: not JSON ({exc}); it should hold one JSON schema object, "
+                          f'e.g. {{"type": "object", "properties": {{"label": {{"type": "string"}}}}}}') from None
+    if not isinstance(schema, dict):
+        raise ConfigError(f"--schema {path}: holds a JSON {type(schema).__name__}, not a JSON schema object")
+    try:
+        as_schema(schema)
+    except ConfigError as exc:
+        raise ConfigError(f"--schema {path}: {exc}") from None
+    return schema
+
+
+def response_format_problem(fmt: Any, support: SchemaSupport | None) -> str | None:
+    """What is wrong with a request line's own ``response_format`` schema (None: nothing, or no schema).
+
+    A request file's lines carry their ``json_schema`` as written; each is
+    checked as ``schema=`` is (valid JSON Schema, and what the backend keeps).
+    """
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema") if isinstance(fmt.get("json_schema"), dict) else None
+    if not isinstance(schema, dict):
+        return "response_format json_schema needs a 'schema' object"
+    try:
+        return _schema_problem(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS), support)
+    except orjson.JSONEncodeError as exc:
+        return f"response_format: {exc}"
+
+
+@functools.lru_cache(maxsize=64)
+def _schema_problem(schema_json: bytes, support: SchemaSupport | None) -> str | None:
+    # cached: a file's lines mostly share one schema, and validating it is the slow part
+    schema = orjson.loads(schema_json)
+    try:
+        check_valid(schema)
+        check_supported(inline_refs(schema), support)
+    except ConfigError as exc:
+        return "response_format " + str(exc).removeprefix("schema= ")
+    return None

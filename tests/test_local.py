@@ -384,9 +384,10 @@ print("done")
 
 
 def test_llama_cpp_warnings_go_to_the_pdbatch_logger(caplog):
-    from pdbatch.engine.llama import ChatTokenizer
+    from pdbatch.engine.llama import ChatTokenizer, _tokenizer
     from pdbatch.models import resolve_local
 
+    _tokenizer.cache_clear()  # loaded now, not kept from an earlier test
     with caplog.at_level("WARNING", logger="pdbatch.llama_cpp"):
         ChatTokenizer.for_file(str(resolve_local(None, "chat").weights()))
     assert any("n_ctx_seq" in r.getMessage() and r.name == "pdbatch.llama_cpp" for r in caplog.records), \

@@ -214,9 +214,22 @@ def test_lines_naming_different_models_are_refused_naming_them(tmp_path):
     assert "pass model=..." in text
 
 
-def test_a_model_the_backend_does_not_know_says_where_it_came_from(tmp_path):
-    with pytest.raises(ConfigError, match=r"Unknown local model 'gpt-4o-mini'.*body\.model.*--model"):
+def test_a_model_the_backend_does_not_have_is_refused_saying_what_it_has_and_how_to_choose(tmp_path):
+    with pytest.raises(ConfigError) as err:
         plan_lines(read_requests(write(tmp_path, [OPENAI_LINE])), Local())
+    text = str(err.value)
+    assert "the chat lines name model 'gpt-4o-mini' in body.model, which the local backend does not have" in text
+    assert "Its chat models: smollm2-135m-instruct (the default)." in text
+    assert "--model NAME on the command line (model='NAME' in Python) overrides body.model" in text
+
+
+def test_openais_example_file_on_the_command_line_exits_2_saying_what_to_pass(tmp_path, capsys):
+    from pdbatch.cli import main
+
+    path = write(tmp_path, [OPENAI_LINE.replace("gpt-4o-mini", "gpt-3.5-turbo-0125")])
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "'gpt-3.5-turbo-0125'" in err and "smollm2-135m-instruct" in err and "--model NAME" in err
 
 
 def test_a_file_of_both_kinds_takes_one_model_per_kind(tmp_path):

@@ -202,3 +202,20 @@ def test_two_settings_of_a_local_model_side_by_side_are_named_and_run_one_after_
                            key=lambda st: st["created"])
     assert second["created"] >= first["updated"], "the second local job started before the first ended"
     assert "'long' is queued behind 'short'" in capsys.readouterr().err
+def test_retry_failed_skips_rows_sure_to_fail_again_and_retries_the_transient_ones():
+    too_long = "The input token count (5000) exceeds the maximum number of tokens allowed (4096)."
+    errors = {"b": "503: overloaded", "c": too_long, "d": "invalid request: 'messages' must be a non-empty list"}
+    df = pd.DataFrame({"t": ["a", "b", "c", "d"]}, index=[10, 11, 12, 13])
+    flaky = Mock(fail=lambda cid, body: errors.get(body["messages"][-1]["content"]))
+    out = df.llama.batch_predict("{t}", backend=flaky, temperature=0, progress=False)
+    assert out.error.notna().tolist() == [False, True, True, True]
+    with pytest.warns(UserWarning) as caught:
+        merged = out.llama.retry_failed(progress=False)  # the job's backend, rebuilt: it answers everything
+    said = " ".join(str(w.message) for w in caught)
+    assert "1 row(s) (index 12) were not sent again: the prompt does not fit the context window" in said
+    assert "larger context window" in said and "1 row(s) (index 13)" in said and "the request is invalid" in said
+    assert pd.isna(merged.error.iloc[1]) and merged.error.iloc[2:].tolist() == [too_long, errors["d"]]
+    assert merged.response.iloc[1] == "echo: b", "the transient failure was sent again"
+    fixed = Mock()
+    merged.llama.retry_failed(backend=fixed, progress=False)  # another backend: they may fit there
+    assert sent_contents(fixed) == ["c", "d"]

@@ -94,6 +94,7 @@ def test_vertex_lines_agreeing_on_a_model_need_no_model_argument(vx, vertex_emul
     assert out.error.isna().all()
     assert [b["model"] for b in creates(vertex_emulator)] == [f"publishers/openai/models/{CHAT}"]
     gpt = write(tmp_path / "gpt.jsonl", LINES[:2])
-    with pytest.raises(pdbatch.ConfigError, match=r"gpt-4o-mini.*pass model="):
+    with pytest.raises(pdbatch.ConfigError, match=r"'gpt-4o-mini' in body.model, which the vertex backend does "
+                       r"not have\. .*Known: .*gpt-oss-120b-maas.*--model NAME .*model='NAME' in Python"):
         pdbatch.run_requests(gpt, backend=vx)
     assert len(creates(vertex_emulator)) == 1  # refused before anything was created

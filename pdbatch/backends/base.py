@@ -24,8 +24,10 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   one at a time side by side), :meth:`~Backend.discard_staging` (what
   ``pdbatch jobs prune`` deletes besides the job's folder).
 * **Set-up**: :meth:`~Backend.check` (``pdbatch check``: the project a first job needs).
+* **Models**: :meth:`~Backend.known_models` (for messages).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
-  :meth:`~Backend.unsupported_params`.
+  :meth:`~Backend.unsupported_params`, :attr:`~Backend.schema_support`
+  (what a ``schema=`` may use).
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
   :meth:`~Backend.batch_price` and :attr:`~Backend.prices_as_of` (``preview``, ``max_cost``).
 * **The response cache**: :meth:`~Backend.cache_identity`.
@@ -50,6 +52,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..models import Kind
 from ..pricing import PRICES_AS_OF, published_price
+from ..schemacheck import SchemaSupport
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -164,6 +167,11 @@ class Backend(abc.ABC):
     #: (``{"/v1/responses": "chat"}``); :meth:`submit` then finds the endpoint
     #: in the lines' ``url``. Lines naming another endpoint fail alone.
     extra_urls: ClassVar[Mapping[str, Kind]] = {}
+    #: What the backend's structured output honours in a ``schema=``: the
+    #: types, keywords and shapes anything else in the schema is refused for,
+    #: before anything is sent (:mod:`pdbatch.schemacheck`). None: no limit
+    #: is declared; the schema is only checked against the JSON Schema metaschema.
+    schema_support: ClassVar[SchemaSupport | None] = None
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -221,6 +229,14 @@ class Backend(abc.ABC):
         (Vertex refuses an endpoint its credentials should not be sent to).
         """
         return cls(**settings)
+
+    def known_models(self, kind: Kind) -> list[str]:
+        """The models of ``kind`` this backend offers, for messages that say what it has ([]: it cannot list them).
+
+        A request file naming a model the backend does not have is refused
+        with this list (pdbatch never guesses a replacement).
+        """
+        return []
 
     def count_tokens(self, model: str, kind: Kind, bodies: list[dict[str, Any]]) -> list[int] | None:
         """Prompt tokens of each request body with the model's own tokenizer, or None if unavailable.

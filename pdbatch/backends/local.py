@@ -42,7 +42,8 @@ from ..engine.worker import NEUTRAL_CWD
 from ..engine.worker import command as worker_command
 from ..errors import ConfigError, JobNotFoundError
 from ..jobdir import read_status, write_status
-from ..models import Kind, resolve_local
+from ..models import LOCAL_MODELS, Kind, resolve_local
+from ._schema_support import LLAMA_GRAMMAR
 from .base import TERMINAL_STATES, Backend, JobStatus
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ class Local(Backend):
     poll_seconds = 0.25
     #: The engine uses the cores other processes leave free: two jobs at once share them, and both crawl.
     exclusive_machine = True
+    schema_support = LLAMA_GRAMMAR
 
     def __init__(
         self,
@@ -187,6 +189,10 @@ class Local(Backend):
         """The local model's name, or the GGUF path for a file outside the catalog."""
         m = resolve_local(model or (self.model if kind == "chat" else self.embedding_model), kind)
         return m.path or m.name
+
+    def known_models(self, kind: Kind) -> list[str]:
+        """The bundled models of ``kind`` (any GGUF file runs too: ``model="path/to/file.gguf"``)."""
+        return [m.name for m in LOCAL_MODELS.values() if m.kind == kind]
 
     def body_fields(self, kind: Kind) -> Mapping[str, Any]:
         """``input_type`` ("query" or "passage") for e5 embeddings."""

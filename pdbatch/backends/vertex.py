@@ -45,6 +45,7 @@ from ._create import create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
 from ._job_resource import job_resource, job_status, location_of, output_table
+from ._schema_support import OPENAI_STRICT
 from .base import Backend, JobStatus
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class Vertex(Backend):
     accepts_passthrough: ClassVar[bool] = True
     #: Names a pass-through column may not take (the service reads or writes them).
     reserved_columns: ClassVar[tuple[str, ...]] = _gcp.RESERVED_COLUMNS
+    schema_support = OPENAI_STRICT
 
     def __init__(
         self,

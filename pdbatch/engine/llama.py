@@ -24,7 +24,9 @@ user's stderr, e.g. ``n_ctx_seq (512) > n_ctx_train (0)`` on every
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import functools
 import logging
 import os
 import threading
@@ -142,8 +144,14 @@ class ChatTokenizer:
 
     @classmethod
     def for_file(cls, weights: str) -> ChatTokenizer:
-        """A tokenizer that loads only the vocabulary of ``weights`` (fast, no weights in memory)."""
-        return cls(load_llama(weights, vocab_only=True, verbose=False))
+        """A tokenizer that loads only the vocabulary of ``weights`` (no weights in memory).
+
+        Kept per file (and its size and modification time): loading takes
+        half a second, and every local call counts tokens to hold back rows
+        over the context window (:mod:`pdbatch.fit`).
+        """
+        st = os.stat(weights)
+        return _tokenizer(weights, st.st_size, st.st_mtime_ns)
 
     def __call__(self, messages: list[dict[str, Any]]) -> list[int]:
         """The prompt tokens of ``messages``; raises ValueError when the template rejects them."""
@@ -152,3 +160,13 @@ class ChatTokenizer:
         except Exception as exc:  # jinja errors on odd message shapes
             raise ValueError(f"the chat template rejected the messages: {exc}") from exc
         return self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(weights: str, size: int, mtime_ns: int) -> ChatTokenizer:
+    """The tokenizer of one version of a file (``size`` and ``mtime_ns`` tell versions apart)."""
+    return ChatTokenizer(load_llama(weights, vocab_only=True, verbose=False))
+
+
+# freed while llama_cpp's module is whole: at interpreter shutdown its finaliser finds its globals gone
+atexit.register(_tokenizer.cache_clear)

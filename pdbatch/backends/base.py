@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import ConfigError
 from ..models import Kind
 from ..pricing import published_price
 
@@ -148,6 +149,9 @@ class Backend(abc.ABC):
     #: the backend's service reads or writes them (``passthrough=True`` refuses
     #: them, or renames them with ``rename_reserved=True``).
     reserved_columns: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`submit_tables` runs jobs that read BigQuery request
+    #: tables and write BigQuery output tables (``pdbatch.table(...)``).
+    accepts_tables: ClassVar[bool] = False
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -258,6 +262,28 @@ class Backend(abc.ABC):
             JSON-serialisable values; an empty dict adds nothing to the key.
         """
         return {}
+
+    def check_table_location(self, location: str, what: str) -> None:
+        """Refuse a BigQuery table in ``location`` that this backend's jobs cannot read or write.
+
+        Called before anything is created. The default refuses every table:
+        only a backend that :attr:`accepts_tables` reads them.
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot run a job on a BigQuery table ({what}); "
+                          f"use a backend that reads tables, e.g. backend='vertex'")
+
+    def submit_tables(
+        self, tables: list[tuple[str, str, int]], *, model: str, kind: Kind, display_name: str
+    ) -> list[str]:
+        """Start one job per ``(input table, output table, rows)`` and return their ids.
+
+        The input tables hold ``custom_id``, ``method``, ``url``, ``body`` (JSON)
+        and pass-through columns (created by :mod:`pdbatch.tablejob`); each job
+        writes its answers, with the pass-through columns, to its output table,
+        which must not exist. Only a backend that :attr:`accepts_tables` implements it.
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot run a job on BigQuery tables; "
+                          f"use a backend that reads tables, e.g. backend='vertex'")
 
     def resume(self, job_id: str) -> bool:
         """Restart a job whose status says it :attr:`~JobStatus.stalled`; returns True if it did.

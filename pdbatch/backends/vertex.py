@@ -36,7 +36,7 @@ from ..models import (
     unavailable_message,
 )
 from ..params import Check
-from . import _garden, _gcp, _gemini_embed, _staging
+from . import _garden, _gcp, _gemini_embed, _staging, _tables
 from ._create import create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
@@ -112,6 +112,8 @@ class Vertex(Backend):
     accepts_passthrough: ClassVar[bool] = True
     #: Names a pass-through column may not take (the service reads or writes them).
     reserved_columns: ClassVar[tuple[str, ...]] = _gcp.RESERVED_COLUMNS
+    #: Jobs read BigQuery request tables and write output tables (``pdbatch.table``).
+    accepts_tables: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -332,6 +334,16 @@ class Vertex(Backend):
                     self.cancel(job_id)
             raise
         return ids
+
+    def check_table_location(self, location: str, what: str) -> None:
+        """Refuse a table outside this backend's region (see :mod:`._tables`)."""
+        _tables.check_location(location, self.location, what)
+
+    def submit_tables(
+        self, tables: list[tuple[str, str, int]], *, model: str, kind: Kind, display_name: str
+    ) -> list[str]:
+        """One batch prediction job per request table, BigQuery in and out (see :mod:`._tables`)."""
+        return _tables.submit(self, tables, model=model, kind=kind, display_name=display_name)
 
     def _check_served(self, spec: VertexModel) -> None:
         """Ask Model Garden whether the model is live (once per session): the catalog may be out of date."""

@@ -1,0 +1,62 @@
+"""Vertex AI jobs on BigQuery tables: a request table in, an output table out, nothing through the client.
+
+:mod:`pdbatch.tablejob` creates the request tables next to the user's table
+(``CREATE TABLE ... AS SELECT``) and names the output tables; this module
+creates one batch prediction job per request table, with the same model
+checks, labels and ambiguous-failure adoption (:mod:`._create`) as a frame's
+jobs, and cancels the jobs already created if a later one fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, PdbatchError
+from ..models import Kind, parse_vertex, retired_message
+from ._gcp import same_region
+from ._job_resource import job_resource
+
+if TYPE_CHECKING:
+    from .vertex import Vertex
+
+__all__ = ["check_location", "submit"]
+
+
+def check_location(location: str, job_location: str, what: str) -> None:
+    """Refuse a table whose dataset is in another region than the jobs (see :func:`._gcp.same_region`)."""
+    if not same_region(location or "", job_location):
+        raise ConfigError(
+            f"{what} is in {location or 'an unknown location'}, but the Vertex AI job runs in {job_location}; "
+            f"batch prediction needs the table and the job in the same region. Copy the table to a dataset "
+            f"in {job_location}, or use Vertex(location=...) matching the table's region."
+        )
+
+
+def submit(backend: Vertex, tables: list[tuple[str, str, int]], *, model: str, kind: Kind,
+           display_name: str) -> list[str]:
+    """Create one job per ``(input bq:// table, output bq:// table, rows)``; returns the job names."""
+    spec = parse_vertex(model, kind)
+    if spec.status() == "retired":
+        raise ConfigError(retired_message(spec, backend.location))
+    if spec.wire == "gemini-embedding":
+        raise ConfigError(f"{spec.resource} reads its own line format from Cloud Storage only; a table job "
+                          f"needs an OpenAI-format model (e.g. an open model's chat or embeddings)")
+    backend._check_served(spec)
+    run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    ids: list[str] = []
+    try:
+        for i, (source, dest, count) in enumerate(tables, 1):
+            name = display_name if len(tables) == 1 else f"{display_name} ({i}/{len(tables)})"
+            inp = {"instances_format": "bigquery", "bigquery_source": {"input_uri": source}}
+            out = {"predictions_format": "bigquery", "bigquery_destination": {"output_uri": dest}}
+            ids.append(backend._create(job_resource(name, spec, inp, out, count, run, str(i)), spec))
+    except BaseException:
+        # Do not leave paid jobs running for a submission the caller never got.
+        for job_id in ids:
+            with contextlib.suppress(PdbatchError):
+                backend.cancel(job_id)
+        raise
+    return ids

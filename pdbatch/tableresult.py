@@ -160,6 +160,11 @@ def write_result(job: TableJob, out: TableRef, overwrite: bool) -> TableResult:
     return TableResult(out, client, job)
 
 
+def _frame(rows: Any) -> pd.DataFrame:
+    # Plain REST pages (the Storage Read API is one more service to enable), through Arrow.
+    return rows.to_arrow(create_bqstorage_client=False).to_pandas()
+
+
 class TableResult:
     """A result table in BigQuery, with ways to look at it that never load more than asked.
 
@@ -184,8 +189,7 @@ class TableResult:
 
     def sample(self, n: int = 10) -> pd.DataFrame:
         """The first ``n`` rows as a DataFrame (a small page of the table, not a query over it)."""
-        return self.client.list_rows(self.ref.table_id, max_results=int(n)).to_dataframe(
-            create_bqstorage_client=False)
+        return _frame(self.client.list_rows(self.ref.table_id, max_results=int(n)))
 
     def to_pandas(self, max_rows: int = 100_000) -> pd.DataFrame:
         """The whole table as a DataFrame, refused when it has more than ``max_rows`` rows.
@@ -200,7 +204,7 @@ class TableResult:
             size = self.client.get_table(self.ref.table_id).num_bytes
             raise ConfigError(f"{self.table} has {n:,} rows ({size or 0:,} bytes), over max_rows={max_rows:,}; "
                               f"look at .sample(n), query it in BigQuery, or raise max_rows if it fits in memory")
-        return self.client.list_rows(self.ref.table_id).to_dataframe(create_bqstorage_client=False)
+        return _frame(self.client.list_rows(self.ref.table_id))
 
     def failed(self) -> int:
         """Rows whose ``error`` is set (skipped rows aside): what :meth:`retry_failed` reruns."""

@@ -18,7 +18,7 @@ from pdbatch import tablejob
 from pdbatch.backends import _gcp
 from pdbatch.backends.vertex import Vertex
 from pdbatch.call import Call
-from pdbatch.errors import InputError
+from pdbatch.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +127,34 @@ def test_on_null_raise_fails_the_query_naming_the_row(bq_emulator, bq_dataset, v
         list(bq_emulator.client().query(sql).result())
     with pytest.raises(InputError, match=r"1 row\(s\) have a null in column\(s\) \['text'\].*id-1"):
         pdbatch.table(uri).llama.preview("{text}", backend=vx, model=MODEL, custom_id="review_id")
+
+
+# ---------------------------------------------------------------- the job
+def test_batch_predict_keeps_the_rows_in_bigquery(bq_emulator, bq_dataset, vx, vertex_emulator):
+    frame = reviews(5)
+    uri = load(bq_emulator, bq_dataset, frame)
+    res = pdbatch.table(uri).llama.batch_predict("Summarize: {text}", backend=vx, model=MODEL,
+                                                 custom_id="review_id", max_tokens=64, progress=False)
+    [create] = [r.body for r in vertex_emulator.requests_to("POST", "/batchPredictionJobs")]
+    source = create["inputConfig"]["bigquerySource"]["inputUri"]
+    assert source.startswith(f"bq://{bq_dataset}.reviews_pdbatch_") and source.endswith("_requests")
+    assert create["outputConfig"]["bigqueryDestination"]["outputUri"].startswith(f"bq://{bq_dataset}.")
+    assert create["model"].endswith("publishers/openai/models/gpt-oss-120b-maas")
+    assert res.table.startswith(f"bq://{bq_dataset}.reviews_pdbatch_") and res.count() == 5
+    out = res.to_pandas().sort_values("review_id").reset_index(drop=True)
+    # the source columns, typed as in the source, then the answer columns
+    assert list(out.columns) == ["review_id", "text", "stars", "verified", "custom_id", "response", "finish_reason",
+                                 "prompt_tokens", "completion_tokens", "error"]
+    assert out.response.tolist() == [f"echo: Summarize: {t}" for t in frame.text]
+    assert out.stars.tolist() == frame.stars.tolist() and out.verified.tolist() == frame.verified.tolist()
+    assert out.error.isna().all() and out.finish_reason.eq("stop").all() and out.prompt_tokens.gt(0).all()
+    assert len(res.sample(2)) == 2
+    with pytest.raises(ConfigError, match=r"has 5 rows .* over max_rows=3"):
+        res.to_pandas(max_rows=3)
+    # the output table exists now: refused unless overwrite=True
+    job = res.job
+    with pytest.raises(ConfigError, match="exists already"):
+        job.result(output=res.table)
+    assert job.result(output=res.table, overwrite=True).count() == 5
+    again = pdbatch.attach(job.id)
+    assert isinstance(again, tablejob.TableJob) and again.result(output=f"bq://{bq_dataset}.again").count() == 5

@@ -55,6 +55,8 @@ TYPE = "table"
 REQUEST_COLUMNS = ("custom_id", "method", "url", "body")
 TOKENS_HOW = "approximation (UTF-8 bytes / 4 per message text, plus 4 per message), computed in SQL over every row"
 PART = "_pdbatch_part"
+#: Hash buckets of a split request table at most: BigQuery allows 10,000 partitions per table.
+MAX_BUCKETS = 4000
 
 
 @dataclass
@@ -338,24 +340,32 @@ def _materialize(table: Table, select: str, base: str, n: int, limit: int | None
         ref = table.ref.sibling(f"{base}_requests")
         run_sql(client, f"CREATE TABLE {ref.sql} AS\n{select}")
         return [(ref, n)]
-    # Parts by a hash of the fixed custom_id: computed in parallel (no global ordering of the rows),
-    # with room for the spread of a hash; the full table is partitioned by part, so each part's
-    # CREATE TABLE reads only its own rows.
-    k = math.ceil(n / (limit * 0.95))
+    # Rows go to buckets by a hash of their fixed custom_id (computed in parallel: no global ordering),
+    # many more buckets than jobs; the buckets are then packed into parts of at most `limit` rows. The
+    # full table is partitioned by bucket, so each part's CREATE TABLE reads only its own buckets.
+    n_buckets = min(MAX_BUCKETS, 16 * math.ceil(n / limit))
     full = table.ref.sibling(f"{base}_requests_all")
-    run_sql(client, f"CREATE TABLE {full.sql}\nPARTITION BY RANGE_BUCKET({PART}, GENERATE_ARRAY(0, {k}, 1)) AS\n"
-                    f"SELECT *, MOD(ABS(FARM_FINGERPRINT(custom_id)), {k}) AS {PART} FROM (\n{select}\n)")
+    run_sql(client, f"CREATE TABLE {full.sql}\nPARTITION BY RANGE_BUCKET({PART}, GENERATE_ARRAY(0, {n_buckets}, 1)) "
+                    f"AS\nSELECT *, MOD(ABS(FARM_FINGERPRINT(custom_id)), {n_buckets}) AS {PART} FROM (\n{select}\n)")
     counts = {int(r["part"]): int(r["n"]) for r in client.query(
         f"SELECT {PART} AS part, COUNT(*) AS n FROM {full.sql} GROUP BY {PART}").result()}
-    if max(counts.values()) > limit:
-        raise ConfigError(f"splitting {n} requests into {k} parts gave a part of {max(counts.values())}, over the "
-                          f"backend's {limit} per job; nothing was submitted (the table {full} can be deleted)")
-    parts = []
-    for i in range(k):
-        ref = table.ref.sibling(f"{base}_requests_{i + 1:03d}")
-        run_sql(client, f"CREATE TABLE {ref.sql} AS SELECT * EXCEPT({PART}) FROM {full.sql} WHERE {PART} = {i}")
-        parts.append((ref, counts.get(i, 0)))
-    return [p for p in parts if p[1]]
+    parts: list[tuple[list[int], int]] = []
+    for bucket, count in sorted(counts.items(), key=lambda kv: -kv[1]):  # first fit, largest first
+        if count > limit:
+            raise ConfigError(f"{count} requests hash to one bucket, over the backend's {limit} per job; nothing was "
+                              f"submitted (the table {full} can be deleted). Raise the backend's per-job limit.")
+        home = next((p for p in parts if p[1] + count <= limit), None)
+        if home is None:
+            parts.append(([bucket], count))
+        else:
+            parts[parts.index(home)] = (home[0] + [bucket], home[1] + count)
+    out = []
+    for i, (buckets, count) in enumerate(parts, 1):
+        ref = table.ref.sibling(f"{base}_requests_{i:03d}")
+        run_sql(client, f"CREATE TABLE {ref.sql} AS SELECT * EXCEPT({PART}) FROM {full.sql} "
+                        f"WHERE {PART} IN ({', '.join(map(str, sorted(buckets)))})")
+        out.append((ref, count))
+    return out
 
 
 class TableJob(jobs.BatchJob):

@@ -158,3 +158,119 @@ def test_batch_predict_keeps_the_rows_in_bigquery(bq_emulator, bq_dataset, vx, v
     assert job.result(output=res.table, overwrite=True).count() == 5
     again = pdbatch.attach(job.id)
     assert isinstance(again, tablejob.TableJob) and again.result(output=f"bq://{bq_dataset}.again").count() == 5
+
+
+# ---------------------------------------------------------------- look before you spend
+def test_preview_counts_prices_and_creates_nothing(bq_emulator, bq_dataset, vx):
+    frame = reviews(6)
+    frame.loc[3, "text"] = None
+    uri = load(bq_emulator, bq_dataset, frame)
+    before = tables(bq_emulator, bq_dataset)
+    pv = pdbatch.table(uri).llama.preview("Summarize: {text}", backend=vx, model=MODEL, on_null="skip",
+                                          max_tokens=10, prices={"openai/gpt-oss-120b-maas": (1.0, 2.0)})
+    sent = frame.dropna(subset=["text"])
+    frame_pv = sent.llama.preview("Summarize: {text}", backend=vx, model=MODEL, max_tokens=10)
+    assert (pv.n_rows, pv.n_requests, pv.n_skipped, pv.n_jobs) == (6, 5, 1, 1)
+    assert pv.prompt_tokens == int(frame_pv.prompt_tokens.sum())  # the frame's approximation, in SQL
+    assert pv.estimated_cost == pytest.approx((pv.prompt_tokens * 1.0 + 5 * 10 * 2.0) / 1e6)
+    assert isinstance(pv.bytes_processed, int)  # BigQuery's dry run (the emulator answers 0)
+    assert "SQL" in pv.token_counts and "prompt tokens" in repr(pv)
+    assert tables(bq_emulator, bq_dataset) == before
+
+
+def test_limits_are_enforced_before_anything_is_created(bq_emulator, bq_dataset, vx, vertex_emulator):
+    uri = load(bq_emulator, bq_dataset, reviews(6))
+    before = tables(bq_emulator, bq_dataset)
+    t = pdbatch.table(uri)
+    with pytest.raises(ConfigError, match="6 requests, over max_rows=5; nothing was created"):
+        t.llama.submit("{text}", backend=vx, model=MODEL, max_rows=5)
+    with pytest.raises(ConfigError, match="over max_cost=1e-09"):
+        t.llama.submit("{text}", backend=vx, model=MODEL, max_cost=1e-9, prices={MODEL: (1.0, 1.0)})
+    with pytest.raises(InputError, match=r"\{title\} is not a column of the table .*'review_id', 'text', 'stars'"):
+        t.llama.submit("{title}", backend=vx, model=MODEL)
+    with pytest.raises(InputError, match=r"\{text!r\}.*no exact SQL equivalent"):
+        t.llama.submit("{text!r}", backend=vx, model=MODEL)
+    with pytest.raises(ConfigError, match="exists already"):
+        t.llama.submit("{text}", backend=vx, model=MODEL, output=uri)
+    with pytest.raises(ConfigError, match="cannot run a job on a BigQuery table"):
+        t.llama.submit("{text}", backend="local", model=MODEL)
+    assert tables(bq_emulator, bq_dataset) == before
+    assert not vertex_emulator.requests_to("POST", "/batchPredictionJobs")
+
+
+def test_a_table_in_another_region_is_refused_before_anything_is_created(bq_emulator, vx, vertex_emulator):
+    dataset = bigquery.Dataset(f"{bq_emulator.project}.eu_reviews")
+    dataset.location = "europe-west4"
+    bq_emulator.client().create_dataset(dataset, exists_ok=True)
+    uri = load(bq_emulator, f"{bq_emulator.project}.eu_reviews", reviews(2), name="t_region")
+    before = tables(bq_emulator, f"{bq_emulator.project}.eu_reviews")
+    with pytest.raises(ConfigError, match="is in europe-west4, but the Vertex AI job runs in us-central1"):
+        pdbatch.table(uri).llama.submit("{text}", backend=vx, model=MODEL)
+    assert tables(bq_emulator, f"{bq_emulator.project}.eu_reviews") == before
+    assert not vertex_emulator.requests_to("POST", "/batchPredictionJobs")
+
+
+@pytest.mark.parametrize("column", ["body", "response", "id", "status"])
+def test_reserved_columns_are_refused_or_renamed(bq_emulator, bq_dataset, vx, column):
+    frame = reviews(3).rename(columns={"stars": column})
+    uri = load(bq_emulator, bq_dataset, frame)
+    t = pdbatch.table(uri)
+    with pytest.raises(ConfigError, match=rf"\['{column}'\].*rename_reserved=True.*input_{column}"):
+        t.llama.preview("{text}", backend=vx, model=MODEL)
+    res = t.llama.batch_predict("{text}", backend=vx, model=MODEL, rename_reserved=True, progress=False)
+    out = res.to_pandas()
+    assert sorted(out[f"input_{column}"]) == [1, 2, 3] and out.error.isna().all()
+
+
+# ---------------------------------------------------------------- splitting, failures, skips, schema
+def test_past_the_per_job_limit_the_requests_split_into_several_jobs(bq_emulator, bq_dataset, vertex_emulator):
+    vx = Vertex(project=vertex_emulator.project, location=LOCATION, api_endpoint=vertex_emulator.url,
+                poll_seconds=0.05, max_requests_per_job=4)
+    frame = reviews(10)
+    uri = load(bq_emulator, bq_dataset, frame)
+    assert pdbatch.table(uri).llama.preview("{text}", backend=vx, model=MODEL).n_jobs == 3
+    job = pdbatch.table(uri).llama.submit("{text}", backend=vx, model=MODEL, custom_id="review_id")
+    creates = [r.body for r in vertex_emulator.requests_to("POST", "/batchPredictionJobs")]
+    counts = [int(c["labels"]["pdbatch-requests"]) for c in creates]
+    assert len(job.ids) == len(creates) >= 3 and sum(counts) == 10 and max(counts) <= 4
+    assert len({c["inputConfig"]["bigquerySource"]["inputUri"] for c in creates}) == len(creates)
+    out = job.wait(progress=False).result().to_pandas()
+    assert sorted(out.custom_id) == sorted(frame.review_id) and out.error.isna().all()
+    assert sorted(out.response) == sorted(f"echo: {t}" for t in frame.text)
+
+
+def test_retry_failed_reruns_only_the_failures_into_a_merged_table(bq_emulator, bq_dataset, vx, vertex_emulator):
+    uri = load(bq_emulator, bq_dataset, reviews(5))
+    vertex_emulator.faults.row_errors = {"id-1", "id-3"}
+    res = pdbatch.table(uri).llama.batch_predict("{text}", backend=vx, model=MODEL, custom_id="review_id",
+                                                 progress=False)
+    first = res.to_pandas().set_index("custom_id")
+    assert sorted(first.index[first.error.notna()]) == ["id-1", "id-3"] and res.failed() == 2
+    assert first.loc["id-1", "error"].startswith("Bad Request")
+    vertex_emulator.faults.row_errors = set()
+    merged = res.retry_failed(progress=False)
+    out = merged.to_pandas().set_index("custom_id").sort_index()
+    assert out.error.isna().all() and len(out) == 5 and merged.failed() == 0
+    retried = [r.body for r in vertex_emulator.requests_to("POST", "/batchPredictionJobs")][-1]
+    assert retried["labels"]["pdbatch-requests"] == "2"  # only the failures were sent again
+    assert res.count() == 5 and res.failed() == 2  # the first result table is left as it was
+
+
+def test_skipped_rows_come_back_with_their_error(bq_emulator, bq_dataset, vx):
+    frame = reviews(4)
+    frame.loc[2, "text"] = None
+    uri = load(bq_emulator, bq_dataset, frame)
+    out = pdbatch.table(uri).llama.batch_predict("{text} ({stars})", backend=vx, model=MODEL,
+                                                 custom_id="review_id", on_null="skip", progress=False).to_pandas()
+    out = out.set_index("custom_id").sort_index()
+    assert len(out) == 4 and out.loc["id-2", "error"] == "skipped: null in column(s) 'text'"
+    assert out.drop(index="id-2").error.isna().all() and pd.isna(out.loc["id-2", "response"])
+
+
+def test_schema_columns_are_read_in_sql(bq_emulator, bq_dataset, vx):
+    uri = load(bq_emulator, bq_dataset, reviews(3))
+    schema = {"type": "object", "properties": {"label": {"type": "string"}, "score": {"type": "integer"},
+                                               "sure": {"type": "boolean"}}, "required": ["label", "score", "sure"]}
+    out = pdbatch.table(uri).llama.batch_predict("{text}", backend=vx, model=MODEL, schema=schema,
+                                                 progress=False).to_pandas()
+    assert out.score.tolist() == [1, 1, 1] and out.sure.all() and out.label.str.startswith("echo: ").all()

@@ -108,6 +108,20 @@ def test_sql_bodies_equal_the_frame_path(bq_emulator, bq_dataset, vx, with_schem
     assert got == expected
 
 
+def test_a_column_of_messages_gives_the_frames_bodies(bq_emulator, bq_dataset, vx):
+    frame = pd.DataFrame({"key": [1, 2], "chat": [[{"role": "user", "content": "hi 'there'\n"}],
+                                                  [{"role": "user", "content": "a"},
+                                                   {"role": "assistant", "content": "b\\"},
+                                                   {"role": "user", "content": "c"}]]})
+    uri = load(bq_emulator, bq_dataset, frame)
+    for system in (None, "sys 'x'"):
+        kwargs = dict(messages="chat", system=system, model=MODEL, custom_id="key", max_tokens=9)
+        expected = {r.custom_id: r.body for r in frame.llama.to_requests(backend=vx, **kwargs).itertuples()}
+        call = Call(messages="chat", system=system, model=MODEL, custom_id="key", params={"max_tokens": 9})
+        sql = tablejob.render_call(pdbatch.table(uri), call, vx).rendered.select
+        assert bodies_of(bq_emulator.client(), sql) == expected
+
+
 def test_row_numbers_and_on_null_skip(bq_emulator, bq_dataset, vx):
     frame = reviews(5)
     frame.loc[2, "text"] = None
@@ -274,3 +288,29 @@ def test_schema_columns_are_read_in_sql(bq_emulator, bq_dataset, vx):
     out = pdbatch.table(uri).llama.batch_predict("{text}", backend=vx, model=MODEL, schema=schema,
                                                  progress=False).to_pandas()
     assert out.score.tolist() == [1, 1, 1] and out.sure.all() and out.label.str.startswith("echo: ").all()
+
+
+# ---------------------------------------------------------------- command line
+def test_cli_submit_and_results_keep_the_table_in_bigquery(bq_emulator, bq_dataset, vertex_emulator, monkeypatch,
+                                                           capsys):
+    from pdbatch import cli
+
+    for key, value in {"PROJECT": vertex_emulator.project, "LOCATION": LOCATION,
+                       "API_ENDPOINT": vertex_emulator.url, "POLL_SECONDS": "0.05"}.items():
+        monkeypatch.setenv(f"PDBATCH_VERTEX_{key}", value)
+    uri = load(bq_emulator, bq_dataset, reviews(3))
+    out = f"bq://{bq_dataset}.cli_out"
+    assert cli.main(["submit", uri, "--prompt", "Classify: {text}", "--backend", "vertex", "--model", MODEL,
+                     "--custom-id", "review_id", "--output", out]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert job_id.startswith(f"projects/{vertex_emulator.project}/locations/{LOCATION}/batchPredictionJobs/")
+    assert cli.main(["wait", job_id, "-q"]) == 0
+    assert cli.main(["results", job_id, "-o", "out.csv"]) == 2  # a table job's result stays in BigQuery
+    capsys.readouterr()
+    assert cli.main(["results", job_id]) == 0
+    assert capsys.readouterr().out.strip() == out
+    assert cli.main(["results", job_id, "--output", f"bq://{bq_dataset}.cli_again"]) == 0
+    rows = list(bq_emulator.client().query(f"SELECT review_id, response FROM `{bq_dataset}.cli_again`").result())
+    assert sorted(r["response"] for r in rows) == sorted(f"echo: Classify: {t}" for t in reviews(3).text)
+    assert cli.main(["results", job_id]) == 2  # exists already
+    assert "exists already" in capsys.readouterr().err

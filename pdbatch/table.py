@@ -11,16 +11,14 @@ the answers come back as a result table (:mod:`pdbatch.tableresult`).
 
 from __future__ import annotations
 
-import os
-from functools import cached_property
 from typing import Any
 
 from . import tablejob
 from .backends import Backend, get_backend
+from .bqsource import Source, bigquery_client
 from .call import Call, Options
-from .errors import MissingDependencyError
 from .models import CHAT, URLS
-from .sqlbuild import Column, TableRef
+from .sqlbuild import TableRef
 
 __all__ = ["Table", "TableLlama", "bigquery_client", "table"]
 
@@ -49,56 +47,18 @@ def table(uri: str, *, client: Any = None) -> Table:
     return Table(TableRef.parse(uri), client)
 
 
-def bigquery_client(project: str) -> Any:
-    """A BigQuery client for ``project`` (anonymous against an emulator)."""
-    try:
-        from google.cloud import bigquery
-    except ImportError as exc:
-        raise MissingDependencyError("google-cloud-bigquery", "vertex", "pdbatch.table") from exc
-    credentials = None
-    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        credentials = AnonymousCredentials()
-    return bigquery.Client(project=project, credentials=credentials)
-
-
-class Table:
+class Table(Source):
     """A BigQuery table to run a model over; see :func:`table`.
 
     Attributes
     ----------
     ref : TableRef
         Its project, dataset and table.
+    columns, location
+        Its schema and its dataset's location (one metadata call each, when first used).
     llama : TableLlama
-        ``to_sql``, ``preview``, ``submit``, ``batch_predict``.
+        ``to_sql``, ``preview``, ``submit``, ``batch_predict``, ``embed``.
     """
-
-    def __init__(self, ref: TableRef, client: Any = None) -> None:
-        self.ref = ref
-        self._client = client
-
-    @property
-    def uri(self) -> str:
-        """``bq://project.dataset.table``."""
-        return str(self.ref)
-
-    @property
-    def client(self) -> Any:
-        """The BigQuery client (built on first use)."""
-        if self._client is None:
-            self._client = bigquery_client(self.ref.project)
-        return self._client
-
-    @cached_property
-    def columns(self) -> list[Column]:
-        """The table's columns, from one metadata call (cached)."""
-        return [_column(f) for f in tablejob.get_table(self.client, self.ref).schema]
-
-    @cached_property
-    def location(self) -> str:
-        """Where the table's dataset lives (``us-central1``, ``US``, ...): where jobs on it must run."""
-        return tablejob.dataset_location(self.client, self.ref.dataset_id)
 
     @property
     def llama(self) -> TableLlama:
@@ -107,11 +67,6 @@ class Table:
 
     def __repr__(self) -> str:
         return f"pdbatch.table({self.uri!r})"
-
-
-def _column(field: Any) -> Column:
-    return Column(field.name, str(field.field_type).upper(), str(field.mode or "NULLABLE").upper(),
-                  tuple(_column(f) for f in (field.fields or ())))
 
 
 class TableLlama:

@@ -26,37 +26,26 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pandas as pd
-
-from . import job as jobs
-from . import jobdir
 from .backends import Backend
+from .bqsource import Source, check_output, dataset_location
 from .call import KEYWORDS, Call, Options
 from .errors import ConfigError, InputError
 from .join import output_columns
-from .models import CHAT, kind_of_url
+from .models import CHAT, Kind, kind_of_url
 from .params import body_params
 from .pricing import given_price
 from .sqlbuild import Rendered, TableRef, ident, render
 from .structured import Schema, as_schema
+from .tableresult import TableJob
+from .tablestart import materialize, start
 
-if TYPE_CHECKING:
-    from .table import Table
-    from .tableresult import TableResult
+__all__ = ["TablePreview", "preview", "render_call", "submit"]
 
-__all__ = ["TableJob", "TablePreview", "get_table", "preview", "render_call", "resubmit", "submit"]
-
-#: The key of a table job in its saved call (``pdbatch.attach`` then returns a :class:`TableJob`).
-TYPE = "table"
 #: The service's request columns: a pass-through column may never take these names.
 REQUEST_COLUMNS = ("custom_id", "method", "url", "body")
 TOKENS_HOW = "approximation (UTF-8 bytes / 4 per message text, plus 4 per message), computed in SQL over every row"
-PART = "_pdbatch_part"
-#: Hash buckets of a split request table at most: BigQuery allows 10,000 partitions per table.
-MAX_BUCKETS = 4000
 
 
 @dataclass
@@ -64,24 +53,13 @@ class Planned:
     """A call rendered for one table and backend."""
 
     rendered: Rendered
-    kind: str
+    kind: Kind
     model: str
     params: dict[str, Any]
     schema: Schema | None
 
 
-def get_table(client: Any, ref: TableRef) -> Any:
-    """The table's metadata (one call); a missing table is refused naming it."""
-    from google.api_core.exceptions import NotFound
-
-    try:
-        return client.get_table(ref.table_id)
-    except NotFound as exc:
-        raise ConfigError(f"BigQuery has no table {ref} ({getattr(exc, 'message', exc)}); check the project, "
-                          f"dataset and table names, and that these credentials can see them") from exc
-
-
-def render_call(table: Table, call: Call, backend: Backend, *, with_schema: bool = True,
+def render_call(table: Source, call: Call, backend: Backend, *, with_schema: bool = True,
                 rename_reserved: bool = False) -> Planned:
     """Check the call's parameters and render it for ``table`` (with its schema unless ``with_schema`` is False)."""
     kind = kind_of_url(call.url)
@@ -150,7 +128,7 @@ class TablePreview:
                 f"  estimated cost: {cost}\n  BigQuery dry run: {scanned} processed")
 
 
-def _stats(table: Table, p: Planned, key: str | None) -> dict[str, int]:
+def _stats(table: Source, p: Planned, key: str | None) -> dict[str, int]:
     r = p.rendered
     select = ["COUNT(*) AS n_rows", f"COUNTIF({r.null_condition}) AS n_null",
               f"COALESCE(SUM(IF({r.null_condition}, 0, {r.tokens})), 0) AS tokens"]
@@ -158,10 +136,10 @@ def _stats(table: Table, p: Planned, key: str | None) -> dict[str, int]:
         select += [f"COUNT(DISTINCT src.{ident(key)}) AS n_ids", f"COUNTIF(src.{ident(key)} IS NULL) AS null_ids"]
     sql = f"SELECT {', '.join(select)} FROM {table.ref.sql} AS src"
     row = next(iter(table.client.query(sql).result()))
-    return {k: int(row[k] or 0) for k in row.keys()}
+    return {k: int(v or 0) for k, v in row.items()}
 
 
-def _check_stats(table: Table, p: Planned, call: Call, stats: dict[str, int]) -> None:
+def _check_stats(table: Source, p: Planned, call: Call, stats: dict[str, int]) -> None:
     key = call.custom_id
     if key is not None:
         if stats["null_ids"]:
@@ -187,7 +165,7 @@ def _check_stats(table: Table, p: Planned, call: Call, stats: dict[str, int]) ->
                          f"Filter them out in a view, or pass on_null='skip' to keep those rows with an error.")
 
 
-def _dry_run(table: Table, sql: str) -> int | None:
+def _dry_run(table: Source, sql: str) -> int | None:
     from google.cloud import bigquery
 
     job = table.client.query(sql, job_config=bigquery.QueryJobConfig(dry_run=True, use_query_cache=False))
@@ -195,7 +173,7 @@ def _dry_run(table: Table, sql: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def _plan_preview(table: Table, call: Call, backend: Backend, options: Options) -> tuple[Planned, TablePreview]:
+def _plan_preview(table: Source, call: Call, backend: Backend, options: Options) -> tuple[Planned, TablePreview]:
     planned = render_call(table, call, backend, rename_reserved=options.rename_reserved)
     backend.check_table_location(table.location, f"the table {table.uri}")
     stats = _stats(table, planned, call.custom_id)
@@ -217,7 +195,7 @@ def _plan_preview(table: Table, call: Call, backend: Backend, options: Options) 
     return planned, pv
 
 
-def preview(table: Table, call: Call, backend: Backend, options: Options) -> TablePreview:
+def preview(table: Source, call: Call, backend: Backend, options: Options) -> TablePreview:
     """The preview of ``call`` on ``table``: nothing is created (see the module's steps 1-3)."""
     return _plan_preview(table, call, backend, options)[1]
 
@@ -237,29 +215,7 @@ def _enforce(pv: TablePreview, options: Options) -> None:
                           f"details.")
 
 
-def run_sql(client: Any, sql: str) -> None:
-    """Run one statement to the end (a CREATE TABLE ... AS SELECT)."""
-    client.query(sql).result()
-
-
-def table_exists(client: Any, ref: TableRef) -> bool:
-    from google.api_core.exceptions import NotFound
-
-    try:
-        client.get_table(ref.table_id)
-    except NotFound:
-        return False
-    return True
-
-
-def check_output(client: Any, out: TableRef, overwrite: bool) -> None:
-    """Refuse an existing result table unless ``overwrite``."""
-    if not overwrite and table_exists(client, out):
-        raise ConfigError(f"the result table {out} exists already; name another with output='bq://...', "
-                          f"or pass overwrite=True to replace it")
-
-
-def submit(table: Table, call: Call, backend: Backend, options: Options, *, output: str | None = None) -> TableJob:
+def submit(table: Source, call: Call, backend: Backend, options: Options, *, output: str | None = None) -> TableJob:
     """Check, price, create the request table(s) and start the job(s); see the module's steps."""
     if not backend.accepts_tables:
         backend.check_table_location("", f"the table {table.uri}")  # says which backends read tables
@@ -279,145 +235,19 @@ def submit(table: Table, call: Call, backend: Backend, options: Options, *, outp
     check_output(table.client, result, options.overwrite)
     backend.check_table_location(_dataset_location(table, result), f"the output dataset {result.dataset_id}")
     limit = backend.max_requests_per_file
-    parts = _materialize(table, planned.rendered.select, base, pv.n_requests, limit)
-    spec = {"source": table.uri, "model": planned.model, "result": str(result), "passthrough": planned.rendered.passthrough,
-            "kind": planned.kind, "custom_id": planned.rendered.custom_id, "used": planned.rendered.used,
+    parts = materialize(table, planned.rendered.select, base, pv.n_requests, limit)
+    r = planned.rendered
+    spec = {"source": table.uri, "model": planned.model, "result": str(result), "passthrough": r.passthrough,
+            "kind": planned.kind, "custom_id": r.custom_id, "used": r.used,
             "null_condition": planned.rendered.null_condition if call.on_null == "skip" and pv.n_skipped else None}
-    return _start(table, call, backend, options, parts, base, spec, options.display_name or f"pdbatch-{run}",
-                  n_rows=pv.n_rows)
-
-
-def resubmit(job: TableJob, select: str, n: int, run: str, display_name: str | None) -> TableJob:
-    """A new job for the request rows ``select`` picks from ``job``'s request tables (``retry_failed``)."""
-    from .table import Table
-
-    spec = job.spec
-    src = Table(TableRef.parse(spec["source"]), job.client)
-    base = f"{src.ref.table}_pdbatch_{run}"
-    parts = _materialize(src, select, base, n, job.backend.max_requests_per_file)
-    new = {**spec, "null_condition": None, "result": str(src.ref.sibling(f"{base}_results"))}
-    call = Call(**{k: v for k, v in job.call.record().items() if k != TYPE})
-    return _start(src, call, job.backend, job.options, parts, base, new, display_name or f"pdbatch-retry-{run}",
-                  n_rows=n)
-
-
-def _start(table: Table, call: Call, backend: Backend, options: Options, parts: list[tuple[TableRef, int]],
-           base: str, spec: dict[str, Any], name: str, *, n_rows: int) -> TableJob:
-    """Start one job per request table, save the manifest, return the handle."""
-    outputs = [table.ref.sibling(f"{base}_predictions" + (f"_{i:03d}" if len(parts) > 1 else ""))
-               for i in range(1, len(parts) + 1)]
-    ids = backend.submit_tables([(str(r), str(o), n) for (r, n), o in zip(parts, outputs, strict=True)],
-                                model=spec["model"], kind=spec["kind"], display_name=name)
-    spec = {**spec, "requests": [str(r) for r, _ in parts], "outputs": [str(o) for o in outputs]}
-    saved = Call(**{**{k: getattr(call, k) for k in Call.__dataclass_fields__}, TYPE: spec})
-    record = jobdir.Manifest(id=ids[0], parts=ids, backend=backend.name, backend_settings=backend.settings(),
-                             model=spec["model"], kind=spec["kind"], n_rows=n_rows,
-                             call=saved.record(), options=options.record())
-    folder = jobdir.save(record, pd.DataFrame())
+    record, folder = start(table, call, backend, options, parts, base, spec,
+                           options.display_name or f"pdbatch-{run}", n_rows=pv.n_rows)
     return TableJob(record, folder, backend, client=table.client)
 
 
-def _dataset_location(table: Table, out: TableRef) -> str:
+def _dataset_location(table: Source, out: TableRef) -> str:
     if out.dataset_id == table.ref.dataset_id:
         return table.location
     return dataset_location(table.client, out.dataset_id)
 
 
-def dataset_location(client: Any, dataset_id: str) -> str:
-    """The dataset's location (a table's is its dataset's); a missing dataset is refused naming it."""
-    from google.api_core.exceptions import NotFound
-
-    try:
-        return str(client.get_dataset(dataset_id).location or "")
-    except NotFound as exc:
-        raise ConfigError(f"BigQuery has no dataset {dataset_id}; create it, or name another") from exc
-
-
-def _materialize(table: Table, select: str, base: str, n: int, limit: int | None) -> list[tuple[TableRef, int]]:
-    """The request table(s): one CREATE TABLE ... AS SELECT, split into parts of at most ``limit`` rows."""
-    client = table.client
-    if not limit or n <= limit:
-        ref = table.ref.sibling(f"{base}_requests")
-        run_sql(client, f"CREATE TABLE {ref.sql} AS\n{select}")
-        return [(ref, n)]
-    # Rows go to buckets by a hash of their fixed custom_id (computed in parallel: no global ordering),
-    # many more buckets than jobs; the buckets are then packed into parts of at most `limit` rows. The
-    # full table is partitioned by bucket, so each part's CREATE TABLE reads only its own buckets.
-    n_buckets = min(MAX_BUCKETS, 16 * math.ceil(n / limit))
-    full = table.ref.sibling(f"{base}_requests_all")
-    run_sql(client, f"CREATE TABLE {full.sql}\nPARTITION BY RANGE_BUCKET({PART}, GENERATE_ARRAY(0, {n_buckets}, 1)) "
-                    f"AS\nSELECT *, MOD(ABS(FARM_FINGERPRINT(custom_id)), {n_buckets}) AS {PART} FROM (\n{select}\n)")
-    counts = {int(r["part"]): int(r["n"]) for r in client.query(
-        f"SELECT {PART} AS part, COUNT(*) AS n FROM {full.sql} GROUP BY {PART}").result()}
-    parts: list[tuple[list[int], int]] = []
-    for bucket, count in sorted(counts.items(), key=lambda kv: -kv[1]):  # first fit, largest first
-        if count > limit:
-            raise ConfigError(f"{count} requests hash to one bucket, over the backend's {limit} per job; nothing was "
-                              f"submitted (the table {full} can be deleted). Raise the backend's per-job limit.")
-        home = next((p for p in parts if p[1] + count <= limit), None)
-        if home is None:
-            parts.append(([bucket], count))
-        else:
-            parts[parts.index(home)] = (home[0] + [bucket], home[1] + count)
-    out = []
-    for i, (buckets, count) in enumerate(parts, 1):
-        ref = table.ref.sibling(f"{base}_requests_{i:03d}")
-        run_sql(client, f"CREATE TABLE {ref.sql} AS SELECT * EXCEPT({PART}) FROM {full.sql} "
-                        f"WHERE {PART} IN ({', '.join(map(str, sorted(buckets)))})")
-        out.append((ref, count))
-    return out
-
-
-class TableJob(jobs.BatchJob):
-    """A job on a BigQuery table: the status panel as for any job; its result is a table.
-
-    Create one with ``pdbatch.table(...).llama.submit(...)`` or :func:`pdbatch.attach`.
-    """
-
-    def __init__(self, record: Any, folder: Path, backend: Backend, *, allow_pickle: bool = False,
-                 client: Any = None) -> None:
-        super().__init__(record, folder, backend, allow_pickle=allow_pickle)
-        self._client = client
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        """The tables of the job: source, requests, outputs, result."""
-        return dict(self._record.call[TYPE])
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from .table import bigquery_client
-
-            self._client = bigquery_client(TableRef.parse(self.spec["source"]).project)
-        return self._client
-
-    def result(self, partial: bool = False, *, output: str | None = None,  # type: ignore[override]
-               overwrite: bool | None = None) -> TableResult:
-        """Write the result table (one CREATE TABLE ... AS SELECT) and return it.
-
-        Parameters
-        ----------
-        partial : bool
-            Also for a job that failed, was cancelled or is running (rows without an answer get an error).
-        output : str, optional
-            ``bq://project.dataset.table``; default: the one named at submit.
-        overwrite : bool, optional
-            Replace an existing table (default: as at submit).
-
-        Returns
-        -------
-        TableResult
-        """
-        from .tableresult import write_result
-
-        status = self.refresh()
-        if not partial and status.state not in jobs.OK_STATES:
-            raise jobs.JobError(f"job {self.id} is {status.state}" + (f": {status.error}" if status.error else "")
-                                + "; pass partial=True for the rows answered so far", job_id=self.id,
-                                state=status.state, detail=status.error)
-        over = self.options.overwrite if overwrite is None else overwrite
-        return write_result(self, TableRef.parse(output or self.spec["result"], "output"), over)
-
-
-jobs.JOB_TYPES[TYPE] = TableJob

@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from . import job as jobs
+from .backends import Backend
+from .bqsource import Source, bigquery_client, check_output, get_table, run_sql, table_exists
 from .call import Call
 from .errors import ConfigError
-from .join import MISSING
+from .join import MISSING, output_columns
 from .models import EMBEDDINGS
 from .sqlbuild import TableRef, ident, literal
 from .structured import as_schema
+from .tablestart import TYPE, materialize, start
 
-if TYPE_CHECKING:
-    from .tablejob import TableJob
-
-__all__ = ["TableResult", "result_sql", "write_result"]
+__all__ = ["TableJob", "TableResult", "resubmit", "result_sql", "write_result"]
 
 _CONTENT = "JSON_VALUE(o.response, '$.choices[0].message.content')"
 _SQL_TYPES = {"integer": "INT64", "number": "FLOAT64", "boolean": "BOOL", "string": "STRING"}
@@ -64,12 +66,18 @@ def _schema_columns(schema: Any) -> list[str]:
     props = as_schema(schema).json_schema.get("properties", {})
     out = []
     for name, spec in props.items():
-        typ = _SQL_TYPES.get(spec.get("type") if isinstance(spec, dict) else None, "STRING")
+        typ = _sql_type(spec)
         if '"' in name or "\\" in name:
             raise ConfigError(f"schema field {name!r}: a name with quotes or backslashes cannot be read in SQL")
         path = literal(f'$."{name}"')
         out.append(f"SAFE_CAST(JSON_VALUE({_CONTENT}, {path}) AS {typ}) AS {ident(name)}")
     return out
+
+
+def _sql_type(spec: Any) -> str:
+    """The SQL type of a schema property: its JSON type's, text for anything else (as the frames' columns)."""
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    return _SQL_TYPES.get(kind, "STRING") if isinstance(kind, str) else "STRING"
 
 
 def _empty_answers(kind: str, schema: Any, error: str) -> list[str]:
@@ -81,7 +89,7 @@ def _empty_answers(kind: str, schema: Any, error: str) -> list[str]:
             "CAST(NULL AS INT64) AS prompt_tokens", "CAST(NULL AS INT64) AS completion_tokens", err]
     props = as_schema(schema).json_schema.get("properties", {}) if schema is not None else {}
     for name, spec in props.items():
-        typ = _SQL_TYPES.get(spec.get("type") if isinstance(spec, dict) else None, "STRING")
+        typ = _sql_type(spec)
         cols.append(f"CAST(NULL AS {typ}) AS {ident(name)}")
     return cols
 
@@ -134,8 +142,6 @@ def result_sql(spec: dict[str, Any], call: Call, outputs: list[tuple[TableRef, s
 
 def _output_of(job: TableJob, client: Any, part: str, uri: str) -> tuple[TableRef, str | None] | None:
     """The part's output table (as the job reports it) and its failure column; None when not written."""
-    from .tablejob import get_table, table_exists
-
     status = job.backend.status(part)
     ref = TableRef.parse(status.output if status.output and status.output.startswith("bq://") else uri)
     if not table_exists(client, ref):
@@ -146,9 +152,6 @@ def _output_of(job: TableJob, client: Any, part: str, uri: str) -> tuple[TableRe
 
 def write_result(job: TableJob, out: TableRef, overwrite: bool) -> TableResult:
     """Write ``job``'s result table to ``out`` (refused if it exists, unless ``overwrite``)."""
-    from .join import output_columns
-    from .tablejob import check_output, run_sql
-
     client = job.client
     check_output(client, out, overwrite)
     spec, call = job.spec, job.call
@@ -158,6 +161,68 @@ def write_result(job: TableJob, out: TableRef, overwrite: bool) -> TableResult:
     verb = "CREATE OR REPLACE TABLE" if overwrite else "CREATE TABLE"
     run_sql(client, f"{verb} {out.sql} AS\n{result_sql(spec, call, outputs, keep)}")
     return TableResult(out, client, job)
+
+
+class TableJob(jobs.BatchJob):
+    """A job on a BigQuery table: the status panel as for any job; its result is a table.
+
+    Create one with ``pdbatch.table(...).llama.submit(...)`` or :func:`pdbatch.attach`.
+    """
+
+    def __init__(self, record: Any, folder: Path, backend: Backend, *, allow_pickle: bool = False,
+                 client: Any = None) -> None:
+        super().__init__(record, folder, backend, allow_pickle=allow_pickle)
+        self._client = client
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The tables of the job: source, requests, outputs, result."""
+        return dict(self._record.call[TYPE])
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = bigquery_client(TableRef.parse(self.spec["source"]).project)
+        return self._client
+
+    def result(self, partial: bool = False, *, output: str | None = None,  # type: ignore[override]
+               overwrite: bool | None = None) -> TableResult:
+        """Write the result table (one CREATE TABLE ... AS SELECT) and return it.
+
+        Parameters
+        ----------
+        partial : bool
+            Also for a job that failed, was cancelled or is running (rows without an answer get an error).
+        output : str, optional
+            ``bq://project.dataset.table``; default: the one named at submit.
+        overwrite : bool, optional
+            Replace an existing table (default: as at submit).
+
+        Returns
+        -------
+        TableResult
+        """
+        status = self.refresh()
+        if not partial and status.state not in jobs.OK_STATES:
+            raise jobs.JobError(f"job {self.id} is {status.state}" + (f": {status.error}" if status.error else "")
+                                + "; pass partial=True for the rows answered so far", job_id=self.id,
+                                state=status.state, detail=status.error)
+        over = self.options.overwrite if overwrite is None else overwrite
+        return write_result(self, TableRef.parse(output or self.spec["result"], "output"), over)
+
+
+
+def resubmit(job: TableJob, select: str, n: int, run: str, display_name: str | None) -> TableJob:
+    """A new job for the request rows ``select`` picks from ``job``'s request tables (``retry_failed``)."""
+    spec = job.spec
+    src = Source(TableRef.parse(spec["source"]), job.client)
+    base = f"{src.ref.table}_pdbatch_{run}"
+    parts = materialize(src, select, base, n, job.backend.max_requests_per_file)
+    new = {**spec, "null_condition": None, "result": str(src.ref.sibling(f"{base}_results"))}
+    call = Call(**{k: v for k, v in job.call.record().items() if k != TYPE})
+    record, folder = start(src, call, job.backend, job.options, parts, base, new,
+                           display_name or f"pdbatch-retry-{run}", n_rows=n)
+    return TableJob(record, folder, job.backend, client=job.client)
 
 
 def _frame(rows: Any) -> pd.DataFrame:
@@ -229,8 +294,6 @@ class TableResult:
         TableResult
             The merged table; this one is left as it is.
         """
-        from .tablejob import check_output, resubmit, run_sql
-
         if self.job is None:
             raise ConfigError("retry_failed needs the job that wrote this table: use the result of job.result()")
         run = time.strftime("%Y%m%d_%H%M%S_") + secrets.token_hex(3)
@@ -253,3 +316,6 @@ class TableResult:
 
     def __repr__(self) -> str:
         return f"TableResult({self.table!r})"
+
+
+jobs.JOB_TYPES[TYPE] = TableJob

@@ -12,15 +12,24 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from ..errors import ConfigError, PdbatchError
-from ..models import Kind, parse_vertex, retired_message
+from ..models import Kind, VertexModel, parse_vertex, retired_message
 from ._gcp import same_region
 from ._job_resource import job_resource
 
-if TYPE_CHECKING:
-    from .vertex import Vertex
+
+class Creator(Protocol):
+    """What this module needs of :class:`~.vertex.Vertex` (named here, not imported: vertex imports this)."""
+
+    location: str
+
+    def _check_served(self, spec: VertexModel) -> None: ...
+
+    def _create(self, job: dict[str, Any], spec: VertexModel) -> str: ...
+
+    def cancel(self, job_id: str) -> None: ...
 
 __all__ = ["check_location", "submit"]
 
@@ -35,7 +44,7 @@ def check_location(location: str, job_location: str, what: str) -> None:
         )
 
 
-def submit(backend: Vertex, tables: list[tuple[str, str, int]], *, model: str, kind: Kind,
+def submit(backend: Creator, tables: list[tuple[str, str, int]], *, model: str, kind: Kind,
            display_name: str) -> list[str]:
     """Create one job per ``(input bq:// table, output bq:// table, rows)``; returns the job names."""
     spec = parse_vertex(model, kind)

@@ -17,6 +17,7 @@ from . import tablejob
 from .backends import Backend, get_backend
 from .bqsource import Source, bigquery_client
 from .call import Call, Options
+from .display import live_display_available
 from .models import CHAT, URLS
 from .sqlbuild import TableRef
 
@@ -126,7 +127,7 @@ class TableLlama:
                custom_id: str | None = None, on_null: str = "raise", schema: Any = None,
                output: str | None = None, overwrite: bool = False, rename_reserved: bool = False,
                max_rows: int | None = None, max_cost: float | None = None, prices: Any = None,
-               display_name: str | None = None, **params: Any) -> tablejob.TableJob:
+               display_name: str | None = None, progress: bool = True, **params: Any) -> tablejob.TableJob:
         """Create the request table beside the source, start the job(s) on it, and return the handle.
 
         Parameters
@@ -147,6 +148,8 @@ class TableLlama:
             ``id``, ...) as ``input_<name>`` instead of refusing the call.
         max_rows, max_cost, prices, display_name
             As for frames; checked before anything is created.
+        progress : bool
+            In Jupyter, show the live status panel (kept updated by a thread).
 
         Returns
         -------
@@ -157,7 +160,10 @@ class TableLlama:
                     on_null=on_null, params=params, schema=schema)
         options = Options(overwrite=overwrite, rename_reserved=rename_reserved, max_rows=max_rows,
                           max_cost=max_cost, prices=prices, display_name=display_name)
-        return tablejob.submit(self._table, call, get_backend(backend), options, output=output)
+        job = tablejob.submit(self._table, call, get_backend(backend), options, output=output)
+        if progress and live_display_available():  # the frames' panel, updated while the notebook goes on
+            job.display()
+        return job
 
     def batch_predict(self, prompt: str | None = None, *, progress: bool = True, timeout: float | None = None,
                       **kwargs: Any) -> Any:
@@ -171,7 +177,7 @@ class TableLlama:
         TableResult
             ``.table`` (its URI), ``.sample(n)``, ``.count()``, ``.to_pandas(max_rows=...)``.
         """
-        job = self.submit(prompt, **kwargs)
+        job = self.submit(prompt, progress=False, **kwargs)
         return job.wait(timeout, progress=progress).result()
 
     def embed(self, prompt: str, **kwargs: Any) -> Any:

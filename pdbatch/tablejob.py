@@ -4,7 +4,7 @@ The steps, each before anything is created or paid for:
 
 1. one metadata call: the table's columns (a template field that is not one is
    refused with them) and location (refused unless the backend's jobs can
-   read it, :meth:`Backend.check_table_location`);
+   read it, or the model cannot run on tables: :meth:`Backend.check_table_job`);
 2. the call rendered as SQL (:mod:`pdbatch.sqlbuild`), pass-through columns
    named like the service's own refused or renamed;
 3. one aggregate query: rows, rows with a null the prompt reads
@@ -175,7 +175,7 @@ def _dry_run(table: Source, sql: str) -> int | None:
 
 def _plan_preview(table: Source, call: Call, backend: Backend, options: Options) -> tuple[Planned, TablePreview]:
     planned = render_call(table, call, backend, rename_reserved=options.rename_reserved)
-    backend.check_table_location(table.location, f"the table {table.uri}")
+    backend.check_table_job(model=planned.model, kind=planned.kind, tables={f"the table {table.uri}": table.location})
     stats = _stats(table, planned, call.custom_id)
     _check_stats(table, planned, call, stats)
     n_skip = stats["n_null"] if call.on_null == "skip" else 0
@@ -217,8 +217,8 @@ def _enforce(pv: TablePreview, options: Options) -> None:
 
 def submit(table: Source, call: Call, backend: Backend, options: Options, *, output: str | None = None) -> TableJob:
     """Check, price, create the request table(s) and start the job(s); see the module's steps."""
-    if not backend.accepts_tables:
-        backend.check_table_location("", f"the table {table.uri}")  # says which backends read tables
+    if not backend.accepts_tables:  # says which backends read tables, before any call
+        backend.check_table_job(model=str(call.model), kind=kind_of_url(call.url), tables={})
     planned, pv = _plan_preview(table, call, backend, options)
     _enforce(pv, options)
     if pv.n_requests == 0:
@@ -233,21 +233,17 @@ def submit(table: Source, call: Call, backend: Backend, options: Options, *, out
     base = f"{table.ref.table}_pdbatch_{run}"
     result = TableRef.parse(output, "output") if output else table.ref.sibling(f"{base}_results")
     check_output(table.client, result, options.overwrite)
-    backend.check_table_location(_dataset_location(table, result), f"the output dataset {result.dataset_id}")
+    if result.dataset_id != table.ref.dataset_id:
+        where = {f"the output dataset {result.dataset_id}": dataset_location(table.client, result.dataset_id)}
+        backend.check_table_job(model=planned.model, kind=planned.kind, tables=where)
     limit = backend.max_requests_per_file
     parts = materialize(table, planned.rendered.select, base, pv.n_requests, limit)
     r = planned.rendered
     spec = {"source": table.uri, "model": planned.model, "result": str(result), "passthrough": r.passthrough,
             "kind": planned.kind, "custom_id": r.custom_id, "used": r.used,
-            "null_condition": planned.rendered.null_condition if call.on_null == "skip" and pv.n_skipped else None}
+            "null_condition": r.null_condition if call.on_null == "skip" and pv.n_skipped else None}
     record, folder = start(table, call, backend, options, parts, base, spec,
                            options.display_name or f"pdbatch-{run}", n_rows=pv.n_rows)
     return TableJob(record, folder, backend, client=table.client)
-
-
-def _dataset_location(table: Source, out: TableRef) -> str:
-    if out.dataset_id == table.ref.dataset_id:
-        return table.location
-    return dataset_location(table.client, out.dataset_id)
 
 

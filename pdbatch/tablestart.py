@@ -11,6 +11,7 @@ its own rows. :func:`start` hands the tables to
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from .call import Call, Options
 from .errors import ConfigError
 from .sqlbuild import TableRef
 
-__all__ = ["MAX_BUCKETS", "PART", "TYPE", "materialize", "start"]
+__all__ = ["MAX_BUCKETS", "PART", "TYPE", "drop_tables", "materialize", "start"]
 
 #: The key of a table job in its saved call (``pdbatch.attach`` then returns a ``TableJob``).
 TYPE = "table"
@@ -35,6 +36,14 @@ MAX_BUCKETS = 4000
 
 def materialize(table: Source, select: str, base: str, n: int, limit: int | None) -> list[tuple[TableRef, int]]:
     """The request table(s): one CREATE TABLE ... AS SELECT, split into parts of at most ``limit`` rows."""
+    try:
+        return _materialize(table, select, base, n, limit)
+    except BaseException:
+        drop_tables(table, base)  # a part created before the failure: nothing will read it
+        raise
+
+
+def _materialize(table: Source, select: str, base: str, n: int, limit: int | None) -> list[tuple[TableRef, int]]:
     client = table.client
     if not limit or n <= limit:
         ref = table.ref.sibling(f"{base}_requests")
@@ -73,8 +82,12 @@ def start(table: Source, call: Call, backend: Backend, options: Options, parts: 
     """Start one job per request table and save the manifest; returns it and the job's folder."""
     outputs = [table.ref.sibling(f"{base}_predictions" + (f"_{i:03d}" if len(parts) > 1 else ""))
                for i in range(1, len(parts) + 1)]
-    ids = backend.submit_tables([(str(r), str(o), n) for (r, n), o in zip(parts, outputs, strict=True)],
-                                model=spec["model"], kind=spec["kind"], display_name=name)
+    try:
+        ids = backend.submit_tables([(str(r), str(o), n) for (r, n), o in zip(parts, outputs, strict=True)],
+                                    model=spec["model"], kind=spec["kind"], display_name=name)
+    except BaseException:  # no job runs on them (submit_tables cancels its own): the tables go too
+        drop_tables(table, base)
+        raise
     spec = {**spec, "requests": [str(r) for r, _ in parts], "outputs": [str(o) for o in outputs]}
     saved = Call(**{**{k: getattr(call, k) for k in Call.__dataclass_fields__}, TYPE: spec})
     record = jobdir.Manifest(id=ids[0], parts=ids, backend=backend.name, backend_settings=backend.settings(),
@@ -83,3 +96,9 @@ def start(table: Source, call: Call, backend: Backend, options: Options, parts: 
     return record, jobdir.save(record, pd.DataFrame())
 
 
+def drop_tables(table: Source, base: str) -> None:
+    """Delete, best effort, the tables a failed submission created beside ``table`` (named ``<base>_...``)."""
+    with contextlib.suppress(Exception):  # the original error is the one to report
+        for item in table.client.list_tables(table.ref.dataset_id):
+            if item.table_id.startswith(f"{base}_"):
+                table.client.delete_table(item, not_found_ok=True)

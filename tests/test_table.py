@@ -208,6 +208,12 @@ def test_limits_are_enforced_before_anything_is_created(bq_emulator, bq_dataset,
         t.llama.submit("{text}", backend=vx, model=MODEL, output=uri)
     with pytest.raises(ConfigError, match="cannot run a job on a BigQuery table"):
         t.llama.submit("{text}", backend="local", model=MODEL)
+    with pytest.raises(ConfigError, match="Cloud Storage only"):
+        t.llama.embed("{text}", backend=vx)  # Gemini embeddings read their own lines, not a table
+    maverick = "meta/llama-4-maverick-17b-128e-instruct-maas"
+    vertex_emulator.live_models.discard(f"publishers/{maverick.replace('/', '/models/')}")
+    with pytest.raises(ConfigError, match="llama-4-maverick"):  # Model Garden: not served
+        t.llama.submit("{text}", backend=vx, model=maverick)
     assert tables(bq_emulator, bq_dataset) == before
     assert not vertex_emulator.requests_to("POST", "/batchPredictionJobs")
 
@@ -234,6 +240,15 @@ def test_reserved_columns_are_refused_or_renamed(bq_emulator, bq_dataset, vx, co
     res = t.llama.batch_predict("{text}", backend=vx, model=MODEL, rename_reserved=True, progress=False)
     out = res.to_pandas()
     assert sorted(out[f"input_{column}"]) == [1, 2, 3] and out.error.isna().all()
+
+
+def test_a_job_creation_that_fails_leaves_no_request_table(bq_emulator, bq_dataset, vx, vertex_emulator):
+    uri = load(bq_emulator, bq_dataset, reviews(3))
+    before = tables(bq_emulator, bq_dataset)
+    vertex_emulator.faults.create_errors = [400]
+    with pytest.raises(Exception, match="Injected error 400"):
+        pdbatch.table(uri).llama.submit("{text}", backend=vx, model=MODEL)
+    assert tables(bq_emulator, bq_dataset) == before
 
 
 # ---------------------------------------------------------------- splitting, failures, skips, schema

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..errors import ConfigError, PdbatchError
@@ -31,7 +32,21 @@ class Creator(Protocol):
 
     def cancel(self, job_id: str) -> None: ...
 
-__all__ = ["check_location", "submit"]
+__all__ = ["check", "check_location", "submit"]
+
+
+def check(backend: Creator, *, model: str, kind: Kind, tables: Mapping[str, str]) -> VertexModel:
+    """Refuse tables outside the jobs' region and a model that cannot run on tables; returns the model."""
+    for what, location in tables.items():
+        check_location(location, backend.location, what)
+    spec = parse_vertex(model, kind)
+    if spec.status() == "retired":
+        raise ConfigError(retired_message(spec, backend.location))
+    if spec.wire == "gemini-embedding":
+        raise ConfigError(f"{spec.resource} reads its own line format from Cloud Storage only; a table job "
+                          f"needs a model that reads OpenAI request bodies (the open chat models)")
+    backend._check_served(spec)
+    return spec
 
 
 def check_location(location: str, job_location: str, what: str) -> None:
@@ -47,13 +62,7 @@ def check_location(location: str, job_location: str, what: str) -> None:
 def submit(backend: Creator, tables: list[tuple[str, str, int]], *, model: str, kind: Kind,
            display_name: str) -> list[str]:
     """Create one job per ``(input bq:// table, output bq:// table, rows)``; returns the job names."""
-    spec = parse_vertex(model, kind)
-    if spec.status() == "retired":
-        raise ConfigError(retired_message(spec, backend.location))
-    if spec.wire == "gemini-embedding":
-        raise ConfigError(f"{spec.resource} reads its own line format from Cloud Storage only; a table job "
-                          f"needs an OpenAI-format model (e.g. an open model's chat or embeddings)")
-    backend._check_served(spec)
+    spec = check(backend, model=model, kind=kind, tables={})  # checked before; Model Garden's answer is cached
     run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     ids: list[str] = []
     try:

@@ -263,13 +263,14 @@ class Backend(abc.ABC):
         """
         return {}
 
-    def check_table_location(self, location: str, what: str) -> None:
-        """Refuse a BigQuery table in ``location`` that this backend's jobs cannot read or write.
+    def check_table_job(self, *, model: str, kind: Kind, tables: Mapping[str, str]) -> None:
+        """Refuse, before anything is created, a table job this backend cannot run.
 
-        Called before anything is created. The default refuses every table:
-        only a backend that :attr:`accepts_tables` reads them.
+        ``tables`` maps what each table is (for the message) to its dataset's
+        location; ``model`` is as written in the bodies. The default refuses
+        every table job: only a backend that :attr:`accepts_tables` runs them.
         """
-        raise ConfigError(f"the {self.name!r} backend cannot run a job on a BigQuery table ({what}); "
+        raise ConfigError(f"the {self.name!r} backend cannot run a job on a BigQuery table; "
                           f"use a backend that reads tables, e.g. backend='vertex'")
 
     def submit_tables(

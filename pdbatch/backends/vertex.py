@@ -335,9 +335,9 @@ class Vertex(Backend):
             raise
         return ids
 
-    def check_table_location(self, location: str, what: str) -> None:
-        """Refuse a table outside this backend's region (see :mod:`._tables`)."""
-        _tables.check_location(location, self.location, what)
+    def check_table_job(self, *, model: str, kind: Kind, tables: Mapping[str, str]) -> None:
+        """Refuse tables outside this backend's region, and a model that cannot run (see :mod:`._tables`)."""
+        _tables.check(self, model=model, kind=kind, tables=tables)
 
     def submit_tables(
         self, tables: list[tuple[str, str, int]], *, model: str, kind: Kind, display_name: str

@@ -122,6 +122,19 @@ def test_a_column_of_messages_gives_the_frames_bodies(bq_emulator, bq_dataset, v
         assert bodies_of(bq_emulator.client(), sql) == expected
 
 
+def test_float_specs_render_as_python_formats_them(bq_emulator, bq_dataset, vx):
+    """{x:.2f} is FORMAT('%.2f'): both round the double's exact value (0.125 -> 0.12, 2.675 -> 2.67)."""
+    frame = pd.DataFrame({"k": list(range(7)), "price": [0.125, 2.675, 1.005, 3.14159, 1e6, -0.5, 0.0]})
+    uri = load(bq_emulator, bq_dataset, frame)
+    expected = {r.custom_id: r.body for r in frame.llama.to_requests("{price:.2f}|{price:.0f}", backend=vx,
+                                                                     model=MODEL, custom_id="k").itertuples()}
+    call = Call(prompt="{price:.2f}|{price:.0f}", model=MODEL, custom_id="k")
+    sql = tablejob.render_call(pdbatch.table(uri), call, vx).rendered.select
+    assert bodies_of(bq_emulator.client(), sql) == expected
+    with pytest.raises(InputError, match=r"\{price\}: column 'price' is FLOAT"):
+        tablejob.render_call(pdbatch.table(uri), Call(prompt="{price}", model=MODEL), vx)
+
+
 def test_row_numbers_and_on_null_skip(bq_emulator, bq_dataset, vx):
     frame = reviews(5)
     frame.loc[2, "text"] = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import tablejob
+from . import tablejob, tableresult
 from .backends import Backend, get_backend
 from .bqsource import Source, bigquery_client
 from .call import Call, Options
@@ -179,6 +179,23 @@ class TableLlama:
         """
         job = self.submit(prompt, progress=False, **kwargs)
         return job.wait(timeout, progress=progress).result()
+
+    def retry_failed(self, *, job_id: str | None = None, **kwargs: Any) -> Any:
+        """Rerun the failed rows of this result table and write a merged table (see :meth:`TableResult.retry_failed`).
+
+        Parameters
+        ----------
+        job_id : str, optional
+            The job that wrote this table; by default the newest job under
+            ``PDBATCH_HOME`` whose result table this is.
+        **kwargs
+            ``output``, ``overwrite``, ``progress``, ``timeout``, ``display_name``.
+
+        Returns
+        -------
+        TableResult
+        """
+        return tableresult.result_of(self._table, job_id).retry_failed(**kwargs)
 
     def embed(self, prompt: str, **kwargs: Any) -> Any:
         """Embeddings of each row's text: :meth:`batch_predict` with ``url="/v1/embeddings"``."""

@@ -36,7 +36,7 @@ from .sqlbuild import TableRef, ident, literal
 from .structured import as_schema
 from .tablestart import TYPE, materialize, start
 
-__all__ = ["TableJob", "TableResult", "resubmit", "result_sql", "write_result"]
+__all__ = ["TableJob", "TableResult", "resubmit", "result_of", "result_sql", "write_result"]
 
 _CONTENT = "JSON_VALUE(o.response, '$.choices[0].message.content')"
 _SQL_TYPES = {"integer": "INT64", "number": "FLOAT64", "boolean": "BOOL", "string": "STRING"}
@@ -223,6 +223,24 @@ def resubmit(job: TableJob, select: str, n: int, run: str, display_name: str | N
     record, folder = start(src, call, job.backend, job.options, parts, base, new,
                            display_name or f"pdbatch-retry-{run}", n_rows=n)
     return TableJob(record, folder, job.backend, client=job.client)
+
+
+def result_of(table: Source, job_id: str | None) -> TableResult:
+    """``table`` as the result of its job: ``job_id``'s, or the newest saved job whose result table it is."""
+    from . import jobdir
+
+    if job_id is None:
+        found = [item.record.id for item in jobdir.jobs() if isinstance(item.record, jobdir.Manifest)
+                 and (item.record.call.get(TYPE) or {}).get("result") == table.uri]
+        if not found:
+            raise ConfigError(f"no job under PDBATCH_HOME wrote {table.uri}; pass job_id= (the job's id, as "
+                              f"submit printed it)")
+        job_id = found[-1]
+    job = jobs.attach(job_id)
+    if not isinstance(job, TableJob):
+        raise ConfigError(f"job {job_id} did not run on a BigQuery table")
+    job._client = table.client
+    return TableResult(table.ref, table.client, job)
 
 
 def _frame(rows: Any) -> pd.DataFrame:

@@ -290,7 +290,7 @@ def test_retry_failed_reruns_only_the_failures_into_a_merged_table(bq_emulator, 
     assert sorted(first.index[first.error.notna()]) == ["id-1", "id-3"] and res.failed() == 2
     assert first.loc["id-1", "error"].startswith("Bad Request")
     vertex_emulator.faults.row_errors = set()
-    merged = res.retry_failed(progress=False)
+    merged = pdbatch.table(res.table).llama.retry_failed(progress=False)  # finds the job that wrote it
     out = merged.to_pandas().set_index("custom_id").sort_index()
     assert out.error.isna().all() and len(out) == 5 and merged.failed() == 0
     retried = [r.body for r in vertex_emulator.requests_to("POST", "/batchPredictionJobs")][-1]

@@ -19,6 +19,9 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
 * **Capabilities**: :attr:`~Backend.accepts_passthrough` and
   :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
   with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
+* **BigQuery tables** (``pdbatch.table``): :attr:`~Backend.accepts_tables`,
+  :meth:`~Backend.check_table_job` (before anything is created) and
+  :meth:`~Backend.submit_tables` (one job per request table).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`.
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,

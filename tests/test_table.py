@@ -255,6 +255,14 @@ def test_reserved_columns_are_refused_or_renamed(bq_emulator, bq_dataset, vx, co
     assert sorted(out[f"input_{column}"]) == [1, 2, 3] and out.error.isna().all()
 
 
+def test_the_emulator_fails_a_job_over_the_per_job_limit(bq_emulator, bq_dataset, vx, vertex_emulator):
+    uri = load(bq_emulator, bq_dataset, reviews(3))
+    vertex_emulator.max_requests = 2
+    job = pdbatch.table(uri).llama.submit("{text}", backend=vx, model=MODEL, progress=False)  # vx allows 200,000
+    with pytest.raises(pdbatch.JobError, match="3 instances, over the limit of 2"):
+        job.wait(progress=False).result()
+
+
 def test_a_job_creation_that_fails_leaves_no_request_table(bq_emulator, bq_dataset, vx, vertex_emulator):
     uri = load(bq_emulator, bq_dataset, reviews(3))
     before = tables(bq_emulator, bq_dataset)
@@ -268,6 +276,7 @@ def test_a_job_creation_that_fails_leaves_no_request_table(bq_emulator, bq_datas
 def test_past_the_per_job_limit_the_requests_split_into_several_jobs(bq_emulator, bq_dataset, vertex_emulator):
     vx = Vertex(project=vertex_emulator.project, location=LOCATION, api_endpoint=vertex_emulator.url,
                 poll_seconds=0.05, max_requests_per_job=4)
+    vertex_emulator.max_requests = 4  # a job over it fails: the split must hold
     frame = reviews(10)
     uri = load(bq_emulator, bq_dataset, frame)
     assert pdbatch.table(uri).llama.preview("{text}", backend=vx, model=MODEL).n_jobs == 3

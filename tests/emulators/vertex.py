@@ -207,6 +207,9 @@ class VertexEmulator:
         self.faults = Faults()
         self.live_models: set[str] = set(DEFAULT_LIVE_MODELS)
         self.output_shape = "gemini"  # or "model_garden"
+        #: Requests one job may hold (SPEC.md "Limits": up to 200,000 requests per job); a
+        #: job over it fails as a whole. Tests lower it to check that work is split.
+        self.max_requests = 200_000
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
         self.job_errors: list[BaseException] = []  # unexpected exceptions in job threads
@@ -254,6 +257,7 @@ class VertexEmulator:
             self.faults = Faults()
             self.live_models = set(DEFAULT_LIVE_MODELS)
             self.output_shape = "gemini"
+            self.max_requests = 200_000
 
     # ------------------------------------------------------------ test helpers
     def release(self) -> None:
@@ -572,6 +576,9 @@ class VertexEmulator:
             schema, records = vertex_io.read_bq_rows(self._bq(), src["bigquerySource"]["inputUri"])
         if not records:
             raise JobFailure("The input contains no instances.")
+        if len(records) > self.max_requests:
+            raise JobFailure(f"The input contains {len(records)} instances, over the limit of "
+                             f"{self.max_requests} per batch prediction job.")
         for i, record in enumerate(records):
             # Seen for Gemini batch: the importer fails the whole job on these keys.
             bad = schema_keywords(record.get("body"))

@@ -263,6 +263,14 @@ def test_the_emulator_fails_a_job_over_the_per_job_limit(bq_emulator, bq_dataset
         job.wait(progress=False).result()
 
 
+def test_a_creation_that_drops_its_connection_is_adopted_not_repeated(bq_emulator, bq_dataset, vx, vertex_emulator):
+    uri = load(bq_emulator, bq_dataset, reviews(3))
+    vertex_emulator.faults.create_then = ["drop"]  # the job was created, the answer lost
+    job = pdbatch.table(uri).llama.submit("{text}", backend=vx, model=MODEL, progress=False)
+    assert len(vertex_emulator.jobs) == 1 and job.id.endswith("/" + next(iter(vertex_emulator.jobs)))
+    assert job.wait(progress=False).result().count() == 3
+
+
 def test_a_job_creation_that_fails_leaves_no_request_table(bq_emulator, bq_dataset, vx, vertex_emulator):
     uri = load(bq_emulator, bq_dataset, reviews(3))
     before = tables(bq_emulator, bq_dataset)

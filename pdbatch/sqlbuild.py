@@ -37,7 +37,7 @@ from .models import EMBEDDINGS, Kind
 from .requests import POSITIONAL_PREFIX
 from .template import Template
 
-__all__ = ["Column", "Rendered", "TableRef", "ident", "literal", "render"]
+__all__ = ["Column", "Rendered", "TableRef", "id_sql", "ident", "literal", "null_sql", "render"]
 
 _TABLE_URI = re.compile(r"^bq://([A-Za-z0-9][A-Za-z0-9_:.-]*)\.([A-Za-z0-9_]+)\.([^.`\\\s]+)$")
 _FORM = "bq://project.dataset.table"
@@ -228,9 +228,7 @@ def render(
     names = [c.name for c in columns] if columns is not None else []
     if custom_id is not None:
         _check_key(custom_id, types)
-        cid = f"CAST(src.{ident(custom_id)} AS STRING)"
-    else:
-        cid = f"CONCAT({literal(POSITIONAL_PREFIX)}, CAST(ROW_NUMBER() OVER () - 1 AS STRING))"
+    cid = id_sql(custom_id)
 
     if prompt is not None:
         try:
@@ -239,12 +237,12 @@ def render(
             raise InputError(str(exc).replace("of the frame", f"of the table {source}")) from exc
         content = _concat(template, types)
         used = template.columns
-        null = " OR ".join(f"src.{ident(c)} IS NULL" for c in used) or "FALSE"
+        null = null_sql(used, messages=False)
     else:
         assert messages is not None
         content = _messages(messages, types)
         used = [messages]
-        null = f"src.{ident(messages)} IS NULL OR ARRAY_LENGTH(src.{ident(messages)}) = 0"
+        null = null_sql(used, messages=True)
 
     fields = [f"{literal(model)} AS model"]
     if kind == EMBEDDINGS:
@@ -272,6 +270,21 @@ def render(
     if on_null == "skip" and used:
         select += f"\nWHERE NOT ({null})"
     return Rendered(select, list(used), null, cid, passthrough, _tokens(kind, prompt, system, content))
+
+
+def id_sql(custom_id: str | None) -> str:
+    """The SQL of a row's custom_id: the key column as text, or ``row-<n>`` numbered when the query runs."""
+    if custom_id is not None:
+        return f"CAST(src.{ident(custom_id)} AS STRING)"
+    return f"CONCAT({literal(POSITIONAL_PREFIX)}, CAST(ROW_NUMBER() OVER () - 1 AS STRING))"
+
+
+def null_sql(used: Sequence[str], *, messages: bool) -> str:
+    """True for a row of ``src`` with a null in a used column (an empty message list counts as null)."""
+    if messages:
+        col = f"src.{ident(used[0])}"
+        return f"{col} IS NULL OR ARRAY_LENGTH({col}) = 0"
+    return " OR ".join(f"src.{ident(c)} IS NULL" for c in used) or "FALSE"
 
 
 def _tokens(kind: Kind, prompt: str | None, system: str | None, content: str) -> str:

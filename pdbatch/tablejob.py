@@ -240,8 +240,7 @@ def submit(table: Source, call: Call, backend: Backend, options: Options, *, out
     parts = materialize(table, planned.rendered.select, base, pv.n_requests, limit)
     r = planned.rendered
     spec = {"source": table.uri, "model": planned.model, "result": str(result), "passthrough": r.passthrough,
-            "kind": planned.kind, "custom_id": r.custom_id, "used": r.used,
-            "null_condition": r.null_condition if call.on_null == "skip" and pv.n_skipped else None}
+            "kind": planned.kind, "used": r.used, "skipped": call.on_null == "skip" and pv.n_skipped > 0}
     record, folder = start(table, call, backend, options, parts, base, spec,
                            options.display_name or f"pdbatch-{run}", n_rows=pv.n_rows)
     return TableJob(record, folder, backend, client=table.client)

@@ -32,7 +32,7 @@ from .call import Call
 from .errors import ConfigError
 from .join import MISSING, output_columns
 from .models import EMBEDDINGS
-from .sqlbuild import TableRef, ident, literal
+from .sqlbuild import TableRef, id_sql, ident, literal, null_sql
 from .structured import as_schema
 from .tablestart import TYPE, materialize, start
 
@@ -127,16 +127,19 @@ def result_sql(spec: dict[str, Any], call: Call, outputs: list[tuple[TableRef, s
                  f"ORDER BY IF({failed}, 1, 0)) AS _pdbatch_rank FROM {o.sql}) WHERE _pdbatch_rank = 1)")
         selects.append(head + ", ".join(_answers(kind, error_col, call.schema))
                        + f" FROM {r.sql} AS r LEFT JOIN {dedup} AS o ON o.custom_id = r.custom_id")
-    if spec.get("null_condition"):
+    if spec.get("skipped"):
+        # SQL is rebuilt from names, never read from the manifest: a job folder is data anyone could edit
+        used = [str(c) for c in spec["used"]]
+        null = null_sql(used, messages=call.messages is not None)
         src = TableRef.parse(spec["source"])
         passed_src = ", ".join(f"src.{ident(col)} AS {ident(out)}" for col, out in keep)
-        cid = spec["custom_id"] if call.custom_id is not None else "CAST(NULL AS STRING)"
+        cid = id_sql(str(call.custom_id)) if call.custom_id is not None else "CAST(NULL AS STRING)"
         names = "CONCAT(" + ", ".join(f"IF(src.{ident(c)} IS NULL, {literal(repr(c) + ', ')}, '')"
-                                      for c in spec["used"]) + ")"
+                                      for c in used) + ")"
         error = f"CONCAT('skipped: null in column(s) ', RTRIM({names}, ', '))"
         selects.append(f"SELECT {passed_src + ', ' if passed_src else ''}{cid} AS custom_id, "
                        + ", ".join(_empty_answers(kind, call.schema, error))
-                       + f" FROM {src.sql} AS src WHERE {spec['null_condition']}")
+                       + f" FROM {src.sql} AS src WHERE {null}")
     return "\nUNION ALL\n".join(selects)
 
 
@@ -156,7 +159,8 @@ def write_result(job: TableJob, out: TableRef, overwrite: bool) -> TableResult:
     check_output(client, out, overwrite)
     spec, call = job.spec, job.call
     new = set(output_columns(spec["kind"])) | set(as_schema(call.schema).columns if call.schema else [])
-    keep = [(col, name) for col, name in spec["passthrough"] if name not in new]  # overwrite=True: the answer wins
+    # overwrite=True: the answer's column wins over a source column of the same name
+    keep = [(str(col), str(name)) for col, name in spec["passthrough"] if name not in new]
     outputs = [_output_of(job, client, part, uri) for part, uri in zip(job.ids, spec["outputs"], strict=True)]
     verb = "CREATE OR REPLACE TABLE" if overwrite else "CREATE TABLE"
     run_sql(client, f"{verb} {out.sql} AS\n{result_sql(spec, call, outputs, keep)}")
@@ -218,7 +222,7 @@ def resubmit(job: TableJob, select: str, n: int, run: str, display_name: str | N
     src = Source(TableRef.parse(spec["source"]), job.client)
     base = f"{src.ref.table}_pdbatch_{run}"
     parts = materialize(src, select, base, n, job.backend.max_requests_per_file)
-    new = {**spec, "null_condition": None, "result": str(src.ref.sibling(f"{base}_results"))}
+    new = {**spec, "skipped": False, "result": str(src.ref.sibling(f"{base}_results"))}
     call = Call(**{k: v for k, v in job.call.record().items() if k != TYPE})
     record, folder = start(src, call, job.backend, job.options, parts, base, new,
                            display_name or f"pdbatch-retry-{run}", n_rows=n)

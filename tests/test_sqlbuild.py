@@ -113,11 +113,22 @@ def test_every_statement_parses_as_bigquery():
     parse(r.select)
     parse(f"CREATE TABLE `p`.`d`.`t` PARTITION BY RANGE_BUCKET(_pdbatch_part, GENERATE_ARRAY(0, 16, 1)) AS "
           f"SELECT *, MOD(ABS(FARM_FINGERPRINT(custom_id)), 16) AS _pdbatch_part FROM ({r.select})")
-    spec = {"kind": "chat", "requests": ["bq://p.d.req"], "source": "bq://p.d.src", "custom_id": r.custom_id,
-            "used": r.used, "null_condition": r.null_condition}
+    spec = {"kind": "chat", "requests": ["bq://p.d.req"], "source": "bq://p.d.src", "used": r.used, "skipped": True}
     schema = {"type": "object", "properties": {"label": {"type": "string"}, "n": {"type": "integer"}}}
     for outputs in ([(TableRef("p", "d", "out"), "status")], [None]):
         sql = result_sql(spec, Call(prompt="{text}", schema=schema), outputs, r.passthrough)
         tree = parse(sql)
         assert {"response", "finish_reason", "prompt_tokens", "completion_tokens", "error", "label", "n"} <= {
             s.alias_or_name for s in tree.find(exp.Select).selects}
+
+
+def test_the_result_sql_is_rebuilt_from_names_not_read_from_the_manifest():
+    """A job folder is data anyone could edit: names in it are quoted, SQL in it is never run."""
+    spec = {"kind": "chat", "requests": ["bq://p.d.req"], "source": "bq://p.d.src", "skipped": True,
+            "used": ["a` OR TRUE; DROP TABLE x; --"], "null_condition": "1=1 /* planted */",
+            "custom_id": "(SELECT 'planted too')"}
+    sql = result_sql(spec, Call(prompt="{x}", custom_id="k`; DROP"), [None], [("c`; DROP", "c")])
+    assert len(sqlglot.parse(sql, read="bigquery")) == 1 and "planted" not in sql
+    assert not list(parse(sql).find_all(exp.Drop))
+    with pytest.raises(ConfigError):
+        result_sql({**spec, "requests": ["bq://p.d.t`; DROP TABLE x; --"]}, Call(prompt="{x}"), [None], [])

@@ -190,7 +190,7 @@ class TableJob(jobs.BatchJob):
         return self._client
 
     def result(self, partial: bool = False, *, output: str | None = None,  # type: ignore[override]
-               overwrite: bool | None = None) -> TableResult:
+               overwrite: bool = False) -> TableResult:
         """Write the result table (one CREATE TABLE ... AS SELECT) and return it.
 
         Parameters
@@ -199,8 +199,9 @@ class TableJob(jobs.BatchJob):
             Also for a job that failed, was cancelled or is running (rows without an answer get an error).
         output : str, optional
             ``bq://project.dataset.table``; default: the one named at submit.
-        overwrite : bool, optional
-            Replace an existing table (default: as at submit).
+        overwrite : bool
+            Replace an existing table. Never taken from the saved job: a job
+            folder is data anyone could edit, and it must not choose a table to replace.
 
         Returns
         -------
@@ -211,8 +212,7 @@ class TableJob(jobs.BatchJob):
             raise jobs.JobError(f"job {self.id} is {status.state}" + (f": {status.error}" if status.error else "")
                                 + "; pass partial=True for the rows answered so far", job_id=self.id,
                                 state=status.state, detail=status.error)
-        over = self.options.overwrite if overwrite is None else overwrite
-        return write_result(self, TableRef.parse(output or self.spec["result"], "output"), over)
+        return write_result(self, TableRef.parse(output or self.spec["result"], "output"), overwrite)
 
 
 

@@ -178,7 +178,8 @@ class TableLlama:
             ``.table`` (its URI), ``.sample(n)``, ``.count()``, ``.to_pandas(max_rows=...)``.
         """
         job = self.submit(prompt, progress=False, **kwargs)
-        return job.wait(timeout, progress=progress).result(overwrite=bool(kwargs.get("overwrite")))
+        job.wait(timeout, progress=progress)
+        return job.result(overwrite=bool(kwargs.get("overwrite")))
 
     def retry_failed(self, *, job_id: str | None = None, **kwargs: Any) -> Any:
         """Rerun the failed rows of this result table and write a merged table (see :meth:`TableResult.retry_failed`).

@@ -99,7 +99,8 @@ class TablePreview:
     bytes_processed : int or None
         BigQuery's dry-run figure for the request SELECT (what creating the request table reads).
     n_jobs : int
-        Jobs the requests are split into at the backend's per-job limit.
+        Jobs the requests need at the backend's per-job limit (the split by
+        hashed buckets may make a few more: 257 rather than 250 for 50M rows).
     sql : str
         The request SELECT.
     """

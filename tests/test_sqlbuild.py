@@ -120,6 +120,13 @@ def test_every_statement_parses_as_bigquery():
         tree = parse(sql)
         assert {"response", "finish_reason", "prompt_tokens", "completion_tokens", "error", "label", "n"} <= {
             s.alias_or_name for s in tree.find(exp.Select).selects}
+    # embeddings (for a backend that reads OpenAI embedding requests from a table)
+    emb = render(SOURCE, prompt="{text}", messages=None, system=None, model="m", url="/v1/embeddings",
+                 kind="embeddings", params={}, custom_id="id", on_null="raise", columns=COLUMNS)
+    parse(emb.select)
+    sql = result_sql({**spec, "kind": "embeddings", "skipped": False}, Call(prompt="{text}", url="/v1/embeddings"),
+                     [(TableRef("p", "d", "out"), "status")], r.passthrough)
+    assert "embedding" in {s.alias_or_name for s in parse(sql).find(exp.Select).selects}
 
 
 def test_the_result_sql_is_rebuilt_from_names_not_read_from_the_manifest():

@@ -29,6 +29,7 @@ from .requestfile import read_requests
 from .requests import build_requests
 from .results import read_predictions
 from .runfile import RequestsJob, preview_requests, run_requests
+from .table import table
 
 __version__ = "0.1.0"
 
@@ -54,4 +55,5 @@ __all__ = [
     "read_predictions",
     "read_requests",
     "run_requests",
+    "table",
 ]

@@ -45,6 +45,9 @@ class Call:
         Set for a request file's job (:mod:`pdbatch.runfile`), whose rows are
         request lines sent as they are: ``{"model": the model= given,
         "siblings": [ids of the jobs running the file's other kind of line]}``.
+    table : mapping or None
+        Set for a BigQuery table's job (:mod:`pdbatch.tablejob`): the source,
+        request and output tables and what the result table is built from.
     """
 
     prompt: str | None = None
@@ -57,6 +60,7 @@ class Call:
     params: Mapping[str, Any] = field(default_factory=dict)
     schema: Any = None
     requests: Mapping[str, Any] | None = None
+    table: Mapping[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """A JSON-serialisable copy for the manifest (the schema as JSON schema)."""

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from . import __version__, clifile
+from . import __version__, clifile, clitable
 from .backends import get_backend
 from .clijobs import cmd_cache_clear, cmd_cache_stats, cmd_jobs, cmd_prune
 from .clijobs import one_line as _one_line
@@ -44,6 +44,7 @@ examples:
   pdbatch run reviews.csv --prompt "Classify: {review}" --max-tokens 8 -o out.parquet
   pdbatch submit big.parquet --prompt "Summarize: {text}" --backend vertex --model gpt-oss-120b-maas
   pdbatch wait JOB_ID && pdbatch results JOB_ID -o out.parquet
+  pdbatch submit bq://proj.ds.reviews --prompt "Classify: {text}" --backend vertex --output bq://proj.ds.out
   pdbatch jobs
   pdbatch jobs prune --older-than 7d --yes
   pdbatch models --backend vertex --status live
@@ -170,6 +171,8 @@ def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if clitable.is_table(args.input):
+        return EXIT_ROWS_FAILED if clitable.run(args, _call_kwargs(args)) else EXIT_OK
     check_output(args.output)  # before the job: a bad -o must not cost a whole run
     start = time.perf_counter()
     if clifile.is_request_file(args):
@@ -192,6 +195,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if clitable.is_table(args.input):
+        print(clitable.submit(args, _call_kwargs(args)))
+        return EXIT_OK
+    if args.output is not None:
+        raise ConfigError("--output goes with a BigQuery table's job (bq://...); a file job's answers come "
+                          "from `pdbatch results JOB -o FILE`")
     if clifile.is_request_file(args):
         print(clifile.submit(args))
         return EXIT_OK
@@ -245,8 +254,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     from .job import attach
 
-    check_output(args.output)
     job = attach(args.job, allow_pickle=args.allow_pickle)
+    if isinstance(job, clitable.TableJob):  # its result stays in BigQuery
+        return EXIT_ROWS_FAILED if clitable.results(job, args) else EXIT_OK
+    check_output(args.output)
     if isinstance(job, clifile.RequestsJob):  # a request file's job: the same output as `pdbatch run` wrote
         out = clifile.write_answers(job, args.output, partial=args.partial)
     else:
@@ -367,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="submit a job and print its id")
     _add_call_args(p)
+    p.add_argument("--output", help="for a bq://project.dataset.table input: the result table, bq://p.d.t")
     p.set_defaults(func=_in_cli_words(cmd_submit))
 
     p = sub.add_parser("status", help="print a job's state and counts")
@@ -386,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("results", help="write a finished job's joined table")
     p.add_argument("job")
-    p.add_argument("-o", "--output", help="output file (.parquet, .csv, .jsonl); CSV on stdout otherwise")
+    p.add_argument("-o", "--output", help="output file (.parquet, .csv, .jsonl); CSV on stdout otherwise; "
+                   "bq://project.dataset.table for a BigQuery table's job")
     p.add_argument("--partial", action="store_true", help="also for a failed, cancelled or running job")
     p.add_argument("--allow-pickle", action="store_true",
                    help="read the frame.pkl of a job saved by pdbatch 0.1 (runs any code it holds: trusted "

@@ -25,6 +25,9 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   ``pdbatch jobs prune`` deletes besides the job's folder).
 * **Set-up**: :meth:`~Backend.check` (``pdbatch check``: the project a first job needs).
 * **Models**: :meth:`~Backend.known_models` (for messages).
+* **BigQuery tables** (``pdbatch.table``): :attr:`~Backend.accepts_tables`,
+  :meth:`~Backend.check_table_job` (before anything is created) and
+  :meth:`~Backend.submit_tables` (one job per request table).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`, :attr:`~Backend.schema_support`
   (what a ``schema=`` may use).
@@ -50,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..errors import ConfigError
 from ..models import Kind
 from ..pricing import PRICES_AS_OF, published_price
 from ..schemacheck import SchemaSupport
@@ -172,6 +176,9 @@ class Backend(abc.ABC):
     #: before anything is sent (:mod:`pdbatch.schemacheck`). None: no limit
     #: is declared; the schema is only checked against the JSON Schema metaschema.
     schema_support: ClassVar[SchemaSupport | None] = None
+    #: Whether :meth:`submit_tables` runs jobs that read BigQuery request
+    #: tables and write BigQuery output tables (``pdbatch.table(...)``).
+    accepts_tables: ClassVar[bool] = False
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -310,6 +317,28 @@ class Backend(abc.ABC):
         this machine live in the job's folder, removed with it.
         """
         return []
+    def check_table_job(self, *, model: str, kind: Kind, tables: Mapping[str, str]) -> None:
+        """Refuse, before anything is created, a table job this backend cannot run.
+
+        ``tables`` maps what each table is (for the message) to its dataset's
+        location; ``model`` is as written in the bodies. The default refuses
+        every table job: only a backend that :attr:`accepts_tables` runs them.
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot run a job on a BigQuery table; "
+                          f"use a backend that reads tables, e.g. backend='vertex'")
+
+    def submit_tables(
+        self, tables: list[tuple[str, str, int]], *, model: str, kind: Kind, display_name: str
+    ) -> list[str]:
+        """Start one job per ``(input table, output table, rows)`` and return their ids.
+
+        The input tables hold ``custom_id``, ``method``, ``url``, ``body`` (JSON)
+        and pass-through columns (created by :mod:`pdbatch.tablejob`); each job
+        writes its answers, with the pass-through columns, to its output table,
+        which must not exist. Only a backend that :attr:`accepts_tables` implements it.
+        """
+        raise ConfigError(f"the {self.name!r} backend cannot run a job on BigQuery tables; "
+                          f"use a backend that reads tables, e.g. backend='vertex'")
 
     def resume(self, job_id: str) -> bool:
         """Restart a job whose status says it :attr:`~JobStatus.stalled`; returns True if it did.

@@ -40,7 +40,7 @@ from ..models import (
     vertex_default,
 )
 from ..params import Check
-from . import _garden, _gcp, _gemini_embed, _preflight, _setup, _staging
+from . import _garden, _gcp, _gemini_embed, _preflight, _setup, _staging, _tables
 from ._create import create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
@@ -133,6 +133,8 @@ class Vertex(Backend):
     #: Names a pass-through column may not take (the service reads or writes them).
     reserved_columns: ClassVar[tuple[str, ...]] = _gcp.RESERVED_COLUMNS
     schema_support = OPENAI_STRICT
+    #: Jobs read BigQuery request tables and write output tables (``pdbatch.table``).
+    accepts_tables: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -394,6 +396,16 @@ class Vertex(Backend):
                     self.cancel(job_id)
             raise
         return ids
+
+    def check_table_job(self, *, model: str, kind: Kind, tables: Mapping[str, str]) -> None:
+        """Refuse tables outside this backend's region, and a model that cannot run (see :mod:`._tables`)."""
+        _tables.check(self, model=model, kind=kind, tables=tables)
+
+    def submit_tables(
+        self, tables: list[tuple[str, str, int]], *, model: str, kind: Kind, display_name: str
+    ) -> list[str]:
+        """One batch prediction job per request table, BigQuery in and out (see :mod:`._tables`)."""
+        return _tables.submit(self, tables, model=model, kind=kind, display_name=display_name)
 
     def _check_served(self, spec: VertexModel, location: str) -> None:
         """Ask Model Garden whether the model is live (once per session): the catalog may be out of date."""

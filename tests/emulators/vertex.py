@@ -247,6 +247,9 @@ class VertexEmulator:
         # Models that run online only; a test may add one whose card says batch but the service does not.
         self.no_batch: set[str] = set(NO_BATCH)
         self.output_shape = "gemini"  # or "model_garden"
+        #: Requests one job may hold (SPEC.md "Limits": up to 200,000 requests per job); a
+        #: job over it fails as a whole. Tests lower it to check that work is split.
+        self.max_requests = 200_000
         self.requests: list[RecordedRequest] = []
         self.jobs: dict[str, Job] = {}
         self.job_errors: list[BaseException] = []  # unexpected exceptions in job threads
@@ -296,6 +299,7 @@ class VertexEmulator:
             self.not_enabled = set()
             self.no_batch = set(NO_BATCH)
             self.output_shape = "gemini"
+            self.max_requests = 200_000
 
     # ------------------------------------------------------------ test helpers
     def release(self) -> None:
@@ -649,6 +653,9 @@ class VertexEmulator:
             schema, records = vertex_io.read_bq_rows(self._bq(), src["bigquerySource"]["inputUri"])
         if not records:
             raise JobFailure("The input contains no instances.")
+        if len(records) > self.max_requests:
+            raise JobFailure(f"The input contains {len(records)} instances, over the limit of "
+                             f"{self.max_requests} per batch prediction job.")
         for i, record in enumerate(records):
             # Seen for Gemini batch: the importer fails the whole job on these keys.
             bad = schema_keywords(record.get("body"))

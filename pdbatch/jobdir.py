@@ -22,11 +22,13 @@ and a job's folder holds (who writes each file, and when):
 ``cached.jsonl``       output lines of the rows answered from the response cache (pdbatch.reuse)
 ``alias.npy``          for each row, the row whose answer it repeats, or -1 (pdbatch.reuse)
 ``keys.json``          the cache key of each sent row, by custom_id, to cache its answer (pdbatch.reuse)
+``keys.seal``          this home's signature of ``keys.json`` for this folder and job (pdbatch.trust)
 ``cache-filled``       present once the job's answers went into the cache (pdbatch.reuse)
 ``output/``            output files a backend downloaded for the result (Vertex: ``output/<job number>/``)
 ``requests.jsonl``     local jobs: the request lines, as sent (pdbatch.backends.local)
 ``job.json``           local jobs: what the worker runs: model, kind, engine settings
 ``output.jsonl``       local jobs: one output line per finished row, appended by the worker
+``output.seal``        local jobs: the worker's signature of each of those lines (pdbatch.trust)
 ``status.json``        local jobs: state, counts, error, times; replaced whole (:func:`write_status`)
 ``worker.lock``        local jobs: held (flock) by the live worker; free once it died
 ``start.lock``         local jobs: held while a process decides to start (or cancel) a worker
@@ -37,14 +39,23 @@ and a job's folder holds (who writes each file, and when):
 Everything here is private to the user (folders ``0700``, files ``0600``,
 see :mod:`pdbatch.atomic`). A missing or damaged file raises
 :class:`~pdbatch.errors.JobFolderError` naming it and what can still be recovered.
+
+A job folder may come from elsewhere (copied, unpacked, synced), and tar
+keeps symbolic links: pdbatch never reads, writes or chmods a job's file
+through a link, nor opens anything but a regular file there
+(:func:`open_file`, :func:`check_folder`, :func:`private_tree`): a link, a
+FIFO or a device in a job folder is a :class:`~pdbatch.errors.JobFolderError`
+naming it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
 import shutil
+import stat
 import time
 import warnings
 from collections.abc import Iterator
@@ -56,7 +67,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from . import config
-from .atomic import PRIVATE_DIR, atomic_path, private_dir, write_private
+from .atomic import PRIVATE_DIR, PRIVATE_FILE, atomic_path, private_dir
 from .errors import JobFolderError, JobNotFoundError, PdbatchWarning, answers_hint
 
 if TYPE_CHECKING:
@@ -68,16 +79,21 @@ if TYPE_CHECKING:
 __all__ = [
     "Manifest",
     "answer_files",
+    "check_folder",
     "folder_for",
     "jobs",
     "load",
     "load_frame",
     "new_folder",
+    "open_file",
+    "private_tree",
     "read",
+    "read_file",
     "read_status",
     "root",
     "save",
     "staging",
+    "write_file",
     "write_status",
 ]
 
@@ -89,11 +105,13 @@ POINTER = "points-to"
 CACHED = "cached.jsonl"
 ALIAS = "alias.npy"
 KEYS = "keys.json"
+KEYS_SEAL = "keys.seal"
 CACHE_FILLED = "cache-filled"
 DOWNLOADS = "output"
 REQUESTS = "requests.jsonl"
 JOB_SPEC = "job.json"
 OUTPUT = "output.jsonl"
+OUTPUT_SEAL = "output.seal"
 STATUS = "status.json"
 WORKER_LOCK = "worker.lock"
 START_LOCK = "start.lock"
@@ -177,7 +195,7 @@ def jobs() -> Iterator[Listed]:
     """
     for path in sorted(root().glob(f"*/{MANIFEST}"), key=_mtime):
         try:
-            record: Manifest | Exception = Manifest.from_json(path.read_bytes())
+            record: Manifest | Exception = Manifest.from_json(read_file(path))
         except Exception as exc:
             record = exc
         yield Listed(path, _mtime(path), record)
@@ -260,7 +278,7 @@ def save(manifest: Manifest, frame: pd.DataFrame | pa.Table) -> Path:
         tmp.write_bytes(manifest.to_json())
     for part in manifest.parts:
         if part != manifest.id:
-            write_private(private_dir(folder_for(part)) / POINTER, manifest.id.encode())
+            write_file(private_dir(folder_for(part)) / POINTER, manifest.id.encode())
     return folder
 
 
@@ -274,7 +292,7 @@ def read(path: Path) -> Manifest:
         what can still be recovered.
     """
     try:
-        return Manifest.from_json(path.read_bytes())
+        return Manifest.from_json(read_file(path))
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror or exc})"
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # orjson's JSONDecodeError is a ValueError
@@ -298,11 +316,13 @@ def load(job_id: str) -> tuple[Manifest, Path]:
     pointer = folder / POINTER
     if pointer.exists():
         try:
-            folder = folder_for(pointer.read_text().strip())
+            folder = folder_for(read_file(pointer).decode().strip())
         except (OSError, UnicodeDecodeError, JobNotFoundError) as exc:
             raise JobFolderError(f"{pointer} is damaged ({exc}); it names the job that {job_id} is a part of. "
                                  f"Attach that job by its first id instead.", path=pointer) from None
     path = folder / MANIFEST
+    if folder.is_dir():
+        check_folder(folder)
     if not path.exists():
         if folder.is_dir() and any(folder.iterdir()):
             raise JobFolderError(f"{path} is missing; it says how to rebuild the job, so the job cannot be "
@@ -388,10 +408,14 @@ def read_status(folder: Path) -> dict[str, Any]:
     """
     path = folder / STATUS
     try:
-        status = orjson.loads(path.read_bytes())
+        status = orjson.loads(read_file(path))
         if isinstance(status, dict) and isinstance(status.get("state"), str):
-            return status
-        problem = "is damaged (no 'state')"
+            wrong = _not_counts(status)
+            if not wrong:
+                return status
+            problem = f"is damaged ({wrong})"
+        else:
+            problem = "is damaged (no 'state')"
     except FileNotFoundError:
         problem = "is missing"
     except OSError as exc:
@@ -401,6 +425,21 @@ def read_status(folder: Path) -> dict[str, Any]:
     raise JobFolderError(
         f"{path} {problem}; it holds the job's state, so the job cannot be followed or resumed. "
         f"result(partial=True) still joins the answers written so far. {_recovery(folder)}", path=path)
+
+
+#: The counts a status holds: whole numbers or absent (``total`` may be null), never text to show as is.
+COUNTS = ("total", "succeeded", "failed", "stalled_restarts", "finished_at_restart")
+
+
+def _not_counts(status: dict[str, Any]) -> str:
+    """What is wrong with the status's counts ('' when nothing): a count is a number a display shows."""
+    for name in COUNTS:
+        if name not in status or (name == "total" and status[name] is None):
+            continue
+        value = status[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{name!r} is {str(orjson.dumps(value)[:60], 'utf-8', 'replace')}, not a count of rows"
+    return ""
 
 
 def unwritable(folder: Path, path: Path, exc: OSError) -> JobFolderError:
@@ -434,3 +473,135 @@ def _empty(path: Path) -> bool:
         return path.stat().st_size == 0
     except OSError:
         return False
+
+
+# ---------------------------------------------------------------- never through a link
+#: Every name pdbatch reads or writes in a job folder (what :func:`check_folder` looks at).
+NAMES = (MANIFEST, FRAME, LEGACY_FRAME, POINTER, CACHED, ALIAS, KEYS, KEYS_SEAL, CACHE_FILLED, REQUESTS, JOB_SPEC,
+         OUTPUT, OUTPUT_SEAL, STATUS, WORKER_LOCK, START_LOCK, CANCEL, WORKER_LOG)
+
+
+def not_regular(path: Path) -> JobFolderError:
+    """The error for a link, a FIFO, a folder, ... where a job's file should be."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        try:
+            what = f"a symbolic link (to {os.readlink(path)})"
+        except OSError:
+            what = "a symbolic link"
+    elif stat.S_ISDIR(mode):
+        what = "a folder, not a file"
+    else:
+        what = "not a regular file"
+    return JobFolderError(
+        f"{path} is {what}: pdbatch never reads or writes a job's file through a link or a special file, which "
+        f"could reach anything outside PDBATCH_HOME (a copied or unpacked job folder may hold one). Remove it "
+        f"(rm {path}) and put the job's own file there if you have it.", path=path)
+
+
+def open_file(path: Path, flags: int = os.O_RDONLY) -> int:
+    """``os.open`` a job's file, never through a symbolic link, and only a regular file; returns the fd.
+
+    With ``os.O_CREAT`` in ``flags`` the file is created ``0600`` (and made
+    ``0600`` if it was not). A FIFO is opened without blocking, then refused.
+
+    Raises
+    ------
+    JobFolderError
+        ``path`` is a link, a folder, a FIFO, a device or a socket.
+    OSError
+        Any other failure (missing, permission denied).
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, PRIVATE_FILE)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):  # a link; a FIFO nobody reads; a folder
+            raise not_regular(path) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise not_regular(path)
+        os.set_blocking(fd, True)
+        if flags & os.O_CREAT:
+            os.fchmod(fd, PRIVATE_FILE)  # os.open's mode went through the umask, or the file was there
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a job's file (:func:`open_file`'s refusals apply)."""
+    with os.fdopen(open_file(path), "rb") as fh:
+        return fh.read()
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` as the whole content of a job's file, private (:func:`open_file`'s refusals apply)."""
+    with os.fdopen(open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as fh:
+        fh.write(data)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a job folder whose files (by the names pdbatch uses) are links or special files.
+
+    Names pdbatch does not use are left alone: it never opens them.
+
+    Raises
+    ------
+    JobFolderError
+        Naming the first such file.
+    """
+    for name in NAMES:
+        path = folder / name
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue  # missing: whoever needs it says so
+        if not stat.S_ISREG(mode):
+            raise not_regular(path)
+    private_tree(folder / DOWNLOADS, chmod=False)
+
+
+def private_tree(path: Path, *, chmod: bool = True) -> None:
+    """Check (and with ``chmod``, make private) a folder a backend downloaded into, never through a link.
+
+    Folders become ``0700`` and files ``0600``. Each is opened without
+    following links (``O_NOFOLLOW``) and changed through its descriptor,
+    so that a link planted anywhere in the tree changes nothing outside it.
+    A missing ``path`` is fine.
+
+    Raises
+    ------
+    JobFolderError
+        ``path`` or something in it is a link or a special file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise not_regular(path) from None
+        raise
+    try:
+        if chmod:
+            os.fchmod(fd, PRIVATE_DIR)
+        for entry in os.scandir(fd):
+            inner = path / entry.name
+            if entry.is_dir(follow_symlinks=False):
+                private_tree(inner, chmod=chmod)
+            elif entry.is_file(follow_symlinks=False):
+                if chmod:
+                    file_fd = open_file(inner)
+                    try:
+                        os.fchmod(file_fd, PRIVATE_FILE)
+                    finally:
+                        os.close(file_fd)
+            else:
+                raise not_regular(inner)
+    finally:
+        os.close(fd)

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from . import jobdir
+from . import jobdir, trust
 from .atomic import open_private, write_private
 from .cache import ResponseCache, RowKeys, deterministic
 from .call import CacheMode
@@ -29,7 +29,6 @@ from .errors import JobFolderError, answers_hint
 from .join import output_columns
 from .outputs import succeeded
 from .requests import RequestPlan
-from .results import iter_file_lines
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -156,13 +155,15 @@ def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], 
     done = folder / jobdir.CACHE_FILLED
     if ok and keys.exists() and not done.exists():
         try:
-            by_id = orjson.loads(keys.read_bytes())
+            raw = jobdir.read_file(keys)
+            by_id = orjson.loads(raw)
         except (OSError, orjson.JSONDecodeError):
             return out  # only the cache needed it: the answers are all here
-        lines = [line for path in outputs for line in iter_file_lines(path)]
+        # only what this home can prove it got for these keys (pdbatch.trust); a copied folder feeds nothing
+        lines = trust.lines_to_cache(folder, record, raw, outputs)
         remember(record.backend, record.model, by_id, lines)
         with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
-            write_private(done, b"")
+            jobdir.write_file(done, b"")
     return out
 
 

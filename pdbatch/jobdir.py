@@ -590,11 +590,13 @@ def private_tree(path: Path, *, chmod: bool = True) -> None:
     try:
         if chmod:
             os.fchmod(fd, PRIVATE_DIR)
-        for entry in os.scandir(fd):
-            inner = path / entry.name
-            if entry.is_dir(follow_symlinks=False):
+        with os.scandir(fd) as entries:
+            names = [(e.name, e.is_dir(follow_symlinks=False), e.is_file(follow_symlinks=False)) for e in entries]
+        for name, is_dir, is_file in names:
+            inner = path / name
+            if is_dir:
                 private_tree(inner, chmod=chmod)
-            elif entry.is_file(follow_symlinks=False):
+            elif is_file:
                 if chmod:
                     file_fd = open_file(inner)
                     try:

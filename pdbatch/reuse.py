@@ -27,7 +27,7 @@ from .cache import ResponseCache, RowKeys, deterministic
 from .call import CacheMode
 from .errors import JobFolderError, answers_hint
 from .join import output_columns
-from .outputs import succeeded
+from .outputs import outcome, succeeded
 from .requests import RequestPlan
 
 if TYPE_CHECKING:
@@ -188,6 +188,12 @@ def _with_id(line: bytes, custom_id: str) -> bytes:
     return orjson.dumps(obj)
 
 
+def _answer(obj: dict[str, Any]) -> Any:
+    """What a successful line answers (text, or an embedding), to tell two lines for one row apart."""
+    o = outcome(obj)
+    return o.response if o.embedding is None else orjson.dumps(o.embedding)
+
+
 def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.DataFrame:
     """Copy each alias row's answer columns from the row it duplicates (array takes, no loop)."""
     if not (alias >= 0).any():
@@ -202,7 +208,8 @@ def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.D
 
 def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes]) -> int:
     """Store the successful answers among ``lines`` under their rows' keys; returns how many."""
-    rows = []
+    found: dict[str, tuple[Any, bytes]] = {}
+    conflicted = set()
     for line in lines:
         try:
             obj = orjson.loads(line)
@@ -211,7 +218,11 @@ def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes])
         cid = obj.get("custom_id") if isinstance(obj, dict) else None
         key = keys.get(cid) if isinstance(cid, str) else None
         if key and succeeded(obj):  # the one meaning of a line decides, whatever its shape
-            rows.append((key, backend, model, line))
+            answer = _answer(obj)
+            if key in found and found[key][0] != answer:
+                conflicted.add(key)  # two different answers to one row: its result fails it, the cache keeps neither
+            found[key] = (answer, line)
+    rows = [(key, backend, model, line) for key, (_, line) in found.items() if key not in conflicted]
     if not rows:
         return 0
     with ResponseCache() as store:

@@ -76,8 +76,8 @@ def test_a_copied_folder_with_other_keys_feeds_the_cache_nothing_and_warns_once(
     assert out.response.tolist() == ["echo: x", "echo: y"]  # not "echo: a", "echo: b"
     assert [str(w.message) for w in seen if issubclass(w.category, PdbatchWarning)] == [
         f"the answers of job {first.id} are not put into the response cache: {copy} does not carry this "
-        f"PDBATCH_HOME's signature for it (a job folder copied from another home or under another name, or "
-        f"edited). Its result is not affected; identical rows of later calls are sent again rather than answered "
+        f"PDBATCH_HOME's signature for it (a job folder copied from another home or under another name, edited, "
+        f"or written by a pdbatch older than 2026-12). Its result is not affected; identical rows of later calls are sent again rather than answered "
         f"from this folder."]  # said once
 
 
@@ -273,6 +273,24 @@ def test_answers_edited_in_the_original_folder_are_not_cached(local_job):
     poisoned = PROMPTS[out.response.tolist().index("POISONED")]
     assert cache_hits([poisoned], Local(parallel=1)) == 0
     assert cache_hits([p for p in PROMPTS if p != poisoned], Local(parallel=1)) == 2
+
+
+@pytest.mark.slow
+def test_answers_to_edited_requests_are_not_cached(local_job):
+    job_id, folder, answers = local_job
+    set_state(folder, state="JOB_STATE_RUNNING", succeeded=2)  # its worker died before the last row
+    lines = (folder / "output.jsonl").read_bytes().splitlines(keepends=True)
+    last = next(line for line in lines if b'"row-2"' in line)
+    (folder / "output.jsonl").write_bytes(b"".join(line for line in lines if line != last))
+    requests = folder / "requests.jsonl"
+    requests.write_bytes(requests.read_bytes().replace(b"Count to three.", b"Say yes."))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = pdbatch.attach(job_id).wait(timeout=300, progress=False).result()
+    assert out.response.tolist()[:2] == answers[:2] and pd.notna(out.response[2])  # row 2 answers "Say yes."
+    assert cache_hits(PROMPTS[:2], Local(parallel=1)) == 2
+    assert cache_hits(PROMPTS[2:], Local(parallel=1)) == 0, "the answer to another prompt went into the cache"
+    assert any("1 output line(s)" in str(w.message) for w in seen)
 
 
 @pytest.mark.slow

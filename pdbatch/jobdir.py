@@ -494,6 +494,8 @@ def not_regular(path: Path) -> JobFolderError:
             what = "a symbolic link"
     elif stat.S_ISDIR(mode):
         what = "a folder, not a file"
+    elif stat.S_ISREG(mode):
+        what = "a file where pdbatch keeps a folder"
     else:
         what = "not a regular file"
     return JobFolderError(

@@ -13,7 +13,8 @@ folder must never choose what a later call gets. Each home has a secret
   another home, or whose keys or ids were edited, fails the check;
 * for a local job, each line the worker appends to ``output.jsonl``, in
   ``output.seal`` beside it, with a key derived for that folder alone (handed
-  to the worker by the process that starts it, never written down). The
+  to the worker by the process that starts it, never written down; a worker
+  started by hand derives it from ``PDBATCH_HOME``'s secret). The
   worker signs only when ``requests.jsonl`` is the one submitted (its MAC is
   in ``job.json``): an edited request file gets answers, never signed ones.
   A line edited later, or added by hand, fails the check;

@@ -114,9 +114,11 @@ def signing_key(folder: Path, spec: dict[str, Any]) -> bytes | None:
     only signed lines enter the response cache (:mod:`pdbatch.trust`).
     """
     try:
-        key = bytes.fromhex(os.environ.pop(trust.KEY_ENV, ""))
+        key: bytes | None = bytes.fromhex(os.environ.pop(trust.KEY_ENV, ""))
     except ValueError:
         return None
+    if not key:  # started by hand: the key of this folder in PDBATCH_HOME, if that home has a secret
+        key = trust.output_key(folder, create=False)
     if not key or not isinstance(spec.get("requests_mac"), str):
         return None
     try:

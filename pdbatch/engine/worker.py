@@ -13,7 +13,10 @@ neither the job folder nor the starter's working directory is on
 not ``-I``: isolated mode would also drop ``PYTHONPATH`` and the user's
 site-packages, which is how pdbatch is found when it is run from a source
 checkout or installed with ``pip install --user``. The worker writes with
-umask 077: everything it creates is private to the user.
+umask 077: everything it creates is private to the user. It opens the
+folder's files without following links (:func:`pdbatch.jobdir.open_file`),
+and signs each line it appends in ``output.seal`` when the requests are the
+ones submitted (:mod:`pdbatch.trust`): only signed answers enter the cache.
 
 This module imports nothing heavy at the top: ``launch`` must be quick.
 """

@@ -154,8 +154,9 @@ def lines_to_cache(folder: Path, record: Manifest, keys: bytes, outputs: list[Pa
     if not keys_sealed(folder, record, keys):
         warn_once(folder, f"the answers of job {record.id} are not put into the response cache: {folder} does not "
                           f"carry this PDBATCH_HOME's signature for it (a job folder copied from another home or "
-                          f"under another name, edited, or written by a pdbatch older than 2026-12). Its result is not affected; identical rows of later "
-                          f"calls are sent again rather than answered from this folder.")
+                          f"under another name, edited, or written by a pdbatch older than 2026-12). Its result "
+                          f"is not affected; identical rows of later calls are sent again rather than answered "
+                          f"from this folder.")
         return []
     from .results import iter_file_lines  # pandas: not at the top, the worker imports this module
 

@@ -77,8 +77,8 @@ def test_a_copied_folder_with_other_keys_feeds_the_cache_nothing_and_warns_once(
     assert [str(w.message) for w in seen if issubclass(w.category, PdbatchWarning)] == [
         f"the answers of job {first.id} are not put into the response cache: {copy} does not carry this "
         f"PDBATCH_HOME's signature for it (a job folder copied from another home or under another name, edited, "
-        f"or written by a pdbatch older than 2026-12). Its result is not affected; identical rows of later calls are sent again rather than answered "
-        f"from this folder."]  # said once
+        f"or written by a pdbatch older than 2026-12). Its result is not affected; identical rows of later calls "
+        f"are sent again rather than answered from this folder."]  # said once
 
 
 def test_keys_edited_in_the_original_folder_feed_the_cache_nothing(pdbatch_home):
@@ -323,6 +323,23 @@ def test_a_link_that_appears_after_attach_is_refused_by_the_worker(local_job, tm
             job.wait(timeout=120, progress=False)
         finally:
             assert snapshot(script) == before
+
+
+@pytest.mark.slow
+def test_a_weights_folder_named_in_job_json_is_never_written(local_job, tmp_path):
+    job_id, folder, _ = local_job
+    set_state(folder, state="JOB_STATE_RUNNING", succeeded=2)
+    lines = (folder / "output.jsonl").read_bytes().splitlines(keepends=True)
+    (folder / "output.jsonl").write_bytes(b"".join(line for line in lines if b'"row-2"' not in line))
+    outside = tmp_path / "outside-weights"
+    outside.mkdir()
+    spec = orjson.loads((folder / "job.json").read_bytes())
+    spec.update(weights_cache=str(outside), dtype="f16")  # converting: 16-bit weights are written somewhere
+    (folder / "job.json").write_bytes(orjson.dumps(spec))
+    job = pdbatch.attach(job_id).wait(timeout=600, progress=False)
+    assert job.status.state == "JOB_STATE_SUCCEEDED"
+    assert list(outside.iterdir()) == []
+    assert orjson.loads((folder / "status.json").read_bytes())["weights"].startswith(str(config.home() / "models"))
 
 
 @pytest.mark.slow

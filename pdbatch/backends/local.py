@@ -273,7 +273,6 @@ class Local(Backend):
                     "n_ctx": self.n_ctx,
                     "threads": self.threads,
                     "dtype": self.dtype,
-                    "weights_cache": str(config.home() / "models"),
                     # the worker signs its answers only for these very requests (pdbatch.trust)
                     "requests_mac": trust.requests_mac(key, requests) if key else None,
                 },
@@ -298,8 +297,9 @@ class Local(Backend):
         # this process closes its copy, the worker alone holds the lock.
         # The key the worker signs its output lines with goes through its environment, never a file
         # of the folder, so that a folder copied elsewhere carries no way to sign (pdbatch.trust).
+        # The worker's home is this process's (configure(home=...) too): its converted weights go there.
         key = trust.output_key(folder)
-        env = {**os.environ, trust.KEY_ENV: key.hex()} if key else None
+        env = {**os.environ, "PDBATCH_HOME": str(config.home()), **({trust.KEY_ENV: key.hex()} if key else {})}
         subprocess.run(
             worker_command("launch", folder.resolve(), lock),
             check=True,

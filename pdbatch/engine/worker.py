@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from .. import jobdir, trust
+from .. import config, jobdir, trust
 from ..errors import JobFolderError
 from ..jobdir import write_status
 from ..outputs import output_line, succeeded
@@ -197,7 +197,8 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
         from .convert import batch_weights
 
         if spec["engine"] == "llama.cpp" and spec["kind"] == "chat" and spec.get("dtype"):
-            spec["weights"] = batch_weights(spec["weights"], spec["dtype"], Path(spec["weights_cache"]),
+            # into this home's models folder, never a folder job.json names: the folder may come from elsewhere
+            spec["weights"] = batch_weights(spec["weights"], spec["dtype"], config.home() / "models",
                                             spec["parallel"])
         write_status(folder, weights=spec["weights"])  # the file the answers come from
         spec["requests"] = str(folder / "requests.jsonl")  # the chat engine sizes its KV cache to them

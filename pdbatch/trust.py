@@ -68,7 +68,16 @@ def _secret(create: bool) -> bytes | None:
             return None
     except OSError:  # a link or unreadable: nothing is signed, nothing verifies, nothing is cached
         return None
-    tmp = home / f".{SECRET}.{os.getpid()}.{os.urandom(4).hex()}"
+    try:
+        return _create_secret(path)
+    except OSError:  # a home that cannot be written: jobs still run, their answers are not cached
+        return None
+
+
+def _create_secret(path: Path) -> bytes | None:
+    # written whole under a temporary name, then linked into place: a reader never sees half of it,
+    # and of two processes creating it at once the second gets the first one's
+    tmp = path.with_name(f".{SECRET}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
     try:
         os.fchmod(fd, PRIVATE_FILE)
@@ -77,7 +86,7 @@ def _secret(create: bool) -> bytes | None:
     finally:
         os.close(fd)
     try:
-        os.link(tmp, path)  # fails if another process made it first: then theirs is the one
+        os.link(tmp, path)
     except FileExistsError:
         pass
     finally:

@@ -138,4 +138,35 @@ def home() -> Path:
     from .atomic import private_dir
 
     path = _settings.home or Path(os.environ.get("PDBATCH_HOME") or Path.home() / ".pdbatch")
-    return private_dir(Path(path).expanduser())
+    path = private_dir(Path(path).expanduser())
+    if path not in _checked:
+        _checked.add(path)
+        _warn_if_shared(path)
+    return path
+
+
+#: Homes whose mode was looked at (once per process: home() is called often).
+_checked: set[Path] = set()
+
+
+def _warn_if_shared(path: Path) -> None:
+    """Say once that other users can write the home (copied from elsewhere, or a shared folder).
+
+    pdbatch creates it ``0700``; a home others can write lets them plant
+    links, swap job folders and edit the response cache, so that you read
+    their answers as yours.
+    """
+    import stat
+    import warnings
+
+    from .errors import PdbatchWarning
+
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & 0o022:
+        who = "anyone" if mode & 0o002 else "its group"
+        warnings.warn(f"PDBATCH_HOME {path} can be written by {who} (mode {mode:o}): they could change your job "
+                      f"folders and the answers in its response cache. pdbatch uses it as it is; make it yours "
+                      f"alone with: chmod 700 {path}", PdbatchWarning, stacklevel=3)

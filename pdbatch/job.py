@@ -9,7 +9,6 @@ join the answers back to the frame.
 from __future__ import annotations
 
 import contextvars
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from . import jobdir, reuse, uievents
-from .atomic import PRIVATE_DIR, PRIVATE_FILE
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .call import Call, Options
@@ -367,11 +365,10 @@ class BatchJob:
     def _fetch_output(self) -> list[Path]:
         dest = self._folder / jobdir.DOWNLOADS
         try:
+            jobdir.private_tree(dest, chmod=False)  # a link there would take the download elsewhere: refused
             paths = [path for part in self._record.parts for path in self.backend.fetch_output(part, dest)]
-            if dest.is_dir():  # downloaded here by the backend: as private as the rest of the folder
-                os.chmod(dest, PRIVATE_DIR)
-                for path in dest.rglob("*"):
-                    os.chmod(path, PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
+            # downloaded here by the backend: as private as the rest of the folder, never chmod-ed through a link
+            jobdir.private_tree(dest)
         except PermissionError as exc:
             raise JobFolderError(f"cannot write the job's output into {dest} ({exc.strerror}); make the job "
                                  f"folder writable again (chmod u+w {self._folder})", path=dest) from exc

@@ -22,6 +22,7 @@ and a job's folder holds (who writes each file, and when):
 ``cached.jsonl``       output lines of the rows answered from the response cache (pdbatch.reuse)
 ``alias.npy``          for each row, the row whose answer it repeats, or -1 (pdbatch.reuse)
 ``keys.json``          the cache key of each sent row, by custom_id, to cache its answer (pdbatch.reuse)
+``keys.seal``          this home's signature of ``keys.json`` for this folder and job (pdbatch.trust)
 ``cache-filled``       present once the job's answers went into the cache (pdbatch.reuse)
 ``last-status.json``   the state and counts last seen by a status check, with when (:func:`write_seen`):
                        what ``pdbatch jobs`` shows without asking the backend
@@ -29,6 +30,7 @@ and a job's folder holds (who writes each file, and when):
 ``requests.jsonl``     local jobs: the request lines, as sent (pdbatch.backends.local)
 ``job.json``           local jobs: what the worker runs: model, kind, engine settings
 ``output.jsonl``       local jobs: one output line per finished row, appended by the worker
+``output.seal``        local jobs: the worker's signature of each of those lines (pdbatch.trust)
 ``status.json``        local jobs: state, counts, error, times; replaced whole (:func:`write_status`)
 ``worker.lock``        local jobs: held (flock) by the live worker; free once it died
 ``start.lock``         local jobs: held while a process decides to start (or cancel) a worker
@@ -39,6 +41,13 @@ and a job's folder holds (who writes each file, and when):
 Everything here is private to the user (folders ``0700``, files ``0600``,
 see :mod:`pdbatch.atomic`). A missing or damaged file raises
 :class:`~pdbatch.errors.JobFolderError` naming it and what can still be recovered.
+
+A job folder may come from elsewhere (copied, unpacked, synced), and tar
+keeps symbolic links: pdbatch never reads, writes or chmods a job's file
+through a link, nor opens anything but a regular file there
+(:mod:`pdbatch.safeopen`, :func:`check_folder`): a link, a
+FIFO or a device in a job folder is a :class:`~pdbatch.errors.JobFolderError`
+naming it.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import time
 import warnings
 from collections.abc import Iterator
@@ -58,8 +68,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from . import config
-from .atomic import PRIVATE_DIR, atomic_path, private_dir, write_private
+from .atomic import PRIVATE_DIR, atomic_path, private_dir
 from .errors import JobFolderError, JobNotFoundError, PdbatchWarning, answers_hint
+from .safeopen import not_regular, open_file, private_tree, read_file, write_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,17 +81,22 @@ if TYPE_CHECKING:
 __all__ = [
     "Manifest",
     "answer_files",
+    "check_folder",
     "folder_for",
     "jobs",
     "last_state",
     "load",
     "load_frame",
     "new_folder",
+    "open_file",
+    "private_tree",
     "read",
+    "read_file",
     "read_status",
     "root",
     "save",
     "staging",
+    "write_file",
     "write_seen",
     "write_status",
 ]
@@ -93,12 +109,14 @@ POINTER = "points-to"
 CACHED = "cached.jsonl"
 ALIAS = "alias.npy"
 KEYS = "keys.json"
+KEYS_SEAL = "keys.seal"
 CACHE_FILLED = "cache-filled"
 SEEN = "last-status.json"
 DOWNLOADS = "output"
 REQUESTS = "requests.jsonl"
 JOB_SPEC = "job.json"
 OUTPUT = "output.jsonl"
+OUTPUT_SEAL = "output.seal"
 STATUS = "status.json"
 WORKER_LOCK = "worker.lock"
 START_LOCK = "start.lock"
@@ -182,7 +200,7 @@ def jobs() -> Iterator[Listed]:
     """
     for path in sorted(root().glob(f"*/{MANIFEST}"), key=_mtime):
         try:
-            record: Manifest | Exception = Manifest.from_json(path.read_bytes())
+            record: Manifest | Exception = Manifest.from_json(read_file(path))
         except Exception as exc:
             record = exc
         yield Listed(path, _mtime(path), record)
@@ -267,7 +285,7 @@ def save(manifest: Manifest, frame: pd.DataFrame | pa.Table) -> Path:
         tmp.write_bytes(manifest.to_json())
     for part in manifest.parts:
         if part != manifest.id:
-            write_private(private_dir(folder_for(part)) / POINTER, manifest.id.encode())
+            write_file(private_dir(folder_for(part)) / POINTER, manifest.id.encode())
     return folder
 
 
@@ -281,7 +299,7 @@ def read(path: Path) -> Manifest:
         what can still be recovered.
     """
     try:
-        return Manifest.from_json(path.read_bytes())
+        return Manifest.from_json(read_file(path))
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror or exc})"
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # orjson's JSONDecodeError is a ValueError
@@ -305,11 +323,13 @@ def load(job_id: str) -> tuple[Manifest, Path]:
     pointer = folder / POINTER
     if pointer.exists():
         try:
-            folder = folder_for(pointer.read_text().strip())
+            folder = folder_for(read_file(pointer).decode().strip())
         except (OSError, UnicodeDecodeError, JobNotFoundError) as exc:
             raise JobFolderError(f"{pointer} is damaged ({exc}); it names the job that {job_id} is a part of. "
                                  f"Attach that job by its first id instead.", path=pointer) from None
     path = folder / MANIFEST
+    if folder.is_dir():
+        check_folder(folder)
     if not path.exists():
         if folder.is_dir() and any(folder.iterdir()):
             raise JobFolderError(f"{path} is missing; it says how to rebuild the job, so the job cannot be "
@@ -395,10 +415,14 @@ def read_status(folder: Path) -> dict[str, Any]:
     """
     path = folder / STATUS
     try:
-        status = orjson.loads(path.read_bytes())
+        status = orjson.loads(read_file(path))
         if isinstance(status, dict) and isinstance(status.get("state"), str):
-            return status
-        problem = "is damaged (no 'state')"
+            wrong = _not_counts(status)
+            if not wrong:
+                return status
+            problem = f"is damaged ({wrong})"
+        else:
+            problem = "is damaged (no 'state')"
     except FileNotFoundError:
         problem = "is missing"
     except OSError as exc:
@@ -438,6 +462,19 @@ def last_state(folder: Path) -> dict[str, Any] | None:
             st["seen"] = when if isinstance(when, int | float) and not isinstance(when, bool) else None
             found.append((st["seen"] or 0.0, st))
     return max(found, key=lambda f: f[0])[1] if found else None
+#: The counts a status holds: whole numbers or absent (``total`` may be null), never text to show as is.
+COUNTS = ("total", "succeeded", "failed", "stalled_restarts", "finished_at_restart")
+
+
+def _not_counts(status: dict[str, Any]) -> str:
+    """What is wrong with the status's counts ('' when nothing): a count is a number a display shows."""
+    for name in COUNTS:
+        if name not in status or (name == "total" and status[name] is None):
+            continue
+        value = status[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{name!r} is {str(orjson.dumps(value)[:60], 'utf-8', 'replace')}, not a count of rows"
+    return ""
 
 
 def unwritable(folder: Path, path: Path, exc: OSError) -> JobFolderError:
@@ -471,3 +508,30 @@ def _empty(path: Path) -> bool:
         return path.stat().st_size == 0
     except OSError:
         return False
+
+
+# ---------------------------------------------------------------- never through a link
+#: Every name pdbatch reads or writes in a job folder (what :func:`check_folder` looks at).
+NAMES = (MANIFEST, FRAME, LEGACY_FRAME, POINTER, CACHED, ALIAS, KEYS, KEYS_SEAL, CACHE_FILLED, REQUESTS, JOB_SPEC,
+         OUTPUT, OUTPUT_SEAL, STATUS, WORKER_LOCK, START_LOCK, CANCEL, WORKER_LOG)
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse a job folder whose files (by the names pdbatch uses) are links or special files.
+
+    Names pdbatch does not use are left alone: it never opens them.
+
+    Raises
+    ------
+    JobFolderError
+        Naming the first such file.
+    """
+    for name in NAMES:
+        path = folder / name
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue  # missing: whoever needs it says so
+        if not stat.S_ISREG(mode):
+            raise not_regular(path)
+    private_tree(folder / DOWNLOADS, chmod=False)

@@ -3,7 +3,8 @@
 The join never trusts position in the output: it maps each line's
 ``custom_id`` to a frame position, with integer arithmetic when ids are the
 default ``row-<n>``, and moves whole columns with Arrow ``take``. Several
-lines for one row: a success beats a failure, a later line an earlier one.
+lines for one row: a success beats a failure, a later line an earlier one;
+two successes with different answers fail the row, naming both.
 """
 
 from __future__ import annotations
@@ -151,7 +152,9 @@ def join_results(
             RuntimeWarning,
             stacklevel=2,
         )
-    src = _winners(pos, parsed["error"].isna().to_numpy(), n)
+    success = parsed["error"].isna().to_numpy()
+    src = _winners(pos, success, n)
+    conflicts = _conflicts(pos, success, parsed, kind)
     answered = src >= 0
     take = pa.array(src, mask=~answered)
 
@@ -178,4 +181,42 @@ def join_results(
         out["prompt_tokens"] = INT.__from_arrow__(_arrow(parsed["prompt_tokens"]).take(take))
         out["completion_tokens"] = INT.__from_arrow__(_arrow(parsed["completion_tokens"]).take(take))
     out["error"] = STRING.__from_arrow__(error)
+    if conflicts:  # rare: a handful of rows, set one by one
+        rows = list(conflicts)
+        for c in cols[:-1]:
+            out.iloc[rows, out.columns.get_loc(c)] = None
+        out.iloc[rows, out.columns.get_loc("error")] = list(conflicts.values())
     return out
+
+
+def _conflicts(pos: np.ndarray, success: np.ndarray, parsed: pd.DataFrame, kind: Kind) -> dict[int, str]:
+    """Rows with two successful output lines that answer differently: frame position -> the row's error.
+
+    Which one is right cannot be told (a later line is not a better one), so
+    neither is used: the row fails, naming both, and ``retry_failed`` asks again.
+    """
+    ok = np.flatnonzero((pos >= 0) & success)
+    order = ok[np.argsort(pos[ok], kind="stable")]
+    at = pos[order]
+    starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]]) if len(at) else np.empty(0, dtype=np.int64)
+    ends = np.r_[starts[1:], len(at)]
+    answers = parsed["embedding" if kind == EMBEDDINGS else "response"].to_numpy(dtype=object)
+    found: dict[int, str] = {}
+    for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
+        lines = order[start:end]
+        distinct = list({_answer_key(answers[i]): answers[i] for i in lines}.values())
+        if len(distinct) > 1:
+            first, second = (_shown(v) for v in distinct[:2])
+            found[int(at[start])] = (
+                f"the output has {len(distinct)} different answers for custom_id {parsed['custom_id'].iloc[lines[0]]!r}"
+                f", e.g. {first} and {second}; neither is used (retry_failed() asks again)")
+    return found
+
+
+def _answer_key(value: object) -> object:
+    return np.asarray(value, dtype=np.float64).tobytes() if isinstance(value, list | np.ndarray) else value
+
+
+def _shown(value: object) -> str:
+    text = repr(value if not isinstance(value, np.ndarray) else value.tolist())
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -21,16 +21,15 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from . import jobdir
+from . import jobdir, trust
 from .atomic import open_private, write_private
 from .cache import ResponseCache, RowKeys, deterministic
 from .call import CacheMode
 from .errors import JobFolderError, answers_hint
 from .join import output_columns
-from .outputs import succeeded
+from .outputs import outcome, succeeded
 from .reporter import RowCounts
 from .requests import RequestPlan
-from .results import iter_file_lines
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -169,13 +168,15 @@ def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], 
     done = folder / jobdir.CACHE_FILLED
     if ok and keys.exists() and not done.exists():
         try:
-            by_id = orjson.loads(keys.read_bytes())
+            raw = jobdir.read_file(keys)
+            by_id = orjson.loads(raw)
         except (OSError, orjson.JSONDecodeError):
             return out  # only the cache needed it: the answers are all here
-        lines = [line for path in outputs for line in iter_file_lines(path)]
+        # only what this home can prove it got for these keys (pdbatch.trust); a copied folder feeds nothing
+        lines = trust.lines_to_cache(folder, record, raw, outputs)
         remember(record.backend, record.model, by_id, lines)
         with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
-            write_private(done, b"")
+            jobdir.write_file(done, b"")
     return out
 
 
@@ -200,6 +201,12 @@ def _with_id(line: bytes, custom_id: str) -> bytes:
     return orjson.dumps(obj)
 
 
+def _answer(obj: dict[str, Any]) -> Any:
+    """What a successful line answers (text, or an embedding), to tell two lines for one row apart."""
+    o = outcome(obj)
+    return o.response if o.embedding is None else orjson.dumps(o.embedding)
+
+
 def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.DataFrame:
     """Copy each alias row's answer columns from the row it duplicates (array takes, no loop)."""
     if not (alias >= 0).any():
@@ -214,7 +221,8 @@ def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.D
 
 def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes]) -> int:
     """Store the successful answers among ``lines`` under their rows' keys; returns how many."""
-    rows = []
+    found: dict[str, tuple[Any, bytes]] = {}
+    conflicted = set()
     for line in lines:
         try:
             obj = orjson.loads(line)
@@ -223,7 +231,11 @@ def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes])
         cid = obj.get("custom_id") if isinstance(obj, dict) else None
         key = keys.get(cid) if isinstance(cid, str) else None
         if key and succeeded(obj):  # the one meaning of a line decides, whatever its shape
-            rows.append((key, backend, model, line))
+            answer = _answer(obj)
+            if key in found and found[key][0] != answer:
+                conflicted.add(key)  # two different answers to one row: its result fails it, the cache keeps neither
+            found[key] = (answer, line)
+    rows = [(key, backend, model, line) for key, (_, line) in found.items() if key not in conflicted]
     if not rows:
         return 0
     with ResponseCache() as store:

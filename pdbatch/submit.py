@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import frames, jobdir, reuse
+from . import frames, jobdir, reuse, trust
 from .atomic import PRIVATE_FILE
 from .backends import Backend
 from .call import Call, Options
@@ -84,6 +84,7 @@ def submit(
     folder = jobdir.save(record, table)
     if reused is not None:
         reuse.save(folder, reused, plan)
+        trust.seal_keys(folder, record)  # only this home's own jobs feed its cache
     job = BatchJob(record, folder, backend)
     if not backend_parts:
         job.refresh()  # no backend to ask: its state (succeeded) is known now, and kept for `pdbatch jobs`

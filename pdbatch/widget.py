@@ -43,6 +43,11 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _count(value: Any) -> int | None:
+    """A count as a number, or None when it is not a whole number (then it is shown escaped, not counted)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def status_html(
     label: JobLabel,
     status: JobStatus | None,
@@ -95,28 +100,35 @@ def status_html(
         "</div>",
     ]
     rows = label.rows
-    total = status.total if status else None
-    done = status.finished if status else 0
-    ok = status.succeeded if status else 0
-    bad = status.failed if status else 0
-    if total:
+    # Counts come from a backend, and a local job's from a file anyone may have edited: only whole
+    # numbers are counted; anything else is shown as text, escaped like every other value.
+    total = _count(status.total) if status else None
+    ok = _count(status.succeeded) if status else 0
+    bad = _count(status.failed) if status else 0
+    done = ok + bad if ok is not None and bad is not None else None
+    if total and ok is not None and bad is not None:
         ok_pct, bad_pct = 100 * ok / total, 100 * bad / total
     elif rows is not None and rows.sent == 0 and status is not None and status.done:
         ok_pct, bad_pct = 100.0, 0.0  # every row answered without sending anything
     else:  # unknown total: an empty track until the job tells us
         ok_pct = bad_pct = 0.0
+    shown_total = _esc(status.total) if status and status.total is not None else "?"
+    shown_ok = _esc(status.succeeded) if status else "0"
+    shown_bad = _esc(status.failed) if status else "0"
+    shown_done = "?" if done is None else str(done)
     parts.append(
         '<div class="pdbatch-bar" style="display:flex;height:10px;margin:6px 0 4px;border-radius:5px;'
-        f'overflow:hidden;background:var(--jp-layout-color3,#e8eaed)" title="{done} of {total or "?"} rows">'
+        f'overflow:hidden;background:var(--jp-layout-color3,#e8eaed)" title="{shown_done} of '
+        f'{shown_total if total else "?"} rows">'
         f'<div style="width:{ok_pct:.2f}%;background:{SUCCEEDED_COLOUR}"></div>'
         f'<div style="width:{bad_pct:.2f}%;background:{FAILED_COLOUR}"></div></div>'
     )
     # The job's counts are of requests sent; rows merged as duplicates or answered
     # from the cache are not among them, so then they are named apart, in rows.
     reused = rows is not None and rows.reused
-    counts = [f"<b>{done}</b> / {total if total is not None else '?'} {'sent' if reused else 'rows'}"]
-    counts.append(f'<span style="color:{STATE_COLOURS["succeeded"]}">{ok} succeeded</span>')
-    counts.append(f'<span style="color:{STATE_COLOURS["failed"] if bad else "inherit"}">{bad} failed</span>')
+    counts = [f"<b>{shown_done}</b> / {shown_total} {'sent' if reused else 'rows'}"]
+    counts.append(f'<span style="color:{STATE_COLOURS["succeeded"]}">{shown_ok} succeeded</span>')
+    counts.append(f'<span style="color:{STATE_COLOURS["failed"] if bad else "inherit"}">{shown_bad} failed</span>')
     if rows is not None and rows.sent == 0:
         counts = []
     timing = []

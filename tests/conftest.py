@@ -33,7 +33,7 @@ def pdbatch_home(tmp_path, monkeypatch, converted_models):
     test (a link), as they are by every job of a user.
     """
     home = tmp_path / "pdbatch-home"
-    home.mkdir()
+    home.mkdir(mode=0o700)  # as pdbatch makes it: a home others can write is warned about, whatever the umask
     (home / "models").symlink_to(converted_models, target_is_directory=True)
     monkeypatch.setenv("PDBATCH_HOME", str(home))
     monkeypatch.delenv("PDBATCH_BACKEND", raising=False)

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import config
+from pdbatch import config, trust
 from pdbatch.backends import Local, Mock
 from pdbatch.cache import ResponseCache
 from pdbatch.cli import main
@@ -169,9 +169,15 @@ def finished_local_job(tmp_path_factory, converted_models):
 
 @pytest.fixture
 def local_job(finished_local_job, pdbatch_home):
+    """The finished job in this test's PDBATCH_HOME, as if that home had run it: its secret comes along.
+
+    (A folder copied into another home keeps its answers but feeds that home's cache nothing: see
+    test_untrusted_folder.py.)
+    """
     src, job_id, answers = finished_local_job
     folder = pdbatch_home / "jobs" / job_id
-    shutil.copytree(src, folder)
+    shutil.copytree(src, folder, symlinks=True)
+    shutil.copy2(src.parent.parent / trust.SECRET, pdbatch_home / trust.SECRET)
     return job_id, folder, answers
 
 

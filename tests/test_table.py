@@ -290,7 +290,7 @@ def test_past_the_per_job_limit_the_requests_split_into_several_jobs(bq_emulator
     assert pdbatch.table(uri).llama.preview("{text}", backend=vx, model=MODEL).n_jobs == 3
     job = pdbatch.table(uri).llama.submit("{text}", backend=vx, model=MODEL, custom_id="review_id")
     creates = [r.body for r in vertex_emulator.requests_to("POST", "/batchPredictionJobs")]
-    counts = [int(c["labels"]["pdbatch-requests"]) for c in creates]
+    counts = [int(c["labels"]["pdbatch_requests"]) for c in creates]
     assert len(job.ids) == len(creates) >= 3 and sum(counts) == 10 and max(counts) <= 4
     assert len({c["inputConfig"]["bigquerySource"]["inputUri"] for c in creates}) == len(creates)
     out = job.wait(progress=False).result().to_pandas()
@@ -311,7 +311,7 @@ def test_retry_failed_reruns_only_the_failures_into_a_merged_table(bq_emulator, 
     out = merged.to_pandas().set_index("custom_id").sort_index()
     assert out.error.isna().all() and len(out) == 5 and merged.failed() == 0
     retried = [r.body for r in vertex_emulator.requests_to("POST", "/batchPredictionJobs")][-1]
-    assert retried["labels"]["pdbatch-requests"] == "2"  # only the failures were sent again
+    assert retried["labels"]["pdbatch_requests"] == "2"  # only the failures were sent again
     assert res.count() == 5 and res.failed() == 2  # the first result table is left as it was
 
 

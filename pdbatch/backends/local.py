@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import config, jobdir
-from ..atomic import PRIVATE_FILE, open_private, write_private
+from .. import config, jobdir, trust
+from ..atomic import PRIVATE_FILE
 from ..engine.common import LOCAL_EXTRA_FIELDS, local_refusals
 from ..engine.convert import check_dtype, file_identity, wants_f16
 from ..engine.worker import NEUTRAL_CWD
 from ..engine.worker import command as worker_command
-from ..errors import ConfigError, JobNotFoundError
+from ..errors import ConfigError, JobFolderError, JobNotFoundError
 from ..jobdir import read_status, write_status
 from ..models import LOCAL_MODELS, Kind, resolve_local
 from ._schema_support import LLAMA_GRAMMAR
@@ -67,7 +67,7 @@ def job_dir(job_id: str) -> Path:
 def _open_lock(folder: Path, name: str) -> int:
     path = folder / name
     try:
-        return open_private(path, os.O_RDWR)
+        return jobdir.open_file(path, os.O_RDWR | os.O_CREAT)
     except OSError as exc:
         raise jobdir.unwritable(folder, path, exc) from exc
 
@@ -96,16 +96,17 @@ def _take_worker_lock(folder: Path) -> int | None:
 
 def worker_alive(folder: Path) -> bool:
     """True when a worker holds the job's lock. The kernel drops the lock when a process dies."""
-    lock = folder / jobdir.WORKER_LOCK
-    if not lock.exists():
+    try:  # read-only is enough to test the lock: a job folder made read-only is still followed
+        fd = jobdir.open_file(folder / jobdir.WORKER_LOCK)
+    except FileNotFoundError:
         return False
-    with open(lock, "a+b") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock taken here, if it was
+    return False
 
 
 class Local(Backend):
@@ -260,12 +261,13 @@ class Local(Backend):
             shutil.move(str(files[0]), requests)
             os.chmod(requests, PRIVATE_FILE)
         else:  # no file limit here, but accept what another caller split
-            with os.fdopen(open_private(requests, os.O_WRONLY | os.O_TRUNC), "wb") as out:
+            with os.fdopen(jobdir.open_file(requests, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as out:
                 for f in files:
                     with open(f, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 20)
         spec = resolve_local(model, kind)
-        write_private(
+        key = trust.output_key(folder)
+        jobdir.write_file(
             folder / jobdir.JOB_SPEC,
             orjson.dumps(
                 {
@@ -279,7 +281,8 @@ class Local(Backend):
                     "n_ctx": self.n_ctx,
                     "threads": self.threads,
                     "dtype": self.dtype,
-                    "weights_cache": str(config.home() / "models"),
+                    # the worker signs its answers only for these very requests (pdbatch.trust)
+                    "requests_mac": trust.requests_mac(key, requests) if key else None,
                 },
                 option=orjson.OPT_INDENT_2,
             ),
@@ -300,6 +303,11 @@ class Local(Backend):
         # the worker is nobody's child: it outlives the kernel and never
         # lingers as a zombie of it. Both inherit the locked worker.lock: once
         # this process closes its copy, the worker alone holds the lock.
+        # The key the worker signs its output lines with goes through its environment, never a file
+        # of the folder, so that a folder copied elsewhere carries no way to sign (pdbatch.trust).
+        # The worker's home is this process's (configure(home=...) too): its converted weights go there.
+        key = trust.output_key(folder)
+        env = {**os.environ, "PDBATCH_HOME": str(config.home()), **({trust.KEY_ENV: key.hex()} if key else {})}
         subprocess.run(
             worker_command("launch", folder.resolve(), lock),
             check=True,
@@ -307,6 +315,7 @@ class Local(Backend):
             timeout=60,
             pass_fds=(lock,),
             cwd=NEUTRAL_CWD,
+            env=env,
         )
 
     def status(self, job_id: str) -> JobStatus:
@@ -332,12 +341,13 @@ class Local(Backend):
     def cancel(self, job_id: str) -> None:
         """Ask the worker to stop after the rows in flight; rows written stay."""
         folder = self._folder(job_id)
+        jobdir.check_folder(folder)  # nothing written through a link planted in the folder
         with _start_lock(folder):  # not while another process is starting a worker
             st = read_status(folder)
             if st["state"] in TERMINAL_STATES:
                 return
             try:
-                write_private(folder / jobdir.CANCEL, b"")
+                jobdir.write_file(folder / jobdir.CANCEL, b"")
             except OSError as exc:
                 raise jobdir.unwritable(folder, folder / jobdir.CANCEL, exc) from exc
             if not worker_alive(folder):
@@ -352,6 +362,7 @@ class Local(Backend):
         worker, the others see it alive and return False.
         """
         folder = self._folder(job_id)
+        jobdir.check_folder(folder)  # a link planted in a copied folder: refused before a worker writes
         with _start_lock(folder):
             # decided under the lock, on the status as it is now, not as the caller last saw it
             st = read_status(folder)
@@ -376,8 +387,8 @@ class Local(Backend):
         stalled = st.get("stalled_restarts", 0) + 1 if finished == st.get("finished_at_restart") else 1
         if stalled > MAX_STALLED_RESTARTS:
             try:
-                log = (folder / jobdir.WORKER_LOG).read_bytes()[-2000:].decode("utf-8", "replace")
-            except OSError as exc:
+                log = jobdir.read_file(folder / jobdir.WORKER_LOG)[-2000:].decode("utf-8", "replace")
+            except (OSError, JobFolderError) as exc:
                 log = f"(no log: {exc})"
             write_status(folder, state="JOB_STATE_FAILED",
                          error=f"the worker died {stalled - 1} times without finishing a row; "

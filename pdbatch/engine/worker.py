@@ -13,13 +13,17 @@ neither the job folder nor the starter's working directory is on
 not ``-I``: isolated mode would also drop ``PYTHONPATH`` and the user's
 site-packages, which is how pdbatch is found when it is run from a source
 checkout or installed with ``pip install --user``. The worker writes with
-umask 077: everything it creates is private to the user.
+umask 077: everything it creates is private to the user. It opens the
+folder's files without following links (:func:`pdbatch.jobdir.open_file`),
+and signs each line it appends in ``output.seal`` when the requests are the
+ones submitted (:mod:`pdbatch.trust`): only signed answers enter the cache.
 
 This module imports nothing heavy at the top: ``launch`` must be quick.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -34,7 +38,8 @@ from typing import Any
 
 import orjson
 
-from .. import jobdir
+from .. import config, jobdir, trust
+from ..errors import JobFolderError
 from ..jobdir import write_status
 from ..outputs import output_line, succeeded
 
@@ -53,7 +58,7 @@ def command(action: str, folder: Path, lock_fd: int | None = None) -> list[str]:
 
 def launch(folder: Path, lock_fd: int | None) -> None:
     """Start ``run`` for ``folder`` in a new session and return at once."""
-    log = open(folder / jobdir.WORKER_LOG, "ab")  # noqa: SIM115 - handed to the child
+    log = os.fdopen(jobdir.open_file(folder / jobdir.WORKER_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
     subprocess.Popen(
         command("run", folder, lock_fd),
         start_new_session=True,
@@ -74,15 +79,7 @@ def recover_output(path: Path) -> dict[str, bool]:
     from the file (that row is simply run again), never parsed.
     """
     done: dict[str, bool] = {}
-    if not path.exists():
-        return done
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end != len(data):
-        with open(path, "r+b") as fh:
-            fh.truncate(end)
-        data = data[:end]
-    for line in data.splitlines():
+    for line in whole_lines(path).splitlines():
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -93,13 +90,54 @@ def recover_output(path: Path) -> dict[str, bool]:
     return done
 
 
+def whole_lines(path: Path) -> bytes:
+    """The content of ``path`` up to its last newline; a half-written last line is cut from the file.
+
+    Opened without following a link (:func:`pdbatch.jobdir.open_file`): a
+    link planted in a job folder is refused, never truncated through.
+    """
+    try:
+        data = jobdir.read_file(path)
+    except FileNotFoundError:
+        return b""
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        fd = jobdir.open_file(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, end)
+        finally:
+            os.close(fd)
+    return data[:end]
+
+
+def signing_key(folder: Path, spec: dict[str, Any]) -> bytes | None:
+    """The key to sign output lines with: the one the starter handed over, if the requests are the ones submitted.
+
+    Answers to an edited ``requests.jsonl`` are still written, never signed:
+    only signed lines enter the response cache (:mod:`pdbatch.trust`).
+    """
+    try:
+        key: bytes | None = bytes.fromhex(os.environ.pop(trust.KEY_ENV, ""))
+    except ValueError:
+        return None
+    if not key:  # started by hand: the key of this folder in PDBATCH_HOME, if that home has a secret
+        key = trust.output_key(folder, create=False)
+    if not key or not isinstance(spec.get("requests_mac"), str):
+        return None
+    try:
+        same = trust.requests_mac(key, folder / jobdir.REQUESTS) == spec["requests_mac"]
+    except (OSError, JobFolderError):
+        return None
+    return key if same else None
+
+
 def read_requests(path: Path, skip: dict[str, bool]) -> Iterator[tuple[str, Any, str | None]]:
     """Yield (custom_id, body, error) for each request line not in ``skip``.
 
     A line that is not valid JSON or lacks a body still yields its id (when it
     has one) with an error, so that the row fails alone.
     """
-    with open(path, "rb") as fh:
+    with os.fdopen(jobdir.open_file(path), "rb") as fh:
         for n, line in enumerate(fh):
             if not line.strip():
                 continue
@@ -125,21 +163,31 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
     worker (locking it again here is a no-op); without it the worker locks
     the file itself, and exits at once if another worker holds it.
     """
-    lock = lock_fd if lock_fd is not None else os.open(folder / jobdir.WORKER_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = lock_fd if lock_fd is not None else jobdir.open_file(folder / jobdir.WORKER_LOCK, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another worker owns this job
     try:
-        spec = orjson.loads((folder / jobdir.JOB_SPEC).read_bytes())
-    except (OSError, orjson.JSONDecodeError) as exc:
+        jobdir.check_folder(folder)  # a link planted in a copied folder: refused, never written through
+        out_path = folder / jobdir.OUTPUT
+        done = recover_output(out_path)
+        whole_lines(folder / jobdir.OUTPUT_SEAL)
+    except (OSError, JobFolderError) as exc:
+        traceback.print_exc()
+        write_status(folder, state="JOB_STATE_FAILED", error=f"the job folder cannot be resumed: {exc}")
+        return 1
+    try:
+        spec = orjson.loads(jobdir.read_file(folder / jobdir.JOB_SPEC))
+        if not isinstance(spec, dict):
+            raise TypeError(f"a JSON object was expected, not {type(spec).__name__}")
+    except (OSError, orjson.JSONDecodeError, TypeError) as exc:
         traceback.print_exc()
         write_status(folder, state="JOB_STATE_FAILED",
                      error=f"{folder / jobdir.JOB_SPEC} cannot be read ({exc}); it says which model to run. "
                            f"Submit the rows again.")
         return 1
-    out_path = folder / jobdir.OUTPUT
-    done = recover_output(out_path)
+    key = signing_key(folder, spec)
     succeeded = sum(done.values())
     failed = len(done) - succeeded
     write_status(folder, state="JOB_STATE_PENDING", pid=os.getpid(), succeeded=succeeded, failed=failed,
@@ -149,7 +197,8 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
         from .convert import batch_weights
 
         if spec["engine"] == "llama.cpp" and spec["kind"] == "chat" and spec.get("dtype"):
-            spec["weights"] = batch_weights(spec["weights"], spec["dtype"], Path(spec["weights_cache"]),
+            # into this home's models folder, never a folder job.json names: the folder may come from elsewhere
+            spec["weights"] = batch_weights(spec["weights"], spec["dtype"], config.home() / "models",
                                             spec["parallel"])
         write_status(folder, weights=spec["weights"])  # the file the answers come from
         spec["requests"] = str(folder / "requests.jsonl")  # the chat engine sizes its KV cache to them
@@ -163,11 +212,17 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
     write_status(folder, state="JOB_STATE_RUNNING", running=time.time())  # model loaded: the job starts
     last = 0.0
     try:
-        with open(out_path, "ab") as out:
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(os.fdopen(_append(out_path), "ab"))
+            seal = files.enter_context(os.fdopen(_append(folder / jobdir.OUTPUT_SEAL), "ab")) if key else None
             results = engine.run(read_requests(folder / jobdir.REQUESTS, done), stop=cancel_flag.exists)
             for cid, response, error in results:
-                out.write(output_line(cid, response, error))
+                line = output_line(cid, response, error)
+                out.write(line)
                 out.flush()  # a crash now loses at most the rows still in flight
+                if seal is not None and key is not None:  # after its line: a crash between leaves it unsigned
+                    seal.write(trust.line_mac(key, line[:-1]) + b"\n")
+                    seal.flush()
                 if error:
                     failed += 1
                 else:
@@ -192,6 +247,10 @@ def run(folder: Path, lock_fd: int | None = None) -> int:
         write_status(folder, state="JOB_STATE_SUCCEEDED", succeeded=succeeded, failed=failed,
                      ended=time.time(), **stats)
     return 0
+
+
+def _append(path: Path) -> int:
+    return jobdir.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
 
 
 def main(argv: list[str]) -> int:

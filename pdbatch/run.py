@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import classify
 from . import job as jobs
 from . import submit as submitting
 from .backends import Backend, get_backend
@@ -55,6 +56,8 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
         Bad input, body parameters that are unknown, wrong or not supported by
         the backend (see :mod:`pdbatch.params`), or a schema that does not fit the call.
     """
+    if call.classify is not None:
+        return classify.plan_requests(frame, call, backend), None
     kind = kind_of_url(call.url)
     params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
@@ -82,7 +85,7 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
     """
     be = get_backend(backend)
     planned, schema = plan(frame, call, be)
-    new_columns = list(output_columns(planned.kind)) + (schema.columns if schema else [])
+    new_columns = result_columns(call, planned.kind)
     clash = [c for c in new_columns if c in frame.columns]
     if clash and not options.overwrite:
         raise ConfigError(
@@ -114,8 +117,7 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
     """Run the call as one job, wait for it, and return the joined frame."""
     p = prepare(frame, call, backend, options)
     if len(p.plan.positions) == 0:
-        out = jobs.empty_result(frame, p.plan, options.overwrite)
-        return p.schema.add_columns(out) if p.schema else out
+        return jobs.finish_result(jobs.empty_result(frame, p.plan, options.overwrite), call)
     return _submit(frame, p, options).wait(timeout, progress=progress).result()
 
 
@@ -123,7 +125,8 @@ def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
     """What the call would send and cost, without sending anything."""
     p = prepare(frame, call, backend, options, check_limits=False)
     pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
-    pv.max_tokens_default = pv.kind == CHAT and not {"max_tokens", "max_completion_tokens"} & set(call.params)
+    pv.max_tokens_default = (pv.kind == CHAT and call.classify is None
+                             and not {"max_tokens", "max_completion_tokens"} & set(call.params))
     return pv
 
 
@@ -202,6 +205,15 @@ def _labels(runs: list[tuple[str, str, bool]]) -> list[str]:
     return [s if shorts.count(s) == 1 or fulls.count(f) > 1 else f for s, f in zip(shorts, fulls, strict=True)]
 
 
+def result_columns(call: Call, kind: str) -> list[str]:
+    """The columns a call's result adds to the frame (which a clash check and a retry look at)."""
+    if call.classify is not None:
+        spec = classify.LabelSpec.from_record(call.classify)
+        return list(dict.fromkeys([*output_columns(kind), *spec.columns]))  # type: ignore[arg-type]
+    schema = as_schema(call.schema) if call.schema is not None else None
+    return list(output_columns(kind)) + (schema.columns if schema else [])  # type: ignore[arg-type]
+
+
 def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Backend | str | None = None,
                  progress: bool = True, timeout: float | None = None, **overrides: Any) -> pd.DataFrame:
     """Send again only the rows whose ``error`` is set; return the frame with their new answers.
@@ -239,8 +251,8 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
         failed &= ~result["error"].fillna("").str.startswith("skipped: null").to_numpy()
     if not failed.any():
         return result
-    schema = as_schema(call.schema) if call.schema is not None else None
-    added = list(output_columns(job.kind)) + (schema.columns if schema else [])
+    # a classify result has dropped the raw answer columns: only what the frame has is replaced
+    added = [c for c in result_columns(call, job.kind) if c in result.columns]
     user_cols = [c for c in result.columns if c not in added]
     subset = result.loc[failed, user_cols]
     be = get_backend(backend) if backend is not None else job.backend

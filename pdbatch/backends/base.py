@@ -20,7 +20,8 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :attr:`~Backend.reserved_columns` (``passthrough=True``), :meth:`~Backend.resume`
   with :attr:`JobStatus.stalled` (a job that stopped and can be restarted).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
-  :meth:`~Backend.unsupported_params`.
+  :meth:`~Backend.unsupported_params`; :attr:`~Backend.scores_labels`
+  (``df.llama.classify``: label probabilities, or an enum schema).
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
   :meth:`~Backend.batch_price` (``preview``, ``max_cost``).
 * **The response cache**: :meth:`~Backend.cache_identity`.
@@ -148,6 +149,11 @@ class Backend(abc.ABC):
     #: the backend's service reads or writes them (``passthrough=True`` refuses
     #: them, or renames them with ``rename_reserved=True``).
     reserved_columns: ClassVar[tuple[str, ...]] = ()
+    #: Whether the backend's engine reads the ``label_scores`` body field
+    #: (:mod:`pdbatch.classify`) and answers with each label's
+    #: log-probability. ``df.llama.classify`` sends other backends the labels
+    #: as an ``enum`` JSON schema instead: they name a label, without probabilities.
+    scores_labels: ClassVar[bool] = False
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:

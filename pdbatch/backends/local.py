@@ -143,6 +143,8 @@ class Local(Backend):
     name = "local"
     #: A local job finishes in seconds to minutes, and a status check is a file read.
     poll_seconds = 0.25
+    #: The chat engine scores labels (``pdbatch.engine.score``).
+    scores_labels = True
 
     def __init__(
         self,

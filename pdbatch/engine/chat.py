@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .batch import TokenBatch
-from .common import Item, Result, chat_completion, check_body, needs_grammar
+from .common import Item, RequestError, Result, chat_completion, check_body, check_messages, needs_grammar
 from .score import FIELD as SCORE_FIELD
 from .score import Scorer
 from .sizing import JobSize, job_size
@@ -50,10 +50,6 @@ from .threads import ThreadGovernor
 BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
 LOOKAHEAD = 256  # requests read ahead and started shortest prompt first
 TOP_CANDIDATES = 256  # nucleus sampling looks at the best this-many tokens
-
-
-class RequestError(ValueError):
-    """A request that cannot run; its message becomes the row's error."""
 
 
 @dataclass
@@ -92,16 +88,6 @@ def parse_params(body: dict[str, Any]) -> _Params:
         frequency_penalty=float(get("frequency_penalty", 0.0)),
         presence_penalty=float(get("presence_penalty", 0.0)),
     )
-
-
-def check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("invalid request: 'messages' must be a non-empty list")
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
-            raise RequestError(f"invalid request: each message needs a 'role' and 'content', got {m!r:.120}")
-    return messages
 
 
 @dataclass

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .common import Result, chat_completion, check_body
+from .common import RequestError, Result, chat_completion, check_body, check_messages
 
 #: The request body field that asks for label scores.
 FIELD = "label_scores"
@@ -74,8 +74,6 @@ class Scorer:
 
     def parse(self, body: dict[str, Any]) -> Scoring:
         """The request's tokens; RequestError for a body that is not a valid scoring request."""
-        from .chat import RequestError, check_messages
-
         spec = body.get(FIELD)
         problem = check_body({k: v for k, v in body.items() if k != FIELD}, "chat")
         if problem:
@@ -110,8 +108,6 @@ class Scorer:
 
     def score(self, slot: int, prompt: list[int], continuations: list[list[int]]) -> list[float]:
         """Each continuation's summed log-probability after ``prompt``, computed in ``slot``'s KV stream."""
-        from .chat import RequestError
-
         e = self.engine
         need = len(prompt) + max(len(c) for c in continuations)
         if need > e.cells:

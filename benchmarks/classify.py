@@ -96,7 +96,7 @@ def main() -> None:
     acc = accuracy(results["classify"]["label"], df["truth"])
     print(f"`python benchmarks/classify.py`, {time.strftime('%Y-%m-%d %H:%M')}, {n} bundled reviews, "
           f"smollm2-135m-instruct\n")
-    print("| call | accuracy | rows/s (best of %d) |" % args.rounds)
+    print(f"| call | accuracy | rows/s (best of {args.rounds}) |")
     print("| --- | ---: | ---: |")
     print(f"| classify, calibrated | {acc:.0%} | {rate['classify']:.1f} |")
     print(f"| classify, calibrate=False | {accuracy(raw['label'], df['truth']):.0%} | |")

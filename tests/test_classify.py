@@ -257,3 +257,12 @@ def test_vertex_gets_the_enum_schema_and_nan_probabilities(vertex_emulator, gcs_
     assert body["response_format"]["json_schema"]["schema"]["properties"]["label"]["enum"] == LABELS
     assert FIELD not in body and body["temperature"] == 0
 
+
+
+def test_retry_failed_sends_the_failed_rows_again_with_the_labels(pdbatch_home):
+    df = pd.DataFrame({"review": ["Great.", "Awful."]})
+    out = df.llama.classify("Review: {review}", labels=["good", "bad"], backend=Mock(), progress=False)
+    assert out["error"].notna().all()  # Mock echoes: no label in its answers
+    again = out.llama.retry_failed(progress=False)
+    assert list(again.columns) == list(out.columns) == ["review", "label", "p_good", "p_bad", "error"]
+    assert len(jobs_submitted(pdbatch_home)) == 2

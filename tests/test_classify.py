@@ -209,7 +209,7 @@ def test_greedy_parity_with_llama_cpp_python_one_row_at_a_time():
     from pdbatch.engine.score import log_softmax
     from pdbatch.models import resolve_local
 
-    df = reviews().iloc[::6]
+    df = reviews().iloc[::10]
     labels, prefix = ["positive", "negative", "so-so"], "Sentiment:"  # "so-so" is several tokens
     out = df.llama.classify(PROMPT, labels=labels, answer_prefix=prefix, calibrate=False, output="sentiment",
                             backend=Local(dtype="file"), progress=False)
@@ -222,20 +222,24 @@ def test_greedy_parity_with_llama_cpp_python_one_row_at_a_time():
         rendered = fmt(messages=[{"role": "user", "content": text}])
         head = rendered.prompt + prefix
         start = llm.tokenize(head.encode(), add_bos=not rendered.added_special, special=True)
+        llm.reset()
+        llm.eval(start)  # the prompt once; each label then goes on from it (eval cuts the cache at n_tokens)
         result = []
         for label in labels:
             full = llm.tokenize((head + " " + label).encode(), add_bos=not rendered.added_special, special=True)
-            assert full[: len(start)] == start
-            llm.reset()
-            llm.eval(full)
-            result.append(sum(log_softmax(llm.scores[len(start) - 1 + k])[t]
-                              for k, t in enumerate(full[len(start):])))
+            assert full[: len(start)] == start  # the label tokenises the same alone as in context
+            cont = full[len(start):]
+            llm.n_tokens = len(start)
+            if len(cont) > 1:
+                llm.eval(cont[:-1])
+            result.append(sum(log_softmax(llm.scores[len(start) - 1 + k])[t] for k, t in enumerate(cont)))
         return np.array(result)
 
     expected = np.array([probabilities(scores(PROMPT.format(review=r)), []) for r in df["review"]])
     got = out[[f"p_{x}" for x in labels]].to_numpy()
     assert out["sentiment"].tolist() == [labels[i] for i in expected.argmax(axis=1)]
-    assert np.abs(got - expected).max() < 0.02, np.abs(got - expected).max()
+    # in log space, so that an unlikely label's score counts as much as a likely one's
+    assert np.abs(np.log(got) - np.log(expected)).max() < 0.05, np.abs(np.log(got) - np.log(expected)).max()
 
 
 @pytest.mark.slow

@@ -95,6 +95,12 @@ class Scorer:
     def answer(self, slot: int, custom_id: str, body: dict[str, Any]) -> Result:
         """Score the row in ``slot`` (a free one) and return its result."""
         s = self.parse(body)
+        # rows are scored between the engine's steps: follow the free cores as a step does (threads.py)
+        e = self.engine
+        threads = e.governor.update()
+        e._c.llama_set_n_threads(e.ctx, threads, threads)
+        if threads not in e.stats["threads"]:
+            e.stats["threads"].append(threads)
         scores = self.score(slot, s.prompt, s.continuations)
         free = []
         for prompt in s.content_free:

@@ -246,13 +246,13 @@ def test_greedy_parity_with_llama_cpp_python_one_row_at_a_time():
 def test_vertex_gets_the_enum_schema_and_nan_probabilities(vertex_emulator, gcs_bucket, gcs_emulator):
     from pdbatch.backends.vertex import Vertex
 
-    from .test_vertex import creates
+    from .test_vertex import CHAT, creates
     from .test_vertex_service import staged_lines
 
     vx = Vertex(project=vertex_emulator.project, staging=f"gs://{gcs_bucket}/pdbatch/", location="us-central1",
                 api_endpoint=vertex_emulator.url, poll_seconds=0.05)
     df = reviews().head(3)
-    out = df.llama.classify(PROMPT, labels=LABELS, backend=vx, output="sentiment", progress=False)
+    out = df.llama.classify(PROMPT, labels=LABELS, backend=vx, model=CHAT, output="sentiment", progress=False)
     assert out.error.isna().all(), out.error.tolist()
     assert out["sentiment"].tolist() == ["positive"] * 3  # the emulator answers an enum with its first value
     assert out[[f"p_{x}" for x in LABELS]].isna().all().all()

@@ -24,7 +24,7 @@ from .backends.base import OK_STATES
 from .call import KEYWORDS, Call, Options
 from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
 from .join import join_results, output_columns
-from .models import CHAT, kind_of_url
+from .models import CHAT, Kind, kind_of_url
 from .params import body_params
 from .preview import Preview, enforce_limits, make_preview
 from .requests import RequestPlan, build_requests
@@ -205,13 +205,13 @@ def _labels(runs: list[tuple[str, str, bool]]) -> list[str]:
     return [s if shorts.count(s) == 1 or fulls.count(f) > 1 else f for s, f in zip(shorts, fulls, strict=True)]
 
 
-def result_columns(call: Call, kind: str) -> list[str]:
+def result_columns(call: Call, kind: Kind) -> list[str]:
     """The columns a call's result adds to the frame (which a clash check and a retry look at)."""
     if call.classify is not None:
         spec = classify.LabelSpec.from_record(call.classify)
-        return list(dict.fromkeys([*output_columns(kind), *spec.columns]))  # type: ignore[arg-type]
+        return list(dict.fromkeys([*output_columns(kind), *spec.columns]))
     schema = as_schema(call.schema) if call.schema is not None else None
-    return list(output_columns(kind)) + (schema.columns if schema else [])  # type: ignore[arg-type]
+    return list(output_columns(kind)) + (schema.columns if schema else [])
 
 
 def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Backend | str | None = None,

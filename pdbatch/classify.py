@@ -79,9 +79,9 @@ class LabelSpec:
         ------
         ConfigError
             Fewer than 2 or more than :data:`MAX_LABELS` labels, a label that
-            is not a non-empty string, duplicates (also when they differ only
-            in whitespace or case of spacing), a bad ``output`` or ``prefix``,
-            or probability column names that collide.
+            is not a non-empty string, duplicates (also labels that differ
+            only in whitespace), a bad ``output`` or ``prefix``, or result
+            column names that collide.
         """
         if isinstance(labels, (set, frozenset)):
             raise ConfigError("labels= must be a list (a set has no order, and the columns follow it)")
@@ -115,7 +115,8 @@ class LabelSpec:
         spec = cls(tuple(labels), output, calibrate, prefix)
         names = spec.columns
         if len(set(names)) != len(names):
-            raise ConfigError(f"output={output!r} is also a probability column name ({names}); pick another output=")
+            raise ConfigError(f"output={output!r} collides with another result column ({names}); "
+                              f"pick another output=")
         return spec
 
     @classmethod

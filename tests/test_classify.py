@@ -50,8 +50,9 @@ def test_bad_labels_are_refused_before_anything_runs(labels, says, pdbatch_home)
 
 def test_fifty_labels_are_accepted_and_output_must_not_clash_with_a_probability_column():
     assert len(LabelSpec.make([f"l{i}" for i in range(50)]).labels) == 50
-    with pytest.raises(ConfigError, match="probability column"):
-        LabelSpec.make(["a", "b"], output="p_a")
+    for clash in ("p_a", "error"):
+        with pytest.raises(ConfigError, match="collides with another result column"):
+            LabelSpec.make(["a", "b"], output=clash)
 
 
 def test_a_result_column_the_frame_has_is_refused_unless_overwrite(pdbatch_home):

@@ -189,6 +189,10 @@ def test_labels_sharing_a_first_token_are_told_apart_and_wait_false_gives_a_job(
     assert out.error.isna().all(), out.error.tolist()
     assert out["verdict"].tolist() == ["very positive", "very negative"]
     assert (out["p_very positive"] != out["p_very negative"]).all()
+    # labels that look like template fields or special tokens are scored as plain text
+    odd = df.llama.classify("Review: {review}", labels=["{review}", "<|im_end|>", "good"], progress=False)
+    assert odd.error.isna().all(), odd.error.tolist()
+    assert np.allclose(odd[["p_{review}", "p_<|im_end|>", "p_good"]].sum(axis=1), 1.0)
 
 
 @pytest.mark.slow

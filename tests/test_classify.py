@@ -275,3 +275,10 @@ def test_retry_failed_sends_the_failed_rows_again_with_the_labels(pdbatch_home):
     again = out.llama.retry_failed(progress=False)
     assert list(again.columns) == list(out.columns) == ["review", "label", "p_good", "p_bad", "error"]
     assert len(jobs_submitted(pdbatch_home)) == 2
+
+
+def test_an_empty_frame_gets_the_columns_without_a_job(pdbatch_home):
+    df = pd.DataFrame({"review": pd.Series([], dtype="string")})
+    out = df.llama.classify("Review: {review}", labels=["good", "bad"], progress=False)
+    assert list(out.columns) == ["review", "label", "p_good", "p_bad", "error"] and len(out) == 0
+    assert jobs_submitted(pdbatch_home) == []

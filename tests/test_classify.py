@@ -282,3 +282,15 @@ def test_an_empty_frame_gets_the_columns_without_a_job(pdbatch_home):
     out = df.llama.classify("Review: {review}", labels=["good", "bad"], progress=False)
     assert list(out.columns) == ["review", "label", "p_good", "p_bad", "error"] and len(out) == 0
     assert jobs_submitted(pdbatch_home) == []
+
+
+@pytest.mark.slow
+def test_the_readmes_first_snippet_gets_its_labels_right():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    snippet = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    assert "df.llama.classify(" in snippet
+    exec(snippet.replace('answer_prefix="Sentiment:")', 'answer_prefix="Sentiment:", progress=False)', 1), scope)
+    assert scope["out"]["label"].tolist() == ["positive", "negative"]  # "Great blender...", "Broke after a week."

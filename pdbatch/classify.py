@@ -284,6 +284,9 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
     if not isinstance(call.prompt, str) or call.messages is not None:
         raise ConfigError("classify takes a prompt template (prompt='... {column} ...'), not messages=: the "
                           "template is also filled with content-free text to calibrate the labels")
+    if call.model is not None and not isinstance(call.model, str):
+        raise ConfigError(f"classify takes one model name, got {type(call.model).__name__}: to compare models, "
+                          f"classify once per model")
     if call.params:
         raise ConfigError(f"classify takes no body parameters, got {sorted(call.params)}: it sets them itself")
     model = backend.model_name(call.model, CHAT)

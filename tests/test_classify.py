@@ -48,6 +48,13 @@ def test_bad_labels_are_refused_before_anything_runs(labels, says, pdbatch_home)
     assert jobs_submitted(pdbatch_home) == []
 
 
+def test_one_model_at_a_time(pdbatch_home):
+    df = pd.DataFrame({"review": ["Great."]})
+    with pytest.raises(ConfigError, match="one model name"):
+        df.llama.classify("Review: {review}", labels=["good", "bad"], model=["smollm2", "smollm2"])
+    assert jobs_submitted(pdbatch_home) == []
+
+
 def test_fifty_labels_are_accepted_and_output_must_not_clash_with_a_probability_column():
     assert len(LabelSpec.make([f"l{i}" for i in range(50)]).labels) == 50
     for clash in ("p_a", "error"):

@@ -19,7 +19,7 @@ Use"): a small model's label log-probabilities lean towards some labels
 whatever the input; the mean log-probabilities it gives the template filled
 with content-free inputs ("N/A", "", "[MASK]") measure that lean, and are
 subtracted before the softmax over the labels. Measured on the bundled
-SmolLM2-135M: see README "Labelling rows".
+SmolLM2-135M: README, "Labels: df.llama.classify".
 """
 
 from __future__ import annotations

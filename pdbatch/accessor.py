@@ -18,6 +18,7 @@ import pandas as pd
 from . import run, sidebyside
 from .backends import Backend, get_backend
 from .call import CacheMode, Call, Options
+from .classify import LabelSpec
 from .display import live_display_available
 from .errors import ConfigError
 from .job import BatchJob
@@ -133,13 +134,18 @@ class LlamaAccessor:
         schema: Any = None,
         cache: CacheMode = True,
         prices: Prices | None = None,
+        labels: Sequence[str] | None = None,
+        output: str = "label",
+        calibrate: bool = True,
+        answer_prefix: str = "Answer:",
         **params: Any,
     ) -> Preview:
         """What :meth:`batch_predict` would send and may cost, without sending anything.
 
         Takes the arguments of :meth:`batch_predict`, plus ``prices`` to
         override the price table: ``{"model-id": (input_per_million, output_per_million)}``
-        in US$ for a batch job.
+        in US$ for a batch job. With ``labels=`` (and ``output``, ``calibrate``,
+        ``answer_prefix``), what :meth:`classify` would send.
 
         Returns
         -------
@@ -151,8 +157,10 @@ class LlamaAccessor:
             for Vertex models an estimated cost (an upper bound: ``max_tokens``
             per answer).
         """
+        spec = None if labels is None else LabelSpec.make(labels, output=output, calibrate=calibrate,
+                                                          prefix=answer_prefix).record()
         call = Call(prompt=prompt, messages=messages, system=system, model=model, url=url, custom_id=custom_id,
-                    on_null=on_null, params=params, schema=schema)
+                    on_null=on_null, params=params, schema=schema, classify=spec)
         return run.preview(self._frame, call, backend, Options(cache=cache, prices=prices))
 
     # --------------------------------------------------------------- jobs
@@ -319,6 +327,78 @@ class LlamaAccessor:
         backend, name = models
         call = Call(prompt=prompt, messages=messages, system=system, model=name, custom_id=custom_id,
                     on_null=on_null, params=params, schema=schema)
+        return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
+
+    def classify(
+        self,
+        prompt: str,
+        *,
+        labels: Sequence[str],
+        output: str = "label",
+        calibrate: bool = True,
+        answer_prefix: str = "Answer:",
+        system: str | None = None,
+        model: str | None = None,
+        backend: str | Backend | None = None,
+        custom_id: str | None = None,
+        progress: bool = True,
+        on_null: str = "raise",
+        overwrite: bool = False,
+        timeout: float | None = None,
+        cache: CacheMode = True,
+        max_rows: int | None = None,
+        max_cost: float | None = None,
+        prices: Prices | None = None,
+        wait: bool = True,
+        display_name: str | None = None,
+    ) -> pd.DataFrame | BatchJob:
+        """Label every row with one of ``labels``, with each label's probability.
+
+        On the local engine each label is scored as the continuation of the
+        chat-formatted prompt plus ``answer_prefix`` (one pass per row, no
+        generation), calibrated against the same template filled with
+        content-free text ("N/A", "", "[MASK]"), and the most probable label
+        is chosen. Other backends generate the label, constrained to the
+        labels by a JSON schema ``enum``; their probability columns are NaN.
+
+        Parameters
+        ----------
+        prompt : str
+            Template filled from each row, e.g. ``"Review: {review}\nIs it positive or negative?"``.
+        labels : list of str
+            2 to 50 distinct labels (taken literally: braces are text).
+        output : str
+            The column that gets the chosen label.
+        calibrate : bool
+            Subtract the content-free log-probabilities before the softmax
+            (False: the raw probabilities).
+        answer_prefix : str
+            Text that opens the answer before the label (local engine).
+        system, model, backend, custom_id, progress, on_null, overwrite, timeout, cache, max_rows, max_cost, prices
+            As in :meth:`batch_predict`.
+        wait : bool
+            False: submit and return the :class:`BatchJob` at once; its
+            ``result()`` has the same columns.
+        display_name : str, optional
+            With ``wait=False``: the job's name in the backend's console.
+
+        Returns
+        -------
+        pandas.DataFrame or BatchJob
+            The frame plus ``output`` (the label), one float column
+            ``p_<label>`` per label (summing to 1 per row; NaN where the
+            backend gives no probabilities) and ``error``.
+        """
+        spec = LabelSpec.make(labels, output=output, calibrate=calibrate, prefix=answer_prefix)
+        call = Call(prompt=prompt, system=system, model=model, custom_id=custom_id, on_null=on_null,
+                    classify=spec.record())
+        options = Options(cache=cache, overwrite=overwrite, max_rows=max_rows, max_cost=max_cost, prices=prices,
+                          display_name=display_name)
+        if not wait:
+            job = run.submit(self._frame, call, backend, options)
+            if progress and live_display_available():
+                job.display()
+            return job
         return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
     def embed(

@@ -41,6 +41,9 @@ class Call:
         Request body fields (``max_tokens``, ``temperature``, ...).
     schema : dict, pydantic model class or None
         ``schema=``: the answer's structure (stored as JSON schema).
+    classify : mapping or None
+        Set for ``df.llama.classify``: the labels, the output column,
+        calibration and the answer prefix (:class:`pdbatch.classify.LabelSpec`).
     requests : mapping or None
         Set for a request file's job (:mod:`pdbatch.runfile`), whose rows are
         request lines sent as they are: ``{"model": the model= given,
@@ -59,6 +62,7 @@ class Call:
     on_null: str = "raise"
     params: Mapping[str, Any] = field(default_factory=dict)
     schema: Any = None
+    classify: Mapping[str, Any] | None = None
     requests: Mapping[str, Any] | None = None
     table: Mapping[str, Any] | None = None
 

@@ -176,10 +176,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_output(args.output)  # before the job: a bad -o must not cost a whole run
     start = time.perf_counter()
     if clifile.is_request_file(args):
+        _no_labels(args)
         return EXIT_ROWS_FAILED if clifile.run(args, start) else EXIT_OK
     df = read_frame(args.input)
     kw = _call_kwargs(args)
-    if args.embed:
+    if args.labels:
+        out = _classify(df, args, kw, wait=True)
+    elif args.embed:
         kw.pop("messages", None)
         out = df.llama.embed(args.prompt, progress=not args.quiet, timeout=args.timeout, **kw)
     else:
@@ -202,15 +205,39 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise ConfigError("--output goes with a BigQuery table's job (bq://...); a file job's answers come "
                           "from `pdbatch results JOB -o FILE`")
     if clifile.is_request_file(args):
+        _no_labels(args)
         print(clifile.submit(args))
         return EXIT_OK
     df = read_frame(args.input)
     kw = _call_kwargs(args)
     kind = "embeddings" if args.embed else None
-    job = df.llama.submit(args.prompt, kind=kind, progress=False, max_rows=args.max_rows, max_cost=args.max_cost,
-                          **kw)
+    if args.labels:
+        job = _classify(df, args, kw, wait=False)
+    else:
+        job = df.llama.submit(args.prompt, kind=kind, progress=False, max_rows=args.max_rows,
+                              max_cost=args.max_cost, **kw)
     print(job.id)
     return EXIT_OK
+
+
+def _no_labels(args: argparse.Namespace) -> None:
+    if args.labels:
+        raise ConfigError("--labels applies to a table with --prompt, not to a request file (its lines are sent "
+                          "as they are)")
+
+
+def _classify(df: pd.DataFrame, args: argparse.Namespace, kw: dict[str, Any], *, wait: bool) -> Any:
+    """``--labels``: ``df.llama.classify`` with the call's arguments (it sets the body fields itself)."""
+    extra = sorted(set(kw) - {"model", "backend", "custom_id", "on_null", "system", "cache", "overwrite"})
+    if args.embed or extra:
+        flags = ["--embed"] if args.embed else [
+            f"--{k.replace('_', '-')}" if k in ("messages", "max_tokens", "temperature", "seed") else f"--param {k}"
+            for k in extra]
+        raise ConfigError(f"--labels labels rows with the chat model and sets the request itself: "
+                          f"drop {', '.join(flags)}")
+    return df.llama.classify(args.prompt, labels=args.labels, calibrate=not args.no_calibrate, wait=wait,
+                             progress=wait and not args.quiet, timeout=getattr(args, "timeout", None),
+                             max_rows=args.max_rows, max_cost=args.max_cost, **kw)
 
 
 def _status_line(job: Any) -> str:
@@ -355,6 +382,9 @@ def _add_call_args(p: argparse.ArgumentParser) -> None:
                    help="replace result columns (response, error, ...) the input already has")
     p.add_argument("--max-rows", type=int, help="refuse to submit more requests than this")
     p.add_argument("--max-cost", type=float, help="refuse to submit above this estimated cost (US$)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="label each row with one of these (df.llama.classify): a 'label' column and p_<label>")
+    p.add_argument("--no-calibrate", action="store_true", help="with --labels: raw label probabilities")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import jobdir, reuse, uievents
+from . import classify, jobdir, reuse, uievents
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .call import Call, Options
@@ -355,8 +355,7 @@ class BatchJob:
         )
         # rows answered by an identical row or by the cache; new answers into the cache
         out = reuse.complete(self._folder, self._record, out, paths, status.state in OK_STATES)
-        if call.schema:
-            out = as_schema(call.schema).add_columns(out)
+        out = finish_result(out, call)
         out.attrs["pdbatch_job"] = self.id
         if self._record.rows:
             out.attrs["pdbatch_rows"] = dict(self._record.rows)
@@ -518,6 +517,15 @@ def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: b
                               f"not {be.name!r}")
     cls = next((c for key, c in JOB_TYPES.items() if record.call.get(key)), BatchJob)
     return cls(record, folder, be, allow_pickle=allow_pickle)
+
+
+def finish_result(out: pd.DataFrame, call: Call) -> pd.DataFrame:
+    """A joined result with the columns the call asked for: parsed ``schema=`` fields, or classify's labels."""
+    if call.classify is not None:
+        return classify.add_columns(out, classify.LabelSpec.from_record(call.classify))
+    if call.schema:
+        return as_schema(call.schema).add_columns(out)
+    return out
 
 
 def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import classify
 from . import job as jobs
 from . import submit as submitting
 from .backends import Backend, get_backend
@@ -22,7 +23,7 @@ from .errors import ConfigError
 from .failures import hold_back_sure_failures
 from .fit import hold_back
 from .join import join_results, output_columns
-from .models import CHAT, kind_of_url
+from .models import CHAT, Kind, kind_of_url
 from .params import body_params
 from .preview import Preview, enforce_limits, make_preview
 from .reporter import JobLabel
@@ -57,6 +58,8 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
         the backend (see :mod:`pdbatch.params`), or a schema that does not fit the call.
     """
     check_single(call.model)
+    if call.classify is not None:
+        return classify.plan_requests(frame, call, backend), None
     kind = kind_of_url(call.url)
     params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
@@ -95,7 +98,7 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
     """
     be = get_backend(backend)
     planned, schema = plan(frame, call, be)
-    new_columns = list(output_columns(planned.kind)) + (schema.columns if schema else [])
+    new_columns = result_columns(call, planned.kind)
     clash = [c for c in new_columns if c in frame.columns]
     if clash and not options.overwrite:
         raise ConfigError(
@@ -129,8 +132,7 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
     """Run the call as one job, wait for it, and return the joined frame."""
     p = prepare(frame, call, backend, options)
     if len(p.plan.positions) == 0:
-        out = jobs.empty_result(frame, p.plan, options.overwrite)
-        return p.schema.add_columns(out) if p.schema else out
+        return jobs.finish_result(jobs.empty_result(frame, p.plan, options.overwrite), call)
     if len(p.reused.sending_plan(p.plan).positions) == 0:
         return answered(frame, p, options, progress=progress)
     return _submit(frame, p, options).wait(timeout, progress=progress).result()
@@ -166,8 +168,7 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
     out = join_results(frame, parse_bytes(b"".join(line + b"\n" for line in p.reused.cached.values())),
                        kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
                        overwrite=options.overwrite)
-    out = fan_out(out, p.reused.alias, list(output_columns(p.plan.kind)))
-    out = p.schema.add_columns(out) if p.schema else out
+    out = jobs.finish_result(fan_out(out, p.reused.alias, list(output_columns(p.plan.kind))), p.call)
     out.attrs["pdbatch_rows"] = counts.record()
     return out
 
@@ -176,8 +177,18 @@ def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
     """What the call would send and cost, without sending anything."""
     p = prepare(frame, call, backend, options, check_limits=False)
     pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
-    pv.max_tokens_default = pv.kind == CHAT and not {"max_tokens", "max_completion_tokens"} & set(call.params)
+    pv.max_tokens_default = (pv.kind == CHAT and call.classify is None
+                             and not {"max_tokens", "max_completion_tokens"} & set(call.params))
     return pv
+
+
+def result_columns(call: Call, kind: Kind) -> list[str]:
+    """The columns a call's result adds to the frame (which a clash check and a retry look at)."""
+    if call.classify is not None:
+        spec = classify.LabelSpec.from_record(call.classify)
+        return list(dict.fromkeys([*output_columns(kind), *spec.columns]))
+    schema = as_schema(call.schema) if call.schema is not None else None
+    return list(output_columns(kind)) + (schema.columns if schema else [])
 
 
 def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Backend | str | None = None,
@@ -227,8 +238,8 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
                                          [f"index {i!r}" for i in result.index], failed)
     if not failed.any():
         return result
-    schema = as_schema(call.schema) if call.schema is not None else None
-    added = list(output_columns(job.kind)) + (schema.columns if schema else [])
+    # a classify result has dropped the raw answer columns: only what the frame has is replaced
+    added = [c for c in result_columns(call, job.kind) if c in result.columns]
     user_cols = [c for c in result.columns if c not in added]
     subset = result.loc[failed, user_cols]
     be = get_backend(backend) if backend is not None else job.backend

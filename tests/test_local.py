@@ -418,9 +418,11 @@ def test_the_demo_prints_its_accuracy_against_the_labels(pdbatch_home):
     assert proc.returncode == 0, proc.stderr[-2000:]
     import re
 
-    scores = dict(re.findall(r"  (smollm2-135m-instruct|multilingual-e5-small)\b.*?:\s+(\d+)% \(\d+ of 12\) right",
-                             proc.stdout))
-    assert set(scores) == {"smollm2-135m-instruct", "multilingual-e5-small"}, proc.stdout[-1500:]
-    # the embeddings label these reviews well (embeddings are deterministic: 10 of these 12, 75% of all 60)
-    assert int(scores["multilingual-e5-small"]) >= 60
-    assert "it is no classifier" in proc.stdout
+    found = re.findall(r"  \S+, (df\.llama\.classify|nearest label|generated label)[^:]*:\s+(\d+)% \(\d+ of 12\) right",
+                       proc.stdout)
+    # what works comes first: scored labels, then the embeddings, then generation
+    assert [name for name, _ in found] == ["df.llama.classify", "nearest label", "generated label"], proc.stdout[-1500:]
+    scores = {name: int(pct) for name, pct in found}
+    # deterministic on these 12 reviews (measured: classify 9 of 12, embeddings 10 of 12; chance is 25%)
+    assert scores["df.llama.classify"] >= 60 and scores["nearest label"] >= 60
+    assert "labels well when it scores the labels (classify) and badly when it generates them" in proc.stdout

@@ -30,7 +30,8 @@ Writing a backend (``pdbatch.backends.mock.Mock`` is the worked example):
   :meth:`~Backend.submit_tables` (one job per request table).
 * **What a call may contain**: :meth:`~Backend.body_fields`,
   :meth:`~Backend.unsupported_params`, :attr:`~Backend.schema_support`
-  (what a ``schema=`` may use).
+  (what a ``schema=`` may use); :attr:`~Backend.scores_labels`
+  (``df.llama.classify``: label probabilities, or an enum schema).
 * **Estimates**: :meth:`~Backend.count_tokens`, :meth:`~Backend.context_window`,
   :meth:`~Backend.batch_price` and :attr:`~Backend.prices_as_of` (``preview``, ``max_cost``).
 * **The response cache**: :meth:`~Backend.cache_identity`.
@@ -179,6 +180,11 @@ class Backend(abc.ABC):
     #: Whether :meth:`submit_tables` runs jobs that read BigQuery request
     #: tables and write BigQuery output tables (``pdbatch.table(...)``).
     accepts_tables: ClassVar[bool] = False
+    #: Whether the backend's engine reads the ``label_scores`` body field
+    #: (:mod:`pdbatch.classify`) and answers with each label's
+    #: log-probability. ``df.llama.classify`` sends other backends the labels
+    #: as an ``enum`` JSON schema instead: they name a label, without probabilities.
+    scores_labels: ClassVar[bool] = False
 
     @abc.abstractmethod
     def model_name(self, model: str | None, kind: Kind) -> str:

@@ -148,6 +148,8 @@ class Local(Backend):
     #: The engine uses the cores other processes leave free: two jobs at once share them, and both crawl.
     exclusive_machine = True
     schema_support = LLAMA_GRAMMAR
+    #: The chat engine scores labels (``pdbatch.engine.score``).
+    scores_labels = True
 
     def __init__(
         self,

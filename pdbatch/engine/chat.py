@@ -20,6 +20,10 @@ greedy answer here matches the one-at-a-time answer: bit for bit on the
 shipped Q4_1 file; on 16-bit weights the first token too, later tokens up to
 the rounding of llama.cpp's batched kernel (see the step comment below).
 
+Requests that ask for label scores (``df.llama.classify``) are not
+generated: ``score.py`` computes each label's log-probability after the
+prompt, in a free slot.
+
 Requests that need grammar-constrained decoding (``response_format`` JSON,
 tools) go through llama-cpp-python's own ``create_chat_completion`` one at a
 time instead: correctness first for the few rows that ask for it.
@@ -36,7 +40,9 @@ from typing import Any
 import numpy as np
 
 from .batch import TokenBatch
-from .common import Item, Result, chat_completion, check_body, needs_grammar
+from .common import Item, RequestError, Result, chat_completion, check_body, check_messages, needs_grammar
+from .score import FIELD as SCORE_FIELD
+from .score import Scorer
 from .sizing import JobSize, job_size
 from .streams import Streams
 from .threads import ThreadGovernor
@@ -44,10 +50,6 @@ from .threads import ThreadGovernor
 BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
 LOOKAHEAD = 256  # requests read ahead and started shortest prompt first
 TOP_CANDIDATES = 256  # nucleus sampling looks at the best this-many tokens
-
-
-class RequestError(ValueError):
-    """A request that cannot run; its message becomes the row's error."""
 
 
 @dataclass
@@ -86,16 +88,6 @@ def parse_params(body: dict[str, Any]) -> _Params:
         frequency_penalty=float(get("frequency_penalty", 0.0)),
         presence_penalty=float(get("presence_penalty", 0.0)),
     )
-
-
-def check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError("invalid request: 'messages' must be a non-empty list")
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
-            raise RequestError(f"invalid request: each message needs a 'role' and 'content', got {m!r:.120}")
-    return messages
 
 
 @dataclass
@@ -160,6 +152,7 @@ class ChatEngine:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = TokenBatch(llama_cpp, BATCH_TOKENS, self.parallel)
         self.streams = Streams(llama_cpp, self.memory, self.parallel)
+        self.scorer = Scorer(self)
         # for status.json at the end: what the job computed, and with how many threads
         self.stats: dict[str, Any] = {"parallel": self.parallel, "kv_cells": self.cells, "threads": [],
                                       "prompt_tokens": 0, "prompt_tokens_computed": 0, "prompt_calls": 0,
@@ -271,6 +264,9 @@ class ChatEngine:
                         yield cid, None, error
                         continue
                     try:
+                        if SCORE_FIELD in body:  # label scores, computed now in this free slot
+                            yield self.scorer.answer(i, cid, body)
+                            continue
                         seq = None if needs_grammar(body) else self._admit(i, cid, body)
                         if seq is None:
                             yield self._run_one(cid, body)

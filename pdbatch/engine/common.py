@@ -15,6 +15,21 @@ Item = tuple[str, Any, "str | None"]
 Result = tuple[str, "dict[str, Any] | None", "str | None"]
 
 
+class RequestError(ValueError):
+    """A request that cannot run; its message becomes the row's error."""
+
+
+def check_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The body's messages, each with a role and content, or RequestError."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("invalid request: 'messages' must be a non-empty list")
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
+            raise RequestError(f"invalid request: each message needs a 'role' and 'content', got {m!r:.120}")
+    return messages
+
+
 def batched(items: Iterator[Item], size: int, stop: Callable[[], bool]) -> Iterator[list[Item]]:
     """Chunks of ``size`` items, checking ``stop`` before each."""
     while not stop():

@@ -277,11 +277,24 @@ def test_vertex_gets_the_enum_schema_and_nan_probabilities(vertex_emulator, gcs_
 
 def test_retry_failed_sends_the_failed_rows_again_with_the_labels(pdbatch_home):
     df = pd.DataFrame({"review": ["Great.", "Awful."]})
+    # A failure of the service (not cached), then the job's backend rebuilt for the retry, which answers.
+    flaky = Mock(fail=lambda cid, body: "503: overloaded")
+    out = df.llama.classify("Review: {review}", labels=["good", "bad"], backend=flaky, progress=False)
+    assert out["error"].str.contains("overloaded").all()
+    again = out.llama.retry_failed(progress=False)
+    assert list(again.columns) == list(out.columns) == ["review", "label", "p_good", "p_bad", "error"]
+    assert len(jobs_submitted(pdbatch_home)) == 2, "the failed rows were not sent again"
+    assert not again["error"].str.contains("overloaded").any()  # Mock echoes: now 'no label', from a new answer
+
+
+def test_retry_failed_of_an_answer_that_named_no_label_is_answered_from_the_cache(pdbatch_home):
+    # The answer itself came back (and was cached): the same request again gives the same answer, at no cost.
+    df = pd.DataFrame({"review": ["Great.", "Awful."]})
     out = df.llama.classify("Review: {review}", labels=["good", "bad"], backend=Mock(), progress=False)
     assert out["error"].notna().all()  # Mock echoes: no label in its answers
     again = out.llama.retry_failed(progress=False)
-    assert list(again.columns) == list(out.columns) == ["review", "label", "p_good", "p_bad", "error"]
-    assert len(jobs_submitted(pdbatch_home)) == 2
+    assert list(again.columns) == list(out.columns)
+    assert len(jobs_submitted(pdbatch_home)) == 1 and again["error"].tolist() == out["error"].tolist()
 
 
 def test_an_empty_frame_gets_the_columns_without_a_job(pdbatch_home):

@@ -8,48 +8,33 @@ join the answers back to the frame.
 
 from __future__ import annotations
 
-import contextvars
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import classify, jobdir, reuse, uievents
+from . import jobdir, jobview, reuse, uievents
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .call import Call, Options
 from .display import live_display_available, make_reporter
-from .errors import ConfigError, JobError, JobFolderError, JobPausedError, JobTimeoutError
-from .join import join_results
+from .errors import ConfigError, JobError, JobFolderError, JobTimeoutError
+from .jobstatus import INTERRUPT_ADVICE, cancelled_error, combine, paused_error
 from .models import Kind
-from .reporter import JobLabel, RowCounts, elapsed_seconds, short_state
-from .requests import RequestPlan, custom_ids
-from .results import parse_files, parse_lines
-from .structured import as_schema
+from .readside import assemble
+from .reporter import JobLabel, RowCounts
+from .requests import custom_ids
+from .results import parse_files
 from .watch import Poller, follow, watch
-from .widget import status_html
 
-__all__ = ["BatchJob", "attach", "combine", "empty_result"]
+__all__ = ["BatchJob", "attach", "combine"]
 
 #: Handle classes for jobs whose saved call sets this key: :func:`attach`
 #: returns one of these for such a job (a request file's, :mod:`pdbatch.runfile`).
 JOB_TYPES: dict[str, type[BatchJob]] = {}
-
-
-def _interrupted(job_id: str) -> str:
-    return (f"pdbatch: interrupted; job {job_id} goes on running. Get it back with "
-            f"job = pdbatch.attach({job_id!r}) (then job.wait(), job.result()); stop it with job.cancel() "
-            f"(or `pdbatch cancel {job_id}`).")
-
-
-#: What an interrupted ``wait`` prints about the job that goes on: how to reach it again.
-#: Python's words by default; the command line sets its own (``pdbatch wait JOB_ID``, ...).
-INTERRUPT_ADVICE: contextvars.ContextVar[Callable[[str], str]] = contextvars.ContextVar(
-    "pdbatch_interrupt_advice", default=_interrupted)
 
 
 class BatchJob:
@@ -139,6 +124,16 @@ class BatchJob:
         return self.refresh().state
 
     @property
+    def skipped(self) -> dict[int, str]:
+        """The frame positions this job did not send, and why (skipped, reused, cached, another kind's line)."""
+        return dict(self._record.skipped)
+
+    @property
+    def last_status(self) -> JobStatus | None:
+        """The status last seen by this handle, without asking the backend (None before the first check)."""
+        return self._status
+
+    @property
     def status(self) -> JobStatus:
         """The last status seen (refreshed if never fetched)."""
         return self._status or self.refresh()
@@ -216,10 +211,10 @@ class BatchJob:
             status = self._watch(reporter, process, clicks, interval, deadline)
         if status.done:
             if clicks and status.state == "JOB_STATE_CANCELLED":
-                raise _cancelled(self.id, status)
+                raise cancelled_error(self.id, status)
             return self
         if status.state == "JOB_STATE_PAUSED":
-            raise _paused(self.id, status)
+            raise paused_error(self.id, status)
         raise JobTimeoutError(
             f"job {self.id} is still {status.state} after {timeout} s; it goes on running. "
             f"Call job.wait() again, or pdbatch.attach({self.id!r}) later.",
@@ -233,7 +228,7 @@ class BatchJob:
 
         def fetch() -> JobStatus:
             nonlocal status
-            status = self._poll_once()
+            status = self.poll_once()
             return status
 
         def between(seconds: float) -> None:  # widget clicks processed while waiting; a click polls at once
@@ -251,7 +246,7 @@ class BatchJob:
             if reporter.live and status is not None and not status.done:
                 # Interrupted or timed out: the job goes on, so its panel goes on
                 # updating from a thread, and its Cancel button now reaches the kernel.
-                self.poller = follow(reporter, self._poll_once, interval, name=f"pdbatch-poll-{self.id}")
+                self.poller = follow(reporter, self.poll_once, interval, name=f"pdbatch-poll-{self.id}")
             else:
                 reporter.close(status)
         assert status is not None  # watch returns only after a snapshot, or raises
@@ -260,8 +255,8 @@ class BatchJob:
     def _interval(self, poll: float | None = None) -> float:
         return poll if poll is not None else self.backend.poll_seconds
 
-    def _poll_once(self) -> JobStatus:
-        # One status check; a local job whose worker died is restarted on the way.
+    def poll_once(self) -> JobStatus:
+        """One status check; a local job whose worker died is restarted on the way."""
         status = self.refresh()
         if status.stalled:
             self.resume()
@@ -333,35 +328,42 @@ class BatchJob:
                 state=status.state,
                 detail=status.error,
             )
-        frame = jobdir.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
-        paths = self._fetch_output()
-        cached = self._folder / jobdir.CACHED
+        frame = self.frame()
+        paths = self.output_files()
+        saved = reuse.load(self._folder, len(frame), paths)
         # a running (or crashed) worker may have left half a line at the end: not data
         parsed = parse_files(paths, complete_only=not status.done)
-        if cached.exists():
-            parsed = pd.concat([parsed, parse_files([cached])], ignore_index=True)
+        if saved.cached is not None:  # rows answered by the cache
+            parsed = pd.concat([parsed, parse_files([saved.cached])], ignore_index=True)
         missing = "missing: the job returned no output line for this row"
         if status.state not in OK_STATES:
             missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")
         call = self.call
-        out = join_results(
-            frame,
-            parsed,
-            kind=self._record.kind,
-            custom_ids=custom_ids(frame, call.custom_id),
-            skipped=self._record.skipped,
-            overwrite=self.options.overwrite,
-            missing_error=missing,
-        )
-        # rows answered by an identical row or by the cache; new answers into the cache
-        out = reuse.complete(self._folder, self._record, out, paths, status.state in OK_STATES)
-        out = finish_result(out, call)
+        out = assemble(frame, parsed, call, kind=self._record.kind, custom_ids=custom_ids(frame, call.custom_id),
+                       skipped=self._record.skipped, overwrite=self.options.overwrite, alias=saved.alias,
+                       missing_error=missing)
+        if status.state in OK_STATES:  # once, after a good job: its new answers into the cache
+            reuse.fill_cache(self._folder, self._record, paths)
         out.attrs["pdbatch_job"] = self.id
         if self._record.rows:
             out.attrs["pdbatch_rows"] = dict(self._record.rows)
         return out
 
-    def _fetch_output(self) -> list[Path]:
+    def frame(self) -> pd.DataFrame:
+        """The frame as it was submitted (the job's own copy, read from its folder)."""
+        return jobdir.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
+
+    def answer_files(self) -> list[Path]:
+        """Every file that answers a row: the job's output files, then the lines answered by the cache."""
+        paths = self.output_files() if self.ids else []
+        return reuse.load(self._folder, self.n_rows, paths).answer_files(paths)
+
+    def aliases(self) -> np.ndarray | None:
+        """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
+        return reuse.load(self._folder, self.n_rows, []).alias
+
+    def output_files(self) -> list[Path]:
+        """The job's output files, downloaded into its folder by the backend (empty when nothing was sent)."""
         dest = self._folder / jobdir.DOWNLOADS
         try:
             jobdir.private_tree(dest, chmod=False)  # a link there would take the download elsewhere: refused
@@ -395,88 +397,13 @@ class BatchJob:
             self.wait(progress=True, poll=poll)
             return
         reporter = make_reporter(self.label, True, cancel=self.cancel, blocking=False)
-        self.poller = follow(reporter, self._poll_once, self._interval(poll), name=f"pdbatch-poll-{self.id}")
+        self.poller = follow(reporter, self.poll_once, self._interval(poll), name=f"pdbatch-poll-{self.id}")
 
     def __repr__(self) -> str:
-        st = self._status
-        if st is None:
-            return f"<BatchJob {self.id} {self.backend.name}:{self.model} (status not fetched: job.refresh())>"
-        state = short_state(st.state)
-        rows = self.rows
-        unit = "sent" if rows is not None and rows.reused else "rows"  # requests, when some rows were not sent
-        counts = f", {st.finished}/{st.total if st.total is not None else '?'} {unit}"
-        if st.failed:
-            counts += f" ({st.failed} failed)"
-        if rows is not None and rows.reused:
-            counts += f"; {rows.describe()}"
-        return f"<BatchJob {self.id} {self.backend.name}:{self.model} {state}{counts}>"
+        return jobview.text(self, self.last_status)
 
     def _repr_html_(self) -> str:
-        # A frozen copy of the live panel; `job.display()` brings the live one back.
-        try:
-            st: JobStatus | None = self.refresh()
-            note = None if st is not None and st.done else "a snapshot: job.display() shows it live"
-        except Exception as exc:  # a repr must not raise: show the last status and why it is stale
-            st = self._status
-            note = f"could not fetch the status: {type(exc).__name__}: {exc}"
-        return status_html(self.label, st, elapsed=elapsed_seconds(st) if st is not None else None, note=note)
-
-
-def _cancelled(job_id: str, status: JobStatus) -> JobError:
-    return JobError(
-        f"job {job_id} was cancelled from its panel ({status.state}; {status.succeeded} rows answered, "
-        f"{status.failed} failed). The answered rows are kept: job.result(partial=True), or "
-        f"pdbatch.attach({job_id!r}).result(partial=True), returns them with the others marked not run, "
-        f"and .llama.retry_failed() on that frame sends the others again.",
-        job_id=job_id,
-        state=status.state,
-        detail=status.error,
-    )
-
-
-def _paused(job_id: str, status: JobStatus) -> JobPausedError:
-    # A paused job leaves that state only when someone resumes it on the service:
-    # waiting on would hang a script, or a notebook cell, indefinitely.
-    return JobPausedError(
-        f"job {job_id} is JOB_STATE_PAUSED ({status.finished}/{status.total if status.total is not None else '?'} "
-        f"rows done{'; ' + status.error if status.error else ''}): the service paused it and it will not go on "
-        f"until it is resumed there (see {status.console_url or 'the console'}). Stopped waiting. "
-        f"job.result(partial=True) returns the rows answered so far; job.cancel() stops it; job.wait() waits again.",
-        job_id=job_id,
-        state=status.state,
-        detail=status.error,
-    )
-
-
-def combine(statuses: list[JobStatus]) -> JobStatus:
-    """One status for a job split over several backend jobs."""
-    if not statuses:  # every row was answered from the cache: nothing was sent
-        return JobStatus(state="JOB_STATE_SUCCEEDED", total=0)
-    if len(statuses) == 1:
-        return statuses[0]
-    states = {s.state for s in statuses}
-    active = [s for s in statuses if s.state in ACTIVE_STATES]
-    if active:
-        state = "JOB_STATE_RUNNING" if any(s.state == "JOB_STATE_RUNNING" for s in active) else active[0].state
-    elif states == {"JOB_STATE_SUCCEEDED"}:
-        state = "JOB_STATE_SUCCEEDED"
-    elif states <= OK_STATES:
-        state = "JOB_STATE_PARTIALLY_SUCCEEDED"
-    else:
-        state = next(s for s in ("JOB_STATE_FAILED", "JOB_STATE_EXPIRED", "JOB_STATE_CANCELLED") if s in states)
-    totals = [s.total for s in statuses]
-    errors = [s.error for s in statuses if s.error]
-    return JobStatus(
-        state=state,
-        total=None if None in totals else sum(t or 0 for t in totals),
-        succeeded=sum(s.succeeded for s in statuses),
-        failed=sum(s.failed for s in statuses),
-        error="; ".join(errors) or None,
-        output=statuses[0].output,
-        console_url=statuses[0].console_url,
-        stalled=any(s.stalled for s in statuses),
-        extra={"parts": [s.state for s in statuses]},
-    )
+        return jobview.html(self)
 
 
 def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: bool = False) -> BatchJob:
@@ -517,25 +444,3 @@ def attach(job_id: str, backend: Backend | str | None = None, *, allow_pickle: b
                               f"not {be.name!r}")
     cls = next((c for key, c in JOB_TYPES.items() if record.call.get(key)), BatchJob)
     return cls(record, folder, be, allow_pickle=allow_pickle)
-
-
-def finish_result(out: pd.DataFrame, call: Call) -> pd.DataFrame:
-    """A joined result with the columns the call asked for: parsed ``schema=`` fields, or classify's labels."""
-    if call.classify is not None:
-        return classify.add_columns(out, classify.LabelSpec.from_record(call.classify))
-    if call.schema:
-        return as_schema(call.schema).add_columns(out)
-    return out
-
-
-def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.DataFrame:
-    """The result of a call with nothing to send (empty frame, or every row skipped): no job is started."""
-    return join_results(
-        frame,
-        parse_lines([]),
-        kind=plan.kind,
-        custom_ids=plan.custom_ids,
-        skipped=plan.skipped,
-        sent=np.zeros(len(frame), dtype=bool),
-        overwrite=overwrite,
-    )

@@ -26,7 +26,6 @@ from .atomic import open_private, write_private
 from .cache import ResponseCache, RowKeys, deterministic
 from .call import CacheMode
 from .errors import JobFolderError, answers_hint
-from .join import output_columns
 from .outputs import outcome, succeeded
 from .reporter import RowCounts
 from .requests import RequestPlan
@@ -34,7 +33,7 @@ from .requests import RequestPlan
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["Reuse", "complete", "fan_out", "plan_reuse", "remember", "save"]
+__all__ = ["Reuse", "Saved", "fan_out", "fill_cache", "load", "plan_reuse", "remember", "save"]
 
 CHUNK = 65_536
 
@@ -155,29 +154,62 @@ def save(folder: Path, reuse: Reuse, plan: RequestPlan) -> None:
         write_private(folder / jobdir.KEYS, orjson.dumps(by_id))
 
 
-def complete(folder: Path, record: Any, out: pd.DataFrame, outputs: list[Path], ok: bool) -> pd.DataFrame:
-    """Fan answers out to duplicate rows, and (once, after a good job) cache the new answers.
+@dataclass(frozen=True)
+class Saved:
+    """A job folder's reuse state, as :func:`load` read it (the one reader of what :func:`save` wrote).
 
-    ``outputs`` are the job's output files; they are read again only when
-    there are answers to cache (the cache stores whole output lines).
+    Attributes
+    ----------
+    alias : numpy.ndarray or None
+        For each frame row, the position whose answer it takes, or -1; None when no row repeats another.
+    cached : pathlib.Path or None
+        The output lines answered from the cache (``cached.jsonl``), when there are any.
     """
-    if (folder / jobdir.ALIAS).exists():
-        alias = _alias(folder / jobdir.ALIAS, len(out), [*outputs, folder / jobdir.CACHED])
-        out = fan_out(out, alias, list(output_columns(record.kind)))
+
+    alias: np.ndarray | None
+    cached: Path | None
+
+    def answer_files(self, outputs: list[Path]) -> list[Path]:
+        """The job's output files and then the cached lines: every file that answers a row."""
+        return [*outputs, *([self.cached] if self.cached is not None else [])]
+
+
+def load(folder: Path, n_rows: int, outputs: list[Path]) -> Saved:
+    """Read a job folder's reuse state (aliases checked against ``n_rows``; ``outputs`` name what is left if not).
+
+    Raises
+    ------
+    JobFolderError
+        The saved aliases are damaged (not one position per row).
+    """
+    cached = folder / jobdir.CACHED
+    cached_path = cached if cached.exists() else None
+    path = folder / jobdir.ALIAS
+    alias = _alias(path, n_rows, [*outputs, cached]) if path.exists() else None
+    return Saved(alias, cached_path)
+
+
+def fill_cache(folder: Path, record: Any, outputs: list[Path]) -> None:
+    """Once, after a good job, put its new answers into the cache under the keys saved at submit.
+
+    ``outputs`` are the job's output files; they are read only when there
+    are keys (the cache stores whole output lines), and only the lines this
+    home can prove it got for those keys are stored (:mod:`pdbatch.trust`).
+    """
     keys = folder / jobdir.KEYS
     done = folder / jobdir.CACHE_FILLED
-    if ok and keys.exists() and not done.exists():
-        try:
-            raw = jobdir.read_file(keys)
-            by_id = orjson.loads(raw)
-        except (OSError, orjson.JSONDecodeError):
-            return out  # only the cache needed it: the answers are all here
-        # only what this home can prove it got for these keys (pdbatch.trust); a copied folder feeds nothing
-        lines = trust.lines_to_cache(folder, record, raw, outputs)
-        remember(record.backend, record.model, by_id, lines)
-        with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
-            jobdir.write_file(done, b"")
-    return out
+    if not keys.exists() or done.exists():
+        return
+    try:
+        raw = jobdir.read_file(keys)
+        by_id = orjson.loads(raw)
+    except (OSError, orjson.JSONDecodeError):
+        return  # only the cache needed it: the answers are all here
+    # only what this home can prove it got for these keys (pdbatch.trust); a copied folder feeds nothing
+    lines = trust.lines_to_cache(folder, record, raw, outputs)
+    remember(record.backend, record.model, by_id, lines)
+    with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
+        jobdir.write_file(done, b"")
 
 
 def _alias(path: Path, n_rows: int, outputs: list[Path]) -> np.ndarray:

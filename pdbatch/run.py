@@ -22,14 +22,15 @@ from .display import make_reporter
 from .errors import ConfigError
 from .failures import hold_back_sure_failures
 from .fit import hold_back
-from .join import join_results, output_columns
+from .join import output_columns
 from .models import CHAT, Kind, kind_of_url
 from .params import body_params
 from .preview import Preview, enforce_limits, make_preview
+from .readside import assemble, empty_result, finish_result
 from .reporter import JobLabel
 from .requests import RequestPlan, build_requests
 from .results import parse_bytes
-from .reuse import Reuse, fan_out, plan_reuse
+from .reuse import Reuse, plan_reuse
 from .runfile import RequestsJob
 from .schemacheck import check_supported
 from .structured import Schema, as_schema
@@ -120,10 +121,11 @@ def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, optio
     if len(p.plan.positions) == 0:
         raise ConfigError("nothing to submit: the frame is empty or every row was skipped "
                           "(batch_predict returns the empty result without a job)")
-    return _submit(frame, p, options)
+    return submit_prepared(frame, p, options)
 
 
-def _submit(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
+def submit_prepared(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
+    """Submit a call :func:`prepare` checked and planned (its reuse found): only what is left to send is sent."""
     return submitting.submit(frame, p.plan, p.backend, p.call, options, p.reused)
 
 
@@ -132,10 +134,10 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
     """Run the call as one job, wait for it, and return the joined frame."""
     p = prepare(frame, call, backend, options)
     if len(p.plan.positions) == 0:
-        return jobs.finish_result(jobs.empty_result(frame, p.plan, options.overwrite), call)
+        return finish_result(empty_result(frame, p.plan, options.overwrite), call)
     if len(p.reused.sending_plan(p.plan).positions) == 0:
         return answered(frame, p, options, progress=progress)
-    return _submit(frame, p, options).wait(timeout, progress=progress).result()
+    return submit_prepared(frame, p, options).wait(timeout, progress=progress).result()
 
 
 def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bool = False) -> pd.DataFrame:
@@ -165,10 +167,9 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
     if progress:
         label = JobLabel(id="", backend=p.backend.name, model=p.plan.model, rows=counts)
         make_reporter(label, True, blocking=False).close(JobStatus(state="JOB_STATE_SUCCEEDED", total=0))
-    out = join_results(frame, parse_bytes(b"".join(line + b"\n" for line in p.reused.cached.values())),
-                       kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
-                       overwrite=options.overwrite)
-    out = jobs.finish_result(fan_out(out, p.reused.alias, list(output_columns(p.plan.kind))), p.call)
+    out = assemble(frame, parse_bytes(b"".join(line + b"\n" for line in p.reused.cached.values())), p.call,
+                   kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
+                   overwrite=options.overwrite, alias=p.reused.alias)
     out.attrs["pdbatch_rows"] = counts.record()
     return out
 

@@ -23,7 +23,6 @@ import orjson
 import pandas as pd
 
 from . import job as jobs
-from . import jobdir
 from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import JobStatus
@@ -222,7 +221,8 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
         job = submitting.submit(frame, plan, be, call, options, r)
         siblings.append(job.id)
     assert job is not None
-    head = RequestsJob(job._record, job._folder, be)
+    head = jobs.attach(job.id, be)  # the head's handle speaks for every kind's job
+    assert isinstance(head, RequestsJob)
     if not wait:
         if progress and live_display_available():
             head.display()
@@ -294,8 +294,8 @@ class RequestsJob(jobs.BatchJob):
             else self.members[0].refresh()
         return self._status
 
-    def _poll_once(self) -> JobStatus:
-        statuses = [m._poll_once() for m in self.members]
+    def poll_once(self) -> JobStatus:
+        statuses = [m.poll_once() for m in self.members]
         self._status = jobs.combine(statuses) if len(statuses) > 1 else statuses[0]
         return self._status
 
@@ -412,17 +412,15 @@ class RequestsJob(jobs.BatchJob):
 def _owned(member: jobs.BatchJob, n: int) -> np.ndarray:
     """Positions a part runs (sent, or answered by the cache or an identical line)."""
     mine = np.ones(n, dtype=bool)
-    mine[list(member._record.skipped)] = False
+    mine[list(member.skipped)] = False
     return mine
 
 
 def _answers(member: jobs.BatchJob) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
     """Each answered custom_id's (body, error), from the part's output lines; a success beats a failure."""
     done = member.status.done
-    paths = list(member._fetch_output()) if member.ids else []
-    cached = member._folder / jobdir.CACHED
     out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
-    for path in [*paths, *([cached] if cached.exists() else [])]:
+    for path in member.answer_files():
         for raw in iter_file_lines(path, complete_only=not done):
             try:
                 obj = orjson.loads(raw)
@@ -431,19 +429,14 @@ def _answers(member: jobs.BatchJob) -> dict[str, tuple[dict[str, Any] | None, st
             cid = obj.get("custom_id") if isinstance(obj, dict) else None
             if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
                 out[cid] = answer(obj)
-    alias_path = member._folder / jobdir.ALIAS
-    if alias_path.exists():  # lines identical to an earlier one take its answer
-        alias = np.load(alias_path, allow_pickle=False)
-        frame_ids = _ids(member)
+    alias = member.aliases()  # read (and checked) by the one reader of a job's reuse state
+    if alias is not None:  # lines identical to an earlier one take its answer
+        frame_ids = member.frame()["custom_id"].tolist()
         for p in np.flatnonzero(alias >= 0).tolist():
             first = out.get(frame_ids[int(alias[p])])
             if first is not None:
                 out[frame_ids[p]] = first
     return out
-
-
-def _ids(member: jobs.BatchJob) -> list[str]:
-    return jobdir.load_frame(member._folder, member.id)["custom_id"].tolist()
 
 
 def _code(error: str, found: tuple[Any, str | None] | None, state: str) -> str:

@@ -29,6 +29,7 @@ from .call import Call, Options
 from .errors import ConfigError, JobError, JobTimeoutError, PdbatchError
 from .join import join_results
 from .models import kind_of_url
+from .readside import empty_result
 from .results import parse_lines
 
 __all__ = ["Entry", "compare", "parse_models"]
@@ -166,7 +167,7 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
         if not sends(i):
             return  # nothing to send: answered below without a job
         try:
-            submitted[i] = run._submit(frame, p, options)
+            submitted[i] = run.submit_prepared(frame, p, options)
         except PdbatchError as exc:
             submitted[i] = f"not submitted: {exc}"
 
@@ -233,7 +234,7 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
 
 def _interrupted(labels: list[str], submitted: list[Any], waiting: list[int]) -> None:
     for label, job in zip(labels, submitted, strict=True):
-        if isinstance(job, jobs.BatchJob) and (job._status is None or not job._status.done):
+        if isinstance(job, jobs.BatchJob) and (job.last_status is None or not job.last_status.done):
             print(f"{label}: {jobs.INTERRUPT_ADVICE.get()(job.id)}", file=sys.stderr, flush=True)
     if waiting:
         print(f"pdbatch: interrupted; {', '.join(repr(labels[i]) for i in waiting)} never started (queued "
@@ -241,7 +242,7 @@ def _interrupted(labels: list[str], submitted: list[Any], waiting: list[int]) ->
 
 
 def _empty(frame: pd.DataFrame, p: run.Prepared, options: Options) -> pd.DataFrame:
-    out = jobs.empty_result(frame, p.plan, options.overwrite)
+    out = empty_result(frame, p.plan, options.overwrite)
     return p.schema.add_columns(out) if p.schema else out
 
 

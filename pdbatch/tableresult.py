@@ -185,9 +185,14 @@ class TableJob(jobs.BatchJob):
 
     @property
     def client(self) -> Any:
+        """The BigQuery client the result is written with (made for the source's project when none was given)."""
         if self._client is None:
             self._client = bigquery_client(TableRef.parse(self.spec["source"]).project)
         return self._client
+
+    @client.setter
+    def client(self, client: Any) -> None:
+        self._client = client
 
     def result(self, partial: bool = False, *, output: str | None = None,  # type: ignore[override]
                overwrite: bool = False) -> TableResult:
@@ -243,7 +248,7 @@ def result_of(table: Source, job_id: str | None) -> TableResult:
     job = jobs.attach(job_id)
     if not isinstance(job, TableJob):
         raise ConfigError(f"job {job_id} did not run on a BigQuery table")
-    job._client = table.client
+    job.client = table.client
     return TableResult(table.ref, table.client, job)
 
 

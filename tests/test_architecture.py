@@ -71,3 +71,43 @@ def test_the_core_never_branches_on_a_backends_name():
     found = [f"{p.name}:{i}" for p in core for i, line in enumerate(p.read_text().splitlines(), 1)
              if branch.search(line) and "backend" in line]
     assert found == []
+
+
+#: Where a module may still read another object's private attribute, and why.
+PRIVATE_READS_ALLOWED = {
+    # vendor objects with no public way to the same thing
+    ("display.py", "_time"),  # tqdm's clock, so that a resumed bar keeps its elapsed time
+    ("uievents.py", "_parent_ident"),  # ipykernel's shell identity, to process the widget's clicks in a blocked cell
+    ("chat.py", "_model"),  # llama-cpp-python's model under its high-level Llama: the vocabulary and token texts
+    ("llama.py", "_model"),
+    ("rows.py", "_fields"),  # a namedtuple's public API is spelt with an underscore
+}
+#: The Vertex backend's helper modules are the class split by concern: they use its private clients.
+PRIVATE_READS_FOLDERS = ("backends/",)
+
+
+def private_reads(path: Path) -> list[tuple[int, str]]:
+    """``x._name`` where ``x`` is not ``self``/``cls``: another object's, or another module's, private name."""
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id in {"self", "cls"})):
+            found.append((node.lineno, f"{ast.unparse(node.value)}.{node.attr}"))
+    return found
+
+
+def test_no_module_reads_another_objects_private_attributes():
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith(PRIVATE_READS_FOLDERS):
+            continue
+        found += [f"{rel}:{line} {text}" for line, text in private_reads(path)
+                  if (path.name, text.rpartition(".")[2]) not in PRIVATE_READS_ALLOWED]
+    assert found == []
+
+
+def test_settings_sit_below_the_backends_that_read_them():
+    # even a type-only import of Backend would close a loop between the folders (backends -> config)
+    assert sorted(m for m in imports()["pdbatch.config"] if m.startswith("pdbatch.backends")) == []

@@ -402,7 +402,7 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int | 
     if folder is not None:
         spec["requests"] = str(_requests(folder / "requests.jsonl", bodies))
     engine = ChatEngine(spec)
-    lib, decoded, steps = engine._c, [], []
+    lib, decoded, steps = engine.lib, [], []
 
     class Counting:
         def __getattr__(self, name):
@@ -414,7 +414,7 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int | 
                 steps.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
             return lib.llama_decode(ctx, batch)
 
-    engine._c = Counting()
+    engine.lib = Counting()
     items = [(f"r{i}", body, None) for i, body in enumerate(bodies)]
     done, first_at = {}, None
     for cid, response, _ in engine.run(iter(items), lambda: False):

@@ -111,7 +111,7 @@ class ChatEngine:
 
         from .llama import ChatTokenizer, load_llama
 
-        self._c = llama_cpp
+        self.lib = llama_cpp
         self.governor = ThreadGovernor(spec.get("threads"))
         threads = self.governor.threads
         self.name = spec["model"]
@@ -160,7 +160,7 @@ class ChatEngine:
 
     def close(self) -> None:
         if getattr(self, "ctx", None):
-            self._c.llama_free(self.ctx)
+            self.lib.llama_free(self.ctx)
             self.ctx = None
 
     def __del__(self) -> None:
@@ -200,7 +200,7 @@ class ChatEngine:
         """
         messages = check_messages(body)
         params = parse_params(body)
-        self._c.llama_set_n_threads(self.llm.ctx, self.governor.threads, self.governor.threads)
+        self.lib.llama_set_n_threads(self.llm.ctx, self.governor.threads, self.governor.threads)
         out = self.llm.create_chat_completion(
             messages=messages,
             max_tokens=params.max_tokens,
@@ -284,7 +284,7 @@ class ChatEngine:
                     return
                 continue
             threads = self.governor.update()
-            self._c.llama_set_n_threads(self.ctx, threads, threads)
+            self.lib.llama_set_n_threads(self.ctx, threads, threads)
             if threads not in self.stats["threads"]:
                 self.stats["threads"].append(threads)
             if exhausted and not waiting:
@@ -341,26 +341,26 @@ class ChatEngine:
         while waiting and (not spent or spent < budget):
             group = self.streams.plan(waiting, max(1, min(BATCH_TOKENS, budget - spent)))
             del waiting[: len(group.seqs)]
-            rows = self._prefill(group.seqs, group.length)
+            rows = self.prefill(group.seqs, group.length)
             spent += group.length * len(group.seqs)
             for s, row in zip(group.seqs, rows, strict=True):
                 yield s, self._sample(s, row)
 
-    def _decode(self) -> None:
-        rc = self._c.llama_decode(self.ctx, self.batch.raw)
+    def decode(self) -> None:
+        rc = self.lib.llama_decode(self.ctx, self.batch.raw)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
 
     def _decode_next(self, seqs: list[_Seq]) -> None:
         """Feed each answering sequence its last sampled token, all in one call."""
         self.batch.set_next([s.generated[-1] for s in seqs], [s.n_past for s in seqs], [s.slot for s in seqs])
-        self._decode()
+        self.decode()
         self.stats["decode_calls"] += 1
         for s in seqs:
             self.streams.held[s.slot].append(s.generated[-1])
             s.n_past += 1
 
-    def _prefill(self, seqs: list[_Seq], length: int) -> list[int]:
+    def prefill(self, seqs: list[_Seq], length: int) -> list[int]:
         """Compute the last ``length`` tokens of each prompt (the rest is reused), in one call if they fit.
 
         Returns the row of each prompt's last-token logits in the last call.
@@ -369,14 +369,14 @@ class ChatEngine:
             self.streams.take(s.slot, s.prompt, len(s.prompt) - length)
         if len(seqs) > 1:
             self.batch.set_prompts([(s.prompt[-length:], len(s.prompt) - length, s.slot) for s in seqs])
-            self._decode()
+            self.decode()
         else:  # one prompt, in near-equal chunks of at most BATCH_TOKENS (none shorter than two tokens)
             s, start = seqs[0], len(seqs[0].prompt) - length
             n_calls = -(-length // BATCH_TOKENS)
             for k in range(n_calls):
                 a, b = start + length * k // n_calls, start + length * (k + 1) // n_calls
                 self.batch.set_prompts([(s.prompt[a:b], a, s.slot)], logits=k == n_calls - 1)
-                self._decode()
+                self.decode()
         for s in seqs:
             self.streams.held[s.slot] = list(s.prompt)
             s.n_past = len(s.prompt)
@@ -387,7 +387,7 @@ class ChatEngine:
 
     def _sample(self, s: _Seq, index: int) -> str | None:
         """Pick the next token for ``s`` from row ``index`` of the last call's logits; a finish reason when done."""
-        ptr = self._c.llama_get_logits_ith(self.ctx, index)
+        ptr = self.lib.llama_get_logits_ith(self.ctx, index)
         logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,))
         p = s.params
         if s.counts and (p.frequency_penalty or p.presence_penalty):
@@ -396,7 +396,7 @@ class ChatEngine:
             cnt = np.fromiter(s.counts.values(), dtype=np.float32)
             logits[toks] -= cnt * p.frequency_penalty + p.presence_penalty
         token = int(np.argmax(logits)) if p.temperature == 0.0 else self._draw(logits, p, s.rng)
-        if self._c.llama_vocab_is_eog(self.vocab, token):
+        if self.lib.llama_vocab_is_eog(self.vocab, token):
             return "stop"
         s.generated.append(token)
         s.counts[token] = s.counts.get(token, 0) + 1

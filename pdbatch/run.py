@@ -31,8 +31,7 @@ from .requests import RequestPlan, build_requests
 from .results import parse_bytes
 from .reuse import Reuse, fan_out, plan_reuse
 from .runfile import RequestsJob
-from .schemacheck import check_supported
-from .structured import Schema, as_schema
+from .structured import Schema, apply_schema, as_schema
 
 __all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
 
@@ -63,13 +62,7 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
     kind = kind_of_url(call.url)
     params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
-    if schema is not None:
-        if kind != CHAT:
-            raise ConfigError("schema= applies to chat completions, not embeddings")
-        if "response_format" in params:
-            raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
-        params["response_format"] = schema.response_format
-        check_supported(params["response_format"]["json_schema"]["schema"], backend.schema_support)
+    apply_schema(params, schema, kind, backend.schema_support)
     built = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
                            model=backend.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
                            on_null=call.on_null, params=params)

@@ -36,6 +36,13 @@ ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "gpt-oss-120b-maas": (0.15, 0.60),
     "gemini-embedding-001": (0.15, 0.0),
     "gemini-embedding-2": (0.20, 0.0),
+    # Gemini chat models, read 2026-12-06: Google's pricing page as quoted in a public release note
+    # (yologdev/yoagent v0.27.6, 2026-11-09: "Prices, from Google's pricing page", text input up to
+    # the standard context); no stored copy of the Vertex page itself could be read, so these are
+    # the ones two sources agree on. gemini-3.5-flash and gemini-4-argon have no price here yet:
+    # preview says their cost is unknown (pass prices=).
+    "gemini-3.5-flash-lite": (0.30, 2.50),
+    "gemini-3.1-flash-lite": (0.25, 1.50),
 }
 
 #: OpenAI's models, priced the same way (the openai backend reads this table; its Batch API bills half):

@@ -1,7 +1,8 @@
 """The Gemini chat models in the Vertex catalog (:data:`pdbatch.models.VERTEX_MODELS`), with their sources.
 
-Kept apart from :mod:`pdbatch.models` (already long); that module imports
-:data:`GEMINI_CHAT` once :class:`~pdbatch.models.VertexModel` exists.
+Kept apart from :mod:`pdbatch.models` (already long), which builds its
+catalog entries from :data:`GEMINI_CHAT`: plain data, so this module imports
+nothing of pdbatch.
 
 Sources (read 2026-12-06):
 
@@ -26,35 +27,42 @@ Sources (read 2026-12-06):
 from __future__ import annotations
 
 from datetime import date
+from typing import NamedTuple
 
-from .models import CHAT, VertexModel
-
-__all__ = ["GEMINI_BATCH_PAGE", "GEMINI_CHAT", "GEMINI_VERSIONS"]
+__all__ = ["GEMINI_BATCH_PAGE", "GEMINI_CHAT", "GEMINI_LOCATIONS", "GEMINI_VERSIONS", "GeminiModel"]
 
 _DOCS = "https://docs.cloud.google.com/gemini-enterprise-agent-platform"
 GEMINI_VERSIONS = f"{_DOCS}/models/model-versions"
 GEMINI_BATCH_PAGE = f"{_DOCS}/reference/models/batch-prediction-api"
 #: GEMINI_VERSIONS: Gemini 2.5 retired on this day; new access ended a month before.
 _RETIRED_2_5, _BLOCKED_2_5 = date(2026, 10, 20), date(2026, 9, 20)
+#: Where their batch jobs run (see "Regions" above).
+GEMINI_LOCATIONS = ("global",)
 
 
-def _gemini(model_id: str, launched: date, *, retired: date | None = None) -> VertexModel:
-    # Stable (GA) models: `launched` is the release day (not a Preview's 45-day guarantee:
-    # stage "GA"); a retired one keeps its dates so that it is refused with them.
-    return VertexModel("google", model_id, CHAT, wire="gemini-chat", locations=("global",), launched=launched,
-                       deprecated=_BLOCKED_2_5 if retired else None, retired=retired)
+class GeminiModel(NamedTuple):
+    """A stable (GA) Gemini chat model: its release day, and its dates once retired."""
+
+    model_id: str
+    launched: date
+    deprecated: date | None = None
+    retired: date | None = None
 
 
-GEMINI_CHAT: tuple[VertexModel, ...] = (
+def _retired(model_id: str, launched: date) -> GeminiModel:
+    return GeminiModel(model_id, launched, _BLOCKED_2_5, _RETIRED_2_5)
+
+
+GEMINI_CHAT: tuple[GeminiModel, ...] = (
     # GEMINI_VERSIONS: release dates; "retirement date: <one year later> or later" (none fixed yet).
-    _gemini("gemini-3.5-flash", date(2026, 5, 19)),
-    _gemini("gemini-3.5-flash-lite", date(2026, 7, 21)),
-    _gemini("gemini-3.1-flash-lite", date(2026, 5, 7)),
+    GeminiModel("gemini-3.5-flash", date(2026, 5, 19)),
+    GeminiModel("gemini-3.5-flash-lite", date(2026, 7, 21)),
+    GeminiModel("gemini-3.1-flash-lite", date(2026, 5, 7)),
     # GEMINI_VERSIONS (newest copy): released 2026-10-13, no retirement date announced;
     # GEMINI_BATCH_PAGE lists "Gemini 4 Argon".
-    _gemini("gemini-4-argon", date(2026, 10, 13)),
+    GeminiModel("gemini-4-argon", date(2026, 10, 13)),
     # GEMINI_VERSIONS: retired; replacements gemini-3.5-flash / -flash-lite, gemini-3.1-flash-lite.
-    _gemini("gemini-2.5-pro", date(2025, 6, 17), retired=_RETIRED_2_5),
-    _gemini("gemini-2.5-flash", date(2025, 6, 17), retired=_RETIRED_2_5),
-    _gemini("gemini-2.5-flash-lite", date(2025, 7, 22), retired=_RETIRED_2_5),
+    _retired("gemini-2.5-pro", date(2025, 6, 17)),
+    _retired("gemini-2.5-flash", date(2025, 6, 17)),
+    _retired("gemini-2.5-flash-lite", date(2025, 7, 22)),
 )

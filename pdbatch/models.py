@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._gemini_catalog import GEMINI_CHAT, GEMINI_LOCATIONS
 from .errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -329,10 +330,12 @@ VERTEX_MODELS: dict[str, VertexModel] = {
         *_retired("intfloat", EMBEDDINGS, "multilingual-e5-large-instruct-maas", "multilingual-e5-small-maas"),
     )
 }
-# Google's own Gemini chat models (their sources are in that module).
-from ._gemini_catalog import GEMINI_CHAT  # noqa: E402  (it needs VertexModel, defined above)
-
-VERTEX_MODELS.update((m.model_id, m) for m in GEMINI_CHAT)
+# Google's own Gemini chat models, stable (GA) releases: their sources are in ._gemini_catalog.
+VERTEX_MODELS.update(
+    (g.model_id, VertexModel("google", g.model_id, CHAT, wire="gemini-chat", locations=GEMINI_LOCATIONS,
+                             launched=g.launched, deprecated=g.deprecated, retired=g.retired))
+    for g in GEMINI_CHAT
+)
 #: Defaults in order of preference: the first that runs in the backend's location wins.
 #: gpt-oss-120b: the one chat model whose batch support Google documents without
 #: contradiction (card, region list and BATCH_PAGE agree), in us-central1; the

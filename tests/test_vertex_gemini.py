@@ -110,9 +110,9 @@ def test_retired_gemini_and_bigquery_staging_are_refused_before_anything_is_sent
 def test_the_emulator_refuses_openai_lines_for_gemini_and_serves_gemini_in_global_only(vertex_emulator, staging,
                                                                                       frame):
     # what the service does when pdbatch does not convert (another client, or a bug): row errors
-    from google.cloud import aiplatform_v1, storage
     from google.api_core import exceptions as gexc
     from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform_v1, storage
 
     client = aiplatform_v1.JobServiceClient(transport="rest", credentials=AnonymousCredentials(),
                                             client_options={"api_endpoint": vertex_emulator.url})

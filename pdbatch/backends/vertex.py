@@ -496,8 +496,9 @@ class Vertex(Backend):
             ):
                 paths = _gcp.download_jsonl(self._storage(), directory, folder)
             convert = _FROM_GEMINI.get(_gemini_embed.job_wire(job))
-            for path in paths if convert else ():
-                convert(path)
+            if convert is not None:
+                for path in paths:
+                    convert(path)
             return paths
         if info.bigquery_output_table:
             table_id = output_table(info.bigquery_output_dataset, info.bigquery_output_table)

@@ -73,6 +73,10 @@ def test_gemini_answers_come_back_on_their_rows_with_a_failed_line_kept(vertex_e
     assert [x["key"] for x in written] != [x["key"] for x in staged]
     assert {x["key"] for x in written} == {x["key"] for x in staged}
     assert all({"status", "processed_time", "request"} <= set(x) for x in written)
+    # the preflight's one online request went to the OpenAI-compatible endpoint in global, for this model
+    [ping] = vertex_emulator.requests_to("POST", "/endpoints/openapi/chat/completions")
+    assert ping.path == "/v1/projects/test-project/locations/global/endpoints/openapi/chat/completions"
+    assert ping.body["model"] == f"google/{FLASH}" and ping.body["max_tokens"] == 1
 
 
 def test_schema_becomes_gemini_structured_output(vertex_emulator, gcs_emulator, staging, frame):

@@ -138,3 +138,16 @@ def test_preview_prices_gemini_where_a_price_is_known():
     assert pv.estimated_cost >= 20 * 1.25 / 1e6
     unknown = df.llama.preview("{t}", model="gemini-3.5-flash", backend=vx, max_tokens=10)
     assert unknown.estimated_cost is None and "unknown" in repr(unknown)
+
+
+def test_the_backend_refuses_what_gemini_cannot_take_before_anything_is_written(tmp_path):
+    from pdbatch.backends.vertex import Vertex
+
+    df = pd.DataFrame({"t": ["good", "bad"]})
+    vx = Vertex(project="p", staging="gs://my-bucket/x/", preflight=False)
+    with pytest.raises(ConfigError, match=r"google/gemini-3.5-flash cannot take 2 request parameter\(s\) \(nothing "
+                                          r"was sent\): logit_bias=\{'1': 5\}: Gemini batch lines have no "
+                                          r"equivalent .*; user='alice': Gemini batch lines"):
+        df.llama.preview("{t}", model="gemini-3.5-flash", backend=vx, logit_bias={"1": 5}, user="alice")
+    # the same fields go to the open models, which take OpenAI bodies as they are
+    assert df.llama.preview("{t}", model="gpt-oss-120b-maas", backend=vx, logit_bias={"1": 5}).n_requests == 2

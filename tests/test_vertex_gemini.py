@@ -94,10 +94,18 @@ def test_schema_becomes_gemini_structured_output(vertex_emulator, gcs_emulator, 
 
 
 def test_a_body_field_gemini_cannot_take_is_refused_before_anything_is_uploaded(vertex_emulator, gcs_emulator,
-                                                                               gcs_bucket, staging, frame):
+                                                                               gcs_bucket, staging, frame, tmp_path):
     vx = make(vertex_emulator, staging, location=None, preflight=False)
-    with pytest.raises(ConfigError, match=r"logit_bias cannot be sent to google/gemini-3.5-flash"):
+    with pytest.raises(ConfigError, match=r"google/gemini-3.5-flash cannot take 1 request parameter.*"
+                                          r"logit_bias=\{'1': 5\}: Gemini batch lines have no equivalent"):
         frame.llama.batch_predict(PROMPT, model=FLASH, backend=vx, logit_bias={"1": 5}, progress=False)
+    # a request file's line: refused when its lines are converted, naming the row, before the upload
+    path = tmp_path / "requests.jsonl"
+    path.write_text(json.dumps({"custom_id": "req-7", "method": "POST", "url": "/v1/chat/completions", "body": {
+        "messages": [{"role": "user", "content": "Hi"}], "logit_bias": {"1": 5}}}) + "\n")
+    with pytest.raises(ConfigError, match=r"row 'req-7': body field\(s\) logit_bias cannot be sent to "
+                                          r"google/gemini-3.5-flash"):
+        pdbatch.run_requests(path, model=FLASH, backend=vx, wait=False, progress=False)
     assert creates(vertex_emulator) == [] and objects(gcs_emulator, gcs_bucket) == []
 
 

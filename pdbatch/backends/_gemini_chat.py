@@ -34,6 +34,7 @@ responseSchema", which then must be omitted; doc: Firebase AI Logic reference,
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ from ..errors import ConfigError
 from ..models import VertexModel
 from ._gcp import BqUri, GcsUri
 
-__all__ = ["SUPPORTED", "from_gemini_file", "output_line", "prepare", "request_line", "to_gemini_file"]
+__all__ = ["SUPPORTED", "from_gemini_file", "output_line", "prepare", "request_line", "to_gemini_file",
+           "unsupported"]
 
 # OpenAI chat body field -> generationConfig field (same meaning and range).
 _CONFIG = {
@@ -64,6 +66,18 @@ _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "
            "IMAGE_SAFETY": "content_filter", "LANGUAGE": "content_filter", "OTHER": "stop",
            "MALFORMED_FUNCTION_CALL": "stop", "FINISH_REASON_UNSPECIFIED": "stop"}
 _ROLES = {"user": "user", "assistant": "model"}
+
+
+def unsupported(params: Mapping[str, Any]) -> dict[str, str]:
+    """The chat body fields among ``params`` a Gemini request line cannot carry, each with why."""
+    out = {name: f"Gemini batch lines have no equivalent (they take {', '.join(sorted(SUPPORTED - {'model'}))})"
+           for name in params if name not in SUPPORTED}
+    if params.get("n") not in (None, 1):
+        out["n"] = "pdbatch keeps one answer per row; leave n out"
+    fmt = params.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") not in ("text", "json_object", "json_schema"):
+        out["response_format"] = "Gemini takes 'text', 'json_object' or 'json_schema'"
+    return out
 
 
 def prepare(model: VertexModel, files: list[Path], staging: GcsUri | BqUri, output: GcsUri | BqUri | None) -> None:

@@ -220,6 +220,11 @@ class Vertex(Backend):
         """Gemini embeddings' own fields: ``input_type`` ("query", "passage"), ``task_type``, ``title``, ..."""
         return _gemini_embed.BODY_FIELDS if kind == "embeddings" else {}
 
+    def unsupported_for_model(self, model: str, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """What a Gemini chat model cannot take of an OpenAI chat body (see :mod:`._gemini_chat`)."""
+        spec = parse_vertex(model, kind)
+        return _gemini_chat.unsupported(params) if spec.wire == "gemini-chat" and kind == "chat" else {}
+
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).
 

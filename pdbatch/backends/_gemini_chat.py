@@ -81,15 +81,21 @@ def unsupported(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def prepare(model: VertexModel, files: list[Path], staging: GcsUri | BqUri, output: GcsUri | BqUri | None) -> None:
-    """Refuse BigQuery (not built for Gemini lines yet) and rewrite ``files`` as Gemini chat lines."""
+    """Refuse BigQuery and rewrite ``files`` as Gemini chat lines.
+
+    Gemini batch jobs can read a table with a ``request`` column (doc: "Batch
+    inference for BigQuery"), but the job and its tables must be in the same
+    region, and the catalog places these models in ``global`` only, where no
+    dataset lives; pdbatch's BigQuery staging also writes OpenAI ``body``
+    columns. So BigQuery is refused here rather than sent to fail.
+    """
     for uri, what in ((staging, "staging"), (output, "output")):
         if isinstance(uri, BqUri):
-            # Gemini batch jobs read a `request` column (doc: "Batch inference for BigQuery"), but
-            # pdbatch stages OpenAI `body` columns: refused rather than sent to fail.
             raise ConfigError(
-                f"{what}={uri}: pdbatch runs {model.body_name} from JSONL files in Cloud Storage only "
-                f"(its BigQuery staging writes OpenAI request bodies, which Gemini models do not read); "
-                f"use {what}='gs://bucket/prefix/'"
+                f"{what}={uri}: pdbatch runs {model.body_name} from JSONL files in Cloud Storage only: its "
+                f"batch jobs run in {', '.join(model.locations) or 'global'}, and a BigQuery dataset must be in "
+                f"the job's region (its BigQuery staging also writes OpenAI request bodies, which Gemini "
+                f"models do not read); use {what}='gs://bucket/prefix/'"
             )
     for path in files:
         to_gemini_file(model, path)
@@ -203,6 +209,11 @@ def output_line(obj: dict[str, Any]) -> dict[str, Any]:
     if isinstance(status, str) and status.strip():
         return {"custom_id": key, "status": status}
     response = obj.get("response")
+    if isinstance(response, str):  # a JSON column read back as text
+        try:
+            response = orjson.loads(response)
+        except orjson.JSONDecodeError:
+            pass
     if not isinstance(response, dict):
         return {"custom_id": key, "status": f"no response in the output line: {orjson.dumps(obj)[:200]!r}"}
     candidates = response.get("candidates")

@@ -33,6 +33,7 @@ responseSchema", which then must be omitted; doc: Firebase AI Logic reference,
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -210,10 +211,8 @@ def output_line(obj: dict[str, Any]) -> dict[str, Any]:
         return {"custom_id": key, "status": status}
     response = obj.get("response")
     if isinstance(response, str):  # a JSON column read back as text
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             response = orjson.loads(response)
-        except orjson.JSONDecodeError:
-            pass
     if not isinstance(response, dict):
         return {"custom_id": key, "status": f"no response in the output line: {orjson.dumps(obj)[:200]!r}"}
     candidates = response.get("candidates")

@@ -144,6 +144,16 @@ def test_the_emulator_refuses_openai_lines_for_gemini_and_serves_gemini_in_globa
                                               batch_prediction_job=job)
     done = vertex_emulator.wait_for_state(made.name, "JOB_STATE_SUCCEEDED")
     assert done["completionStats"]["failedCount"] in (1, "1")
+    # and the other way round: a Gemini line sent to an open model has no body to answer
+    gemini_line = {"key": "b", "request": {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}}
+    storage.Client(project="p", credentials=AnonymousCredentials()).bucket(bucket).blob(
+        prefix + "gemini.jsonl").upload_from_string(json.dumps(gemini_line) + "\n")
+    job["model"] = "publishers/openai/models/gpt-oss-120b-maas"
+    job["input_config"]["gcs_source"]["uris"] = [f"{staging}gemini.jsonl"]
+    made = client.create_batch_prediction_job(parent="projects/test-project/locations/us-central1",
+                                              batch_prediction_job=job)
+    done = vertex_emulator.wait_for_state(made.name, "JOB_STATE_SUCCEEDED")
+    assert done["completionStats"]["failedCount"] in (1, "1")
 
 
 def test_a_request_file_runs_on_gemini_from_the_command_line(vertex_emulator, staging, tmp_path, pdbatch_home):

@@ -136,7 +136,7 @@ def test_preview_prices_gemini_where_a_price_is_known():
     # batch = half of the online $0.30 / $2.50 per million: an upper bound with max_tokens per answer
     assert pv.estimated_cost is not None and pv.estimated_cost <= (sum(pv.prompt_tokens) * 0.15 + 20 * 1.25) / 1e6
     assert pv.estimated_cost >= 20 * 1.25 / 1e6
-    unknown = df.llama.preview("{t}", model="gemini-3.5-flash", backend=vx, max_tokens=10)
+    unknown = df.llama.preview("{t}", model="gemini-4-argon", backend=vx, max_tokens=10)
     assert unknown.estimated_cost is None and "unknown" in repr(unknown)
 
 

@@ -29,14 +29,14 @@ def test_the_documented_chef_example_becomes_a_gemini_request_line():
     body = {"model": "google/gemini-3.5-flash",
             "messages": [{"role": "system", "content": "You are a chef."},
                          {"role": "user", "content": "Give me a recipe for banana bread."}],
-            "max_tokens": 1000, "temperature": 0.9, "top_p": 1, "seed": 7, "stop": "END"}
+            "max_tokens": 1000, "temperature": 0.9, "top_p": 1, "seed": 7, "stop": "END", "reasoning_effort": "low"}
     assert _gemini_chat.request_line(FLASH, line(body)) == {
         "key": "row-0",
         "request": {
             "contents": [{"role": "user", "parts": [{"text": "Give me a recipe for banana bread."}]}],
             "systemInstruction": {"parts": [{"text": "You are a chef."}]},
             "generationConfig": {"maxOutputTokens": 1000, "temperature": 0.9, "topP": 1, "seed": 7,
-                                 "stopSequences": ["END"]},
+                                 "stopSequences": ["END"], "thinkingConfig": {"thinkingLevel": "LOW"}},
         },
     }
 
@@ -68,6 +68,7 @@ def test_a_json_schema_becomes_response_json_schema():
     ({"logprobs": True}, r"row 'row-0': body field\(s\) logprobs cannot be sent to google/gemini-3.5-flash"),
     ({"tools": [{"type": "function"}]}, r"body field\(s\) tools cannot be sent"),
     ({"n": 2}, r"n=2: pdbatch keeps one answer per row"),
+    ({"reasoning_effort": "none"}, r"reasoning_effort='none': Gemini's thinking levels are minimal, low"),
     ({"response_format": {"type": "grammar"}}, r"response_format type 'grammar' has no Gemini equivalent"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
      r"messages\[0\]: content part of type 'image_url' is not converted"),

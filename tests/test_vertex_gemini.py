@@ -48,7 +48,7 @@ def test_gemini_answers_come_back_on_their_rows_with_a_failed_line_kept(vertex_e
     vertex_emulator.faults.row_errors = lambda record: "review number 4" in json.dumps(record)
     vx = make(vertex_emulator, staging, location=None)  # each model runs where it is served
     out = frame.llama.batch_predict(PROMPT, model=FLASH, backend=vx, system="Be brief.", max_tokens=50,
-                                    temperature=0.2, progress=False)
+                                    temperature=0.2, reasoning_effort="low", progress=False)
     assert list(out.index) == list(frame.index)
     ok = out.drop(index="r4")
     assert ok.error.isna().all(), ok.error.tolist()
@@ -65,7 +65,8 @@ def test_gemini_answers_come_back_on_their_rows_with_a_failed_line_kept(vertex_e
     assert all(set(x) == {"key", "request"} for x in staged)
     first = staged[0]["request"]
     assert first["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
-    assert first["generationConfig"] == {"maxOutputTokens": 50, "temperature": 0.2}
+    assert first["generationConfig"] == {"maxOutputTokens": 50, "temperature": 0.2,
+                                         "thinkingConfig": {"thinkingLevel": "LOW"}}
     # the job wrote its lines in another order than the input's: the join was by key
     [uri] = job.output_files
     bucket, name = uri[len("gs://"):].split("/", 1)

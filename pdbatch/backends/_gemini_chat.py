@@ -23,6 +23,8 @@ writing and reading OpenAI lines: the Vertex backend converts them here, at
 its boundary, and refuses (naming the field and the row) what has no Gemini
 equivalent, before anything is uploaded.
 
+``reasoning_effort`` becomes ``thinkingConfig.thinkingLevel``.
+
 Structured output: ``response_format={"type": "json_schema", ...}`` becomes
 ``responseMimeType: "application/json"`` with ``responseJsonSchema`` (Gemini's
 ``GenerationConfig`` takes a JSON Schema there, "an alternative to
@@ -58,8 +60,12 @@ _CONFIG = {
     "presence_penalty": "presencePenalty",
     "frequency_penalty": "frequencyPenalty",
 }
+# reasoning_effort -> generationConfig.thinkingConfig.thinkingLevel (Vertex AI v1 API reference,
+# GenerationConfig.ThinkingConfig.ThinkingLevel: MINIMAL, LOW, MEDIUM, HIGH; which a model takes
+# is the service's to say). "none" has no level: refused.
+_THINKING = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH"}
 #: The chat body fields a Gemini batch line can carry (the rest are refused, named).
-SUPPORTED = frozenset({*_CONFIG, "model", "messages", "stop", "response_format", "n"})
+SUPPORTED = frozenset({*_CONFIG, "model", "messages", "stop", "response_format", "n", "reasoning_effort"})
 # Gemini's finishReason -> OpenAI's finish_reason. Blocked answers keep their text when
 # there is any (finish_reason "content_filter"); without text the row is an error naming the reason.
 _FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
@@ -75,6 +81,9 @@ def unsupported(params: Mapping[str, Any]) -> dict[str, str]:
            for name in params if name not in SUPPORTED}
     if params.get("n") not in (None, 1):
         out["n"] = "pdbatch keeps one answer per row; leave n out"
+    effort = params.get("reasoning_effort")
+    if effort is not None and effort not in _THINKING:
+        out["reasoning_effort"] = f"Gemini's thinking levels are {', '.join(_THINKING)}"
     fmt = params.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") not in ("text", "json_object", "json_schema"):
         out["response_format"] = "Gemini takes 'text', 'json_object' or 'json_schema'"
@@ -179,6 +188,12 @@ def request_line(model: VertexModel, line: dict[str, Any]) -> dict[str, Any]:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     if body.get("n") not in (None, 1):
         raise ConfigError(f"row {row}: n={body['n']!r}: pdbatch keeps one answer per row; leave n out")
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        if effort not in _THINKING:
+            raise ConfigError(f"row {row}: reasoning_effort={effort!r}: Gemini's thinking levels are "
+                              f"{', '.join(_THINKING)}")
+        config["thinkingConfig"] = {"thinkingLevel": _THINKING[effort]}
     if body.get("response_format") is not None:
         config.update(_response_format(body["response_format"], row))
     request: dict[str, Any] = {"contents": contents}

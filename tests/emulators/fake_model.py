@@ -130,7 +130,10 @@ def gemini_embedding(record: dict) -> dict:
 #: GenerationConfig fields the Gemini chat stand-in reads; any other is refused on its row, as the
 #: service refuses an unknown field ("Invalid JSON payload received. Unknown name ...").
 GEMINI_CONFIG = {"maxOutputTokens", "temperature", "topP", "topK", "seed", "stopSequences", "presencePenalty",
-                 "frequencyPenalty", "responseMimeType", "responseSchema", "responseJsonSchema", "candidateCount"}
+                 "frequencyPenalty", "responseMimeType", "responseSchema", "responseJsonSchema", "candidateCount",
+                 "thinkingConfig"}
+#: ThinkingConfig.thinkingLevel values (Vertex AI v1 API reference, GenerationConfig.ThinkingConfig).
+THINKING_LEVELS = {"MINIMAL", "LOW", "MEDIUM", "HIGH"}
 #: A user text containing this is "blocked": the candidate ends with finishReason SAFETY and no text,
 #: the shape Gemini returns for a blocked answer (so tests can reach that path).
 BLOCKED = "[unsafe]"
@@ -170,6 +173,9 @@ def gemini_chat(record: dict) -> dict:
     if unknown:
         raise RowError(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at '
                        f"'request.generation_config': Cannot find field.")
+    level = (config.get("thinkingConfig") or {}).get("thinkingLevel")
+    if level is not None and level not in THINKING_LEVELS:
+        raise RowError(f"Invalid value at 'request.generation_config.thinking_config.thinking_level' ({level!r})")
     if "responseJsonSchema" in config and "responseSchema" in config:
         raise RowError("responseJsonSchema and responseSchema cannot both be set")
     if ("responseJsonSchema" in config or "responseSchema" in config) \

@@ -19,7 +19,7 @@ from .backends import Backend, get_backend
 from .backends.base import JobStatus
 from .call import KEYWORDS, Call, Options
 from .display import make_reporter
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .failures import hold_back_sure_failures
 from .fit import hold_back
 from .join import join_results, output_columns
@@ -63,8 +63,14 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
     params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
     apply_schema(params, schema, kind, backend.schema_support)
+    model = backend.model_name(call.model, kind)
+    refused = [f"{name}={params[name]!r}: {why}" for name, why in
+               backend.unsupported_for_model(model, kind, params).items()]
+    if refused:
+        raise InputError(f"{model} cannot take {len(refused)} request parameter(s) (nothing was sent): "
+                         + "; ".join(refused))
     built = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
-                           model=backend.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
+                           model=model, url=call.url, custom_id=call.custom_id,
                            on_null=call.on_null, params=params)
     return built, schema
 

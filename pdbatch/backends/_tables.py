@@ -46,6 +46,10 @@ def check(backend: Creator, *, model: str, kind: Kind, tables: Mapping[str, str]
         raise ConfigError(retired_message(spec, backend.location))
     if not spec.batch:
         raise ConfigError(online_only_message(spec))
+    if spec.wire == "gemini-chat":
+        raise ConfigError(f"{spec.resource} reads Gemini request lines (a `request` column); pdbatch's table "
+                          f"jobs write OpenAI request bodies, so they run the open chat models only. Run it "
+                          f"on a frame with Vertex(staging='gs://bucket/prefix/') instead")
     if spec.wire == "gemini-embedding":
         raise ConfigError(f"{spec.resource} reads its own line format from Cloud Storage only; a table job "
                           f"needs a model that reads OpenAI request bodies (the open chat models)")

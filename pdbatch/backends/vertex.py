@@ -40,7 +40,7 @@ from ..models import (
     vertex_default,
 )
 from ..params import Check
-from . import _garden, _gcp, _gemini_embed, _preflight, _setup, _staging, _tables
+from . import _garden, _gcp, _gemini_chat, _gemini_embed, _preflight, _setup, _staging, _tables
 from ._create import create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
@@ -220,6 +220,11 @@ class Vertex(Backend):
         """Gemini embeddings' own fields: ``input_type`` ("query", "passage"), ``task_type``, ``title``, ..."""
         return _gemini_embed.BODY_FIELDS if kind == "embeddings" else {}
 
+    def unsupported_for_model(self, model: str, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """What a Gemini chat model cannot take of an OpenAI chat body (see :mod:`._gemini_chat`)."""
+        spec = parse_vertex(model, kind)
+        return _gemini_chat.unsupported(params) if spec.wire == "gemini-chat" and kind == "chat" else {}
+
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).
 
@@ -368,6 +373,8 @@ class Vertex(Backend):
         location = batch_location(spec, self.location)
         if spec.wire == "gemini-embedding":
             _gemini_embed.prepare(spec, files, staging, output)
+        elif spec.wire == "gemini-chat":
+            _gemini_chat.prepare(spec, files, staging, output)
         elif spec.reasoning:
             _setup.reasoning_defaults(files)
         self._check_served(spec, location)
@@ -493,9 +500,10 @@ class Vertex(Backend):
                 permission=f"{_gcp.DOWNLOAD_PERMISSION} on {directory}",
             ):
                 paths = _gcp.download_jsonl(self._storage(), directory, folder)
-            if _gemini_embed.is_gemini_job(job):
+            convert = _FROM_GEMINI.get(_gemini_embed.job_wire(job))
+            if convert is not None:
                 for path in paths:
-                    _gemini_embed.from_gemini_file(path)
+                    convert(path)
             return paths
         if info.bigquery_output_table:
             table_id = output_table(info.bigquery_output_dataset, info.bigquery_output_table)
@@ -507,6 +515,10 @@ class Vertex(Backend):
 
 
 # ------------------------------------------------------------------ helpers
+#: Output files of Gemini jobs, rewritten as the OpenAI-shaped lines pdbatch.results reads.
+_FROM_GEMINI = {"gemini-embedding": _gemini_embed.from_gemini_file, "gemini-chat": _gemini_chat.from_gemini_file}
+
+
 def _setting(name: str, value: Any) -> Any:
     """Explicit argument, ``configure(vertex=...)``, ``PDBATCH_VERTEX_<NAME>``, then the default."""
     if value is not None:

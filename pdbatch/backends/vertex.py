@@ -16,13 +16,12 @@ are never saved: :meth:`Vertex.settings` rebuilds everything else.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import secrets
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,7 +40,7 @@ from ..models import (
 )
 from ..params import Check
 from . import _garden, _gcp, _gemini_chat, _gemini_embed, _preflight, _setup, _staging, _tables
-from ._create import create_job
+from ._create import create_all, create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
 from ._job_resource import job_resource, job_status, location_of, output_table
@@ -385,9 +384,9 @@ class Vertex(Backend):
             _preflight.before_submit(self, spec, location)
         groups = _staging.group(files, [_staging.count_lines(f) for f in files], self.max_requests_per_job)
         run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        ids: list[str] = []
-        start = 0
-        try:
+
+        def jobs() -> Iterator[dict[str, Any]]:  # each part staged as its job is about to be created
+            start = 0
             for i, (group, count) in enumerate(groups, 1):
                 part = f"part-{i:03d}" if len(groups) > 1 else ""
                 extra = extra_columns.slice(start, count) if extra_columns is not None else None
@@ -395,14 +394,9 @@ class Vertex(Backend):
                 source = _staging.stage(group, staging, run, part, extra, **clients)
                 dest = _staging.destination(staging, output, run, part)
                 name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
-                ids.append(self._create(job_resource(name, spec, source, dest, count, run, str(i)), spec, location))
-        except BaseException:
-            # Do not leave paid jobs running for a submission the caller never got.
-            for job_id in ids:
-                with contextlib.suppress(PdbatchError):
-                    self.cancel(job_id)
-            raise
-        return ids
+                yield job_resource(name, spec, source, dest, count, run, str(i))
+
+        return create_all(jobs(), lambda job: self._create(job, spec, location), self.cancel)
 
     def check_table_job(self, *, model: str, kind: Kind, tables: Mapping[str, str]) -> None:
         """Refuse tables outside this backend's region, and a model that cannot run (see :mod:`._tables`)."""

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._gemini_catalog import GEMINI_CHAT, GEMINI_LOCATIONS
 from .errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -171,10 +172,11 @@ PREVIEW_GUARANTEE = timedelta(days=45)
 #: Where a model the catalog does not place runs (SPEC.md "Models": us-central1 serves the most).
 FALLBACK_LOCATION = "us-central1"
 
-#: How a model's batch lines are written: OpenAI batch lines, or Gemini
-#: embedding lines ({"key", "request": {"content": ...}}), which the Vertex
-#: backend converts to and from at its boundary.
-Wire = Literal["openai", "gemini-embedding"]
+#: How a model's batch lines are written: OpenAI batch lines, Gemini embedding
+#: lines ({"key", "request": {"content": ...}}) or Gemini chat lines ({"key",
+#: "request": {"contents": ...}}), which the Vertex backend converts to and from
+#: at its boundary.
+Wire = Literal["openai", "gemini-embedding", "gemini-chat"]
 Status = Literal["live", "deprecated", "retired", "unlisted", "online", "unknown"]
 
 
@@ -198,7 +200,7 @@ class VertexModel:
         Announced dates (DEPRECATIONS page); a retired model fails at job creation.
     batch_listed : bool
         On the current batch prediction pages; when not, only the live service can say.
-    wire : {"openai", "gemini-embedding"}
+    wire : {"openai", "gemini-embedding", "gemini-chat"}
         The line format its batch jobs read and write.
     locations : tuple of str
         The locations that serve its batch jobs, the default first (empty: not
@@ -328,6 +330,12 @@ VERTEX_MODELS: dict[str, VertexModel] = {
         *_retired("intfloat", EMBEDDINGS, "multilingual-e5-large-instruct-maas", "multilingual-e5-small-maas"),
     )
 }
+# Google's own Gemini chat models, stable (GA) releases: their sources are in ._gemini_catalog.
+VERTEX_MODELS.update(
+    (g.model_id, VertexModel("google", g.model_id, CHAT, wire="gemini-chat", locations=GEMINI_LOCATIONS,
+                             launched=g.launched, deprecated=g.deprecated, retired=g.retired))
+    for g in GEMINI_CHAT
+)
 #: Defaults in order of preference: the first that runs in the backend's location wins.
 #: gpt-oss-120b: the one chat model whose batch support Google documents without
 #: contradiction (card, region list and BATCH_PAGE agree), in us-central1; the

@@ -36,6 +36,16 @@ ONLINE_PRICES: dict[str, tuple[float, float]] = {
     "gpt-oss-120b-maas": (0.15, 0.60),
     "gemini-embedding-001": (0.15, 0.0),
     "gemini-embedding-2": (0.20, 0.0),
+    # Gemini chat models, read 2026-12-06 (text, standard context, the `global` endpoint these jobs
+    # use). No stored copy of Google's Vertex pricing page could be read, so only prices that
+    # public sources quoting it agree on: Flash-Lite from a release note citing Google's pricing
+    # page (yologdev/yoagent v0.27.6, 2026-11-09); 3.5 Flash $1.50 / $9.00 from several write-ups
+    # of its launch (2026-05; one notes $1.65 / $9.90 outside `global`), which also put 3.1
+    # Flash-Lite at a sixth of it. gemini-4-argon has no price here: preview says its cost is
+    # unknown (pass prices=).
+    "gemini-3.5-flash": (1.50, 9.00),
+    "gemini-3.5-flash-lite": (0.30, 2.50),
+    "gemini-3.1-flash-lite": (0.25, 1.50),
 }
 
 #: OpenAI's models, priced the same way (the openai backend reads this table; its Batch API bills half):

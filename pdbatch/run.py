@@ -19,7 +19,7 @@ from .backends import Backend, get_backend
 from .backends.base import JobStatus
 from .call import KEYWORDS, Call, Options
 from .display import make_reporter
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .failures import hold_back_sure_failures
 from .fit import hold_back
 from .join import output_columns
@@ -32,8 +32,7 @@ from .requests import RequestPlan, build_requests
 from .results import parse_bytes
 from .reuse import Reuse, plan_reuse
 from .runfile import RequestsJob
-from .schemacheck import check_supported
-from .structured import Schema, as_schema
+from .structured import Schema, apply_schema, as_schema
 
 __all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
 
@@ -64,15 +63,15 @@ def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan
     kind = kind_of_url(call.url)
     params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
-    if schema is not None:
-        if kind != CHAT:
-            raise ConfigError("schema= applies to chat completions, not embeddings")
-        if "response_format" in params:
-            raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
-        params["response_format"] = schema.response_format
-        check_supported(params["response_format"]["json_schema"]["schema"], backend.schema_support)
+    apply_schema(params, schema, kind, backend.schema_support)
+    model = backend.model_name(call.model, kind)
+    refused = [f"{name}={params[name]!r}: {why}" for name, why in
+               backend.unsupported_for_model(model, kind, params).items()]
+    if refused:
+        raise InputError(f"{model} cannot take {len(refused)} request parameter(s) (nothing was sent): "
+                         + "; ".join(refused))
     built = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
-                           model=backend.model_name(call.model, kind), url=call.url, custom_id=call.custom_id,
+                           model=model, url=call.url, custom_id=call.custom_id,
                            on_null=call.on_null, params=params)
     return built, schema
 

@@ -19,6 +19,7 @@ import orjson
 import pandas as pd
 
 from .errors import ConfigError
+from .models import CHAT
 from .schemacheck import SchemaSupport, check_supported, check_valid
 
 __all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file", "response_format_problem"]
@@ -273,3 +274,36 @@ def _schema_problem(schema_json: bytes, support: SchemaSupport | None) -> str | 
     except ConfigError as exc:
         return "response_format " + str(exc).removeprefix("schema= ")
     return None
+
+
+def apply_schema(params: dict[str, Any], schema: Schema | None, kind: str, support: SchemaSupport | None) -> None:
+    """Put ``schema=`` into a call's body fields as ``response_format``, refusing what does not fit.
+
+    One rule for every path that builds bodies (a frame's, a BigQuery table's):
+    a schema is for chat, never beside an explicit ``response_format``, and
+    only with what the backend's structured output keeps (``support``).
+
+    Parameters
+    ----------
+    params : dict
+        The call's checked body fields; changed in place.
+    schema : Schema or None
+        The call's ``schema=`` (None: nothing to do).
+    kind : str
+        The call's kind (``"chat"`` or ``"embeddings"``).
+    support : SchemaSupport or None
+        What the backend's structured output honours (:attr:`Backend.schema_support`).
+
+    Raises
+    ------
+    ConfigError
+        A schema for embeddings, beside ``response_format``, or using what the backend would not keep.
+    """
+    if schema is None:
+        return
+    if kind != CHAT:
+        raise ConfigError("schema= applies to chat completions, not embeddings")
+    if "response_format" in params:
+        raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
+    params["response_format"] = schema.response_format
+    check_supported(params["response_format"]["json_schema"]["schema"], support)

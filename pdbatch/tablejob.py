@@ -37,7 +37,7 @@ from .models import CHAT, Kind, kind_of_url
 from .params import body_params
 from .pricing import given_price
 from .sqlbuild import Rendered, TableRef, ident, render
-from .structured import Schema, as_schema
+from .structured import Schema, apply_schema, as_schema
 from .tableresult import TableJob
 from .tablestart import materialize, start
 
@@ -65,12 +65,7 @@ def render_call(table: Source, call: Call, backend: Backend, *, with_schema: boo
     kind = kind_of_url(call.url)
     params = body_params(call.params, kind, backend, keywords=KEYWORDS)
     schema = as_schema(call.schema) if call.schema is not None else None
-    if schema is not None:
-        if kind != CHAT:
-            raise ConfigError("schema= applies to chat completions, not embeddings")
-        if "response_format" in params:
-            raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
-        params["response_format"] = schema.response_format
+    apply_schema(params, schema, kind, backend.schema_support)
     if call.system is not None and not isinstance(call.system, str):
         raise InputError(f"system= must be a str, got {type(call.system).__name__}")
     model = backend.model_name(call.model, kind)

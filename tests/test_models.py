@@ -33,7 +33,8 @@ def test_list_models_from_python_and_the_command_line():
     assert vertex.loc[CHAT, "locations"] == "us-central1" and vertex.loc[SCOUT, "locations"] == "us-east5"
     assert vertex.loc["llama-3.1-8b-instruct-maas", "status"] == "unlisted"
     assert set(vertex.loc[vertex.status == "live"].index) == {
-        SCOUT, "llama-4-maverick-17b-128e-instruct-maas", CHAT, "gemini-embedding-001", "gemini-embedding-2"}
+        SCOUT, "llama-4-maverick-17b-128e-instruct-maas", CHAT, "gemini-embedding-001", "gemini-embedding-2",
+        "gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.1-flash-lite", "gemini-4-argon"}
     # the models without batch jobs are listed, as such
     assert set(vertex.loc[vertex.status == "online"].index) == {
         "gemma-4-26b-a4b-it-maas", "glm-5.2-maas", "deepseek-v4.1-flash-maas"}

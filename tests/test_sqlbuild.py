@@ -139,3 +139,19 @@ def test_the_result_sql_is_rebuilt_from_names_not_read_from_the_manifest():
     assert not list(parse(sql).find_all(exp.Drop))
     with pytest.raises(ConfigError):
         result_sql({**spec, "requests": ["bq://p.d.t`; DROP TABLE x; --"]}, Call(prompt="{x}"), [None], [])
+
+
+def test_a_schema_the_backends_structured_output_would_not_keep_is_refused_as_for_frames():
+    # One rule with the frame path (structured.apply_schema): Vertex keeps OpenAI's strict subset,
+    # which has no minLength; the frame path refused it already, the table path sent it.
+    from pdbatch.backends import Vertex
+
+    class NoCalls:
+        def __getattr__(self, name):
+            raise AssertionError(f"to_sql called client.{name}")
+
+    schema = {"type": "object", "properties": {"why": {"type": "string", "minLength": 3}}, "required": ["why"]}
+    vx = Vertex(project="p", location="us-central1", staging="bq://p.ds")
+    t = pdbatch.table("bq://p.ds.reviews", client=NoCalls())
+    with pytest.raises(ConfigError, match="minLength"):
+        t.llama.to_sql("Review: {text}", model="openai/gpt-oss-120b-maas", backend=vx, schema=schema)

@@ -223,6 +223,8 @@ def test_limits_are_enforced_before_anything_is_created(bq_emulator, bq_dataset,
         t.llama.submit("{text}", backend="local", model=MODEL)
     with pytest.raises(ConfigError, match="Cloud Storage only"):
         t.llama.embed("{text}", backend=vx)  # Gemini embeddings read their own lines, not a table
+    with pytest.raises(ConfigError, match=r"gemini-3.5-flash reads Gemini request lines.*open chat models only"):
+        t.llama.submit("{text}", backend=Vertex(**{**vx.settings(), "location": "global"}), model="gemini-3.5-flash")
     maverick = "meta/llama-4-maverick-17b-128e-instruct-maas"
     vertex_emulator.live_models.discard(f"publishers/{maverick.replace('/', '/models/')}")
     with pytest.raises(ConfigError, match="llama-4-maverick"):  # Model Garden: not served

@@ -68,3 +68,32 @@ def test_a_name_that_is_not_a_vertex_job_is_refused_before_any_call(job_id):
     with pytest.raises(JobNotFoundError, match="not a Vertex AI job id"):
         Vertex(project="p", api_endpoint="http://127.0.0.1:9").status(job_id)
     assert location_of(NAME) == "europe-west4"
+
+
+def test_a_submission_that_fails_part_way_cancels_the_jobs_it_created():
+    # Vertex and BigQuery-table submissions create one paid job per part; the caller of a failed
+    # submission never sees the earlier ids, so they are cancelled (a failed cancel does not hide the cause).
+    from pdbatch.backends._create import create_all
+    from pdbatch.errors import BackendError, PdbatchError
+
+    created, cancelled = [], []
+
+    def jobs():
+        yield {"n": 1}
+        yield {"n": 2}
+        raise OSError("staging part 3 failed")
+
+    def cancel(job_id):
+        cancelled.append(job_id)
+        if job_id == "job-1":
+            raise BackendError("already ended")
+
+    def create(job):
+        created.append(f"job-{job['n']}")
+        return created[-1]
+
+    with pytest.raises(OSError, match="staging part 3"):
+        create_all(jobs(), create, cancel)
+    assert cancelled == ["job-1", "job-2"]
+    assert create_all(iter([{"n": 7}]), create, cancel) == ["job-7"]
+    assert issubclass(BackendError, PdbatchError)

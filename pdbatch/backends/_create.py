@@ -20,11 +20,13 @@ tried to create (with the new keys). A job's size is read under either key
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import BackendError, PdbatchError
 from . import _gcp
 
 __all__ = ["CREATE_TIMEOUT", "LABEL_PART", "LABEL_RUN", "create_job", "find_job"]
@@ -91,3 +93,23 @@ def create_job(client: Any, parent: str, job: dict[str, Any]) -> str:
             continue
         time.sleep(_gcp.BACKOFF * 2**attempt * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def create_all(jobs: Iterable[dict[str, Any]], create: Callable[[dict[str, Any]], str],
+               cancel: Callable[[str], None]) -> list[str]:
+    """Create each job of one submission in turn; if any step fails, cancel the ones already created.
+
+    ``jobs`` may stage each job's input as it is drawn (a generator): a
+    failure there counts too. Jobs are paid for, and the caller of a failed
+    submission never gets their ids, so none may be left running unseen.
+    """
+    ids: list[str] = []
+    try:
+        for job in jobs:
+            ids.append(create(job))
+    except BaseException:
+        for job_id in ids:
+            with contextlib.suppress(PdbatchError):
+                cancel(job_id)
+        raise
+    return ids

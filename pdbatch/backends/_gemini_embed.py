@@ -37,7 +37,7 @@ from ..models import EMBEDDINGS_PAGE, VertexModel, parse_vertex
 from ..params import Check, boolean, integer, one_of
 from ._gcp import BqUri, GcsUri
 
-__all__ = ["BODY_FIELDS", "from_gemini_file", "is_gemini_job", "prepare", "to_gemini_file"]
+__all__ = ["BODY_FIELDS", "from_gemini_file", "is_gemini_job", "job_wire", "prepare", "to_gemini_file"]
 
 # OpenAI / pdbatch body field -> embed_content_config field.
 _CONFIG_FIELDS = {
@@ -102,14 +102,19 @@ def prepare(model: VertexModel, files: list[Path], staging: GcsUri | BqUri, outp
         to_gemini_file(model, path)
 
 
-def is_gemini_job(job: Any) -> bool:
-    """Whether a job resource's model (``[projects/P/locations/L/]publishers/p/models/id``) writes Gemini lines."""
+def job_wire(job: Any) -> str:
+    """The line format a job resource's model (``[projects/P/locations/L/]publishers/p/models/id``) writes."""
     name = str(job.model or "")
     start = name.find("publishers/")
     try:
-        return start >= 0 and parse_vertex(name[start:]).wire == "gemini-embedding"
+        return parse_vertex(name[start:]).wire if start >= 0 else "openai"
     except ConfigError:
-        return False
+        return "openai"
+
+
+def is_gemini_job(job: Any) -> bool:
+    """Whether a job resource's model writes Gemini embedding lines."""
+    return job_wire(job) == "gemini-embedding"
 
 
 def request_line(model: VertexModel, line: dict[str, Any]) -> dict[str, Any]:

@@ -9,14 +9,14 @@ jobs, and cancels the jobs already created if a later one fails.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from ..errors import ConfigError, PdbatchError
+from ..errors import ConfigError
 from ..models import Kind, VertexModel, batch_location, online_only_message, parse_vertex, retired_message
+from ._create import create_all
 from ._gcp import same_region
 from ._job_resource import job_resource
 
@@ -46,6 +46,10 @@ def check(backend: Creator, *, model: str, kind: Kind, tables: Mapping[str, str]
         raise ConfigError(retired_message(spec, backend.location))
     if not spec.batch:
         raise ConfigError(online_only_message(spec))
+    if spec.wire == "gemini-chat":
+        raise ConfigError(f"{spec.resource} reads Gemini request lines (a `request` column); pdbatch's table "
+                          f"jobs write OpenAI request bodies, so they run the open chat models only. Run it "
+                          f"on a frame with Vertex(staging='gs://bucket/prefix/') instead")
     if spec.wire == "gemini-embedding":
         raise ConfigError(f"{spec.resource} reads its own line format from Cloud Storage only; a table job "
                           f"needs a model that reads OpenAI request bodies (the open chat models)")
@@ -72,17 +76,12 @@ def submit(backend: Creator, tables: list[tuple[str, str, int]], *, model: str, 
     # checked before; Model Garden's answer is cached
     spec, location = check(backend, model=model, kind=kind, tables={})
     run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-    ids: list[str] = []
-    try:
+
+    def jobs() -> Iterator[dict[str, Any]]:
         for i, (source, dest, count) in enumerate(tables, 1):
             name = display_name if len(tables) == 1 else f"{display_name} ({i}/{len(tables)})"
             inp = {"instances_format": "bigquery", "bigquery_source": {"input_uri": source}}
             out = {"predictions_format": "bigquery", "bigquery_destination": {"output_uri": dest}}
-            ids.append(backend._create(job_resource(name, spec, inp, out, count, run, str(i)), spec, location))
-    except BaseException:
-        # Do not leave paid jobs running for a submission the caller never got.
-        for job_id in ids:
-            with contextlib.suppress(PdbatchError):
-                backend.cancel(job_id)
-        raise
-    return ids
+            yield job_resource(name, spec, inp, out, count, run, str(i))
+
+    return create_all(jobs(), lambda job: backend._create(job, spec, location), backend.cancel)

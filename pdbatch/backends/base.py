@@ -298,6 +298,15 @@ class Backend(abc.ABC):
         """
         return {}
 
+    def unsupported_for_model(self, model: str, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """The body fields among ``params`` that ``model`` cannot honour, each with why.
+
+        As :meth:`unsupported_params`, for a backend whose models differ in what
+        they take (``model`` as request bodies name it, from :meth:`model_name`);
+        asked before anything is written or sent. Most backends refuse nothing here.
+        """
+        return {}
+
     def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
         """What decides this backend's answers besides its name, the model name and the request body.
 

@@ -16,13 +16,12 @@ are never saved: :meth:`Vertex.settings` rebuilds everything else.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import secrets
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,8 +39,8 @@ from ..models import (
     vertex_default,
 )
 from ..params import Check
-from . import _garden, _gcp, _gemini_embed, _preflight, _setup, _staging, _tables
-from ._create import create_job
+from . import _garden, _gcp, _gemini_chat, _gemini_embed, _preflight, _setup, _staging, _tables
+from ._create import create_all, create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
 from ._job_resource import job_resource, job_status, location_of, output_table
@@ -220,6 +219,11 @@ class Vertex(Backend):
         """Gemini embeddings' own fields: ``input_type`` ("query", "passage"), ``task_type``, ``title``, ..."""
         return _gemini_embed.BODY_FIELDS if kind == "embeddings" else {}
 
+    def unsupported_for_model(self, model: str, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
+        """What a Gemini chat model cannot take of an OpenAI chat body (see :mod:`._gemini_chat`)."""
+        spec = parse_vertex(model, kind)
+        return _gemini_chat.unsupported(params) if spec.wire == "gemini-chat" and kind == "chat" else {}
+
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).
 
@@ -368,6 +372,8 @@ class Vertex(Backend):
         location = batch_location(spec, self.location)
         if spec.wire == "gemini-embedding":
             _gemini_embed.prepare(spec, files, staging, output)
+        elif spec.wire == "gemini-chat":
+            _gemini_chat.prepare(spec, files, staging, output)
         elif spec.reasoning:
             _setup.reasoning_defaults(files)
         self._check_served(spec, location)
@@ -378,9 +384,9 @@ class Vertex(Backend):
             _preflight.before_submit(self, spec, location)
         groups = _staging.group(files, [_staging.count_lines(f) for f in files], self.max_requests_per_job)
         run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-        ids: list[str] = []
-        start = 0
-        try:
+
+        def jobs() -> Iterator[dict[str, Any]]:  # each part staged as its job is about to be created
+            start = 0
             for i, (group, count) in enumerate(groups, 1):
                 part = f"part-{i:03d}" if len(groups) > 1 else ""
                 extra = extra_columns.slice(start, count) if extra_columns is not None else None
@@ -388,14 +394,9 @@ class Vertex(Backend):
                 source = _staging.stage(group, staging, run, part, extra, **clients)
                 dest = _staging.destination(staging, output, run, part)
                 name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
-                ids.append(self._create(job_resource(name, spec, source, dest, count, run, str(i)), spec, location))
-        except BaseException:
-            # Do not leave paid jobs running for a submission the caller never got.
-            for job_id in ids:
-                with contextlib.suppress(PdbatchError):
-                    self.cancel(job_id)
-            raise
-        return ids
+                yield job_resource(name, spec, source, dest, count, run, str(i))
+
+        return create_all(jobs(), lambda job: self._create(job, spec, location), self.cancel)
 
     def check_table_job(self, *, model: str, kind: Kind, tables: Mapping[str, str]) -> None:
         """Refuse tables outside this backend's region, and a model that cannot run (see :mod:`._tables`)."""
@@ -493,9 +494,10 @@ class Vertex(Backend):
                 permission=f"{_gcp.DOWNLOAD_PERMISSION} on {directory}",
             ):
                 paths = _gcp.download_jsonl(self._storage(), directory, folder)
-            if _gemini_embed.is_gemini_job(job):
+            convert = _FROM_GEMINI.get(_gemini_embed.job_wire(job))
+            if convert is not None:
                 for path in paths:
-                    _gemini_embed.from_gemini_file(path)
+                    convert(path)
             return paths
         if info.bigquery_output_table:
             table_id = output_table(info.bigquery_output_dataset, info.bigquery_output_table)
@@ -507,6 +509,10 @@ class Vertex(Backend):
 
 
 # ------------------------------------------------------------------ helpers
+#: Output files of Gemini jobs, rewritten as the OpenAI-shaped lines pdbatch.results reads.
+_FROM_GEMINI = {"gemini-embedding": _gemini_embed.from_gemini_file, "gemini-chat": _gemini_chat.from_gemini_file}
+
+
 def _setting(name: str, value: Any) -> Any:
     """Explicit argument, ``configure(vertex=...)``, ``PDBATCH_VERTEX_<NAME>``, then the default."""
     if value is not None:

@@ -127,6 +127,79 @@ def gemini_embedding(record: dict) -> dict:
     return {"embedding": {"values": embed(text, dim)}, "tokenCount": str(tokens)}
 
 
+#: GenerationConfig fields the Gemini chat stand-in reads; any other is refused on its row, as the
+#: service refuses an unknown field ("Invalid JSON payload received. Unknown name ...").
+GEMINI_CONFIG = {"maxOutputTokens", "temperature", "topP", "topK", "seed", "stopSequences", "presencePenalty",
+                 "frequencyPenalty", "responseMimeType", "responseSchema", "responseJsonSchema", "candidateCount",
+                 "thinkingConfig"}
+#: ThinkingConfig.thinkingLevel values (Vertex AI v1 API reference, GenerationConfig.ThinkingConfig).
+THINKING_LEVELS = {"MINIMAL", "LOW", "MEDIUM", "HIGH"}
+#: A user text containing this is "blocked": the candidate ends with finishReason SAFETY and no text,
+#: the shape Gemini returns for a blocked answer (so tests can reach that path).
+BLOCKED = "[unsafe]"
+
+
+def gemini_chat(record: dict) -> dict:
+    """The GenerateContentResponse for one Gemini batch line {"key", "request": {"contents", ...}}.
+
+    Doc ("Batch inference from Cloud Storage"): each line holds a GenerateContentRequest under
+    "request"; a line without one (an OpenAI {"custom_id", "body"} line) cannot be answered.
+    """
+    request = record.get("request")
+    if not isinstance(request, dict):
+        raise RowError("each line needs a 'request' object holding a GenerateContentRequest "
+                       "({\"request\": {\"contents\": [...]}}); OpenAI lines are not read by Gemini models")
+    unknown = sorted(set(request) - {"contents", "systemInstruction", "system_instruction", "generationConfig",
+                                     "generation_config", "safetySettings", "labels"})
+    if unknown:
+        raise RowError(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at \'request\': '
+                       f"Cannot find field.")
+    contents = request.get("contents")
+    if not isinstance(contents, list) or not contents:
+        raise RowError("request.contents must be a non-empty list")
+    texts: list[tuple[str, str]] = []
+    for c in contents:
+        if not isinstance(c, dict) or c.get("role", "user") not in ("user", "model"):
+            raise RowError("contents[].role must be 'user' or 'model'")
+        parts = c.get("parts")
+        if not isinstance(parts, list) or not all(isinstance(p, dict) and "text" in p for p in parts):
+            raise RowError("contents[].parts must list text parts")
+        texts.append((c.get("role", "user"), " ".join(str(p["text"]) for p in parts)))
+    users = [t for role, t in texts if role == "user"]
+    if not users:
+        raise RowError("a request needs a user turn")
+    config = request.get("generationConfig") or {}
+    unknown = sorted(set(config) - GEMINI_CONFIG)
+    if unknown:
+        raise RowError(f'Invalid JSON payload received. Unknown name "{unknown[0]}" at '
+                       f"'request.generation_config': Cannot find field.")
+    level = (config.get("thinkingConfig") or {}).get("thinkingLevel")
+    if level is not None and level not in THINKING_LEVELS:
+        raise RowError(f"Invalid value at 'request.generation_config.thinking_config.thinking_level' ({level!r})")
+    if "responseJsonSchema" in config and "responseSchema" in config:
+        raise RowError("responseJsonSchema and responseSchema cannot both be set")
+    if ("responseJsonSchema" in config or "responseSchema" in config) \
+            and config.get("responseMimeType") != "application/json":
+        raise RowError("a response schema needs responseMimeType 'application/json'")
+    system = " ".join(str(p.get("text", "")) for p in ((request.get("systemInstruction") or {}).get("parts") or []))
+    prompt = sum(words(t) for _, t in texts) + words(system)
+    usage = {"promptTokenCount": prompt}
+    if BLOCKED in users[-1]:
+        return {"candidates": [{"finishReason": "SAFETY"}], "usageMetadata": {**usage, "totalTokenCount": prompt}}
+    reply = chat_reply(users[-1])
+    schema = config.get("responseJsonSchema")
+    if isinstance(schema, dict):
+        reply = json.dumps(instance(schema, reply))
+    finish = "STOP"
+    limit = config.get("maxOutputTokens")
+    if isinstance(limit, int) and limit < words(reply):
+        reply, finish = " ".join(reply.split()[:limit]), "MAX_TOKENS"
+    completion = words(reply)
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": reply}]}, "finishReason": finish}],
+            "usageMetadata": {**usage, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion},
+            "modelVersion": "fake-gemini"}
+
+
 def is_embedding_model(model: str) -> bool:
     return model.split("/")[-3:-2] == ["intfloat"] or "embed" in model
 

@@ -24,9 +24,13 @@ FAILED_PRECONDITION "Project ... is not allowed to use Publisher Model ...",
 at job creation and on the online endpoint.
 Gemini embedding models read and write their own line format ({"key",
 "request"} in, {"key", "request", "response": {"embedding": {"values"}}} out)
-from Cloud Storage only. ``emu.output_shape`` picks the output lines of chat
-jobs: "gemini" ({..., "request", "response", "status", "processed_time"}) or
-"model_garden" ({"custom_id", "error": "", "response", "id"}).
+from Cloud Storage only. Gemini chat models read Gemini request lines ({"key",
+"request": {"contents", ...}}) and write {"key", "request", "status",
+"processed_time", "response": {"candidates", "usageMetadata"}}; an OpenAI line
+sent to them fails on its row, as a Gemini line sent to an open model does.
+``emu.output_shape`` picks the output lines of open-model chat jobs: "gemini"
+({..., "request", "response", "status", "processed_time"}) or "model_garden"
+({"custom_id", "error": "", "response", "id"}).
 
 Jobs run on a background thread: QUEUED -> PENDING -> RUNNING -> SUCCEEDED,
 one ``step`` seconds apart, reading input from and writing output to the
@@ -72,6 +76,12 @@ FILTER_TERM_RE = re.compile(r'^\s*(state|display_name|displayName|labels\.[A-Za-
 #: negation operator; the emulator refuses such a filter rather than guess how it parses.
 HYPHEN_LABEL_RE = re.compile(r"labels\.[A-Za-z0-9_]*-")
 ONLINE_RE = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/endpoints/openapi/chat/completions$")
+#: Gemini chat models that run batch jobs on 2026-12-06 (pdbatch/_gemini_catalog.py: Google's model
+#: versions page and Gemini batch page), served in `global` only (the catalog's reading of the
+#: sources; no stored page gives their batch regions). gemini-2.5-* were retired on 2026-10-20:
+#: not served, so they answer 404 as a retired model does.
+GEMINI_CHAT_MODELS = {f"publishers/google/models/{m}": {"global"} for m in (
+    "gemini-3.5-flash", "gemini-3.5-flash-lite", "gemini-3.1-flash-lite", "gemini-4-argon")}
 #: The models Google lists live for batch on 2026-11-30 (open models batch page,
 #: embeddings batch page, and the inventory quoted in SPEC.md).
 DEFAULT_LIVE_MODELS = frozenset({
@@ -83,6 +93,7 @@ DEFAULT_LIVE_MODELS = frozenset({
     "publishers/deepseek-ai/models/deepseek-v4.1-flash-maas",
     "publishers/google/models/gemini-embedding-001",
     "publishers/google/models/gemini-embedding-2",
+    *GEMINI_CHAT_MODELS,
 })
 GEMINI_EMBEDDING_MODELS = {
     "publishers/google/models/gemini-embedding-001": {"us-central1", "us-east1", "us-east4", "us-west1",
@@ -97,7 +108,10 @@ BATCH_LOCATIONS: dict[str, set[str]] = {
     "publishers/meta/models/llama-4-scout-17b-16e-instruct-maas": {"us-east5"},
     "publishers/meta/models/llama-4-maverick-17b-128e-instruct-maas": {"us-east5"},
     **GEMINI_EMBEDDING_MODELS,
+    **GEMINI_CHAT_MODELS,
 }
+#: Models whose batch lines are Gemini lines ({"key", "request"}), echoed with the answer.
+GEMINI_MODELS = {*GEMINI_EMBEDDING_MODELS, *GEMINI_CHAT_MODELS}
 #: Where they also answer online requests (SPEC.md "Models": gpt-oss-120b in `global`, online only;
 #: GLM-5.2 and DeepSeek-V4.1-Flash in `global` only).
 ONLINE_LOCATIONS: dict[str, set[str]] = {
@@ -658,7 +672,7 @@ class VertexEmulator:
                              f"{self.max_requests} per batch prediction job.")
         for i, record in enumerate(records):
             # Seen for Gemini batch: the importer fails the whole job on these keys.
-            bad = schema_keywords(record.get("body"))
+            bad = schema_keywords(record.get("body", record.get("request")))
             if bad:
                 raise JobFailure(f'Invalid JSON payload received. Unknown name "{bad}" at '
                                  f"'requests[{i}].response_format.json_schema.schema': Cannot find field.")
@@ -681,7 +695,7 @@ class VertexEmulator:
         response (or none), status ("" when fine) and processed_time. A
         Gemini embedding row keeps its input ({"key", "request"}) as it is."""
         resource = publisher_model(job.spec["model"])
-        gemini = resource in GEMINI_EMBEDDING_MODELS
+        gemini = resource in GEMINI_MODELS
         drop = {"_raw"} if gemini else {"method", "url", "body", "_raw"}
         out = {k: v for k, v in record.items() if k not in drop}
         if not gemini:
@@ -692,7 +706,9 @@ class VertexEmulator:
             if force_fail or self.faults.row_fails(record):
                 raise fake_model.RowError("Injected row error.")
             model = resource.split("publishers/", 1)[1].replace("/models/", "/")
-            if gemini:
+            if resource in GEMINI_CHAT_MODELS:
+                out["response"] = fake_model.gemini_chat(record)
+            elif gemini:
                 out["response"] = fake_model.gemini_embedding(record)
             else:
                 out["response"] = fake_model.respond(record.get("url"), record.get("body"), model)
@@ -705,7 +721,7 @@ class VertexEmulator:
 
     def _shape(self, job: Job, row: dict) -> dict:
         """A chat row in the Model Garden output shape when asked for; Gemini's otherwise."""
-        if self.output_shape != "model_garden" or publisher_model(job.spec["model"]) in GEMINI_EMBEDDING_MODELS:
+        if self.output_shape != "model_garden" or publisher_model(job.spec["model"]) in GEMINI_MODELS:
             return row
         out = {"custom_id": row.get("custom_id"), "error": row["status"]}
         if "response" in row:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +24,7 @@ from .call import Options
 from .errors import ConfigError
 from .fit import OVER_WINDOW, over_window
 from .pricing import PRICES_AS_OF, given_price
-from .requests import RequestPlan
-from .reuse import Reuse
+from .reuse import JobPlan, Part
 
 __all__ = ["Preview", "make_preview"]
 
@@ -165,10 +163,9 @@ def _approx(body: dict[str, Any]) -> int:
     return math.ceil(len(str(body.get("input", "")).encode()) / 4)
 
 
-def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
-                 prices: dict[str, tuple[float, float]] | None = None) -> Preview:
-    """Build the preview of a planned call (nothing is submitted)."""
-    send = reuse.sending_plan(plan).positions
+def make_preview(part: Part, backend: Backend, prices: dict[str, tuple[float, float]] | None = None) -> Preview:
+    """Build the preview of a planned call's part (nothing is submitted)."""
+    plan, reuse, send = part.plan, part.reuse, part.send.positions
     counted = plan.positions
     bodies = [plan.body(p) for p in plan.payloads(counted)]
     counts = backend.count_tokens(plan.model, plan.kind, bodies)
@@ -214,14 +211,14 @@ def make_preview(plan: RequestPlan, reuse: Reuse, backend: Backend,
     )
 
 
-def enforce_limits(parts: Sequence[tuple[RequestPlan, Reuse]], backend: Backend, options: Options, *,
+def enforce_limits(job: JobPlan, backend: Backend, options: Options, *,
                  what: str, fewer: str, details: str) -> None:
     """Refuse, before anything is sent, a job past ``options.max_rows`` or ``options.max_cost``.
 
     Parameters
     ----------
-    parts : sequence of (RequestPlan, Reuse)
-        The jobs that go out together (a frame call: one; a request file: one per kind).
+    job : JobPlan
+        The parts that go out together (a frame call: one; a request file: one per kind).
     backend : Backend
         Where they would run (its prices, unless ``options.prices`` gives them).
     options : Options
@@ -235,13 +232,13 @@ def enforce_limits(parts: Sequence[tuple[RequestPlan, Reuse]], backend: Backend,
     ConfigError
         A limit would be passed, or ``max_cost`` is set for a model without a known price.
     """
-    n_send = sum(len(reuse.sending_plan(plan).positions) for plan, reuse in parts)
+    n_send = job.n_send
     if options.max_rows is not None and n_send > options.max_rows:
         raise ConfigError(f"this {what} would send {n_send} requests, over max_rows={options.max_rows}; nothing "
                           f"was submitted. {fewer}, or raise max_rows.")
     if options.max_cost is None:
         return
-    previews = [make_preview(plan, reuse, backend, dict(options.prices or {})) for plan, reuse in parts]
+    previews = [make_preview(part, backend, dict(options.prices or {})) for part in job.parts]
     for pv in previews:
         if pv.estimated_cost is None:
             raise ConfigError(f"max_cost={options.max_cost} is set but no price is known for model {pv.model!r}; "

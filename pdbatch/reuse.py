@@ -33,7 +33,8 @@ from .requests import RequestPlan
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["Reuse", "Saved", "fan_out", "fill_cache", "load", "plan_reuse", "remember", "save"]
+__all__ = ["JobPlan", "Part", "Reuse", "Saved", "fan_out", "fill_cache", "load", "plan_part", "plan_reuse",
+           "remember", "save"]
 
 CHUNK = 65_536
 
@@ -80,6 +81,51 @@ class Reuse:
         extra = {int(p): "reused" for p in np.flatnonzero(self.alias >= 0)}
         extra.update({p: "cached" for p in self.cached})
         return replace(plan, skipped={**plan.skipped, **extra}) if extra else plan
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a job (one kind and model): its request plan and what of it is reused, worked out once.
+
+    Attributes
+    ----------
+    plan : RequestPlan
+        Every row of the part (rows of other parts are skipped in it).
+    reuse : Reuse
+        Which rows repeat another, which are answered by the cache.
+    send : RequestPlan
+        ``plan`` restricted to the rows still to be sent.
+    counts : RowCounts
+        What becomes of the rows: sent, merged, cached, skipped.
+    """
+
+    plan: RequestPlan
+    reuse: Reuse
+    send: RequestPlan
+    counts: RowCounts
+
+    @classmethod
+    def of(cls, plan: RequestPlan, reuse: Reuse | None = None) -> Part:
+        """The part for ``plan`` with ``reuse`` (None: every row is sent as it is)."""
+        r = reuse if reuse is not None else Reuse(np.full(plan.n_rows, -1, dtype=np.int64))
+        return cls(plan, r, r.sending_plan(plan), r.counts(plan))
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What a call or a request file sends, part by part: built once, then checked, previewed, submitted."""
+
+    parts: tuple[Part, ...]
+
+    @property
+    def n_send(self) -> int:
+        """Requests still to be sent, over every part."""
+        return sum(len(p.send.positions) for p in self.parts)
+
+
+def plan_part(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Part:
+    """:func:`plan_reuse` on ``plan``, as a :class:`Part`."""
+    return Part.of(plan, plan_reuse(plan, backend, cache))
 
 
 def plan_reuse(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Reuse:

@@ -30,7 +30,7 @@ from .readside import assemble, empty_result, finish_result
 from .reporter import JobLabel
 from .requests import RequestPlan, build_requests
 from .results import parse_bytes
-from .reuse import Reuse, plan_reuse
+from .reuse import JobPlan, Part, plan_part
 from .runfile import RequestsJob
 from .structured import Schema, apply_schema, as_schema
 
@@ -43,9 +43,13 @@ class Prepared:
 
     call: Call
     backend: Backend
-    plan: RequestPlan
+    part: Part
     schema: Schema | None
-    reused: Reuse
+
+    @property
+    def plan(self) -> RequestPlan:
+        """Every row's request (rows of no request are skipped in it)."""
+        return self.part.plan
 
 
 def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan, Schema | None]:
@@ -107,9 +111,9 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
         )
     if check_limits:  # (preview shows these rows instead, with the same reasons)
         planned = hold_back(planned, be)
-    prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be, options.cache))
+    prepared = Prepared(call, be, plan_part(planned, be, options.cache), schema)
     if check_limits:
-        enforce_limits([(prepared.plan, prepared.reused)], prepared.backend, options, what="call",
+        enforce_limits(JobPlan((prepared.part,)), prepared.backend, options, what="call",
                      fewer="Sample the frame (df.sample(n))", details="df.llama.preview(...)")
     return prepared
 
@@ -125,7 +129,7 @@ def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, optio
 
 def submit_prepared(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
     """Submit a call :func:`prepare` checked and planned (its reuse found): only what is left to send is sent."""
-    return submitting.submit(frame, p.plan, p.backend, p.call, options, p.reused)
+    return submitting.submit(frame, p.part, p.backend, p.call, options)
 
 
 def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options, *,
@@ -134,7 +138,7 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
     p = prepare(frame, call, backend, options)
     if len(p.plan.positions) == 0:
         return finish_result(empty_result(frame, p.plan, options.overwrite), call)
-    if len(p.reused.sending_plan(p.plan).positions) == 0:
+    if len(p.part.send.positions) == 0:
         return answered(frame, p, options, progress=progress)
     return submit_prepared(frame, p, options).wait(timeout, progress=progress).result()
 
@@ -151,7 +155,7 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
     frame : pandas.DataFrame
         The frame ``p`` was planned from.
     p : Prepared
-        A call whose :attr:`Prepared.reused` leaves nothing to send.
+        A call whose part leaves nothing to send (:attr:`pdbatch.reuse.Part.send`).
     options : Options
         How it runs (``overwrite``).
     progress : bool
@@ -162,13 +166,13 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
     pandas.DataFrame
         The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
     """
-    counts = p.reused.counts(p.plan)
+    counts = p.part.counts
     if progress:
         label = JobLabel(id="", backend=p.backend.name, model=p.plan.model, rows=counts)
         make_reporter(label, True, blocking=False).close(JobStatus(state="JOB_STATE_SUCCEEDED", total=0))
-    out = assemble(frame, parse_bytes(b"".join(line + b"\n" for line in p.reused.cached.values())), p.call,
+    out = assemble(frame, parse_bytes(b"".join(line + b"\n" for line in p.part.reuse.cached.values())), p.call,
                    kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
-                   overwrite=options.overwrite, alias=p.reused.alias)
+                   overwrite=options.overwrite, alias=p.part.reuse.alias)
     out.attrs["pdbatch_rows"] = counts.record()
     return out
 
@@ -176,7 +180,7 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
 def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> Preview:
     """What the call would send and cost, without sending anything."""
     p = prepare(frame, call, backend, options, check_limits=False)
-    pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+    pv = make_preview(p.part, p.backend, dict(options.prices or {}))
     pv.max_tokens_default = (pv.kind == CHAT and call.classify is None
                              and not {"max_tokens", "max_completion_tokens"} & set(call.params))
     return pv

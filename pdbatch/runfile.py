@@ -22,24 +22,25 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from . import filewriter
 from . import job as jobs
 from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import JobStatus
-from .batchoutput import CANCELLED, EXPIRED, FAILED, INVALID, JOB_FAILED, NO_OUTPUT, answer, output_line, write_output
+from .batchoutput import write_output
 from .cache import deterministic
 from .call import CacheMode, Call, Options
 from .display import live_display_available
 from .errors import ConfigError, InputError
 from .failures import hold_back_sure_failures
-from .fit import OVER_WINDOW, hold_back
+from .filewriter import write_table
+from .fit import hold_back
 from .join import output_columns
 from .models import CHAT, EMBEDDINGS, Kind
 from .preview import Preview, enforce_limits, make_preview
 from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, read_requests
 from .requests import CHUNK_ROWS, RequestPlan
-from .results import iter_file_lines
-from .reuse import Reuse, plan_reuse
+from .reuse import JobPlan, Part, Reuse, plan_reuse
 
 __all__ = ["RequestsJob", "preview_requests", "run_requests"]
 
@@ -208,17 +209,17 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
         name = model if isinstance(model, str) else (model or {}).get(CHAT)
         empty = LineGroup(CHAT, be.model_name(name, CHAT), np.empty(0, dtype=np.int64))
         plans = [_plan(planned, empty)]
-    reused = [_reuse(p, be, cache) for p in plans]
-    enforce_limits(list(zip(plans, reused, strict=True)), be, options, what="file", fewer="Send fewer lines",
+    job_plan = JobPlan(tuple(Part.of(p, _reuse(p, be, cache)) for p in plans))
+    enforce_limits(job_plan, be, options, what="file", fewer="Send fewer lines",
                  details="pdbatch.preview_requests(...)")
     siblings: list[str] = []
     job: jobs.BatchJob | None = None
     # the other kind first: the head (the first kind, chat in a mixed file) then names it
-    for plan, r in zip(plans[1:] + plans[:1], reused[1:] + reused[:1], strict=True):
-        call = Call(url=plan.url, custom_id="custom_id", model=model if isinstance(model, str) else None,
+    for part in job_plan.parts[1:] + job_plan.parts[:1]:
+        call = Call(url=part.plan.url, custom_id="custom_id", model=model if isinstance(model, str) else None,
                     requests={"model": dict(model) if isinstance(model, Mapping) else model,
                               "siblings": list(siblings)})
-        job = submitting.submit(frame, plan, be, call, options, r)
+        job = submitting.submit(frame, part, be, call, options)
         siblings.append(job.id)
     assert job is not None
     head = jobs.attach(job.id, be)  # the head's handle speaks for every kind's job
@@ -256,7 +257,7 @@ def preview_requests(requests: Requests, *, model: Model = None, backend: Backen
     out = []
     for group in planned.groups:
         plan = _plan(planned, group)
-        pv = make_preview(plan, _reuse(plan, be, cache), be, dict(prices or {}))
+        pv = make_preview(Part.of(plan, _reuse(plan, be, cache)), be, dict(prices or {}))
         out.append(pv)
     return out
 
@@ -373,24 +374,10 @@ class RequestsJob(jobs.BatchJob):
     def output_lines(self, partial: bool = False) -> Iterator[dict[str, Any]]:
         """Each line's answer as an OpenAI batch output object, in file order (see :mod:`pdbatch.batchoutput`)."""
         out = self.result(partial)
-        errors = out["error"].to_numpy(dtype=object)
-        ids = out["custom_id"].tolist()
         owner = np.full(len(out), len(self.members) - 1)
         for i, m in enumerate(self.members):
             owner[_owned(m, len(out))] = i
-        answers = [_answers(m) for m in self.members]
-        states = [m.status.state for m in self.members]
-        for p, cid in enumerate(ids):
-            found = answers[owner[p]].get(cid)
-            error = errors[p]
-            if error is None or error is pd.NA or (isinstance(error, float) and error != error):
-                body = found[0] if found else None
-                if body is not None:
-                    yield output_line(self.id, cid, body)
-                    continue
-                error = "no answer was kept for this line"
-            code = _code(str(error), found, states[owner[p]])
-            yield output_line(self.id, cid, error=(code, str(error).removeprefix(INVALID_PREFIX)))
+        return filewriter.output_lines(self.id, out, self.members, owner)
 
     def write_output(self, path: str | os.PathLike[str], partial: bool = False) -> int:
         """Write every line's answer to ``path``; returns the number of lines.
@@ -414,63 +401,6 @@ def _owned(member: jobs.BatchJob, n: int) -> np.ndarray:
     mine = np.ones(n, dtype=bool)
     mine[list(member.skipped)] = False
     return mine
-
-
-def _answers(member: jobs.BatchJob) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
-    """Each answered custom_id's (body, error), from the part's output lines; a success beats a failure."""
-    done = member.status.done
-    out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
-    for path in member.answer_files():
-        for raw in iter_file_lines(path, complete_only=not done):
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            cid = obj.get("custom_id") if isinstance(obj, dict) else None
-            if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
-                out[cid] = answer(obj)
-    alias = member.aliases()  # read (and checked) by the one reader of a job's reuse state
-    if alias is not None:  # lines identical to an earlier one take its answer
-        frame_ids = member.frame()["custom_id"].tolist()
-        for p in np.flatnonzero(alias >= 0).tolist():
-            first = out.get(frame_ids[int(alias[p])])
-            if first is not None:
-                out[frame_ids[p]] = first
-    return out
-
-
-def _code(error: str, found: tuple[Any, str | None] | None, state: str) -> str:
-    if error.startswith(INVALID_PREFIX):
-        return INVALID
-    if error.startswith(OVER_WINDOW):
-        return "context_length_exceeded"  # OpenAI's code for the same refusal
-    if found is not None:
-        return FAILED
-    return {"JOB_STATE_CANCELLED": CANCELLED, "JOB_STATE_EXPIRED": EXPIRED,
-            "JOB_STATE_FAILED": JOB_FAILED}.get(state, NO_OUTPUT)
-
-
-def write_table(out: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a result frame's answers by ``path``'s extension, without the request columns but ``custom_id``.
-
-    ``.jsonl`` here is an empty batch output file (a result with lines is
-    written by :meth:`RequestsJob.write_output`, from the answers themselves).
-    """
-    table = out.drop(columns=[c for c in ("method", "url", "body") if c in out.columns])
-    suffix = Path(path).suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        if len(table):
-            raise ValueError("a batch output file is written from the job's answers: RequestsJob.write_output")
-        write_output(path, [])
-        return
-    if "embedding" in table.columns and suffix != ".parquet":
-        table["embedding"] = table["embedding"].map(lambda v: None if v is None else np.asarray(v).tolist())
-    if suffix in (".parquet", ".pq"):
-        table.to_parquet(path, index=False)
-    elif suffix == ".csv":
-        table.to_csv(path, index=False)
-    else:
-        raise ConfigError(f"output {str(path)!r}: use a .jsonl, .parquet or .csv file")
 
 
 jobs.JOB_TYPES[TYPE] = RequestsJob

@@ -160,7 +160,7 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
 
     def sends(i: int) -> bool:
         p = prepared[i]
-        return len(p.reused.sending_plan(p.plan).positions) > 0
+        return len(p.part.send.positions) > 0
 
     def start(i: int) -> None:
         p = prepared[i]

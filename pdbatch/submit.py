@@ -23,35 +23,26 @@ from .backends import Backend
 from .call import Call, Options
 from .errors import ConfigError
 from .job import BatchJob
-from .reporter import RowCounts
 from .requests import RequestPlan
 
-__all__ = ["passthrough_table", "row_counts", "submit"]
+__all__ = ["passthrough_table", "submit"]
 
 
-def submit(
-    frame: pd.DataFrame,
-    plan: RequestPlan,
-    backend: Backend,
-    call: Call,
-    options: Options,
-    reused: reuse.Reuse | None = None,
-) -> BatchJob:
-    """Write the plan's request lines, submit them, save the manifest, and return the handle.
+def submit(frame: pd.DataFrame, part: reuse.Part, backend: Backend, call: Call, options: Options) -> BatchJob:
+    """Write the part's request lines still to send, submit them, save the manifest, and return the handle.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         The frame the plan was built from (saved for the join).
-    plan : RequestPlan
-        From :func:`pdbatch.requests.build_requests`.
+    part : Part
+        The request plan and what of it is reused (:func:`pdbatch.reuse.plan_part`):
+        only ``part.send`` is sent.
     backend : Backend
         Where to run.
     call, options : Call, Options
         What the plan was built from and how to run it; kept in the manifest
         (``job.call``, ``job.options``) for the join, the cache and ``retry_failed``.
-    reused : Reuse, optional
-        Rows answered by an identical row or by the response cache: not sent.
 
     Returns
     -------
@@ -59,7 +50,7 @@ def submit(
     """
     # refused here, before anything is sent, if the job's copy of the frame cannot hold it exactly
     table = frames.to_table(frame)
-    send = reused.sending_plan(plan) if reused is not None else plan
+    plan, send = part.plan, part.send
     name = options.display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
     if len(send.positions) == 0:
         # every row is answered already (cache or duplicates): a job with no parts
@@ -79,23 +70,15 @@ def submit(
         skipped=plan.skipped,
         call=call.record(),
         options=options.record(),
-        rows=row_counts(plan, reused).record(),
+        rows=part.counts.record(),
     )
     folder = jobdir.save(record, table)
-    if reused is not None:
-        reuse.save(folder, reused, plan)
-        trust.seal_keys(folder, record)  # only this home's own jobs feed its cache
+    reuse.save(folder, part.reuse, plan)  # writes nothing when nothing was reused or keyed
+    trust.seal_keys(folder, record)  # only this home's own jobs feed its cache
     job = BatchJob(record, folder, backend)
     if not backend_parts:
         job.refresh()  # no backend to ask: its state (succeeded) is known now, and kept for `pdbatch jobs`
     return job
-
-
-def row_counts(plan: RequestPlan, reused: reuse.Reuse | None) -> RowCounts:
-    """What becomes of the plan's rows: sent, merged as duplicates, answered from the cache, skipped."""
-    if reused is not None:
-        return reused.counts(plan)
-    return RowCounts(rows=plan.n_rows, sent=len(plan.positions), skipped=len(plan.skipped))
 
 
 def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, rename_reserved: bool,

@@ -23,11 +23,12 @@ from pdbatch.backends.base import Backend, JobStatus
 from pdbatch.call import Call, Options
 from pdbatch.display import TqdmReporter
 from pdbatch.errors import JobTimeoutError
-from pdbatch.submit import submit
 from pdbatch.reporter import JobLabel, NullReporter, elapsed_seconds, short_state
+from pdbatch.requests import build_requests
+from pdbatch.reuse import Part
+from pdbatch.submit import submit
 from pdbatch.watch import Poller
 from pdbatch.widget import WidgetReporter, status_html
-from pdbatch.requests import build_requests
 
 LABEL = JobLabel(id="local-20260101-120000-ab12cd", backend="local", model="smollm2-135m-instruct")
 
@@ -72,8 +73,8 @@ class Scripted(Backend):
 
 def make_job(backend: Backend) -> pdbatch.BatchJob:
     frame = pd.DataFrame({"review": ["good", "bad", "fine"]})
-    return submit(frame, build_requests(frame, "{review}", model="scripted-model"), backend, Call(prompt="{review}"),
-                  Options())
+    return submit(frame, Part.of(build_requests(frame, "{review}", model="scripted-model")), backend,
+                  Call(prompt="{review}"), Options())
 
 
 @pytest.fixture

@@ -447,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("run", "submit") and not Path(args.input).exists():
+        # said first: "give --prompt" would send the user after the wrong mistake
+        return _fail(args, ConfigError(f"input file {args.input!r} does not exist (nothing was submitted)"),
+                     EXIT_USAGE)
     if args.command in ("run", "submit") and args.prompt is None and args.messages is None and \
             not clifile.is_request_file(args, check=False):
         parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")

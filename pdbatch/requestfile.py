@@ -264,7 +264,8 @@ class PlannedLines:
             yield {**column[p], "model": group.model}
 
 
-def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, str] | None = None) -> PlannedLines:
+def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, str] | None = None, *,
+               base: str | os.PathLike[str] | None = None) -> PlannedLines:
     """Check each request line against ``backend``, and choose the model of each kind.
 
     Parameters
@@ -278,6 +279,10 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
         for a file of both kinds). Without it, the lines' own ``body.model``
         is used when the lines of a kind agree; lines without one take it
         too, and with none at all the backend's default model runs.
+    base : path, optional
+        The request file's folder: a ``body.model`` naming a file by a
+        relative path (``models/tiny.gguf``) is read relative to it, not to
+        the current directory, so that a file and its models move together.
 
     Returns
     -------
@@ -319,7 +324,7 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
     for kind in present:
         positions = np.asarray(kinds[kind], dtype=np.int64)
         chosen = model.get(kind) if isinstance(model, Mapping) else model
-        name = _model_of(frame, positions, kind) if chosen is None else chosen
+        name = _model_of(frame, positions, kind, base) if chosen is None else chosen
         try:
             resolved = backend.model_name(name, kind)
         except ConfigError as exc:
@@ -394,8 +399,9 @@ def _fields(kind: Kind) -> Iterator[str]:
     yield from (EMBEDDINGS_FIELDS if kind == CHAT else CHAT_FIELDS)
 
 
-def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind) -> str | None:
-    """The one model the lines of a kind name in ``body.model`` (None: none names one)."""
+def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind,
+              base: str | os.PathLike[str] | None = None) -> str | None:
+    """The one model the lines of a kind name in ``body.model`` (None: none names one), a path made absolute."""
     where: dict[Any, list[int]] = {}
     bodies = frame["body"].to_numpy(dtype=object)
     for p in positions.tolist():
@@ -406,11 +412,32 @@ def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind) -> str | N
         name = next(iter(where), None)
         if name is not None and not isinstance(name, str):
             raise ConfigError(f"body.model is {_shown(name)}, not a model name; pass model=... to choose one")
-        return name
+        return _beside(name, base) if name is not None and base is not None else name
     found = "; ".join(f"{_shown(name)} ({_rows(frame, rows)})" for name, rows in where.items())
     raise ConfigError(
         f"the {kind} lines name {len(where)} different models: {found}. One job runs one model: pass "
         f"model=... (--model) to run every line on one of them, or split the file by model")
+
+
+def _beside(name: str, base: str | os.PathLike[str]) -> str:
+    """``name`` as a path relative to the request file's folder ``base``, when it names a file there.
+
+    A relative path is never read from the current directory: the same file
+    run from elsewhere would run another model, or none. A name that is a
+    file only from the current directory is refused, saying where it was looked for.
+    """
+    path = Path(name)
+    if path.is_absolute() or name.startswith("~"):
+        return name
+    beside = Path(base) / path
+    if beside.is_file():
+        return str(beside.resolve())
+    if path.is_file():
+        raise ConfigError(
+            f"body.model {name!r} is a path relative to the current directory, but paths in a request file "
+            f"are read relative to the file's folder, and there is no {beside}. Move the file there, write an "
+            f"absolute path, or pass model=... (--model)")
+    return name
 
 
 def _rows(frame: pd.DataFrame, rows: list[int]) -> str:

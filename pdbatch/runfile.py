@@ -193,7 +193,7 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     frame = _check(requests) if isinstance(requests, pd.DataFrame) else read_requests(requests)
     be = get_backend(backend)
     options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
-    planned = plan_lines(frame, be, model)
+    planned = plan_lines(frame, be, model, base=_folder(requests))
     if not len(frame):
         if not wait:
             raise ConfigError("nothing to submit: the request file has no lines")
@@ -249,13 +249,18 @@ def preview_requests(requests: Requests, *, model: Model = None, backend: Backen
     """
     frame = _check(requests) if isinstance(requests, pd.DataFrame) else read_requests(requests)
     be = get_backend(backend)
-    planned = plan_lines(frame, be, model)
+    planned = plan_lines(frame, be, model, base=_folder(requests))
     out = []
     for group in planned.groups:
         plan = _plan(planned, group)
         pv = make_preview(plan, _reuse(plan, be, cache), be, dict(prices or {}))
         out.append(pv)
     return out
+
+
+def _folder(requests: Requests) -> Path | None:
+    """The request file's folder, against which relative paths in ``body.model`` are read (None: a frame)."""
+    return None if isinstance(requests, pd.DataFrame) else Path(requests).parent
 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:

@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from . import frames, jobdir, reuse
+from . import claims, frames, jobdir, reuse
 from .atomic import PRIVATE_FILE
 from .backends import Backend
+from .backends.base import OK_STATES
 from .call import Call, Options
 from .errors import ConfigError
 from .job import BatchJob
@@ -58,15 +59,23 @@ def submit(
     """
     # refused here, before anything is sent, if the job's copy of the frame cannot hold it exactly
     table = frames.to_table(frame)
-    send = reused.sending_plan(plan) if reused is not None else plan
-    name = options.display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
-    if len(send.positions) == 0:
-        # every row is answered already (cache or duplicates): a job with no parts
-        parts = [time.strftime("cached-%Y%m%d-%H%M%S-") + secrets.token_hex(3)]
-        backend_parts: list[str] = []
-    else:
-        backend_parts = _send(send, backend, name, options.passthrough, options.rename_reserved, frame)
-        parts = backend_parts
+    token = None
+    if reused is not None:  # rows another call is sending right now are waited for, not sent again
+        reused, token = claims.hold(reused, plan, settle)
+    try:
+        send = reused.sending_plan(plan) if reused is not None else plan
+        name = options.display_name or f"pdbatch-{time.strftime('%Y%m%d-%H%M%S')}"
+        if len(send.positions) == 0:
+            # every row is answered already (cache or duplicates): a job with no parts
+            parts = [time.strftime("cached-%Y%m%d-%H%M%S-") + secrets.token_hex(3)]
+            backend_parts: list[str] = []
+        else:
+            backend_parts = _send(send, backend, name, options.passthrough, options.rename_reserved, frame)
+            parts = backend_parts
+    except BaseException:
+        if token is not None:  # nothing was submitted: the rows are free for any call again
+            claims.release(token=token)
+        raise
     record = jobdir.Manifest(
         id=parts[0],
         parts=backend_parts,
@@ -82,7 +91,31 @@ def submit(
     folder = jobdir.save(record, table)
     if reused is not None:
         reuse.save(folder, reused, plan)
+    if token is not None:  # the claims now last as long as the job
+        claims.bind(token, record.id)
     return BatchJob(record, folder, backend)
+
+
+def settle(job_id: str) -> bool:
+    """Whether the job ``job_id``, whose rows a call waits for, has ended; its answers are then in the cache.
+
+    The job is polled as ``wait()`` polls (a local job whose worker died is
+    resumed), and once it succeeded its result is read, which puts its
+    answers into the cache, whoever submitted it. A job that cannot be
+    found or polled has ended too: it answers nothing.
+    """
+    from .job import attach
+
+    try:
+        job = attach(job_id)
+        status = job._poll_once()
+        if not status.done and status.state != "JOB_STATE_PAUSED":
+            return False
+        if status.state in OK_STATES:
+            job.result()
+    except Exception:  # whatever went wrong, waiting for this job would never end
+        pass
+    return True
 
 
 def _send(plan: RequestPlan, backend: Backend, name: str, passthrough: bool, rename_reserved: bool,

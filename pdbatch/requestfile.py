@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
+from .bodies import iter_bodies
 from .errors import ConfigError, InputError
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .params import EMBEDDINGS_FIELDS, EXTRA_BODY, RESERVED, check_fields
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
     from .backends.base import Backend
 
 __all__ = ["LineGroup", "PlannedLines", "RequestFileError", "plan_lines", "read_requests", "request_lines",
-           "sniff"]
+           "scan_requests", "sniff", "sniff_file"]
 
 COLUMNS = ("custom_id", "method", "url", "body")
 #: The start of the error of a line refused before sending.
@@ -92,24 +94,32 @@ def request_lines(path: str | os.PathLike[str]) -> list[Line]:
     ConfigError
         The file does not exist or cannot be read.
     """
-    p = Path(path)
+    return list(iter_lines(path))
+
+
+def iter_lines(path: str | os.PathLike[str]) -> Iterator[Line]:
+    """The lines :func:`request_lines` gives, one at a time: the file is never held whole."""
     try:
-        data = p.read_bytes()
+        fh = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below, errors are the caller's words
     except FileNotFoundError:
         raise ConfigError(f"request file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the request file {str(path)!r}: {exc.strerror or exc}") from None
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    out: list[Line] = []
-    for n, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
+    with fh:
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            obj = NotJson(str(exc))
-        out.append((n, obj, raw))
-    return out
+            for n, line in enumerate(fh, 1):
+                raw = line.removesuffix(b"\n")
+                if n == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                if not raw.strip():
+                    continue
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    obj = NotJson(str(exc))
+                yield n, obj, raw
+        except OSError as exc:
+            raise ConfigError(f"cannot read the request file {str(path)!r}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -119,17 +129,34 @@ class NotJson:
     why: str
 
 
-def sniff(lines: list[Line]) -> Literal["requests", "rows", "both"]:
+def sniff(lines: Iterable[Line]) -> Literal["requests", "rows", "both"]:
     """Whether a JSONL file's lines are request lines (every line has ``custom_id`` and ``body``).
 
     Lines that are not JSON do not count either way (reading the file as
     requests names them). ``"both"``: some lines are request lines and
     some are not, which is most likely a damaged request file.
     """
-    found = {_is_request(obj) for _, obj, _ in lines if not isinstance(obj, NotJson)}
+    return _sniff(lines)[0]
+
+
+def sniff_file(path: str | os.PathLike[str]) -> tuple[Literal["requests", "rows", "both"], bool]:
+    """:func:`sniff` of a file's lines, read one at a time, and whether any line is a JSON object."""
+    return _sniff(iter_lines(path))
+
+
+def _sniff(lines: Iterable[Line]) -> tuple[Literal["requests", "rows", "both"], bool]:
+    found: set[bool] = set()
+    objects = False
+    for _, obj, _ in lines:
+        if isinstance(obj, NotJson):
+            continue
+        objects = objects or isinstance(obj, dict)
+        found.add(_is_request(obj))
+        if len(found) == 2:
+            break  # nothing further changes the answer
     if found == {True}:
-        return "requests"
-    return "both" if found == {True, False} else "rows"
+        return "requests", objects
+    return ("both" if found == {True, False} else "rows"), objects
 
 
 def _is_request(obj: Any) -> bool:
@@ -159,11 +186,62 @@ def read_requests(path: str | os.PathLike[str], lines: list[Line] | None = None)
         not a JSON object, has no ``custom_id`` or a non-string one, or
         repeats an earlier line's ``custom_id``.
     """
-    if lines is None:
-        lines = request_lines(path)
+    rows: list[Any] = []
+    for obj in _checked_lines(path, iter_lines(path) if lines is None else lines):
+        rows.append(obj)
+    return pd.DataFrame({
+        "custom_id": [r["custom_id"] for r in rows],
+        "method": [r.get("method") for r in rows],
+        "url": [r.get("url") for r in rows],
+        "body": [r.get("body") for r in rows],
+    })
+
+
+#: Lines a scanned body column holds per Arrow chunk.
+_SCAN_CHUNK = 65_536
+
+
+def scan_requests(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """:func:`read_requests` for running a file: each ``body`` kept as its JSON text, in Arrow.
+
+    A body held as Python dicts takes several times its size in the file; as
+    one Arrow string column it takes about its size, and the steps that need
+    a body as a dict decode it there, a chunk of lines at a time
+    (:func:`pdbatch.bodies.iter_bodies`). The file is read a line at a time.
+    Same checks and errors as :func:`read_requests`.
+    """
+    ids: list[str] = []
+    methods: list[Any] = []
+    urls: list[Any] = []
+    chunks: list[pa.Array] = []
+    # The bodies' text goes straight into one buffer per chunk: a bytes object
+    # per body from orjson keeps its writer's spare capacity (kilobytes each).
+    data, ends = bytearray(), [0]
+    same: dict[Any, Any] = {}  # one str object for each method and url: they repeat on every line
+    for obj in _checked_lines(path, iter_lines(path)):
+        ids.append(obj["custom_id"])
+        method, url = obj.get("method"), obj.get("url")
+        methods.append(same.setdefault(method, method) if isinstance(method, str) else method)
+        urls.append(same.setdefault(url, url) if isinstance(url, str) else url)
+        data += orjson.dumps(obj.get("body"))
+        ends.append(len(data))
+        if len(ends) > _SCAN_CHUNK:
+            chunks.append(_text_array(data, ends))
+            data, ends = bytearray(), [0]
+    chunks.append(_text_array(data, ends))
+    body = pd.arrays.ArrowExtensionArray(pa.chunked_array(chunks, type=pa.large_string()))
+    return pd.DataFrame({"custom_id": ids, "method": methods, "url": urls, "body": pd.Series(body, copy=False)})
+
+
+def _text_array(data: bytearray, ends: list[int]) -> pa.Array:
+    offsets = pa.py_buffer(np.asarray(ends, dtype=np.int64))
+    return pa.LargeStringArray.from_buffers(len(ends) - 1, offsets, pa.py_buffer(bytes(data)))
+
+
+def _checked_lines(path: str | os.PathLike[str], lines: Iterable[Line]) -> Iterator[Any]:
+    """The request objects of a file's lines, in order; :class:`RequestFileError` at the end if any is bad."""
     problems: list[tuple[int, str]] = []
     first: dict[str, int] = {}
-    rows: list[Any] = []
     for n, obj, raw in lines:
         problem = _whole_file_problem(obj, raw)
         if problem is None:
@@ -176,15 +254,9 @@ def read_requests(path: str | os.PathLike[str], lines: list[Line] | None = None)
         if problem is not None:
             problems.append((n, problem))
         elif not problems:  # past the first problem, only problems are of interest
-            rows.append(obj)
+            yield obj
     if problems:
         raise RequestFileError(path, problems)
-    return pd.DataFrame({
-        "custom_id": [r["custom_id"] for r in rows],
-        "method": [r.get("method") for r in rows],
-        "url": [r.get("url") for r in rows],
-        "body": [r.get("body") for r in rows],
-    })
 
 
 def _whole_file_problem(obj: Any, raw: bytes) -> str | None:
@@ -259,9 +331,8 @@ class PlannedLines:
 
     def bodies(self, group: LineGroup, positions: np.ndarray | None = None) -> Iterator[dict[str, Any]]:
         """The bodies to send for ``group`` (or some of its rows): as written, with the job's model."""
-        column = self.frame["body"].to_numpy(dtype=object)
-        for p in (group.positions if positions is None else positions).tolist():
-            yield {**column[p], "model": group.model}
+        for _, body in iter_bodies(self.frame, group.positions if positions is None else positions):
+            yield {**body, "model": group.model}
 
 
 def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, str] | None = None, *,
@@ -300,8 +371,8 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
         raise InputError(f"a request frame has the columns {list(COLUMNS)}; this one lacks {missing}")
     errors: dict[int, str] = {}
     kinds: dict[Kind, list[int]] = {CHAT: [], EMBEDDINGS: []}
-    records = zip(frame["method"].tolist(), frame["url"].tolist(), frame["body"].tolist(), strict=True)
-    for p, (method, url, body) in enumerate(records):
+    records = zip(frame["method"].tolist(), frame["url"].tolist(), iter_bodies(frame), strict=True)
+    for p, (method, url, (_, body)) in enumerate(records):
         kind, problem = _line_kind(method, url, body)
         if problem is None:
             assert kind is not None
@@ -403,9 +474,8 @@ def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind,
               base: str | os.PathLike[str] | None = None) -> str | None:
     """The one model the lines of a kind name in ``body.model`` (None: none names one), a path made absolute."""
     where: dict[Any, list[int]] = {}
-    bodies = frame["body"].to_numpy(dtype=object)
-    for p in positions.tolist():
-        name = bodies[p].get("model")
+    for p, body in iter_bodies(frame, positions):
+        name = body.get("model")
         if name is not None:
             where.setdefault(name, []).append(p)
     if len(where) <= 1:

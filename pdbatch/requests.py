@@ -12,7 +12,7 @@ one Arrow buffer. Rows given as message lists are encoded per row with orjson.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +89,7 @@ class RequestPlan:
         return self.custom_ids[positions].tolist()
 
     # --------------------------------------------------------------- building
-    def payloads(self, positions: np.ndarray) -> list[Any]:
+    def payloads(self, positions: np.ndarray) -> Sequence[Any]:
         """Each row's payload, the one part of its body that is its own: prompt text, or its message list.
 
         :meth:`body` makes the row's request body of it; the JSONL writer

@@ -13,7 +13,7 @@ each part's result is in file order and the parts merge by position.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, overload
@@ -28,6 +28,7 @@ from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import JobStatus
 from .batchoutput import CANCELLED, EXPIRED, FAILED, INVALID, JOB_FAILED, NO_OUTPUT, answer, output_line, write_output
+from .bodies import as_dicts, iter_bodies
 from .cache import deterministic
 from .call import CacheMode, Call, Options
 from .display import live_display_available
@@ -35,13 +36,15 @@ from .errors import ConfigError, InputError
 from .join import output_columns
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .preview import Preview, enforce_limits, make_preview
-from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, read_requests
+from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, scan_requests
 from .requests import CHUNK_ROWS, RequestPlan
 from .results import iter_file_lines
 from .reuse import Reuse, plan_reuse
 
 __all__ = ["RequestsJob", "preview_requests", "run_requests"]
 
+#: Lines per chunk of request lines written from whole bodies (decoded as dicts while they are written).
+BODY_CHUNK = 4096
 #: The key of a request file's job in its saved call (``pdbatch.attach`` then returns a :class:`RequestsJob`).
 TYPE = "requests"
 Model: TypeAlias = "str | Mapping[str, str] | None"
@@ -55,10 +58,13 @@ class BodiesPlan(RequestPlan):
     the preview and the request files see exactly the line as it is sent.
     """
 
-    def payloads(self, positions: np.ndarray) -> list[Any]:
-        """The bodies of the rows at ``positions``, ``model`` set to the job's."""
-        column = self.frame["body"].to_numpy(dtype=object)
-        return [{**column[p], "model": self.model} for p in positions.tolist()]
+    def payloads(self, positions: np.ndarray) -> Sequence[Any]:
+        """The bodies of the rows at ``positions``, ``model`` set to the job's, each decoded as it is read.
+
+        A file's bodies are kept as JSON text: as dicts, a chunk of them would
+        take several times the file's size (``benchmarks/request_file_memory.py``).
+        """
+        return _Bodies(self, positions)
 
     def body(self, payload: Any) -> dict[str, Any]:
         """The payload is the body already (an empty dict for anything else: what the rows share)."""
@@ -67,11 +73,36 @@ class BodiesPlan(RequestPlan):
     def _iter_buffers(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[bytes, int]]:
         positions = self.positions
         head, mid = b'{"custom_id":', b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":'
+        chunk_rows = min(chunk_rows, BODY_CHUNK)  # whole bodies, not a template's share: smaller chunks
         for start in range(0, len(positions), chunk_rows):
             pos = positions[start : start + chunk_rows]
             parts = [head + orjson.dumps(cid) + mid + orjson.dumps(body) + b"}\n"
                      for cid, body in zip(self.ids_at(pos), self.payloads(pos), strict=True)]
             yield b"".join(parts), len(pos)
+
+
+class _Bodies(Sequence[Any]):
+    """The payloads of some rows of a :class:`BodiesPlan`, decoded one at a time as they are read."""
+
+    def __init__(self, plan: BodiesPlan, positions: np.ndarray) -> None:
+        self.plan, self.positions = plan, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return list(_Bodies(self.plan, self.positions[i]))
+        return next(iter(_Bodies(self.plan, self.positions[[i]])))
+
+    def __iter__(self) -> Iterator[Any]:
+        model = self.plan.model
+        for _, body in iter_bodies(self.plan.frame, self.positions):
+            yield {**body, "model": model}
 
 
 def _plan(planned: PlannedLines, group: LineGroup) -> BodiesPlan:
@@ -81,8 +112,7 @@ def _plan(planned: PlannedLines, group: LineGroup) -> BodiesPlan:
     for p in group.positions.tolist():
         del skipped[p]
     skipped.update(planned.errors)
-    bodies = frame["body"].to_numpy(dtype=object)[group.positions]
-    caps = [b.get("max_completion_tokens", b.get("max_tokens")) for b in bodies]
+    caps = [b.get("max_completion_tokens", b.get("max_tokens")) for _, b in iter_bodies(frame, group.positions)]
     # what the preview reads from the params: the largest cap, an upper bound of every answer's length
     params = {"max_tokens": max(caps)} if caps and all(isinstance(c, int) for c in caps) else {}
     ids = frame["custom_id"].to_numpy(dtype=object)
@@ -101,8 +131,8 @@ def _reuse(plan: BodiesPlan, backend: Backend, cache: CacheMode) -> Reuse:
     """
     if cache is not True:
         return plan_reuse(plan, backend, cache)
-    bodies = plan.frame["body"].to_numpy(dtype=object)
-    volatile = {p: "sampled" for p in plan.positions.tolist() if not deterministic(plan.url, bodies[p])}
+    volatile = {p: "sampled" for p, body in iter_bodies(plan.frame, plan.positions)
+                if not deterministic(plan.url, body)}
     restricted = replace(plan, skipped={**plan.skipped, **volatile}) if volatile else plan
     return plan_reuse(restricted, backend, "always")
 
@@ -190,14 +220,14 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     JobError
         (with ``wait``) a job failed as a whole.
     """
-    frame = _check(requests) if isinstance(requests, pd.DataFrame) else read_requests(requests)
+    frame = _check(requests) if isinstance(requests, pd.DataFrame) else scan_requests(requests)
     be = get_backend(backend)
     options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
     planned = plan_lines(frame, be, model, base=_folder(requests))
     if not len(frame):
         if not wait:
             raise ConfigError("nothing to submit: the request file has no lines")
-        out = _empty(frame)
+        out = _empty(as_dicts(frame))
         if output is not None:  # an empty file has nothing to answer: an empty output
             write_table(out, output)
         return out
@@ -247,7 +277,7 @@ def preview_requests(requests: Requests, *, model: Model = None, backend: Backen
         cache hits, prompt tokens per line, lines over the context window, and
         the estimated cost. Lines of the other kind and invalid lines count as skipped.
     """
-    frame = _check(requests) if isinstance(requests, pd.DataFrame) else read_requests(requests)
+    frame = _check(requests) if isinstance(requests, pd.DataFrame) else scan_requests(requests)
     be = get_backend(backend)
     planned = plan_lines(frame, be, model, base=_folder(requests))
     out = []
@@ -332,6 +362,7 @@ class RequestsJob(jobs.BatchJob):
                     col = out[c].copy()
                     col.iloc[mine] = res[c].iloc[mine].to_numpy()
                     out[c] = col
+        out = as_dicts(out)  # a job keeps the bodies as JSON text: the user reads dicts
         out.attrs["pdbatch_job"] = self.id
         return out
 

@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-__all__ = ["as_dicts", "bodies_at", "is_text", "iter_bodies"]
+__all__ = ["as_dicts", "bodies_at", "is_text", "iter_bodies", "values_at"]
 
 #: Bodies decoded per chunk: a chunk of text is held as Python strs while it is read.
 CHUNK = 8192
@@ -54,8 +54,20 @@ def iter_bodies(frame: pd.DataFrame, positions: np.ndarray | None = None) -> Ite
     loads = orjson.loads
     for start in range(0, len(positions), CHUNK):
         pos = positions[start : start + CHUNK]
-        for p, text in zip(pos.tolist(), column.iloc[pos].tolist(), strict=True):
+        for p, text in zip(pos.tolist(), values_at(column, pos), strict=True):
             yield p, None if text is None or text is pd.NA else loads(text)
+
+
+def values_at(column: pd.Series, positions: np.ndarray) -> list[Any]:
+    """``column.iloc[positions].tolist()``, taking a run of rows as a slice.
+
+    A slice of an Arrow column copies nothing; a take copies the rows, and
+    Arrow's allocator keeps what it once took (a request file's chunks
+    added up to the file's size again).
+    """
+    run = len(positions) > 0 and positions[-1] - positions[0] + 1 == len(positions) and \
+        bool((np.diff(positions) == 1).all())
+    return (column.iloc[positions[0] : positions[-1] + 1] if run else column.iloc[positions]).tolist()
 
 
 def bodies_at(frame: pd.DataFrame, positions: np.ndarray) -> list[Any]:

@@ -103,9 +103,9 @@ def _chunks(keys: list[str]) -> Iterable[list[str]]:
 
 def _take(db: sqlite3.Connection, keys: list[str], token: str) -> dict[str, Holder]:
     """Claim every key for ``token``, unless another call holds one: then claim none, return their holders."""
-    db.execute(_SCHEMA)
     with db:
         db.execute("BEGIN IMMEDIATE")  # one writer at a time: two calls never both see a key free
+        db.execute(_SCHEMA)  # inside: a table created by another first user is waited for, not raced
         held: dict[str, Holder] = {}
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
@@ -121,7 +121,7 @@ def _take(db: sqlite3.Connection, keys: list[str], token: str) -> dict[str, Hold
         me, now = os.getpid(), time.time()
         started = _process_started(me)
         db.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, NULL, ?, ?, ?)",
-                       [(k, token, me, started, now) for k in keys])
+                       ((k, token, me, started, now) for k in keys))  # a generator: no row list in memory
     return {}
 
 
@@ -214,8 +214,9 @@ def release(*, token: str | None = None, job: str | None = None) -> None:
 
 def _update(sql: str, args: tuple[str, ...]) -> None:
     def run(db: sqlite3.Connection) -> None:
-        db.execute(_SCHEMA)
         with db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(_SCHEMA)
             db.execute(sql, args)
 
     with contextlib.suppress(OSError), ResponseCache() as store:

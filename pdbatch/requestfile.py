@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -235,7 +235,7 @@ def scan_requests(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def _text_array(data: bytearray, ends: list[int]) -> pa.Array:
     offsets = pa.py_buffer(np.asarray(ends, dtype=np.int64))
-    return pa.LargeStringArray.from_buffers(len(ends) - 1, offsets, pa.py_buffer(bytes(data)))
+    return pa.LargeStringArray.from_buffers(len(ends) - 1, offsets, pa.py_buffer(data))  # no copy
 
 
 def _checked_lines(path: str | os.PathLike[str], lines: Iterable[Line]) -> Iterator[Any]:
@@ -370,18 +370,21 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
     if missing:
         raise InputError(f"a request frame has the columns {list(COLUMNS)}; this one lacks {missing}")
     errors: dict[int, str] = {}
-    kinds: dict[Kind, list[int]] = {CHAT: [], EMBEDDINGS: []}
-    records = zip(frame["method"].tolist(), frame["url"].tolist(), iter_bodies(frame), strict=True)
-    for p, (method, url, (_, body)) in enumerate(records):
-        kind, problem = _line_kind(method, url, body)
+    # one small array per column, not a Python object per line: method and url repeat on every line
+    line_kind = np.full(len(frame), -1, dtype=np.int8)
+    codes = {CHAT: 0, EMBEDDINGS: 1}
+    method_at, url_at = _reader(frame["method"]), _reader(frame["url"])
+    for p, body in iter_bodies(frame):
+        kind, problem = _line_kind(method_at(p), url_at(p), body)
         if problem is None:
             assert kind is not None
             problem = _body_problem(body, kind, backend)
         if problem is None:
-            kinds[kind].append(p)  # type: ignore[index]
+            line_kind[p] = codes[kind]  # type: ignore[index]
         else:
             errors[p] = INVALID_PREFIX + problem
-    present = [k for k in (CHAT, EMBEDDINGS) if kinds[k]]
+    kinds = {kind: np.flatnonzero(line_kind == code) for kind, code in codes.items()}
+    present = [k for k in (CHAT, EMBEDDINGS) if len(kinds[k])]
     if isinstance(model, str) and len(present) > 1:
         raise ConfigError(
             f"model={model!r} cannot serve both kinds of line in this file (chat and embeddings); give one "
@@ -393,7 +396,7 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
             raise ConfigError(f"model=: the keys are 'chat' and 'embeddings', not {unknown}")
     groups = []
     for kind in present:
-        positions = np.asarray(kinds[kind], dtype=np.int64)
+        positions = kinds[kind].astype(np.int64)
         chosen = model.get(kind) if isinstance(model, Mapping) else model
         name = _model_of(frame, positions, kind, base) if chosen is None else chosen
         try:
@@ -405,6 +408,16 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
                               f"(--model) to run them on another)") from exc
         groups.append(LineGroup(kind, resolved, positions))
     return PlannedLines(frame, groups, errors)
+
+
+def _reader(column: pd.Series) -> Callable[[int], Any]:
+    """The value at a position of a column whose values repeat (None where missing), without a list of them."""
+    try:
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    except TypeError:  # unhashable values (a frame given directly): read as they are, to be named
+        return column.to_numpy(dtype=object).__getitem__  # type: ignore[no-any-return]
+    names = list(uniques)
+    return lambda p: None if codes[p] < 0 else names[codes[p]]
 
 
 def _line_kind(method: Any, url: Any, body: Any) -> tuple[Kind | None, str | None]:
@@ -473,17 +486,20 @@ def _fields(kind: Kind) -> Iterator[str]:
 def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind,
               base: str | os.PathLike[str] | None = None) -> str | None:
     """The one model the lines of a kind name in ``body.model`` (None: none names one), a path made absolute."""
-    where: dict[Any, list[int]] = {}
+    where: dict[Any, list[int]] = {}  # each name's first lines (for the message) ...
+    count: dict[Any, int] = {}  # ... and how many lines name it
     for p, body in iter_bodies(frame, positions):
         name = body.get("model")
         if name is not None:
-            where.setdefault(name, []).append(p)
+            if count.setdefault(name, 0) < 3:
+                where.setdefault(name, []).append(p)
+            count[name] += 1
     if len(where) <= 1:
         name = next(iter(where), None)
         if name is not None and not isinstance(name, str):
             raise ConfigError(f"body.model is {_shown(name)}, not a model name; pass model=... to choose one")
         return _beside(name, base) if name is not None and base is not None else name
-    found = "; ".join(f"{_shown(name)} ({_rows(frame, rows)})" for name, rows in where.items())
+    found = "; ".join(f"{_shown(name)} ({_rows(frame, rows, count[name])})" for name, rows in where.items())
     raise ConfigError(
         f"the {kind} lines name {len(where)} different models: {found}. One job runs one model: pass "
         f"model=... (--model) to run every line on one of them, or split the file by model")
@@ -510,7 +526,7 @@ def _beside(name: str, base: str | os.PathLike[str]) -> str:
     return name
 
 
-def _rows(frame: pd.DataFrame, rows: list[int]) -> str:
+def _rows(frame: pd.DataFrame, rows: list[int], n: int) -> str:
     ids = frame["custom_id"].iloc[rows[:3]].tolist()
-    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-    return f"{len(rows)} line(s): " + ", ".join(map(repr, ids)) + more
+    more = f" and {n - 3} more" if n > 3 else ""
+    return f"{n} line(s): " + ", ".join(map(repr, ids)) + more

@@ -28,7 +28,7 @@ from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import JobStatus
 from .batchoutput import CANCELLED, EXPIRED, FAILED, INVALID, JOB_FAILED, NO_OUTPUT, answer, output_line, write_output
-from .bodies import as_dicts, iter_bodies
+from .bodies import as_dicts, iter_bodies, values_at
 from .cache import deterministic
 from .call import CacheMode, Call, Options
 from .display import live_display_available
@@ -65,6 +65,10 @@ class BodiesPlan(RequestPlan):
         take several times the file's size (``benchmarks/request_file_memory.py``).
         """
         return _Bodies(self, positions)
+
+    def ids_at(self, positions: np.ndarray) -> list[str]:
+        """The custom_ids at ``positions``, from the frame's column (no Python str per row held meanwhile)."""
+        return values_at(self.frame["custom_id"], positions)
 
     def body(self, payload: Any) -> dict[str, Any]:
         """The payload is the body already (an empty dict for anything else: what the rows share)."""
@@ -108,14 +112,16 @@ class _Bodies(Sequence[Any]):
 def _plan(planned: PlannedLines, group: LineGroup) -> BodiesPlan:
     """The plan of one group: the whole frame, the other lines skipped (the invalid ones with their error)."""
     frame = planned.frame
-    skipped = {p: f"not in this job: a {_other(group.kind)} line, run by its own job" for p in range(len(frame))}
-    for p in group.positions.tolist():
-        del skipped[p]
+    others = np.ones(len(frame), dtype=bool)
+    others[group.positions] = False
+    why = f"not in this job: a {_other(group.kind)} line, run by its own job"
+    skipped = dict.fromkeys(np.flatnonzero(others).tolist(), why)
     skipped.update(planned.errors)
     caps = [b.get("max_completion_tokens", b.get("max_tokens")) for _, b in iter_bodies(frame, group.positions)]
     # what the preview reads from the params: the largest cap, an upper bound of every answer's length
     params = {"max_tokens": max(caps)} if caps and all(isinstance(c, int) for c in caps) else {}
-    ids = frame["custom_id"].to_numpy(dtype=object)
+    # the ids are read from the frame's column (BodiesPlan.ids_at); an empty array says they are not positional
+    ids = np.empty(0, dtype=object)
     return BodiesPlan(frame, group.kind, URLS[group.kind], group.model, None, None, None, params, ids, skipped)
 
 

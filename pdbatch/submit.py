@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from . import claims, config, frames, jobdir, reuse
 from .atomic import PRIVATE_FILE, private_dir
@@ -77,6 +78,7 @@ def submit(
                 # fails the call before anything is sent, and leaves nothing half-written.
                 kept = private_dir(staging / "job")
                 frames.write(table, kept / jobdir.FRAME)
+                pa.default_memory_pool().release_unused()  # the compressor's buffers: not held while sending
                 if reused is not None:
                     reuse.save(kept, reused, plan)
                 if len(send.positions) == 0:

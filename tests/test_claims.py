@@ -76,7 +76,7 @@ def test_overlapping_calls_wait_only_for_the_rows_in_flight():
         lambda: pd.DataFrame({"t": ["b", "c", "d"]}).llama.batch_predict("{t}", backend=second, temperature=0,
                                                                          progress=False),
     )
-    assert all(isinstance(o, pd.DataFrame) and o.error.isna().all() for o in outs), [str(o)[:1500] for o in outs]
+    assert all(isinstance(o, pd.DataFrame) and o.error.isna().all() for o in outs), [repr(o)[:1500] for o in outs]
     assert sorted(sent(first) + sent(second)) == ["a", "b", "c", "d"]
 
 

@@ -6,19 +6,25 @@ each body as a dict. One read from a file to be run
 Arrow column, about the file's size instead of several times it; a job keeps
 them so too. The steps that need a body as a dict take them from here, and
 a chunk of text bodies is decoded at a time, never the whole column.
+:class:`BodiesPlan` is the request plan of such a frame: each row's body is
+its request, as written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 import orjson
 import pandas as pd
 
-__all__ = ["as_dicts", "bodies_at", "is_text", "iter_bodies", "values_at"]
+from .requests import CHUNK_ROWS, RequestPlan
 
+__all__ = ["BodiesPlan", "as_dicts", "bodies_at", "is_text", "iter_bodies", "values_at"]
+
+#: Lines per chunk of request lines written from whole bodies (decoded as dicts while they are written).
+BODY_CHUNK = 4096
 #: Bodies decoded per chunk: a chunk of text is held as Python strs while it is read.
 CHUNK = 8192
 
@@ -82,3 +88,61 @@ def as_dicts(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy(deep=False)
     out["body"] = pd.Series(bodies_at(frame, np.arange(len(frame))), index=frame.index, dtype=object)
     return out
+
+
+class BodiesPlan(RequestPlan):
+    """A request plan whose rows are whole request bodies (a request file), not a template filled per row.
+
+    Each row's payload is its body with the job's model, so the cache keys,
+    the preview and the request files see exactly the line as it is sent.
+    """
+
+    def payloads(self, positions: np.ndarray) -> Sequence[Any]:
+        """The bodies of the rows at ``positions``, ``model`` set to the job's, each decoded as it is read.
+
+        A file's bodies are kept as JSON text: as dicts, a chunk of them would
+        take several times the file's size (``benchmarks/request_file_memory.py``).
+        """
+        return _Bodies(self, positions)
+
+    def ids_at(self, positions: np.ndarray) -> list[str]:
+        """The custom_ids at ``positions``, from the frame's column (no Python str per row held meanwhile)."""
+        return values_at(self.frame["custom_id"], positions)
+
+    def body(self, payload: Any) -> dict[str, Any]:
+        """The payload is the body already (an empty dict for anything else: what the rows share)."""
+        return payload if isinstance(payload, dict) else {}
+
+    def _iter_buffers(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[bytes, int]]:
+        positions = self.positions
+        head, mid = b'{"custom_id":', b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":'
+        chunk_rows = min(chunk_rows, BODY_CHUNK)  # whole bodies, not a template's share: smaller chunks
+        for start in range(0, len(positions), chunk_rows):
+            pos = positions[start : start + chunk_rows]
+            parts = [head + orjson.dumps(cid) + mid + orjson.dumps(body) + b"}\n"
+                     for cid, body in zip(self.ids_at(pos), self.payloads(pos), strict=True)]
+            yield b"".join(parts), len(pos)
+
+
+class _Bodies(Sequence[Any]):
+    """The payloads of some rows of a :class:`BodiesPlan`, decoded one at a time as they are read."""
+
+    def __init__(self, plan: BodiesPlan, positions: np.ndarray) -> None:
+        self.plan, self.positions = plan, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return list(_Bodies(self.plan, self.positions[i]))
+        return next(iter(_Bodies(self.plan, self.positions[[i]])))
+
+    def __iter__(self) -> Iterator[Any]:
+        model = self.plan.model
+        for _, body in iter_bodies(self.plan.frame, self.positions):
+            yield {**body, "model": model}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,8 +39,11 @@ import pyarrow as pa
 
 from .bodies import iter_bodies
 from .errors import ConfigError, InputError
-from .models import CHAT, EMBEDDINGS, URLS, Kind
-from .params import EMBEDDINGS_FIELDS, EXTRA_BODY, RESERVED, check_fields
+from .linecheck import body_problem as _body_problem
+from .linecheck import line_kind as _line_kind
+from .linecheck import reader as _reader
+from .linecheck import shown as _shown
+from .models import CHAT, EMBEDDINGS, Kind
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -53,7 +56,6 @@ COLUMNS = ("custom_id", "method", "url", "body")
 INVALID_PREFIX = "invalid request: "
 #: Problems listed in one message; the count says how many more there are.
 SHOWN = 10
-_KIND_OF_URL = {url: kind for kind, url in URLS.items()}
 
 #: A file's lines as :func:`request_lines` reads them: (line number from 1, the object or None, the raw bytes).
 Line = tuple[int, Any, bytes]
@@ -282,11 +284,6 @@ def _json_type(obj: Any) -> str:
         type(obj), "number")
 
 
-def _shown(value: Any) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _excerpt(raw: bytes) -> str:
     text = raw.strip().decode("utf-8", "replace")
     return text if len(text) <= 80 else text[:77] + "..."
@@ -408,79 +405,6 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
                               f"(--model) to run them on another)") from exc
         groups.append(LineGroup(kind, resolved, positions))
     return PlannedLines(frame, groups, errors)
-
-
-def _reader(column: pd.Series) -> Callable[[int], Any]:
-    """The value at a position of a column whose values repeat (None where missing), without a list of them."""
-    try:
-        codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    except TypeError:  # unhashable values (a frame given directly): read as they are, to be named
-        return column.to_numpy(dtype=object).__getitem__  # type: ignore[no-any-return]
-    names = list(uniques)
-    return lambda p: None if codes[p] < 0 else names[codes[p]]
-
-
-def _line_kind(method: Any, url: Any, body: Any) -> tuple[Kind | None, str | None]:
-    if not isinstance(body, dict):
-        return None, f"body must be a JSON object, not {_shown(body)}"
-    if _missing(method):
-        pass  # POST is the only method there is
-    elif method != "POST":
-        return None, f"method {_shown(method)}: batch request lines are POST"
-    if _missing(url):
-        if "messages" in body:
-            return CHAT, None
-        if "input" in body:
-            return EMBEDDINGS, None
-        return None, ("no url, and the body has neither messages (chat) nor input (embeddings); add "
-                      f"\"url\": {URLS[CHAT]!r} or {URLS[EMBEDDINGS]!r}")
-    kind = _KIND_OF_URL.get(url) if isinstance(url, str) else None
-    if kind is None:
-        return None, (f"url {_shown(url)} is not supported; pdbatch runs {URLS[CHAT]!r} and "
-                      f"{URLS[EMBEDDINGS]!r}")
-    return kind, None
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)  # NaN: pandas' missing str
-
-
-def _body_problem(body: dict[str, Any], kind: Kind, backend: Backend) -> str | None:
-    """What ``backend`` cannot take in a request body, or None: the checks of a frame's call, per line."""
-    if kind == CHAT:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return "messages must be a non-empty list of {'role': ..., 'content': ...} objects"
-        for m in messages:
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
-                return f"each message needs a role and a content, got {_shown(m)}"
-    else:
-        text = body.get("input")
-        if isinstance(text, list):
-            return (f"input is a list of {len(text)}; pdbatch keeps one embedding per request line: write one "
-                    f"line per text")
-        if not isinstance(text, str) or not text.strip():
-            return f"input must be a non-empty string, not {_shown(text)}"
-    extra = backend.body_fields(kind)
-    known = {*(_fields(kind)), *extra}
-    # Fields pdbatch does not know are sent as written (as extra_body would send
-    # them): the backend refuses those its service would not take.
-    fields = {k: v for k, v in body.items() if k not in RESERVED and k in known}
-    unknown = {k: v for k, v in body.items() if k not in RESERVED and k not in known}
-    checked, problems = check_fields({**fields, EXTRA_BODY: unknown} if unknown else fields, kind,
-                                     extra_fields=extra)
-    if not problems:
-        problems = [f"{name}={_shown(checked[name])}: {why}"
-                    for name, why in backend.unsupported_params(kind, checked).items()]
-    return "; ".join(problems) or None
-
-
-def _fields(kind: Kind) -> Iterator[str]:
-    from .params import CHAT_FIELDS
-
-    yield from (CHAT_FIELDS if kind == CHAT else EMBEDDINGS_FIELDS)
-    # a field of the other kind is named as such by check_fields, not passed as unknown
-    yield from (EMBEDDINGS_FIELDS if kind == CHAT else CHAT_FIELDS)
 
 
 def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind,

@@ -13,7 +13,7 @@ each part's result is in file order and the parts merge by position.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, overload
@@ -28,7 +28,7 @@ from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import JobStatus
 from .batchoutput import CANCELLED, EXPIRED, FAILED, INVALID, JOB_FAILED, NO_OUTPUT, answer, output_line, write_output
-from .bodies import as_dicts, iter_bodies, values_at
+from .bodies import BodiesPlan, as_dicts, iter_bodies
 from .cache import deterministic
 from .call import CacheMode, Call, Options
 from .display import live_display_available
@@ -37,76 +37,15 @@ from .join import output_columns
 from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .preview import Preview, enforce_limits, make_preview
 from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, scan_requests
-from .requests import CHUNK_ROWS, RequestPlan
 from .results import iter_file_lines
 from .reuse import Reuse, plan_reuse
 
 __all__ = ["RequestsJob", "preview_requests", "run_requests"]
 
-#: Lines per chunk of request lines written from whole bodies (decoded as dicts while they are written).
-BODY_CHUNK = 4096
 #: The key of a request file's job in its saved call (``pdbatch.attach`` then returns a :class:`RequestsJob`).
 TYPE = "requests"
 Model: TypeAlias = "str | Mapping[str, str] | None"
 Requests: TypeAlias = "str | os.PathLike[str] | pd.DataFrame"
-
-
-class BodiesPlan(RequestPlan):
-    """A request plan whose rows are whole request bodies (a request file), not a template filled per row.
-
-    Each row's payload is its body with the job's model, so the cache keys,
-    the preview and the request files see exactly the line as it is sent.
-    """
-
-    def payloads(self, positions: np.ndarray) -> Sequence[Any]:
-        """The bodies of the rows at ``positions``, ``model`` set to the job's, each decoded as it is read.
-
-        A file's bodies are kept as JSON text: as dicts, a chunk of them would
-        take several times the file's size (``benchmarks/request_file_memory.py``).
-        """
-        return _Bodies(self, positions)
-
-    def ids_at(self, positions: np.ndarray) -> list[str]:
-        """The custom_ids at ``positions``, from the frame's column (no Python str per row held meanwhile)."""
-        return values_at(self.frame["custom_id"], positions)
-
-    def body(self, payload: Any) -> dict[str, Any]:
-        """The payload is the body already (an empty dict for anything else: what the rows share)."""
-        return payload if isinstance(payload, dict) else {}
-
-    def _iter_buffers(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[bytes, int]]:
-        positions = self.positions
-        head, mid = b'{"custom_id":', b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":'
-        chunk_rows = min(chunk_rows, BODY_CHUNK)  # whole bodies, not a template's share: smaller chunks
-        for start in range(0, len(positions), chunk_rows):
-            pos = positions[start : start + chunk_rows]
-            parts = [head + orjson.dumps(cid) + mid + orjson.dumps(body) + b"}\n"
-                     for cid, body in zip(self.ids_at(pos), self.payloads(pos), strict=True)]
-            yield b"".join(parts), len(pos)
-
-
-class _Bodies(Sequence[Any]):
-    """The payloads of some rows of a :class:`BodiesPlan`, decoded one at a time as they are read."""
-
-    def __init__(self, plan: BodiesPlan, positions: np.ndarray) -> None:
-        self.plan, self.positions = plan, positions
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    @overload
-    def __getitem__(self, i: int) -> Any: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[Any]: ...
-    def __getitem__(self, i: int | slice) -> Any:
-        if isinstance(i, slice):
-            return list(_Bodies(self.plan, self.positions[i]))
-        return next(iter(_Bodies(self.plan, self.positions[[i]])))
-
-    def __iter__(self) -> Iterator[Any]:
-        model = self.plan.model
-        for _, body in iter_bodies(self.plan.frame, self.positions):
-            yield {**body, "model": model}
 
 
 def _plan(planned: PlannedLines, group: LineGroup) -> BodiesPlan:

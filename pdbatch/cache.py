@@ -156,9 +156,11 @@ class ResponseCache:
                 os.chmod(f"{self.path}{extra}", PRIVATE_FILE)
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _wal(db)
             db.execute("PRAGMA busy_timeout=60000")
-            db.execute(_SCHEMA)
+            with db:  # two first users at once: one creates the table, the other waits (no "locked")
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(_SCHEMA)
         except BaseException:
             db.close()
             raise
@@ -285,6 +287,19 @@ class ResponseCache:
                 return db.execute(sql, args).rowcount
 
         return self._use(delete, 0)
+
+
+def _wal(db: sqlite3.Connection, tries: int = 200) -> None:
+    """Switch to WAL mode. Two first users of a new cache at once: the switch fails at once with "locked"
+    for one of them (SQLite does not wait for it), which tries again once the other is done."""
+    for attempt in range(tries):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _warn_once(message: str) -> None:

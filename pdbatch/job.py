@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import classify, jobdir, reuse, uievents
+from . import claims, classify, jobdir, reuse, uievents
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .call import Call, Options
@@ -318,6 +318,9 @@ class BatchJob:
             if not partial:
                 raise
             status = JobStatus(state="JOB_STATE_UNSPECIFIED", error=f"its status cannot be read: {exc}")
+        claimed = status.done and (self._folder / jobdir.KEYS).exists()  # its rows were claimed (pdbatch.claims)
+        if claimed and status.state not in OK_STATES:
+            claims.release(job=self.id)  # ended without answers to cache: other calls send the rows again
         if status.state not in OK_STATES and not partial:
             if status.state in ACTIVE_STATES:
                 raise JobError(
@@ -355,6 +358,8 @@ class BatchJob:
         )
         # rows answered by an identical row or by the cache; new answers into the cache
         out = reuse.complete(self._folder, self._record, out, paths, status.state in OK_STATES)
+        if claimed:  # after its answers went into the cache: a call waiting for them finds them there
+            claims.release(job=self.id)
         out = finish_result(out, call)
         out.attrs["pdbatch_job"] = self.id
         if self._record.rows:

@@ -60,7 +60,7 @@ def open_private(path: Path, flags: int) -> int:
     return fd
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes | bytearray) -> None:
     """Write ``data`` as the whole content of ``path``, a file only the user can read."""
     with os.fdopen(open_private(path, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
         fh.write(data)

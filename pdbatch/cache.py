@@ -156,15 +156,17 @@ class ResponseCache:
                 os.chmod(f"{self.path}{extra}", PRIVATE_FILE)
         db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            _wal(db)
             db.execute("PRAGMA busy_timeout=60000")
-            db.execute(_SCHEMA)
+            with db:  # two first users at once: one creates the table, the other waits (no "locked")
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(_SCHEMA)
         except BaseException:
             db.close()
             raise
         return db
 
-    def _use(self, action: Callable[[sqlite3.Connection], T], default: T) -> T:
+    def use(self, action: Callable[[sqlite3.Connection], T], default: T) -> T:
         """Run ``action`` on the database; a failure closes it, says why once, and gives ``default``."""
         if self._db is None:
             return default
@@ -235,7 +237,7 @@ class ResponseCache:
                     found[key] = bytes(line)
             return found
 
-        return self._use(get, {})
+        return self.use(get, {})
 
     def put_many(self, rows: Iterable[tuple[str, str, str, bytes]]) -> int:
         """Store ``(key, backend, model, output line)`` rows; returns how many (0 when the cache is unusable)."""
@@ -248,11 +250,11 @@ class ResponseCache:
                 db.executemany("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)", data)
             return len(data)
 
-        return self._use(put, 0) if data else 0
+        return self.use(put, 0) if data else 0
 
     def count(self) -> int:
         """Number of cached answers."""
-        return self._use(lambda db: int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]), 0)
+        return self.use(lambda db: int(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]), 0)
 
     def stats(self) -> list[dict[str, Any]]:
         """Cached answers by backend and model: ``entries``, ``bytes`` (of answers), ``oldest``, ``newest``."""
@@ -263,7 +265,7 @@ class ResponseCache:
             return [{"backend": b, "model": m, "entries": n, "bytes": size, "oldest": old, "newest": new}
                     for b, m, n, size, old, new in db.execute(sql)]
 
-        return self._use(read, [])
+        return self.use(read, [])
 
     def clear(self, *, backend: str | None = None, model: str | None = None, before: float | None = None) -> int:
         """Delete cached answers (all, or of one backend and/or model, or cached before an epoch time); how many."""
@@ -284,7 +286,20 @@ class ResponseCache:
             with db:
                 return db.execute(sql, args).rowcount
 
-        return self._use(delete, 0)
+        return self.use(delete, 0)
+
+
+def _wal(db: sqlite3.Connection, tries: int = 200) -> None:
+    """Switch to WAL mode. Two first users of a new cache at once: the switch fails at once with "locked"
+    for one of them (SQLite does not wait for it), which tries again once the other is done."""
+    for attempt in range(tries):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _warn_once(message: str) -> None:

@@ -3,7 +3,8 @@
 Exit codes: 0 done (every row answered); 1 the job finished but some rows
 failed (see their ``error``), or for ``check`` a check failed; 2 bad usage or input; 3 the job failed, was
 cancelled or expired; 4 no such job; 5 still running when ``--timeout`` ran out;
-70 an internal error (a bug: ``--debug`` shows the traceback); 141 the reader
+74 an I/O error on the user's side (a full disk, a file-size limit); 70 an
+internal error (a bug: ``--debug`` shows the traceback); 141 the reader
 of the output went away (``pdbatch results JOB | head``), as for any Unix tool
 killed by SIGPIPE.
 """
@@ -11,6 +12,7 @@ killed by SIGPIPE.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import os
 import sys
@@ -37,6 +39,9 @@ from .structured import read_schema_file
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_JOB_FAILED, EXIT_NOT_FOUND, EXIT_TIMEOUT = 0, 1, 2, 3, 4, 5
 #: sysexits.h's EX_SOFTWARE, and what a shell reports for a process killed by SIGPIPE / SIGINT (128 + 13 / 2)
 EXIT_INTERNAL, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED = 70, 141, 130
+#: sysexits.h's EX_IOERR: a write that did not fit (disk full, quota, ulimit -f) is the machine's state, not a bug
+EXIT_IOERR = 74
+_USER_IO = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 EPILOG = """\
 examples:
@@ -51,8 +56,9 @@ examples:
   pdbatch check --backend vertex --model gpt-oss-120b-maas   (before a project's first job)
 
 exit codes: 0 done, 1 some rows failed, 2 bad usage or input, 3 job failed/cancelled/expired,
-            4 no such job, 5 still running at --timeout, 70 internal error (a bug: rerun with
-            --debug for the traceback and report it), 141 output pipe closed (e.g. | head)
+            4 no such job, 5 still running at --timeout, 74 disk full or file-size limit,
+            70 internal error (a bug: rerun with --debug for the traceback and report it),
+            141 output pipe closed (e.g. | head)
 """
 
 
@@ -479,6 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("run", "submit") and not Path(args.input).exists():
+        # said first: "give --prompt" would send the user after the wrong mistake
+        return _fail(args, ConfigError(f"input file {args.input!r} does not exist (nothing was submitted)"),
+                     EXIT_USAGE)
     if args.command in ("run", "submit") and args.prompt is None and args.messages is None and \
             not clifile.is_request_file(args, check=False):
         parser.error(f"{args.command}: give --prompt TEMPLATE or --messages COLUMN")
@@ -503,6 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, exc, EXIT_NOT_FOUND)
     except JobError as exc:
         return _fail(args, exc, EXIT_JOB_FAILED)
+    except OSError as exc:
+        if exc.errno not in _USER_IO:
+            return _fail(args, exc, EXIT_USAGE if isinstance(exc, PdbatchError) else EXIT_INTERNAL)
+        return _fail(args, exc, EXIT_IOERR)
     except (ConfigError, PdbatchError, ValueError) as exc:
         return _fail(args, exc, EXIT_USAGE)
     except Exception as exc:  # not the user's doing: its own exit code, not 1 ("some rows failed")

@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 
 from .errors import ConfigError
-from .requestfile import request_lines, sniff
+from .requestfile import sniff_file
 from .runfile import RequestsJob, run_requests, write_table
 
 __all__ = ["add_input", "is_request_file", "run", "submit", "write_answers"]
@@ -52,12 +52,12 @@ def is_request_file(args: argparse.Namespace, check: bool = True) -> bool:
     if not args.requests:
         if Path(args.input).suffix.lower() not in (".jsonl", ".ndjson") or not Path(args.input).is_file():
             return False
-        lines = request_lines(args.input)
-        found, frame_call = sniff(lines), bool(args.prompt or args.messages)
+        found, objects = sniff_file(args.input)
+        frame_call = bool(args.prompt or args.messages)
         # A file of request lines with a few damaged ones is still a request file: the run
         # names them. So is one with no JSON line at all (empty: an empty output) unless
         # the command says how to read rows.
-        empty = not any(isinstance(obj, dict) for _, obj, _ in lines)
+        empty = not objects
         if (found == "rows" and not (empty and not frame_call)) or (found == "both" and frame_call):
             return False
     if not check:

@@ -10,6 +10,7 @@ optional package is also ``ImportError``, so generic handlers keep working::
     ├── MissingDependencyError (ImportError)  an optional extra is not installed
     ├── JobNotFoundError (LookupError)    no job with that id (attach, status)
     ├── JobFolderError                    a job's file is missing, damaged or cannot be written
+    ├── StorageError (OSError)            the disk is full or a file-size limit was reached (nothing was sent)
     ├── JobError                          a job as a whole failed, expired or was cancelled
     │   ├── JobTimeoutError (TimeoutError)  ``wait(timeout=...)`` ran out first
     │   └── JobPausedError                  the service paused the job: waiting would never end
@@ -38,6 +39,7 @@ __all__ = [
     "MissingDependencyError",
     "PdbatchError",
     "PdbatchWarning",
+    "StorageError",
 ]
 
 
@@ -83,6 +85,30 @@ class JobFolderError(PdbatchError):
     def __init__(self, message: str, *, path: object = ""):
         super().__init__(message)
         self.path = str(path)
+
+
+class StorageError(PdbatchError, OSError):
+    """A job's files did not fit where pdbatch writes them: the disk or quota is full, or a file-size limit was hit.
+
+    Raised before anything is sent, with nothing left half-written. The
+    message names the folder, the bytes the job's files need, and
+    ``PDBATCH_HOME`` (the folder to move them to a disk with room).
+
+    Attributes
+    ----------
+    errno : int
+        The system's error (``ENOSPC``, ``EDQUOT``, ``EFBIG``).
+    path : str
+        The folder that could not be written.
+    needed : int or None
+        About how many bytes the job's files take.
+    """
+
+    def __init__(self, message: str, *, errno: int, path: object = "", needed: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+        self.path = str(path)
+        self.needed = needed
 
 
 def answers_hint(paths: Iterable[str | os.PathLike[str]]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import jobdir, jobview, reuse, uievents
+from . import claims, jobdir, jobview, reuse, uievents
 from .backends import Backend, backend_class, get_backend
 from .backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from .call import Call, Options
@@ -63,8 +63,7 @@ class BatchJob:
         ``submit`` or :meth:`display` returned (None when there is none).
     """
 
-    def __init__(self, record: jobdir.Manifest, folder: Path, backend: Backend, *,
-                 allow_pickle: bool = False) -> None:
+    def __init__(self, record: jobdir.Manifest, folder: Path, backend: Backend, *, allow_pickle: bool = False) -> None:
         self._record = record
         self._folder = folder
         self.backend = backend
@@ -313,6 +312,9 @@ class BatchJob:
             if not partial:
                 raise
             status = JobStatus(state="JOB_STATE_UNSPECIFIED", error=f"its status cannot be read: {exc}")
+        claimed = status.done and (self._folder / jobdir.KEYS).exists()  # its rows were claimed (pdbatch.claims)
+        if claimed and status.state not in OK_STATES:
+            claims.release(job=self.id)  # ended without answers to cache: other calls send the rows again
         if status.state not in OK_STATES and not partial:
             if status.state in ACTIVE_STATES:
                 raise JobError(
@@ -344,6 +346,8 @@ class BatchJob:
                        missing_error=missing)
         if status.state in OK_STATES:  # once, after a good job: its new answers into the cache
             reuse.fill_cache(self._folder, self._record, paths)
+        if claimed:  # after its answers went into the cache: a call waiting for them finds them there
+            claims.release(job=self.id)
         out.attrs["pdbatch_job"] = self.id
         if self._record.rows:
             out.attrs["pdbatch_rows"] = dict(self._record.rows)

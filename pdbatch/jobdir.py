@@ -269,8 +269,12 @@ def _upgrade(data: dict[str, Any]) -> None:
                        "display_name": data.get("display_name") or None}
 
 
-def save(manifest: Manifest, frame: pd.DataFrame | pa.Table) -> Path:
+def save(manifest: Manifest, frame: pd.DataFrame | pa.Table | Path) -> Path:
     """Write the manifest and the frame (or its table from :func:`pdbatch.frames.to_table`); returns the folder.
+
+    ``frame`` may also be a folder of the job's files written already
+    (``frame.arrow`` and the reuse files, :func:`pdbatch.submit.submit`):
+    they are moved in, and the manifest, written last, makes the job whole.
 
     Raises :class:`~pdbatch.errors.InputError` when a frame cannot be kept exactly.
     """
@@ -278,9 +282,13 @@ def save(manifest: Manifest, frame: pd.DataFrame | pa.Table) -> Path:
 
     from . import frames
 
-    table = frame if isinstance(frame, pa.Table) else frames.to_table(frame)
     folder = private_dir(folder_for(manifest.id))
-    frames.write(table, folder / FRAME)
+    if isinstance(frame, Path):
+        for path in frame.iterdir():
+            shutil.move(path, folder / path.name)  # a rename: the files are under PDBATCH_HOME already
+    else:
+        table = frame if isinstance(frame, pa.Table) else frames.to_table(frame)
+        frames.write(table, folder / FRAME)
     with atomic_path(folder / MANIFEST) as tmp:
         tmp.write_bytes(manifest.to_json())
     for part in manifest.parts:

@@ -8,6 +8,8 @@ out an array's bytes as one buffer.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["data_buffer", "json_escape", "mask", "scalar"]
+__all__ = ["data_buffer", "dumps_mapping", "json_escape", "mask", "scalar"]
 
 
 def json_escape(values: pa.Array) -> pa.LargeStringArray:
@@ -93,3 +95,21 @@ def data_buffer(lines: pa.LargeStringArray) -> pa.Buffer:
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=8 * lines.offset)
     start, stop = int(offsets[0]), int(offsets[-1])
     return lines.buffers()[2].slice(start, stop - start)
+
+
+def dumps_mapping(mapping: Mapping[str, Any] | Iterable[tuple[str, Any]], chunk: int = 8192) -> bytearray:
+    """``orjson.dumps(dict(mapping))`` for a large object, written a chunk of items at a time into one buffer.
+
+    orjson grows its output buffer as it writes and the bytes it returns keep
+    that capacity: a 14 MB object of 170,000 keys took 71 MB. Small pieces
+    appended to one buffer take about the output's size
+    (``benchmarks/request_file_memory.py``).
+    """
+    items = iter(mapping.items() if isinstance(mapping, Mapping) else mapping)
+    out = bytearray(b"{")
+    for piece in iter(lambda: list(itertools.islice(items, chunk)), []):
+        if len(out) > 1:
+            out += b","
+        out += memoryview(orjson.dumps(dict(piece)))[1:-1]
+    out += b"}"
+    return out

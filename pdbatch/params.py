@@ -94,6 +94,10 @@ def _number(lo: float, hi: float) -> Check:
     return check
 
 
+#: The integers a request body can carry: JSON writers and the services read 64 bits (orjson's range).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
 def integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = False) -> Check:
     """A check for an integer from ``lo`` to ``hi`` (None: no bound), or None when ``nullable``."""
 
@@ -102,6 +106,8 @@ def integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = Fa
             return None
         if isinstance(v, bool) or not isinstance(v, numbers.Integral):
             return "must be an integer" + _not_a(v)
+        if not _INT_MIN <= int(v) <= _INT_MAX:
+            return "must be an integer from -2**63 to 2**64-1: a request body holds 64-bit integers"
         if (lo is not None and int(v) < lo) or (hi is not None and int(v) > hi):
             bounds = f"at least {lo}" if hi is None else f"from {lo} to {hi}"
             return f"must be an integer {bounds}"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,24 +35,29 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
 
+from .bodies import iter_bodies
 from .errors import ConfigError, InputError
+from .linecheck import KIND_OF_URL
+from .linecheck import body_problem as _body_problem
+from .linecheck import line_kind as _line_kind
+from .linecheck import missing as _missing
+from .linecheck import reader as _reader
+from .linecheck import shown as _shown
 from .models import CHAT, EMBEDDINGS, URLS, Kind
-from .params import EMBEDDINGS_FIELDS, EXTRA_BODY, RESERVED, check_fields
-from .structured import response_format_problem
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
 __all__ = ["LineGroup", "PlannedLines", "RequestFileError", "plan_lines", "read_requests", "request_lines",
-           "sniff"]
+           "scan_requests", "sniff", "sniff_file"]
 
 COLUMNS = ("custom_id", "method", "url", "body")
 #: The start of the error of a line refused before sending.
 INVALID_PREFIX = "invalid request: "
 #: Problems listed in one message; the count says how many more there are.
 SHOWN = 10
-_KIND_OF_URL = {url: kind for kind, url in URLS.items()}
 
 #: A file's lines as :func:`request_lines` reads them: (line number from 1, the object or None, the raw bytes).
 Line = tuple[int, Any, bytes]
@@ -93,24 +98,32 @@ def request_lines(path: str | os.PathLike[str]) -> list[Line]:
     ConfigError
         The file does not exist or cannot be read.
     """
-    p = Path(path)
+    return list(iter_lines(path))
+
+
+def iter_lines(path: str | os.PathLike[str]) -> Iterator[Line]:
+    """The lines :func:`request_lines` gives, one at a time: the file is never held whole."""
     try:
-        data = p.read_bytes()
+        fh = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below, errors are the caller's words
     except FileNotFoundError:
         raise ConfigError(f"request file {str(path)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read the request file {str(path)!r}: {exc.strerror or exc}") from None
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    out: list[Line] = []
-    for n, raw in enumerate(data.split(b"\n"), 1):
-        if not raw.strip():
-            continue
+    with fh:
         try:
-            obj = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            obj = NotJson(str(exc))
-        out.append((n, obj, raw))
-    return out
+            for n, line in enumerate(fh, 1):
+                raw = line.removesuffix(b"\n")
+                if n == 1:
+                    raw = raw.removeprefix(b"\xef\xbb\xbf")
+                if not raw.strip():
+                    continue
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    obj = NotJson(str(exc))
+                yield n, obj, raw
+        except OSError as exc:
+            raise ConfigError(f"cannot read the request file {str(path)!r}: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -120,17 +133,34 @@ class NotJson:
     why: str
 
 
-def sniff(lines: list[Line]) -> Literal["requests", "rows", "both"]:
+def sniff(lines: Iterable[Line]) -> Literal["requests", "rows", "both"]:
     """Whether a JSONL file's lines are request lines (every line has ``custom_id`` and ``body``).
 
     Lines that are not JSON do not count either way (reading the file as
     requests names them). ``"both"``: some lines are request lines and
     some are not, which is most likely a damaged request file.
     """
-    found = {_is_request(obj) for _, obj, _ in lines if not isinstance(obj, NotJson)}
+    return _sniff(lines)[0]
+
+
+def sniff_file(path: str | os.PathLike[str]) -> tuple[Literal["requests", "rows", "both"], bool]:
+    """:func:`sniff` of a file's lines, read one at a time, and whether any line is a JSON object."""
+    return _sniff(iter_lines(path))
+
+
+def _sniff(lines: Iterable[Line]) -> tuple[Literal["requests", "rows", "both"], bool]:
+    found: set[bool] = set()
+    objects = False
+    for _, obj, _ in lines:
+        if isinstance(obj, NotJson):
+            continue
+        objects = objects or isinstance(obj, dict)
+        found.add(_is_request(obj))
+        if len(found) == 2:
+            break  # nothing further changes the answer
     if found == {True}:
-        return "requests"
-    return "both" if found == {True, False} else "rows"
+        return "requests", objects
+    return ("both" if found == {True, False} else "rows"), objects
 
 
 def _is_request(obj: Any) -> bool:
@@ -160,11 +190,62 @@ def read_requests(path: str | os.PathLike[str], lines: list[Line] | None = None)
         not a JSON object, has no ``custom_id`` or a non-string one, or
         repeats an earlier line's ``custom_id``.
     """
-    if lines is None:
-        lines = request_lines(path)
+    rows: list[Any] = []
+    for obj in _checked_lines(path, iter_lines(path) if lines is None else lines):
+        rows.append(obj)
+    return pd.DataFrame({
+        "custom_id": [r["custom_id"] for r in rows],
+        "method": [r.get("method") for r in rows],
+        "url": [r.get("url") for r in rows],
+        "body": [r.get("body") for r in rows],
+    })
+
+
+#: Lines a scanned body column holds per Arrow chunk.
+_SCAN_CHUNK = 65_536
+
+
+def scan_requests(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """:func:`read_requests` for running a file: each ``body`` kept as its JSON text, in Arrow.
+
+    A body held as Python dicts takes several times its size in the file; as
+    one Arrow string column it takes about its size, and the steps that need
+    a body as a dict decode it there, a chunk of lines at a time
+    (:func:`pdbatch.bodies.iter_bodies`). The file is read a line at a time.
+    Same checks and errors as :func:`read_requests`.
+    """
+    ids: list[str] = []
+    methods: list[Any] = []
+    urls: list[Any] = []
+    chunks: list[pa.Array] = []
+    # The bodies' text goes straight into one buffer per chunk: a bytes object
+    # per body from orjson keeps its writer's spare capacity (kilobytes each).
+    data, ends = bytearray(), [0]
+    same: dict[Any, Any] = {}  # one str object for each method and url: they repeat on every line
+    for obj in _checked_lines(path, iter_lines(path)):
+        ids.append(obj["custom_id"])
+        method, url = obj.get("method"), obj.get("url")
+        methods.append(same.setdefault(method, method) if isinstance(method, str) else method)
+        urls.append(same.setdefault(url, url) if isinstance(url, str) else url)
+        data += orjson.dumps(obj.get("body"))
+        ends.append(len(data))
+        if len(ends) > _SCAN_CHUNK:
+            chunks.append(_text_array(data, ends))
+            data, ends = bytearray(), [0]
+    chunks.append(_text_array(data, ends))
+    body = pd.arrays.ArrowExtensionArray(pa.chunked_array(chunks, type=pa.large_string()))
+    return pd.DataFrame({"custom_id": ids, "method": methods, "url": urls, "body": pd.Series(body, copy=False)})
+
+
+def _text_array(data: bytearray, ends: list[int]) -> pa.Array:
+    offsets = pa.py_buffer(np.asarray(ends, dtype=np.int64))
+    return pa.LargeStringArray.from_buffers(len(ends) - 1, offsets, pa.py_buffer(data))  # no copy
+
+
+def _checked_lines(path: str | os.PathLike[str], lines: Iterable[Line]) -> Iterator[Any]:
+    """The request objects of a file's lines, in order; :class:`RequestFileError` at the end if any is bad."""
     problems: list[tuple[int, str]] = []
     first: dict[str, int] = {}
-    rows: list[Any] = []
     for n, obj, raw in lines:
         problem = _whole_file_problem(obj, raw)
         if problem is None:
@@ -177,15 +258,9 @@ def read_requests(path: str | os.PathLike[str], lines: list[Line] | None = None)
         if problem is not None:
             problems.append((n, problem))
         elif not problems:  # past the first problem, only problems are of interest
-            rows.append(obj)
+            yield obj
     if problems:
         raise RequestFileError(path, problems)
-    return pd.DataFrame({
-        "custom_id": [r["custom_id"] for r in rows],
-        "method": [r.get("method") for r in rows],
-        "url": [r.get("url") for r in rows],
-        "body": [r.get("body") for r in rows],
-    })
 
 
 def _whole_file_problem(obj: Any, raw: bytes) -> str | None:
@@ -209,11 +284,6 @@ def _whole_file_problem(obj: Any, raw: bytes) -> str | None:
 def _json_type(obj: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(obj), "number")
-
-
-def _shown(value: Any) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _excerpt(raw: bytes) -> str:
@@ -265,12 +335,12 @@ class PlannedLines:
 
     def bodies(self, group: LineGroup, positions: np.ndarray | None = None) -> Iterator[dict[str, Any]]:
         """The bodies to send for ``group`` (or some of its rows): as written, with the job's model."""
-        column = self.frame["body"].to_numpy(dtype=object)
-        for p in (group.positions if positions is None else positions).tolist():
-            yield {**column[p], "model": group.model}
+        for _, body in iter_bodies(self.frame, group.positions if positions is None else positions):
+            yield {**body, "model": group.model}
 
 
-def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, str] | None = None) -> PlannedLines:
+def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, str] | None = None, *,
+               base: str | os.PathLike[str] | None = None) -> PlannedLines:
     """Check each request line against ``backend``, and choose the model of each kind.
 
     Parameters
@@ -284,6 +354,10 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
         for a file of both kinds). Without it, the lines' own ``body.model``
         is used when the lines of a kind agree; lines without one take it
         too, and with none at all the backend's default model runs.
+    base : path, optional
+        The request file's folder: a ``body.model`` naming a file by a
+        relative path (``models/tiny.gguf``) is read relative to it, not to
+        the current directory, so that a file and its models move together.
 
     Returns
     -------
@@ -302,19 +376,23 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
     errors: dict[int, str] = {}
     extra = dict(backend.extra_urls)
     # one group per endpoint: the kinds' own, then those the backend adds (each fills a kind's columns)
-    urls: dict[str, list[int]] = {URLS[CHAT]: [], **{u: [] for u in extra}, URLS[EMBEDDINGS]: []}
-    kind_of = {**_KIND_OF_URL, **extra}
-    records = zip(frame["method"].tolist(), frame["url"].tolist(), frame["body"].tolist(), strict=True)
-    for p, (method, url, body) in enumerate(records):
-        url, problem = _line_url(method, url, body, extra)
+    url_list = [URLS[CHAT], *extra, URLS[EMBEDDINGS]]
+    code = {u: i for i, u in enumerate(url_list)}
+    kind_of = {**KIND_OF_URL, **extra}
+    # one small array per column, not a Python object per line: method and url repeat on every line
+    line_url = np.full(len(frame), -1, dtype=np.int8)
+    method_at, url_at = _reader(frame["method"]), _reader(frame["url"])
+    for p, body in iter_bodies(frame):
+        url, problem = _line_url(method_at(p), url_at(p), body, extra)
         if problem is None:
             assert url is not None
-            problem = _body_problem(body, kind_of[url], backend) if url in _KIND_OF_URL else _input_problem(body)
+            problem = _body_problem(body, kind_of[url], backend) if url in KIND_OF_URL else _input_problem(body)
         if problem is None:
-            urls[url].append(p)  # type: ignore[index]
+            line_url[p] = code[url]  # type: ignore[index]
         else:
             errors[p] = INVALID_PREFIX + problem
-    present = list(dict.fromkeys(kind_of[u] for u, found in urls.items() if found))
+    urls = {u: np.flatnonzero(line_url == code[u]) for u in url_list}
+    present = list(dict.fromkeys(kind_of[u] for u, found in urls.items() if len(found)))
     if isinstance(model, str) and len(present) > 1:
         raise ConfigError(
             f"model={model!r} cannot serve both kinds of line in this file (chat and embeddings); give one "
@@ -326,12 +404,12 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
             raise ConfigError(f"model=: the keys are 'chat' and 'embeddings', not {unknown}")
     groups = []
     for url, found in urls.items():
-        if not found:
+        if not len(found):
             continue
         kind = kind_of[url]
-        positions = np.asarray(found, dtype=np.int64)
+        positions = found.astype(np.int64)
         chosen = model.get(kind) if isinstance(model, Mapping) else model
-        name = _model_of(frame, positions, kind) if chosen is None else chosen
+        name = _model_of(frame, positions, kind, base) if chosen is None else chosen
         try:
             resolved = backend.model_name(name, kind)
         except ConfigError as exc:
@@ -352,6 +430,7 @@ def _line_url(method: Any, url: Any, body: Any, extra: Mapping[str, Kind]) -> tu
     return (None, problem) if kind is None else (URLS[kind], None)
 
 
+
 def _input_problem(body: dict[str, Any]) -> str | None:
     """A body for an endpoint the backend adds (``/v1/responses``) needs its ``input``; the service checks the rest."""
     text = body.get("input")
@@ -359,71 +438,6 @@ def _input_problem(body: dict[str, Any]) -> str | None:
         return None
     return f"input must be a non-empty string or list of input items, not {_shown(text)}"
 
-
-def _line_kind(method: Any, url: Any, body: Any) -> tuple[Kind | None, str | None]:
-    if not isinstance(body, dict):
-        return None, f"body must be a JSON object, not {_shown(body)}"
-    if _missing(method):
-        pass  # POST is the only method there is
-    elif method != "POST":
-        return None, f"method {_shown(method)}: batch request lines are POST"
-    if _missing(url):
-        if "messages" in body:
-            return CHAT, None
-        if "input" in body:
-            return EMBEDDINGS, None
-        return None, ("no url, and the body has neither messages (chat) nor input (embeddings); add "
-                      f"\"url\": {URLS[CHAT]!r} or {URLS[EMBEDDINGS]!r}")
-    kind = _KIND_OF_URL.get(url) if isinstance(url, str) else None
-    if kind is None:
-        return None, (f"url {_shown(url)} is not supported; pdbatch runs {URLS[CHAT]!r} and "
-                      f"{URLS[EMBEDDINGS]!r}")
-    return kind, None
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)  # NaN: pandas' missing str
-
-
-def _body_problem(body: dict[str, Any], kind: Kind, backend: Backend) -> str | None:
-    """What ``backend`` cannot take in a request body, or None: the checks of a frame's call, per line."""
-    if kind == CHAT:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            return "messages must be a non-empty list of {'role': ..., 'content': ...} objects"
-        for m in messages:
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
-                return f"each message needs a role and a content, got {_shown(m)}"
-    else:
-        text = body.get("input")
-        if isinstance(text, list):
-            return (f"input is a list of {len(text)}; pdbatch keeps one embedding per request line: write one "
-                    f"line per text")
-        if not isinstance(text, str) or not text.strip():
-            return f"input must be a non-empty string, not {_shown(text)}"
-    extra = backend.body_fields(kind)
-    known = {*(_fields(kind)), *extra}
-    # Fields pdbatch does not know are sent as written (as extra_body would send
-    # them): the backend refuses those its service would not take.
-    fields = {k: v for k, v in body.items() if k not in RESERVED and k in known}
-    unknown = {k: v for k, v in body.items() if k not in RESERVED and k not in known}
-    checked, problems = check_fields({**fields, EXTRA_BODY: unknown} if unknown else fields, kind,
-                                     extra_fields=extra)
-    if not problems:
-        problems = [f"{name}={_shown(checked[name])}: {why}"
-                    for name, why in backend.unsupported_params(kind, checked).items()]
-    if not problems and kind == CHAT:
-        schema_problem = response_format_problem(body.get("response_format"), backend.schema_support)
-        problems = [schema_problem] if schema_problem else []
-    return "; ".join(problems) or None
-
-
-def _fields(kind: Kind) -> Iterator[str]:
-    from .params import CHAT_FIELDS
-
-    yield from (CHAT_FIELDS if kind == CHAT else EMBEDDINGS_FIELDS)
-    # a field of the other kind is named as such by check_fields, not passed as unknown
-    yield from (EMBEDDINGS_FIELDS if kind == CHAT else CHAT_FIELDS)
 
 
 def _not_here(backend: Backend, kind: Kind, name: str, exc: ConfigError) -> str:
@@ -440,26 +454,51 @@ def _not_here(backend: Backend, kind: Kind, name: str, exc: ConfigError) -> str:
             f"Python) overrides body.model for every {kind} line; pdbatch does not pick one for you.")
 
 
-def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind) -> str | None:
-    """The one model the lines of a kind name in ``body.model`` (None: none names one)."""
-    where: dict[Any, list[int]] = {}
-    bodies = frame["body"].to_numpy(dtype=object)
-    for p in positions.tolist():
-        name = bodies[p].get("model")
+
+def _model_of(frame: pd.DataFrame, positions: np.ndarray, kind: Kind,
+              base: str | os.PathLike[str] | None = None) -> str | None:
+    """The one model the lines of a kind name in ``body.model`` (None: none names one), a path made absolute."""
+    where: dict[Any, list[int]] = {}  # each name's first lines (for the message) ...
+    count: dict[Any, int] = {}  # ... and how many lines name it
+    for p, body in iter_bodies(frame, positions):
+        name = body.get("model")
         if name is not None:
-            where.setdefault(name, []).append(p)
+            if count.setdefault(name, 0) < 3:
+                where.setdefault(name, []).append(p)
+            count[name] += 1
     if len(where) <= 1:
         name = next(iter(where), None)
         if name is not None and not isinstance(name, str):
             raise ConfigError(f"body.model is {_shown(name)}, not a model name; pass model=... to choose one")
-        return name
-    found = "; ".join(f"{_shown(name)} ({_rows(frame, rows)})" for name, rows in where.items())
+        return _beside(name, base) if name is not None and base is not None else name
+    found = "; ".join(f"{_shown(name)} ({_rows(frame, rows, count[name])})" for name, rows in where.items())
     raise ConfigError(
         f"the {kind} lines name {len(where)} different models: {found}. One job runs one model: pass "
         f"model=... (--model) to run every line on one of them, or split the file by model")
 
 
-def _rows(frame: pd.DataFrame, rows: list[int]) -> str:
+def _beside(name: str, base: str | os.PathLike[str]) -> str:
+    """``name`` as a path relative to the request file's folder ``base``, when it names a file there.
+
+    A relative path is never read from the current directory: the same file
+    run from elsewhere would run another model, or none. A name that is a
+    file only from the current directory is refused, saying where it was looked for.
+    """
+    path = Path(name)
+    if path.is_absolute() or name.startswith("~"):
+        return name
+    beside = Path(base) / path
+    if beside.is_file():
+        return str(beside.resolve())
+    if path.is_file():
+        raise ConfigError(
+            f"body.model {name!r} is a path relative to the current directory, but paths in a request file "
+            f"are read relative to the file's folder, and there is no {beside}. Move the file there, write an "
+            f"absolute path, or pass model=... (--model)")
+    return name
+
+
+def _rows(frame: pd.DataFrame, rows: list[int], n: int) -> str:
     ids = frame["custom_id"].iloc[rows[:3]].tolist()
-    more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
-    return f"{len(rows)} line(s): " + ", ".join(map(repr, ids)) + more
+    more = f" and {n - 3} more" if n > 3 else ""
+    return f"{n} line(s): " + ", ".join(map(repr, ids)) + more

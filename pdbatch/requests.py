@@ -12,7 +12,7 @@ one Arrow buffer. Rows given as message lists are encoded per row with orjson.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +89,7 @@ class RequestPlan:
         return self.custom_ids[positions].tolist()
 
     # --------------------------------------------------------------- building
-    def payloads(self, positions: np.ndarray) -> list[Any]:
+    def payloads(self, positions: np.ndarray) -> Sequence[Any]:
         """Each row's payload, the one part of its body that is its own: prompt text, or its message list.
 
         :meth:`body` makes the row's request body of it; the JSONL writer
@@ -419,7 +419,8 @@ def build_requests(
     try:
         orjson.dumps(params)
     except TypeError as exc:
-        raise InputError(f"parameters {sorted(params)} must be JSON-serialisable: {exc}") from exc
+        wrong = [name for name in params if not _json_ok(params[name])]  # name only the fields at fault
+        raise InputError(f"parameter(s) {wrong or sorted(params)} must be JSON-serialisable: {exc}") from exc
     if (prompt is None) == (messages is None):
         raise InputError(
             "pass either prompt='... {column} ...' or messages='<column of message lists>', not both or neither"
@@ -463,6 +464,14 @@ def build_requests(
                 skipped[p] = f"skipped: null in column(s) {', '.join(map(repr, cols))}"
 
     return RequestPlan(frame, kind, url, model, template, messages, system, params, ids, skipped)
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
 
 
 def custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias, overload
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from . import filewriter
@@ -28,6 +27,7 @@ from . import submit as submitting
 from .backends import Backend, get_backend
 from .backends.base import JobStatus
 from .batchoutput import write_output
+from .bodies import BodiesPlan, as_dicts, iter_bodies
 from .cache import deterministic
 from .call import CacheMode, Call, Options
 from .display import live_display_available
@@ -38,8 +38,7 @@ from .fit import hold_back
 from .join import output_columns
 from .models import CHAT, EMBEDDINGS, Kind
 from .preview import Preview, enforce_limits, make_preview
-from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, read_requests
-from .requests import CHUNK_ROWS, RequestPlan
+from .requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, scan_requests
 from .reuse import JobPlan, Part, Reuse, plan_reuse
 
 __all__ = ["RequestsJob", "preview_requests", "run_requests"]
@@ -50,44 +49,20 @@ Model: TypeAlias = "str | Mapping[str, str] | None"
 Requests: TypeAlias = "str | os.PathLike[str] | pd.DataFrame"
 
 
-class BodiesPlan(RequestPlan):
-    """A request plan whose rows are whole request bodies (a request file), not a template filled per row.
-
-    Each row's payload is its body with the job's model, so the cache keys,
-    the preview and the request files see exactly the line as it is sent.
-    """
-
-    def payloads(self, positions: np.ndarray) -> list[Any]:
-        """The bodies of the rows at ``positions``, ``model`` set to the job's."""
-        column = self.frame["body"].to_numpy(dtype=object)
-        return [{**column[p], "model": self.model} for p in positions.tolist()]
-
-    def body(self, payload: Any) -> dict[str, Any]:
-        """The payload is the body already (an empty dict for anything else: what the rows share)."""
-        return payload if isinstance(payload, dict) else {}
-
-    def _iter_buffers(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[bytes, int]]:
-        positions = self.positions
-        head, mid = b'{"custom_id":', b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":'
-        for start in range(0, len(positions), chunk_rows):
-            pos = positions[start : start + chunk_rows]
-            parts = [head + orjson.dumps(cid) + mid + orjson.dumps(body) + b"}\n"
-                     for cid, body in zip(self.ids_at(pos), self.payloads(pos), strict=True)]
-            yield b"".join(parts), len(pos)
-
-
 def _plan(planned: PlannedLines, group: LineGroup) -> BodiesPlan:
     """The plan of one group: the whole frame, the other lines skipped (the invalid ones with their error)."""
     frame = planned.frame
-    skipped = {p: f"not in this job: a {_other(group.kind)} line, run by its own job" for p in range(len(frame))}
-    for p in group.positions.tolist():
-        del skipped[p]
+    others = np.ones(len(frame), dtype=bool)
+    others[group.positions] = False
+    why = f"not in this job: a {_other(group.kind)} line, run by its own job"
+    skipped = dict.fromkeys(np.flatnonzero(others).tolist(), why)
     skipped.update(planned.errors)
-    bodies = frame["body"].to_numpy(dtype=object)[group.positions]
-    caps = [b.get("max_completion_tokens", b.get("max_tokens", b.get("max_output_tokens"))) for b in bodies]
+    caps = [b.get("max_completion_tokens", b.get("max_tokens", b.get("max_output_tokens")))
+            for _, b in iter_bodies(frame, group.positions)]
     # what the preview reads from the params: the largest cap, an upper bound of every answer's length
     params = {"max_tokens": max(caps)} if caps and all(isinstance(c, int) for c in caps) else {}
-    ids = frame["custom_id"].to_numpy(dtype=object)
+    # the ids are read from the frame's column (BodiesPlan.ids_at); an empty array says they are not positional
+    ids = np.empty(0, dtype=object)
     return BodiesPlan(frame, group.kind, group.url, group.model, None, None, None, params, ids, skipped)
 
 
@@ -103,8 +78,8 @@ def _reuse(plan: BodiesPlan, backend: Backend, cache: CacheMode) -> Reuse:
     """
     if cache is not True:
         return plan_reuse(plan, backend, cache)
-    bodies = plan.frame["body"].to_numpy(dtype=object)
-    volatile = {p: "sampled" for p in plan.positions.tolist() if not deterministic(plan.url, bodies[p])}
+    volatile = {p: "sampled" for p, body in iter_bodies(plan.frame, plan.positions)
+                if not deterministic(plan.url, body)}
     restricted = replace(plan, skipped={**plan.skipped, **volatile}) if volatile else plan
     return plan_reuse(restricted, backend, "always")
 
@@ -192,14 +167,14 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     JobError
         (with ``wait``) a job failed as a whole.
     """
-    frame = _check(requests) if isinstance(requests, pd.DataFrame) else read_requests(requests)
+    frame = _check(requests) if isinstance(requests, pd.DataFrame) else scan_requests(requests)
     be = get_backend(backend)
     options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
-    planned = plan_lines(frame, be, model)
+    planned = plan_lines(frame, be, model, base=_folder(requests))
     if not len(frame):
         if not wait:
             raise ConfigError("nothing to submit: the request file has no lines")
-        out = _empty(frame)
+        out = _empty(as_dicts(frame))
         if output is not None:  # an empty file has nothing to answer: an empty output
             write_table(out, output)
         return out
@@ -251,15 +226,20 @@ def preview_requests(requests: Requests, *, model: Model = None, backend: Backen
         cache hits, prompt tokens per line, lines over the context window, and
         the estimated cost. Lines of the other kind and invalid lines count as skipped.
     """
-    frame = _check(requests) if isinstance(requests, pd.DataFrame) else read_requests(requests)
+    frame = _check(requests) if isinstance(requests, pd.DataFrame) else scan_requests(requests)
     be = get_backend(backend)
-    planned = plan_lines(frame, be, model)
+    planned = plan_lines(frame, be, model, base=_folder(requests))
     out = []
     for group in planned.groups:
         plan = _plan(planned, group)
         pv = make_preview(Part.of(plan, _reuse(plan, be, cache)), be, dict(prices or {}))
         out.append(pv)
     return out
+
+
+def _folder(requests: Requests) -> Path | None:
+    """The request file's folder, against which relative paths in ``body.model`` are read (None: a frame)."""
+    return None if isinstance(requests, pd.DataFrame) else Path(requests).parent
 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:
@@ -331,6 +311,7 @@ class RequestsJob(jobs.BatchJob):
                     col = out[c].copy()
                     col.iloc[mine] = res[c].iloc[mine].to_numpy()
                     out[c] = col
+        out = as_dicts(out)  # a job keeps the bodies as JSON text: the user reads dicts
         out.attrs["pdbatch_job"] = self.id
         return out
 

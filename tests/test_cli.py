@@ -52,6 +52,9 @@ def test_exit_codes_for_bad_usage_and_missing_jobs(table, capsys):
     assert main(["status", "local-20990101-000000-abcdef"]) == 4
     assert main(["run", "missing.csv", "--prompt", "{t}", "--backend", "mock"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    for command in ("run", "submit"):  # not "give --prompt": the file is what is wrong
+        assert main([command, "missing.jsonl"]) == 2
+        assert "input file 'missing.jsonl' does not exist" in capsys.readouterr().err
     assert main(["run", str(table), "--prompt", "{nope}", "--backend", "mock"]) == 2
     assert "is not a column" in capsys.readouterr().err
     with pytest.raises(SystemExit) as info:

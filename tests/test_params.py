@@ -139,3 +139,16 @@ def test_preview_shows_the_cap_and_whether_it_is_the_default(df):
     assert pv.max_tokens is None and "none (max_tokens=None" in repr(pv)
     pv = df.llama.preview("{t}", backend="mock", max_tokens=20)
     assert not pv.max_tokens_default and "20 tokens>" in repr(pv)
+
+
+@pytest.mark.parametrize("seed", [2**70, -(2**64)])
+def test_an_integer_past_64_bits_is_refused_naming_that_field_alone(df, seed):
+    # a request body carries 64-bit integers: before, the JSON writer refused the
+    # whole parameter set and named every field, ['max_tokens', 'seed']
+    be = Mock()
+    with pytest.raises(ConfigError) as info:
+        df.llama.batch_predict("{t}", backend=be, progress=False, seed=seed)
+    text = str(info.value)
+    assert f"seed={seed}: must be an integer from -2**63 to 2**64-1" in text
+    assert "max_tokens" not in text
+    assert be.submitted == []

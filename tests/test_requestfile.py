@@ -250,3 +250,28 @@ def test_the_request_frame_must_have_the_request_columns():
 
 def test_read_requests_is_public():
     assert pdbatch.read_requests is read_requests
+
+
+def test_a_relative_path_in_body_model_is_read_beside_the_request_file(tmp_path, monkeypatch):
+    files, elsewhere = tmp_path / "files", tmp_path / "elsewhere"
+    files.mkdir()
+    elsewhere.mkdir()
+    (files / "tiny.gguf").write_bytes(b"GGUF")
+    (elsewhere / "tiny.gguf").write_bytes(b"GGUF")  # the current directory's file of the same name is not it
+    (elsewhere / "only-here.gguf").write_bytes(b"GGUF")
+    path = write(files, ['{"custom_id": "a", "body": {"model": "tiny.gguf", "messages": [{"role": "user", '
+                         '"content": "Hi"}]}}'])
+    monkeypatch.chdir(elsewhere)
+    beside = str((files / "tiny.gguf").resolve())
+    (group,) = plan_lines(read_requests(path), Local(), base=path.parent).groups
+    assert group.model == beside
+    # run_requests reads the path beside the file it was given
+    assert pdbatch.run_requests(path, backend=Mock(), wait=False, progress=False).model == beside
+    # a file that only the current directory holds is refused, not run
+    other = write(files, ['{"custom_id": "a", "body": {"model": "only-here.gguf", "messages": [{"role": '
+                          '"user", "content": "Hi"}]}}'])
+    with pytest.raises(ConfigError, match=r"relative to the current directory.*--model"):
+        pdbatch.run_requests(other, backend=Local(), wait=False, progress=False)
+    # model= is the caller's own path, read as any argument is: from the current directory
+    (group,) = plan_lines(read_requests(other), Local(), model="only-here.gguf", base=other.parent).groups
+    assert group.model == str((elsewhere / "only-here.gguf").resolve())

@@ -252,3 +252,9 @@ def test_system_is_refused_for_embeddings():
         df.llama.embed("{t}", system="You are helpful.", backend="mock", progress=False)
     with pytest.raises(InputError, match="system= does not apply to embeddings"):
         build_requests(df, "{t}", model="e", url="/v1/embeddings", params={"system": "x"})
+
+
+def test_a_body_field_json_cannot_carry_is_named_alone():
+    df = pd.DataFrame({"t": ["a"]})
+    with pytest.raises(InputError, match=r"parameter\(s\) \['x'\] must be JSON-serialisable"):
+        df.llama.to_requests("{t}", max_tokens=5, extra_body={"x": object()}, backend="mock")

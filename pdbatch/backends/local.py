@@ -258,6 +258,16 @@ class Local(Backend):
         """Move the request lines into a new job folder and start a detached worker."""
         job_id = time.strftime("local-%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         folder = jobdir.new_folder(job_id)
+        try:
+            self._start(folder, job_id, files, model=model, kind=kind, n_requests=n_requests,
+                        display_name=display_name)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # a disk that filled up leaves no half job behind
+            raise
+        return [job_id]
+
+    def _start(self, folder: Path, job_id: str, files: list[Path], *, model: str, kind: Kind, n_requests: int,
+               display_name: str) -> None:
         requests = folder / jobdir.REQUESTS
         if len(files) == 1:
             shutil.move(str(files[0]), requests)
@@ -298,7 +308,6 @@ class Local(Backend):
             self._spawn(folder, lock)
         finally:
             os.close(lock)
-        return [job_id]
 
     def _spawn(self, folder: Path, lock: int) -> None:
         # The launcher starts the worker in a new session and exits at once, so

@@ -19,8 +19,8 @@ import pandas as pd
 from .batchoutput import CANCELLED, EXPIRED, FAILED, INVALID, JOB_FAILED, NO_OUTPUT, answer, output_line, write_output
 from .errors import ConfigError
 from .fit import OVER_WINDOW
+from .outputs import iter_file_lines
 from .requestfile import INVALID_PREFIX
-from .results import iter_file_lines
 
 __all__ = ["output_lines", "write_table"]
 

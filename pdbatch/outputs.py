@@ -22,15 +22,17 @@ This module imports nothing heavy (the local worker uses it).
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
 import orjson
 
-__all__ = ["Outcome", "answer_body", "loads", "outcome", "output_line", "read_lines", "succeeded"]
+__all__ = ["Outcome", "answer_body", "iter_file_lines", "loads", "outcome", "output_line", "read_lines", "succeeded"]
 
 #: A custom_id as written in a line that is not JSON, so that its row can still say why it failed.
 _ID_RE = re.compile(rb'"custom_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -267,3 +269,15 @@ def output_line(custom_id: str, response: dict[str, Any] | None, error: str | No
     if response is not None and not error:
         line["response"] = response
     return orjson.dumps(line) + b"\n"
+
+
+def iter_file_lines(path: str | os.PathLike[str], *, complete_only: bool = False) -> Iterable[bytes]:
+    """Lines of a JSONL file; with ``complete_only``, a last line without newline is dropped.
+
+    ``complete_only`` is for files a worker may still be writing or may have
+    died writing: a half-written last line is not data.
+    """
+    data = Path(path).read_bytes()
+    if complete_only and data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    return data.splitlines()

@@ -2,7 +2,7 @@
 
 A job's result (:meth:`pdbatch.job.BatchJob.result`, which a request file's
 answers are also read through), a call answered wholly from the cache
-(:func:`pdbatch.run.answered`) and a call with nothing to send all end here,
+(:func:`pdbatch.prepare.answered`) and a call with nothing to send all end here,
 so that a step added to the read side is added once.
 """
 
@@ -17,10 +17,9 @@ from .join import MISSING, join_results, output_columns
 from .models import Kind
 from .requests import RequestPlan
 from .results import parse_lines
-from .reuse import fan_out
 from .structured import as_schema
 
-__all__ = ["assemble", "empty_result", "finish_result"]
+__all__ = ["assemble", "empty_result", "fan_out", "finish_result"]
 
 
 def assemble(frame: pd.DataFrame, parsed: pd.DataFrame, call: Call, *, kind: Kind, custom_ids: np.ndarray | None,
@@ -72,3 +71,15 @@ def empty_result(frame: pd.DataFrame, plan: RequestPlan, overwrite: bool) -> pd.
         sent=np.zeros(len(frame), dtype=bool),
         overwrite=overwrite,
     )
+
+
+def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """Copy each alias row's answer columns from the row it duplicates (array takes, no loop)."""
+    if not (alias >= 0).any():
+        return result
+    take = np.where(alias >= 0, alias, np.arange(len(alias)))
+    for c in columns:
+        if c in result.columns:
+            values = result[c].array.take(take)
+            result[c] = values
+    return result

@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import outputs
 from .blocks import Parser
+from .outputs import iter_file_lines  # re-exported: the reader of a file's lines lives with the line format
 from .rows import INT, PARSED_COLUMNS, STRING, typed
 
 __all__ = ["INT", "PARSED_COLUMNS", "STRING", "dedupe", "iter_file_lines", "parse_bytes", "parse_files",
@@ -171,18 +172,6 @@ def parse_files(paths: Iterable[str | os.PathLike[str]], *, complete_only: bool 
         See :func:`parse_bytes`.
     """
     return _frame_of(b for p in paths for b in _file_blocks(Path(p), complete_only))
-
-
-def iter_file_lines(path: str | os.PathLike[str], *, complete_only: bool = False) -> Iterable[bytes]:
-    """Lines of a JSONL file; with ``complete_only``, a last line without newline is dropped.
-
-    ``complete_only`` is for files a worker may still be writing or may have
-    died writing: a half-written last line is not data.
-    """
-    data = Path(path).read_bytes()
-    if complete_only and data and not data.endswith(b"\n"):
-        data = data[: data.rfind(b"\n") + 1]
-    return data.splitlines()
 
 
 def read_predictions(path: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:

@@ -34,7 +34,7 @@ from .requests import RequestPlan
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["JobPlan", "Part", "Reuse", "Saved", "fan_out", "fill_cache", "load", "plan_part", "plan_reuse",
+__all__ = ["JobPlan", "Part", "Reuse", "Saved", "fill_cache", "load", "plan_part", "plan_reuse",
            "remember", "save"]
 
 CHUNK = 65_536
@@ -284,18 +284,6 @@ def _answer(obj: dict[str, Any]) -> Any:
     """What a successful line answers (text, or an embedding), to tell two lines for one row apart."""
     o = outcome(obj)
     return o.response if o.embedding is None else orjson.dumps(o.embedding)
-
-
-def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.DataFrame:
-    """Copy each alias row's answer columns from the row it duplicates (array takes, no loop)."""
-    if not (alias >= 0).any():
-        return result
-    take = np.where(alias >= 0, alias, np.arange(len(alias)))
-    for c in columns:
-        if c in result.columns:
-            values = result[c].array.take(take)
-            result[c] = values
-    return result
 
 
 def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes]) -> int:

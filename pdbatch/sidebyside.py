@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from . import job as jobs
-from . import run
+from . import prepare as prep
 from .backends import Backend, get_backend, registered
 from .backends.base import OK_STATES
 from .call import Call, Options
@@ -150,7 +150,7 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
     if len(set(labels)) != len(labels):
         raise ConfigError(f"model= names the same model twice: {labels}; name them apart with a dict, "
                           f"e.g. model={{'a': ..., 'b': ...}}")
-    prepared = [run.prepare(frame, c, be, options) for be, c, _, _ in runs]  # every refusal before any job
+    prepared = [prep.prepare(frame, c, be, options) for be, c, _, _ in runs]  # every refusal before any job
     queue = [i for i, (be, _, _, _) in enumerate(runs) if be.exclusive_machine]
     if len(queue) > 1 and progress:
         print(f"pdbatch: {', '.join(repr(labels[i]) for i in queue)} run on this machine, one after another: "
@@ -167,7 +167,7 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
         if not sends(i):
             return  # nothing to send: answered below without a job
         try:
-            submitted[i] = run.submit_prepared(frame, p, options)
+            submitted[i] = prep.submit_prepared(frame, p, options)
         except PdbatchError as exc:
             submitted[i] = f"not submitted: {exc}"
 
@@ -178,7 +178,7 @@ def compare(frame: pd.DataFrame, call: Call, models: Sequence[Entry], options: O
     def finish(i: int, shown: bool) -> pd.DataFrame:
         job, p = submitted[i], prepared[i]
         if job is None:
-            return run.answered(frame, p, options) if len(p.plan.positions) else _empty(frame, p, options)
+            return prep.answered(frame, p, options) if len(p.plan.positions) else _empty(frame, p, options)
         if isinstance(job, str):
             out = join_results(frame, parse_lines([]), kind=p.plan.kind, custom_ids=p.plan.custom_ids,
                                skipped=p.plan.skipped, overwrite=options.overwrite, missing_error=job)
@@ -241,7 +241,7 @@ def _interrupted(labels: list[str], submitted: list[Any], waiting: list[int]) ->
               f"behind a job on this machine): nothing was sent for them", file=sys.stderr, flush=True)
 
 
-def _empty(frame: pd.DataFrame, p: run.Prepared, options: Options) -> pd.DataFrame:
+def _empty(frame: pd.DataFrame, p: prep.Prepared, options: Options) -> pd.DataFrame:
     out = empty_result(frame, p.plan, options.overwrite)
     return p.schema.add_columns(out) if p.schema else out
 

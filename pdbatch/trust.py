@@ -45,6 +45,7 @@ from . import config
 from .atomic import PRIVATE_FILE
 from .errors import JobFolderError, PdbatchWarning
 from .jobdir import DOWNLOADS, KEYS, KEYS_SEAL, OUTPUT_SEAL, Manifest, key, open_file, read_file, write_file
+from .outputs import iter_file_lines
 
 __all__ = ["SECRET", "keys_sealed", "line_mac", "lines_to_cache", "output_key", "requests_mac", "seal_keys",
            "signed_lines", "warn_once"]
@@ -167,8 +168,6 @@ def lines_to_cache(folder: Path, record: Manifest, keys: bytes, outputs: list[Pa
                           f"is not affected; identical rows of later calls are sent again rather than answered "
                           f"from this folder.")
         return []
-    from .results import iter_file_lines  # pandas: not at the top, the worker imports this module
-
     fetched = folder / DOWNLOADS
     own = {key(part) for part in record.parts}
     lines: list[bytes] = []

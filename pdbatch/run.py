@@ -12,16 +12,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import job as jobs
 from .backends import Backend, get_backend
 from .call import Call, Options
 from .errors import ConfigError
-from .failures import hold_back_sure_failures
+from .jobs import job as jobs
+from .jobs.failures import hold_back_sure_failures
+from .jobs.prepare import answered, plan, prepare, result_columns, submit_prepared
+from .jobs.preview import Preview, make_preview
+from .jobs.runfile import RequestsJob
 from .models import CHAT
-from .prepare import answered, plan, prepare, result_columns, submit_prepared
-from .preview import Preview, make_preview
-from .readside import empty_result, finish_result
-from .runfile import RequestsJob
+from .results.readside import empty_result, finish_result
 
 __all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
 
@@ -72,7 +72,7 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
 
     Without ``backend`` or ``overrides`` the rows are sent as they were, so
     a row whose error is sure to come back (a prompt over the context window,
-    an invalid request: :func:`pdbatch.failures.sure_to_fail`) is not sent
+    an invalid request: :func:`pdbatch.jobs.failures.sure_to_fail`) is not sent
     again; a warning says which, why, and what would change that.
 
     Returns

@@ -60,8 +60,30 @@ def test_no_module_imports_another_that_imports_it_back():
 
 def test_the_display_renders_only_and_never_imports_the_job():
     edges = imports()
-    for display in ("pdbatch.display", "pdbatch.widget", "pdbatch.reporter"):
-        assert not {"pdbatch.job", "pdbatch.watch", "pdbatch.run"} & edges[display], display
+    for display in [m for m in edges if m.startswith("pdbatch.display.")]:
+        assert not [m for m in edges[display] if m.startswith(("pdbatch.jobs", "pdbatch.run"))], display
+
+
+def folder(module: str) -> str:
+    """The stage a module belongs to: its sub-package under pdbatch/, or itself at the top."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_stage_folder_imports_another_that_imports_it_back():
+    # the layout shows the stages only if they stack: a loop between two folders (even through a
+    # type-only import) would make one stage part of another
+    edges: dict[str, set[str]] = {}
+    for module, targets in imports().items():
+        edges.setdefault(folder(module), set()).update(folder(t) for t in targets if folder(t) != folder(module))
+    for targets in list(edges.values()):
+        for t in targets:
+            edges.setdefault(t, set())
+    assert circles(edges) == []
+
+
+def test_the_top_of_the_package_keeps_the_api_and_the_ground_only():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 12, top
 
 
 def test_the_core_never_branches_on_a_backends_name():
@@ -76,7 +98,7 @@ def test_the_core_never_branches_on_a_backends_name():
 #: Where a module may still read another object's private attribute, and why.
 PRIVATE_READS_ALLOWED = {
     # vendor objects with no public way to the same thing
-    ("display.py", "_time"),  # tqdm's clock, so that a resumed bar keeps its elapsed time
+    ("choose.py", "_time"),  # tqdm's clock, so that a resumed bar keeps its elapsed time
     ("uievents.py", "_parent_ident"),  # ipykernel's shell identity, to process the widget's clicks in a blocked cell
     ("chat.py", "_model"),  # llama-cpp-python's model under its high-level Llama: the vocabulary and token texts
     ("llama.py", "_model"),

@@ -1,4 +1,4 @@
-"""Never pay twice, concurrently: two calls sending the same rows at once send each row once (pdbatch.claims)."""
+"""Never pay twice, concurrently: two calls sending the same rows at once send each row once (pdbatch.jobs.claims)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import orjson
 import pandas as pd
 import pytest
 
-from pdbatch import claims
 from pdbatch.backends import Mock
-from pdbatch.cache import ResponseCache
+from pdbatch.jobs import claims
+from pdbatch.store.cache import ResponseCache
 
 
 class SlowMock(Mock):

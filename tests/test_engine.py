@@ -20,7 +20,6 @@ import orjson
 import pytest
 
 import pdbatch
-from pdbatch import outputs
 from pdbatch.backends import Local
 from pdbatch.engine import threads
 from pdbatch.engine.batch import TokenBatch, common_prefix
@@ -30,6 +29,7 @@ from pdbatch.engine.convert import file_type
 from pdbatch.engine.sizing import JobSize, auto_parallel, job_size
 from pdbatch.engine.streams import COPY_MIN, MIN_SUFFIX, PAD_TOKENS, Streams
 from pdbatch.engine.worker import read_requests, recover_output
+from pdbatch.lines import outputs
 
 
 # ------------------------------------------------------------ requests

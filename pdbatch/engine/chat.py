@@ -66,7 +66,7 @@ class _Params:
 def parse_params(body: dict[str, Any]) -> _Params:
     """The sampling fields of a chat body (OpenAI defaults), or RequestError.
 
-    The checks are :mod:`pdbatch.params`' (types, ranges, the fields this
+    The checks are :mod:`pdbatch.lines.params`' (types, ranges, the fields this
     engine refuses), the same that refused the call before submitting: a
     request line that still gets here wrong fails its row alone.
     """

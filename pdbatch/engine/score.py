@@ -1,7 +1,7 @@
 """Label scoring on the chat engine: each label's log-probability as the continuation of a prompt.
 
 A request line whose body carries :data:`FIELD` (written by
-:mod:`pdbatch.classify`) is not answered by generation. Its prompt is the
+:mod:`pdbatch.results.classify`) is not answered by generation. Its prompt is the
 chat-formatted messages with the assistant's turn opened (what generation
 would start from), followed by the answer prefix (``"Answer:"``); each label,
 after a space, is its continuation. A label's score is the sum of its
@@ -35,7 +35,7 @@ from .common import RequestError, Result, chat_completion, check_body, check_mes
 
 #: The request body field that asks for label scores.
 FIELD = "label_scores"
-#: The scoring method this engine implements (bodies name it: see :mod:`pdbatch.classify`).
+#: The scoring method this engine implements (bodies name it: see :mod:`pdbatch.results.classify`).
 METHOD = "logprob-sum/1"
 
 

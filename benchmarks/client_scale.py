@@ -99,7 +99,7 @@ def baseline_write(df: pd.DataFrame, path: Path) -> None:
 
 
 def pdbatch_write(df: pd.DataFrame, path: Path) -> None:
-    from pdbatch.build.requests import build_requests
+    from pdbatch.builders.requests import build_requests
 
     build_requests(df, PROMPT, model=MODEL, params={"max_tokens": MAX_TOKENS, "temperature": 0}).write_jsonl(path)
 
@@ -117,7 +117,7 @@ def baseline_reuse(df: pd.DataFrame) -> int:
 
 def pdbatch_reuse(df: pd.DataFrame) -> int:
     from pdbatch.backends import Mock
-    from pdbatch.build.requests import build_requests
+    from pdbatch.builders.requests import build_requests
     from pdbatch.jobs.reuse import plan_reuse
 
     plan = build_requests(df, PROMPT, model=MODEL, params={"max_tokens": MAX_TOKENS, "temperature": 0})

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers df.llama)
 from . import backends
-from .build import datasets  # pdbatch.datasets.reviews(), as the notebooks use it
-from .build.requestfile import read_requests
-from .build.requests import build_requests
+from .builders import datasets  # pdbatch.datasets.reviews(), as the notebooks use it
+from .builders.requestfile import read_requests
+from .builders.requests import build_requests
 from .config import configure
 from .errors import (
     BackendError,

@@ -26,7 +26,7 @@ import pandas as pd
 
 import pdbatch
 
-from .build.datasets import reviews
+from .builders.datasets import reviews
 
 LABELS = ["positive", "negative", "mixed", "neutral"]
 SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": LABELS}},

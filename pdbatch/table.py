@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from .backends import Backend, get_backend
-from .build.bqsource import Source, bigquery_client
-from .build.sqlbuild import TableRef
+from .builders.bqsource import Source, bigquery_client
+from .builders.sqlbuild import TableRef
 from .call import Call, Options
 from .display.choose import live_display_available
 from .jobs import tablejob, tableresult

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdbatch.build.template import Template
+from pdbatch.builders.template import Template
 from pdbatch.errors import InputError
 
 from .test_template import both_ways

@@ -12,7 +12,7 @@ import pdbatch
 from pdbatch import run
 from pdbatch.backends import Local
 from pdbatch.backends.mock import Mock
-from pdbatch.build.datasets import reviews
+from pdbatch.builders.datasets import reviews
 from pdbatch.call import Call
 from pdbatch.cli import commands as cli
 from pdbatch.errors import ConfigError, InputError

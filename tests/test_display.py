@@ -19,7 +19,7 @@ import pytest
 
 import pdbatch
 from pdbatch.backends.base import Backend, JobStatus
-from pdbatch.build.requests import build_requests
+from pdbatch.builders.requests import build_requests
 from pdbatch.call import Call, Options
 from pdbatch.display import choose as display
 from pdbatch.display import widget

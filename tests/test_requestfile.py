@@ -13,7 +13,7 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Local, Mock
-from pdbatch.build.requestfile import RequestFileError, plan_lines, read_requests, request_lines, sniff
+from pdbatch.builders.requestfile import RequestFileError, plan_lines, read_requests, request_lines, sniff
 from pdbatch.errors import ConfigError, InputError
 
 # OpenAI's Batch API reference, "The request input object", its example line

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch.build.requests import build_requests
+from pdbatch.builders.requests import build_requests
 from pdbatch.errors import InputError
 
 AWKWARD = [

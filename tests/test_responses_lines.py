@@ -14,7 +14,7 @@ import pandas as pd
 
 from pdbatch.backends import get_backend
 from pdbatch.backends.openai import OpenAI
-from pdbatch.build.requestfile import INVALID_PREFIX, plan_lines
+from pdbatch.builders.requestfile import INVALID_PREFIX, plan_lines
 from pdbatch.lines.outputs import outcome
 from pdbatch.results.parse import parse_bytes, parse_lines, typed
 

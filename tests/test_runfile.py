@@ -18,7 +18,7 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Mock
-from pdbatch.build.requestfile import RequestFileError
+from pdbatch.builders.requestfile import RequestFileError
 from pdbatch.cli import commands as cli
 from pdbatch.errors import ConfigError
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pdbatch.build.requests import build_requests
-from pdbatch.build.template import Template
+from pdbatch.builders.requests import build_requests
+from pdbatch.builders.template import Template
 from pdbatch.lines import outputs
 from pdbatch.lines.jsontext import json_escape
 from pdbatch.results import join

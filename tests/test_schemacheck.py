@@ -130,7 +130,7 @@ def test_the_local_engine_cut_at_max_tokens_names_max_tokens(reviews):
 def test_a_request_lines_own_schema_is_checked_and_a_bad_one_is_that_lines_error(tmp_path):
     import json
 
-    from pdbatch.build.requestfile import plan_lines, read_requests
+    from pdbatch.builders.requestfile import plan_lines, read_requests
 
     def line(cid, schema):
         fmt = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}

@@ -14,7 +14,7 @@ import sqlglot
 from sqlglot import exp
 
 import pdbatch
-from pdbatch.build.sqlbuild import Column, TableRef, ident, literal, render
+from pdbatch.builders.sqlbuild import Column, TableRef, ident, literal, render
 from pdbatch.call import Call
 from pdbatch.errors import ConfigError, InputError
 from pdbatch.jobs.tableresult import result_sql

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pdbatch.build.template import Template
+from pdbatch.builders.template import Template
 from pdbatch.errors import InputError
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from ..build.requestfile import sniff_file
+from ..builders.requestfile import sniff_file
 from ..errors import ConfigError
 from ..jobs.runfile import RequestsJob, run_requests, write_table
 

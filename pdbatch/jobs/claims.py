@@ -41,7 +41,7 @@ import numpy as np
 from ..store.cache import ResponseCache
 
 if TYPE_CHECKING:
-    from ..build.requests import RequestPlan
+    from ..builders.requests import RequestPlan
     from .reuse import Reuse
 
 __all__ = ["Holder", "bind", "hold", "release"]

@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..build.requestfile import INVALID_PREFIX
+from ..builders.requestfile import INVALID_PREFIX
 from ..errors import ConfigError
 from ..lines.batchoutput import (
     CANCELLED,

@@ -33,7 +33,7 @@ from ..models import CHAT
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
-    from ..build.requests import RequestPlan
+    from ..builders.requests import RequestPlan
 
 __all__ = ["OVER_WINDOW", "hold_back", "over_window"]
 

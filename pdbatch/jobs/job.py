@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..backends import Backend, backend_class, get_backend
 from ..backends.base import ACTIVE_STATES, OK_STATES, JobStatus
-from ..build.requests import custom_ids
+from ..builders.requests import custom_ids
 from ..call import Call, Options
 from ..display import uievents
 from ..display.choose import live_display_available, make_reporter

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..backends import Backend, get_backend
 from ..backends.base import JobStatus
-from ..build.requests import RequestPlan, build_requests
+from ..builders.requests import RequestPlan, build_requests
 from ..call import KEYWORDS, Call, Options
 from ..display.choose import make_reporter
 from ..display.reporter import JobLabel

@@ -22,7 +22,7 @@ import orjson
 import pandas as pd
 
 from ..atomic import open_private, write_private
-from ..build.requests import RequestPlan
+from ..builders.requests import RequestPlan
 from ..call import CacheMode
 from ..display.reporter import RowCounts
 from ..errors import JobFolderError, answers_hint

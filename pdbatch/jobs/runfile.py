@@ -23,8 +23,8 @@ import pandas as pd
 
 from ..backends import Backend, get_backend
 from ..backends.base import JobStatus
-from ..build.bodies import BodiesPlan, as_dicts, iter_bodies
-from ..build.requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, scan_requests
+from ..builders.bodies import BodiesPlan, as_dicts, iter_bodies
+from ..builders.requestfile import COLUMNS, INVALID_PREFIX, LineGroup, PlannedLines, plan_lines, scan_requests
 from ..call import CacheMode, Call, Options
 from ..display.choose import live_display_available
 from ..errors import ConfigError, InputError

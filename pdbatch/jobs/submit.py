@@ -26,7 +26,7 @@ from .. import config
 from ..atomic import PRIVATE_FILE, private_dir
 from ..backends import Backend
 from ..backends.base import OK_STATES
-from ..build.requests import RequestPlan
+from ..builders.requests import RequestPlan
 from ..call import Call, Options
 from ..errors import ConfigError, StorageError
 from ..store import frames, jobdir, trust

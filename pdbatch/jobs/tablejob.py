@@ -5,7 +5,7 @@ The steps, each before anything is created or paid for:
 1. one metadata call: the table's columns (a template field that is not one is
    refused with them) and location (refused unless the backend's jobs can
    read it, or the model cannot run on tables: :meth:`Backend.check_table_job`);
-2. the call rendered as SQL (:mod:`pdbatch.build.sqlbuild`), pass-through columns
+2. the call rendered as SQL (:mod:`pdbatch.builders.sqlbuild`), pass-through columns
    named like the service's own refused or renamed;
 3. one aggregate query: rows, rows with a null the prompt reads
    (``on_null``), a key column's nulls and duplicates, and the prompt tokens
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends import Backend
-from ..build.bqsource import Source, check_output, dataset_location
-from ..build.sqlbuild import Rendered, TableRef, ident, render
+from ..builders.bqsource import Source, check_output, dataset_location
+from ..builders.sqlbuild import Rendered, TableRef, ident, render
 from ..call import KEYWORDS, Call, Options
 from ..errors import ConfigError, InputError
 from ..lines.params import body_params

@@ -26,8 +26,8 @@ from typing import Any
 import pandas as pd
 
 from ..backends import Backend
-from ..build.bqsource import Source, bigquery_client, check_output, get_table, run_sql, table_exists
-from ..build.sqlbuild import TableRef, id_sql, ident, literal, null_sql
+from ..builders.bqsource import Source, bigquery_client, check_output, get_table, run_sql, table_exists
+from ..builders.sqlbuild import TableRef, id_sql, ident, literal, null_sql
 from ..call import Call
 from ..errors import ConfigError
 from ..lines.structured import as_schema

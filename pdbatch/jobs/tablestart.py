@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 
 from ..backends import Backend
-from ..build.bqsource import Source, run_sql
-from ..build.sqlbuild import TableRef
+from ..builders.bqsource import Source, run_sql
+from ..builders.sqlbuild import TableRef
 from ..call import Call, Options
 from ..errors import ConfigError
 from ..store import jobdir

@@ -1,6 +1,6 @@
 """JSON text from Arrow string arrays, without a Python str per row.
 
-The JSONL writer (:mod:`pdbatch.build.requests`) builds request lines as Arrow
+The JSONL writer (:mod:`pdbatch.builders.requests`) builds request lines as Arrow
 arrays: these helpers escape strings as JSON requires, byte for byte as
 ``orjson.dumps(s)[1:-1]`` (``tests/test_scale.py`` holds them to it), and hand
 out an array's bytes as one buffer.

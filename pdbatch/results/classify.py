@@ -261,7 +261,7 @@ def add_columns(result: pd.DataFrame, spec: LabelSpec) -> pd.DataFrame:
 
 
 def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
-    """The request lines of a classify call (a :class:`pdbatch.build.requests.RequestPlan`).
+    """The request lines of a classify call (a :class:`pdbatch.builders.requests.RequestPlan`).
 
     Every body asks for a deterministic answer (``temperature=0``): a
     scoring backend gets :data:`FIELD` (and ``max_tokens`` bounding the
@@ -274,8 +274,8 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
         No prompt template, bad labels, a label longer than the context
         window, or a body field the backend cannot honour.
     """
-    from ..build.requests import build_requests
-    from ..build.template import Template
+    from ..builders.requests import build_requests
+    from ..builders.template import Template
     from ..lines.structured import as_schema
     from ..models import CHAT, URLS
 

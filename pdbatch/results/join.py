@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..build.requests import POSITIONAL_PREFIX
+from ..builders.requests import POSITIONAL_PREFIX
 from ..errors import InputError
 from ..lines.kinds import KINDS, spec
 from ..models import CHAT, EMBEDDINGS, Kind

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..build.requests import RequestPlan
+from ..builders.requests import RequestPlan
 from ..call import Call
 from ..lines.structured import as_schema
 from ..models import Kind

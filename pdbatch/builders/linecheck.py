@@ -1,6 +1,6 @@
 """Each line of a request file checked on its own: its kind (chat or embeddings) and what a backend cannot take.
 
-:func:`pdbatch.build.requestfile.plan_lines` runs these on every line; a line
+:func:`pdbatch.builders.requestfile.plan_lines` runs these on every line; a line
 that fails them gets its own error and the others run.
 """
 

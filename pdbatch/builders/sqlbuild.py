@@ -3,7 +3,7 @@
 :func:`render` turns a prompt template (or a column of chat messages), the
 system prompt and the body parameters into one ``SELECT`` that produces
 ``custom_id``, ``method``, ``url``, ``body`` (JSON) and the table's other
-columns, the way :mod:`pdbatch.build.requests` builds request lines from a frame:
+columns, the way :mod:`pdbatch.builders.requests` builds request lines from a frame:
 
 * a template becomes ``CONCAT`` over its literal parts and ``CAST(col AS
   STRING)``; a format spec is accepted only where SQL renders it exactly as
@@ -194,7 +194,7 @@ def render(
     source : TableRef
         The table read.
     prompt, messages, system : str or None
-        As for :func:`pdbatch.build.requests.build_requests`.
+        As for :func:`pdbatch.builders.requests.build_requests`.
     model, url, kind : str
         The model written in each body, the request URL and its kind.
     params : mapping

@@ -9,7 +9,7 @@ per row, so a million rows cost a few vectorised conversions and one join.
 literals inside Arrow, so no Python str is made per row (the response cache
 keys rows by these prompts); the JSONL writer takes the same pieces from
 :meth:`Template.arrow_parts`, escapes each once and joins them itself.
-What one cell becomes (and which cells are refused) is :mod:`pdbatch.build.cells`;
+What one cell becomes (and which cells are refused) is :mod:`pdbatch.builders.cells`;
 a refused cell is reported here with its column and row.
 """
 

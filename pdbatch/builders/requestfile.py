@@ -211,7 +211,7 @@ def scan_requests(path: str | os.PathLike[str]) -> pd.DataFrame:
     A body held as Python dicts takes several times its size in the file; as
     one Arrow string column it takes about its size, and the steps that need
     a body as a dict decode it there, a chunk of lines at a time
-    (:func:`pdbatch.build.bodies.iter_bodies`). The file is read a line at a time.
+    (:func:`pdbatch.builders.bodies.iter_bodies`). The file is read a line at a time.
     Same checks and errors as :func:`read_requests`.
     """
     ids: list[str] = []

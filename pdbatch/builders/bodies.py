@@ -2,7 +2,7 @@
 
 A request frame given by the user (``read_requests``, ``to_requests``) holds
 each body as a dict. One read from a file to be run
-(:func:`pdbatch.build.requestfile.scan_requests`) holds them as JSON text in one
+(:func:`pdbatch.builders.requestfile.scan_requests`) holds them as JSON text in one
 Arrow column, about the file's size instead of several times it; a job keeps
 them so too. The steps that need a body as a dict take them from here, and
 a chunk of text bodies is decoded at a time, never the whole column.

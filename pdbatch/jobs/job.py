@@ -27,7 +27,7 @@ from ..errors import ConfigError, JobError, JobFolderError, JobTimeoutError
 from ..models import Kind
 from ..results.parse import parse_files
 from ..results.readside import assemble
-from ..store import jobdir
+from ..store import jobdir, reusestate
 from . import claims, jobview, reuse
 from .jobstatus import INTERRUPT_ADVICE, cancelled_error, combine, paused_error
 from .watch import Poller, follow, watch
@@ -332,7 +332,7 @@ class BatchJob:
             )
         frame = self.frame()
         paths = self.output_files()
-        saved = reuse.load(self._folder, len(frame), paths)
+        saved = reusestate.load(self._folder, len(frame), paths)
         # a running (or crashed) worker may have left half a line at the end: not data
         parsed = parse_files(paths, complete_only=not status.done)
         if saved.cached is not None:  # rows answered by the cache
@@ -360,11 +360,11 @@ class BatchJob:
     def answer_files(self) -> list[Path]:
         """Every file that answers a row: the job's output files, then the lines answered by the cache."""
         paths = self.output_files() if self.ids else []
-        return reuse.load(self._folder, self.n_rows, paths).answer_files(paths)
+        return reusestate.load(self._folder, self.n_rows, paths).answer_files(paths)
 
     def aliases(self) -> np.ndarray | None:
         """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
-        return reuse.load(self._folder, self.n_rows, []).alias
+        return reusestate.load(self._folder, self.n_rows, []).alias
 
     def output_files(self) -> list[Path]:
         """The job's output files, downloaded into its folder by the backend (empty when nothing was sent)."""

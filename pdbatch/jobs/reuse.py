@@ -11,7 +11,6 @@ go into the cache.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,12 +20,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..atomic import open_private, write_private
 from ..builders.requests import RequestPlan
 from ..call import CacheMode
 from ..display.reporter import RowCounts
-from ..errors import JobFolderError, answers_hint
-from ..lines.jsontext import dumps_mapping
 from ..lines.outputs import outcome, succeeded
 from ..store import jobdir, trust
 from ..store.cache import ResponseCache, RowKeys, deterministic
@@ -34,8 +30,7 @@ from ..store.cache import ResponseCache, RowKeys, deterministic
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
-__all__ = ["JobPlan", "Part", "Reuse", "Saved", "fill_cache", "load", "plan_part", "plan_reuse",
-           "remember", "save"]
+__all__ = ["JobPlan", "Part", "Reuse", "fill_cache", "plan_part", "plan_reuse", "remember"]
 
 CHUNK = 65_536
 
@@ -189,53 +184,6 @@ def _row_keys(plan: RequestPlan, backend: str, identity: dict[str, Any]) -> Iter
         yield pos, [keys.key(p) for p in plan.payloads(pos)]
 
 
-def save(folder: Path, reuse: Reuse, plan: RequestPlan) -> None:
-    """Keep what the job's result needs: cached answers, aliases, and the keys (by custom_id) to cache new answers."""
-    if reuse.cached:
-        write_private(folder / jobdir.CACHED, b"".join(line + b"\n" for line in reuse.cached.values()))
-    if (reuse.alias >= 0).any():
-        with os.fdopen(open_private(folder / jobdir.ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
-            np.save(fh, reuse.alias)
-    if len(reuse.keys):
-        by_id = dict(zip(plan.ids_at(reuse.key_rows), reuse.keys.tolist(), strict=True))
-        write_private(folder / jobdir.KEYS, dumps_mapping(by_id))  # orjson.dumps would take 5x its size
-
-
-@dataclass(frozen=True)
-class Saved:
-    """A job folder's reuse state, as :func:`load` read it (the one reader of what :func:`save` wrote).
-
-    Attributes
-    ----------
-    alias : numpy.ndarray or None
-        For each frame row, the position whose answer it takes, or -1; None when no row repeats another.
-    cached : pathlib.Path or None
-        The output lines answered from the cache (``cached.jsonl``), when there are any.
-    """
-
-    alias: np.ndarray | None
-    cached: Path | None
-
-    def answer_files(self, outputs: list[Path]) -> list[Path]:
-        """The job's output files and then the cached lines: every file that answers a row."""
-        return [*outputs, *([self.cached] if self.cached is not None else [])]
-
-
-def load(folder: Path, n_rows: int, outputs: list[Path]) -> Saved:
-    """Read a job folder's reuse state (aliases checked against ``n_rows``; ``outputs`` name what is left if not).
-
-    Raises
-    ------
-    JobFolderError
-        The saved aliases are damaged (not one position per row).
-    """
-    cached = folder / jobdir.CACHED
-    cached_path = cached if cached.exists() else None
-    path = folder / jobdir.ALIAS
-    alias = _alias(path, n_rows, [*outputs, cached]) if path.exists() else None
-    return Saved(alias, cached_path)
-
-
 def fill_cache(folder: Path, record: Any, outputs: list[Path]) -> None:
     """Once, after a good job, put its new answers into the cache under the keys saved at submit.
 
@@ -257,20 +205,6 @@ def fill_cache(folder: Path, record: Any, outputs: list[Path]) -> None:
     remember(record.backend, record.model, by_id, lines)
     with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
         jobdir.write_file(done, b"")
-
-
-def _alias(path: Path, n_rows: int, outputs: list[Path]) -> np.ndarray:
-    """The saved alias of each row (``np.load`` never unpickles here: object arrays are refused)."""
-    try:
-        alias = np.load(path, allow_pickle=False)
-        if alias.shape == (n_rows,) and alias.dtype.kind == "i":
-            return alias
-        problem = f"holds {alias.dtype} values of shape {alias.shape}, not one position per row ({n_rows})"
-    except (OSError, ValueError, EOFError) as exc:
-        problem = f"cannot be read ({exc})"
-    raise JobFolderError(
-        f"{path} {problem}: rows that repeat an earlier row cannot get its answer. "
-        f"{answers_hint(outputs)}", path=path)
 
 
 def _with_id(line: bytes, custom_id: str) -> bytes:

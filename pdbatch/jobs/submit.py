@@ -29,7 +29,7 @@ from ..backends.base import OK_STATES
 from ..builders.requests import RequestPlan
 from ..call import Call, Options
 from ..errors import ConfigError, StorageError
-from ..store import frames, jobdir, trust
+from ..store import frames, jobdir, reusestate, trust
 from . import claims, reuse
 from .job import BatchJob
 
@@ -74,7 +74,9 @@ def submit(frame: pd.DataFrame, part: reuse.Part, backend: Backend, call: Call, 
                 kept = private_dir(staging / "job")
                 frames.write(table, kept / jobdir.FRAME)
                 pa.default_memory_pool().release_unused()  # the compressor's buffers: not held while sending
-                reuse.save(kept, part.reuse, plan)  # writes nothing when nothing was reused or keyed
+                r = part.reuse  # the cache keys of the rows sent, by custom_id: their answers are cached by them
+                keys = dict(zip(plan.ids_at(r.key_rows), r.keys.tolist(), strict=True)) if len(r.keys) else {}
+                reusestate.save(kept, r.alias, r.cached, keys)  # writes nothing when nothing was reused or keyed
                 if len(send.positions) == 0:
                     # every row is answered already (cache or duplicates): a job with no parts
                     parts = [time.strftime("cached-%Y%m%d-%H%M%S-") + secrets.token_hex(3)]

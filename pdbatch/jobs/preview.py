@@ -232,7 +232,7 @@ def enforce_limits(job: JobPlan, backend: Backend, options: Options, *,
     ConfigError
         A limit would be passed, or ``max_cost`` is set for a model without a known price.
     """
-    n_send = job.n_send
+    n_send = sum(len(part.send.positions) for part in job.parts)  # worked out once, with each part
     if options.max_rows is not None and n_send > options.max_rows:
         raise ConfigError(f"this {what} would send {n_send} requests, over max_rows={options.max_rows}; nothing "
                           f"was submitted. {fewer}, or raise max_rows.")

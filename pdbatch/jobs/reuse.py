@@ -113,11 +113,6 @@ class JobPlan:
 
     parts: tuple[Part, ...]
 
-    @property
-    def n_send(self) -> int:
-        """Requests still to be sent, over every part."""
-        return sum(len(p.send.positions) for p in self.parts)
-
 
 def plan_part(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Part:
     """:func:`plan_reuse` on ``plan``, as a :class:`Part`."""

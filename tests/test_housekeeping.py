@@ -8,8 +8,8 @@ import pytest
 
 from pdbatch import config
 from pdbatch.backends import Mock
-from pdbatch.cli.jobs import parse_duration
 from pdbatch.cli.commands import main
+from pdbatch.cli.jobs import parse_duration
 from pdbatch.errors import ConfigError
 from pdbatch.store import jobdir
 from pdbatch.store.cache import ResponseCache

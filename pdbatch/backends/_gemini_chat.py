@@ -46,6 +46,7 @@ import orjson
 from ..errors import ConfigError
 from ..models import VertexModel
 from ._gcp import BqUri, GcsUri
+from ._gemini_lines import count, rewrite
 
 __all__ = ["SUPPORTED", "from_gemini_file", "output_line", "prepare", "request_line", "to_gemini_file",
            "unsupported"]
@@ -258,26 +259,9 @@ def output_line(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _count(value: Any) -> int:
     """A token count written as a number or an int64 string; 0 when absent."""
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return 0
+    return count(value) or 0
 
 
 def from_gemini_file(path: Path) -> None:
     """Rewrite a downloaded output file in place as OpenAI-shaped lines; unreadable lines are kept as they are."""
-    tmp = path.with_name(path.name + ".openai")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
-        for raw in src:
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                dst.write(raw.rstrip(b"\n") + b"\n")  # the shared parser reports it on its row
-                continue
-            dst.write((orjson.dumps(output_line(obj)) if isinstance(obj, dict) else raw.rstrip(b"\n")) + b"\n")
-    os.replace(tmp, path)
+    rewrite(path, output_line)

@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..lines.params import Check, boolean, integer, one_of
 from ..models import EMBEDDINGS_PAGE, VertexModel, parse_vertex
 from ._gcp import BqUri, GcsUri
+from ._gemini_lines import count, rewrite
 
 __all__ = ["BODY_FIELDS", "from_gemini_file", "is_gemini_job", "job_wire", "prepare", "to_gemini_file"]
 
@@ -160,37 +161,16 @@ def output_line(obj: dict[str, Any]) -> dict[str, Any]:
     if values is None:
         return {"custom_id": key, "status": f"no embedding in the output line: {orjson.dumps(obj)[:200]!r}"}
     usage = response.get("usageMetadata") or response.get("usage_metadata") or {}
-    tokens = _count(response.get("tokenCount", response.get("token_count")))
+    tokens = count(response.get("tokenCount", response.get("token_count")))
     if tokens is None:
-        tokens = _count(usage.get("promptTokenCount", usage.get("prompt_token_count")))
+        tokens = count(usage.get("promptTokenCount", usage.get("prompt_token_count")))
     out: dict[str, Any] = {"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": values}]}
     if tokens is not None:
         out["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
     return {"custom_id": key, "response": out}
 
 
-def _count(value: Any) -> int | None:
-    """A token count written as a number or as an int64 string ("7"); None for anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
 
 def from_gemini_file(path: Path) -> None:
     """Rewrite a downloaded output file in place as OpenAI-shaped lines; unreadable lines are kept as they are."""
-    tmp = path.with_name(path.name + ".openai")
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
-        for raw in src:
-            if not raw.strip():
-                continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                dst.write(raw.rstrip(b"\n") + b"\n")  # the shared parser reports it on its row
-                continue
-            dst.write((orjson.dumps(output_line(obj)) if isinstance(obj, dict) else raw.rstrip(b"\n")) + b"\n")
-    os.replace(tmp, path)
+    rewrite(path, output_line)

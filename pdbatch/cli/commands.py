@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("run", "submit") and not Path(args.input).exists():
+    if args.command in ("run", "submit") and not clitable.is_table(args.input) and not Path(args.input).exists():
         # said first: "give --prompt" would send the user after the wrong mistake
         return _fail(args, ConfigError(f"input file {args.input!r} does not exist (nothing was submitted)"),
                      EXIT_USAGE)

@@ -4,8 +4,15 @@ Before a job is submitted, each row's request gets a key (backend, model, the
 backend's cache identity, url, canonical body). Rows whose key already
 appeared in the frame become aliases of the first such row; rows whose key
 is in the response cache are answered from it. Only the rest is sent. After
-the job, the answers fan out to every alias, and the new successful answers
-go into the cache.
+the job, the answers fan out to every alias (:func:`pdbatch.results.readside.fan_out`),
+and the new successful answers go into the cache (:func:`fill_cache`).
+
+The plan is worked out once, as a :class:`Part` per kind and model (the
+request plan, its :class:`Reuse`, what is still to send, the row counts),
+gathered into a :class:`JobPlan` that the limits, the preview and submit read;
+the reuse state a job keeps on disk is written and read by
+:mod:`pdbatch.store.reusestate`. A frame's trip through ``batch_predict``
+enters this module twice: :func:`plan_part`, then :func:`fill_cache`.
 """
 
 from __future__ import annotations

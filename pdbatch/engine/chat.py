@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from .batch import TokenBatch
-from .common import Item, RequestError, Result, chat_completion, check_body, check_messages, needs_grammar
+from .common import Item, RequestError, Result, chat_completion, check_messages, needs_grammar
+from .sampling import SamplingParams, draw, parse_params
 from .score import FIELD as SCORE_FIELD
 from .score import Scorer
 from .sizing import JobSize, job_size
@@ -49,45 +50,6 @@ from .threads import ThreadGovernor
 
 BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
 LOOKAHEAD = 256  # requests read ahead and started shortest prompt first
-TOP_CANDIDATES = 256  # nucleus sampling looks at the best this-many tokens
-
-
-@dataclass
-class _Params:
-    max_tokens: int | None
-    temperature: float
-    top_p: float
-    stop: list[str]
-    seed: int | None
-    frequency_penalty: float
-    presence_penalty: float
-
-
-def parse_params(body: dict[str, Any]) -> _Params:
-    """The sampling fields of a chat body (OpenAI defaults), or RequestError.
-
-    The checks are :mod:`pdbatch.lines.params`' (types, ranges, the fields this
-    engine refuses), the same that refused the call before submitting: a
-    request line that still gets here wrong fails its row alone.
-    """
-    problem = check_body(body, "chat")
-    if problem:
-        raise RequestError(f"invalid request: {problem}")
-
-    def get(name: str, default: Any) -> Any:
-        value = body.get(name)
-        return default if value is None else value  # null means "not given", as in OpenAI's API
-
-    stop = get("stop", [])
-    return _Params(
-        max_tokens=get("max_completion_tokens", body.get("max_tokens")),
-        temperature=float(get("temperature", 1.0)),
-        top_p=float(get("top_p", 1.0)),
-        stop=[stop] if isinstance(stop, str) else stop,
-        seed=body.get("seed"),
-        frequency_penalty=float(get("frequency_penalty", 0.0)),
-        presence_penalty=float(get("presence_penalty", 0.0)),
-    )
 
 
 @dataclass
@@ -95,7 +57,7 @@ class _Seq:
     slot: int
     custom_id: str
     prompt: list[int]
-    params: _Params
+    params: SamplingParams
     rng: np.random.Generator
     limit: int  # total tokens this sequence may reach (prompt + generated)
     n_past: int = 0  # tokens already in the KV cache
@@ -395,7 +357,7 @@ class ChatEngine:
             toks = np.fromiter(s.counts, dtype=np.int64)
             cnt = np.fromiter(s.counts.values(), dtype=np.float32)
             logits[toks] -= cnt * p.frequency_penalty + p.presence_penalty
-        token = int(np.argmax(logits)) if p.temperature == 0.0 else self._draw(logits, p, s.rng)
+        token = int(np.argmax(logits)) if p.temperature == 0.0 else draw(logits, p, s.rng)
         if self.lib.llama_vocab_is_eog(self.vocab, token):
             return "stop"
         s.generated.append(token)
@@ -405,20 +367,6 @@ class ChatEngine:
         if s.n_past + 1 >= s.limit:
             return "length"
         return None
-
-    @staticmethod
-    def _draw(logits: np.ndarray, p: _Params, rng: np.random.Generator) -> int:
-        k = min(TOP_CANDIDATES, logits.shape[0])
-        top = np.argpartition(logits, -k)[-k:]
-        top = top[np.argsort(logits[top])[::-1]]
-        z = logits[top].astype(np.float64) / p.temperature
-        probs = np.exp(z - z.max())
-        probs /= probs.sum()
-        if p.top_p < 1.0:
-            keep = int(np.searchsorted(np.cumsum(probs), p.top_p) + 1)
-            probs = probs[:keep] / probs[:keep].sum()
-            top = top[:keep]
-        return int(top[rng.choice(len(probs), p=probs)])
 
     def _text(self, s: _Seq) -> str:
         return self.llm.detokenize(s.generated, prev_tokens=s.prompt).decode("utf-8", errors="ignore")

@@ -21,7 +21,7 @@ from .jobs.prepare import answered, plan, prepare, result_columns, submit_prepar
 from .jobs.preview import Preview, make_preview
 from .jobs.runfile import RequestsJob
 from .models import CHAT
-from .results.readside import empty_result, finish_result
+from .results.readside import empty_result, finish_result, merge_retried
 
 __all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
 
@@ -109,13 +109,5 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     be = get_backend(backend) if backend is not None else job.backend
     # every original option (cache, passthrough, max_cost, prices, display_name, ...) holds for the retry
     again = batch_predict(subset, call, be, job.options, progress=progress, timeout=timeout)
-    merged = result.copy()
-    pos = failed.nonzero()[0]
-    for c in added:
-        col = merged[c].copy()
-        col.iloc[pos] = again[c].to_numpy()
-        merged[c] = col
-    merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", job_id)
-    merged.attrs["pdbatch_retried_from"] = job_id
-    return merged
+    return merge_retried(result, again, failed, added, job_id)
 

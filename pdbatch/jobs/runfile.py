@@ -31,6 +31,7 @@ from ..errors import ConfigError, InputError
 from ..lines.batchoutput import write_output
 from ..models import CHAT, EMBEDDINGS, Kind
 from ..results.join import output_columns
+from ..results.readside import merge_retried
 from ..store.cache import deterministic
 from . import filewriter
 from . import job as jobs
@@ -341,16 +342,8 @@ class RequestsJob(jobs.BatchJob):
         again = run_requests(subset, model=(self.call.requests or {}).get("model"), backend=be, cache=opts.cache,
                              progress=progress, timeout=timeout, max_rows=opts.max_rows, max_cost=opts.max_cost,
                              prices=opts.prices, display_name=opts.display_name)
-        merged = result.copy()
-        pos = np.flatnonzero(failed)
-        for c in again.columns.difference(COLUMNS, sort=False):
-            if c in merged.columns:
-                col = merged[c].copy()
-                col.iloc[pos] = again[c].to_numpy()
-                merged[c] = col
-        merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", self.id)
-        merged.attrs["pdbatch_retried_from"] = self.id
-        return merged
+        answered = [c for c in again.columns.difference(COLUMNS, sort=False) if c in result.columns]
+        return merge_retried(result, again, failed, answered, self.id)
 
     def output_lines(self, partial: bool = False) -> Iterator[dict[str, Any]]:
         """Each line's answer as an OpenAI batch output object, in file order (see :mod:`pdbatch.lines.batchoutput`)."""

@@ -19,7 +19,7 @@ from . import classify
 from .join import MISSING, join_results, output_columns
 from .parse import parse_lines
 
-__all__ = ["assemble", "empty_result", "fan_out", "finish_result"]
+__all__ = ["assemble", "empty_result", "fan_out", "finish_result", "merge_retried"]
 
 
 def assemble(frame: pd.DataFrame, parsed: pd.DataFrame, call: Call, *, kind: Kind, custom_ids: np.ndarray | None,
@@ -83,3 +83,22 @@ def fan_out(result: pd.DataFrame, alias: np.ndarray, columns: list[str]) -> pd.D
             values = result[c].array.take(take)
             result[c] = values
     return result
+
+
+def merge_retried(result: pd.DataFrame, again: pd.DataFrame, failed: np.ndarray, columns: list[str],
+                  job_id: str) -> pd.DataFrame:
+    """``result`` with the rows at ``failed`` (a mask) taking ``again``'s answers in ``columns``.
+
+    The one merge of a retry (a frame's and a request file's): rows that
+    succeeded keep their answers; the frame remembers the new job and the one
+    it was retried from (``attrs``).
+    """
+    merged = result.copy()
+    pos = np.flatnonzero(failed)
+    for c in columns:
+        col = merged[c].copy()
+        col.iloc[pos] = again[c].to_numpy()
+        merged[c] = col
+    merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", job_id)
+    merged.attrs["pdbatch_retried_from"] = job_id
+    return merged

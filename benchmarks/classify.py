@@ -30,7 +30,7 @@ import pandas as pd
 
 import pdbatch  # noqa: F401  (registers df.llama)
 from pdbatch.backends import Local
-from pdbatch.datasets import reviews
+from pdbatch.builders.datasets import reviews
 
 LABELS = ["positive", "negative", "mixed", "neutral"]
 PROMPT = "Classify the sentiment of this product review as positive, negative, mixed or neutral.\n\nReview: {review}"

@@ -99,7 +99,7 @@ def baseline_write(df: pd.DataFrame, path: Path) -> None:
 
 
 def pdbatch_write(df: pd.DataFrame, path: Path) -> None:
-    from pdbatch.requests import build_requests
+    from pdbatch.builders.requests import build_requests
 
     build_requests(df, PROMPT, model=MODEL, params={"max_tokens": MAX_TOKENS, "temperature": 0}).write_jsonl(path)
 
@@ -117,8 +117,8 @@ def baseline_reuse(df: pd.DataFrame) -> int:
 
 def pdbatch_reuse(df: pd.DataFrame) -> int:
     from pdbatch.backends import Mock
-    from pdbatch.requests import build_requests
-    from pdbatch.reuse import plan_reuse
+    from pdbatch.builders.requests import build_requests
+    from pdbatch.jobs.reuse import plan_reuse
 
     plan = build_requests(df, PROMPT, model=MODEL, params={"max_tokens": MAX_TOKENS, "temperature": 0})
     reuse = plan_reuse(plan, Mock(), True)
@@ -146,8 +146,8 @@ def baseline_join(df: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def pdbatch_join(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    from pdbatch.join import join_results
-    from pdbatch.results import parse_files
+    from pdbatch.results.join import join_results
+    from pdbatch.results.parse import parse_files
 
     return join_results(df, parse_files([path]), kind="chat")
 
@@ -216,7 +216,7 @@ def run_phase(name: str, folder: Path) -> dict:
     df = pd.read_parquet(folder / "frame.parquet")
     os.environ["PDBATCH_HOME"] = str(folder / "home")  # an empty response cache, as on a first run
     import pdbatch.backends.mock
-    import pdbatch.reuse  # noqa: F401 - imports are not what is measured
+    import pdbatch.jobs.reuse  # noqa: F401 - imports are not what is measured
 
     result = None
     unique = None

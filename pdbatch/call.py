@@ -1,7 +1,7 @@
 """``Call`` and ``Options``: what a ``df.llama`` call sends per row, and how it runs.
 
 Both are built by keyword (by the accessor and the CLI), passed whole down to
-the job, and stored once in its manifest (:mod:`pdbatch.jobdir`), so that
+the job, and stored once in its manifest (:mod:`pdbatch.store.jobdir`), so that
 ``job.call`` / ``job.options`` and ``retry_failed`` see exactly what was asked.
 Adding an option means: the accessor's signature, the field here, and its one use.
 """
@@ -43,13 +43,13 @@ class Call:
         ``schema=``: the answer's structure (stored as JSON schema).
     classify : mapping or None
         Set for ``df.llama.classify``: the labels, the output column,
-        calibration and the answer prefix (:class:`pdbatch.classify.LabelSpec`).
+        calibration and the answer prefix (:class:`pdbatch.results.classify.LabelSpec`).
     requests : mapping or None
-        Set for a request file's job (:mod:`pdbatch.runfile`), whose rows are
+        Set for a request file's job (:mod:`pdbatch.jobs.runfile`), whose rows are
         request lines sent as they are: ``{"model": the model= given,
         "siblings": [ids of the jobs running the file's other kind of line]}``.
     table : mapping or None
-        Set for a BigQuery table's job (:mod:`pdbatch.tablejob`): the source,
+        Set for a BigQuery table's job (:mod:`pdbatch.jobs.tablejob`): the source,
         request and output tables and what the result table is built from.
     """
 
@@ -68,7 +68,7 @@ class Call:
 
     def record(self) -> dict[str, Any]:
         """A JSON-serialisable copy for the manifest (the schema as JSON schema)."""
-        from .structured import as_schema  # pandas: only when a job is saved
+        from .lines.structured import as_schema  # pandas: only when a job is saved
 
         data = asdict(self)
         data["params"] = dict(self.params)

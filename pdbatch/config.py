@@ -14,10 +14,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .backends.base import Backend
+#: A registered backend name or a ``Backend`` object. Settings hold it and never
+#: use it, so its type is not imported: config sits below the backends, which read it.
+BackendChoice = Any
 
 __all__ = ["Settings", "backend_default", "configure", "home", "settings"]
 
@@ -28,7 +29,7 @@ DEFAULT_BACKEND = "local"
 class Settings:
     """Values set with :func:`configure`; ``None`` means "fall back"."""
 
-    backend: str | Backend | None = None
+    backend: BackendChoice = None
     home: Path | None = None
     #: defaults for backend constructors, by the backend's registry name
     backends: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -44,7 +45,7 @@ _settings = Settings()
 
 def configure(
     *,
-    backend: str | Backend | None = None,
+    backend: BackendChoice = None,
     home: str | os.PathLike[str] | None = None,
     **backends: Mapping[str, Any],
 ) -> Settings:
@@ -128,7 +129,7 @@ def backend_default(backend: str, setting: str) -> Any:
     return os.environ.get(f"PDBATCH_{backend.upper()}_{setting.upper()}") or None
 
 
-def default_backend() -> str | Backend:
+def default_backend() -> BackendChoice:
     """The backend to use when a call names none."""
     return _settings.backend or os.environ.get("PDBATCH_BACKEND") or DEFAULT_BACKEND
 

@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 import pdbatch
-from pdbatch.datasets import reviews
+
+from .builders.datasets import reviews
 
 LABELS = ["positive", "negative", "mixed", "neutral"]
 SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": LABELS}},

@@ -6,7 +6,7 @@ below; batch prediction is billed at half the online price. They change: pass
 ``prices={"model-id": (input_per_million, output_per_million)}`` to
 ``preview``/``batch_predict`` to use your own, and check the pricing page
 before large jobs. Token counts for Vertex models are estimates too (see
-:mod:`pdbatch.preview`).
+:mod:`pdbatch.jobs.preview`).
 """
 
 from __future__ import annotations

@@ -7,110 +7,23 @@ usable, and tested, without it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
-from . import classify
-from . import job as jobs
-from . import submit as submitting
 from .backends import Backend, get_backend
-from .backends.base import JobStatus
-from .call import KEYWORDS, Call, Options
-from .display import make_reporter
-from .errors import ConfigError, InputError
-from .failures import hold_back_sure_failures
-from .fit import hold_back
-from .join import join_results, output_columns
-from .models import CHAT, Kind, kind_of_url
-from .params import body_params
-from .preview import Preview, enforce_limits, make_preview
-from .reporter import JobLabel
-from .requests import RequestPlan, build_requests
-from .results import parse_bytes
-from .reuse import Reuse, fan_out, plan_reuse
-from .runfile import RequestsJob
-from .structured import Schema, apply_schema, as_schema
+from .call import Call, Options
+from .errors import ConfigError
+from .jobs import job as jobs
+from .jobs.failures import hold_back_sure_failures
+from .jobs.prepare import answered, plan, prepare, result_columns, submit_prepared
+from .jobs.preview import Preview, make_preview
+from .jobs.runfile import RequestsJob
+from .models import CHAT
+from .results.readside import empty_result, finish_result, merge_retried
 
 __all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
-
-
-@dataclass
-class Prepared:
-    """A call checked and planned against one backend."""
-
-    call: Call
-    backend: Backend
-    plan: RequestPlan
-    schema: Schema | None
-    reused: Reuse
-
-
-def plan(frame: pd.DataFrame, call: Call, backend: Backend) -> tuple[RequestPlan, Schema | None]:
-    """The call's request lines for ``frame`` (``schema=`` becomes ``response_format``).
-
-    Raises
-    ------
-    InputError, ConfigError
-        Bad input, body parameters that are unknown, wrong or not supported by
-        the backend (see :mod:`pdbatch.params`), or a schema that does not fit the call.
-    """
-    check_single(call.model)
-    if call.classify is not None:
-        return classify.plan_requests(frame, call, backend), None
-    kind = kind_of_url(call.url)
-    params = body_params(call.params, kind, backend, keywords=KEYWORDS)
-    schema = as_schema(call.schema) if call.schema is not None else None
-    apply_schema(params, schema, kind, backend.schema_support)
-    model = backend.model_name(call.model, kind)
-    refused = [f"{name}={params[name]!r}: {why}" for name, why in
-               backend.unsupported_for_model(model, kind, params).items()]
-    if refused:
-        raise InputError(f"{model} cannot take {len(refused)} request parameter(s) (nothing was sent): "
-                         + "; ".join(refused))
-    built = build_requests(frame, call.prompt, messages=call.messages, system=call.system,
-                           model=model, url=call.url, custom_id=call.custom_id,
-                           on_null=call.on_null, params=params)
-    return built, schema
-
-
-def check_single(model: Any) -> None:
-    """Refuse a ``model=`` that is not one name where only one model can run (submit, preview, embed)."""
-    if model is not None and not isinstance(model, str):
-        raise ConfigError(f"model={model!r}: give one model name here (a pair, or a list or dict of models, "
-                          f"runs side by side in batch_predict only)")
-
-
-def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options,
-            *, check_limits: bool = True) -> Prepared:
-    """Validate ``call`` on ``frame`` for a job, plan its request lines and find what can be reused.
-
-    With ``check_limits`` (a call about to run), rows that cannot fit the
-    context window are marked failed and not sent (:func:`pdbatch.fit.hold_back`).
-
-    Raises
-    ------
-    InputError, ConfigError
-        Bad input, result columns that would be overwritten, a call past
-        ``max_rows`` / ``max_cost``, or one whose every row is over the context window.
-    """
-    be = get_backend(backend)
-    planned, schema = plan(frame, call, be)
-    new_columns = result_columns(call, planned.kind)
-    clash = [c for c in new_columns if c in frame.columns]
-    if clash and not options.overwrite:
-        raise ConfigError(
-            f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
-            f"(df.rename(columns=...)) or pass overwrite=True"
-        )
-    if check_limits:  # (preview shows these rows instead, with the same reasons)
-        planned = hold_back(planned, be)
-    prepared = Prepared(call, be, planned, schema, plan_reuse(planned, be, options.cache))
-    if check_limits:
-        enforce_limits([(prepared.plan, prepared.reused)], prepared.backend, options, what="call",
-                     fewer="Sample the frame (df.sample(n))", details="df.llama.preview(...)")
-    return prepared
 
 
 def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> jobs.BatchJob:
@@ -119,11 +32,7 @@ def submit(frame: pd.DataFrame, call: Call, backend: Backend | str | None, optio
     if len(p.plan.positions) == 0:
         raise ConfigError("nothing to submit: the frame is empty or every row was skipped "
                           "(batch_predict returns the empty result without a job)")
-    return _submit(frame, p, options)
-
-
-def _submit(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
-    return submitting.submit(frame, p.plan, p.backend, p.call, options, p.reused)
+    return submit_prepared(frame, p, options)
 
 
 def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options, *,
@@ -131,63 +40,19 @@ def batch_predict(frame: pd.DataFrame, call: Call, backend: Backend | str | None
     """Run the call as one job, wait for it, and return the joined frame."""
     p = prepare(frame, call, backend, options)
     if len(p.plan.positions) == 0:
-        return jobs.finish_result(jobs.empty_result(frame, p.plan, options.overwrite), call)
-    if len(p.reused.sending_plan(p.plan).positions) == 0:
+        return finish_result(empty_result(frame, p.plan, options.overwrite), call)
+    if len(p.part.send.positions) == 0:
         return answered(frame, p, options, progress=progress)
-    return _submit(frame, p, options).wait(timeout, progress=progress).result()
-
-
-def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bool = False) -> pd.DataFrame:
-    """The result of a call whose every row is answered already (cache, duplicates): no job, no job folder.
-
-    Nothing is sent, so there is nothing to wait for, attach to or retry: a
-    job folder for it would only pile up (``submit`` still makes one, as it
-    returns a handle).
-
-    Parameters
-    ----------
-    frame : pandas.DataFrame
-        The frame ``p`` was planned from.
-    p : Prepared
-        A call whose :attr:`Prepared.reused` leaves nothing to send.
-    options : Options
-        How it runs (``overwrite``).
-    progress : bool
-        Say in one line (or panel) how the rows were answered.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
-    """
-    counts = p.reused.counts(p.plan)
-    if progress:
-        label = JobLabel(id="", backend=p.backend.name, model=p.plan.model, rows=counts)
-        make_reporter(label, True, blocking=False).close(JobStatus(state="JOB_STATE_SUCCEEDED", total=0))
-    out = join_results(frame, parse_bytes(b"".join(line + b"\n" for line in p.reused.cached.values())),
-                       kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
-                       overwrite=options.overwrite)
-    out = jobs.finish_result(fan_out(out, p.reused.alias, list(output_columns(p.plan.kind))), p.call)
-    out.attrs["pdbatch_rows"] = counts.record()
-    return out
+    return submit_prepared(frame, p, options).wait(timeout, progress=progress).result()
 
 
 def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, options: Options) -> Preview:
     """What the call would send and cost, without sending anything."""
     p = prepare(frame, call, backend, options, check_limits=False)
-    pv = make_preview(p.plan, p.reused, p.backend, dict(options.prices or {}))
+    pv = make_preview(p.part, p.backend, dict(options.prices or {}))
     pv.max_tokens_default = (pv.kind == CHAT and call.classify is None
                              and not {"max_tokens", "max_completion_tokens"} & set(call.params))
     return pv
-
-
-def result_columns(call: Call, kind: Kind) -> list[str]:
-    """The columns a call's result adds to the frame (which a clash check and a retry look at)."""
-    if call.classify is not None:
-        spec = classify.LabelSpec.from_record(call.classify)
-        return list(dict.fromkeys([*output_columns(kind), *spec.columns]))
-    schema = as_schema(call.schema) if call.schema is not None else None
-    return list(output_columns(kind)) + (schema.columns if schema else [])
 
 
 def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Backend | str | None = None,
@@ -207,7 +72,7 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
 
     Without ``backend`` or ``overrides`` the rows are sent as they were, so
     a row whose error is sure to come back (a prompt over the context window,
-    an invalid request: :func:`pdbatch.failures.sure_to_fail`) is not sent
+    an invalid request: :func:`pdbatch.jobs.failures.sure_to_fail`) is not sent
     again; a warning says which, why, and what would change that.
 
     Returns
@@ -244,13 +109,5 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     be = get_backend(backend) if backend is not None else job.backend
     # every original option (cache, passthrough, max_cost, prices, display_name, ...) holds for the retry
     again = batch_predict(subset, call, be, job.options, progress=progress, timeout=timeout)
-    merged = result.copy()
-    pos = failed.nonzero()[0]
-    for c in added:
-        col = merged[c].copy()
-        col.iloc[pos] = again[c].to_numpy()
-        merged[c] = col
-    merged.attrs["pdbatch_job"] = again.attrs.get("pdbatch_job", job_id)
-    merged.attrs["pdbatch_retried_from"] = job_id
-    return merged
+    return merge_retried(result, again, failed, added, job_id)
 

@@ -5,21 +5,21 @@ frame's: :meth:`TableLlama.to_sql` renders the request rows as one BigQuery
 ``SELECT`` (no connection needed), :meth:`TableLlama.preview` counts and
 prices the call with one metadata call, one aggregate query and a dry run,
 and :meth:`TableLlama.submit` / :meth:`TableLlama.batch_predict` materialize
-the request table beside the source and run the job there (:mod:`pdbatch.tablejob`);
-the answers come back as a result table (:mod:`pdbatch.tableresult`).
+the request table beside the source and run the job there (:mod:`pdbatch.jobs.tablejob`);
+the answers come back as a result table (:mod:`pdbatch.jobs.tableresult`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from . import tablejob, tableresult
 from .backends import Backend, get_backend
-from .bqsource import Source, bigquery_client
+from .builders.bqsource import Source, bigquery_client
+from .builders.sqlbuild import TableRef
 from .call import Call, Options
-from .display import live_display_available
+from .display.choose import live_display_available
+from .jobs import tablejob, tableresult
 from .models import CHAT, URLS
-from .sqlbuild import TableRef
 
 __all__ = ["Table", "TableLlama", "bigquery_client", "table"]
 

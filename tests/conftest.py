@@ -104,4 +104,4 @@ def workers_under(home: Path) -> list[int]:
 @pytest.fixture
 def reviews() -> pd.DataFrame:
     """The sixty bundled product reviews."""
-    return pdbatch.datasets.reviews()
+    return pdbatch.builders.datasets.reviews()

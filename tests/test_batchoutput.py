@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 import pdbatch
-from pdbatch.batchoutput import FAILED, INVALID, answer, output_line, write_output
+from pdbatch.lines.batchoutput import FAILED, INVALID, answer, output_line, write_output
 
 # OpenAI's Batch API reference, "The request output object", its example
 OPENAI_OUTPUT = ('{"id": "batch_req_wnaDys", "custom_id": "request-2", "response": {"status_code": 200, '

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import cache as response_cache
 from pdbatch.backends import Mock
-from pdbatch.cli import main
+from pdbatch.cli.commands import main
+from pdbatch.store import cache as response_cache
 
 from .test_reuse import df as _df
 from .test_reuse import sent_contents
@@ -81,7 +81,7 @@ def test_failures_are_not_cached_and_cache_can_be_cleared(df):
 
 def test_backends_without_a_cache_identity_keep_their_keys():
     # an empty identity adds nothing: a backend that declares none keys its rows as before identities existed
-    from pdbatch.cache import RowKeys
+    from pdbatch.store.cache import RowKeys
 
     body = {"model": "m", "messages": [{"role": "user", "content": ""}], "temperature": 0}
     plain = RowKeys("vertex", "m", "/v1/chat/completions", body, "text")

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pdbatch.builders.template import Template
 from pdbatch.errors import InputError
-from pdbatch.template import Template
 
 from .test_template import both_ways
 

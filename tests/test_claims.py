@@ -1,4 +1,4 @@
-"""Never pay twice, concurrently: two calls sending the same rows at once send each row once (pdbatch.claims)."""
+"""Never pay twice, concurrently: two calls sending the same rows at once send each row once (pdbatch.jobs.claims)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import orjson
 import pandas as pd
 import pytest
 
-from pdbatch import claims
 from pdbatch.backends import Mock
-from pdbatch.cache import ResponseCache
+from pdbatch.jobs import claims
+from pdbatch.store.cache import ResponseCache
 
 
 class SlowMock(Mock):
@@ -65,7 +65,7 @@ def test_two_identical_calls_at_the_same_moment_send_each_row_once(capfd):
     assert sorted(sent(first) + sent(second)) == ["a", "b", "c", "d"]
     assert "waiting for those answers instead of paying for them twice" in capfd.readouterr().err
     with ResponseCache() as store:  # no claim outlives its job
-        assert store._use(lambda db: db.execute("SELECT COUNT(*) FROM claims").fetchone()[0], -1) == 0
+        assert store.use(lambda db: db.execute("SELECT COUNT(*) FROM claims").fetchone()[0], -1) == 0
 
 
 def test_overlapping_calls_wait_only_for_the_rows_in_flight():
@@ -103,8 +103,8 @@ def dead_pid() -> int:
 def claim_as(keys, pid, job=None):
     """Claims made by another process (a crashed one, when ``pid`` is gone)."""
     with ResponseCache() as store:
-        store._use(lambda db: db.execute(claims._SCHEMA), None)
-        store._use(lambda db: db.executemany("INSERT INTO claims VALUES (?, 'other', ?, ?, '', 0)",
+        store.use(lambda db: db.execute(claims._SCHEMA), None)
+        store.use(lambda db: db.executemany("INSERT INTO claims VALUES (?, 'other', ?, ?, '', 0)",
                                             [(k, job, pid) for k in keys]), None)
 
 
@@ -113,7 +113,7 @@ def keys_of(df):
     from pdbatch.call import Call, Options
 
     p = run.prepare(df, Call(prompt="{t}", params={"temperature": 0}), Mock(), Options())
-    return p.reused.keys.tolist()
+    return p.part.reuse.keys.tolist()
 
 
 def test_a_claim_of_a_process_that_died_before_submitting_does_not_block():

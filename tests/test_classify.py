@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import cli, run
+from pdbatch import run
 from pdbatch.backends import Local
 from pdbatch.backends.mock import Mock
+from pdbatch.builders.datasets import reviews
 from pdbatch.call import Call
-from pdbatch.classify import CONTENT_FREE, FIELD, LabelSpec, probabilities
-from pdbatch.datasets import reviews
+from pdbatch.cli import commands as cli
 from pdbatch.errors import ConfigError, InputError
-from pdbatch.reuse import plan_reuse
+from pdbatch.jobs.reuse import plan_reuse
+from pdbatch.results.classify import CONTENT_FREE, FIELD, LabelSpec, probabilities
 
 LABELS = ["positive", "negative", "mixed", "neutral"]
 PROMPT = "Classify the sentiment of this product review as positive, negative, mixed or neutral.\n\nReview: {review}"
@@ -129,7 +130,7 @@ def test_cache_key_covers_labels_calibration_prefix_and_method(monkeypatch):
     assert key() == base
     variants = [key(labels=["good", "bad", "meh"]), key(calibrate=False), key(prefix="Verdict:")]
     assert len({base, *variants}) == 4
-    monkeypatch.setattr("pdbatch.classify.METHOD", "other/2")
+    monkeypatch.setattr("pdbatch.results.classify.METHOD", "other/2")
     assert key() != base
 
 

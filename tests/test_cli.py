@@ -11,7 +11,7 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Mock
-from pdbatch.cli import main
+from pdbatch.cli.commands import main
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_hints_name_cli_commands_not_python_methods(table, tmp_path, capsys):
 
 # ------------------------------------------------------------ errors, damage, closed pipes
 def test_an_internal_error_has_its_own_exit_code_and_one_line(monkeypatch, capsys):
-    from pdbatch import cli
+    from pdbatch.cli import commands as cli
 
     def broken(args):
         raise KeyError("a bug deep inside")

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from pdbatch.cli import main
+from pdbatch.cli.commands import main
 
 SCHEMA = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]},
                                            "stars": {"type": "integer"}}, "required": ["sentiment", "stars"]}

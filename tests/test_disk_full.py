@@ -45,7 +45,7 @@ def test_a_request_file_past_a_file_size_limit_exits_74_naming_the_folder_the_by
     path.write_bytes(b"".join(orjson.dumps({"custom_id": f"r{i}", "body": {"messages": [
         {"role": "user", "content": os.urandom(300).hex()}]}}) + b"\n" for i in range(2000)))
     proc = run_limited(f"""
-        from pdbatch.cli import main
+        from pdbatch.cli.commands import main
         sys.exit(main(["submit", {str(path)!r}, "--backend", "mock"]))
     """, pdbatch_home)
     assert proc.returncode == 74, proc.stderr

@@ -18,16 +18,18 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import display, widget
 from pdbatch.backends.base import Backend, JobStatus
+from pdbatch.builders.requests import build_requests
 from pdbatch.call import Call, Options
-from pdbatch.display import TqdmReporter
+from pdbatch.display import choose as display
+from pdbatch.display import widget
+from pdbatch.display.choose import TqdmReporter
+from pdbatch.display.reporter import JobLabel, NullReporter, elapsed_seconds, short_state
+from pdbatch.display.widget import WidgetReporter, status_html
 from pdbatch.errors import JobTimeoutError
-from pdbatch.submit import submit
-from pdbatch.reporter import JobLabel, NullReporter, elapsed_seconds, short_state
-from pdbatch.watch import Poller
-from pdbatch.widget import WidgetReporter, status_html
-from pdbatch.requests import build_requests
+from pdbatch.jobs.reuse import Part
+from pdbatch.jobs.submit import submit
+from pdbatch.jobs.watch import Poller
 
 LABEL = JobLabel(id="local-20260101-120000-ab12cd", backend="local", model="smollm2-135m-instruct")
 
@@ -72,8 +74,8 @@ class Scripted(Backend):
 
 def make_job(backend: Backend) -> pdbatch.BatchJob:
     frame = pd.DataFrame({"review": ["good", "bad", "fine"]})
-    return submit(frame, build_requests(frame, "{review}", model="scripted-model"), backend, Call(prompt="{review}"),
-                  Options())
+    return submit(frame, Part.of(build_requests(frame, "{review}", model="scripted-model")), backend,
+                  Call(prompt="{review}"), Options())
 
 
 @pytest.fixture
@@ -429,7 +431,7 @@ def test_repr_html_does_not_raise_when_the_backend_does():
 # ------------------------------------------------------------------ rows, not requests (issue 24, item 3)
 def test_progress_names_rows_merged_as_duplicates_and_answered_from_the_cache(capsys):
     from pdbatch.backends import Mock
-    from pdbatch.reporter import RowCounts
+    from pdbatch.display.reporter import RowCounts
 
     frame = pd.DataFrame({"t": [f"text {i % 60}" for i in range(120)]})  # 60 distinct rows, each twice
     job = frame.llama.submit("{t}", backend=Mock(), temperature=0)
@@ -458,7 +460,7 @@ def test_progress_names_rows_merged_as_duplicates_and_answered_from_the_cache(ca
 
 
 def test_cli_summary_says_how_rows_were_answered(tmp_path, capsys):
-    from pdbatch.cli import main
+    from pdbatch.cli.commands import main
 
     path = tmp_path / "in.csv"
     pd.DataFrame({"t": ["x", "y", "x", "x"]}).to_csv(path, index=False)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import jobdir
 from pdbatch.backends import Vertex
 from pdbatch.errors import ConfigError
+from pdbatch.store import jobdir
 
 JOB = "projects/p/locations/us-central1/batchPredictionJobs/123"
 

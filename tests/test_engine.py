@@ -20,7 +20,6 @@ import orjson
 import pytest
 
 import pdbatch
-from pdbatch import outputs
 from pdbatch.backends import Local
 from pdbatch.engine import threads
 from pdbatch.engine.batch import TokenBatch, common_prefix
@@ -30,6 +29,7 @@ from pdbatch.engine.convert import file_type
 from pdbatch.engine.sizing import JobSize, auto_parallel, job_size
 from pdbatch.engine.streams import COPY_MIN, MIN_SUFFIX, PAD_TOKENS, Streams
 from pdbatch.engine.worker import read_requests, recover_output
+from pdbatch.lines import outputs
 
 
 # ------------------------------------------------------------ requests
@@ -402,7 +402,7 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int | 
     if folder is not None:
         spec["requests"] = str(_requests(folder / "requests.jsonl", bodies))
     engine = ChatEngine(spec)
-    lib, decoded, steps = engine._c, [], []
+    lib, decoded, steps = engine.lib, [], []
 
     class Counting:
         def __getattr__(self, name):
@@ -414,7 +414,7 @@ def run_engine(weights: str, texts: list[str], parallel: int, max_tokens: int | 
                 steps.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])
             return lib.llama_decode(ctx, batch)
 
-    engine._c = Counting()
+    engine.lib = Counting()
     items = [(f"r{i}", body, None) for i, body in enumerate(bodies)]
     done, first_at = {}, None
     for cid, response, _ in engine.run(iter(items), lambda: False):

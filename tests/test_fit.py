@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import jobdir, run
+from pdbatch import run
 from pdbatch.backends import Local
 from pdbatch.call import Call
 from pdbatch.errors import ConfigError
-from pdbatch.fit import OVER_WINDOW, hold_back
+from pdbatch.jobs.fit import OVER_WINDOW, hold_back
+from pdbatch.store import jobdir
 
 PROMPT = "Classify the sentiment of this review in one word: {review}"
 

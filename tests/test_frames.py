@@ -13,14 +13,14 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Mock
-from pdbatch.cli import main
+from pdbatch.cli.commands import main
 
 # (looked up, so that on code without it these tests fail on what they test, not on an import)
 PdbatchWarning = getattr(pdbatch.errors, "PdbatchWarning", UserWarning)
 
 
 def frames_module():
-    from pdbatch import frames  # not at the top: the module is what this file tests
+    from pdbatch.store import frames  # not at the top: the module is what this file tests
 
     return frames
 

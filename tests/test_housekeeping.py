@@ -6,12 +6,13 @@ import orjson
 import pandas as pd
 import pytest
 
-from pdbatch import config, jobdir
+from pdbatch import config
 from pdbatch.backends import Mock
-from pdbatch.cache import ResponseCache
-from pdbatch.cli import main
-from pdbatch.clijobs import parse_duration
+from pdbatch.cli.commands import main
+from pdbatch.cli.jobs import parse_duration
 from pdbatch.errors import ConfigError
+from pdbatch.store import jobdir
+from pdbatch.store.cache import ResponseCache
 
 
 def job_folders() -> list[str]:

@@ -5,10 +5,10 @@ import json
 import pandas as pd
 
 import pdbatch
-from pdbatch import jobdir
 from pdbatch.backends import Mock
 from pdbatch.backends.base import JobStatus
 from pdbatch.call import Call, Options
+from pdbatch.store import jobdir
 
 
 def test_call_and_options_are_stored_once_and_come_back_whole():

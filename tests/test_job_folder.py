@@ -29,10 +29,11 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import config, trust
+from pdbatch import config
 from pdbatch.backends import Local, Mock
-from pdbatch.cache import ResponseCache
-from pdbatch.cli import main
+from pdbatch.cli.commands import main
+from pdbatch.store import trust
+from pdbatch.store.cache import ResponseCache
 
 from .test_cache import read_only  # noqa: F401  (fixture)
 
@@ -80,7 +81,7 @@ def test_a_damaged_manifest_names_itself_and_the_answers(mock_job, how, capsys):
 
 
 def test_a_damaged_pointer_names_itself(pdbatch_home):
-    from pdbatch import jobdir
+    from pdbatch.store import jobdir
 
     pointer = jobdir.folder_for("part-2")
     pointer.mkdir(parents=True)

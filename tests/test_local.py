@@ -19,7 +19,7 @@ import pdbatch
 from pdbatch.backends import Local
 from pdbatch.backends.local import job_dir
 from pdbatch.errors import JobError
-from pdbatch.jobdir import read_status
+from pdbatch.store.jobdir import read_status
 
 pytestmark = pytest.mark.slow
 
@@ -160,7 +160,7 @@ def test_one_bad_row_never_kills_the_job():
 
 
 def test_a_line_over_the_context_window_fails_alone_in_the_engine(tmp_path):
-    # The frame path holds such rows back (pdbatch.fit); a request file sent as it is still reaches the engine.
+    # The frame path holds such rows back (pdbatch.jobs.fit); a request file sent as it is still reaches the engine.
     body = {"max_tokens": 4, "temperature": 0}
     lines = [{"custom_id": "long", "body": {**body, "messages": [{"role": "user", "content": "word " * 400}]}},
              {"custom_id": "short", "body": {**body, "messages": [{"role": "user", "content": "Say hi."}]}}]

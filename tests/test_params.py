@@ -112,7 +112,7 @@ def test_numpy_scalars_from_a_frame_are_plain_values_in_the_body(df):
 
 # ------------------------------------------------------------ the default cap
 def test_chat_requests_get_a_default_max_tokens_and_none_removes_it(df):
-    from pdbatch.params import DEFAULT_MAX_TOKENS
+    from pdbatch.lines.params import DEFAULT_MAX_TOKENS
 
     assert df.llama.to_requests("{t}").body[0]["max_tokens"] == 512 == DEFAULT_MAX_TOKENS
     assert "max_tokens" not in df.llama.to_requests("{t}", max_tokens=None).body[0]

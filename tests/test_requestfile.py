@@ -13,8 +13,8 @@ import pytest
 
 import pdbatch
 from pdbatch.backends import Local, Mock
+from pdbatch.builders.requestfile import RequestFileError, plan_lines, read_requests, request_lines, sniff
 from pdbatch.errors import ConfigError, InputError
-from pdbatch.requestfile import RequestFileError, plan_lines, read_requests, request_lines, sniff
 
 # OpenAI's Batch API reference, "The request input object", its example line
 OPENAI_LINE = ('{"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", "body": {"model": '
@@ -224,7 +224,7 @@ def test_a_model_the_backend_does_not_have_is_refused_saying_what_it_has_and_how
 
 
 def test_openais_example_file_on_the_command_line_exits_2_saying_what_to_pass(tmp_path, capsys):
-    from pdbatch.cli import main
+    from pdbatch.cli.commands import main
 
     path = write(tmp_path, [OPENAI_LINE.replace("gpt-4o-mini", "gpt-3.5-turbo-0125")])
     assert main(["run", str(path)]) == 2

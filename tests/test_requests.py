@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 import pdbatch
+from pdbatch.builders.requests import build_requests
 from pdbatch.errors import InputError
-from pdbatch.requests import build_requests
 
 AWKWARD = [
     'quotes " and \' and \\ backslash',

@@ -14,9 +14,9 @@ import pandas as pd
 
 from pdbatch.backends import get_backend
 from pdbatch.backends.openai import OpenAI
-from pdbatch.outputs import outcome
-from pdbatch.requestfile import INVALID_PREFIX, plan_lines
-from pdbatch.results import parse_bytes, parse_lines, typed
+from pdbatch.builders.requestfile import INVALID_PREFIX, plan_lines
+from pdbatch.lines.outputs import outcome
+from pdbatch.results.parse import parse_bytes, parse_lines, typed
 
 ANSWER = {
     "id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b", "object": "response", "status": "completed",

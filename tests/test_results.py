@@ -7,8 +7,8 @@ import pytest
 
 import pdbatch
 from pdbatch.errors import InputError
-from pdbatch.join import join_results
-from pdbatch.results import parse_lines
+from pdbatch.results.join import join_results
+from pdbatch.results.parse import parse_lines
 
 
 def chat_line(cid, text, finish="stop", p=3, c=2, **extra):

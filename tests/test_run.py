@@ -49,7 +49,7 @@ def test_side_by_side_models_one_column_each():
 
 
 def test_side_by_side_labels_gguf_files_by_their_stem():
-    from pdbatch.sidebyside import _labels
+    from pdbatch.jobs.sidebyside import _labels
 
     assert _labels([("local", "/m/a/SmolLM2.Q4_1.gguf", False), ("local", "smollm2-135m-instruct", False)]) == [
         "SmolLM2.Q4_1", "smollm2-135m-instruct"]
@@ -190,7 +190,7 @@ def test_local_jobs_take_the_machine():
 @pytest.mark.slow
 def test_two_settings_of_a_local_model_side_by_side_are_named_and_run_one_after_another(pdbatch_home, capsys):
     from pdbatch.backends.local import Local
-    from pdbatch.jobdir import read_status
+    from pdbatch.store.jobdir import read_status
 
     df = pd.DataFrame({"review": ["Great blender.", "Broke after a week."]})
     model = "smollm2-135m-instruct"

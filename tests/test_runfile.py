@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import cli
 from pdbatch.backends import Mock
+from pdbatch.builders.requestfile import RequestFileError
+from pdbatch.cli import commands as cli
 from pdbatch.errors import ConfigError
-from pdbatch.requestfile import RequestFileError
 
 # OpenAI's reference example, its guide's example, and vLLM's second line (a url pdbatch does not run)
 OPENAI = [

@@ -12,12 +12,14 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from pdbatch import join, outputs, results
-from pdbatch.join import join_results
-from pdbatch.jsontext import json_escape
-from pdbatch.requests import build_requests
-from pdbatch.results import parse_bytes, parse_files, parse_lines
-from pdbatch.template import Template
+from pdbatch.builders.requests import build_requests
+from pdbatch.builders.template import Template
+from pdbatch.lines import outputs
+from pdbatch.lines.jsontext import json_escape
+from pdbatch.results import join
+from pdbatch.results import parse as results
+from pdbatch.results.join import join_results
+from pdbatch.results.parse import parse_bytes, parse_files, parse_lines
 
 from .test_requests import AWKWARD
 from .test_results import chat_line, openai_line
@@ -452,8 +454,8 @@ def test_render_arrow_matches_render():
 ])
 def test_cache_keys_from_arrow_prompts_are_the_keys_of_each_payload(kw):
     # plan_reuse keys template rows from Arrow arrays, without a str or a body per row: the same keys
-    from pdbatch.cache import RowKeys
-    from pdbatch.reuse import _row_keys
+    from pdbatch.jobs.reuse import _row_keys
+    from pdbatch.store.cache import RowKeys
 
     df = awkward_frame(3_000)
     df["t"] = [AWKWARD[i % len(AWKWARD)][:300] + str(i % 50) for i in range(len(df))]
@@ -470,7 +472,7 @@ def test_cache_keys_from_arrow_prompts_are_the_keys_of_each_payload(kw):
 
 
 def test_cache_keys_of_message_lists_follow_their_bodies():
-    from pdbatch.reuse import _row_keys
+    from pdbatch.jobs.reuse import _row_keys
 
     msgs = [[{"role": "user", "content": "a"}], [{"content": "a", "role": "user"}], [{"role": "user", "content": "b"}]]
     plan = build_requests(pd.DataFrame({"m": msgs}), messages="m", model="m", system="s")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pdbatch import jobdir
 from pdbatch.backends import Local, Mock
 from pdbatch.backends._schema_support import LLAMA_GRAMMAR, OPENAI_STRICT
 from pdbatch.errors import ConfigError
-from pdbatch.schemacheck import check_supported, pointer
-from pdbatch.structured import CUT_SHORT, as_schema
+from pdbatch.lines.schemacheck import check_supported, pointer
+from pdbatch.lines.structured import CUT_SHORT, as_schema
+from pdbatch.store import jobdir
 
 
 def obj(**props):
@@ -130,7 +130,7 @@ def test_the_local_engine_cut_at_max_tokens_names_max_tokens(reviews):
 def test_a_request_lines_own_schema_is_checked_and_a_bad_one_is_that_lines_error(tmp_path):
     import json
 
-    from pdbatch.requestfile import plan_lines, read_requests
+    from pdbatch.builders.requestfile import plan_lines, read_requests
 
     def line(cid, schema):
         fmt = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}

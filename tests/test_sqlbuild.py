@@ -14,10 +14,10 @@ import sqlglot
 from sqlglot import exp
 
 import pdbatch
+from pdbatch.builders.sqlbuild import Column, TableRef, ident, literal, render
 from pdbatch.call import Call
 from pdbatch.errors import ConfigError, InputError
-from pdbatch.sqlbuild import Column, TableRef, ident, literal, render
-from pdbatch.tableresult import result_sql
+from pdbatch.jobs.tableresult import result_sql
 
 NASTY = ["it's", 'say "hi"', "back\\slash", "\\n literally", "two\nlines", "cr\r\nlf", "tab\there",
          "bell\x07 del\x7f", "unicode café 日本 🙂", "`tick`", "'; DROP TABLE t; --", ""]

@@ -1,6 +1,6 @@
 """Structured output: a schema in, typed columns out; an answer that does not fit is that row's error.
 
-Through the accessor on the Mock backend, and :mod:`pdbatch.structured` itself.
+Through the accessor on the Mock backend, and :mod:`pdbatch.lines.structured` itself.
 The local engine's grammar: test_local.py; the request Vertex receives: test_vertex_service.py.
 """
 
@@ -9,7 +9,7 @@ import pytest
 
 from pdbatch.backends import Mock
 from pdbatch.errors import ConfigError
-from pdbatch.structured import as_schema, inline_refs
+from pdbatch.lines.structured import as_schema, inline_refs
 
 
 class _Schema:

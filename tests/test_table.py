@@ -14,11 +14,11 @@ import pytest
 from google.cloud import bigquery
 
 import pdbatch
-from pdbatch import tablejob
 from pdbatch.backends import _gcp
 from pdbatch.backends.vertex import Vertex
 from pdbatch.call import Call
 from pdbatch.errors import ConfigError, InputError
+from pdbatch.jobs import tablejob
 
 pytestmark = pytest.mark.slow
 
@@ -340,7 +340,7 @@ def test_schema_columns_are_read_in_sql(bq_emulator, bq_dataset, vx):
 # ---------------------------------------------------------------- command line
 def test_cli_submit_and_results_keep_the_table_in_bigquery(bq_emulator, bq_dataset, vertex_emulator, monkeypatch,
                                                            capsys):
-    from pdbatch import cli
+    from pdbatch.cli import commands as cli
 
     for key, value in {"PROJECT": vertex_emulator.project, "LOCATION": LOCATION,
                        "API_ENDPOINT": vertex_emulator.url, "POLL_SECONDS": "0.05"}.items():

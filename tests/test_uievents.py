@@ -19,7 +19,7 @@ jupyter_client = pytest.importorskip("jupyter_client")
 BLOCKING_CELL = r"""
 import time, ipywidgets as w
 from IPython.display import display
-from pdbatch.uievents import pause, ui_events
+from pdbatch.display.uievents import pause, ui_events
 clicked = []
 button = w.Button(description="Cancel job")
 button.on_click(lambda _: clicked.append(time.monotonic()))

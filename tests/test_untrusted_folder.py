@@ -18,20 +18,21 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import config, jobdir
+from pdbatch import config
 from pdbatch.backends import Local, Mock
 from pdbatch.backends.base import JobStatus
-from pdbatch.cli import main
+from pdbatch.cli.commands import main
+from pdbatch.display.reporter import JobLabel
+from pdbatch.display.widget import status_html
 from pdbatch.errors import JobFolderError, PdbatchWarning
-from pdbatch.reporter import JobLabel
-from pdbatch.widget import status_html
+from pdbatch.store import jobdir
 
 from .test_cache import read_only  # noqa: F401  (fixture)
 
 PROMPTS = ["Say hi.", "Say bye.", "Count to three."]
 SETTINGS = {"max_tokens": 3, "temperature": 0}
 MARKUP = "<img src=x onerror=alert(1)>"
-SECRET = "seal.key"  # pdbatch.trust.SECRET: the home's signing secret
+SECRET = "seal.key"  # pdbatch.store.trust.SECRET: the home's signing secret
 
 
 def cache_hits(prompts, backend) -> int:

@@ -13,9 +13,9 @@ import json
 import pandas as pd
 import pytest
 
-from pdbatch import cli
 from pdbatch.backends import _preflight
 from pdbatch.backends.vertex import Vertex
+from pdbatch.cli import commands as cli
 from pdbatch.errors import ConfigError
 
 from .test_vertex import creates, make

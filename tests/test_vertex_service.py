@@ -175,7 +175,7 @@ def test_embeddings_refuse_what_gemini_batch_cannot_take(vertex_emulator, gcs_le
     with pytest.raises(ConfigError, match="Cloud Storage only"):
         frame.llama.embed("{text}", backend=make(vertex_emulator, f"bq://{bq_dataset}"), progress=False)
     vx = make(vertex_emulator, f"gs://{gcs_bucket}/p/")
-    # refused by pdbatch.params before the Gemini conversion sees it
+    # refused by pdbatch.lines.params before the Gemini conversion sees it
     with pytest.raises(ConfigError, match="'temperature' is a field of chat requests, not embeddings"):
         frame.llama.embed("{text}", backend=vx, progress=False, temperature=0.5)
     tokyo = make(vertex_emulator, f"gs://{gcs_bucket}/p/", location="asia-northeast1")

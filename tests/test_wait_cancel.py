@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch import job as jobs
-from pdbatch import uievents
-from pdbatch.display import NullReporter
+from pdbatch.display import uievents
+from pdbatch.display.choose import NullReporter
 from pdbatch.errors import JobError
+from pdbatch.jobs import job as jobs
 
 pytestmark = pytest.mark.slow
 

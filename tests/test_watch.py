@@ -8,9 +8,9 @@ import time
 import pytest
 
 from pdbatch.backends.base import JobStatus
+from pdbatch.display.reporter import Reporter
 from pdbatch.errors import JobFolderError
-from pdbatch.reporter import Reporter
-from pdbatch.watch import MAX_POLL_ERRORS, watch
+from pdbatch.jobs.watch import MAX_POLL_ERRORS, watch
 
 
 class Recorder(Reporter):

@@ -17,7 +17,7 @@ import pytest
 
 from pdbatch.backends import Local
 from pdbatch.backends.local import job_dir
-from pdbatch.jobdir import read_status
+from pdbatch.store.jobdir import read_status
 
 from .test_local import output_ids, wait_for
 

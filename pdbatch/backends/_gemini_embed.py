@@ -33,8 +33,8 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigError
+from ..lines.params import Check, boolean, integer, one_of
 from ..models import EMBEDDINGS_PAGE, VertexModel, parse_vertex
-from ..params import Check, boolean, integer, one_of
 from ._gcp import BqUri, GcsUri
 from ._gemini_lines import count, rewrite
 
@@ -50,7 +50,7 @@ _CONFIG_FIELDS = {
 }
 # input_type (as the local e5 models take it) -> the Gemini task type it means.
 _INPUT_TYPES = {"query": "RETRIEVAL_QUERY", "passage": "RETRIEVAL_DOCUMENT", "document": "RETRIEVAL_DOCUMENT"}
-#: The body fields these jobs take beyond OpenAI's, for pdbatch.params' check before submitting
+#: The body fields these jobs take beyond OpenAI's, for pdbatch.lines.params' check before submitting
 #: (prepare() then refuses what a given model cannot take).
 BODY_FIELDS: dict[str, Check] = {
     "input_type": one_of(tuple(_INPUT_TYPES)),
@@ -147,7 +147,7 @@ def to_gemini_file(model: VertexModel, path: Path) -> None:
 
 
 def output_line(obj: dict[str, Any]) -> dict[str, Any]:
-    """One Gemini (or text-embedding) output line as an OpenAI-shaped one :mod:`pdbatch.results` reads."""
+    """One Gemini (or text-embedding) output line as an OpenAI-shaped one :mod:`pdbatch.results.parse` reads."""
     instance = obj["instance"] if isinstance(obj.get("instance"), dict) else {}
     key = obj.get("key", instance.get("key"))
     status = obj.get("status")

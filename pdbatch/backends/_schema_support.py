@@ -1,11 +1,11 @@
-"""What each backend's structured output honours in a response schema (see :mod:`pdbatch.schemacheck`).
+"""What each backend's structured output honours in a response schema (see :mod:`pdbatch.lines.schemacheck`).
 
 Each backend class points its ``schema_support`` at one of these.
 """
 
 from __future__ import annotations
 
-from ..schemacheck import SchemaSupport
+from ..lines.schemacheck import SchemaSupport
 
 __all__ = ["LLAMA_GRAMMAR", "OPENAI_STRICT"]
 

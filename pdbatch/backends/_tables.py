@@ -1,6 +1,6 @@
 """Vertex AI jobs on BigQuery tables: a request table in, an output table out, nothing through the client.
 
-:mod:`pdbatch.tablejob` creates the request tables next to the user's table
+:mod:`pdbatch.jobs.tablejob` creates the request tables next to the user's table
 (``CREATE TABLE ... AS SELECT``) and names the output tables; this module
 creates one batch prediction job per request table, with the same model
 checks, labels and ambiguous-failure adoption (:mod:`._create`) as a frame's

@@ -2,7 +2,7 @@
 
 A backend never sees pandas. It is handed JSONL files of request lines and
 answers with job ids, the jobs' status, and (when asked) local JSONL files of
-output lines in one of the shapes :mod:`pdbatch.results` parses. Everything
+output lines in one of the shapes :mod:`pdbatch.results.parse` parses. Everything
 about DataFrames lives above this line, and the core never asks which
 backend it talks to (no ``backend.name`` tests): what differs between
 backends is declared here, as class attributes and methods with defaults.
@@ -55,9 +55,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import ConfigError
+from ..lines.schemacheck import SchemaSupport
 from ..models import Kind
 from ..pricing import PRICES_AS_OF, published_price
-from ..schemacheck import SchemaSupport
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -174,14 +174,14 @@ class Backend(abc.ABC):
     extra_urls: ClassVar[Mapping[str, Kind]] = {}
     #: What the backend's structured output honours in a ``schema=``: the
     #: types, keywords and shapes anything else in the schema is refused for,
-    #: before anything is sent (:mod:`pdbatch.schemacheck`). None: no limit
+    #: before anything is sent (:mod:`pdbatch.lines.schemacheck`). None: no limit
     #: is declared; the schema is only checked against the JSON Schema metaschema.
     schema_support: ClassVar[SchemaSupport | None] = None
     #: Whether :meth:`submit_tables` runs jobs that read BigQuery request
     #: tables and write BigQuery output tables (``pdbatch.table(...)``).
     accepts_tables: ClassVar[bool] = False
     #: Whether the backend's engine reads the ``label_scores`` body field
-    #: (:mod:`pdbatch.classify`) and answers with each label's
+    #: (:mod:`pdbatch.results.classify`) and answers with each label's
     #: log-probability. ``df.llama.classify`` sends other backends the labels
     #: as an ``enum`` JSON schema instead: they name a label, without probabilities.
     scores_labels: ClassVar[bool] = False
@@ -285,7 +285,7 @@ class Backend(abc.ABC):
         """Request body fields this backend takes beyond OpenAI's, each with its check.
 
         A check returns what is wrong with a value, or None (see
-        :mod:`pdbatch.params`). Most backends add none.
+        :mod:`pdbatch.lines.params`). Most backends add none.
         """
         return {}
 
@@ -348,7 +348,7 @@ class Backend(abc.ABC):
         """Start one job per ``(input table, output table, rows)`` and return their ids.
 
         The input tables hold ``custom_id``, ``method``, ``url``, ``body`` (JSON)
-        and pass-through columns (created by :mod:`pdbatch.tablejob`); each job
+        and pass-through columns (created by :mod:`pdbatch.jobs.tablejob`); each job
         writes its answers, with the pass-through columns, to its output table,
         which must not exist. Only a backend that :attr:`accepts_tables` implements it.
         """

@@ -3,7 +3,7 @@
 Each job is a folder under ``<PDBATCH_HOME>/jobs/<job id>/`` (the files a
 local job adds, ``requests.jsonl``, ``job.json``, ``output.jsonl``,
 ``status.json``, the locks, ``cancel`` and ``worker.log``, are mapped in
-:mod:`pdbatch.jobdir`, which this backend and its worker both use).
+:mod:`pdbatch.store.jobdir`, which this backend and its worker both use).
 
 The worker is started in its own session, so the job goes on when the
 notebook kernel that started it dies; ``pdbatch.attach`` finds the folder again.
@@ -34,15 +34,16 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .. import config, jobdir, trust
+from .. import config
 from ..atomic import PRIVATE_FILE
 from ..engine.common import LOCAL_EXTRA_FIELDS, local_refusals
 from ..engine.convert import check_dtype, file_identity, wants_f16
 from ..engine.worker import NEUTRAL_CWD
 from ..engine.worker import command as worker_command
 from ..errors import ConfigError, JobFolderError, JobNotFoundError
-from ..jobdir import read_status, write_status
 from ..models import LOCAL_MODELS, Kind, resolve_local
+from ..store import jobdir, trust
+from ..store.jobdir import read_status, write_status
 from ._schema_support import LLAMA_GRAMMAR
 from .base import TERMINAL_STATES, Backend, JobStatus
 
@@ -56,7 +57,7 @@ _ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-")
 
 
 def job_dir(job_id: str) -> Path:
-    """The folder of a local job (see :mod:`pdbatch.jobdir`), refusing ids that are not local job ids."""
+    """The folder of a local job (see :mod:`pdbatch.store.jobdir`), refusing ids that are not local job ids."""
     if not job_id.startswith("local-") or not set(job_id) <= _ID_CHARS or len(job_id) > 64:
         raise JobNotFoundError(
             f"{job_id!r} is not a local job id (they look like 'local-20260101-120000-ab12cd')"
@@ -293,7 +294,7 @@ class Local(Backend):
                     "n_ctx": self.n_ctx,
                     "threads": self.threads,
                     "dtype": self.dtype,
-                    # the worker signs its answers only for these very requests (pdbatch.trust)
+                    # the worker signs its answers only for these very requests (pdbatch.store.trust)
                     "requests_mac": trust.requests_mac(key, requests) if key else None,
                 },
                 option=orjson.OPT_INDENT_2,
@@ -315,7 +316,7 @@ class Local(Backend):
         # lingers as a zombie of it. Both inherit the locked worker.lock: once
         # this process closes its copy, the worker alone holds the lock.
         # The key the worker signs its output lines with goes through its environment, never a file
-        # of the folder, so that a folder copied elsewhere carries no way to sign (pdbatch.trust).
+        # of the folder, so that a folder copied elsewhere carries no way to sign (pdbatch.store.trust).
         # The worker's home is this process's (configure(home=...) too): its converted weights go there.
         key = trust.output_key(folder)
         env = {**os.environ, "PDBATCH_HOME": str(config.home()), **({trust.KEY_ENV: key.hex()} if key else {})}

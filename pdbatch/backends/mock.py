@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from ..lines.outputs import output_line, succeeded
 from ..models import Kind
-from ..outputs import output_line, succeeded
 from .base import Backend, JobStatus
 
 __all__ = ["Mock"]

@@ -4,14 +4,14 @@ Each request file the core writes (at most 50,000 lines and 200 MB, OpenAI's
 limits per input file) is uploaded with ``files.create(purpose="batch")`` and
 becomes one batch, ``batches.create(input_file_id, endpoint,
 completion_window="24h", metadata=...)``; a frame larger than one file runs as
-several batches behind one :class:`~pdbatch.job.BatchJob`. The metadata carries
+several batches behind one :class:`~pdbatch.jobs.job.BatchJob`. The metadata carries
 pdbatch's run id and the part number, so that a create whose answer is lost
 (a timeout, a 5xx after the server acted) is found again with
 ``batches.list`` and adopted rather than sent, and paid for, twice.
 
 A batch's ``status`` maps onto pdbatch's states, ``request_counts`` gives the
 progress, and the answers are the batch's output file and error file, both
-in OpenAI's batch output format, which :mod:`pdbatch.results` joins by
+in OpenAI's batch output format, which :mod:`pdbatch.results.parse` joins by
 ``custom_id``. Requests a batch did not reach before it expired or was
 cancelled are in its error file as ``batch_expired`` / ``batch_cancelled``:
 they become those rows' errors, and the answered rows come back through

@@ -4,7 +4,7 @@ A job's request lines are staged in Cloud Storage (uploaded JSONL files) or in
 BigQuery (a table loaded from them), one batch prediction job is created per
 ``max_requests_per_job`` requests with google-cloud-aiplatform, and the output
 (JSONL files under ``outputInfo.gcsOutputDirectory``, or an output table) is
-brought back as local JSONL files for :mod:`pdbatch.results`. Where requests
+brought back as local JSONL files for :mod:`pdbatch.results.parse`. Where requests
 and answers go is :mod:`._staging`; the job resource that is created and read
 back is :mod:`._job_resource`.
 
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import config
 from ..errors import ConfigError, PdbatchError
+from ..lines.params import Check
 from ..models import (
     Kind,
     VertexModel,
@@ -38,7 +39,6 @@ from ..models import (
     unavailable_message,
     vertex_default,
 )
-from ..params import Check
 from . import _garden, _gcp, _gemini_chat, _gemini_embed, _preflight, _setup, _staging, _tables
 from ._create import create_all, create_job
 from ._endpoint import check_saved_settings
@@ -108,7 +108,7 @@ class Vertex(Backend):
         Limits per input file (default 200,000 requests, 1 GB).
     max_requests_per_job : int
         Requests per batch prediction job (default 200,000); a larger frame
-        runs as several jobs behind one :class:`~pdbatch.job.BatchJob`.
+        runs as several jobs behind one :class:`~pdbatch.jobs.job.BatchJob`.
     poll_seconds : float
         Seconds between status checks while waiting (default 10).
     preflight : bool
@@ -509,7 +509,7 @@ class Vertex(Backend):
 
 
 # ------------------------------------------------------------------ helpers
-#: Output files of Gemini jobs, rewritten as the OpenAI-shaped lines pdbatch.results reads.
+#: Output files of Gemini jobs, rewritten as the OpenAI-shaped lines pdbatch.results.parse reads.
 _FROM_GEMINI = {"gemini-embedding": _gemini_embed.from_gemini_file, "gemini-chat": _gemini_chat.from_gemini_file}
 
 

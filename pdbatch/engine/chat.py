@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from .batch import TokenBatch
-from .common import Item, RequestError, Result, chat_completion, check_body, check_messages, needs_grammar
+from .common import Item, RequestError, Result, chat_completion, check_messages, needs_grammar
+from .sampling import SamplingParams, draw, parse_params
 from .score import FIELD as SCORE_FIELD
 from .score import Scorer
 from .sizing import JobSize, job_size
@@ -49,45 +50,6 @@ from .threads import ThreadGovernor
 
 BATCH_TOKENS = 512  # tokens per llama_decode call: the prompt-processing chunk
 LOOKAHEAD = 256  # requests read ahead and started shortest prompt first
-TOP_CANDIDATES = 256  # nucleus sampling looks at the best this-many tokens
-
-
-@dataclass
-class _Params:
-    max_tokens: int | None
-    temperature: float
-    top_p: float
-    stop: list[str]
-    seed: int | None
-    frequency_penalty: float
-    presence_penalty: float
-
-
-def parse_params(body: dict[str, Any]) -> _Params:
-    """The sampling fields of a chat body (OpenAI defaults), or RequestError.
-
-    The checks are :mod:`pdbatch.params`' (types, ranges, the fields this
-    engine refuses), the same that refused the call before submitting: a
-    request line that still gets here wrong fails its row alone.
-    """
-    problem = check_body(body, "chat")
-    if problem:
-        raise RequestError(f"invalid request: {problem}")
-
-    def get(name: str, default: Any) -> Any:
-        value = body.get(name)
-        return default if value is None else value  # null means "not given", as in OpenAI's API
-
-    stop = get("stop", [])
-    return _Params(
-        max_tokens=get("max_completion_tokens", body.get("max_tokens")),
-        temperature=float(get("temperature", 1.0)),
-        top_p=float(get("top_p", 1.0)),
-        stop=[stop] if isinstance(stop, str) else stop,
-        seed=body.get("seed"),
-        frequency_penalty=float(get("frequency_penalty", 0.0)),
-        presence_penalty=float(get("presence_penalty", 0.0)),
-    )
 
 
 @dataclass
@@ -95,7 +57,7 @@ class _Seq:
     slot: int
     custom_id: str
     prompt: list[int]
-    params: _Params
+    params: SamplingParams
     rng: np.random.Generator
     limit: int  # total tokens this sequence may reach (prompt + generated)
     n_past: int = 0  # tokens already in the KV cache
@@ -111,7 +73,7 @@ class ChatEngine:
 
         from .llama import ChatTokenizer, load_llama
 
-        self._c = llama_cpp
+        self.lib = llama_cpp
         self.governor = ThreadGovernor(spec.get("threads"))
         threads = self.governor.threads
         self.name = spec["model"]
@@ -160,7 +122,7 @@ class ChatEngine:
 
     def close(self) -> None:
         if getattr(self, "ctx", None):
-            self._c.llama_free(self.ctx)
+            self.lib.llama_free(self.ctx)
             self.ctx = None
 
     def __del__(self) -> None:
@@ -200,7 +162,7 @@ class ChatEngine:
         """
         messages = check_messages(body)
         params = parse_params(body)
-        self._c.llama_set_n_threads(self.llm.ctx, self.governor.threads, self.governor.threads)
+        self.lib.llama_set_n_threads(self.llm.ctx, self.governor.threads, self.governor.threads)
         out = self.llm.create_chat_completion(
             messages=messages,
             max_tokens=params.max_tokens,
@@ -284,7 +246,7 @@ class ChatEngine:
                     return
                 continue
             threads = self.governor.update()
-            self._c.llama_set_n_threads(self.ctx, threads, threads)
+            self.lib.llama_set_n_threads(self.ctx, threads, threads)
             if threads not in self.stats["threads"]:
                 self.stats["threads"].append(threads)
             if exhausted and not waiting:
@@ -341,26 +303,26 @@ class ChatEngine:
         while waiting and (not spent or spent < budget):
             group = self.streams.plan(waiting, max(1, min(BATCH_TOKENS, budget - spent)))
             del waiting[: len(group.seqs)]
-            rows = self._prefill(group.seqs, group.length)
+            rows = self.prefill(group.seqs, group.length)
             spent += group.length * len(group.seqs)
             for s, row in zip(group.seqs, rows, strict=True):
                 yield s, self._sample(s, row)
 
-    def _decode(self) -> None:
-        rc = self._c.llama_decode(self.ctx, self.batch.raw)
+    def decode(self) -> None:
+        rc = self.lib.llama_decode(self.ctx, self.batch.raw)
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
 
     def _decode_next(self, seqs: list[_Seq]) -> None:
         """Feed each answering sequence its last sampled token, all in one call."""
         self.batch.set_next([s.generated[-1] for s in seqs], [s.n_past for s in seqs], [s.slot for s in seqs])
-        self._decode()
+        self.decode()
         self.stats["decode_calls"] += 1
         for s in seqs:
             self.streams.held[s.slot].append(s.generated[-1])
             s.n_past += 1
 
-    def _prefill(self, seqs: list[_Seq], length: int) -> list[int]:
+    def prefill(self, seqs: list[_Seq], length: int) -> list[int]:
         """Compute the last ``length`` tokens of each prompt (the rest is reused), in one call if they fit.
 
         Returns the row of each prompt's last-token logits in the last call.
@@ -369,14 +331,14 @@ class ChatEngine:
             self.streams.take(s.slot, s.prompt, len(s.prompt) - length)
         if len(seqs) > 1:
             self.batch.set_prompts([(s.prompt[-length:], len(s.prompt) - length, s.slot) for s in seqs])
-            self._decode()
+            self.decode()
         else:  # one prompt, in near-equal chunks of at most BATCH_TOKENS (none shorter than two tokens)
             s, start = seqs[0], len(seqs[0].prompt) - length
             n_calls = -(-length // BATCH_TOKENS)
             for k in range(n_calls):
                 a, b = start + length * k // n_calls, start + length * (k + 1) // n_calls
                 self.batch.set_prompts([(s.prompt[a:b], a, s.slot)], logits=k == n_calls - 1)
-                self._decode()
+                self.decode()
         for s in seqs:
             self.streams.held[s.slot] = list(s.prompt)
             s.n_past = len(s.prompt)
@@ -387,7 +349,7 @@ class ChatEngine:
 
     def _sample(self, s: _Seq, index: int) -> str | None:
         """Pick the next token for ``s`` from row ``index`` of the last call's logits; a finish reason when done."""
-        ptr = self._c.llama_get_logits_ith(self.ctx, index)
+        ptr = self.lib.llama_get_logits_ith(self.ctx, index)
         logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(self.n_vocab,))
         p = s.params
         if s.counts and (p.frequency_penalty or p.presence_penalty):
@@ -395,8 +357,8 @@ class ChatEngine:
             toks = np.fromiter(s.counts, dtype=np.int64)
             cnt = np.fromiter(s.counts.values(), dtype=np.float32)
             logits[toks] -= cnt * p.frequency_penalty + p.presence_penalty
-        token = int(np.argmax(logits)) if p.temperature == 0.0 else self._draw(logits, p, s.rng)
-        if self._c.llama_vocab_is_eog(self.vocab, token):
+        token = int(np.argmax(logits)) if p.temperature == 0.0 else draw(logits, p, s.rng)
+        if self.lib.llama_vocab_is_eog(self.vocab, token):
             return "stop"
         s.generated.append(token)
         s.counts[token] = s.counts.get(token, 0) + 1
@@ -405,20 +367,6 @@ class ChatEngine:
         if s.n_past + 1 >= s.limit:
             return "length"
         return None
-
-    @staticmethod
-    def _draw(logits: np.ndarray, p: _Params, rng: np.random.Generator) -> int:
-        k = min(TOP_CANDIDATES, logits.shape[0])
-        top = np.argpartition(logits, -k)[-k:]
-        top = top[np.argsort(logits[top])[::-1]]
-        z = logits[top].astype(np.float64) / p.temperature
-        probs = np.exp(z - z.max())
-        probs /= probs.sum()
-        if p.top_p < 1.0:
-            keep = int(np.searchsorted(np.cumsum(probs), p.top_p) + 1)
-            probs = probs[:keep] / probs[:keep].sum()
-            top = top[:keep]
-        return int(top[rng.choice(len(probs), p=probs)])
 
     def _text(self, s: _Seq) -> str:
         return self.llm.detokenize(s.generated, prev_tokens=s.prompt).decode("utf-8", errors="ignore")

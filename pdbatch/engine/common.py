@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..params import RESERVED, Check, check_fields, one_of
+from ..lines.params import RESERVED, Check, check_fields, one_of
 
 #: (custom_id, body, error): a request line as the worker read it.
 Item = tuple[str, Any, "str | None"]
@@ -76,7 +76,7 @@ LOCAL_FIELDS: dict[str, frozenset[str]] = {
     "embeddings": frozenset({"input_type"}),
 }
 # Accepted and ignored: they change nothing in an answer (n, logprobs, stream
-# and modalities only ever get here at their one value pdbatch.params allows).
+# and modalities only ever get here at their one value pdbatch.lines.params allows).
 _NO_EFFECT = frozenset({"n", "logprobs", "top_logprobs", "stream", "modalities", "encoding_format", "user",
                         "safety_identifier", "prompt_cache_key", "metadata", "store"})
 #: Fields the local engines add to OpenAI's: e5 embeds a query or a passage.

@@ -148,7 +148,7 @@ class ChatTokenizer:
 
         Kept per file (and its size and modification time): loading takes
         half a second, and every local call counts tokens to hold back rows
-        over the context window (:mod:`pdbatch.fit`).
+        over the context window (:mod:`pdbatch.jobs.fit`).
         """
         st = os.stat(weights)
         return _tokenizer(weights, st.st_size, st.st_mtime_ns)

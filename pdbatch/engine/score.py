@@ -1,7 +1,7 @@
 """Label scoring on the chat engine: each label's log-probability as the continuation of a prompt.
 
 A request line whose body carries :data:`FIELD` (written by
-:mod:`pdbatch.classify`) is not answered by generation. Its prompt is the
+:mod:`pdbatch.results.classify`) is not answered by generation. Its prompt is the
 chat-formatted messages with the assistant's turn opened (what generation
 would start from), followed by the answer prefix (``"Answer:"``); each label,
 after a space, is its continuation. A label's score is the sum of its
@@ -35,13 +35,13 @@ from .common import RequestError, Result, chat_completion, check_body, check_mes
 
 #: The request body field that asks for label scores.
 FIELD = "label_scores"
-#: The scoring method this engine implements (bodies name it: see :mod:`pdbatch.classify`).
+#: The scoring method this engine implements (bodies name it: see :mod:`pdbatch.results.classify`).
 METHOD = "logprob-sum/1"
 
 
 @dataclass
 class _Probe:
-    """A prompt to compute in a slot (the shape ``ChatEngine._prefill`` takes)."""
+    """A prompt to compute in a slot (the shape ``ChatEngine.prefill`` takes)."""
 
     slot: int
     prompt: list[int]
@@ -98,7 +98,7 @@ class Scorer:
         # rows are scored between the engine's steps: follow the free cores as a step does (threads.py)
         e = self.engine
         threads = e.governor.update()
-        e._c.llama_set_n_threads(e.ctx, threads, threads)
+        e.lib.llama_set_n_threads(e.ctx, threads, threads)
         if threads not in e.stats["threads"]:
             e.stats["threads"].append(threads)
         scores = self.score(slot, s.prompt, s.continuations)
@@ -121,7 +121,7 @@ class Scorer:
                      if need > e.n_ctx else f"the {e.cells} KV cells sized for this job")
             raise RequestError(f"prompt and label are {need} tokens, more than {where}")
         probe = _Probe(slot, prompt)
-        row = e._prefill([probe], len(prompt) - e.streams.reusable(slot, prompt))[0]
+        row = e.prefill([probe], len(prompt) - e.streams.reusable(slot, prompt))[0]
         first = log_softmax(self._logits(row))
         scores = []
         for cont in continuations:
@@ -130,7 +130,7 @@ class Scorer:
                 e.streams.take(slot, prompt, len(prompt))
                 e.batch.set_prompts([(cont[:-1], len(prompt), slot)])
                 e.batch.logits[: len(cont) - 1] = 1
-                e._decode()
+                e.decode()
                 e.streams.held[slot] = [*prompt, *cont[:-1]]
                 for k in range(1, len(cont)):
                     total += float(log_softmax(self._logits(k - 1))[cont[k]])
@@ -145,5 +145,5 @@ class Scorer:
 
     def _logits(self, row: int) -> np.ndarray:
         e = self.engine
-        ptr = e._c.llama_get_logits_ith(e.ctx, row)
+        ptr = e.lib.llama_get_logits_ith(e.ctx, row)
         return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(e.n_vocab,))

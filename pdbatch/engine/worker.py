@@ -14,9 +14,9 @@ not ``-I``: isolated mode would also drop ``PYTHONPATH`` and the user's
 site-packages, which is how pdbatch is found when it is run from a source
 checkout or installed with ``pip install --user``. The worker writes with
 umask 077: everything it creates is private to the user. It opens the
-folder's files without following links (:func:`pdbatch.jobdir.open_file`),
+folder's files without following links (:func:`pdbatch.store.jobdir.open_file`),
 and signs each line it appends in ``output.seal`` when the requests are the
-ones submitted (:mod:`pdbatch.trust`): only signed answers enter the cache.
+ones submitted (:mod:`pdbatch.store.trust`): only signed answers enter the cache.
 
 This module imports nothing heavy at the top: ``launch`` must be quick.
 """
@@ -38,10 +38,11 @@ from typing import Any
 
 import orjson
 
-from .. import config, jobdir, trust
+from .. import config
 from ..errors import JobFolderError
-from ..jobdir import write_status
-from ..outputs import output_line, succeeded
+from ..lines.outputs import output_line, succeeded
+from ..store import jobdir, trust
+from ..store.jobdir import write_status
 
 STATUS_EVERY = 0.25  # seconds between status.json updates while running
 NEUTRAL_CWD = "/"  # never the job folder: nothing there may be found as a module, nor a relative path
@@ -93,7 +94,7 @@ def recover_output(path: Path) -> dict[str, bool]:
 def whole_lines(path: Path) -> bytes:
     """The content of ``path`` up to its last newline; a half-written last line is cut from the file.
 
-    Opened without following a link (:func:`pdbatch.jobdir.open_file`): a
+    Opened without following a link (:func:`pdbatch.store.jobdir.open_file`): a
     link planted in a job folder is refused, never truncated through.
     """
     try:
@@ -114,7 +115,7 @@ def signing_key(folder: Path, spec: dict[str, Any]) -> bytes | None:
     """The key to sign output lines with: the one the starter handed over, if the requests are the ones submitted.
 
     Answers to an edited ``requests.jsonl`` are still written, never signed:
-    only signed lines enter the response cache (:mod:`pdbatch.trust`).
+    only signed lines enter the response cache (:mod:`pdbatch.store.trust`).
     """
     try:
         key: bytes | None = bytes.fromhex(os.environ.pop(trust.KEY_ENV, ""))

@@ -1,0 +1,394 @@
+"""Request body parameters: the fields pdbatch knows, checked before anything runs.
+
+Keyword arguments that are not pdbatch's own (``max_tokens=8``,
+``temperature=0``) go into every request body. A typo there would otherwise
+travel silently into a job that then runs on the service's defaults, and a
+wrong type would fail every row after the job was paid for. So every body
+field is checked here, once, before a request is built:
+
+- a known OpenAI chat-completions or embeddings field, checked by type and range;
+- a field the backend adds (the local e5 engine's ``input_type``);
+- anything else is refused with the close matches, among the body fields and
+  the call's own keyword arguments (``progres`` -> ``progress``);
+- ``extra_body={...}`` passes fields this list does not know, unchecked (as
+  the OpenAI client's argument of that name does);
+- a backend refuses the fields it cannot honour (:meth:`Backend.unsupported_params`).
+
+Some OpenAI fields are refused on every backend because the result frame
+cannot carry what they ask for (``n > 1``, ``logprobs``, tool calls,
+streaming): their answers would be lost silently.
+
+The list is the one place that knows body fields: the local engine checks each
+row's body with it too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from ..errors import InputError
+from ..models import CHAT, EMBEDDINGS, Kind
+
+__all__ = ["CHAT_FIELDS", "DEFAULT_MAX_TOKENS", "EMBEDDINGS_FIELDS", "EXTRA_BODY", "RESERVED", "BodyRules", "Check",
+           "body_params", "boolean", "check_fields", "integer", "one_of"]
+
+#: A check takes a field's value and returns what is wrong with it, or None.
+Check = Callable[[Any], "str | None"]
+
+#: The cap on answer length when a chat call gives no ``max_tokens``. Without
+#: one, every row may generate until its context window is full: a small
+#: local model that loops then runs for minutes per row, and a Vertex model
+#: with a 128k window bills up to that. 512 tokens (about 380 English words)
+#: holds a classification, an extraction or a few paragraphs; a longer answer
+#: ends with ``finish_reason="length"``, and ``max_tokens=None`` lifts the cap.
+DEFAULT_MAX_TOKENS = 512
+
+#: The keyword argument that carries fields the list does not know.
+EXTRA_BODY = "extra_body"
+
+#: Fields that are arguments of their own and never body parameters.
+RESERVED = {"model": "model=", "messages": "messages= (a column of message lists)", "input": "the prompt template"}
+
+#: Why an argument of chat calls does not apply to embeddings, where that helps.
+_WHY_NOT = {("system", EMBEDDINGS): ": the model embeds the text alone; put any instruction into the template "
+                                    "itself, e.g. 'query: {text}'"}
+
+#: Names people bring from other libraries, and what pdbatch calls them.
+ALIASES = {
+    "template": "prompt",
+    "prompt_template": "prompt",
+    "system_prompt": "system",
+    "system_message": "system",
+    "max_length": "max_tokens",
+    "max_new_tokens": "max_tokens",
+    "max_output_tokens": "max_tokens",
+    "num_predict": "max_tokens",
+    "n_predict": "max_tokens",
+    "stop_sequences": "stop",
+    "random_seed": "seed",
+    "json_schema": "schema",
+    "response_schema": "schema",
+}
+
+
+# ------------------------------------------------------------------ checks
+def _kind_of(value: Any) -> str:
+    return type(value).__name__
+
+
+def _not_a(v: Any) -> str:
+    return f", not a {_kind_of(v)}"
+
+
+def _number(lo: float, hi: float) -> Check:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not lo <= float(v) <= hi:
+            wrong_type = isinstance(v, bool) or not isinstance(v, numbers.Real)
+            return f"must be a number from {lo:g} to {hi:g}" + (_not_a(v) if wrong_type else "")
+        return None
+
+    return check
+
+
+#: The integers a request body can carry: JSON writers and the services read 64 bits (orjson's range).
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = False) -> Check:
+    """A check for an integer from ``lo`` to ``hi`` (None: no bound), or None when ``nullable``."""
+
+    def check(v: Any) -> str | None:
+        if v is None and nullable:
+            return None
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            return "must be an integer" + _not_a(v)
+        if not _INT_MIN <= int(v) <= _INT_MAX:
+            return "must be an integer from -2**63 to 2**64-1: a request body holds 64-bit integers"
+        if (lo is not None and int(v) < lo) or (hi is not None and int(v) > hi):
+            bounds = f"at least {lo}" if hi is None else f"from {lo} to {hi}"
+            return f"must be an integer {bounds}"
+        return None
+
+    return check
+
+
+def boolean(v: Any) -> str | None:
+    """A check for True or False."""
+    return None if isinstance(v, bool) else "must be True or False" + _not_a(v)
+
+
+def one_of(choices: tuple[str, ...] = ()) -> Check:
+    """A check for a string, one of ``choices`` when given."""
+
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str) or (choices and v not in choices):
+            want = f"one of {', '.join(map(repr, choices))}" if choices else "a string"
+            return f"must be {want}"
+        return None
+
+    return check
+
+
+def _object(v: Any) -> str | None:
+    return None if isinstance(v, dict) else "must be a dict" + _not_a(v)
+
+
+def _stop(v: Any) -> str | None:
+    items = [v] if isinstance(v, str) else v
+    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
+        return "must be a non-empty string or a list of them"
+    return None
+
+
+def _logit_bias(v: Any) -> str | None:
+    if not isinstance(v, dict):
+        return "must be a dict of token id to a bias from -100 to 100" + _not_a(v)
+    for token, bias in v.items():
+        if not re.fullmatch(r"\d+", str(token)):
+            return f"keys must be token ids (integers), got {token!r}"
+        if _number(-100, 100)(bias):
+            return f"biases must be numbers from -100 to 100, got {bias!r} for token {token}"
+    return None
+
+
+_FORMAT_TYPES = ("text", "json_object", "json_schema")
+
+
+def _response_format(v: Any) -> str | None:
+    if not isinstance(v, dict) or v.get("type") not in _FORMAT_TYPES:
+        return ("must be {'type': 'text' | 'json_object' | 'json_schema', ...}; "
+                "for JSON answers of a given shape pass schema=<JSON schema or pydantic model>")
+    if v["type"] == "json_schema":
+        spec = v.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict) or not spec.get("name"):
+            return ("of type 'json_schema' needs json_schema={'name': ..., 'schema': {...}}; "
+                    "schema=<JSON schema> builds it for you")
+    return None
+
+
+def _only(allowed: Any, reason: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v is None or v == allowed else reason
+
+    return check
+
+
+def _refused(reason: str) -> Check:
+    def check(v: Any) -> str | None:
+        return None if v is None else reason
+
+    return check
+
+
+_TOOLS = ("pdbatch keeps each answer's message text, so tool calls would be lost; "
+          "for structured answers use schema=")
+
+#: OpenAI's chat-completions body fields (besides model and messages).
+CHAT_FIELDS: dict[str, Check] = {
+    "max_tokens": integer(1, nullable=True),
+    "max_completion_tokens": integer(1, nullable=True),
+    "temperature": _number(0, 2),
+    "top_p": _number(0, 1),
+    "frequency_penalty": _number(-2, 2),
+    "presence_penalty": _number(-2, 2),
+    "seed": integer(),
+    "stop": _stop,
+    "logit_bias": _logit_bias,
+    "response_format": _response_format,
+    "n": _only(1, "must be 1: pdbatch keeps one answer per row (for several samples, repeat the rows "
+                  "or run again with other seeds)"),
+    "logprobs": _only(False, "not supported: the result frame has no column for log-probabilities"),
+    "top_logprobs": _only(0, "not supported: the result frame has no column for log-probabilities"),
+    "stream": _only(False, "must be False: batch jobs do not stream"),
+    "stream_options": _refused("not supported: batch jobs do not stream"),
+    "tools": _refused(f"not supported: {_TOOLS}"),
+    "tool_choice": _refused(f"not supported: {_TOOLS}"),
+    "parallel_tool_calls": _refused(f"not supported: {_TOOLS}"),
+    "functions": _refused(f"not supported: {_TOOLS}"),
+    "function_call": _refused(f"not supported: {_TOOLS}"),
+    "modalities": _only(["text"], "must be ['text']: the result frame holds text answers"),
+    "audio": _refused("not supported: the result frame holds text answers"),
+    "prediction": _object,
+    "reasoning_effort": one_of(("none", "minimal", "low", "medium", "high")),
+    "verbosity": one_of(("low", "medium", "high")),
+    "web_search_options": _object,
+    "service_tier": one_of(),
+    "user": one_of(),
+    "safety_identifier": one_of(),
+    "prompt_cache_key": one_of(),
+    "metadata": _object,
+    "store": boolean,
+}
+
+#: OpenAI's embeddings body fields (besides model and input).
+EMBEDDINGS_FIELDS: dict[str, Check] = {
+    "dimensions": integer(1),
+    "encoding_format": _only("float", "must be 'float': pdbatch reads embeddings as lists of floats"),
+    "user": one_of(),
+}
+
+_FIELDS: dict[Kind, dict[str, Check]] = {CHAT: CHAT_FIELDS, EMBEDDINGS: EMBEDDINGS_FIELDS}
+
+
+# ------------------------------------------------------------------ the check
+def _plain(value: Any) -> Any:
+    # numpy scalars (a value taken from a frame) become Python ones: JSON has no numpy
+    item = getattr(value, "item", None)
+    return item() if callable(item) and type(value).__module__ == "numpy" else value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(name: str, candidates: Iterable[str]) -> str:
+    close = [ALIASES[name]] if name in ALIASES else difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def check_fields(
+    params: Mapping[str, Any],
+    kind: Kind,
+    *,
+    extra_fields: Mapping[str, Check] | None = None,
+    keywords: Iterable[str] = (),
+    escape: str = "extra_body={{'{name}': ...}}",
+) -> tuple[dict[str, Any], list[str]]:
+    """Check body fields by name, type and range.
+
+    Parameters
+    ----------
+    params : mapping
+        Field name to value, as the caller gave them (``extra_body`` included).
+    kind : {"chat", "embeddings"}
+    extra_fields : mapping, optional
+        Fields a backend adds to OpenAI's, with their checks.
+    keywords : iterable of str
+        The call's own keyword arguments, offered as close matches for typos.
+    escape : str
+        How to pass an unknown field, as the caller writes it: a format
+        string with ``{name}`` (the command line writes ``--param extra_body=...``).
+
+    Returns
+    -------
+    (dict, list of str)
+        The fields with ``extra_body`` merged in (numpy scalars made plain),
+        and one message per problem found.
+    """
+    known = {**_FIELDS[kind], **(extra_fields or {})}
+    other = EMBEDDINGS if kind == CHAT else CHAT
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, raw in params.items():
+        value = _plain(raw)
+        if name == EXTRA_BODY:
+            continue
+        if name in RESERVED:
+            problems.append(f"{name!r} cannot be a body parameter: pass it as {RESERVED[name]}")
+        elif name in known and value is None:
+            # None means "not given", as OpenAI's own client reads it; for the
+            # length caps it is an explicit "no cap", which body_params keeps
+            if name in ("max_tokens", "max_completion_tokens"):
+                out[name] = None
+        elif name in known:
+            wrong = known[name](value)
+            if wrong:
+                problems.append(f"{name}={_shown(raw)}: {wrong}")
+            else:
+                out[name] = value
+        elif name in _FIELDS[other]:
+            problems.append(f"{name!r} is a field of {other} requests, not {kind} requests")
+        elif name in keywords:  # an argument of another df.llama method (embed(system=...))
+            problems.append(f"{name}= does not apply to {kind} requests" + _WHY_NOT.get((name, kind), ""))
+        else:
+            problems.append(
+                f"unknown parameter {name!r}{_suggest(name, [*known, *keywords])} "
+                f"(to send a body field pdbatch does not know, pass {escape.format(name=name)})"
+            )
+    extra = params.get(EXTRA_BODY)
+    if extra is not None:
+        if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+            problems.append(f"{EXTRA_BODY} must be a dict of field names to values, got {_kind_of(extra)}")
+        else:
+            for name, value in extra.items():
+                if name in RESERVED:
+                    problems.append(f"{EXTRA_BODY}[{name!r}]: pass it as {RESERVED[name]}")
+                elif name in known or name in out:
+                    problems.append(f"{EXTRA_BODY}[{name!r}]: a field pdbatch knows; pass it as {name}=... "
+                                    f"so that it is checked")
+                else:
+                    out[name] = _plain(value)
+    if kind == CHAT and out.get("max_tokens") is not None and out.get("max_completion_tokens") is not None:
+        problems.append("pass max_tokens or max_completion_tokens, not both")
+    return out, problems
+
+
+class BodyRules(Protocol):
+    """What a backend says about request bodies (every :class:`~pdbatch.backends.Backend` has both methods).
+
+    Declared here, by its shape, so that checking a call's parameters needs
+    no backend module (this module stands below the backends).
+    """
+
+    def body_fields(self, kind: Kind) -> Mapping[str, Check]: ...
+
+    def unsupported_params(self, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]: ...
+
+
+def body_params(
+    params: Mapping[str, Any],
+    kind: Kind,
+    backend: BodyRules,
+    *,
+    keywords: Iterable[str] = (),
+    escape: str = "extra_body={{'{name}': ...}}",
+) -> dict[str, Any]:
+    """The body fields a call sends: checked, refused where ``backend`` cannot honour them, defaults added.
+
+    A chat call without ``max_tokens`` (or ``max_completion_tokens``) gets
+    :data:`DEFAULT_MAX_TOKENS`; ``max_tokens=None`` sends no cap at all.
+
+    Parameters
+    ----------
+    params : mapping
+        The call's body keyword arguments (``extra_body`` included).
+    kind : {"chat", "embeddings"}
+    backend : BodyRules
+        Usually the Backend: adds its own fields (:meth:`Backend.body_fields`) and refuses those it
+        cannot honour (:meth:`Backend.unsupported_params`).
+    keywords, escape
+        As in :func:`check_fields`.
+
+    Returns
+    -------
+    dict
+        The fields to put into every request body.
+
+    Raises
+    ------
+    InputError
+        (a :class:`ConfigError`) Naming every field that is unknown, of the
+        wrong type or range, or not supported by the backend, with how to fix it.
+    """
+    out, problems = check_fields(params, kind, extra_fields=backend.body_fields(kind), keywords=keywords,
+                                 escape=escape)
+    if not problems:
+        for name, why in backend.unsupported_params(kind, out).items():
+            problems.append(f"{name}={out[name]!r}: {why}")
+    if len(problems) == 1:
+        raise InputError(f"bad request parameter (nothing was sent): {problems[0]}")
+    if problems:
+        listed = "".join(f"\n  - {p}" for p in problems)
+        raise InputError(f"{len(problems)} bad request parameters (nothing was sent):{listed}")
+    if kind == CHAT:
+        if "max_tokens" not in out and "max_completion_tokens" not in out:
+            out["max_tokens"] = DEFAULT_MAX_TOKENS
+        for name in ("max_tokens", "max_completion_tokens"):
+            if name in out and out[name] is None:
+                del out[name]  # None: no cap, and no null for the service to refuse
+    return out

@@ -154,7 +154,7 @@ def test_two_processes_on_the_local_engine_send_each_row_once(tmp_path, pdbatch_
             time.sleep(0.01)
         df = pd.DataFrame({{"t": [f"Say the number {{i}}." for i in range(6)]}})
         out = df.llama.batch_predict("{{t}}", temperature=0, max_tokens=4, progress=False)
-        from pdbatch import jobdir
+        from pdbatch.store import jobdir
         sent = jobdir.folder_for(out.attrs["pdbatch_job"]) / jobdir.REQUESTS  # the lines this call sent
         print(len(sent.read_bytes().splitlines()) if sent.exists() else 0, int(out.error.notna().sum()))
     """)

@@ -20,7 +20,7 @@ from typing import Any
 #: use it, so its type is not imported: config sits below the backends, which read it.
 BackendChoice = Any
 
-__all__ = ["Settings", "backend_default", "configure", "home", "settings"]
+__all__ = ["Settings", "backend_default", "backend_setting", "configure", "home", "settings"]
 
 DEFAULT_BACKEND = "local"
 
@@ -127,6 +127,18 @@ def backend_default(backend: str, setting: str) -> Any:
     if configured is not None:
         return configured
     return os.environ.get(f"PDBATCH_{backend.upper()}_{setting.upper()}") or None
+
+
+def backend_setting(backend: str, setting: str, value: Any, default: Any) -> Any:
+    """A backend constructor argument resolved: ``value`` when given, else :func:`backend_default`, else ``default``.
+
+    The one order every backend follows: explicit argument, ``configure(<backend>=...)``,
+    ``PDBATCH_<BACKEND>_<SETTING>``, then the backend's own default.
+    """
+    if value is not None:
+        return value
+    configured = backend_default(backend, setting)
+    return default if configured is None else configured
 
 
 def default_backend() -> BackendChoice:

@@ -336,12 +336,9 @@ class OpenAI(Backend):
 # ------------------------------------------------------------------ helpers
 def _setting(name: str, value: Any) -> Any:
     """Explicit argument, ``configure(openai=...)``, ``PDBATCH_OPENAI_<NAME>``, (``OPENAI_BASE_URL``), the default."""
-    if value is not None:
-        return value
-    configured = config.backend_default("openai", name)
-    if configured is None and name == "base_url":
-        configured = os.environ.get("OPENAI_BASE_URL") or None
-    return DEFAULTS[name] if configured is None else configured
+    # OPENAI_BASE_URL (what OpenAI's own client reads) comes after pdbatch's own settings
+    default = (os.environ.get("OPENAI_BASE_URL") or DEFAULTS[name]) if name == "base_url" else DEFAULTS[name]
+    return config.backend_setting("openai", name, value, default)
 
 
 def _endpoint(files: list[Path], kind: Kind, extra: Mapping[str, Kind]) -> str:

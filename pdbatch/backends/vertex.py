@@ -515,10 +515,7 @@ _FROM_GEMINI = {"gemini-embedding": _gemini_embed.from_gemini_file, "gemini-chat
 
 def _setting(name: str, value: Any) -> Any:
     """Explicit argument, ``configure(vertex=...)``, ``PDBATCH_VERTEX_<NAME>``, then the default."""
-    if value is not None:
-        return value
-    configured = config.backend_default("vertex", name)
-    return DEFAULTS[name] if configured is None else configured
+    return config.backend_setting("vertex", name, value, DEFAULTS[name])
 
 
 def _boolean(name: str, value: Any) -> bool:

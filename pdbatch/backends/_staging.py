@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _gcp
+from . import _gcp_io
 from ._gcp import BqUri, GcsUri, parse_uri, translate
 
 if TYPE_CHECKING:
@@ -62,15 +62,15 @@ def preflight(
             with translate(
                 f"checking the {what} bucket gs://{uri.bucket}",
                 where=where(f"bucket gs://{uri.bucket}"),
-                permission=f"{_gcp.LIST_PERMISSION} on gs://{uri.bucket}",
+                permission=f"{_gcp_io.LIST_PERMISSION} on gs://{uri.bucket}",
             ):
-                _gcp.check_bucket(storage(), uri)
+                _gcp_io.check_bucket(storage(), uri)
         elif isinstance(uri, BqUri):
             with translate(
                 f"checking the {what} dataset {uri.dataset_id}",
                 where=where(f"dataset {uri.dataset_id}"),
             ):
-                _gcp.check_region(bigquery(), uri, location, f"{what}={uri}", served)
+                _gcp_io.check_region(bigquery(), uri, location, f"{what}={uri}", served)
 
 
 def stage(
@@ -109,13 +109,13 @@ def stage(
         with translate(
             f"uploading the requests to {dest}",
             where=where(f"bucket gs://{dest.bucket}"),
-            permission=f"{_gcp.UPLOAD_PERMISSION} on gs://{dest.bucket}",
+            permission=f"{_gcp_io.UPLOAD_PERMISSION} on gs://{dest.bucket}",
         ):
-            uris = _gcp.upload_files(storage(), files, dest)
+            uris = _gcp_io.upload_files(storage(), files, dest)
         return {"instances_format": "jsonl", "gcs_source": {"uris": uris}}
     table = staging.with_table(table_name(run, part, "requests"))
     with translate(f"loading the requests into {table}", where=where(f"dataset {staging.dataset_id}")):
-        _gcp.load_requests(bigquery(), files, table, extra)
+        _gcp_io.load_requests(bigquery(), files, table, extra)
     return {"instances_format": "bigquery", "bigquery_source": {"input_uri": str(table)}}
 
 

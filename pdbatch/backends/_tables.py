@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from ..errors import ConfigError
 from ..models import Kind, VertexModel, batch_location, online_only_message, parse_vertex, retired_message
 from ._create import create_all
-from ._gcp import same_region
+from ._gcp_io import same_region
 from ._job_resource import job_resource
 
 
@@ -61,7 +61,7 @@ def check(backend: Creator, *, model: str, kind: Kind, tables: Mapping[str, str]
 
 
 def check_location(location: str, job_location: str, what: str) -> None:
-    """Refuse a table whose dataset is in another region than the jobs (see :func:`._gcp.same_region`)."""
+    """Refuse a table whose dataset is in another region than the jobs (see :func:`._gcp_io.same_region`)."""
     if not same_region(location or "", job_location):
         raise ConfigError(
             f"{what} is in {location or 'an unknown location'}, but the Vertex AI job runs in {job_location}; "

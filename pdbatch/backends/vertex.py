@@ -39,7 +39,7 @@ from ..models import (
     unavailable_message,
     vertex_default,
 )
-from . import _garden, _gcp, _gemini_chat, _gemini_embed, _preflight, _setup, _staging, _tables
+from . import _garden, _gcp, _gcp_io, _gemini_chat, _gemini_embed, _preflight, _setup, _staging, _tables
 from ._create import create_all, create_job
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
@@ -130,7 +130,7 @@ class Vertex(Backend):
     #: BigQuery input tables can carry the frame's other columns into the output table.
     accepts_passthrough: ClassVar[bool] = True
     #: Names a pass-through column may not take (the service reads or writes them).
-    reserved_columns: ClassVar[tuple[str, ...]] = _gcp.RESERVED_COLUMNS
+    reserved_columns: ClassVar[tuple[str, ...]] = _gcp_io.RESERVED_COLUMNS
     schema_support = OPENAI_STRICT
     #: Jobs read BigQuery request tables and write output tables (``pdbatch.table``).
     accepts_tables: ClassVar[bool] = True
@@ -491,9 +491,9 @@ class Vertex(Backend):
             with translate(
                 f"downloading the output from {directory}",
                 where=self._where(directory),
-                permission=f"{_gcp.DOWNLOAD_PERMISSION} on {directory}",
+                permission=f"{_gcp_io.DOWNLOAD_PERMISSION} on {directory}",
             ):
-                paths = _gcp.download_jsonl(self._storage(), directory, folder)
+                paths = _gcp_io.download_jsonl(self._storage(), directory, folder)
             convert = _FROM_GEMINI.get(_gemini_embed.job_wire(job))
             if convert is not None:
                 for path in paths:
@@ -504,7 +504,7 @@ class Vertex(Backend):
             with translate(
                 f"reading the output table {table_id}", where=self._where(f"table {table_id}")
             ):
-                return _gcp.read_output_table(self._bigquery(), table_id, folder)
+                return _gcp_io.read_output_table(self._bigquery(), table_id, folder)
         return []  # nothing written yet
 
 

@@ -1,4 +1,4 @@
-"""Google Cloud plumbing for the Vertex backend: imports, URIs, retries, errors.
+"""Google Cloud plumbing for the Vertex backend: imports, retries, errors (the URIs are :mod:`.uris`).
 
 Vendor exceptions become pdbatch errors in one place, :func:`translate`, so
 that every message says what to check. The Cloud Storage and BigQuery I/O
@@ -14,10 +14,10 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import BackendError, ConfigError, JobNotFoundError, MissingDependencyError
+from .uris import BqUri, GcsUri, parse_uri
 
 __all__ = ["BqUri", "GcsUri", "import_google", "parse_uri", "retrying", "translate"]
 
@@ -41,67 +41,6 @@ def import_google() -> None:
             found = False
         if not found:
             raise MissingDependencyError(package, "vertex", "The Vertex AI backend")
-
-
-# --------------------------------------------------------------------- URIs
-_GCS = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(?:/(.*))?$")
-_BQ_PART = re.compile(r"^[A-Za-z0-9_:.-]+$")
-
-
-@dataclass(frozen=True)
-class GcsUri:
-    """``gs://bucket/prefix/`` (the prefix always ends with ``/`` or is empty)."""
-
-    bucket: str
-    prefix: str
-
-    def child(self, name: str) -> GcsUri:
-        return GcsUri(self.bucket, f"{self.prefix}{name.strip('/')}/")
-
-    def __str__(self) -> str:
-        return f"gs://{self.bucket}/{self.prefix}"
-
-
-@dataclass(frozen=True)
-class BqUri:
-    """``bq://project.dataset`` or ``bq://project.dataset.table``."""
-
-    project: str
-    dataset: str
-    table: str | None = None
-
-    @property
-    def dataset_id(self) -> str:
-        return f"{self.project}.{self.dataset}"
-
-    def with_table(self, table: str) -> BqUri:
-        return BqUri(self.project, self.dataset, table)
-
-    def __str__(self) -> str:
-        return f"bq://{self.dataset_id}" + (f".{self.table}" if self.table else "")
-
-
-def parse_uri(uri: str, what: str) -> GcsUri | BqUri:
-    """Parse a ``gs://bucket/prefix`` or ``bq://project.dataset[.table]`` URI.
-
-    Raises :class:`ConfigError` naming the setting (``what``) and the two accepted forms.
-    """
-    hint = (
-        f"{what}={uri!r} is not a Cloud Storage prefix or BigQuery dataset; "
-        f"use 'gs://my-bucket/some/prefix/' or 'bq://my-project.my_dataset'"
-    )
-    if not isinstance(uri, str):
-        raise ConfigError(hint)
-    m = _GCS.match(uri)
-    if m:
-        prefix = (m.group(2) or "").strip("/")
-        return GcsUri(m.group(1), f"{prefix}/" if prefix else "")
-    if uri.startswith("bq://"):
-        # Project ids may hold ':' (domain-scoped) and '.'-free names otherwise.
-        parts = uri[len("bq://") :].split(".")
-        if 2 <= len(parts) <= 3 and all(p and _BQ_PART.match(p) for p in parts):
-            return BqUri(*parts)
-    raise ConfigError(hint)
 
 
 # ------------------------------------------------------------------ retries

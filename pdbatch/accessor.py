@@ -17,13 +17,12 @@ import pandas as pd
 
 from . import run
 from .backends import Backend, get_backend
-from .call import CacheMode, Call, Options
-from .display.choose import live_display_available
-from .errors import ConfigError
+from .call import CacheMode, Call, Options, url_for
 from .jobs import sidebyside
 from .jobs.job import BatchJob
+from .jobs.jobview import show_live
 from .jobs.preview import Preview
-from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
+from .models import CHAT, EMBEDDINGS, URLS, Kind
 from .results.classify import LabelSpec
 
 __all__ = ["LlamaAccessor"]
@@ -44,19 +43,9 @@ class LlamaAccessor:
         self._frame = frame
 
     # ------------------------------------------------------------ building
-    def to_requests(
-        self,
-        prompt: str | None = None,
-        *,
-        messages: str | None = None,
-        system: str | None = None,
-        model: str | None = None,
-        url: str = URLS[CHAT],
-        custom_id: str | None = None,
-        backend: str | Backend | None = None,
-        on_null: str = "raise",
-        **params: Any,
-    ) -> pd.DataFrame:
+    def to_requests(self, prompt: str | None = None, *, messages: str | None = None, system: str | None = None,
+                    model: str | None = None, url: str = URLS[CHAT], custom_id: str | None = None,
+                    backend: str | Backend | None = None, on_null: str = "raise", **params: Any) -> pd.DataFrame:
         """The request lines this frame would send, as a DataFrame.
 
         Parameters
@@ -94,20 +83,10 @@ class LlamaAccessor:
                     on_null=on_null, params=params)
         return run.plan(self._frame, call, get_backend(backend))[0].to_frame()
 
-    def to_jsonl(
-        self,
-        path: str | os.PathLike[str],
-        prompt: str | None = None,
-        *,
-        messages: str | None = None,
-        system: str | None = None,
-        model: str | None = None,
-        url: str = URLS[CHAT],
-        custom_id: str | None = None,
-        backend: str | Backend | None = None,
-        on_null: str = "raise",
-        **params: Any,
-    ) -> int:
+    def to_jsonl(self, path: str | os.PathLike[str], prompt: str | None = None, *, messages: str | None = None,
+                 system: str | None = None, model: str | None = None, url: str = URLS[CHAT],
+                 custom_id: str | None = None, backend: str | Backend | None = None, on_null: str = "raise",
+                 **params: Any) -> int:
         """Write the request lines as JSONL (streamed, in bounded chunks).
 
         Takes the arguments of :meth:`to_requests` after ``path``.
@@ -121,26 +100,11 @@ class LlamaAccessor:
                     on_null=on_null, params=params)
         return run.plan(self._frame, call, get_backend(backend))[0].write_jsonl(path)
 
-    def preview(
-        self,
-        prompt: str | None = None,
-        *,
-        messages: str | None = None,
-        system: str | None = None,
-        model: str | None = None,
-        backend: str | Backend | None = None,
-        url: str = URLS[CHAT],
-        custom_id: str | None = None,
-        on_null: str = "raise",
-        schema: Any = None,
-        cache: CacheMode = True,
-        prices: Prices | None = None,
-        labels: Sequence[str] | None = None,
-        output: str = "label",
-        calibrate: bool = True,
-        answer_prefix: str = "Answer:",
-        **params: Any,
-    ) -> Preview:
+    def preview(self, prompt: str | None = None, *, messages: str | None = None, system: str | None = None,
+                model: str | None = None, backend: str | Backend | None = None, url: str = URLS[CHAT],
+                custom_id: str | None = None, on_null: str = "raise", schema: Any = None, cache: CacheMode = True,
+                prices: Prices | None = None, labels: Sequence[str] | None = None, output: str = "label",
+                calibrate: bool = True, answer_prefix: str = "Answer:", **params: Any) -> Preview:
         """What :meth:`batch_predict` would send and may cost, without sending anything.
 
         Takes the arguments of :meth:`batch_predict`, plus ``prices`` to
@@ -165,30 +129,12 @@ class LlamaAccessor:
         return run.preview(self._frame, call, backend, Options(cache=cache, prices=prices))
 
     # --------------------------------------------------------------- jobs
-    def submit(
-        self,
-        prompt: str | None = None,
-        *,
-        messages: str | None = None,
-        system: str | None = None,
-        model: str | None = None,
-        backend: str | Backend | None = None,
-        custom_id: str | None = None,
-        kind: Kind | None = None,
-        url: str | None = None,
-        on_null: str = "raise",
-        overwrite: bool = False,
-        progress: bool = True,
-        display_name: str | None = None,
-        schema: Any = None,
-        cache: CacheMode = True,
-        max_rows: int | None = None,
-        max_cost: float | None = None,
-        prices: Prices | None = None,
-        passthrough: bool = False,
-        rename_reserved: bool = False,
-        **params: Any,
-    ) -> BatchJob:
+    def submit(self, prompt: str | None = None, *, messages: str | None = None, system: str | None = None,
+               model: str | None = None, backend: str | Backend | None = None, custom_id: str | None = None,
+               kind: Kind | None = None, url: str | None = None, on_null: str = "raise", overwrite: bool = False,
+               progress: bool = True, display_name: str | None = None, schema: Any = None, cache: CacheMode = True,
+               max_rows: int | None = None, max_cost: float | None = None, prices: Prices | None = None,
+               passthrough: bool = False, rename_reserved: bool = False, **params: Any) -> BatchJob:
         """Submit the batch job and return its handle at once.
 
         Takes the arguments of :meth:`batch_predict`, plus ``kind="embeddings"``
@@ -206,40 +152,22 @@ class LlamaAccessor:
             succeeded. An empty frame (or one whose rows are all skipped)
             cannot be submitted: use ``batch_predict``.
         """
-        call = Call(prompt=prompt, messages=messages, system=system, model=model, url=_url(kind, url),
+        call = Call(prompt=prompt, messages=messages, system=system, model=model, url=url_for(kind, url),
                     custom_id=custom_id, on_null=on_null, params=params, schema=schema)
         options = Options(cache=cache, overwrite=overwrite, passthrough=passthrough,
                           rename_reserved=rename_reserved, max_rows=max_rows, max_cost=max_cost, prices=prices,
                           display_name=display_name)
         job = run.submit(self._frame, call, backend, options)
-        # In Jupyter the status widget updates from a thread while the notebook
-        # goes on; elsewhere there is nothing to show without blocking.
-        if progress and live_display_available():
-            job.display()
+        show_live(job, progress)
         return job
 
-    def batch_predict(
-        self,
-        prompt: str | None = None,
-        *,
-        messages: str | None = None,
-        system: str | None = None,
-        model: str | Sequence[Any] | Mapping[str, Any] | None = None,
-        backend: str | Backend | None = None,
-        custom_id: str | None = None,
-        progress: bool = True,
-        on_null: str = "raise",
-        overwrite: bool = False,
-        timeout: float | None = None,
-        schema: Any = None,
-        cache: CacheMode = True,
-        max_rows: int | None = None,
-        max_cost: float | None = None,
-        prices: Prices | None = None,
-        passthrough: bool = False,
-        rename_reserved: bool = False,
-        **params: Any,
-    ) -> pd.DataFrame:
+    def batch_predict(self, prompt: str | None = None, *, messages: str | None = None, system: str | None = None,
+                      model: str | Sequence[Any] | Mapping[str, Any] | None = None,
+                      backend: str | Backend | None = None, custom_id: str | None = None, progress: bool = True,
+                      on_null: str = "raise", overwrite: bool = False, timeout: float | None = None, schema: Any = None,
+                      cache: CacheMode = True, max_rows: int | None = None, max_cost: float | None = None,
+                      prices: Prices | None = None, passthrough: bool = False, rename_reserved: bool = False,
+                      **params: Any) -> pd.DataFrame:
         """Run a chat model over every row as one batch job and return the frame with the answers.
 
         Parameters
@@ -330,29 +258,12 @@ class LlamaAccessor:
                     on_null=on_null, params=params, schema=schema)
         return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
-    def classify(
-        self,
-        prompt: str,
-        *,
-        labels: Sequence[str],
-        output: str = "label",
-        calibrate: bool = True,
-        answer_prefix: str = "Answer:",
-        system: str | None = None,
-        model: str | None = None,
-        backend: str | Backend | None = None,
-        custom_id: str | None = None,
-        progress: bool = True,
-        on_null: str = "raise",
-        overwrite: bool = False,
-        timeout: float | None = None,
-        cache: CacheMode = True,
-        max_rows: int | None = None,
-        max_cost: float | None = None,
-        prices: Prices | None = None,
-        wait: bool = True,
-        display_name: str | None = None,
-    ) -> pd.DataFrame | BatchJob:
+    def classify(self, prompt: str, *, labels: Sequence[str], output: str = "label", calibrate: bool = True,
+                 answer_prefix: str = "Answer:", system: str | None = None, model: str | None = None,
+                 backend: str | Backend | None = None, custom_id: str | None = None, progress: bool = True,
+                 on_null: str = "raise", overwrite: bool = False, timeout: float | None = None, cache: CacheMode = True,
+                 max_rows: int | None = None, max_cost: float | None = None, prices: Prices | None = None,
+                 wait: bool = True, display_name: str | None = None) -> pd.DataFrame | BatchJob:
         """Label every row with one of ``labels``, with each label's probability.
 
         On the local engine each label is scored as the continuation of the
@@ -397,28 +308,14 @@ class LlamaAccessor:
                           display_name=display_name)
         if not wait:
             job = run.submit(self._frame, call, backend, options)
-            if progress and live_display_available():
-                job.display()
+            show_live(job, progress)
             return job
         return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
-    def embed(
-        self,
-        prompt: str | None = None,
-        *,
-        model: str | None = None,
-        backend: str | Backend | None = None,
-        custom_id: str | None = None,
-        progress: bool = True,
-        on_null: str = "raise",
-        overwrite: bool = False,
-        timeout: float | None = None,
-        cache: CacheMode = True,
-        max_rows: int | None = None,
-        max_cost: float | None = None,
-        prices: Prices | None = None,
-        **params: Any,
-    ) -> pd.DataFrame:
+    def embed(self, prompt: str | None = None, *, model: str | None = None, backend: str | Backend | None = None,
+              custom_id: str | None = None, progress: bool = True, on_null: str = "raise", overwrite: bool = False,
+              timeout: float | None = None, cache: CacheMode = True, max_rows: int | None = None,
+              max_cost: float | None = None, prices: Prices | None = None, **params: Any) -> pd.DataFrame:
         """Embed every row's text as one batch job.
 
         Parameters
@@ -445,15 +342,8 @@ class LlamaAccessor:
         options = Options(cache=cache, overwrite=overwrite, max_rows=max_rows, max_cost=max_cost, prices=prices)
         return run.batch_predict(self._frame, call, backend, options, progress=progress, timeout=timeout)
 
-    def retry_failed(
-        self,
-        *,
-        backend: str | Backend | None = None,
-        job_id: str | None = None,
-        progress: bool = True,
-        timeout: float | None = None,
-        **params: Any,
-    ) -> pd.DataFrame:
+    def retry_failed(self, *, backend: str | Backend | None = None, job_id: str | None = None, progress: bool = True,
+                     timeout: float | None = None, **params: Any) -> pd.DataFrame:
         """Send again only this result frame's failed rows; return it with their new answers.
 
         Parameters
@@ -479,12 +369,3 @@ class LlamaAccessor:
         return run.retry_failed(self._frame, job_id=job_id, backend=backend, progress=progress,
                                 timeout=timeout, **params)
 
-
-def _url(kind: Kind | None, url: str | None) -> str:
-    if kind is not None and kind not in (CHAT, EMBEDDINGS):
-        raise ConfigError(f"kind={kind!r}: use 'chat' or 'embeddings'")
-    if url is not None:
-        if kind is not None and kind_of_url(url) != kind:
-            raise ConfigError(f"kind={kind!r} contradicts url={url!r}")
-        return url
-    return URLS[kind or CHAT]

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .models import CHAT, URLS
+from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
 
-__all__ = ["KEYWORDS", "CacheMode", "Call", "Options"]
+__all__ = ["KEYWORDS", "CacheMode", "Call", "Options", "url_for"]
 
 #: ``cache=``: True reuses deterministic answers, "always" any answer, False none.
 CacheMode = Literal[True, False, "always"]
@@ -145,3 +145,20 @@ class Options:
 #: of these is more likely a typo of it ("progres") than a new field.
 KEYWORDS = frozenset({*Call.__dataclass_fields__, *Options.__dataclass_fields__,
                       "backend", "progress", "timeout", "kind", "job_id"} - {"params"})
+
+
+def url_for(kind: Kind | None, url: str | None) -> str:
+    """The call's endpoint from ``kind=`` and ``url=`` (either, or both when they agree); chat by default.
+
+    Raises
+    ------
+    ConfigError
+        An unknown kind, or a kind that contradicts the url.
+    """
+    if kind is not None and kind not in (CHAT, EMBEDDINGS):
+        raise ConfigError(f"kind={kind!r}: use 'chat' or 'embeddings'")
+    if url is not None:
+        if kind is not None and kind_of_url(url) != kind:
+            raise ConfigError(f"kind={kind!r} contradicts url={url!r}")
+        return url
+    return URLS[kind or CHAT]

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 import pdbatch
+from pdbatch.backends.uris import BqUri, parse_uri
 from pdbatch.backends.vertex import Vertex
+from pdbatch.builders.sqlbuild import TableRef
 from pdbatch.errors import ConfigError, MissingDependencyError
 
 
@@ -49,6 +51,19 @@ def test_bad_staging_uri(uri):
 def test_bad_output_uri(uri):
     with pytest.raises(ConfigError, match="output="):
         Vertex(project="p", staging="gs://my-bucket/p/", output=uri)
+
+
+def test_one_bq_grammar_for_the_vertex_settings_and_the_table_jobs():
+    # a domain-scoped project id (example.com:proj) is a real one: the settings read it as the table jobs do
+    vx = Vertex(project="p", staging="bq://example.com:proj.ds", output="bq://example.com:proj.ds.answers")
+    assert parse_uri(vx.staging, "staging") == BqUri("example.com:proj", "ds")
+    assert parse_uri(vx.output, "output") == BqUri("example.com:proj", "ds", "answers")
+    assert TableRef.parse(vx.output) == TableRef("example.com:proj", "ds", "answers")
+    # a dataset id is letters, digits and underscores: both refuse a dash before anything is sent
+    with pytest.raises(ConfigError, match="staging="):
+        Vertex(project="p", staging="bq://p.my-ds")
+    with pytest.raises(ConfigError, match=r"bq://project\.dataset\.table"):
+        TableRef.parse("bq://p.my-ds.t")
 
 
 @pytest.mark.parametrize("key", ["max_requests_per_file", "max_bytes_per_file", "max_requests_per_job"])

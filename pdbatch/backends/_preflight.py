@@ -40,7 +40,7 @@ from ..atomic import atomic_path
 from ..errors import ConfigError, PdbatchError
 from ..models import VertexModel, location_problem, online_only_message, retired_message
 from ..pricing import ONLINE_PRICES
-from . import _garden, _gcp
+from . import _garden, _gcp, _gcp_io
 from ._endpoint import EMULATOR_VARIABLES, emulator_http
 from ._gcp import BqUri, GcsUri, translate
 from ._setup import not_enabled_message
@@ -341,7 +341,7 @@ def _dataset(vx: Vertex, uri: BqUri, what: str, location: str) -> list[Line]:
             dataset = _gcp.retrying(lambda: vx._bigquery().get_dataset(uri.dataset_id))
     except PdbatchError as exc:
         return [Line(name, False, str(exc), f"create the dataset in {location!r}, or use one you can read")]
-    if not _gcp.same_region(dataset.location or "", location):
+    if not _gcp_io.same_region(dataset.location or "", location):
         return [Line(name, False, f"the dataset is in {dataset.location}, the job in {location!r}: they must be "
                                   f"in the same location", f"use a dataset in {location!r} ({what}=)")]
     lines = [Line(name, True, f"readable, in {dataset.location} like the job (creating tables in it needs "

@@ -8,7 +8,8 @@ the buckets and datasets before anything is uploaded or paid for, and
 :func:`group` packs request files into jobs of at most the per-job limit.
 
 The Google clients are handed in as factories: a submission to Cloud Storage
-never builds a BigQuery client, nor the other way round.
+never builds a BigQuery client, nor the other way round. :func:`fetch` brings
+a job's answers back, as the OpenAI-shaped lines the shared parser reads.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _gcp
+from . import _gcp_io, _gemini_chat, _gemini_embed
 from ._gcp import BqUri, GcsUri, parse_uri, translate
+from ._job_resource import output_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["count_lines", "destination", "discard", "group", "preflight", "stage", "table_name"]
+__all__ = ["count_lines", "destination", "discard", "fetch", "group", "preflight", "stage", "table_name"]
 
 #: ``where(*places)``: the project and region, then the places named, for an error message.
 Where = Callable[..., str]
@@ -62,15 +64,15 @@ def preflight(
             with translate(
                 f"checking the {what} bucket gs://{uri.bucket}",
                 where=where(f"bucket gs://{uri.bucket}"),
-                permission=f"{_gcp.LIST_PERMISSION} on gs://{uri.bucket}",
+                permission=f"{_gcp_io.LIST_PERMISSION} on gs://{uri.bucket}",
             ):
-                _gcp.check_bucket(storage(), uri)
+                _gcp_io.check_bucket(storage(), uri)
         elif isinstance(uri, BqUri):
             with translate(
                 f"checking the {what} dataset {uri.dataset_id}",
                 where=where(f"dataset {uri.dataset_id}"),
             ):
-                _gcp.check_region(bigquery(), uri, location, f"{what}={uri}", served)
+                _gcp_io.check_region(bigquery(), uri, location, f"{what}={uri}", served)
 
 
 def stage(
@@ -109,13 +111,13 @@ def stage(
         with translate(
             f"uploading the requests to {dest}",
             where=where(f"bucket gs://{dest.bucket}"),
-            permission=f"{_gcp.UPLOAD_PERMISSION} on gs://{dest.bucket}",
+            permission=f"{_gcp_io.UPLOAD_PERMISSION} on gs://{dest.bucket}",
         ):
-            uris = _gcp.upload_files(storage(), files, dest)
+            uris = _gcp_io.upload_files(storage(), files, dest)
         return {"instances_format": "jsonl", "gcs_source": {"uris": uris}}
     table = staging.with_table(table_name(run, part, "requests"))
     with translate(f"loading the requests into {table}", where=where(f"dataset {staging.dataset_id}")):
-        _gcp.load_requests(bigquery(), files, table, extra)
+        _gcp_io.load_requests(bigquery(), files, table, extra)
     return {"instances_format": "bigquery", "bigquery_source": {"input_uri": str(table)}}
 
 
@@ -214,3 +216,36 @@ def discard(uris: list[str], staging: GcsUri | BqUri, *, storage: Callable[[], A
             bucket.blob(name).delete()
         deleted.append(f"gs://{staging.bucket}/{name}")
     return deleted
+
+
+#: Output files of Gemini jobs, rewritten as the OpenAI-shaped lines pdbatch.results.parse reads.
+_FROM_GEMINI = {"gemini-embedding": _gemini_embed.from_gemini_file, "gemini-chat": _gemini_chat.from_gemini_file}
+
+
+def fetch(job: Any, folder: Path, *, storage: Callable[[], Any], bigquery: Callable[[], Any],
+          where: Where) -> list[Path]:
+    """Download the output of ``job`` (the job resource) into ``folder``: its ``*.jsonl`` files, or its table.
+
+    Returns no files while the job has written nothing yet.
+    """
+    info = job.output_info
+    if info.gcs_output_directory:
+        directory = info.gcs_output_directory
+        with translate(
+            f"downloading the output from {directory}",
+            where=where(directory),
+            permission=f"{_gcp_io.DOWNLOAD_PERMISSION} on {directory}",
+        ):
+            paths = _gcp_io.download_jsonl(storage(), directory, folder)
+        convert = _FROM_GEMINI.get(_gemini_embed.job_wire(job))
+        if convert is not None:
+            for path in paths:
+                convert(path)
+        return paths
+    if info.bigquery_output_table:
+        table_id = output_table(info.bigquery_output_dataset, info.bigquery_output_table)
+        with translate(
+            f"reading the output table {table_id}", where=where(f"table {table_id}")
+        ):
+            return _gcp_io.read_output_table(bigquery(), table_id, folder)
+    return []  # nothing written yet

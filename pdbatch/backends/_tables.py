@@ -12,30 +12,19 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import ConfigError
 from ..models import Kind, VertexModel, batch_location, online_only_message, parse_vertex, retired_message
 from ._create import create_all
-from ._gcp import same_region
+from ._gcp_io import same_region
 from ._job_resource import job_resource
-
-
-class Creator(Protocol):
-    """What this module needs of :class:`~.vertex.Vertex` (named here, not imported: vertex imports this)."""
-
-    location: str | None
-
-    def _check_served(self, spec: VertexModel, location: str) -> None: ...
-
-    def _create(self, job: dict[str, Any], spec: VertexModel, location: str) -> str: ...
-
-    def cancel(self, job_id: str) -> None: ...
+from ._submit import Submitter, check_served, create
 
 __all__ = ["check", "check_location", "submit"]
 
 
-def check(backend: Creator, *, model: str, kind: Kind, tables: Mapping[str, str]) -> tuple[VertexModel, str]:
+def check(backend: Submitter, *, model: str, kind: Kind, tables: Mapping[str, str]) -> tuple[VertexModel, str]:
     """Refuse a model that cannot run on tables and tables outside the jobs' region; the model and that region.
 
     The jobs run where the model is served (:func:`~pdbatch.models.batch_location`:
@@ -56,12 +45,12 @@ def check(backend: Creator, *, model: str, kind: Kind, tables: Mapping[str, str]
     location = batch_location(spec, backend.location)
     for what, where in tables.items():
         check_location(where, location, what)
-    backend._check_served(spec, location)
+    check_served(backend, spec, location)
     return spec, location
 
 
 def check_location(location: str, job_location: str, what: str) -> None:
-    """Refuse a table whose dataset is in another region than the jobs (see :func:`._gcp.same_region`)."""
+    """Refuse a table whose dataset is in another region than the jobs (see :func:`._gcp_io.same_region`)."""
     if not same_region(location or "", job_location):
         raise ConfigError(
             f"{what} is in {location or 'an unknown location'}, but the Vertex AI job runs in {job_location}; "
@@ -70,7 +59,7 @@ def check_location(location: str, job_location: str, what: str) -> None:
         )
 
 
-def submit(backend: Creator, tables: list[tuple[str, str, int]], *, model: str, kind: Kind,
+def submit(backend: Submitter, tables: list[tuple[str, str, int]], *, model: str, kind: Kind,
            display_name: str) -> list[str]:
     """Create one job per ``(input bq:// table, output bq:// table, rows)``; returns the job names."""
     # checked before; Model Garden's answer is cached
@@ -84,4 +73,4 @@ def submit(backend: Creator, tables: list[tuple[str, str, int]], *, model: str, 
             out = {"predictions_format": "bigquery", "bigquery_destination": {"output_uri": dest}}
             yield job_resource(name, spec, inp, out, count, run, str(i))
 
-    return create_all(jobs(), lambda job: backend._create(job, spec, location), backend.cancel)
+    return create_all(jobs(), lambda job: create(backend, job, spec, location), backend.cancel)

@@ -6,7 +6,7 @@ BigQuery (a table loaded from them), one batch prediction job is created per
 (JSONL files under ``outputInfo.gcsOutputDirectory``, or an output table) is
 brought back as local JSONL files for :mod:`pdbatch.results.parse`. Where requests
 and answers go is :mod:`._staging`; the job resource that is created and read
-back is :mod:`._job_resource`.
+back is :mod:`._job_resource`; submitting a frame's files is :mod:`._submit`.
 
 Settings come from the constructor, then ``pdbatch.configure(vertex={...})``,
 then ``PDBATCH_VERTEX_<NAME>`` environment variables, then the defaults below.
@@ -16,34 +16,19 @@ are never saved: :meth:`Vertex.settings` rebuilds everything else.
 
 from __future__ import annotations
 
-import functools
 import os
-import secrets
-import time
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import config
 from ..errors import ConfigError, PdbatchError
 from ..lines.params import Check
-from ..models import (
-    Kind,
-    VertexModel,
-    batch_location,
-    online_only_message,
-    parse_vertex,
-    resolve_vertex,
-    retired_message,
-    unavailable_message,
-    vertex_default,
-)
-from . import _garden, _gcp, _gemini_chat, _gemini_embed, _preflight, _setup, _staging, _tables
-from ._create import create_all, create_job
+from ..models import Kind, parse_vertex, resolve_vertex, vertex_default
+from . import _gcp, _gcp_io, _gemini_chat, _gemini_embed, _preflight, _staging, _submit, _tables
 from ._endpoint import check_saved_settings
 from ._gcp import BqUri, parse_uri, retrying, translate
-from ._job_resource import job_resource, job_status, location_of, output_table
+from ._job_resource import job_status, location_of
 from ._schema_support import OPENAI_STRICT
 from .base import Backend, JobStatus
 
@@ -130,7 +115,7 @@ class Vertex(Backend):
     #: BigQuery input tables can carry the frame's other columns into the output table.
     accepts_passthrough: ClassVar[bool] = True
     #: Names a pass-through column may not take (the service reads or writes them).
-    reserved_columns: ClassVar[tuple[str, ...]] = _gcp.RESERVED_COLUMNS
+    reserved_columns: ClassVar[tuple[str, ...]] = _gcp_io.RESERVED_COLUMNS
     schema_support = OPENAI_STRICT
     #: Jobs read BigQuery request tables and write output tables (``pdbatch.table``).
     accepts_tables: ClassVar[bool] = True
@@ -351,52 +336,8 @@ class Vertex(Backend):
         list of str
             The jobs' resource names, ``projects/P/locations/L/batchPredictionJobs/N``.
         """
-        if not self.staging:
-            raise ConfigError(
-                "Vertex needs staging= to submit: 'gs://bucket/prefix/' or "
-                "'bq://project.dataset' (or PDBATCH_VERTEX_STAGING)"
-            )
-        staging = parse_uri(self.staging, "staging")
-        output = parse_uri(self.output, "output") if self.output else None
-        if extra_columns is not None and not isinstance(staging, BqUri):
-            raise ConfigError(
-                "passthrough=True needs BigQuery input: use staging='bq://project.dataset' "
-                "(JSONL files in Cloud Storage carry only the request lines)"
-            )
-        # Everything that can refuse the call does so before anything is staged or created.
-        spec = parse_vertex(model, kind)
-        if spec.status() == "retired":
-            raise ConfigError(retired_message(spec, self.location))
-        if not spec.batch:
-            raise ConfigError(online_only_message(spec))
-        location = batch_location(spec, self.location)
-        if spec.wire == "gemini-embedding":
-            _gemini_embed.prepare(spec, files, staging, output)
-        elif spec.wire == "gemini-chat":
-            _gemini_chat.prepare(spec, files, staging, output)
-        elif spec.reasoning:
-            _setup.reasoning_defaults(files)
-        self._check_served(spec, location)
-        where = functools.partial(self._where, location=location)
-        clients: dict[str, Any] = {"storage": self._storage, "bigquery": self._bigquery, "where": where}
-        _staging.preflight(staging, output, location=location, served=spec.locations, **clients)
-        if self.preflight:
-            _preflight.before_submit(self, spec, location)
-        groups = _staging.group(files, [_staging.count_lines(f) for f in files], self.max_requests_per_job)
-        run = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-        def jobs() -> Iterator[dict[str, Any]]:  # each part staged as its job is about to be created
-            start = 0
-            for i, (group, count) in enumerate(groups, 1):
-                part = f"part-{i:03d}" if len(groups) > 1 else ""
-                extra = extra_columns.slice(start, count) if extra_columns is not None else None
-                start += count
-                source = _staging.stage(group, staging, run, part, extra, **clients)
-                dest = _staging.destination(staging, output, run, part)
-                name = display_name if len(groups) == 1 else f"{display_name} ({i}/{len(groups)})"
-                yield job_resource(name, spec, source, dest, count, run, str(i))
-
-        return create_all(jobs(), lambda job: self._create(job, spec, location), self.cancel)
+        return _submit.submit(self, files, model=model, kind=kind, display_name=display_name,
+                              extra_columns=extra_columns)
 
     def check_table_job(self, *, model: str, kind: Kind, tables: Mapping[str, str]) -> None:
         """Refuse tables outside this backend's region, and a model that cannot run (see :mod:`._tables`)."""
@@ -407,43 +348,6 @@ class Vertex(Backend):
     ) -> list[str]:
         """One batch prediction job per request table, BigQuery in and out (see :mod:`._tables`)."""
         return _tables.submit(self, tables, model=model, kind=kind, display_name=display_name)
-
-    def _check_served(self, spec: VertexModel, location: str) -> None:
-        """Ask Model Garden whether the model is live (once per session): the catalog may be out of date."""
-        with translate("connecting to Vertex AI", where=self._where(location=location)):
-            garden = self._client("ModelGardenServiceClient", location)
-        answer, detail = _garden.served(garden, self._endpoint(location), spec.resource)
-        if answer is False:
-            raise ConfigError(unavailable_message(spec, location, f"Model Garden: {detail}"))
-        if answer is None and not spec.catalogued:
-            warnings.warn(
-                f"could not ask Model Garden whether it serves {spec.resource} ({detail}); submitting "
-                f"anyway: job creation will tell",
-                UserWarning,
-                stacklevel=3,
-            )
-
-    def _create(self, job: dict[str, Any], spec: VertexModel, location: str) -> str:
-        from google.api_core import exceptions as gexc
-
-        parent = f"projects/{self.project}/locations/{location}"
-        client = self._jobs(location)
-        with translate(
-            f"creating the batch prediction job for {spec.resource}",
-            where=self._where("the model's availability in that region", location=location),
-        ):
-            try:
-                return create_job(client, parent, job)
-            except gexc.NotFound as exc:
-                if "model" not in _gcp._msg(exc).lower():
-                    raise
-                _garden.remember(self._endpoint(location), spec.resource, served_now=False)
-                raise ConfigError(
-                    unavailable_message(spec, location, f"job creation: {_gcp._msg(exc)}")
-                ) from exc
-            except (gexc.BadRequest, gexc.FailedPrecondition) as exc:
-                _setup.refusal(exc, spec, self.project)
-                raise
 
     # ------------------------------------------------------------- status
     def _get(self, job_id: str) -> Any:
@@ -483,34 +387,8 @@ class Vertex(Backend):
 
     def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
         """Download the job's output (every ``*.jsonl`` file, or its output table) into ``dest``."""
-        job = self._get(job_id)
-        folder = dest / job_id.rsplit("/", 1)[-1]
-        info = job.output_info
-        if info.gcs_output_directory:
-            directory = info.gcs_output_directory
-            with translate(
-                f"downloading the output from {directory}",
-                where=self._where(directory),
-                permission=f"{_gcp.DOWNLOAD_PERMISSION} on {directory}",
-            ):
-                paths = _gcp.download_jsonl(self._storage(), directory, folder)
-            convert = _FROM_GEMINI.get(_gemini_embed.job_wire(job))
-            if convert is not None:
-                for path in paths:
-                    convert(path)
-            return paths
-        if info.bigquery_output_table:
-            table_id = output_table(info.bigquery_output_dataset, info.bigquery_output_table)
-            with translate(
-                f"reading the output table {table_id}", where=self._where(f"table {table_id}")
-            ):
-                return _gcp.read_output_table(self._bigquery(), table_id, folder)
-        return []  # nothing written yet
-
-
-# ------------------------------------------------------------------ helpers
-#: Output files of Gemini jobs, rewritten as the OpenAI-shaped lines pdbatch.results.parse reads.
-_FROM_GEMINI = {"gemini-embedding": _gemini_embed.from_gemini_file, "gemini-chat": _gemini_chat.from_gemini_file}
+        return _staging.fetch(self._get(job_id), dest / job_id.rsplit("/", 1)[-1], storage=self._storage,
+                              bigquery=self._bigquery, where=self._where)
 
 
 def _setting(name: str, value: Any) -> Any:

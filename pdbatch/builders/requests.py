@@ -7,6 +7,8 @@ str, per row: the parts that are the same on every line (method, url, model,
 system message, params) are serialised once, and each chunk of rows is
 rendered, JSON-escaped and concatenated as Arrow arrays, so a chunk's bytes are
 one Arrow buffer. Rows given as message lists are encoded per row with orjson.
+The rows' own checks (ids, message lists) are :mod:`.rowchecks`; writing the
+lines to files, split at a backend's limits, is :mod:`.linefiles`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from ..errors import InputError
 from ..lines.jsontext import data_buffer, json_escape, scalar
 from ..models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
 from .cells import check_text
+from .linefiles import write_all, write_split
+from .rowchecks import check_messages, check_unique, custom_ids, json_ok
 from .template import CellError, Template
 
 __all__ = ["POSITIONAL_PREFIX", "RequestPlan", "build_requests", "custom_ids"]
@@ -111,7 +115,7 @@ class RequestPlan:
                 return self.template.render(chunk)
         assert self.messages is not None
         rows = zip(chunk[self.messages].tolist(), self.ids_at(positions), strict=True)
-        return [_check_messages(m, cid, self.messages) for m, cid in rows]
+        return [check_messages(m, cid, self.messages) for m, cid in rows]
 
     @contextmanager
     def _naming_rows(self, positions: np.ndarray) -> Iterator[None]:
@@ -267,13 +271,7 @@ class RequestPlan:
 
     def write_jsonl(self, path: str | os.PathLike[str]) -> int:
         """Write every request line to ``path``; returns the number of lines."""
-        n = 0
-        # a BufferedWriter passes writes larger than its buffer straight through
-        with open(path, "wb", buffering=1 << 20) as fh:
-            for chunk, rows in self._iter_buffers():
-                fh.write(chunk)
-                n += rows
-        return n
+        return write_all(self._iter_buffers(), path)
 
     def write_jsonl_parts(
         self,
@@ -297,73 +295,11 @@ class RequestPlan:
         list of (Path, int)
             Each file with its number of lines.
         """
-        folder = Path(folder)
-        max_requests = max_requests or 2**62
-        max_bytes = max_bytes or 2**62
-        parts: list[tuple[Path, int]] = []
-        fh = None
-        lines = size = 0
-
-        def roll() -> None:
-            nonlocal fh, lines, size
-            if fh is not None:
-                fh.close()
-            path = folder / f"{stem}-{len(parts):05d}.jsonl"
-            fh = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed by the next roll
-            parts.append((path, 0))
-            lines = size = 0
-
-        try:
-            for chunk, rows in self._iter_buffers():
-                if lines + rows <= max_requests and size + len(chunk) <= max_bytes and fh is not None:
-                    fh.write(chunk)
-                    lines += rows
-                    size += len(chunk)
-                    parts[-1] = (parts[-1][0], lines)
-                    continue
-                # the chunk crosses a limit: place it line by line
-                for line in memoryview(chunk).tobytes().splitlines(keepends=True):
-                    if len(line) > max_bytes:
-                        raise InputError(
-                            f"a request line is {len(line)} bytes, over the backend's limit of "
-                            f"{max_bytes} bytes per file: {line[:80]!r}..."
-                        )
-                    if fh is None or lines + 1 > max_requests or size + len(line) > max_bytes:
-                        roll()
-                    assert fh is not None
-                    fh.write(line)
-                    lines += 1
-                    size += len(line)
-                    parts[-1] = (parts[-1][0], lines)
-        finally:
-            if fh is not None:
-                fh.close()
-        return parts
+        return write_split(self._iter_buffers(), folder, max_requests=max_requests, max_bytes=max_bytes, stem=stem)
 
 
 def _unique(items: list[Any]) -> list[Any]:
     return list(dict.fromkeys(items))
-
-
-def _check_messages(value: Any, custom_id: str, column: str) -> list[dict[str, Any]]:
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if not isinstance(value, (list, tuple)) or not value:
-        raise InputError(
-            f"column {column!r}, row {custom_id!r}: messages must be a non-empty list of "
-            f"{{'role': ..., 'content': ...}} dicts, got {type(value).__name__}"
-        )
-    for m in value:
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise InputError(
-                f"column {column!r}, row {custom_id!r}: each message needs 'role' and 'content', got {m!r:.200}"
-            )
-    try:
-        orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-    except TypeError as exc:  # a set, bytes, a lone surrogate...: refused here, not deep in the writer
-        raise InputError(f"column {column!r}, row {custom_id!r}: the messages cannot be written as JSON ({exc}); "
-                         f"messages hold text, numbers, lists and dicts with text keys") from exc
-    return list(value)
 
 
 def build_requests(
@@ -419,7 +355,7 @@ def build_requests(
     try:
         orjson.dumps(params)
     except TypeError as exc:
-        wrong = [name for name in params if not _json_ok(params[name])]  # name only the fields at fault
+        wrong = [name for name in params if not json_ok(params[name])]  # name only the fields at fault
         raise InputError(f"parameter(s) {wrong or sorted(params)} must be JSON-serialisable: {exc}") from exc
     if (prompt is None) == (messages is None):
         raise InputError(
@@ -441,7 +377,7 @@ def build_requests(
     else:
         if messages not in frame.columns:
             raise InputError(f"messages={messages!r} is not a column of the frame. Columns: {columns}")
-        _check_unique(frame, messages, "messages")
+        check_unique(frame, messages, "messages")
         used = [messages]
 
     ids = custom_ids(frame, custom_id)
@@ -464,51 +400,3 @@ def build_requests(
                 skipped[p] = f"skipped: null in column(s) {', '.join(map(repr, cols))}"
 
     return RequestPlan(frame, kind, url, model, template, messages, system, params, ids, skipped)
-
-
-def _json_ok(value: Any) -> bool:
-    try:
-        orjson.dumps(value)
-    except TypeError:
-        return False
-    return True
-
-
-def custom_ids(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
-    """The ids of ``frame``'s rows from its column ``column`` (as str, checked unique and not null).
-
-    ``None`` for the default ids, ``row-<position>``.
-    """
-    if column is None:
-        return None
-    if column not in frame.columns:
-        raise InputError(f"custom_id={column!r} is not a column of the frame. Columns: {list(frame.columns)}")
-    _check_unique(frame, column, "custom_id")
-    values = frame[column]
-    null = values.isna().to_numpy()
-    if null.any():
-        rows = [str(i) for i in frame.index[null][:10]]
-        raise InputError(
-            f"column {column!r} (custom_id) has {int(null.sum())} null value(s), at index {rows}; every row needs an id"
-        )
-    ids = np.array([str(v.item() if isinstance(v, np.generic) else v) for v in values.tolist()], dtype=object)
-    try:  # one encode for all ids; the row is looked for only when one fails
-        "".join(ids.tolist()).encode("utf-8")
-    except UnicodeEncodeError:
-        for label, cid in zip(frame.index, ids.tolist(), strict=True):
-            check_text(cid, f"column {column!r} (custom_id), at index {label!r}")
-    dup = pd.Index(ids).duplicated(keep=False)
-    if dup.any():
-        shown = sorted(set(ids[dup].tolist()))[:10]
-        raise InputError(
-            f"column {column!r} (custom_id) has duplicate ids: {shown}; ids must be unique so that each answer "
-            f"finds its row. Drop duplicates or omit custom_id= to use row positions."
-        )
-    return ids
-
-
-def _check_unique(frame: pd.DataFrame, column: Any, argument: str) -> None:
-    n = int((frame.columns == column).sum())
-    if n > 1:
-        raise InputError(f"{argument}={column!r}: the frame has {n} columns with that name; rename them "
-                         f"(df.columns = [...]) or drop the copies (df.loc[:, ~df.columns.duplicated()])")

@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from ..backends.uris import parse_bq
 from ..errors import ConfigError, InputError
 from ..models import EMBEDDINGS, Kind
 from .requests import POSITIONAL_PREFIX
@@ -39,7 +40,6 @@ from .template import Template
 
 __all__ = ["Column", "Rendered", "TableRef", "id_sql", "ident", "literal", "null_sql", "render"]
 
-_TABLE_URI = re.compile(r"^bq://([A-Za-z0-9][A-Za-z0-9_:.-]*)\.([A-Za-z0-9_]+)\.([^.`\\\s]+)$")
 _FORM = "bq://project.dataset.table"
 #: Types whose CAST(... AS STRING) is the text Python's str() gives the same value.
 _EXACT_TEXT = {"STRING", "INT64", "INTEGER", "DATE"}
@@ -60,11 +60,11 @@ class TableRef:
     @classmethod
     def parse(cls, uri: Any, what: str = "table") -> TableRef:
         """Parse ``uri``; a URI that names no table is refused with the expected form."""
-        m = _TABLE_URI.match(uri) if isinstance(uri, str) else None
-        if m is None:
+        ref = parse_bq(uri) if isinstance(uri, str) else None  # the one bq:// grammar, the Vertex backend's
+        if ref is None or ref.table is None:
             raise ConfigError(f"{what}={uri!r} does not name a BigQuery table; write {_FORM!r}, "
                               f"e.g. 'bq://my-project.reviews.reviews_2024'")
-        return cls(*m.groups())
+        return cls(ref.project, ref.dataset, ref.table)
 
     @property
     def table_id(self) -> str:

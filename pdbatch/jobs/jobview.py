@@ -9,10 +9,20 @@ from __future__ import annotations
 from typing import Any
 
 from ..backends.base import JobStatus
+from ..display.choose import live_display_available
 from ..display.reporter import elapsed_seconds, short_state
 from ..display.widget import status_html
 
-__all__ = ["html", "text"]
+__all__ = ["html", "show_live", "text"]
+
+
+def show_live(job: Any, progress: bool) -> None:
+    """After a submit: in Jupyter, the live status widget (updated from a thread while the notebook goes on).
+
+    Elsewhere nothing: there is nothing to show without blocking.
+    """
+    if progress and live_display_available():
+        job.display()
 
 
 def text(job: Any, st: JobStatus | None) -> str:

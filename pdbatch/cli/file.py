@@ -20,7 +20,9 @@ import pandas as pd
 
 from ..builders.requestfile import sniff_file
 from ..errors import ConfigError
-from ..jobs.runfile import RequestsJob, run_requests, write_table
+from ..jobs.filewriter import write_table
+from ..jobs.job import BatchJob, attach
+from ..jobs.runfile import run_requests
 
 __all__ = ["add_input", "is_request_file", "run", "submit", "write_answers"]
 
@@ -96,11 +98,7 @@ def run(args: argparse.Namespace, start: float) -> int:
         if args.output not in (None, "-"):
             write_table(out, args.output)
     else:
-        from ..jobs.job import attach
-
-        job = attach(job_id)
-        assert isinstance(job, RequestsJob)
-        write_answers(job, args.output, out)
+        write_answers(attach(job_id), args.output, out)
     failed = int(out["error"].notna().sum())
     print(f"{len(out)} request lines, {len(out) - failed} answered, {failed} failed in "
           f"{time.perf_counter() - start:.1f} s" + (f"; written to {args.output}" if args.output else ""),
@@ -113,7 +111,7 @@ def submit(args: argparse.Namespace) -> str:
     return run_requests(args.input, wait=False, progress=False, **_options(args)).id
 
 
-def write_answers(job: RequestsJob, output: str | None, out: pd.DataFrame | None = None,
+def write_answers(job: BatchJob, output: str | None, out: pd.DataFrame | None = None,
                   partial: bool = False) -> pd.DataFrame:
     """Write a request-file job's answers to ``output`` (OpenAI batch JSONL on stdout without one).
 

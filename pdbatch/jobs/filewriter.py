@@ -1,8 +1,9 @@
-"""A request file's answers written back: OpenAI batch output lines (one per request line), or a table.
+"""A job's answers written back: OpenAI batch output lines (one per row or request line), or a table.
 
-The writer side of :func:`pdbatch.jobs.runfile.run_requests`: the answers come from
-the jobs' own output and cached lines (read through the jobs' public face),
-the errors from the joined result.
+The writer side of :func:`pdbatch.jobs.runfile.run_requests` (and of any job's
+:meth:`~pdbatch.jobs.job.BatchJob.write_output`): the answers come from the
+parts' own output and cached lines (read through their public face), the
+errors from the joined result.
 """
 
 from __future__ import annotations
@@ -31,40 +32,43 @@ from ..lines.batchoutput import (
 )
 from ..lines.outputs import iter_file_lines
 from .fit import OVER_WINDOW
+from .jobparts import owned
 
 __all__ = ["output_lines", "write_table"]
 
 
-def output_lines(head_id: str, out: pd.DataFrame, members: Sequence[Any], owner: np.ndarray,
-                 ) -> Iterator[dict[str, Any]]:
-    """Each line of a request file's result ``out`` as an OpenAI batch output object, in file order.
+def output_lines(job_id: str, out: pd.DataFrame, parts: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    """Each row of a job's result ``out`` as an OpenAI batch output object, in frame order.
 
-    ``members`` are the jobs that ran the file (one per kind), ``owner`` the
-    index of the member that ran each line: its answer body is read from
-    that job's output (or cache) lines, its error code from its state.
+    ``parts`` are the job's parts (:class:`pdbatch.jobs.jobparts.JobPart`,
+    the head last): a row's answer body is read from the output (or cache)
+    lines of the part that runs it, its error code from that part's state.
     """
     errors = out["error"].to_numpy(dtype=object)
-    ids = out["custom_id"].tolist()
-    answers = [_answers(m) for m in members]
-    states = [m.status.state for m in members]
+    ids = parts[-1].answer_ids()
+    owner = np.full(len(out), len(parts) - 1)
+    for i, part in enumerate(parts):
+        owner[owned(part.record.skipped, len(out))] = i
+    answers = [_answers(part, ids) for part in parts]
+    states = [(part.status or part.refresh()).state for part in parts]
     for p, cid in enumerate(ids):
         found = answers[owner[p]].get(cid)
         error = errors[p]
         if error is None or error is pd.NA or (isinstance(error, float) and error != error):
             body = found[0] if found else None
             if body is not None:
-                yield output_line(head_id, cid, body)
+                yield output_line(job_id, cid, body)
                 continue
             error = "no answer was kept for this line"
         code = _code(str(error), found, states[owner[p]])
-        yield output_line(head_id, cid, error=(code, str(error).removeprefix(INVALID_PREFIX)))
+        yield output_line(job_id, cid, error=(code, str(error).removeprefix(INVALID_PREFIX)))
 
 
-def _answers(member: Any) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+def _answers(part: Any, ids: list[str]) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
     """Each answered custom_id's (body, error), from the part's output lines; a success beats a failure."""
-    done = member.status.done
+    done = (part.status or part.refresh()).done
     out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
-    for path in member.answer_files():
+    for path in part.answer_files():
         for raw in iter_file_lines(path, complete_only=not done):
             try:
                 obj = orjson.loads(raw)
@@ -73,13 +77,12 @@ def _answers(member: Any) -> dict[str, tuple[dict[str, Any] | None, str | None]]
             cid = obj.get("custom_id") if isinstance(obj, dict) else None
             if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
                 out[cid] = answer(obj)
-    alias = member.aliases()  # read (and checked) by the one reader of a job's reuse state
+    alias = part.aliases()  # read (and checked) by the one reader of a job's reuse state
     if alias is not None:  # lines identical to an earlier one take its answer
-        frame_ids = member.frame()["custom_id"].tolist()
         for p in np.flatnonzero(alias >= 0).tolist():
-            first = out.get(frame_ids[int(alias[p])])
+            first = out.get(ids[int(alias[p])])
             if first is not None:
-                out[frame_ids[p]] = first
+                out[ids[p]] = first
     return out
 
 
@@ -98,13 +101,13 @@ def write_table(out: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write a result frame's answers by ``path``'s extension, without the request columns but ``custom_id``.
 
     ``.jsonl`` here is an empty batch output file (a result with lines is
-    written by :meth:`pdbatch.jobs.runfile.RequestsJob.write_output`, from the answers themselves).
+    written by :meth:`pdbatch.jobs.job.BatchJob.write_output`, from the answers themselves).
     """
     table = out.drop(columns=[c for c in ("method", "url", "body") if c in out.columns])
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         if len(table):
-            raise ValueError("a batch output file is written from the job's answers: RequestsJob.write_output")
+            raise ValueError("a batch output file is written from the job's answers: BatchJob.write_output")
         write_output(path, [])
         return
     if "embedding" in table.columns and suffix != ".parquet":

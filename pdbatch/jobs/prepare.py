@@ -7,6 +7,7 @@ prepared call, and the result of one answered wholly from the cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,10 @@ from . import job as jobs
 from . import submit as submitting
 from .fit import hold_back
 from .preview import enforce_limits
-from .reuse import JobPlan, Part, plan_part
+from .reuse import JobPlan, Part, Reuse, plan_part
 
-__all__ = ["Prepared", "answered", "check_single", "plan", "prepare", "result_columns", "submit_prepared"]
+__all__ = ["Prepared", "answered", "check_single", "make_plan", "plan", "prepare", "result_columns",
+           "submit_prepared"]
 
 
 @dataclass
@@ -107,13 +109,48 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
             f"(df.rename(columns=...)) or pass overwrite=True"
         )
-    if check_limits:  # (preview shows these rows instead, with the same reasons)
-        planned = hold_back(planned, be)
-    prepared = Prepared(call, be, plan_part(planned, be, options.cache), schema)
+    (part,) = make_plan([planned], be, options, check_limits=check_limits, what="call",
+                        fewer="Sample the frame (df.sample(n))", details="df.llama.preview(...)").parts
+    return Prepared(call, be, part, schema)
+
+
+def make_plan(plans: Sequence[RequestPlan], backend: Backend, options: Options, *, check_limits: bool = True,
+              reuse: Callable[[RequestPlan], Reuse] | None = None, what: str = "call", fewer: str = "",
+              details: str = "") -> JobPlan:
+    """The :class:`JobPlan` of a call's request plans (one per part): reuse found, the limits checked.
+
+    The one way from request plans to a job's plan, for a frame and a request file alike.
+
+    Parameters
+    ----------
+    plans : sequence of RequestPlan
+        One per kind and model, each over the whole frame.
+    backend : Backend
+    options : Options
+        ``cache``, ``max_rows`` and ``max_cost`` are read.
+    check_limits : bool
+        For a call about to run: rows that cannot fit the context window are
+        marked failed and not sent (:func:`pdbatch.jobs.fit.hold_back`; a
+        preview shows them instead), and ``max_rows`` / ``max_cost`` are
+        enforced over every part together.
+    reuse : callable, optional
+        A part's :class:`Reuse` from its plan (a request file decides per line
+        what may be reused); :func:`pdbatch.jobs.reuse.plan_part` with ``options.cache`` by default.
+    what, fewer, details
+        The words of a limit's error (:func:`pdbatch.jobs.preview.enforce_limits`).
+
+    Raises
+    ------
+    ConfigError
+        A call past ``max_rows`` / ``max_cost``, or one whose every row is over the context window.
+    """
     if check_limits:
-        enforce_limits(JobPlan((prepared.part,)), prepared.backend, options, what="call",
-                     fewer="Sample the frame (df.sample(n))", details="df.llama.preview(...)")
-    return prepared
+        plans = [hold_back(p, backend) for p in plans]
+    job_plan = JobPlan(tuple(plan_part(p, backend, options.cache) if reuse is None else Part.of(p, reuse(p))
+                             for p in plans))
+    if check_limits:
+        enforce_limits(job_plan, backend, options, what=what, fewer=fewer, details=details)
+    return job_plan
 
 
 def submit_prepared(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:

@@ -1,0 +1,72 @@
+"""A job of several parts held by BatchJob itself (pdbatch.jobs.jobparts): old folders, frames, the answers' file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import pdbatch
+from pdbatch.backends import Mock
+
+from .test_runfile import OPENAI, check_output_line, lines_of, write
+
+OLD = Path(__file__).parent / "fixtures" / "requests_job_v1"
+HEAD = "local-20261206-152203-fbfea4"
+
+
+def _install_old_folders(home: Path) -> None:
+    jobs = home / "jobs"
+    jobs.mkdir(mode=0o700, exist_ok=True)
+    for folder in OLD.glob("local-*"):
+        shutil.copytree(folder, jobs / folder.name)
+        for path in [jobs / folder.name, *(jobs / folder.name).iterdir()]:  # as pdbatch keeps them: private
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def test_a_request_files_folders_written_by_the_previous_version_attach_and_read_the_same(pdbatch_home, tmp_path):
+    _install_old_folders(pdbatch_home)
+    job = pdbatch.attach(HEAD)  # the local backend, rebuilt from the settings the folder saved: nothing runs
+    assert type(job) is pdbatch.BatchJob and pdbatch.RequestsJob is pdbatch.BatchJob
+    assert len(job.parts) == 2 and job.ids == ["local-20261206-152202-19376a", HEAD]
+    assert job.status.state == "JOB_STATE_SUCCEEDED"
+    out = job.result()
+    expected = pdbatch.read_predictions(OLD / "expected.jsonl")
+    assert out.custom_id.tolist() == expected.index.tolist() == ["q1", "e1", "q2", "bad", "e2"]
+    assert out.body[0]["messages"][0]["content"] == "What is 2+2?"  # the bodies read back as dicts
+    assert out.response.fillna("-").tolist() == expected.response.fillna("-").tolist()
+    assert out.error.notna().tolist() == [False, False, False, True, False]
+    assert out.error[3] == "invalid request: " + expected.error["bad"].removeprefix("invalid_request: ")
+    assert out.response[0] == out.response[2]  # q2 repeats q1: the old folder's aliases still fan out
+    for p in (1, 4):
+        np.testing.assert_allclose(out.embedding[p], expected.embedding.iloc[p])
+    # the answers' file is the one that version wrote, byte for byte (same ids, same bodies)
+    assert job.write_output(tmp_path / "out.jsonl") == 5
+    assert (tmp_path / "out.jsonl").read_bytes() == (OLD / "expected.jsonl").read_bytes()
+
+
+def test_a_mixed_files_job_is_a_plain_batchjob_of_two_parts(tmp_path):
+    job = pdbatch.run_requests(write(tmp_path / "r.jsonl", OPENAI), backend=Mock(), wait=False, progress=False)
+    assert type(job) is pdbatch.BatchJob and [p.kind for p in job.parts] == ["embeddings", "chat"]
+    assert job.id == job.parts[-1].id and job.ids == [i for p in job.parts for i in p.record.parts]
+    # the refused line is the one no part runs, with its own reason (not "another kind's line")
+    assert list(job.skipped) == [2] and job.skipped[2].startswith("invalid request: url '/v1/completions'")
+
+
+def test_a_frame_jobs_answers_as_openai_batch_output(tmp_path):
+    df = pd.DataFrame({"id": ["a", "b", "c"], "t": ["x", "y", None]}, index=[10, 11, 12])
+    job = df.llama.submit("{t}", backend=Mock(fail=lambda cid, body: "boom" if cid == "b" else None),
+                          custom_id="id", on_null="skip", progress=False).wait(progress=False)
+    lines = list(job.output_lines())
+    for line in lines:
+        check_output_line(line)
+    assert [x["custom_id"] for x in lines] == ["a", "b", "c"]
+    assert lines[0]["response"]["body"]["choices"][0]["message"]["content"] == "echo: x"
+    assert lines[1]["error"]["code"] == "request_failed" and "boom" in lines[1]["error"]["message"]
+    assert lines[2]["error"]["code"] == "no_output" and lines[2]["error"]["message"].startswith("skipped: null")
+    assert job.write_output(tmp_path / "o.jsonl") == 3 and lines_of(tmp_path / "o.jsonl") == lines
+    job.write_output(tmp_path / "o.parquet")
+    table = pd.read_parquet(tmp_path / "o.parquet")
+    assert table.id.tolist() == ["a", "b", "c"] and table.response[0] == "echo: x"

@@ -21,6 +21,7 @@ import pandas as pd
 from ..backends import Backend, backend_class, get_backend
 from ..backends.base import JobStatus
 from ..builders.bodies import as_dicts
+from ..builders.requestfile import OTHER_PART
 from ..call import Call, Options
 from ..display import uievents
 from ..display.choose import live_display_available, make_reporter
@@ -30,7 +31,7 @@ from ..lines.batchoutput import write_output
 from ..models import Kind
 from ..store import jobdir
 from . import filewriter, jobview
-from .jobparts import OTHER_PART, JobPart, load_parts, merge_parts
+from .jobparts import JobPart, load_parts, merge_parts
 from .jobstatus import INTERRUPT_ADVICE, cancelled_error, combine, paused_error
 from .watch import Poller, follow, watch
 

@@ -31,10 +31,7 @@ from ..store import jobdir, reusestate
 from . import claims, reuse
 from .jobstatus import combine
 
-__all__ = ["OTHER_PART", "JobPart", "load_parts", "merge_parts", "owned"]
-
-#: The start of the reason a part gives for a row another part runs (a request file's other kind of line).
-OTHER_PART = "not in this job: "
+__all__ = ["JobPart", "load_parts", "merge_parts", "owned"]
 
 
 def load_parts(record: jobdir.Manifest, folder: Path, backend: Backend, allow_pickle: bool) -> list[JobPart]:

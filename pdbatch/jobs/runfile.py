@@ -18,21 +18,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Literal, TypeAlias, overload
 
-import numpy as np
 import pandas as pd
 
 from ..backends import Backend, get_backend
 from ..builders.bodies import BodiesPlan, as_dicts, iter_bodies
-from ..builders.requestfile import COLUMNS, LineGroup, PlannedLines, plan_lines, scan_requests
+from ..builders.readrequests import check_frame
+from ..builders.requestfile import PlannedLines, plan_lines, scan_requests
 from ..call import CacheMode, Call, Options
 from ..display.choose import live_display_available
-from ..errors import ConfigError, InputError
-from ..models import CHAT, EMBEDDINGS, Kind
+from ..errors import ConfigError
+from ..models import CHAT
 from ..results.join import output_columns
 from ..store.cache import deterministic
 from . import job as jobs
 from .filewriter import write_table
-from .jobparts import OTHER_PART
 from .prepare import make_plan
 from .preview import Preview, make_preview
 from .reuse import Reuse, plan_reuse
@@ -42,27 +41,6 @@ __all__ = ["preview_requests", "run_requests"]
 
 Model: TypeAlias = "str | Mapping[str, str] | None"
 Requests: TypeAlias = "str | os.PathLike[str] | pd.DataFrame"
-
-
-def _plan(planned: PlannedLines, group: LineGroup) -> BodiesPlan:
-    """The plan of one group: the whole frame, the other lines skipped (the invalid ones with their error)."""
-    frame = planned.frame
-    others = np.ones(len(frame), dtype=bool)
-    others[group.positions] = False
-    why = f"{OTHER_PART}a {_other(group.kind)} line, run by its own job"
-    skipped = dict.fromkeys(np.flatnonzero(others).tolist(), why)
-    skipped.update(planned.errors)
-    caps = [b.get("max_completion_tokens", b.get("max_tokens", b.get("max_output_tokens")))
-            for _, b in iter_bodies(frame, group.positions)]
-    # what the preview reads from the params: the largest cap, an upper bound of every answer's length
-    params = {"max_tokens": max(caps)} if caps and all(isinstance(c, int) for c in caps) else {}
-    # the ids are read from the frame's column (BodiesPlan.ids_at); an empty array says they are not positional
-    ids = np.empty(0, dtype=object)
-    return BodiesPlan(frame, group.kind, group.url, group.model, None, None, None, params, ids, skipped)
-
-
-def _other(kind: Kind) -> str:
-    return EMBEDDINGS if kind == CHAT else CHAT
 
 
 def _reuse(plan: BodiesPlan, backend: Backend, cache: CacheMode) -> Reuse:
@@ -77,23 +55,6 @@ def _reuse(plan: BodiesPlan, backend: Backend, cache: CacheMode) -> Reuse:
                 if not deterministic(plan.url, body)}
     restricted = replace(plan, skipped={**plan.skipped, **volatile}) if volatile else plan
     return plan_reuse(restricted, backend, "always")
-
-
-def _check(frame: pd.DataFrame) -> pd.DataFrame:
-    """A request frame given directly: the checks a file gets, by row instead of line."""
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise InputError(f"a request frame has the columns {list(COLUMNS)} (as read_requests or to_requests "
-                         f"give them); this one lacks {missing}")
-    ids = frame["custom_id"]
-    bad = [repr(v) for v in ids if not isinstance(v, str)]
-    if bad:
-        raise InputError(f"column 'custom_id': {len(bad)} id(s) are not strings ({', '.join(bad[:3])}); "
-                         f"convert them (df['custom_id'].astype(str))")
-    dup = ids[ids.duplicated()].unique().tolist()
-    if dup:
-        raise InputError(f"column 'custom_id': ids used more than once: {dup[:5]}; each request needs its own id")
-    return frame
 
 
 @overload
@@ -162,10 +123,10 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     JobError
         (with ``wait``) a job failed as a whole.
     """
-    frame = _check(requests) if isinstance(requests, pd.DataFrame) else scan_requests(requests)
     be = get_backend(backend)
     options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
-    planned = plan_lines(frame, be, model, base=_folder(requests))
+    planned = _read(requests, be, model)
+    frame = planned.frame
     if not len(frame):
         if not wait:
             raise ConfigError("nothing to submit: the request file has no lines")
@@ -174,12 +135,7 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
             write_table(out, output)
         return out
     # lines over the context window are not sent, as preview_requests lists them (make_plan: pdbatch.jobs.fit)
-    plans = [_plan(planned, g) for g in planned.groups]
-    if not plans:  # every line is invalid: one job with nothing to send keeps their errors
-        name = model if isinstance(model, str) else (model or {}).get(CHAT)
-        empty = LineGroup(CHAT, be.model_name(name, CHAT), np.empty(0, dtype=np.int64))
-        plans = [_plan(planned, empty)]
-    job_plan = make_plan(plans, be, options, reuse=lambda p: _reuse(p, be, cache), what="file",
+    job_plan = make_plan(planned.plans(be, model), be, options, reuse=lambda p: _reuse(p, be, cache), what="file",
                          fewer="Send fewer lines", details="pdbatch.preview_requests(...)")
     call = Call(custom_id="custom_id", model=model if isinstance(model, str) else None,
                 requests={"model": dict(model) if isinstance(model, Mapping) else model})
@@ -211,17 +167,19 @@ def preview_requests(requests: Requests, *, model: Model = None, backend: Backen
         cache hits, prompt tokens per line, lines over the context window, and
         the estimated cost. Lines of the other kind and invalid lines count as skipped.
     """
-    frame = _check(requests) if isinstance(requests, pd.DataFrame) else scan_requests(requests)
     be = get_backend(backend)
-    planned = plan_lines(frame, be, model, base=_folder(requests))
-    job_plan = make_plan([_plan(planned, g) for g in planned.groups], be, Options(cache=cache), check_limits=False,
+    planned = _read(requests, be, model)
+    job_plan = make_plan([planned.plan(g) for g in planned.groups], be, Options(cache=cache), check_limits=False,
                          reuse=lambda p: _reuse(p, be, cache))
     return [make_preview(part, be, dict(prices or {})) for part in job_plan.parts]
 
 
-def _folder(requests: Requests) -> Path | None:
-    """The request file's folder, against which relative paths in ``body.model`` are read (None: a frame)."""
-    return None if isinstance(requests, pd.DataFrame) else Path(requests).parent
+def _read(requests: Requests, backend: Backend, model: Model) -> PlannedLines:
+    """The reader: a request file (or frame) read, checked and its lines grouped by kind against ``backend``."""
+    if isinstance(requests, pd.DataFrame):
+        return plan_lines(check_frame(requests), backend, model)
+    # relative paths in body.model are read against the file's folder
+    return plan_lines(scan_requests(requests), backend, model, base=Path(requests).parent)
 
 
 def _empty(frame: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -70,3 +71,35 @@ def test_a_frame_jobs_answers_as_openai_batch_output(tmp_path):
     job.write_output(tmp_path / "o.parquet")
     table = pd.read_parquet(tmp_path / "o.parquet")
     assert table.id.tolist() == ["a", "b", "c"] and table.response[0] == "echo: x"
+
+
+def test_a_file_answered_wholly_from_the_cache_makes_no_job_folder_as_a_frame_call(tmp_path, pdbatch_home, capsys):
+    from pdbatch.cli import commands as cli
+
+    lines = [{"custom_id": "a", "body": {"messages": [{"role": "user", "content": "hi"}], "temperature": 0}},
+             {"custom_id": "b", "body": {"messages": [{"role": "user", "content": "hi"}], "temperature": 0}},
+             {"custom_id": "e", "body": {"input": "some text"}},
+             {"custom_id": "x", "url": "/v1/completions", "body": {"prompt": "refused"}}]
+    path = write(tmp_path / "r.jsonl", lines)
+    folders = lambda: sorted(p.name for p in (pdbatch_home / "jobs").iterdir())  # noqa: E731
+    assert cli.main(["run", str(path), "--backend", "mock", "-o", str(tmp_path / "first.jsonl"), "-q"]) == 1
+    first = folders()
+    assert len(first) == 2  # a part per kind
+    # again: every line is answered by the cache (or refused); nothing is sent, no `cached-` folder is left
+    assert cli.main(["run", str(path), "--backend", "mock", "-o", str(tmp_path / "again.jsonl"), "-q"]) == 1
+    assert folders() == first
+    before, again = lines_of(tmp_path / "first.jsonl"), lines_of(tmp_path / "again.jsonl")
+    for line in again:
+        check_output_line(line)
+    assert [(x["custom_id"], x["response"] and x["response"]["body"], x["error"]) for x in again] == \
+        [(x["custom_id"], x["response"] and x["response"]["body"], x["error"]) for x in before]
+    assert cli.main(["run", str(path), "--backend", "mock", "-q"]) == 1  # on stdout, the same lines
+    assert [x["custom_id"] for x in map(json.loads, capsys.readouterr().out.splitlines())] == ["a", "b", "e", "x"]
+    out = pdbatch.run_requests(path, backend=Mock(), progress=False)
+    assert "pdbatch_job" not in out.attrs and out.attrs["pdbatch_rows"]["sent"] == 0
+    assert out.response[0] == out.response[1] and len(out.embedding[2]) > 0 and out.body[0]["temperature"] == 0
+    assert out.llama.retry_failed(progress=False) is out  # nothing was sent, nothing to resend
+    assert folders() == first
+    # a file whose every line is refused sends nothing either: as a frame whose every row is skipped
+    only_bad = pdbatch.run_requests(write(tmp_path / "bad.jsonl", lines[3:]), backend=Mock(), progress=False)
+    assert only_bad.error[0].startswith("invalid request: ") and folders() == first

@@ -27,10 +27,10 @@ from ..display import uievents
 from ..display.choose import live_display_available, make_reporter
 from ..display.reporter import JobLabel, RowCounts
 from ..errors import ConfigError, JobTimeoutError
-from ..lines.batchoutput import write_output
 from ..models import Kind
 from ..store import jobdir
 from . import filewriter, jobview
+from .filewriter import PartAnswers
 from .jobparts import JobPart, load_parts, merge_parts
 from .jobstatus import INTERRUPT_ADVICE, cancelled_error, combine, paused_error
 from .watch import Poller, follow, watch
@@ -356,7 +356,9 @@ class BatchJob:
         OpenAI batch would have; a frame's job gives the same objects, by the
         custom_ids its request lines had (``custom_id=``'s column, or ``row-<position>``).
         """
-        return filewriter.output_lines(self.id, self.result(partial), self._parts)
+        out = self.result(partial)
+        ids = self._parts[-1].answer_ids()
+        return filewriter.output_lines(self.id, out, ids, [PartAnswers.of_job(part, ids) for part in self._parts])
 
     def write_output(self, path: str | os.PathLike[str], partial: bool = False) -> int:
         """Write every row's answer to ``path``; returns the number of rows.
@@ -369,11 +371,7 @@ class BatchJob:
         columns (``embedding`` for embeddings); a frame's job writes its result
         frame's columns (not its index).
         """
-        if Path(path).suffix.lower() in (".jsonl", ".ndjson"):
-            return write_output(path, self.output_lines(partial))
-        out = self.result(partial)
-        filewriter.write_table(out, path)
-        return len(out)
+        return filewriter.write(path, lambda: self.result(partial), lambda: self.output_lines(partial))
 
     # ------------------------------------------------------------- display
     def display(self, *, poll: float | None = None) -> None:

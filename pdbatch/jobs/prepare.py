@@ -15,7 +15,8 @@ import pandas as pd
 
 from ..backends import Backend, get_backend
 from ..backends.base import JobStatus
-from ..builders.requests import RequestPlan, build_requests
+from ..builders.bodies import as_dicts
+from ..builders.requests import RequestPlan, build_requests, custom_ids
 from ..call import KEYWORDS, Call, Options
 from ..display.choose import make_reporter
 from ..display.reporter import JobLabel
@@ -30,10 +31,11 @@ from ..results.readside import assemble
 from . import job as jobs
 from . import submit as submitting
 from .fit import hold_back
+from .jobparts import merge_parts
 from .preview import enforce_limits
 from .reuse import JobPlan, Part, Reuse, plan_part
 
-__all__ = ["Prepared", "answered", "check_single", "make_plan", "plan", "prepare", "result_columns",
+__all__ = ["Prepared", "answered", "answered_plan", "check_single", "make_plan", "plan", "prepare", "result_columns",
            "submit_prepared"]
 
 
@@ -163,7 +165,7 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
 
     Nothing is sent, so there is nothing to wait for, attach to or retry: a
     job folder for it would only pile up (``submit`` still makes one, as it
-    returns a handle).
+    returns a handle). :func:`answered_plan` for a plan of several parts.
 
     Parameters
     ----------
@@ -181,13 +183,46 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
     pandas.DataFrame
         The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
     """
-    counts = p.part.counts
+    return answered_plan(frame, JobPlan((p.part,)), p.call, p.backend, options, progress=progress)
+
+
+def answered_plan(frame: pd.DataFrame, plan: JobPlan, call: Call, backend: Backend, options: Options, *,
+                  progress: bool = False) -> pd.DataFrame:
+    """:func:`answered` for a plan of one or more parts (a request file's kinds), merged as a job's parts are.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame the plan was built from.
+    plan : JobPlan
+        Parts that leave nothing to send; the first is the head.
+    call : Call
+        What the plan was built from (a request file's bodies come back as dicts).
+    backend : Backend
+    options : Options
+        How it runs (``overwrite``).
+    progress : bool
+        Say in one line (or panel) how the rows were answered.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The joined frame; ``attrs["pdbatch_rows"]`` says how the head's rows were answered.
+    """
+    head = plan.parts[0]
+    counts = head.counts
     if progress:
-        label = JobLabel(id="", backend=p.backend.name, model=p.plan.model, rows=counts)
+        label = JobLabel(id="", backend=backend.name, model=head.plan.model, rows=counts)
         make_reporter(label, True, blocking=False).close(JobStatus(state="JOB_STATE_SUCCEEDED", total=0))
-    out = assemble(frame, parse_bytes(b"".join(line + b"\n" for line in p.part.reuse.cached.values())), p.call,
-                   kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
-                   overwrite=options.overwrite, alias=p.part.reuse.alias)
+    parts = [*plan.parts[1:], head]  # in the order a job holds them: the head last
+    # a frame's ids are its plan's; a request file's, its custom_id column (as its job reads them back)
+    ids = custom_ids(frame, call.custom_id) if call.requests is not None else head.plan.custom_ids
+    results = [assemble(frame, parse_bytes(b"".join(line + b"\n" for line in part.reuse.cached.values())), call,
+                        kind=part.plan.kind, custom_ids=ids, skipped=part.plan.skipped,
+                        overwrite=options.overwrite, alias=part.reuse.alias) for part in parts]
+    out = merge_parts([(part.plan.kind, part.plan.skipped) for part in parts], results)
+    if call.requests is not None:
+        out = as_dicts(out)  # the user reads a request file's bodies as dicts
     out.attrs["pdbatch_rows"] = counts.record()
     return out
 

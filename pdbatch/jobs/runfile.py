@@ -31,13 +31,13 @@ from ..models import CHAT
 from ..results.join import output_columns
 from ..store.cache import deterministic
 from . import job as jobs
-from .filewriter import write_table
-from .prepare import make_plan
+from .filewriter import Answered, PartAnswers
+from .prepare import answered_plan, make_plan
 from .preview import Preview, make_preview
-from .reuse import Reuse, plan_reuse
+from .reuse import JobPlan, Reuse, plan_reuse
 from .submit import submit
 
-__all__ = ["preview_requests", "run_requests"]
+__all__ = ["preview_requests", "run_file", "run_requests"]
 
 Model: TypeAlias = "str | Mapping[str, str] | None"
 Requests: TypeAlias = "str | os.PathLike[str] | pd.DataFrame"
@@ -123,31 +123,75 @@ def run_requests(requests: Requests, *, wait: bool = True, model: Model = None,
     JobError
         (with ``wait``) a job failed as a whole.
     """
+    if wait:
+        out, answers = run_file(requests, model=model, backend=backend, progress=progress, timeout=timeout,
+                                cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices,
+                                display_name=display_name)
+        if output is not None:
+            answers.write_output(output)
+        return out
     be = get_backend(backend)
     options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
-    planned = _read(requests, be, model)
-    frame = planned.frame
-    if not len(frame):
-        if not wait:
-            raise ConfigError("nothing to submit: the request file has no lines")
+    frame, job_plan, call = _prepare(requests, be, model, options)
+    if job_plan is None:
+        raise ConfigError("nothing to submit: the request file has no lines")
+    job = submit(frame, job_plan, be, call, options)
+    if progress and live_display_available():
+        job.display()
+    return job
+
+
+def run_file(requests: Requests, *, model: Model = None, backend: Backend | str | None = None,
+             progress: bool = True, timeout: float | None = None, cache: CacheMode = True,
+             max_rows: int | None = None, max_cost: float | None = None,
+             prices: Mapping[str, tuple[float, float]] | None = None, display_name: str | None = None,
+             ) -> tuple[pd.DataFrame, jobs.BatchJob | Answered]:
+    """:func:`run_requests` with ``wait``: the joined frame, and what writes its answers (``pdbatch run``).
+
+    As a frame's call, a file with nothing left to send (every line answered
+    by the cache or by an identical line, or refused before sending) runs no
+    job and makes no job folder: its answers are written from the plan
+    (:class:`~pdbatch.jobs.filewriter.Answered`).
+
+    Parameters
+    ----------
+    requests, model, backend, progress, timeout, cache, max_rows, max_cost, prices, display_name
+        As in :func:`run_requests`.
+
+    Returns
+    -------
+    (pandas.DataFrame, BatchJob or Answered)
+        The result, and the job that answered it (or its stand-in when no
+        job was needed), whose ``write_output`` / ``output_lines`` write the answers.
+    """
+    be = get_backend(backend)
+    options = Options(cache=cache, max_rows=max_rows, max_cost=max_cost, prices=prices, display_name=display_name)
+    frame, job_plan, call = _prepare(requests, be, model, options)
+    if job_plan is None:  # an empty file has nothing to answer: an empty output
         out = _empty(as_dicts(frame))
-        if output is not None:  # an empty file has nothing to answer: an empty output
-            write_table(out, output)
-        return out
-    # lines over the context window are not sent, as preview_requests lists them (make_plan: pdbatch.jobs.fit)
-    job_plan = make_plan(planned.plans(be, model), be, options, reuse=lambda p: _reuse(p, be, cache), what="file",
-                         fewer="Send fewer lines", details="pdbatch.preview_requests(...)")
+        return out, Answered(out, [], [])
+    if all(len(part.send.positions) == 0 for part in job_plan.parts):
+        out = answered_plan(frame, job_plan, call, be, options, progress=progress)
+        ids = frame["custom_id"].tolist()
+        parts = [*job_plan.parts[1:], job_plan.parts[0]]  # the head last, as a job holds them
+        return out, Answered(out, ids, [PartAnswers.of_plan(part, ids) for part in parts])
+    job = submit(frame, job_plan, be, call, options)
+    return job.wait(timeout, progress=progress).result(), job
+
+
+def _prepare(requests: Requests, backend: Backend, model: Model, options: Options,
+             ) -> tuple[pd.DataFrame, JobPlan | None, Call]:
+    """The request frame, its plan (None: the file has no lines) and the call a job of it records."""
+    planned = _read(requests, backend, model)
     call = Call(custom_id="custom_id", model=model if isinstance(model, str) else None,
                 requests={"model": dict(model) if isinstance(model, Mapping) else model})
-    head = submit(frame, job_plan, be, call, options)
-    if not wait:
-        if progress and live_display_available():
-            head.display()
-        return head
-    out = head.wait(timeout, progress=progress).result()
-    if output is not None:
-        head.write_output(output)
-    return out
+    if not len(planned.frame):
+        return planned.frame, None, call
+    # lines over the context window are not sent, as preview_requests lists them (make_plan: pdbatch.jobs.fit)
+    job_plan = make_plan(planned.plans(backend, model), backend, options, reuse=lambda p: _reuse(p, backend,
+                         options.cache), what="file", fewer="Send fewer lines",
+                         details="pdbatch.preview_requests(...)")
+    return planned.frame, job_plan, call
 
 
 def preview_requests(requests: Requests, *, model: Model = None, backend: Backend | str | None = None,

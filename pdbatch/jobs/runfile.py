@@ -24,6 +24,7 @@ from ..backends import Backend, get_backend
 from ..builders.bodies import BodiesPlan, as_dicts, iter_bodies
 from ..builders.readrequests import check_frame
 from ..builders.requestfile import PlannedLines, plan_lines, scan_requests
+from ..builders.requests import RequestPlan
 from ..call import CacheMode, Call, Options
 from ..display.choose import live_display_available
 from ..errors import ConfigError
@@ -43,7 +44,7 @@ Model: TypeAlias = "str | Mapping[str, str] | None"
 Requests: TypeAlias = "str | os.PathLike[str] | pd.DataFrame"
 
 
-def _reuse(plan: BodiesPlan, backend: Backend, cache: CacheMode) -> Reuse:
+def _reuse(plan: RequestPlan, backend: Backend, cache: CacheMode) -> Reuse:
     """Duplicates and cache hits; with ``cache=True`` only among the lines whose answer is reproducible.
 
     A frame's rows share their parameters, a file's lines do not: each line
@@ -51,6 +52,7 @@ def _reuse(plan: BodiesPlan, backend: Backend, cache: CacheMode) -> Reuse:
     """
     if cache is not True:
         return plan_reuse(plan, backend, cache)
+    assert isinstance(plan, BodiesPlan)  # a request file's plan: its rows are whole bodies
     volatile = {p: "sampled" for p, body in iter_bodies(plan.frame, plan.positions)
                 if not deterministic(plan.url, body)}
     restricted = replace(plan, skipped={**plan.skipped, **volatile}) if volatile else plan

@@ -52,6 +52,10 @@ def test_a_mixed_files_job_is_a_plain_batchjob_of_two_parts(tmp_path):
     job = pdbatch.run_requests(write(tmp_path / "r.jsonl", OPENAI), backend=Mock(), wait=False, progress=False)
     assert type(job) is pdbatch.BatchJob and [p.kind for p in job.parts] == ["embeddings", "chat"]
     assert job.id == job.parts[-1].id and job.ids == [i for p in job.parts for i in p.record.parts]
+    # the display and the counts speak for both parts: 3 lines sent (2 chat, 1 embeddings), 1 refused
+    assert job.rows.record() == {"rows": 4, "sent": 3, "merged": 0, "cached": 0, "skipped": 1}
+    assert job.label.model == f"{job.parts[1].record.model} + {job.parts[0].record.model}"
+    assert job.wait(progress=False).result().attrs["pdbatch_rows"]["sent"] == 3
     # the refused line is the one no part runs, with its own reason (not "another kind's line")
     assert list(job.skipped) == [2] and job.skipped[2].startswith("invalid request: url '/v1/completions'")
 

@@ -31,7 +31,7 @@ from ..models import Kind
 from ..store import jobdir
 from . import filewriter, jobview
 from .filewriter import PartAnswers
-from .jobparts import JobPart, load_parts, merge_parts
+from .jobparts import JobPart, load_parts, merge_parts, total_counts
 from .jobstatus import INTERRUPT_ADVICE, cancelled_error, combine, paused_error
 from .watch import Poller, follow, watch
 
@@ -117,16 +117,17 @@ class BatchJob:
 
     @property
     def label(self) -> JobLabel:
-        """What a status display shows besides the status: id, backend name, model."""
-        return JobLabel(id=self.id, backend=self.backend.name, model=self.model, rows=self.rows)
+        """What a status display shows besides the status: id, backend name, model (each part's), rows."""
+        models = " + ".join(dict.fromkeys(part.record.model for part in reversed(self._parts)))
+        return JobLabel(id=self.id, backend=self.backend.name, model=models, rows=self.rows)
 
     @property
     def rows(self) -> RowCounts | None:
         """What became of the frame's rows: sent, merged as duplicates, answered from the cache, skipped.
 
-        None for a job saved by an older pdbatch.
+        Counted over every part; None for a job saved by an older pdbatch.
         """
-        return RowCounts.from_record(self._record.rows) if self._record.rows else None
+        return total_counts([RowCounts.from_record(p.record.rows) if p.record.rows else None for p in self._parts])
 
     @property
     def n_rows(self) -> int:
@@ -326,8 +327,9 @@ class BatchJob:
         if self._record.call.get("requests") is not None:
             out = as_dicts(out)  # a request file's job keeps the bodies as JSON text: the user reads dicts
         out.attrs["pdbatch_job"] = self.id
-        if self._record.rows:
-            out.attrs["pdbatch_rows"] = dict(self._record.rows)
+        rows = self.rows
+        if rows is not None:
+            out.attrs["pdbatch_rows"] = rows.record()
         return out
 
     def frame(self) -> pd.DataFrame:

@@ -12,7 +12,7 @@ merge by position.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..backends import Backend
 from ..backends.base import ACTIVE_STATES, OK_STATES, JobStatus
 from ..builders.requests import custom_ids
 from ..call import Call, Options
+from ..display.reporter import RowCounts
 from ..errors import JobError, JobFolderError
 from ..models import Kind
 from ..results.join import output_columns
@@ -31,7 +32,7 @@ from ..store import jobdir, reusestate
 from . import claims, reuse
 from .jobstatus import combine
 
-__all__ = ["JobPart", "load_parts", "merge_parts", "owned"]
+__all__ = ["JobPart", "load_parts", "merge_parts", "owned", "total_counts"]
 
 
 def load_parts(record: jobdir.Manifest, folder: Path, backend: Backend, allow_pickle: bool) -> list[JobPart]:
@@ -212,3 +213,18 @@ def merge_parts(parts: list[tuple[Kind, Mapping[int, str]]], results: list[pd.Da
             col.iloc[mine] = res[c].iloc[mine].to_numpy()
             out[c] = col
     return out
+
+
+def total_counts(counts: Sequence[RowCounts | None]) -> RowCounts | None:
+    """What became of the frame's rows over every part (each part counts the others' rows as skipped).
+
+    None when a part has no counts (a job saved by an older pdbatch).
+    """
+    if not counts or any(c is None for c in counts):
+        return None
+    known = [c for c in counts if c is not None]
+    if len(known) == 1:
+        return known[0]
+    sent, merged, cached = (sum(getattr(c, f) for c in known) for f in ("sent", "merged", "cached"))
+    rows = known[0].rows
+    return RowCounts(rows=rows, sent=sent, merged=merged, cached=cached, skipped=rows - sent - merged - cached)

@@ -31,7 +31,7 @@ from ..results.readside import assemble
 from . import job as jobs
 from . import submit as submitting
 from .fit import hold_back
-from .jobparts import merge_parts
+from .jobparts import merge_parts, total_counts
 from .preview import enforce_limits
 from .reuse import JobPlan, Part, Reuse, plan_part
 
@@ -207,10 +207,11 @@ def answered_plan(frame: pd.DataFrame, plan: JobPlan, call: Call, backend: Backe
     Returns
     -------
     pandas.DataFrame
-        The joined frame; ``attrs["pdbatch_rows"]`` says how the head's rows were answered.
+        The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
     """
     head = plan.parts[0]
-    counts = head.counts
+    counts = total_counts([part.counts for part in plan.parts])
+    assert counts is not None  # every planned part has its counts
     if progress:
         label = JobLabel(id="", backend=backend.name, model=head.plan.model, rows=counts)
         make_reporter(label, True, blocking=False).close(JobStatus(state="JOB_STATE_SUCCEEDED", total=0))

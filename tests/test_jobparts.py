@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import pdbatch
 from pdbatch.backends import Mock
@@ -107,3 +108,28 @@ def test_a_file_answered_wholly_from_the_cache_makes_no_job_folder_as_a_frame_ca
     # a file whose every line is refused sends nothing either: as a frame whose every row is skipped
     only_bad = pdbatch.run_requests(write(tmp_path / "bad.jsonl", lines[3:]), backend=Mock(), progress=False)
     assert only_bad.error[0].startswith("invalid request: ") and folders() == first
+
+
+class _NoChat(Mock):
+    """The mock backend, refusing chat jobs as a service down for them would; it keeps the ids it gave."""
+
+    def __init__(self):
+        super().__init__()
+        self.given: list[str] = []
+
+    def submit(self, files, *, kind, **kw):
+        if kind == "chat":
+            raise pdbatch.BackendError("chat service unavailable")
+        self.given += super().submit(files, kind=kind, **kw)
+        return self.given[-1:]
+
+
+def test_a_part_that_fails_to_go_leaves_no_other_part_running(tmp_path, pdbatch_home):
+    be = _NoChat()
+    with pytest.raises(pdbatch.BackendError, match="chat service unavailable"):
+        pdbatch.run_requests(write(tmp_path / "r.jsonl", OPENAI), backend=be, wait=False, progress=False)
+    # the embeddings part went first (the head, chat, names it), then chat was refused: the embeddings
+    # job is cancelled and its folder removed, so nothing of the file runs, or is paid, for nobody
+    (sent,) = be.given
+    assert be.status(sent).state == "JOB_STATE_CANCELLED"
+    assert not list((pdbatch_home / "jobs").iterdir())

@@ -71,20 +71,30 @@ def submit(frame: pd.DataFrame, plan: reuse.JobPlan | reuse.Part, backend: Backe
     ValueError
         A plan of several parts for a call that is not a request file's (only
         a request file's call, ``call.requests``, has where to name the siblings).
+
+    Whatever a part's submission raises is raised; the parts submitted
+    before it are cancelled and their folders removed first.
     """
     parts = plan.parts if isinstance(plan, reuse.JobPlan) else (plan,)
     if len(parts) > 1 and call.requests is None:
         raise ValueError("a job of several parts names them in call.requests['siblings']: a request file's call")
-    siblings: list[str] = []
-    head: tuple[jobdir.Manifest, Path] | None = None
-    for part in parts[1:] + parts[:1]:  # the other parts first: the head then names them
-        mine = call
-        if call.requests is not None:  # a request file's part: its own kind's url, and the parts sent before it
-            mine = replace(call, url=part.plan.url, requests={**call.requests, "siblings": list(siblings)})
-        head = _submit_part(frame, part, backend, mine, options)
-        siblings.append(head[0].id)
-    assert head is not None
-    return BatchJob(*head, backend)
+    done: list[tuple[jobdir.Manifest, Path]] = []
+    try:
+        for part in parts[1:] + parts[:1]:  # the other parts first: the head then names them
+            mine = call
+            if call.requests is not None:  # a request file's part: its own kind's url, and the parts sent before it
+                siblings = [record.id for record, _ in done]
+                mine = replace(call, url=part.plan.url, requests={**call.requests, "siblings": siblings})
+            done.append(_submit_part(frame, part, backend, mine, options))
+    except BaseException:
+        # a part failed to go: the parts sent before it would run (and be paid) for a job nobody holds
+        for record, folder in done:
+            _undo(backend, record.parts)
+            with contextlib.suppress(Exception):  # best effort, as _undo: the rows are free for any call again
+                claims.release(job=record.id)
+                shutil.rmtree(folder)
+        raise
+    return BatchJob(*done[-1], backend)
 
 
 def _submit_part(frame: pd.DataFrame, part: reuse.Part, backend: Backend, call: Call,

@@ -2,8 +2,9 @@
 
 A job is submitted by :func:`pdbatch.jobs.submit.submit` (what ``df.llama.submit``
 calls) and re-found with :func:`attach` in any later Python process. Its manifest (see
-:mod:`pdbatch.manifest`) holds everything :meth:`BatchJob.result` needs to
-join the answers back to the frame.
+:mod:`pdbatch.store.jobdir`) holds everything :meth:`BatchJob.result` needs to
+join the answers back to the frame; a job of several parts (a request file's
+kinds of line) has one folder per part, read by :mod:`pdbatch.jobs.jobparts`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pandas as pd
 from ..backends import Backend, backend_class, get_backend
 from ..backends.base import JobStatus
 from ..builders.bodies import as_dicts
-from ..builders.requestfile import OTHER_PART
 from ..call import Call, Options
 from ..display import uievents
 from ..display.choose import live_display_available, make_reporter
@@ -31,13 +31,14 @@ from ..models import Kind
 from ..store import jobdir
 from . import filewriter, jobview
 from .filewriter import PartAnswers
-from .jobparts import JobPart, load_parts, merge_parts, total_counts
+from .jobparts import JobPart, load_parts, merge_parts, run_by_none, total_counts
 from .jobstatus import INTERRUPT_ADVICE, cancelled_error, combine, paused_error
 from .watch import Poller, follow, watch
 
 __all__ = ["BatchJob", "attach", "combine"]
 
-#: Handle classes by the key a job's saved call sets (a request file's, :mod:`pdbatch.jobs.runfile`): see attach.
+#: Handle classes by the key a job's saved call sets (a BigQuery table's, :mod:`pdbatch.jobs.tableresult`): see
+#: attach. A request file's job needs none: a BatchJob holds its parts (:mod:`pdbatch.jobs.jobparts`).
 JOB_TYPES: dict[str, type[BatchJob]] = {}
 
 
@@ -142,12 +143,7 @@ class BatchJob:
     @property
     def skipped(self) -> dict[int, str]:
         """The frame positions no part of this job runs, and why (a row skipped, a line refused, over the window)."""
-        out = {}
-        for p, why in self._record.skipped.items():
-            reasons = [part.record.skipped.get(p) for part in self._parts]
-            if None not in reasons:  # the reason of a part that had the row to run, if one had
-                out[p] = next((r for r in reasons if r is not None and not r.startswith(OTHER_PART)), why)
-        return out
+        return run_by_none(self._parts)
 
     @property
     def last_status(self) -> JobStatus | None:

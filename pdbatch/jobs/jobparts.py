@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..backends import Backend
 from ..backends.base import ACTIVE_STATES, OK_STATES, JobStatus
+from ..builders.requestfile import OTHER_PART
 from ..builders.requests import custom_ids
 from ..call import Call, Options
 from ..display.reporter import RowCounts
@@ -32,7 +33,7 @@ from ..store import jobdir, reusestate
 from . import claims, reuse
 from .jobstatus import combine
 
-__all__ = ["JobPart", "load_parts", "merge_parts", "owned", "total_counts"]
+__all__ = ["JobPart", "load_parts", "merge_parts", "owned", "run_by_none", "total_counts"]
 
 
 def load_parts(record: jobdir.Manifest, folder: Path, backend: Backend, allow_pickle: bool) -> list[JobPart]:
@@ -191,6 +192,16 @@ def owned(skipped: Mapping[int, str], n: int) -> np.ndarray:
     mine = np.ones(n, dtype=bool)
     mine[list(skipped)] = False
     return mine
+
+
+def run_by_none(parts: Sequence[JobPart]) -> dict[int, str]:
+    """The frame positions no part runs, each with the reason of a part that had it to run, if one had."""
+    out = {}
+    for p, why in parts[-1].record.skipped.items():
+        reasons = [part.record.skipped.get(p) for part in parts]
+        if None not in reasons:
+            out[p] = next((r for r in reasons if r is not None and not r.startswith(OTHER_PART)), why)
+    return out
 
 
 def merge_parts(parts: list[tuple[Kind, Mapping[int, str]]], results: list[pd.DataFrame]) -> pd.DataFrame:

@@ -5,9 +5,10 @@ blocking (the joined frame) or not (the :class:`~pdbatch.jobs.job.BatchJob`).
 It is the frame path with another reader: the file's lines become one
 request plan per kind of line (chat, embeddings), planned, limited and
 submitted as a frame's call is (:func:`pdbatch.jobs.prepare.make_plan`,
-:func:`pdbatch.jobs.submit.submit`): one job of one part per kind, which
-:class:`~pdbatch.jobs.job.BatchJob` reads back as one. The writer is
-:meth:`~pdbatch.jobs.job.BatchJob.write_output` (:mod:`pdbatch.jobs.filewriter`).
+:func:`pdbatch.jobs.submit.submit`): one job with a part per kind, held by
+one :class:`~pdbatch.jobs.job.BatchJob`, or no job at all when nothing is left
+to send (:func:`pdbatch.jobs.prepare.answered_plan`). The writer is
+:mod:`pdbatch.jobs.filewriter` (``job.write_output``).
 """
 
 from __future__ import annotations

@@ -27,11 +27,15 @@ from .errors import (
     PdbatchError,
 )
 from .jobs.job import BatchJob, attach
-from .jobs.runfile import RequestsJob, preview_requests, run_requests
+from .jobs.runfile import preview_requests, run_requests
 from .results.join import join_results
 from .results.parse import read_predictions
 from .store import cache as cache  # pdbatch.cache.clear() / .stats(), as the README shows
 from .table import table
+
+#: Deprecated alias of :class:`BatchJob`, kept so that old code importing it still runs: a request
+#: file's job was a ``RequestsJob`` before ``BatchJob`` held several parts itself. Use ``BatchJob``.
+RequestsJob = BatchJob
 
 __version__ = "0.1.0"
 

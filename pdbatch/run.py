@@ -13,13 +13,14 @@ from typing import Any
 import pandas as pd
 
 from .backends import Backend, get_backend
+from .builders.requestfile import COLUMNS, INVALID_PREFIX
 from .call import Call, Options
 from .errors import ConfigError
 from .jobs import job as jobs
 from .jobs.failures import hold_back_sure_failures
 from .jobs.prepare import answered, plan, prepare, result_columns, submit_prepared
 from .jobs.preview import Preview, make_preview
-from .jobs.runfile import RequestsJob
+from .jobs.runfile import run_requests
 from .models import CHAT
 from .results.readside import empty_result, finish_result, merge_retried
 
@@ -70,7 +71,11 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
     **overrides
         Changes to the original call's body parameters (e.g. ``max_tokens=512``).
 
-    Without ``backend`` or ``overrides`` the rows are sent as they were, so
+    A request file's job (``pdbatch.run_requests``) sends its failed lines
+    again as they are (``overrides`` change their bodies' fields), except the
+    lines refused before sending, which would be refused again; a frame's job
+    renders its failed rows again with the call (``overrides`` change its
+    parameters). Without ``backend`` or ``overrides`` the rows are sent as they were, so
     a row whose error is sure to come back (a prompt over the context window,
     an invalid request: :func:`pdbatch.jobs.failures.sure_to_fail`) is not sent
     again; a warning says which, why, and what would change that.
@@ -87,27 +92,36 @@ def retry_failed(result: pd.DataFrame, *, job_id: str | None = None, backend: Ba
         raise ConfigError("retry_failed needs the job this frame came from: pass job_id=..., or use a frame "
                           "returned by batch_predict / job.result (it remembers its job)")
     job = jobs.attach(job_id)
-    if isinstance(job, RequestsJob):  # a request file's lines: sent again as they are
-        return job.retry_failed(result, backend=backend, progress=progress, timeout=timeout, **overrides)
-    if not job.call.saved:
+    lines = job.call.requests is not None  # a request file's: its lines are sent again as they are
+    if not lines and not job.call.saved:
         raise ConfigError(f"job {job_id} has no saved call to repeat (submitted by an older pdbatch)")
-    call = replace(job.call, params={**job.call.params, **overrides})
     if "error" not in result.columns:
         raise ConfigError("the frame has no 'error' column: is it a pdbatch result?")
-    failed = result["error"].notna().to_numpy()
-    if call.on_null == "skip":
-        failed &= ~result["error"].fillna("").str.startswith("skipped: null").to_numpy()
+    errors = result["error"]
+    failed = errors.notna().to_numpy()
+    # rows that fail the same way whatever is sent: refused before sending, or skipped for a null by choice
+    final = INVALID_PREFIX if lines else "skipped: null" if job.call.on_null == "skip" else None
+    if final is not None:
+        failed = failed & ~errors.fillna("").str.startswith(final).to_numpy()
     if backend is None and not overrides:  # the same request again: a deterministic failure comes back
-        failed = hold_back_sure_failures(result["error"].to_numpy(dtype=object),
-                                         [f"index {i!r}" for i in result.index], failed)
+        labels = result["custom_id"].astype(str).tolist() if lines else [f"index {i!r}" for i in result.index]
+        failed = hold_back_sure_failures(errors.to_numpy(dtype=object), labels, failed)
     if not failed.any():
         return result
-    # a classify result has dropped the raw answer columns: only what the frame has is replaced
-    added = [c for c in result_columns(call, job.kind) if c in result.columns]
-    user_cols = [c for c in result.columns if c not in added]
-    subset = result.loc[failed, user_cols]
     be = get_backend(backend) if backend is not None else job.backend
-    # every original option (cache, passthrough, max_cost, prices, display_name, ...) holds for the retry
-    again = batch_predict(subset, call, be, job.options, progress=progress, timeout=timeout)
+    # every original option (cache, passthrough, max_rows, max_cost, prices, display_name, ...) holds for the retry
+    opts = job.options
+    if lines:  # the lines as they were, ``overrides`` changing their bodies' fields; the first run's model
+        subset = result.loc[failed, list(COLUMNS)].copy()
+        subset["body"] = [{**b, **overrides} for b in subset["body"]]
+        again = run_requests(subset, model=(job.call.requests or {}).get("model"), backend=be, cache=opts.cache,
+                             progress=progress, timeout=timeout, max_rows=opts.max_rows, max_cost=opts.max_cost,
+                             prices=opts.prices, display_name=opts.display_name)
+        added = [c for c in again.columns.difference(COLUMNS, sort=False) if c in result.columns]
+    else:  # the rows rendered again by the call, ``overrides`` changing its parameters
+        call = replace(job.call, params={**job.call.params, **overrides})
+        # a classify result has dropped the raw answer columns: only what the frame has is replaced
+        added = [c for c in result_columns(call, job.kind) if c in result.columns]
+        subset = result.loc[failed, [c for c in result.columns if c not in added]]
+        again = batch_predict(subset, call, be, opts, progress=progress, timeout=timeout)
     return merge_retried(result, again, failed, added, job_id)
-

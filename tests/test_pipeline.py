@@ -33,4 +33,4 @@ def test_a_frame_enters_the_reuse_code_twice_plan_and_fill():
     seen = entries_into(reuse.__file__, lambda: out.append(
         df.llama.batch_predict("{t}", backend=Mock(), temperature=0, progress=False)))
     assert out[0]["response"].notna().all() and out[0].attrs["pdbatch_rows"]["merged"] == 1
-    assert seen == ["prepare.py -> plan_part", "job.py -> fill_cache"]
+    assert seen == ["prepare.py -> plan_part", "jobparts.py -> fill_cache"]

@@ -101,7 +101,7 @@ def test_output_file_in_openai_format_reads_back(tmp_path, mock):
     assert "not supported" in back.loc["request-3", "error"]
     # attach finds the whole file job again, in a fresh handle
     again = pdbatch.attach(job.id, backend=mock)
-    assert isinstance(again, pdbatch.RequestsJob) and len(again.members) == 2
+    assert type(again) is pdbatch.BatchJob and len(again.parts) == 2
     pd.testing.assert_frame_equal(again.result(), job.result())
 
 
@@ -221,7 +221,7 @@ def test_cancel_and_status_reach_every_job_of_a_mixed_file(mock, tmp_path, capsy
     assert len(job.ids) == 2
     job.cancel()
     assert job.status.state == "JOB_STATE_CANCELLED"
-    assert [m.status.state for m in job.members] == ["JOB_STATE_CANCELLED"] * 2
+    assert [part.status.state for part in job.parts] == ["JOB_STATE_CANCELLED"] * 2
 
 
 # ------------------------------------------------------------------- CLI

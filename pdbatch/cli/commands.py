@@ -72,7 +72,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     if isinstance(job, clitable.TableJob):  # its result stays in BigQuery
         return EXIT_ROWS_FAILED if clitable.results(job, args) else EXIT_OK
     check_output(args.output)
-    if isinstance(job, clifile.RequestsJob):  # a request file's job: the same output as `pdbatch run` wrote
+    if job.call.requests is not None:  # a request file's job: the same output as `pdbatch run` wrote
         out = clifile.write_answers(job, args.output, partial=args.partial)
     else:
         out = job.result(partial=args.partial)

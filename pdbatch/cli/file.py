@@ -20,7 +20,9 @@ import pandas as pd
 
 from ..builders.requestfile import sniff_file
 from ..errors import ConfigError
-from ..jobs.runfile import RequestsJob, run_requests, write_table
+from ..jobs.filewriter import Answered
+from ..jobs.job import BatchJob
+from ..jobs.runfile import run_file, run_requests
 
 __all__ = ["add_input", "is_request_file", "run", "submit", "write_answers"]
 
@@ -90,17 +92,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace, start: float) -> int:
     """``pdbatch run requests.jsonl``, started at ``start`` (``time.perf_counter``): returns the failed lines."""
-    out = run_requests(args.input, progress=not args.quiet, timeout=args.timeout, **_options(args))
-    job_id = out.attrs.get("pdbatch_job")
-    if job_id is None:  # an empty file: nothing ran, an empty output
-        if args.output not in (None, "-"):
-            write_table(out, args.output)
-    else:
-        from ..jobs.job import attach
-
-        job = attach(job_id)
-        assert isinstance(job, RequestsJob)
-        write_answers(job, args.output, out)
+    out, answers = run_file(args.input, progress=not args.quiet, timeout=args.timeout, **_options(args))
+    write_answers(answers, args.output, out)
     failed = int(out["error"].notna().sum())
     print(f"{len(out)} request lines, {len(out) - failed} answered, {failed} failed in "
           f"{time.perf_counter() - start:.1f} s" + (f"; written to {args.output}" if args.output else ""),
@@ -113,7 +106,7 @@ def submit(args: argparse.Namespace) -> str:
     return run_requests(args.input, wait=False, progress=False, **_options(args)).id
 
 
-def write_answers(job: RequestsJob, output: str | None, out: pd.DataFrame | None = None,
+def write_answers(job: BatchJob | Answered, output: str | None, out: pd.DataFrame | None = None,
                   partial: bool = False) -> pd.DataFrame:
     """Write a request-file job's answers to ``output`` (OpenAI batch JSONL on stdout without one).
 

@@ -1,14 +1,16 @@
-"""A request file's answers written back: OpenAI batch output lines (one per request line), or a table.
+"""A job's answers written back: OpenAI batch output lines (one per row or request line), or a table.
 
-The writer side of :func:`pdbatch.jobs.runfile.run_requests`: the answers come from
-the jobs' own output and cached lines (read through the jobs' public face),
-the errors from the joined result.
+The writer side of :func:`pdbatch.jobs.runfile.run_requests` (and of any job's
+:meth:`~pdbatch.jobs.job.BatchJob.write_output`): the answers come from the
+parts' own output and cached lines (read through their public face), the
+errors from the joined result.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,56 +33,124 @@ from ..lines.batchoutput import (
 )
 from ..lines.outputs import iter_file_lines
 from .fit import OVER_WINDOW
+from .jobparts import owned
 
-__all__ = ["output_lines", "write_table"]
+__all__ = ["Answered", "PartAnswers", "output_lines", "write", "write_table"]
 
 
-def output_lines(head_id: str, out: pd.DataFrame, members: Sequence[Any], owner: np.ndarray,
+@dataclass(frozen=True)
+class PartAnswers:
+    """What the writer needs of one part of a job: the rows it does not run, its answers, its state.
+
+    Attributes
+    ----------
+    skipped : mapping of int to str
+        Frame positions the part does not run (another part's rows among them).
+    answers : dict of str to (dict or None, str or None)
+        Each answered custom_id's answer body, or its error.
+    state : str
+        The part's job state (a row without an answer gets its error code from it).
+    """
+
+    skipped: Mapping[int, str]
+    answers: dict[str, tuple[dict[str, Any] | None, str | None]]
+    state: str
+
+    @classmethod
+    def of_job(cls, part: Any, ids: list[str]) -> PartAnswers:
+        """A submitted part's (:class:`pdbatch.jobs.jobparts.JobPart`): its output and cached lines."""
+        status = part.status or part.refresh()
+        lines = (raw for path in part.answer_files() for raw in iter_file_lines(path, complete_only=not status.done))
+        return cls(part.record.skipped, _answers(lines, part.aliases(), ids), status.state)
+
+    @classmethod
+    def of_plan(cls, part: Any, ids: list[str]) -> PartAnswers:
+        """A planned part answered without a job (:class:`pdbatch.jobs.reuse.Part`): its cached lines."""
+        return cls(part.plan.skipped, _answers(part.reuse.cached.values(), part.reuse.alias, ids),
+                   "JOB_STATE_SUCCEEDED")
+
+
+def output_lines(job_id: str, out: pd.DataFrame, ids: list[str], parts: Sequence[PartAnswers],
                  ) -> Iterator[dict[str, Any]]:
-    """Each line of a request file's result ``out`` as an OpenAI batch output object, in file order.
+    """Each row of a job's result ``out`` as an OpenAI batch output object, in frame order.
 
-    ``members`` are the jobs that ran the file (one per kind), ``owner`` the
-    index of the member that ran each line: its answer body is read from
-    that job's output (or cache) lines, its error code from its state.
+    ``ids`` are the rows' custom_ids as sent, ``parts`` the job's parts (the
+    head last): a row's answer body is the one of the part that runs it, its
+    error code from that part's state.
     """
     errors = out["error"].to_numpy(dtype=object)
-    ids = out["custom_id"].tolist()
-    answers = [_answers(m) for m in members]
-    states = [m.status.state for m in members]
+    owner = np.full(len(out), len(parts) - 1)
+    for i, part in enumerate(parts):
+        owner[owned(part.skipped, len(out))] = i
     for p, cid in enumerate(ids):
-        found = answers[owner[p]].get(cid)
+        found = parts[owner[p]].answers.get(cid)
         error = errors[p]
         if error is None or error is pd.NA or (isinstance(error, float) and error != error):
             body = found[0] if found else None
             if body is not None:
-                yield output_line(head_id, cid, body)
+                yield output_line(job_id, cid, body)
                 continue
             error = "no answer was kept for this line"
-        code = _code(str(error), found, states[owner[p]])
-        yield output_line(head_id, cid, error=(code, str(error).removeprefix(INVALID_PREFIX)))
+        code = _code(str(error), found, parts[owner[p]].state)
+        yield output_line(job_id, cid, error=(code, str(error).removeprefix(INVALID_PREFIX)))
 
 
-def _answers(member: Any) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
-    """Each answered custom_id's (body, error), from the part's output lines; a success beats a failure."""
-    done = member.status.done
+def _answers(lines: Iterable[bytes], alias: np.ndarray | None, ids: list[str],
+             ) -> dict[str, tuple[dict[str, Any] | None, str | None]]:
+    """Each answered custom_id's (body, error) among output ``lines``; a success beats a failure."""
     out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
-    for path in member.answer_files():
-        for raw in iter_file_lines(path, complete_only=not done):
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            cid = obj.get("custom_id") if isinstance(obj, dict) else None
-            if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
-                out[cid] = answer(obj)
-    alias = member.aliases()  # read (and checked) by the one reader of a job's reuse state
-    if alias is not None:  # lines identical to an earlier one take its answer
-        frame_ids = member.frame()["custom_id"].tolist()
+    for raw in lines:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        cid = obj.get("custom_id") if isinstance(obj, dict) else None
+        if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
+            out[cid] = answer(obj)
+    if alias is not None:  # rows identical to an earlier one take its answer
         for p in np.flatnonzero(alias >= 0).tolist():
-            first = out.get(frame_ids[int(alias[p])])
+            first = out.get(ids[int(alias[p])])
             if first is not None:
-                out[frame_ids[p]] = first
+                out[ids[p]] = first
     return out
+
+
+def write(path: str | os.PathLike[str], result: Callable[[], pd.DataFrame],
+          lines: Callable[[], Iterable[dict[str, Any]]]) -> int:
+    """Write a job's answers to ``path`` by its extension: ``lines`` as batch output JSONL, or the ``result`` table."""
+    if Path(path).suffix.lower() in (".jsonl", ".ndjson"):
+        return write_output(path, lines())
+    out = result()
+    write_table(out, path)
+    return len(out)
+
+
+class Answered:
+    """A request file answered without a job (every line from the cache, or none to answer): a job's writer face.
+
+    What ``pdbatch run requests.jsonl`` writes from, as from a job
+    (:meth:`result`, :meth:`output_lines`, :meth:`write_output`); it has no
+    id, since nothing was submitted and no job folder was made.
+    """
+
+    id = None
+
+    def __init__(self, out: pd.DataFrame, ids: list[str], parts: Sequence[PartAnswers]) -> None:
+        self._out = out
+        self._ids = ids
+        self._parts = list(parts)
+
+    def result(self, partial: bool = False) -> pd.DataFrame:
+        """The request frame with each line's answer, as :func:`pdbatch.run_requests` returned it."""
+        return self._out
+
+    def output_lines(self, partial: bool = False) -> Iterator[dict[str, Any]]:
+        """Each line's answer as an OpenAI batch output object, in file order."""
+        return output_lines("", self._out, self._ids, self._parts) if self._parts else iter(())
+
+    def write_output(self, path: str | os.PathLike[str], partial: bool = False) -> int:
+        """As :meth:`pdbatch.BatchJob.write_output`."""
+        return write(path, self.result, self.output_lines)
 
 
 def _code(error: str, found: tuple[Any, str | None] | None, state: str) -> str:
@@ -98,13 +168,13 @@ def write_table(out: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Write a result frame's answers by ``path``'s extension, without the request columns but ``custom_id``.
 
     ``.jsonl`` here is an empty batch output file (a result with lines is
-    written by :meth:`pdbatch.jobs.runfile.RequestsJob.write_output`, from the answers themselves).
+    written by :func:`write`, from the answers themselves).
     """
     table = out.drop(columns=[c for c in ("method", "url", "body") if c in out.columns])
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         if len(table):
-            raise ValueError("a batch output file is written from the job's answers: RequestsJob.write_output")
+            raise ValueError("a batch output file is written from the job's answers: filewriter.write")
         write_output(path, [])
         return
     if "embedding" in table.columns and suffix != ".parquet":

@@ -2,14 +2,17 @@
 
 A job is submitted by :func:`pdbatch.jobs.submit.submit` (what ``df.llama.submit``
 calls) and re-found with :func:`attach` in any later Python process. Its manifest (see
-:mod:`pdbatch.manifest`) holds everything :meth:`BatchJob.result` needs to
-join the answers back to the frame.
+:mod:`pdbatch.store.jobdir`) holds everything :meth:`BatchJob.result` needs to
+join the answers back to the frame; a job of several parts (a request file's
+kinds of line) has one folder per part, read by :mod:`pdbatch.jobs.jobparts`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,39 +20,47 @@ import numpy as np
 import pandas as pd
 
 from ..backends import Backend, backend_class, get_backend
-from ..backends.base import ACTIVE_STATES, OK_STATES, JobStatus
-from ..builders.requests import custom_ids
+from ..backends.base import JobStatus
+from ..builders.bodies import as_dicts
 from ..call import Call, Options
 from ..display import uievents
 from ..display.choose import live_display_available, make_reporter
 from ..display.reporter import JobLabel, RowCounts
-from ..errors import ConfigError, JobError, JobFolderError, JobTimeoutError
+from ..errors import ConfigError, JobTimeoutError
 from ..models import Kind
-from ..results.parse import parse_files
-from ..results.readside import assemble
-from ..store import jobdir, reusestate
-from . import claims, jobview, reuse
+from ..store import jobdir
+from . import filewriter, jobview
+from .filewriter import PartAnswers
+from .jobparts import JobPart, load_parts, merge_parts, run_by_none, total_counts
 from .jobstatus import INTERRUPT_ADVICE, cancelled_error, combine, paused_error
 from .watch import Poller, follow, watch
 
 __all__ = ["BatchJob", "attach", "combine"]
 
-#: Handle classes by the key a job's saved call sets (a request file's, :mod:`pdbatch.jobs.runfile`): see attach.
+#: Handle classes by the key a job's saved call sets (a BigQuery table's, :mod:`pdbatch.jobs.tableresult`): see
+#: attach. A request file's job needs none: a BatchJob holds its parts (:mod:`pdbatch.jobs.jobparts`).
 JOB_TYPES: dict[str, type[BatchJob]] = {}
 
 
 class BatchJob:
     """A submitted batch job.
 
-    Create one with ``df.llama.submit(...)`` or :func:`attach`; do not
-    construct it directly.
+    Create one with ``df.llama.submit(...)``, ``pdbatch.run_requests(...,
+    wait=False)`` or :func:`attach`; do not construct it directly.
+
+    A job is one or more parts (:class:`pdbatch.jobs.jobparts.JobPart`), one
+    per kind and model: a frame's call has one, a request file of chat and
+    embeddings lines two. Status, wait, cancel, resume, the result and the
+    display act on every part. ``pdbatch.RequestsJob``, the request file's
+    job class of earlier versions, is an alias of this class.
 
     Attributes
     ----------
     id : str
         The job id (a Vertex resource name for Vertex jobs).
     ids : list of str
-        Every backend job behind this one (several when the work was split).
+        Every backend job behind this one (several when the work was split, or
+        when it has several parts).
     backend : Backend
         Where the job runs.
     model : str
@@ -65,13 +76,13 @@ class BatchJob:
     """
 
     def __init__(self, record: jobdir.Manifest, folder: Path, backend: Backend, *, allow_pickle: bool = False) -> None:
-        self._record = record
+        self._record = record  # the head part's manifest: the job's id, call and options
         self._folder = folder
         self.backend = backend
         self._status: JobStatus | None = None
-        self._seen: str | None = None  # the state last written to last-status.json by this handle
         self.poller: Poller | None = None
-        self._allow_pickle = allow_pickle
+        # one part per kind and model (a request file of chat and embeddings lines: two), the head last
+        self._parts = load_parts(record, folder, backend, allow_pickle)
 
     # ------------------------------------------------------------ properties
     @property
@@ -80,7 +91,12 @@ class BatchJob:
 
     @property
     def ids(self) -> list[str]:
-        return list(self._record.parts)
+        return [i for part in self._parts for i in part.record.parts]
+
+    @property
+    def parts(self) -> list[JobPart]:
+        """The job's parts, one per kind and model (its head, whose id is the job's, last)."""
+        return list(self._parts)
 
     @property
     def model(self) -> str:
@@ -102,16 +118,17 @@ class BatchJob:
 
     @property
     def label(self) -> JobLabel:
-        """What a status display shows besides the status: id, backend name, model."""
-        return JobLabel(id=self.id, backend=self.backend.name, model=self.model, rows=self.rows)
+        """What a status display shows besides the status: id, backend name, model (each part's), rows."""
+        models = " + ".join(dict.fromkeys(part.record.model for part in reversed(self._parts)))
+        return JobLabel(id=self.id, backend=self.backend.name, model=models, rows=self.rows)
 
     @property
     def rows(self) -> RowCounts | None:
         """What became of the frame's rows: sent, merged as duplicates, answered from the cache, skipped.
 
-        None for a job saved by an older pdbatch.
+        Counted over every part; None for a job saved by an older pdbatch.
         """
-        return RowCounts.from_record(self._record.rows) if self._record.rows else None
+        return total_counts([RowCounts.from_record(p.record.rows) if p.record.rows else None for p in self._parts])
 
     @property
     def n_rows(self) -> int:
@@ -125,8 +142,8 @@ class BatchJob:
 
     @property
     def skipped(self) -> dict[int, str]:
-        """The frame positions this job did not send, and why (skipped, reused, cached, another kind's line)."""
-        return dict(self._record.skipped)
+        """The frame positions no part of this job runs, and why (a row skipped, a line refused, over the window)."""
+        return run_by_none(self._parts)
 
     @property
     def last_status(self) -> JobStatus | None:
@@ -157,12 +174,8 @@ class BatchJob:
         -------
         JobStatus
         """
-        statuses = [self.backend.status(p) for p in self._record.parts]
-        self._status = status = combine(statuses)
-        if status.state != self._seen:  # kept for `pdbatch jobs`, which shows it without asking the backend
-            jobdir.write_seen(self._folder, status.state, status.total, status.succeeded, status.failed, status.error)
-            self._seen = status.state
-        return status
+        self._status = combine([part.refresh() for part in self._parts])
+        return self._status
 
     def wait(self, timeout: float | None = None, *, progress: bool = True, poll: float | None = None) -> BatchJob:
         """Block until the job ends, showing its progress.
@@ -256,16 +269,13 @@ class BatchJob:
 
     def poll_once(self) -> JobStatus:
         """One status check; a local job whose worker died is restarted on the way."""
-        status = self.refresh()
-        if status.stalled:
-            self.resume()
-            status = self.refresh()
-        return status
+        self._status = combine([part.poll_once() for part in self._parts])
+        return self._status
 
     def cancel(self) -> None:
         """Ask the job to stop. Rows already answered stay: ``result(partial=True)`` returns them."""
-        for part in self._record.parts:
-            self.backend.cancel(part)
+        for part in self._parts:
+            part.cancel()
         self.refresh()
 
     def resume(self) -> bool:
@@ -276,8 +286,7 @@ class BatchJob:
         bool
             True if a new worker was started.
         """
-        started = [self.backend.resume(p) for p in self._record.parts]
-        return any(started)
+        return any([part.resume() for part in self._parts])
 
     # -------------------------------------------------------------- result
     def result(self, partial: bool = False) -> pd.DataFrame:
@@ -306,78 +315,61 @@ class BatchJob:
             ``partial=True`` a damaged status is not needed: the rows written
             to the output so far are returned.
         """
-        try:
-            status = self.refresh()
-        except JobFolderError as exc:
-            if not partial:
-                raise
-            status = JobStatus(state="JOB_STATE_UNSPECIFIED", error=f"its status cannot be read: {exc}")
-        claimed = status.done and (self._folder / jobdir.KEYS).exists()  # its rows were claimed (pdbatch.jobs.claims)
-        if claimed and status.state not in OK_STATES:
-            claims.release(job=self.id)  # ended without answers to cache: other calls send the rows again
-        if status.state not in OK_STATES and not partial:
-            if status.state in ACTIVE_STATES:
-                raise JobError(
-                    f"job {self.id} is {status.state}; call job.wait() first, or result(partial=True) "
-                    f"for the rows answered so far",
-                    job_id=self.id,
-                    state=status.state,
-                )
-            raise JobError(
-                f"job {self.id} ended {status.state}: {status.error or 'no error given'}. "
-                f"result(partial=True) returns the rows it answered.",
-                job_id=self.id,
-                state=status.state,
-                detail=status.error,
-            )
-        frame = self.frame()
-        paths = self.output_files()
-        saved = reusestate.load(self._folder, len(frame), paths)
-        # a running (or crashed) worker may have left half a line at the end: not data
-        parsed = parse_files(paths, complete_only=not status.done)
-        if saved.cached is not None:  # rows answered by the cache
-            parsed = pd.concat([parsed, parse_files([saved.cached])], ignore_index=True)
-        missing = "missing: the job returned no output line for this row"
-        if status.state not in OK_STATES:
-            missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")
-        call = self.call
-        out = assemble(frame, parsed, call, kind=self._record.kind, custom_ids=custom_ids(frame, call.custom_id),
-                       skipped=self._record.skipped, overwrite=self.options.overwrite, alias=saved.alias,
-                       missing_error=missing)
-        if status.state in OK_STATES:  # once, after a good job: its new answers into the cache
-            reuse.fill_cache(self._folder, self._record, paths)
-        if claimed:  # after its answers went into the cache: a call waiting for them finds them there
-            claims.release(job=self.id)
+        results = [part.read(partial, self.id) for part in self._parts]
+        seen = [part.status for part in self._parts if part.status is not None]
+        if seen:  # what reading the result found: the job's last status
+            self._status = combine(seen)
+        out = merge_parts([(part.kind, part.record.skipped) for part in self._parts], results)
+        if self._record.call.get("requests") is not None:
+            out = as_dicts(out)  # a request file's job keeps the bodies as JSON text: the user reads dicts
         out.attrs["pdbatch_job"] = self.id
-        if self._record.rows:
-            out.attrs["pdbatch_rows"] = dict(self._record.rows)
+        rows = self.rows
+        if rows is not None:
+            out.attrs["pdbatch_rows"] = rows.record()
         return out
 
     def frame(self) -> pd.DataFrame:
         """The frame as it was submitted (the job's own copy, read from its folder)."""
-        return jobdir.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
+        return self._parts[-1].frame()
 
     def answer_files(self) -> list[Path]:
-        """Every file that answers a row: the job's output files, then the lines answered by the cache."""
-        paths = self.output_files() if self.ids else []
-        return reusestate.load(self._folder, self.n_rows, paths).answer_files(paths)
+        """Every file that answers a row: each part's output files, then the lines answered by the cache."""
+        return [path for part in self._parts for path in part.answer_files()]
 
     def aliases(self) -> np.ndarray | None:
         """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
-        return reusestate.load(self._folder, self.n_rows, []).alias
+        found = [a for a in (part.aliases() for part in self._parts) if a is not None]
+        # a row repeats another in the part that runs it only: -1 in every other part
+        return np.maximum.reduce(found) if found else None
 
     def output_files(self) -> list[Path]:
-        """The job's output files, downloaded into its folder by the backend (empty when nothing was sent)."""
-        dest = self._folder / jobdir.DOWNLOADS
-        try:
-            jobdir.private_tree(dest, chmod=False)  # a link there would take the download elsewhere: refused
-            paths = [path for part in self._record.parts for path in self.backend.fetch_output(part, dest)]
-            # downloaded here by the backend: as private as the rest of the folder, never chmod-ed through a link
-            jobdir.private_tree(dest)
-        except PermissionError as exc:
-            raise JobFolderError(f"cannot write the job's output into {dest} ({exc.strerror}); make the job "
-                                 f"folder writable again (chmod u+w {self._folder})", path=dest) from exc
-        return paths
+        """The job's output files, downloaded into its folders by the backend (empty when nothing was sent)."""
+        return [path for part in self._parts for path in part.output_files()]
+
+    def output_lines(self, partial: bool = False) -> Iterator[dict[str, Any]]:
+        """Each row's answer as an OpenAI batch output object, in frame order (:mod:`pdbatch.lines.batchoutput`).
+
+        The answer body is the one the backend returned for the row (or the
+        cache kept), so a request file's job gives back the output file an
+        OpenAI batch would have; a frame's job gives the same objects, by the
+        custom_ids its request lines had (``custom_id=``'s column, or ``row-<position>``).
+        """
+        out = self.result(partial)
+        ids = self._parts[-1].answer_ids()
+        return filewriter.output_lines(self.id, out, ids, [PartAnswers.of_job(part, ids) for part in self._parts])
+
+    def write_output(self, path: str | os.PathLike[str], partial: bool = False) -> int:
+        """Write every row's answer to ``path``; returns the number of rows.
+
+        ``.jsonl`` (or ``.ndjson``): OpenAI's batch output format, one
+        ``{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}``
+        object per row (:meth:`output_lines`). ``.parquet`` / ``.csv``: the
+        result as a table, without a request file's ``method``, ``url`` and
+        ``body`` columns: ``custom_id``, ``response``, ``error`` and the token
+        columns (``embedding`` for embeddings); a frame's job writes its result
+        frame's columns (not its index).
+        """
+        return filewriter.write(path, lambda: self.result(partial), lambda: self.output_lines(partial))
 
     # ------------------------------------------------------------- display
     def display(self, *, poll: float | None = None) -> None:

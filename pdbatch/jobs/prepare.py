@@ -7,6 +7,7 @@ prepared call, and the result of one answered wholly from the cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,8 @@ import pandas as pd
 
 from ..backends import Backend, get_backend
 from ..backends.base import JobStatus
-from ..builders.requests import RequestPlan, build_requests
+from ..builders.bodies import as_dicts
+from ..builders.requests import RequestPlan, build_requests, custom_ids
 from ..call import KEYWORDS, Call, Options
 from ..display.choose import make_reporter
 from ..display.reporter import JobLabel
@@ -29,10 +31,12 @@ from ..results.readside import assemble
 from . import job as jobs
 from . import submit as submitting
 from .fit import hold_back
+from .jobparts import merge_parts, total_counts
 from .preview import enforce_limits
-from .reuse import JobPlan, Part, plan_part
+from .reuse import JobPlan, Part, Reuse, plan_part
 
-__all__ = ["Prepared", "answered", "check_single", "plan", "prepare", "result_columns", "submit_prepared"]
+__all__ = ["Prepared", "answered", "answered_plan", "check_single", "make_plan", "plan", "prepare", "result_columns",
+           "submit_prepared"]
 
 
 @dataclass
@@ -107,13 +111,48 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             f"the frame already has column(s) {clash}, which the result would overwrite; rename them "
             f"(df.rename(columns=...)) or pass overwrite=True"
         )
-    if check_limits:  # (preview shows these rows instead, with the same reasons)
-        planned = hold_back(planned, be)
-    prepared = Prepared(call, be, plan_part(planned, be, options.cache), schema)
+    (part,) = make_plan([planned], be, options, check_limits=check_limits, what="call",
+                        fewer="Sample the frame (df.sample(n))", details="df.llama.preview(...)").parts
+    return Prepared(call, be, part, schema)
+
+
+def make_plan(plans: Sequence[RequestPlan], backend: Backend, options: Options, *, check_limits: bool = True,
+              reuse: Callable[[RequestPlan], Reuse] | None = None, what: str = "call", fewer: str = "",
+              details: str = "") -> JobPlan:
+    """The :class:`JobPlan` of a call's request plans (one per part): reuse found, the limits checked.
+
+    The one way from request plans to a job's plan, for a frame and a request file alike.
+
+    Parameters
+    ----------
+    plans : sequence of RequestPlan
+        One per kind and model, each over the whole frame.
+    backend : Backend
+    options : Options
+        ``cache``, ``max_rows`` and ``max_cost`` are read.
+    check_limits : bool
+        For a call about to run: rows that cannot fit the context window are
+        marked failed and not sent (:func:`pdbatch.jobs.fit.hold_back`; a
+        preview shows them instead), and ``max_rows`` / ``max_cost`` are
+        enforced over every part together.
+    reuse : callable, optional
+        A part's :class:`Reuse` from its plan (a request file decides per line
+        what may be reused); :func:`pdbatch.jobs.reuse.plan_part` with ``options.cache`` by default.
+    what, fewer, details
+        The words of a limit's error (:func:`pdbatch.jobs.preview.enforce_limits`).
+
+    Raises
+    ------
+    ConfigError
+        A call past ``max_rows`` / ``max_cost``, or one whose every row is over the context window.
+    """
     if check_limits:
-        enforce_limits(JobPlan((prepared.part,)), prepared.backend, options, what="call",
-                     fewer="Sample the frame (df.sample(n))", details="df.llama.preview(...)")
-    return prepared
+        plans = [hold_back(p, backend) for p in plans]
+    job_plan = JobPlan(tuple(plan_part(p, backend, options.cache) if reuse is None else Part.of(p, reuse(p))
+                             for p in plans))
+    if check_limits:
+        enforce_limits(job_plan, backend, options, what=what, fewer=fewer, details=details)
+    return job_plan
 
 
 def submit_prepared(frame: pd.DataFrame, p: Prepared, options: Options) -> jobs.BatchJob:
@@ -126,7 +165,7 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
 
     Nothing is sent, so there is nothing to wait for, attach to or retry: a
     job folder for it would only pile up (``submit`` still makes one, as it
-    returns a handle).
+    returns a handle). :func:`answered_plan` for a plan of several parts.
 
     Parameters
     ----------
@@ -144,13 +183,47 @@ def answered(frame: pd.DataFrame, p: Prepared, options: Options, *, progress: bo
     pandas.DataFrame
         The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
     """
-    counts = p.part.counts
+    return answered_plan(frame, JobPlan((p.part,)), p.call, p.backend, options, progress=progress)
+
+
+def answered_plan(frame: pd.DataFrame, plan: JobPlan, call: Call, backend: Backend, options: Options, *,
+                  progress: bool = False) -> pd.DataFrame:
+    """:func:`answered` for a plan of one or more parts (a request file's kinds), merged as a job's parts are.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame the plan was built from.
+    plan : JobPlan
+        Parts that leave nothing to send; the first is the head.
+    call : Call
+        What the plan was built from (a request file's bodies come back as dicts).
+    backend : Backend
+    options : Options
+        How it runs (``overwrite``).
+    progress : bool
+        Say in one line (or panel) how the rows were answered.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The joined frame; ``attrs["pdbatch_rows"]`` says how its rows were answered.
+    """
+    head = plan.parts[0]
+    counts = total_counts([part.counts for part in plan.parts])
+    assert counts is not None  # every planned part has its counts
     if progress:
-        label = JobLabel(id="", backend=p.backend.name, model=p.plan.model, rows=counts)
+        label = JobLabel(id="", backend=backend.name, model=head.plan.model, rows=counts)
         make_reporter(label, True, blocking=False).close(JobStatus(state="JOB_STATE_SUCCEEDED", total=0))
-    out = assemble(frame, parse_bytes(b"".join(line + b"\n" for line in p.part.reuse.cached.values())), p.call,
-                   kind=p.plan.kind, custom_ids=p.plan.custom_ids, skipped=p.plan.skipped,
-                   overwrite=options.overwrite, alias=p.part.reuse.alias)
+    parts = [*plan.parts[1:], head]  # in the order a job holds them: the head last
+    # a frame's ids are its plan's; a request file's, its custom_id column (as its job reads them back)
+    ids = custom_ids(frame, call.custom_id) if call.requests is not None else head.plan.custom_ids
+    results = [assemble(frame, parse_bytes(b"".join(line + b"\n" for line in part.reuse.cached.values())), call,
+                        kind=part.plan.kind, custom_ids=ids, skipped=part.plan.skipped,
+                        overwrite=options.overwrite, alias=part.reuse.alias) for part in parts]
+    out = merge_parts([(part.plan.kind, part.plan.skipped) for part in parts], results)
+    if call.requests is not None:
+        out = as_dicts(out)  # the user reads a request file's bodies as dicts
     out.attrs["pdbatch_rows"] = counts.record()
     return out
 

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,30 +33,73 @@ from ..errors import ConfigError, StorageError
 from ..store import frames, jobdir, reusestate, trust
 from . import claims, reuse
 from .job import BatchJob
+from .jobparts import JobPart
 
 __all__ = ["passthrough_table", "submit"]
 
 
-def submit(frame: pd.DataFrame, part: reuse.Part, backend: Backend, call: Call, options: Options) -> BatchJob:
-    """Write the part's request lines still to send, submit them, save the manifest, and return the handle.
+def submit(frame: pd.DataFrame, plan: reuse.JobPlan | reuse.Part, backend: Backend, call: Call,
+           options: Options) -> BatchJob:
+    """Send what each part of ``plan`` still has to send, save each part's folder, and return the job's handle.
+
+    A frame's call is one part; a request file of chat and embeddings lines
+    two. Each part gets a job folder (its manifest, its copy of the frame,
+    its reuse state); the first part is the head, whose id the caller sees,
+    and whose saved call names the other parts' ids
+    (``call.requests["siblings"]``): the others are submitted first.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         The frame the plan was built from (saved for the join).
-    part : Part
-        The request plan and what of it is reused (:func:`pdbatch.jobs.reuse.plan_part`):
-        only ``part.send`` is sent.
+    plan : JobPlan or Part
+        The request plans and what of them is reused
+        (:func:`pdbatch.jobs.prepare.make_plan`): only each part's ``send`` is sent.
     backend : Backend
         Where to run.
     call, options : Call, Options
         What the plan was built from and how to run it; kept in the manifest
-        (``job.call``, ``job.options``) for the join, the cache and ``retry_failed``.
+        (``job.call``, ``job.options``) for the join, the cache and
+        ``retry_failed``. A request file's parts each keep their own url.
 
     Returns
     -------
     BatchJob
+
+    Raises
+    ------
+    ValueError
+        A plan of several parts for a call that is not a request file's (only
+        a request file's call, ``call.requests``, has where to name the siblings).
+
+    Whatever a part's submission raises is raised; the parts submitted
+    before it are cancelled and their folders removed first.
     """
+    parts = plan.parts if isinstance(plan, reuse.JobPlan) else (plan,)
+    if len(parts) > 1 and call.requests is None:
+        raise ValueError("a job of several parts names them in call.requests['siblings']: a request file's call")
+    done: list[tuple[jobdir.Manifest, Path]] = []
+    try:
+        for part in parts[1:] + parts[:1]:  # the other parts first: the head then names them
+            mine = call
+            if call.requests is not None:  # a request file's part: its own kind's url, and the parts sent before it
+                siblings = [record.id for record, _ in done]
+                mine = replace(call, url=part.plan.url, requests={**call.requests, "siblings": siblings})
+            done.append(_submit_part(frame, part, backend, mine, options))
+    except BaseException:
+        # a part failed to go: the parts sent before it would run (and be paid) for a job nobody holds
+        for record, folder in done:
+            _undo(backend, record.parts)
+            with contextlib.suppress(Exception):  # best effort, as _undo: the rows are free for any call again
+                claims.release(job=record.id)
+                shutil.rmtree(folder)
+        raise
+    return BatchJob(*done[-1], backend)
+
+
+def _submit_part(frame: pd.DataFrame, part: reuse.Part, backend: Backend, call: Call,
+                 options: Options) -> tuple[jobdir.Manifest, Path]:
+    """Write the part's request lines still to send, submit them, save its folder: its manifest and folder."""
     # refused here, before anything is sent, if the job's copy of the frame cannot hold it exactly
     table = frames.to_table(frame)
     # rows another call is sending right now are waited for, not sent again
@@ -110,10 +154,9 @@ def submit(frame: pd.DataFrame, part: reuse.Part, backend: Backend, call: Call, 
     trust.seal_keys(folder, record)  # only this home's own jobs feed its cache (nothing to seal without keys)
     if token is not None:  # the claims now last as long as the job
         claims.bind(token, record.id)
-    job = BatchJob(record, folder, backend)
-    if not backend_parts:
-        job.refresh()  # no backend to ask: its state (succeeded) is known now, and kept for `pdbatch jobs`
-    return job
+    if not backend_parts:  # no backend to ask: its state (succeeded) is known now, and kept for `pdbatch jobs`
+        JobPart(record, folder, backend).refresh()
+    return record, folder
 
 
 #: The errors of a write that did not fit: disk full, quota used up, a file past the size limit (``ulimit -f``).

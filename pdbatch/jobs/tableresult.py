@@ -26,10 +26,11 @@ from typing import Any
 import pandas as pd
 
 from ..backends import Backend
+from ..backends.base import OK_STATES
 from ..builders.bqsource import Source, bigquery_client, check_output, get_table, run_sql, table_exists
 from ..builders.sqlbuild import TableRef, id_sql, ident, literal, null_sql
 from ..call import Call
-from ..errors import ConfigError
+from ..errors import ConfigError, JobError
 from ..lines.structured import as_schema
 from ..models import EMBEDDINGS
 from ..results.join import MISSING, output_columns
@@ -213,8 +214,8 @@ class TableJob(jobs.BatchJob):
         TableResult
         """
         status = self.refresh()
-        if not partial and status.state not in jobs.OK_STATES:
-            raise jobs.JobError(f"job {self.id} is {status.state}" + (f": {status.error}" if status.error else "")
+        if not partial and status.state not in OK_STATES:
+            raise JobError(f"job {self.id} is {status.state}" + (f": {status.error}" if status.error else "")
                                 + "; pass partial=True for the rows answered so far", job_id=self.id,
                                 state=status.state, detail=status.error)
         return write_result(self, TableRef.parse(output or self.spec["result"], "output"), overwrite)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._gemini_catalog import GEMINI_CHAT, GEMINI_LOCATIONS
 from .errors import ConfigError, MissingDependencyError
+from .lines.kinds import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,21 +40,7 @@ __all__ = [
     "resolve_vertex",
 ]
 
-Kind = Literal["chat", "embeddings"]
-CHAT: Kind = "chat"
-EMBEDDINGS: Kind = "embeddings"
-
-URLS: dict[Kind, str] = {CHAT: "/v1/chat/completions", EMBEDDINGS: "/v1/embeddings"}
-
-
-def kind_of_url(url: str) -> Kind:
-    """Map an OpenAI batch ``url`` to the kind of request it carries."""
-    for kind, known in URLS.items():
-        if url == known:
-            return kind
-    raise ConfigError(
-        f"url={url!r} is not supported; use {URLS[CHAT]!r} for chat or {URLS[EMBEDDINGS]!r} for embeddings"
-    )
+# The kinds are declared in pdbatch.lines.kinds (URLS and kind_of_url are derived there); re-exported here.
 
 
 # --------------------------------------------------------------------------- local

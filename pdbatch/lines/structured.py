@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 
 from ..errors import ConfigError
-from ..models import CHAT
+from .kinds import CHAT
 from .schemacheck import SchemaSupport, check_supported, check_valid
 
 __all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file", "response_format_problem"]

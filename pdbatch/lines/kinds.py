@@ -159,8 +159,9 @@ def _read_embedding(body: dict[str, Any]) -> dict[str, Any]:
 
 
 KINDS: dict[str, KindSpec] = {}
-#: Kind -> url, derived from the declarations (``pdbatch.models.URLS`` is this dict).
-URLS: dict[str, str] = {}
+#: Kind -> url, derived from the declarations (``pdbatch.models.URLS`` is this dict). Typed by the
+#: built-in kinds, which the code that branches on a kind names; a declared kind's name is a str.
+URLS: dict[Kind, str] = {}
 _MARKS: list[tuple[str, KindSpec]] = []
 _PARSED: tuple[Column, ...] = ()
 _BUILTIN = (CHAT, EMBEDDINGS)
@@ -200,7 +201,7 @@ def declare(kind: KindSpec) -> KindSpec:
     if not kind.answer or not kind.marks:
         raise ConfigError(f"kind {kind.name!r} needs at least one answer column and one mark")
     KINDS[kind.name] = kind
-    URLS[kind.name] = kind.url
+    URLS[kind.name] = kind.url  # type: ignore[index]  # see URLS
     _MARKS.extend((m, kind) for m in kind.marks)
     _PARSED = _union()
     return kind
@@ -212,7 +213,7 @@ def withdraw(name: str) -> None:
     if name in _BUILTIN:
         raise ConfigError(f"kind {name!r} is built in and cannot be withdrawn")
     KINDS.pop(name, None)
-    URLS.pop(name, None)
+    URLS.pop(name, None)  # type: ignore[call-overload]  # see URLS
     _MARKS[:] = [(m, k) for m, k in _MARKS if k.name != name]
     _PARSED = _union()
 
@@ -237,7 +238,7 @@ def kind_of_url(url: str) -> Kind:
     """
     for kind, known in URLS.items():
         if url == known:
-            return kind  # type: ignore[return-value]  # a declared kind's name is a str
+            return kind
     listed = " or ".join(f"{u!r} for {k}" for k, u in URLS.items())
     raise ConfigError(f"url={url!r} is not supported; use {listed}")
 

@@ -34,7 +34,7 @@ from .checks import CHAT_FIELDS, EMBEDDINGS_FIELDS, Check, boolean, integer, kin
 from .kinds import EMBEDDINGS, KINDS, Kind, spec
 
 __all__ = ["CHAT_FIELDS", "DEFAULT_MAX_TOKENS", "EMBEDDINGS_FIELDS", "EXTRA_BODY", "RESERVED", "BodyRules", "Check",
-           "body_params", "boolean", "check_fields", "integer", "one_of"]  # the checks are re-exported from .checks
+           "body_params", "boolean", "check_fields", "integer", "one_of"]  # the checks: re-exported
 
 
 #: The cap on answer length when a chat call gives no ``max_tokens``. Without
@@ -161,7 +161,8 @@ def check_fields(
                                     f"so that it is checked")
                 else:
                     out[name] = _plain(value)
-    if "max_completion_tokens" in known and out.get("max_tokens") is not None and out.get("max_completion_tokens") is not None:
+    both = out.get("max_tokens") is not None and out.get("max_completion_tokens") is not None
+    if both and "max_completion_tokens" in known:
         problems.append("pass max_tokens or max_completion_tokens, not both")
     return out, problems
 

@@ -169,7 +169,7 @@ def test_a_kind_cannot_take_a_url_or_column_another_kind_owns(moderations):
     with pytest.raises(ConfigError, match="already belongs to kind 'chat'"):
         declare(KindSpec("completions", "/v1/chat/completions", "prompt", (Column("response", "string"),),
                          _read_moderation, ("choices",)))
-    with pytest.raises(ConfigError, match="'prompt_tokens'.*'Int64'"):
+    with pytest.raises(ConfigError, match=r"'prompt_tokens'.*'Int64'"):
         declare(KindSpec("x", "/v1/x", "input", (Column("prompt_tokens", "string"),), _read_moderation, ("x",)))
     with pytest.raises(ConfigError, match="built in"):
         withdraw("chat")

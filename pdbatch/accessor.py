@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .jobs import sidebyside
 from .jobs.job import BatchJob
 from .jobs.preview import Preview
+from .lines.kinds import KINDS
 from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
 from .results.classify import LabelSpec
 
@@ -481,8 +482,8 @@ class LlamaAccessor:
 
 
 def _url(kind: Kind | None, url: str | None) -> str:
-    if kind is not None and kind not in (CHAT, EMBEDDINGS):
-        raise ConfigError(f"kind={kind!r}: use 'chat' or 'embeddings'")
+    if kind is not None and kind not in KINDS:  # the declared kinds (pdbatch.lines.kinds)
+        raise ConfigError(f"kind={kind!r}: use {' or '.join(map(repr, KINDS))}")
     if url is not None:
         if kind is not None and kind_of_url(url) != kind:
             raise ConfigError(f"kind={kind!r} contradicts url={url!r}")

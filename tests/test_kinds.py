@@ -161,6 +161,8 @@ def test_a_declared_kind_runs_end_to_end_as_a_job(moderations, tmp_path, monkeyp
     assert out["error"].tolist() == [pd.NA, "HTTP 400: input must not be empty", pd.NA, pd.NA]
     assert out["categories"].tolist() == ["harassment,hate", pd.NA, "", "harassment,hate"]
     assert out["top_score"].tolist() == [0.9, pd.NA, 0.03, 0.9]
+    by_kind = frame.llama.submit("{text}", kind="moderations", backend=Moderator()).result()
+    pd.testing.assert_frame_equal(by_kind, out)
 
 
 def test_a_kind_cannot_take_a_url_or_column_another_kind_owns(moderations):

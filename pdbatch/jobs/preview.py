@@ -22,6 +22,7 @@ import pandas as pd
 from ..backends.base import Backend
 from ..call import Options
 from ..errors import ConfigError
+from ..lines.kinds import spec
 from ..pricing import PRICES_AS_OF, given_price
 from .fit import OVER_WINDOW, over_window
 from .reuse import JobPlan, Part
@@ -108,7 +109,7 @@ class Preview:
     @property
     def answer_cap(self) -> str | None:
         """The cap on answers in words (None for embeddings, which have no answers to cap)."""
-        if self.kind != "chat":
+        if "max_tokens" not in spec(self.kind).fields:  # a kind whose answers have no length to cap
             return None
         if self.max_tokens is None:
             return "none (max_tokens=None: answers may run to the context window)"

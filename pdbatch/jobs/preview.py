@@ -186,7 +186,7 @@ def make_preview(part: Part, backend: Backend, prices: dict[str, tuple[float, fl
     cost = None
     if price is not None:
         sent_tokens = int(np.asarray(tokens[send], dtype=np.int64).sum()) if len(send) else 0
-        out_tokens = (max_tokens or 0) * len(send) if plan.kind == "chat" else 0
+        out_tokens = (max_tokens or 0) * len(send) if "max_tokens" in spec(plan.kind).fields else 0
         cost = (sent_tokens * price[0] + out_tokens * price[1]) / 1e6
     first = counted[:SAMPLE]
     sample = pd.DataFrame({"custom_id": plan.ids_at(first), "method": "POST", "url": plan.url,

@@ -14,7 +14,9 @@ to know about its lines:
 - ``fields``: the body fields the kind takes, each with its check
   (:mod:`pdbatch.lines.checks`); :func:`pdbatch.lines.params.check_fields`
   reads them, names a field of another kind as such, and gives an answer-length
-  cap (``max_tokens``) a default where the kind takes one;
+  cap (``max_tokens``) a default where the kind takes one. A kind that takes
+  ``max_tokens`` has answers a preview caps and prices; one that takes
+  ``response_format`` takes ``schema=`` (:mod:`pdbatch.lines.structured`);
 - ``answer``: the columns a result frame gains, each with its dtype (one of
   :data:`DTYPES`); ``error`` is added last. :mod:`pdbatch.results.rows` types
   the parsed columns with them, :mod:`pdbatch.results.join` (and every
@@ -35,26 +37,32 @@ reference reader) and the result columns follow it.
 
 What stays outside the declaration, because it is not a property of the kind:
 
-- what each backend sends and returns for it: ``models_for``/``model_name``,
+- what each backend sends and returns for it: ``known_models``/``model_name``,
   ``body_fields``/``unsupported_params`` and ``fetch_output`` (OpenAI-shaped
   output lines, translated by the backend where its service writes another
   shape: ``backends/_gemini_chat.py``, ``backends/_gemini_embed.py``), the
   local engine's chat and embedding workers, the mock backend's answers;
 - model catalogs (:mod:`pdbatch.models`: which model answers which kind);
 - what only chat has: the system message and messages column
-  (:mod:`pdbatch.builders.requests`, ``sqlbuild``), ``schema=``
-  (:mod:`pdbatch.lines.structured`), classify, the context-window fit
-  (``jobs/fit.py``) and the answer-token estimate of previews and table jobs
-  (``jobs/preview.py``, ``jobs/tablejob.py``);
+  (:mod:`pdbatch.builders.requests`, ``sqlbuild``), classify, the
+  context-window fit (``jobs/fit.py``), the answer tokens a table job counts
+  (``jobs/tablejob.py``) and the preview's "max_tokens default" note
+  (``run.py``);
 - OpenAI's Responses API answers (``/v1/responses``, an OpenAI backend URL for
   chat): read as chat answers by :mod:`pdbatch.lines.outputs`;
 - request files (``builders/linecheck.py``, ``builders/requestfile.py``,
-  ``jobs/runfile.py``) and BigQuery table jobs (``jobs/tableresult.py``) know
-  chat and embeddings lines only.
+  ``jobs/runfile.py``, ``cli/file.py``) and BigQuery table jobs
+  (``jobs/tableresult.py``, ``builders/sqlbuild.py``) know chat and embeddings
+  lines only.
 
-Classify's label scores are not a kind of their own: they ride on chat lines
-(``logit_bias`` on one-token labels) and :mod:`pdbatch.results.classify` reads
-them back from the chat columns into label columns once the join is done.
+Classify's label scores are not a kind of their own: they ride on chat lines.
+A backend that scores labels (the local engine) answers a chat line that
+carries the classify field with the labels' log-probabilities as its answer
+text; any other answers a chat line constrained to an enum of the labels. The
+chat reader reads either into ``response`` like any answer, and
+:func:`pdbatch.results.classify.add_columns` turns ``response`` into the label
+and probability columns after the join (:mod:`pdbatch.results.readside`). A
+kind of answer that needs columns of its own is a kind: a ``KindSpec``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import pdbatch  # noqa: F401  (the df.llama accessor)
 from pdbatch.backends.base import Backend, JobStatus
 from pdbatch.builders.requests import build_requests
 from pdbatch.errors import ConfigError, InputError
+from pdbatch.lines import outputs
 from pdbatch.lines.checks import one_of
 from pdbatch.lines.kinds import KINDS, Column, KindSpec, Malformed, declare, withdraw
 from pdbatch.lines.params import body_params
@@ -181,3 +182,19 @@ def test_without_the_declaration_the_url_is_refused_and_the_parsed_columns_are_t
     with pytest.raises(ConfigError, match="url='/v1/moderations' is not supported"):
         kind_of_url("/v1/moderations")
     assert tuple(parse_lines([]).columns) == PARSED_COLUMNS
+
+
+def test_two_different_answers_of_a_declared_kind_fail_their_row(moderations):
+    frame = pd.DataFrame({"text": ["a", "b"]})
+
+    def line(cid, categories):
+        result = {"flagged": True, "categories": dict.fromkeys(categories, True), "category_scores": {"hate": 0.9}}
+        return orjson.dumps({"custom_id": cid, "response": {"status_code": 200, "body": {"results": [result]}}})
+
+    # same flag, other categories: a different answer (all its columns are compared), and the same one twice
+    lines = [line("row-0", ["hate"]), line("row-0", ["violence"]), line("row-1", ["hate"]), line("row-1", ["hate"])]
+    out = join_results(frame, parse_bytes(b"\n".join(lines)), kind="moderations")
+    assert out["error"].iloc[0].startswith("the output has 2 different answers for custom_id 'row-0'")
+    assert pd.isna(out["error"].iloc[1]) and out["categories"].iloc[1] == "hate"
+    answers = {outputs.outcome(orjson.loads(x)).answer for x in lines}  # what the response cache compares
+    assert len(answers) == 2

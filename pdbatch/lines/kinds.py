@@ -20,8 +20,9 @@ to know about its lines:
 - ``answer``: the columns a result frame gains, each with its dtype (one of
   :data:`DTYPES`); ``error`` is added last. :mod:`pdbatch.results.rows` types
   the parsed columns with them, :mod:`pdbatch.results.join` (and every
-  empty or blank result) builds the result columns from them. The first
-  answer column is the one compared when two output lines answer one row;
+  empty or blank result) builds the result columns from them. ``compared``
+  names those that tell two answers to one row apart (by default all but the
+  token counts; chat: ``response``, embeddings: ``embedding``);
 - ``read`` and ``marks``: how an output line's answer body becomes those
   columns. :func:`pdbatch.lines.outputs.outcome` takes the answer out of any
   envelope (Vertex, OpenAI batch, BigQuery text), finds the first declared kind
@@ -124,6 +125,8 @@ class KindSpec:
         Keys whose presence (not null) in an answer body makes it this kind's.
     fields : mapping of str to Check
         The body fields it takes (besides ``model`` and the payload), with their checks.
+    compared : tuple of str
+        The answer columns that tell two answers to one row apart (empty: all but :data:`USAGE`).
     """
 
     name: str
@@ -133,6 +136,12 @@ class KindSpec:
     read: Reader
     marks: tuple[str, ...]
     fields: Mapping[str, Check] = field(default_factory=dict)
+    compared: tuple[str, ...] = ()
+
+    @property
+    def answer_columns(self) -> tuple[str, ...]:
+        """The columns compared when two output lines answer one row (see ``compared``)."""
+        return self.compared or tuple(c.name for c in self.answer if c.name not in USAGE)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -272,6 +281,6 @@ _STRING, _INT = "string", "Int64"
 declare(KindSpec(CHAT, "/v1/chat/completions", "messages",
                  (Column("response", _STRING), Column("finish_reason", _STRING),
                   Column("prompt_tokens", _INT), Column("completion_tokens", _INT)),
-                 _read_chat, ("choices",), CHAT_FIELDS))
+                 _read_chat, ("choices",), CHAT_FIELDS, ("response",)))
 declare(KindSpec(EMBEDDINGS, "/v1/embeddings", "input", (Column("embedding", "embedding"),),
                  _read_embedding, ("data",), EMBEDDINGS_FIELDS))

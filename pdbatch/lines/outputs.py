@@ -57,6 +57,15 @@ class Outcome(NamedTuple):
     error: str | None  # None: the row succeeded
     other: dict[str, Any] | None = None  # the values of answer columns other declared kinds add
 
+    @property
+    def answer(self) -> Any:
+        """What the line answers, hashable, to tell two lines for one row apart (text, embedding, other values)."""
+        if self.embedding is not None:
+            return orjson.dumps(self.embedding)
+        if self.other:
+            return orjson.dumps([self.response, self.other], option=orjson.OPT_SORT_KEYS)
+        return self.response
+
 
 # A key holding null means the same as a missing key throughout, because that
 # is all the columnar path can see.

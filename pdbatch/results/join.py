@@ -199,7 +199,12 @@ def _conflicts(pos: np.ndarray, success: np.ndarray, parsed: pd.DataFrame, kind:
     at = pos[order]
     starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]]) if len(at) else np.empty(0, dtype=np.int64)
     ends = np.r_[starts[1:], len(at)]
-    answers = parsed[spec(kind).answer[0].name].to_numpy(dtype=object)  # the kind's first column is its answer
+    compared = spec(kind).answer_columns  # what tells two answers apart (pdbatch.lines.kinds)
+    answers = parsed[compared[0]].to_numpy(dtype=object)
+    if len(compared) > 1:  # a declared kind's several columns: one tuple per line
+        answers = np.empty(len(parsed), dtype=object)
+        for i, values in enumerate(zip(*(parsed[c].to_numpy(dtype=object) for c in compared), strict=True)):
+            answers[i] = values
     found: dict[int, str] = {}
     for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
         lines = order[start:end]

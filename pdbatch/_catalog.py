@@ -58,9 +58,10 @@ from typing import Any, Literal, NamedTuple
 from .errors import MissingDependencyError
 from .lines.kinds import CHAT, EMBEDDINGS, Kind
 
-__all__ = ["BATCH_PAGE", "CATALOG_AS_OF", "DEPRECATIONS", "DOCS", "EMBEDDINGS_PAGE", "FALLBACK_LOCATION", "GEMINI_BATCH_PAGE",
-           "GEMINI_CHAT", "GEMINI_LOCATIONS", "GEMINI_VERSIONS", "LOCAL_ALIASES", "LOCAL_DEFAULTS", "LOCAL_MODELS",
-           "OPEN_MODELS", "PREVIEW_GUARANTEE", "VERTEX_DEFAULTS", "GeminiModel", "LocalModel"]
+__all__ = ["BATCH_PAGE", "CATALOG_AS_OF", "DEPRECATIONS", "DOCS", "EMBEDDINGS_PAGE", "FALLBACK_LOCATION",
+           "GEMINI_BATCH_PAGE", "GEMINI_CHAT", "GEMINI_LOCATIONS", "GEMINI_VERSIONS", "LOCAL_ALIASES",
+           "LOCAL_DEFAULTS", "LOCAL_MODELS", "OPEN_MODELS", "PREVIEW_GUARANTEE", "VERTEX_DEFAULTS", "GeminiModel",
+           "LocalModel"]
 
 # --------------------------------------------------------------------------- local
 

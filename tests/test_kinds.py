@@ -198,3 +198,17 @@ def test_two_different_answers_of_a_declared_kind_fail_their_row(moderations):
     assert pd.isna(out["error"].iloc[1]) and out["categories"].iloc[1] == "hate"
     answers = {outputs.outcome(orjson.loads(x)).answer for x in lines}  # what the response cache compares
     assert len(answers) == 2
+
+
+def test_the_field_a_declared_kind_fills_from_the_prompt_is_not_a_parameter():
+    # OpenAI's legacy /v1/completions: the prompt goes into "prompt", its answers are chat-shaped choices
+    completions = declare(KindSpec("completions", "/v1/completions", "prompt",
+                                   (Column("response", "string"), Column("finish_reason", "string")),
+                                   lambda body: {}, ("choices",)))
+    try:
+        with pytest.raises(InputError, match="'prompt' cannot be a body parameter: pass it as the prompt template"):
+            body_params({"prompt": "x"}, "completions", Moderator())
+        with pytest.raises(InputError, match=r"extra_body\['prompt'\]: pass it as the prompt template"):
+            body_params({"extra_body": {"prompt": "x"}}, "completions", Moderator())
+    finally:
+        withdraw(completions.name)

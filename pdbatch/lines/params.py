@@ -120,14 +120,16 @@ def check_fields(
         and one message per problem found.
     """
     known = {**spec(kind).fields, **(extra_fields or {})}
+    # the field each row's input fills is never a parameter, whichever kind declares it
+    reserved = {**RESERVED, spec(kind).payload: RESERVED.get(spec(kind).payload, "the prompt template")}
     out: dict[str, Any] = {}
     problems: list[str] = []
     for name, raw in params.items():
         value = _plain(raw)
         if name == EXTRA_BODY:
             continue
-        if name in RESERVED:
-            problems.append(f"{name!r} cannot be a body parameter: pass it as {RESERVED[name]}")
+        if name in reserved:
+            problems.append(f"{name!r} cannot be a body parameter: pass it as {reserved[name]}")
         elif name in known and value is None:
             # None means "not given", as OpenAI's own client reads it; for the
             # length caps it is an explicit "no cap", which body_params keeps
@@ -154,8 +156,8 @@ def check_fields(
             problems.append(f"{EXTRA_BODY} must be a dict of field names to values, got {kind_of(extra)}")
         else:
             for name, value in extra.items():
-                if name in RESERVED:
-                    problems.append(f"{EXTRA_BODY}[{name!r}]: pass it as {RESERVED[name]}")
+                if name in reserved:
+                    problems.append(f"{EXTRA_BODY}[{name!r}]: pass it as {reserved[name]}")
                 elif name in known or name in out:
                     problems.append(f"{EXTRA_BODY}[{name!r}]: a field pdbatch knows; pass it as {name}=... "
                                     f"so that it is checked")

@@ -368,4 +368,3 @@ class LlamaAccessor:
         """
         return run.retry_failed(self._frame, job_id=job_id, backend=backend, progress=progress,
                                 timeout=timeout, **params)
-

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .errors import ConfigError
-from .models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
+from .lines.kinds import KINDS
+from .models import CHAT, URLS, Kind, kind_of_url
 
 __all__ = ["KEYWORDS", "CacheMode", "Call", "Options", "url_for"]
 
@@ -155,8 +156,8 @@ def url_for(kind: Kind | None, url: str | None) -> str:
     ConfigError
         An unknown kind, or a kind that contradicts the url.
     """
-    if kind is not None and kind not in (CHAT, EMBEDDINGS):
-        raise ConfigError(f"kind={kind!r}: use 'chat' or 'embeddings'")
+    if kind is not None and kind not in KINDS:  # the declared kinds (pdbatch.lines.kinds)
+        raise ConfigError(f"kind={kind!r}: use {' or '.join(map(repr, KINDS))}")
     if url is not None:
         if kind is not None and kind_of_url(url) != kind:
             raise ConfigError(f"kind={kind!r} contradicts url={url!r}")

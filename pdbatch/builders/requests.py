@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 
 from ..errors import InputError
 from ..lines.jsontext import data_buffer, json_escape, scalar
-from ..models import CHAT, EMBEDDINGS, URLS, Kind, kind_of_url
+from ..lines.kinds import spec
+from ..models import CHAT, URLS, Kind, kind_of_url
 from .cells import check_text
 from .linefiles import write_all, write_split
 from .rowchecks import check_messages, check_unique, custom_ids, json_ok
@@ -128,8 +129,8 @@ class RequestPlan:
 
     def body(self, payload: Any) -> dict[str, Any]:
         """The request body for one row's payload (see :meth:`payloads`): the simple, dict-building path."""
-        if self.kind == EMBEDDINGS:
-            return {"model": self.model, "input": payload, **self.params}
+        if not spec(self.kind).messages:  # the text goes into the field the kind declares (embeddings: input)
+            return {"model": self.model, spec(self.kind).payload: payload, **self.params}
         messages = list(payload) if self.messages else [{"role": "user", "content": payload}]
         if self.system is not None:
             messages.insert(0, {"role": "system", "content": self.system})
@@ -156,8 +157,8 @@ class RequestPlan:
         """The constant bytes around a row's custom_id and payload."""
         head = b'{"custom_id":'
         mid = b',"method":"POST","url":' + orjson.dumps(self.url) + b',"body":{"model":' + orjson.dumps(self.model)
-        if self.kind == EMBEDDINGS:
-            mid += b',"input":'
+        if not spec(self.kind).messages:
+            mid += b"," + orjson.dumps(spec(self.kind).payload) + b":"
         else:
             mid += b',"messages":['
             if self.system is not None:
@@ -165,8 +166,8 @@ class RequestPlan:
                 mid += b"," if not self.messages else b""
             if not self.messages:
                 mid += b'{"role":"user","content":'
-        tail = b"" if self.kind == EMBEDDINGS or self.messages else b"}"  # closes the user message
-        if self.kind == CHAT:
+        tail = b"" if not spec(self.kind).messages or self.messages else b"}"  # closes the user message
+        if spec(self.kind).messages:
             tail += b"]"
         params = orjson.dumps(self.params)
         tail += (b"," + params[1:-1] if len(params) > 2 else b"") + b"}}\n"
@@ -346,7 +347,7 @@ def build_requests(
     params = dict(params or {})
     if on_null not in _ON_NULL:
         raise InputError(f"on_null={on_null!r}: use 'raise' (the default) or 'skip'")
-    if kind == EMBEDDINGS and "system" in params:
+    if not spec(kind).messages and "system" in params:
         raise InputError("system= does not apply to embeddings: the model embeds the text alone. Put any "
                          "instruction into the template itself, e.g. 'query: {text}'")
     for key in ("model", "messages", "input", "system"):
@@ -361,7 +362,7 @@ def build_requests(
         raise InputError(
             "pass either prompt='... {column} ...' or messages='<column of message lists>', not both or neither"
         )
-    if kind == EMBEDDINGS and (messages is not None or system is not None):
+    if not spec(kind).messages and (messages is not None or system is not None):
         raise InputError("embeddings take a prompt template only (no messages= or system=)")
     if system is not None:
         if not isinstance(system, str):

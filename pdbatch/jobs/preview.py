@@ -22,6 +22,7 @@ import pandas as pd
 from ..backends.base import Backend
 from ..call import Options
 from ..errors import ConfigError
+from ..lines.kinds import spec
 from ..pricing import PRICES_AS_OF, given_price
 from .fit import OVER_WINDOW, over_window
 from .reuse import JobPlan, Part
@@ -108,7 +109,7 @@ class Preview:
     @property
     def answer_cap(self) -> str | None:
         """The cap on answers in words (None for embeddings, which have no answers to cap)."""
-        if self.kind != "chat":
+        if "max_tokens" not in spec(self.kind).fields:  # a kind whose answers have no length to cap
             return None
         if self.max_tokens is None:
             return "none (max_tokens=None: answers may run to the context window)"
@@ -185,7 +186,7 @@ def make_preview(part: Part, backend: Backend, prices: dict[str, tuple[float, fl
     cost = None
     if price is not None:
         sent_tokens = int(np.asarray(tokens[send], dtype=np.int64).sum()) if len(send) else 0
-        out_tokens = (max_tokens or 0) * len(send) if plan.kind == "chat" else 0
+        out_tokens = (max_tokens or 0) * len(send) if "max_tokens" in spec(plan.kind).fields else 0
         cost = (sent_tokens * price[0] + out_tokens * price[1]) / 1e6
     first = counted[:SAMPLE]
     sample = pd.DataFrame({"custom_id": plan.ids_at(first), "method": "POST", "url": plan.url,

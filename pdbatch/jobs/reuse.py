@@ -218,8 +218,7 @@ def _with_id(line: bytes, custom_id: str) -> bytes:
 
 def _answer(obj: dict[str, Any]) -> Any:
     """What a successful line answers (text, or an embedding), to tell two lines for one row apart."""
-    o = outcome(obj)
-    return o.response if o.embedding is None else orjson.dumps(o.embedding)
+    return outcome(obj).answer
 
 
 def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes]) -> int:

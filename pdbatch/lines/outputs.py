@@ -10,7 +10,10 @@ truncated or malformed:
   "body": {...}}, "error": null | {"code", "message"}}``;
 * rows read from a BigQuery output table, where ``response`` may be JSON text.
 
-:func:`outcome` reduces any of them to one :class:`Outcome`; it is the
+:func:`outcome` takes the answer out of its envelope and hands it to the
+reader of the kind it belongs to (:mod:`pdbatch.lines.kinds`: each kind
+declares its reader and the keys that mark its answers), reducing any line
+to one :class:`Outcome`; it is the
 reference that every other reader agrees with: the fast block parser of
 :mod:`pdbatch.results.parse` (checked line for line by the parity tests), the
 response cache (only successes are kept, :mod:`pdbatch.jobs.reuse`), and the local
@@ -32,6 +35,8 @@ from typing import Any, NamedTuple
 import msgspec
 import orjson
 
+from .kinds import KindSpec, Malformed, marks
+
 __all__ = ["Outcome", "answer_body", "iter_file_lines", "loads", "outcome", "output_line", "read_lines", "succeeded"]
 
 #: A custom_id as written in a line that is not JSON, so that its row can still say why it failed.
@@ -50,6 +55,16 @@ class Outcome(NamedTuple):
     completion_tokens: Any
     embedding: Any  # a list of numbers (embeddings)
     error: str | None  # None: the row succeeded
+    other: dict[str, Any] | None = None  # the values of answer columns other declared kinds add
+
+    @property
+    def answer(self) -> Any:
+        """What the line answers, hashable, to tell two lines for one row apart (text, embedding, other values)."""
+        if self.embedding is not None:
+            return orjson.dumps(self.embedding)
+        if self.other:
+            return orjson.dumps([self.response, self.other], option=orjson.OPT_SORT_KEYS)
+        return self.response
 
 
 # A key holding null means the same as a missing key throughout, because that
@@ -130,38 +145,50 @@ def outcome(obj: dict[str, Any]) -> Outcome:
                 detail = detail.get("message") or detail
             error = f"HTTP {resp.get('status_code')}: {detail}"
         resp = body
-    text = finish = ptok = ctok = emb = None
+    text = finish = ptok = ctok = emb = other = None
     if error is None:
+        kind = _kind_of_answer(resp) if isinstance(resp, dict) else None
         if not isinstance(resp, dict):
             error = "no response in the output line"
-        elif resp.get("choices") is not None:
+        elif kind is not None:  # the declared kind's reader (pdbatch.lines.kinds)
             try:
-                choice = resp["choices"][0]
-                text = (choice.get("message") or {}).get("content")
-                if text is None:
-                    text = choice.get("text")
-                finish = choice.get("finish_reason")
-            except (IndexError, TypeError, AttributeError, KeyError):
-                error = "malformed response: no choices"
-        elif resp.get("data") is not None:
-            try:
-                emb = resp["data"][0]["embedding"]
-            except (IndexError, TypeError, KeyError):
-                error = "malformed response: no embedding"
-            if emb is None and error is None:
-                error = "malformed response: no embedding"
+                values = kind.read(resp)
+            except Malformed as exc:
+                error = str(exc)
+            else:
+                text, finish, emb = values.get("response"), values.get("finish_reason"), values.get("embedding")
+                if values.keys() - _NAMED:
+                    other = {k: v for k, v in values.items() if k not in _NAMED}
         elif resp.get("error") is not None:
             detail = resp["error"]
             error = str(detail.get("message") if isinstance(detail, dict) else detail)
-        elif isinstance(resp.get("output"), list):  # a Responses API answer (/v1/responses)
+        elif isinstance(resp.get("output"), list):  # a Responses API answer (/v1/responses): a chat answer
             text, finish, error = _response_output(resp)
         else:
-            error = "malformed response: neither choices nor data"
+            error = f"malformed response: {_no_marks()}"
         usage = resp.get("usage") if isinstance(resp, dict) else None
         if isinstance(usage, dict):
             ptok = usage.get("prompt_tokens", usage.get("input_tokens"))
             ctok = usage.get("completion_tokens", usage.get("output_tokens"))
-    return Outcome(cid, text, finish, ptok, ctok, emb, error)
+    return Outcome(cid, text, finish, ptok, ctok, emb, error, other)
+
+
+#: The answer columns :class:`Outcome` names; any other a reader gives goes to ``Outcome.other``.
+_NAMED = frozenset(("response", "finish_reason", "embedding"))
+
+
+def _kind_of_answer(resp: dict[str, Any]) -> KindSpec | None:
+    """The first declared kind whose mark (``choices``, ``data``, ...) the answer body sets."""
+    for key, kind in marks():
+        if resp.get(key) is not None:
+            return kind
+    return None
+
+
+def _no_marks() -> str:
+    # with the built-in kinds only: "neither choices nor data", as it has always said
+    keys = [k for k, _ in marks()]
+    return "neither " + " nor ".join(keys) if len(keys) == 2 else "none of " + ", ".join(keys)
 
 
 #: A Responses answer's ``incomplete_details.reason`` in chat completions' ``finish_reason`` words.

@@ -18,26 +18,24 @@ Some OpenAI fields are refused on every backend because the result frame
 cannot carry what they ask for (``n > 1``, ``logprobs``, tool calls,
 streaming): their answers would be lost silently.
 
-The list is the one place that knows body fields: the local engine checks each
-row's body with it too.
+Each kind declares its fields (:mod:`pdbatch.lines.kinds`, built from the
+checks of :mod:`pdbatch.lines.checks`): the one place that knows body fields;
+the local engine checks each row's body with them too.
 """
 
 from __future__ import annotations
 
 import difflib
-import numbers
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from ..errors import InputError
-from ..models import CHAT, EMBEDDINGS, Kind
+from .checks import CHAT_FIELDS, EMBEDDINGS_FIELDS, Check, boolean, integer, kind_of, one_of
+from .kinds import EMBEDDINGS, KINDS, Kind, spec
 
 __all__ = ["CHAT_FIELDS", "DEFAULT_MAX_TOKENS", "EMBEDDINGS_FIELDS", "EXTRA_BODY", "RESERVED", "BodyRules", "Check",
-           "body_params", "boolean", "check_fields", "integer", "one_of"]
+           "body_params", "boolean", "check_fields", "integer", "one_of"]  # the checks: re-exported
 
-#: A check takes a field's value and returns what is wrong with it, or None.
-Check = Callable[[Any], "str | None"]
 
 #: The cap on answer length when a chat call gives no ``max_tokens``. Without
 #: one, every row may generate until its context window is full: a small
@@ -73,165 +71,6 @@ ALIASES = {
     "json_schema": "schema",
     "response_schema": "schema",
 }
-
-
-# ------------------------------------------------------------------ checks
-def _kind_of(value: Any) -> str:
-    return type(value).__name__
-
-
-def _not_a(v: Any) -> str:
-    return f", not a {_kind_of(v)}"
-
-
-def _number(lo: float, hi: float) -> Check:
-    def check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not lo <= float(v) <= hi:
-            wrong_type = isinstance(v, bool) or not isinstance(v, numbers.Real)
-            return f"must be a number from {lo:g} to {hi:g}" + (_not_a(v) if wrong_type else "")
-        return None
-
-    return check
-
-
-#: The integers a request body can carry: JSON writers and the services read 64 bits (orjson's range).
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-
-
-def integer(lo: int | None = None, hi: int | None = None, *, nullable: bool = False) -> Check:
-    """A check for an integer from ``lo`` to ``hi`` (None: no bound), or None when ``nullable``."""
-
-    def check(v: Any) -> str | None:
-        if v is None and nullable:
-            return None
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            return "must be an integer" + _not_a(v)
-        if not _INT_MIN <= int(v) <= _INT_MAX:
-            return "must be an integer from -2**63 to 2**64-1: a request body holds 64-bit integers"
-        if (lo is not None and int(v) < lo) or (hi is not None and int(v) > hi):
-            bounds = f"at least {lo}" if hi is None else f"from {lo} to {hi}"
-            return f"must be an integer {bounds}"
-        return None
-
-    return check
-
-
-def boolean(v: Any) -> str | None:
-    """A check for True or False."""
-    return None if isinstance(v, bool) else "must be True or False" + _not_a(v)
-
-
-def one_of(choices: tuple[str, ...] = ()) -> Check:
-    """A check for a string, one of ``choices`` when given."""
-
-    def check(v: Any) -> str | None:
-        if not isinstance(v, str) or (choices and v not in choices):
-            want = f"one of {', '.join(map(repr, choices))}" if choices else "a string"
-            return f"must be {want}"
-        return None
-
-    return check
-
-
-def _object(v: Any) -> str | None:
-    return None if isinstance(v, dict) else "must be a dict" + _not_a(v)
-
-
-def _stop(v: Any) -> str | None:
-    items = [v] if isinstance(v, str) else v
-    if not isinstance(items, list) or not all(isinstance(s, str) and s for s in items):
-        return "must be a non-empty string or a list of them"
-    return None
-
-
-def _logit_bias(v: Any) -> str | None:
-    if not isinstance(v, dict):
-        return "must be a dict of token id to a bias from -100 to 100" + _not_a(v)
-    for token, bias in v.items():
-        if not re.fullmatch(r"\d+", str(token)):
-            return f"keys must be token ids (integers), got {token!r}"
-        if _number(-100, 100)(bias):
-            return f"biases must be numbers from -100 to 100, got {bias!r} for token {token}"
-    return None
-
-
-_FORMAT_TYPES = ("text", "json_object", "json_schema")
-
-
-def _response_format(v: Any) -> str | None:
-    if not isinstance(v, dict) or v.get("type") not in _FORMAT_TYPES:
-        return ("must be {'type': 'text' | 'json_object' | 'json_schema', ...}; "
-                "for JSON answers of a given shape pass schema=<JSON schema or pydantic model>")
-    if v["type"] == "json_schema":
-        spec = v.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict) or not spec.get("name"):
-            return ("of type 'json_schema' needs json_schema={'name': ..., 'schema': {...}}; "
-                    "schema=<JSON schema> builds it for you")
-    return None
-
-
-def _only(allowed: Any, reason: str) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v is None or v == allowed else reason
-
-    return check
-
-
-def _refused(reason: str) -> Check:
-    def check(v: Any) -> str | None:
-        return None if v is None else reason
-
-    return check
-
-
-_TOOLS = ("pdbatch keeps each answer's message text, so tool calls would be lost; "
-          "for structured answers use schema=")
-
-#: OpenAI's chat-completions body fields (besides model and messages).
-CHAT_FIELDS: dict[str, Check] = {
-    "max_tokens": integer(1, nullable=True),
-    "max_completion_tokens": integer(1, nullable=True),
-    "temperature": _number(0, 2),
-    "top_p": _number(0, 1),
-    "frequency_penalty": _number(-2, 2),
-    "presence_penalty": _number(-2, 2),
-    "seed": integer(),
-    "stop": _stop,
-    "logit_bias": _logit_bias,
-    "response_format": _response_format,
-    "n": _only(1, "must be 1: pdbatch keeps one answer per row (for several samples, repeat the rows "
-                  "or run again with other seeds)"),
-    "logprobs": _only(False, "not supported: the result frame has no column for log-probabilities"),
-    "top_logprobs": _only(0, "not supported: the result frame has no column for log-probabilities"),
-    "stream": _only(False, "must be False: batch jobs do not stream"),
-    "stream_options": _refused("not supported: batch jobs do not stream"),
-    "tools": _refused(f"not supported: {_TOOLS}"),
-    "tool_choice": _refused(f"not supported: {_TOOLS}"),
-    "parallel_tool_calls": _refused(f"not supported: {_TOOLS}"),
-    "functions": _refused(f"not supported: {_TOOLS}"),
-    "function_call": _refused(f"not supported: {_TOOLS}"),
-    "modalities": _only(["text"], "must be ['text']: the result frame holds text answers"),
-    "audio": _refused("not supported: the result frame holds text answers"),
-    "prediction": _object,
-    "reasoning_effort": one_of(("none", "minimal", "low", "medium", "high")),
-    "verbosity": one_of(("low", "medium", "high")),
-    "web_search_options": _object,
-    "service_tier": one_of(),
-    "user": one_of(),
-    "safety_identifier": one_of(),
-    "prompt_cache_key": one_of(),
-    "metadata": _object,
-    "store": boolean,
-}
-
-#: OpenAI's embeddings body fields (besides model and input).
-EMBEDDINGS_FIELDS: dict[str, Check] = {
-    "dimensions": integer(1),
-    "encoding_format": _only("float", "must be 'float': pdbatch reads embeddings as lists of floats"),
-    "user": one_of(),
-}
-
-_FIELDS: dict[Kind, dict[str, Check]] = {CHAT: CHAT_FIELDS, EMBEDDINGS: EMBEDDINGS_FIELDS}
 
 
 # ------------------------------------------------------------------ the check
@@ -280,16 +119,17 @@ def check_fields(
         The fields with ``extra_body`` merged in (numpy scalars made plain),
         and one message per problem found.
     """
-    known = {**_FIELDS[kind], **(extra_fields or {})}
-    other = EMBEDDINGS if kind == CHAT else CHAT
+    known = {**spec(kind).fields, **(extra_fields or {})}
+    # the field each row's input fills is never a parameter, whichever kind declares it
+    reserved = {**RESERVED, spec(kind).payload: RESERVED.get(spec(kind).payload, "the prompt template")}
     out: dict[str, Any] = {}
     problems: list[str] = []
     for name, raw in params.items():
         value = _plain(raw)
         if name == EXTRA_BODY:
             continue
-        if name in RESERVED:
-            problems.append(f"{name!r} cannot be a body parameter: pass it as {RESERVED[name]}")
+        if name in reserved:
+            problems.append(f"{name!r} cannot be a body parameter: pass it as {reserved[name]}")
         elif name in known and value is None:
             # None means "not given", as OpenAI's own client reads it; for the
             # length caps it is an explicit "no cap", which body_params keeps
@@ -301,7 +141,7 @@ def check_fields(
                 problems.append(f"{name}={_shown(raw)}: {wrong}")
             else:
                 out[name] = value
-        elif name in _FIELDS[other]:
+        elif other := _owner(name, kind):
             problems.append(f"{name!r} is a field of {other} requests, not {kind} requests")
         elif name in keywords:  # an argument of another df.llama method (embed(system=...))
             problems.append(f"{name}= does not apply to {kind} requests" + _WHY_NOT.get((name, kind), ""))
@@ -313,19 +153,25 @@ def check_fields(
     extra = params.get(EXTRA_BODY)
     if extra is not None:
         if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
-            problems.append(f"{EXTRA_BODY} must be a dict of field names to values, got {_kind_of(extra)}")
+            problems.append(f"{EXTRA_BODY} must be a dict of field names to values, got {kind_of(extra)}")
         else:
             for name, value in extra.items():
-                if name in RESERVED:
-                    problems.append(f"{EXTRA_BODY}[{name!r}]: pass it as {RESERVED[name]}")
+                if name in reserved:
+                    problems.append(f"{EXTRA_BODY}[{name!r}]: pass it as {reserved[name]}")
                 elif name in known or name in out:
                     problems.append(f"{EXTRA_BODY}[{name!r}]: a field pdbatch knows; pass it as {name}=... "
                                     f"so that it is checked")
                 else:
                     out[name] = _plain(value)
-    if kind == CHAT and out.get("max_tokens") is not None and out.get("max_completion_tokens") is not None:
+    both = out.get("max_tokens") is not None and out.get("max_completion_tokens") is not None
+    if both and "max_completion_tokens" in known:
         problems.append("pass max_tokens or max_completion_tokens, not both")
     return out, problems
+
+
+def _owner(name: str, kind: str) -> str | None:
+    """The first other kind that takes body field ``name`` (None: none does)."""
+    return next((k for k, declared in KINDS.items() if k != kind and name in declared.fields), None)
 
 
 class BodyRules(Protocol):
@@ -385,7 +231,7 @@ def body_params(
     if problems:
         listed = "".join(f"\n  - {p}" for p in problems)
         raise InputError(f"{len(problems)} bad request parameters (nothing was sent):{listed}")
-    if kind == CHAT:
+    if "max_tokens" in spec(kind).fields:  # a kind that caps its answers' length gets a cap by default
         if "max_tokens" not in out and "max_completion_tokens" not in out:
             out["max_tokens"] = DEFAULT_MAX_TOKENS
         for name in ("max_tokens", "max_completion_tokens"):

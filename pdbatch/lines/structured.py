@@ -19,7 +19,7 @@ import orjson
 import pandas as pd
 
 from ..errors import ConfigError
-from ..models import CHAT
+from .kinds import spec as kind_spec
 from .schemacheck import SchemaSupport, check_supported, check_valid
 
 __all__ = ["Schema", "as_schema", "inline_refs", "read_schema_file", "response_format_problem"]
@@ -301,8 +301,8 @@ def apply_schema(params: dict[str, Any], schema: Schema | None, kind: str, suppo
     """
     if schema is None:
         return
-    if kind != CHAT:
-        raise ConfigError("schema= applies to chat completions, not embeddings")
+    if "response_format" not in kind_spec(kind).fields:  # the kinds that take a response_format (chat)
+        raise ConfigError(f"schema= applies to chat completions, not {kind}")
     if "response_format" in params:
         raise ConfigError("pass schema= or response_format=, not both (schema= sets response_format)")
     params["response_format"] = schema.response_format

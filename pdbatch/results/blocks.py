@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from ..lines import outputs
 from ..lines.outputs import DECODE_ERRORS
-from .rows import Columns, typed_row
+from .rows import Columns, flat, typed_row
 
 __all__ = ["Parser"]
 
@@ -103,7 +103,9 @@ def _reduce(objs: Sequence[_Line | None]) -> tuple[list[tuple[Any, ...] | None],
     """Typed rows of decoded lines with a common shape, and the positions left to the reference (None there).
 
     Mirrors :func:`pdbatch.lines.outputs.outcome` for successes (Vertex and OpenAI envelopes, chat
-    and embeddings) and for failures carrying a ``status`` text.
+    and embeddings) and for failures carrying a ``status`` text. Answers of other declared kinds
+    (:mod:`pdbatch.lines.kinds`) have neither choices nor data here: the reference reads them with
+    their kind's reader.
     """
     rows: list[tuple[Any, ...] | None] = []
     add = rows.append
@@ -172,7 +174,7 @@ class Parser:
             found, where, unreadable = outputs.read_lines([lines[i] for i in slow])
             self.unreadable += unreadable
             for k, row in zip(where, found, strict=True):
-                rows[slow[k]] = typed_row(*row)
+                rows[slow[k]] = typed_row(*flat(row))
             if len(found) < len(slow):  # blank or unreadable lines give no row
                 rows = [row for row in rows if row is not None]
         self.columns.add(cast("list[tuple[Any, ...]]", rows))  # every None was replaced or dropped

@@ -18,9 +18,8 @@ import pyarrow.compute as pc
 
 from ..builders.requests import POSITIONAL_PREFIX
 from ..errors import InputError
-from ..lines.kinds import KINDS, spec
-from ..models import CHAT, EMBEDDINGS, Kind
-from .rows import INT, STRING, typed
+from ..lines.kinds import CHAT, EMBEDDINGS, KINDS, Kind, spec
+from .rows import DTYPES, STRING, typed
 
 __all__ = ["CHAT_COLUMNS", "EMBEDDING_COLUMNS", "MISSING", "join_results", "output_columns", "positions_of"]
 
@@ -114,8 +113,8 @@ def join_results(
     parsed : pandas.DataFrame
         Output of :func:`parse_bytes` or :func:`parse_lines` (several lines
         per id are fine: a success beats a failure, later beats earlier).
-    kind : {"chat", "embeddings"}
-        Which result columns to add.
+    kind : str
+        Which result columns to add: those the kind declares (:mod:`pdbatch.lines.kinds`).
     custom_ids : numpy.ndarray, optional
         The id of each frame row; ``None`` for the positional ``row-<n>`` ids.
     skipped : dict of int to str, optional
@@ -133,7 +132,7 @@ def join_results(
     pandas.DataFrame
         A new frame: the user's columns, then the result columns
         (``"string"`` text, ``"Int64"`` token counts, float32 arrays for
-        embeddings).
+        embeddings: the dtypes the kind declares).
     """
     n = len(frame)
     cols = output_columns(kind)
@@ -172,15 +171,14 @@ def join_results(
         error = pc.if_else(pa.array(answered), error, pa.array(fill, type=pa.large_string()))
 
     out = frame.drop(columns=clash) if clash else frame.copy()
-    if kind == EMBEDDINGS:
-        emb = np.full(n, None, dtype=object)
-        emb[answered] = parsed["embedding"].to_numpy(dtype=object)[src[answered]]
-        out["embedding"] = list(emb)
-    else:
-        out["response"] = STRING.__from_arrow__(_arrow(parsed["response"]).take(take))
-        out["finish_reason"] = STRING.__from_arrow__(_arrow(parsed["finish_reason"]).take(take))
-        out["prompt_tokens"] = INT.__from_arrow__(_arrow(parsed["prompt_tokens"]).take(take))
-        out["completion_tokens"] = INT.__from_arrow__(_arrow(parsed["completion_tokens"]).take(take))
+    for column in spec(kind).answer:  # the columns and dtypes the kind declares (pdbatch.lines.kinds)
+        dtype = DTYPES[column.dtype][1]
+        if dtype is None:  # an embedding: one float32 array or None per row
+            emb = np.full(n, None, dtype=object)
+            emb[answered] = parsed[column.name].to_numpy(dtype=object)[src[answered]]
+            out[column.name] = list(emb)
+        else:
+            out[column.name] = dtype.__from_arrow__(_arrow(parsed[column.name]).take(take))
     out["error"] = STRING.__from_arrow__(error)
     if conflicts:  # rare: a handful of rows, set one by one
         rows = list(conflicts)
@@ -201,7 +199,12 @@ def _conflicts(pos: np.ndarray, success: np.ndarray, parsed: pd.DataFrame, kind:
     at = pos[order]
     starts = np.flatnonzero(np.r_[True, at[1:] != at[:-1]]) if len(at) else np.empty(0, dtype=np.int64)
     ends = np.r_[starts[1:], len(at)]
-    answers = parsed["embedding" if kind == EMBEDDINGS else "response"].to_numpy(dtype=object)
+    compared = spec(kind).answer_columns  # what tells two answers apart (pdbatch.lines.kinds)
+    answers = parsed[compared[0]].to_numpy(dtype=object)
+    if len(compared) > 1:  # a declared kind's several columns: one tuple per line
+        answers = np.empty(len(parsed), dtype=object)
+        for i, values in enumerate(zip(*(parsed[c].to_numpy(dtype=object) for c in compared), strict=True)):
+            answers[i] = values
     found: dict[int, str] = {}
     for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1], strict=True):
         lines = order[start:end]

@@ -25,7 +25,7 @@ import pandas as pd
 from ..lines import outputs
 from ..lines.outputs import iter_file_lines  # re-exported: the reader of a file's lines lives with the line format
 from .blocks import Parser
-from .rows import INT, PARSED_COLUMNS, STRING, typed
+from .rows import INT, PARSED_COLUMNS, STRING, flat, parsed_names, typed
 
 __all__ = ["INT", "PARSED_COLUMNS", "STRING", "dedupe", "iter_file_lines", "parse_bytes", "parse_files",
            "parse_lines", "read_predictions", "typed"]
@@ -63,15 +63,17 @@ def parse_lines(lines: Iterable[bytes]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Object columns ``custom_id``, ``response``, ``finish_reason``,
-        ``prompt_tokens``, ``completion_tokens``, ``embedding``, ``error``,
+        ``prompt_tokens``, ``completion_tokens``, ``embedding``, those of
+        declared kinds (:func:`pdbatch.results.rows.parsed_names`), ``error``,
         with ``None`` where a line has no value.
     """
     rows, _, unreadable = outputs.read_lines(lines)
     _warn_unreadable(unreadable)
     # object columns throughout: None stays None (pandas would otherwise infer
     # its str dtype and turn a missing error into NaN)
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(PARSED_COLUMNS)
-    out = pd.DataFrame({c: pd.Series(list(v), dtype=object) for c, v in zip(PARSED_COLUMNS, columns, strict=True)})
+    names = parsed_names()
+    columns = list(zip(*map(flat, rows), strict=True)) if rows else [()] * len(names)
+    out = pd.DataFrame({c: pd.Series(list(v), dtype=object) for c, v in zip(names, columns, strict=True)})
     bad_id = out["custom_id"].map(lambda v: not isinstance(v, str))
     if bad_id.any():
         # An id that is not a str cannot match a request; keep it visible as text.

@@ -76,7 +76,7 @@ FILTER_TERM_RE = re.compile(r'^\s*(state|display_name|displayName|labels\.[A-Za-
 #: negation operator; the emulator refuses such a filter rather than guess how it parses.
 HYPHEN_LABEL_RE = re.compile(r"labels\.[A-Za-z0-9_]*-")
 ONLINE_RE = re.compile(r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/endpoints/openapi/chat/completions$")
-#: Gemini chat models that run batch jobs on 2026-12-06 (pdbatch/_gemini_catalog.py: Google's model
+#: Gemini chat models that run batch jobs on 2026-12-06 (pdbatch/_catalog.py: Google's model
 #: versions page and Gemini batch page), served in `global` only (the catalog's reading of the
 #: sources; no stored page gives their batch regions). gemini-2.5-* were retired on 2026-10-20:
 #: not served, so they answer 404 as a retired model does.

@@ -21,7 +21,7 @@ from .jobs.failures import hold_back_sure_failures
 from .jobs.prepare import answered, plan, prepare, result_columns, submit_prepared
 from .jobs.preview import Preview, make_preview
 from .jobs.runfile import run_requests
-from .models import CHAT
+from .lines.kinds import spec
 from .results.readside import empty_result, finish_result, merge_retried
 
 __all__ = ["answered", "batch_predict", "plan", "preview", "retry_failed", "submit"]
@@ -51,7 +51,8 @@ def preview(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
     """What the call would send and cost, without sending anything."""
     p = prepare(frame, call, backend, options, check_limits=False)
     pv = make_preview(p.part, p.backend, dict(options.prices or {}))
-    pv.max_tokens_default = (pv.kind == CHAT and call.classify is None
+    # the note that a max_tokens default was added, for kinds that take one (pdbatch.lines.kinds)
+    pv.max_tokens_default = ("max_tokens" in spec(pv.kind).fields and call.classify is None
                              and not {"max_tokens", "max_completion_tokens"} & set(call.params))
     return pv
 

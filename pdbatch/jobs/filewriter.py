@@ -29,7 +29,6 @@ from ..lines.batchoutput import (
     output_line,
     write_output,
 )
-from ..lines.outputs import iter_file_lines
 from .fit import OVER_WINDOW
 
 __all__ = ["output_lines", "write_table"]
@@ -64,15 +63,14 @@ def _answers(member: Any) -> dict[str, tuple[dict[str, Any] | None, str | None]]
     """Each answered custom_id's (body, error), from the part's output lines; a success beats a failure."""
     done = member.status.done
     out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
-    for path in member.answer_files():
-        for raw in iter_file_lines(path, complete_only=not done):
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            cid = obj.get("custom_id") if isinstance(obj, dict) else None
-            if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
-                out[cid] = answer(obj)
+    for raw in member.answer_lines(complete_only=not done):  # its output files', then the cache's
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+        cid = obj.get("custom_id") if isinstance(obj, dict) else None
+        if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
+            out[cid] = answer(obj)
     alias = member.aliases()  # read (and checked) by the one reader of a job's reuse state
     if alias is not None:  # lines identical to an earlier one take its answer
         frame_ids = member.frame()["custom_id"].tolist()

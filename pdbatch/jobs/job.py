@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..display.choose import live_display_available, make_reporter
 from ..display.reporter import JobLabel, RowCounts
 from ..errors import ConfigError, JobError, JobFolderError, JobTimeoutError
 from ..models import Kind
-from ..results.parse import parse_files
+from ..results.parse import parse_bytes, parse_files
 from ..results.readside import assemble
 from ..store import jobdir, reusestate
 from . import claims, jobview, reuse
@@ -312,7 +313,7 @@ class BatchJob:
             if not partial:
                 raise
             status = JobStatus(state="JOB_STATE_UNSPECIFIED", error=f"its status cannot be read: {exc}")
-        claimed = status.done and (self._folder / jobdir.KEYS).exists()  # its rows were claimed (pdbatch.jobs.claims)
+        claimed = status.done and reusestate.has_keys(self._folder)  # its rows were claimed (pdbatch.jobs.claims)
         if claimed and status.state not in OK_STATES:
             claims.release(job=self.id)  # ended without answers to cache: other calls send the rows again
         if status.state not in OK_STATES and not partial:
@@ -336,7 +337,7 @@ class BatchJob:
         # a running (or crashed) worker may have left half a line at the end: not data
         parsed = parse_files(paths, complete_only=not status.done)
         if saved.cached is not None:  # rows answered by the cache
-            parsed = pd.concat([parsed, parse_files([saved.cached])], ignore_index=True)
+            parsed = pd.concat([parsed, parse_bytes(saved.cached)], ignore_index=True)
         missing = "missing: the job returned no output line for this row"
         if status.state not in OK_STATES:
             missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")
@@ -357,10 +358,10 @@ class BatchJob:
         """The frame as it was submitted (the job's own copy, read from its folder)."""
         return jobdir.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
 
-    def answer_files(self) -> list[Path]:
-        """Every file that answers a row: the job's output files, then the lines answered by the cache."""
+    def answer_lines(self, complete_only: bool = False) -> Iterator[bytes]:
+        """Every line that answers a row: the job's output files' (``complete_only``: whole lines), the cache's."""
         paths = self.output_files() if self.ids else []
-        return reusestate.load(self._folder, self.n_rows, paths).answer_files(paths)
+        return reusestate.load(self._folder, self.n_rows, paths).answer_lines(paths, complete_only)
 
     def aliases(self) -> np.ndarray | None:
         """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""

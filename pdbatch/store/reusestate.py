@@ -70,7 +70,7 @@ def save(folder: Path, alias: np.ndarray, cached: Mapping[int, bytes], keys: dic
         return
     dtype = "<i4" if len(alias) < 2**31 else "<i8"
     alias_bytes = alias.astype(dtype, copy=False).tobytes() if repeats else b""
-    keys_bytes = bytes(dumps_mapping(keys)) if keys else b""  # orjson.dumps would take 5x its size
+    keys_bytes = dumps_mapping(keys) if keys else b""  # orjson.dumps would take 5x its size
     lines = b"".join(line + b"\n" for line in cached.values())
     head = orjson.dumps({"rows": len(alias), "alias_dtype": dtype, "alias": len(alias_bytes), "keys": len(keys_bytes),
                          "cached": len(lines)})

@@ -82,7 +82,7 @@ def read_file(path: Path) -> bytes:
         return fh.read()
 
 
-def write_file(path: Path, data: bytes, *more: bytes) -> None:
+def write_file(path: Path, data: bytes | bytearray, *more: bytes | bytearray) -> None:
     """Write ``data`` (then each of ``more``) as the whole content of a job's file, private.
 
     :func:`open_file`'s refusals apply; ``more`` spares the caller joining large pieces into one.

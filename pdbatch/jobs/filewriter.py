@@ -63,7 +63,9 @@ def _answers(member: Any) -> dict[str, tuple[dict[str, Any] | None, str | None]]
     """Each answered custom_id's (body, error), from the part's output lines; a success beats a failure."""
     done = member.status.done
     out: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
-    for raw in member.answer_lines(complete_only=not done):  # its output files', then the cache's
+    paths = member.output_files() if member.ids else []
+    saved = member.reuse_state(paths)  # read (and checked) by the one reader of a job's reuse state
+    for raw in saved.answer_lines(paths, complete_only=not done):  # its output files', then the cache's
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -71,7 +73,7 @@ def _answers(member: Any) -> dict[str, tuple[dict[str, Any] | None, str | None]]
         cid = obj.get("custom_id") if isinstance(obj, dict) else None
         if isinstance(cid, str) and (cid not in out or out[cid][0] is None):
             out[cid] = answer(obj)
-    alias = member.aliases()  # read (and checked) by the one reader of a job's reuse state
+    alias = saved.alias
     if alias is not None:  # lines identical to an earlier one take its answer
         frame_ids = member.frame()["custom_id"].tolist()
         for p in np.flatnonzero(alias >= 0).tolist():

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..backends import Backend, backend_class, get_backend
@@ -358,14 +356,9 @@ class BatchJob:
         """The frame as it was submitted (the job's own copy, read from its folder)."""
         return jobdir.load_frame(self._folder, self.id, allow_pickle=self._allow_pickle)
 
-    def answer_lines(self, complete_only: bool = False) -> Iterator[bytes]:
-        """Every line that answers a row: the job's output files' (``complete_only``: whole lines), the cache's."""
-        paths = self.output_files() if self.ids else []
-        return reusestate.load(self._folder, self.n_rows, paths).answer_lines(paths, complete_only)
-
-    def aliases(self) -> np.ndarray | None:
-        """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
-        return reusestate.load(self._folder, self.n_rows, []).alias
+    def reuse_state(self, outputs: list[Path]) -> reusestate.Saved:
+        """Its aliases and cached answers (:func:`pdbatch.store.reusestate.load`; errors name ``outputs``)."""
+        return reusestate.load(self._folder, self.n_rows, outputs)
 
     def output_files(self) -> list[Path]:
         """The job's output files, downloaded into its folder by the backend (empty when nothing was sent)."""

@@ -110,8 +110,9 @@ LEGACY_FRAME = "frame.pkl"
 POINTER = "points-to"
 SEEN = "last-status.json"  # pdbatch.store.status reads and writes it, beside status.json
 REUSE = "reuse.bin"
-#: The reuse state as pdbatch kept it before ``reuse.bin``, in four files (still read: pdbatch.store.reusestate)
-CACHED, ALIAS, KEYS, KEYS_SEAL = "cached.jsonl", "alias.npy", "keys.json", "keys.seal"
+#: The reuse state as pdbatch kept it before ``reuse.bin``, in four files: only pdbatch.store.reusestate reads
+#: them (the names changed with it, so that code still looking for ``keys.json`` fails loudly, not silently)
+LEGACY_REUSE = ("cached.jsonl", "alias.npy", "keys.json", "keys.seal")
 CACHE_FILLED = "cache-filled"
 DOWNLOADS = "output"
 REQUESTS = "requests.jsonl"
@@ -366,8 +367,8 @@ def _empty(path: Path) -> bool:
 
 # ---------------------------------------------------------------- never through a link
 #: Every name pdbatch reads or writes in a job folder (what :func:`check_folder` looks at).
-NAMES = (MANIFEST, FRAME, LEGACY_FRAME, POINTER, REUSE, CACHED, ALIAS, KEYS, KEYS_SEAL, CACHE_FILLED, REQUESTS,
-         JOB_SPEC, OUTPUT, OUTPUT_SEAL, STATUS, WORKER_LOCK, START_LOCK, CANCEL, WORKER_LOG)
+NAMES = (MANIFEST, FRAME, LEGACY_FRAME, POINTER, REUSE, *LEGACY_REUSE, CACHE_FILLED, REQUESTS, JOB_SPEC, OUTPUT,
+         OUTPUT_SEAL, STATUS, WORKER_LOCK, START_LOCK, CANCEL, WORKER_LOG)
 
 
 def check_folder(folder: Path) -> None:

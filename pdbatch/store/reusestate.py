@@ -194,11 +194,12 @@ def load(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
 
 def _legacy(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
     """The reuse state of a folder written before ``reuse.bin``: ``cached.jsonl``, ``alias.npy``, ``keys.*``."""
-    cached, keys, path = folder / jobdir.CACHED, folder / jobdir.KEYS, folder / jobdir.ALIAS
+    cached, path, keys, seal_path = (folder / name for name in jobdir.LEGACY_REUSE)
     alias = None
     if n_rows is not None and path.exists():
         try:
-            values = np.load(path, allow_pickle=False)  # never unpickles: object arrays are refused
+            with os.fdopen(jobdir.open_file(path), "rb") as fh:  # never through a link
+                values = np.load(fh, allow_pickle=False)  # never unpickles: object arrays are refused
             problem = "" if values.dtype.kind == "i" else f"holds {values.dtype} values, not row positions"
         except (OSError, ValueError, EOFError) as exc:
             problem = f"cannot be read ({exc})"
@@ -206,7 +207,7 @@ def _legacy(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
             raise JobFolderError(f"{path} {problem}: {_LOST}. {answers_hint([*outputs, cached])}", path=path)
         alias = _checked(values, n_rows, path, [*outputs, cached])
     try:
-        sealed: bytes | None = bytes.fromhex(jobdir.read_file(folder / jobdir.KEYS_SEAL).decode("ascii").strip())
+        sealed: bytes | None = bytes.fromhex(jobdir.read_file(seal_path).decode("ascii").strip())
     except (OSError, ValueError, JobFolderError):
         sealed = None
     return Saved(alias, sealed, _Section(keys) if keys.exists() else None,

@@ -111,6 +111,8 @@ class Saved:
     seal : bytes or None
         This home's seal of :attr:`keys` for this folder and job, as the folder holds it (unchecked:
         :func:`pdbatch.store.trust.keys_sealed` checks it); None when the job was never sealed.
+    keys_at, cached_at : _Section or None
+        Where :attr:`keys` and :attr:`cached` are (a byte range of ``reuse.bin``, or an older folder's file).
     """
 
     alias: np.ndarray | None

@@ -9,8 +9,11 @@ manifest.json garbage, empty, deleted  attach, ``pdbatch ...``     JobFolderErro
 points-to garbage                      attach (by a part's id)     JobFolderError naming it
 frame.arrow deleted, truncated         result, result(partial)     JobFolderError naming it + the answer files
 frame.pkl (pdbatch 0.1)                result                      JobFolderError: pass allow_pickle=True
-alias.npy garbage                      result                      JobFolderError naming it
-keys.json garbage                      result                      the answers (only the cache needed it)
+reuse.bin garbage, cut short           result                      JobFolderError naming it
+reuse.bin aliases out of range         result                      JobFolderError naming it
+reuse.bin keys garbage                 result                      the answers (only the cache needed them)
+alias.npy garbage (older folders)      result                      JobFolderError naming it
+keys.json garbage (older folders)      result                      the answers (only the cache needed it)
 status.json empty, garbage, deleted    refresh, wait, result       JobFolderError naming it + output.jsonl
 status.json empty, garbage, deleted    result(partial=True)        the answers in output.jsonl
 read-only job folder                   result                      the answers
@@ -36,6 +39,7 @@ from pdbatch.store import trust
 from pdbatch.store.cache import ResponseCache
 
 from .test_cache import read_only  # noqa: F401  (fixture)
+from .test_reuse import as_older_folder, splice_keys
 
 
 def raises_folder_error(match: str):
@@ -58,7 +62,7 @@ def spoil(path, how: str, garbage: bytes):
 
 @pytest.fixture
 def mock_job():
-    """A finished Mock job with duplicate rows (alias.npy), keys to cache, and its output fetched once."""
+    """A finished Mock job with duplicate rows (an alias), keys to cache, and its output fetched once."""
     mock = Mock()
     df = pd.DataFrame({"t": ["a", "b", "a"]})
     job = df.llama.submit("{t}", backend=mock, temperature=0)
@@ -108,8 +112,9 @@ def test_a_damaged_frame_names_itself_and_the_answers(mock_job, how):
     assert sorted(answers.response) == ["echo: a", "echo: b"]
 
 
-def test_damaged_reuse_files(mock_job):
+def test_damaged_reuse_files_of_an_older_folder(mock_job):
     job_id, mock, folder = mock_job
+    as_older_folder(folder)
     (folder / "keys.json").write_bytes(b"{not json")
     (folder / "cache-filled").unlink(missing_ok=True)
     out = pdbatch.attach(job_id, backend=mock).result()  # only the cache needed the keys
@@ -120,13 +125,43 @@ def test_damaged_reuse_files(mock_job):
     check_folder_error(info)
 
 
+@pytest.mark.parametrize("damage, match", [
+    ("garbage", r"reuse\.bin is damaged \(not a reuse file"),
+    ("cut short", r"reuse\.bin is damaged \(\d+ bytes, not the \d+ its head gives\)"),
+    ("alias out of range", r"reuse\.bin holds int64 values of shape \(3,\), not one row position \(-1 to 2\)"),
+])
+def test_a_damaged_reuse_file_names_itself(mock_job, damage, match):
+    job_id, mock, folder = mock_job
+    path = folder / "reuse.bin"
+    data = path.read_bytes()
+    if damage == "garbage":
+        path.write_bytes(b"\x93NUMPY garbage")
+    elif damage == "cut short":
+        path.write_bytes(data[:-5])
+    else:  # row 2 repeats row 1000 of a 3-row frame
+        at = data.index(b"}", 52) + 1  # the end of the head: the alias follows, one int32 per row
+        path.write_bytes(data[:at + 8] + (1000).to_bytes(4, "little") + data[at + 12:])
+    with raises_folder_error(match + r".*repeat an earlier row") as info:
+        pdbatch.attach(job_id, backend=mock).result()
+    check_folder_error(info)
+    assert info.value.path == str(path) and "pdbatch.read_predictions(" in str(info.value)
+
+
+def test_damaged_keys_in_the_reuse_file_only_keep_the_answers_out_of_the_cache(mock_job):
+    job_id, mock, folder = mock_job
+    splice_keys(folder, b"{not json")
+    (folder / "cache-filled").unlink(missing_ok=True)
+    out = pdbatch.attach(job_id, backend=mock).result()  # only the cache needed the keys
+    assert out.response.tolist() == ["echo: a", "echo: b", "echo: a"]
+
+
 def test_everything_under_pdbatch_home_is_private_whatever_the_umask(pdbatch_home):
     old = os.umask(0)  # the most open umask: files would be 0666, folders 0777
     try:
         mock = Mock()
         df = pd.DataFrame({"t": ["a", "b", "a"]})
-        df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)  # alias.npy, keys.json
-        df.llama.submit("{t}", backend=mock, temperature=0).result()  # cached.jsonl, a `cached-` job
+        df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)  # reuse.bin: alias, keys
+        df.llama.submit("{t}", backend=mock, temperature=0).result()  # reuse.bin: cached lines, a `cached-` job
         pdbatch.configure(home=pdbatch_home / "fresh")  # a PDBATCH_HOME pdbatch creates itself
         df.llama.batch_predict("{t}", backend=mock, temperature=0, progress=False)
         with ResponseCache() as cache:  # SQLite's -wal and -shm exist while the cache is open
@@ -134,7 +169,7 @@ def test_everything_under_pdbatch_home_is_private_whatever_the_umask(pdbatch_hom
             seen = assert_private(pdbatch_home, skip={pdbatch_home, pdbatch_home / "models"})
     finally:
         os.umask(old)
-    assert {"jobs", "staging", "fresh", "frame.arrow", "manifest.json", "alias.npy", "keys.json", "cached.jsonl",
+    assert {"jobs", "staging", "fresh", "frame.arrow", "manifest.json", "reuse.bin",
             "cache-filled", "cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"} <= seen, seen
 
 
@@ -257,6 +292,6 @@ def test_a_local_job_folder_is_private_whatever_the_umask(pdbatch_home):
     finally:
         os.umask(old)
     assert {"jobs", "staging", "models", "requests.jsonl", "job.json", "output.jsonl", "status.json",
-            "worker.log", "worker.lock", "start.lock", "frame.arrow", "manifest.json", "keys.json",
+            "worker.log", "worker.lock", "start.lock", "frame.arrow", "manifest.json", "reuse.bin",
             "cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"} <= seen, seen
     assert any(name.endswith(".f16.gguf") for name in seen)

@@ -28,6 +28,7 @@ from pdbatch.errors import JobFolderError, PdbatchWarning
 from pdbatch.store import jobdir
 
 from .test_cache import read_only  # noqa: F401  (fixture)
+from .test_reuse import as_older_folder, keys_of, splice_keys
 
 PROMPTS = ["Say hi.", "Say bye.", "Count to three."]
 SETTINGS = {"max_tokens": 3, "temperature": 0}
@@ -66,7 +67,7 @@ def test_a_copied_folder_with_other_keys_feeds_the_cache_nothing_and_warns_once(
     # the first job's answers ("echo: a") would be cached as the answers to "x" and "y"
     copy = pdbatch_home / "jobs" / "mock-copy"
     shutil.copytree(config.home() / "jobs" / first.id, copy)
-    (copy / "keys.json").write_bytes((config.home() / "jobs" / other.id / "keys.json").read_bytes())
+    splice_keys(copy, keys_of(config.home() / "jobs" / other.id))
     (copy / "cache-filled").unlink(missing_ok=True)
     job = pdbatch.attach("mock-copy", backend=mock)
     with warnings.catch_warnings(record=True) as seen:
@@ -82,12 +83,37 @@ def test_a_copied_folder_with_other_keys_feeds_the_cache_nothing_and_warns_once(
         f"are sent again rather than answered from this folder."]  # said once
 
 
+def test_a_copied_folder_of_an_older_pdbatch_feeds_the_cache_nothing(pdbatch_home):
+    mock = Mock()
+    first = pd.DataFrame({"t": ["a", "b"]}).llama.submit("{t}", backend=mock, temperature=0)
+    other = pd.DataFrame({"t": ["x", "y"]}).llama.submit("{t}", backend=mock, temperature=0)
+    copy = pdbatch_home / "jobs" / "mock-copy"
+    shutil.copytree(config.home() / "jobs" / first.id, copy)
+    as_older_folder(copy)  # keys.json and keys.seal, as before reuse.bin
+    (copy / "keys.json").write_bytes(keys_of(config.home() / "jobs" / other.id))
+    with pytest.warns(PdbatchWarning, match="not put into the response cache"):
+        assert pdbatch.attach("mock-copy", backend=mock).result().response.tolist() == ["echo: a", "echo: b"]
+    assert cache_hits(["x", "y"], mock) == 0
+
+
+def test_a_reuse_file_copied_whole_from_another_job_feeds_the_cache_nothing(pdbatch_home):
+    mock = Mock()
+    job = pd.DataFrame({"t": ["a", "b"]}).llama.submit("{t}", backend=mock, temperature=0)
+    other = pd.DataFrame({"t": ["x", "y"]}).llama.submit("{t}", backend=mock, temperature=0)
+    folder = config.home() / "jobs" / job.id
+    # the other job's keys with their own valid seal: bound to the other folder and job, so it does not verify here
+    shutil.copy(config.home() / "jobs" / other.id / "reuse.bin", folder / "reuse.bin")
+    with pytest.warns(PdbatchWarning, match="not put into the response cache"):
+        job.result()
+    assert cache_hits(["x", "y"], mock) == 0
+
+
 def test_keys_edited_in_the_original_folder_feed_the_cache_nothing(pdbatch_home):
     mock = Mock()
     job = pd.DataFrame({"t": ["a", "b"]}).llama.submit("{t}", backend=mock, temperature=0)
     other = pd.DataFrame({"t": ["x", "y"]}).llama.submit("{t}", backend=mock, temperature=0)
     folder = config.home() / "jobs" / job.id
-    (folder / "keys.json").write_bytes((config.home() / "jobs" / other.id / "keys.json").read_bytes())
+    splice_keys(folder, keys_of(config.home() / "jobs" / other.id))
     with pytest.warns(PdbatchWarning, match="not put into the response cache"):
         job.result()
     assert cache_hits(["x", "y"], mock) == 0
@@ -131,13 +157,16 @@ def test_a_link_in_the_download_folder_is_refused_and_nothing_outside_changes(pd
     assert info.value.path == str(link)
 
 
-def test_a_fifo_in_a_job_folder_is_refused_without_blocking(pdbatch_home):
+@pytest.mark.parametrize("name", ["reuse.bin", "keys.json"])  # keys.json: folders of pdbatch before 2026-12
+def test_a_fifo_in_a_job_folder_is_refused_without_blocking(pdbatch_home, name):
     mock = Mock()
     job = pd.DataFrame({"t": ["a"]}).llama.submit("{t}", backend=mock, temperature=0)
     folder = config.home() / "jobs" / job.id
-    (folder / "keys.json").unlink()
-    os.mkfifo(folder / "keys.json")
-    with pytest.raises(JobFolderError, match=r"keys\.json is not a regular file"):
+    if name != "reuse.bin":
+        as_older_folder(folder)
+    (folder / name).unlink()
+    os.mkfifo(folder / name)
+    with pytest.raises(JobFolderError, match=rf"{name} is not a regular file"):
         pdbatch.attach(job.id, backend=mock)
 
 

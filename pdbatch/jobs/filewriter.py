@@ -31,7 +31,6 @@ from ..lines.batchoutput import (
     output_line,
     write_output,
 )
-from ..lines.outputs import iter_file_lines
 from .fit import OVER_WINDOW
 from .jobparts import owned
 
@@ -60,8 +59,8 @@ class PartAnswers:
     def of_job(cls, part: Any, ids: list[str]) -> PartAnswers:
         """A submitted part's (:class:`pdbatch.jobs.jobparts.JobPart`): its output and cached lines."""
         status = part.status or part.refresh()
-        lines = (raw for path in part.answer_files() for raw in iter_file_lines(path, complete_only=not status.done))
-        return cls(part.record.skipped, _answers(lines, part.aliases(), ids), status.state)
+        lines, alias = part.answer_lines(complete_only=not status.done)
+        return cls(part.record.skipped, _answers(lines, alias, ids), status.state)
 
     @classmethod
     def of_plan(cls, part: Any, ids: list[str]) -> PartAnswers:

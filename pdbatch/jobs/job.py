@@ -332,10 +332,6 @@ class BatchJob:
         """The frame as it was submitted (the job's own copy, read from its folder)."""
         return self._parts[-1].frame()
 
-    def answer_files(self) -> list[Path]:
-        """Every file that answers a row: each part's output files, then the lines answered by the cache."""
-        return [path for part in self._parts for path in part.answer_files()]
-
     def aliases(self) -> np.ndarray | None:
         """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
         found = [a for a in (part.aliases() for part in self._parts) if a is not None]

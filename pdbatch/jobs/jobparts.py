@@ -27,7 +27,7 @@ from ..display.reporter import RowCounts
 from ..errors import JobError, JobFolderError
 from ..models import Kind
 from ..results.join import output_columns
-from ..results.parse import parse_files
+from ..results.parse import parse_bytes, parse_files
 from ..results.readside import assemble
 from ..store import jobdir, reusestate
 from . import claims, reuse
@@ -124,14 +124,19 @@ class JobPart:
                                  f"folder writable again (chmod u+w {self.folder})", path=dest) from exc
         return paths
 
-    def answer_files(self) -> list[Path]:
-        """Every file that answers a row: the output files, then the lines answered by the cache."""
+    def reuse_state(self, outputs: list[Path]) -> reusestate.Saved:
+        """Its aliases and cached answers (:func:`pdbatch.store.reusestate.load`; errors name ``outputs``)."""
+        return reusestate.load(self.folder, self.record.n_rows, outputs)
+
+    def answer_lines(self, complete_only: bool) -> tuple[list[bytes], np.ndarray | None]:
+        """Every line that answers a row (the output files', then the cache's) and the aliases, read once."""
         paths = self.output_files() if self.record.parts else []
-        return reusestate.load(self.folder, self.record.n_rows, paths).answer_files(paths)
+        saved = self.reuse_state(paths)  # read (and checked) by the one reader of a job's reuse state
+        return list(saved.answer_lines(paths, complete_only=complete_only)), saved.alias
 
     def aliases(self) -> np.ndarray | None:
         """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
-        return reusestate.load(self.folder, self.record.n_rows, []).alias
+        return self.reuse_state([]).alias
 
     def answer_ids(self) -> list[str]:
         """Each frame row's custom_id as the part sent it (a column of the frame, or ``row-<position>``)."""
@@ -148,7 +153,7 @@ class JobPart:
             if not partial:
                 raise
             status = JobStatus(state="JOB_STATE_UNSPECIFIED", error=f"its status cannot be read: {exc}")
-        claimed = status.done and (self.folder / jobdir.KEYS).exists()  # its rows were claimed (pdbatch.jobs.claims)
+        claimed = status.done and reusestate.has_keys(self.folder)  # its rows were claimed (pdbatch.jobs.claims)
         if claimed and status.state not in OK_STATES:
             claims.release(job=self.id)  # ended without answers to cache: other calls send the rows again
         if status.state not in OK_STATES and not partial:
@@ -172,7 +177,7 @@ class JobPart:
         # a running (or crashed) worker may have left half a line at the end: not data
         parsed = parse_files(paths, complete_only=not status.done)
         if saved.cached is not None:  # rows answered by the cache
-            parsed = pd.concat([parsed, parse_files([saved.cached])], ignore_index=True)
+            parsed = pd.concat([parsed, parse_bytes(saved.cached)], ignore_index=True)
         missing = "missing: the job returned no output line for this row"
         if status.state not in OK_STATES:
             missing = f"not run: the job is {status.state}" + (f" ({status.error})" if status.error else "")

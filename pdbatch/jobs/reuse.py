@@ -30,8 +30,9 @@ import pandas as pd
 from ..builders.requests import RequestPlan
 from ..call import CacheMode
 from ..display.reporter import RowCounts
+from ..errors import JobFolderError
 from ..lines.outputs import outcome, succeeded
-from ..store import jobdir, trust
+from ..store import jobdir, reusestate, trust
 from ..store.cache import ResponseCache, RowKeys, deterministic
 
 if TYPE_CHECKING:
@@ -193,17 +194,19 @@ def fill_cache(folder: Path, record: Any, outputs: list[Path]) -> None:
     are keys (the cache stores whole output lines), and only the lines this
     home can prove it got for those keys are stored (:mod:`pdbatch.store.trust`).
     """
-    keys = folder / jobdir.KEYS
     done = folder / jobdir.CACHE_FILLED
-    if not keys.exists() or done.exists():
+    if done.exists():
         return
-    try:
-        raw = jobdir.read_file(keys)
-        by_id = orjson.loads(raw)
-    except (OSError, orjson.JSONDecodeError):
+    try:  # the one reader of the reuse state (its alias was checked by result() already)
+        saved = reusestate.load(folder, None, outputs)
+        raw = saved.keys
+        by_id = orjson.loads(raw) if raw is not None else None
+    except (OSError, orjson.JSONDecodeError, JobFolderError):
         return  # only the cache needed it: the answers are all here
+    if raw is None or not isinstance(by_id, dict):
+        return  # no row was sent under a key (or the keys are damaged: only the cache needed them)
     # only what this home can prove it got for these keys (pdbatch.store.trust); a copied folder feeds nothing
-    lines = trust.lines_to_cache(folder, record, raw, outputs)
+    lines = trust.lines_to_cache(folder, record, raw, saved.seal, outputs)
     remember(record.backend, record.model, by_id, lines)
     with contextlib.suppress(OSError):  # a read-only job folder: cached again next time, harmlessly
         jobdir.write_file(done, b"")

@@ -21,6 +21,9 @@ and dicts such as a ``messages`` column, mixes of str, int, float and bool).
 Missing values come back as the kind they were: None, NaN, ``pd.NA`` or
 ``NaT``. Refused: tuples, sets, custom objects, NaN inside a list, ints past
 64 bits, and anything else that would not come back as it is.
+
+Reading the file back is :mod:`pdbatch.store.frameread` (re-exported here as
+:func:`read` and :func:`from_table`).
 """
 
 from __future__ import annotations
@@ -37,15 +40,10 @@ import pyarrow as pa
 
 from ..atomic import atomic_path
 from ..errors import InputError, PdbatchWarning
+from .frameread import CODES, LABELS, META, VERSION, decode_objects, from_table, read
 
 __all__ = ["from_table", "read", "to_table", "write"]
 
-_META = b"pdbatch.frame"
-_LABELS = b"pdbatch.labels"
-_VERSION = 1
-# How each kind of missing value is written back; codes for columns that mix them.
-_NULLS: dict[str, Any] = {"none": None, "nan": float("nan"), "na": pd.NA, "nat": pd.NaT}
-_CODES = {"none": 1, "nan": 2, "na": 3, "nat": 4}
 _ARROW_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError, UnicodeError)
 
 
@@ -77,7 +75,7 @@ def to_table(frame: pd.DataFrame) -> pa.Table:
         kept exactly; the message names it, the row, and how to fix it.
     """
     rows = _Columns(len(frame))
-    meta: dict[str, Any] = {"version": _VERSION, "rows": len(frame),
+    meta: dict[str, Any] = {"version": VERSION, "rows": len(frame),
                             "index": rows.add_index(frame.index, "i", "index level")}
     meta["columns"] = []
     for i in range(frame.shape[1]):
@@ -90,9 +88,9 @@ def to_table(frame: pd.DataFrame) -> pa.Table:
         meta["attrs"] = attrs
     labels = _Columns(frame.shape[1])
     labels_meta = labels.add_index(frame.columns, "l", "column labels")
-    table = rows.table({_META: orjson.dumps({**meta, "specs": rows.specs}),
-                        _LABELS: _ipc_bytes(labels.table({_META: orjson.dumps(
-                            {"version": _VERSION, "index": labels_meta, "specs": labels.specs})}))})
+    table = rows.table({META: orjson.dumps({**meta, "specs": rows.specs}),
+                        LABELS: _ipc_bytes(labels.table({META: orjson.dumps(
+                            {"version": VERSION, "index": labels_meta, "specs": labels.specs})}))})
     _check_dtypes(frame, from_table(table.slice(0, 0)))
     return table
 
@@ -202,16 +200,6 @@ def _freq(index: pd.Index) -> str | None:
     return index.freqstr if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)) else None
 
 
-def _with_freq(index: pd.Index, freq: str | None) -> pd.Index:
-    # checked against the values by pandas: the freq comes back, or the index as it is
-    if not freq or not isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)):
-        return index
-    try:
-        return type(index)(index, freq=freq)
-    except ValueError:
-        return index
-
-
 def _fix(where: str) -> str:
     if where.startswith("column labels"):
         return "Rename the columns (e.g. df.columns = df.columns.astype(str))."
@@ -266,7 +254,7 @@ def _encode_objects(values: np.ndarray) -> tuple[pa.Array, pa.Array | None, dict
     codes = None
     if len(kinds) > 1:
         code = np.zeros(len(values), dtype=np.int8)
-        code[mask] = [_CODES[_null_kind(v) or "none"] for v in values[mask]]
+        code[mask] = [CODES[_null_kind(v) or "none"] for v in values[mask]]
         codes = pa.array(code)
     spec: dict[str, Any] = {"nulls": next(iter(kinds)) if len(kinds) == 1 else ("mixed" if kinds else None)}
     clean = values.copy()
@@ -302,7 +290,7 @@ def _encode_objects(values: np.ndarray) -> tuple[pa.Array, pa.Array | None, dict
 
 def _checked(values: np.ndarray, mask: np.ndarray, array: pa.Array, spec: dict[str, Any]) -> dict[str, Any]:
     """``spec`` if decoding ``array`` gives ``values`` back exactly; raises :class:`_Refused` at the first change."""
-    back = _decode_objects(pa.chunked_array([array]), spec, None)
+    back = decode_objects(pa.chunked_array([array]), spec, None)
     for p in np.flatnonzero(~mask):
         if not _same(values[p], back[p]):
             raise _Refused("values that would not come back as they are", int(p))
@@ -348,106 +336,3 @@ def _check_dtypes(frame: pd.DataFrame, back: pd.DataFrame) -> None:
             dtypes = [str(a.get_level_values(k).dtype) for k in range(a.nlevels)]
             raise InputError(f"the {name} ({type(a).__name__}, dtypes {dtypes}) would not come back as it is "
                              f"from the job's copy of the frame. {_fix(name)}")
-
-
-# ------------------------------------------------------------------ reading
-def read(path: Path) -> pd.DataFrame:
-    """Read a frame written by :func:`write`.
-
-    Raises
-    ------
-    pyarrow.ArrowException, ValueError, KeyError
-        The file is not a complete frame file (the caller names the file).
-    """
-    with pa.memory_map(str(path)) as source:
-        return from_table(pa.ipc.open_file(source).read_all())
-
-
-def from_table(table: pa.Table) -> pd.DataFrame:
-    """The frame :func:`to_table` was given."""
-    meta = orjson.loads(table.schema.metadata[_META])
-    if meta.get("version") != _VERSION:
-        raise ValueError(f"frame file version {meta.get('version')!r}; this pdbatch reads version {_VERSION}")
-    n = meta["rows"] if table.num_columns == 0 else table.num_rows  # a file of no column keeps no row count
-    columns = _read_columns(table, meta["specs"])
-    index = _index(meta["index"], columns, n)
-    labels_table = pa.ipc.open_stream(table.schema.metadata[_LABELS]).read_all()
-    labels_meta = orjson.loads(labels_table.schema.metadata[_META])
-    labels = _index(labels_meta["index"], _read_columns(labels_table, labels_meta["specs"]), len(meta["columns"]))
-    frame = pd.DataFrame({i: columns[name] for i, name in enumerate(meta["columns"])}, index=pd.RangeIndex(n))
-    frame.columns = labels
-    frame.index = index
-    if meta.get("attrs"):
-        frame.attrs.update(meta["attrs"])
-    return frame
-
-
-def _read_columns(table: pa.Table, specs: dict[str, dict[str, Any]]) -> dict[str, pd.Series]:
-    plain_names = [name for name, spec in specs.items() if "object" not in spec]
-    plain = table.select(plain_names).to_pandas() if plain_names else None
-    out = {}
-    for name, spec in specs.items():
-        if "object" in spec:
-            codes = table.column(f"{name}:nulls").to_numpy() if spec.get("nulls") == "mixed" else None
-            out[name] = pd.Series(_decode_objects(table.column(name), spec, codes), dtype=object, copy=False)
-            continue
-        assert plain is not None
-        s = plain[name]
-        if "string" in spec and s.dtype != (want := _string_dtype(*spec["string"])):
-            s = s.astype(want)
-        out[name] = s
-    return out
-
-
-def _string_dtype(storage: str, na: str) -> pd.StringDtype:
-    if na == "nan":  # pandas >= 2.3 (the `str` dtype of pandas 3)
-        return pd.StringDtype(storage, na_value=np.nan)  # type: ignore[call-arg]
-    return pd.StringDtype(storage)
-
-
-def _decode_objects(array: pa.ChunkedArray, spec: dict[str, Any], codes: np.ndarray | None) -> np.ndarray:
-    how = spec["object"]
-    n = len(array)
-    out = np.empty(n, dtype=object)
-    if how == "text":
-        out[:] = array.to_numpy(zero_copy_only=False)
-    elif how == "json":
-        for i, raw in enumerate(array.to_pylist()):
-            out[i] = None if raw is None else orjson.loads(raw)
-    elif how == "arrow":
-        out[:] = array.to_pandas().to_numpy(dtype=object)
-    elif how == "pylist":
-        for i, v in enumerate(array.to_pylist()):
-            out[i] = v
-    else:
-        raise ValueError(f"unknown object column encoding {how!r}")
-    nulls = spec.get("nulls")
-    if nulls is not None:
-        mask = array.is_null().to_numpy(zero_copy_only=False)
-        if nulls == "mixed":
-            assert codes is not None
-            for kind, code in _CODES.items():
-                out[mask & (codes == code)] = _NULLS[kind]
-        else:
-            out[mask] = _NULLS[nulls]
-    return out
-
-
-def _index(spec: dict[str, Any], columns: dict[str, pd.Series], n: int) -> pd.Index:
-    names = spec["names"]
-    if "range" in spec:
-        start, stop, step = spec["range"]
-        if len(range(start, stop, step)) != n:  # the first rows only (to_table's check of the dtypes)
-            stop = start + step * n
-        return pd.RangeIndex(start, stop, step, name=names[0])
-    levels = [columns[name] for name in spec["levels"]]
-    if spec["multi"]:
-        index = pd.MultiIndex.from_arrays(levels, names=names)
-        for k, level in enumerate(levels):  # from_arrays infers each level's dtype anew, without a freq
-            values = index.levels[k].astype(level.dtype) if index.levels[k].dtype != level.dtype else index.levels[k]
-            values = _with_freq(values, spec["freq"][k])
-            if values is not index.levels[k]:
-                index = index.set_levels(values, level=k)
-        return index
-    s = levels[0]
-    return _with_freq(pd.Index(s.array, dtype=s.dtype, name=names[0], copy=False), spec["freq"])

@@ -19,19 +19,20 @@ and a job's folder holds (who writes each file, and when):
 ``frame.arrow``        the user's frame as submitted, Arrow IPC: data, never code (pdbatch.store.frames)
 ``frame.pkl``          the same, as written by pdbatch 0.1: a pickle, read only when trusted
 ``points-to``          in the folder of a job's second, third, ... part: the id of its first part
-``cached.jsonl``       output lines of the rows answered from the response cache (pdbatch.jobs.reuse)
-``alias.npy``          for each row, the row whose answer it repeats, or -1 (pdbatch.jobs.reuse)
-``keys.json``          the cache key of each sent row, by custom_id, to cache its answer (pdbatch.jobs.reuse)
-``keys.seal``          this home's signature of ``keys.json`` for this folder and job (pdbatch.store.trust)
+``reuse.bin``          the reuse state (pdbatch.store.reusestate; at submit): for each row, the row whose
+                       answer it repeats; the output lines of rows answered from the response cache; the
+                       cache key of each sent row, and this home's seal of those keys (pdbatch.store.trust)
+``cached.jsonl`` ...   the same in four files (``alias.npy``, ``keys.json``, ``keys.seal``): folders of
+                       pdbatch before 2026-12, still read
 ``cache-filled``       present once the job's answers went into the cache (pdbatch.jobs.reuse)
-``last-status.json``   the state and counts last seen by a status check, with when (:func:`write_seen`):
+``last-status.json``   the state and counts last seen by a status check, with when (pdbatch.store.status):
                        what ``pdbatch jobs`` shows without asking the backend
 ``output/``            output files a backend downloaded for the result (Vertex: ``output/<job number>/``)
 ``requests.jsonl``     local jobs: the request lines, as sent (pdbatch.backends.local)
 ``job.json``           local jobs: what the worker runs: model, kind, engine settings
 ``output.jsonl``       local jobs: one output line per finished row, appended by the worker
 ``output.seal``        local jobs: the worker's signature of each of those lines (pdbatch.store.trust)
-``status.json``        local jobs: state, counts, error, times; replaced whole (:func:`write_status`)
+``status.json``        local jobs: state, counts, error, times; replaced whole (pdbatch.store.status)
 ``worker.lock``        local jobs: held (flock) by the live worker; free once it died
 ``start.lock``         local jobs: held while a process decides to start (or cancel) a worker
 ``cancel``             local jobs: present once someone asked the job to stop
@@ -57,26 +58,25 @@ import re
 import secrets
 import shutil
 import stat
-import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
 from .. import config
 from ..atomic import PRIVATE_DIR, atomic_path, private_dir
 from ..errors import JobFolderError, JobNotFoundError, PdbatchWarning, answers_hint
-from .safeopen import not_regular, open_file, private_tree, read_file, write_file
+from .manifest import Manifest
+from .safeopen import not_regular, open_file, private_tree, read_file, write_at, write_file
+from .status import OUTPUT, STATUS, last_state, read_status, unwritable, write_seen, write_status
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from ..models import Kind
 
 __all__ = [
     "Manifest",
@@ -96,6 +96,8 @@ __all__ = [
     "root",
     "save",
     "staging",
+    "unwritable",
+    "write_at",
     "write_file",
     "write_seen",
     "write_status",
@@ -106,18 +108,16 @@ MANIFEST = "manifest.json"
 FRAME = "frame.arrow"
 LEGACY_FRAME = "frame.pkl"
 POINTER = "points-to"
-CACHED = "cached.jsonl"
-ALIAS = "alias.npy"
-KEYS = "keys.json"
-KEYS_SEAL = "keys.seal"
+SEEN = "last-status.json"  # pdbatch.store.status reads and writes it, beside status.json
+REUSE = "reuse.bin"
+#: The reuse state as pdbatch kept it before ``reuse.bin``, in four files: only pdbatch.store.reusestate reads
+#: them (the names changed with it, so that code still looking for ``keys.json`` fails loudly, not silently)
+LEGACY_REUSE = ("cached.jsonl", "alias.npy", "keys.json", "keys.seal")
 CACHE_FILLED = "cache-filled"
-SEEN = "last-status.json"
 DOWNLOADS = "output"
 REQUESTS = "requests.jsonl"
 JOB_SPEC = "job.json"
-OUTPUT = "output.jsonl"
 OUTPUT_SEAL = "output.seal"
-STATUS = "status.json"
 WORKER_LOCK = "worker.lock"
 START_LOCK = "start.lock"
 CANCEL = "cancel"
@@ -211,62 +211,6 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:  # removed while listing
         return 0.0
-
-
-# ---------------------------------------------------------------- manifest
-@dataclass
-class Manifest:
-    """The saved description of a submitted job."""
-
-    id: str
-    parts: list[str]
-    backend: str
-    backend_settings: dict[str, Any]
-    model: str
-    kind: Kind
-    n_rows: int
-    skipped: dict[int, str] = field(default_factory=dict)
-    created: float = field(default_factory=time.time)
-    version: int = 2
-    #: the call (:meth:`pdbatch.call.Call.record`): the prompt, params, custom_id column, schema, ...
-    call: dict[str, Any] = field(default_factory=dict)
-    #: how it ran (:meth:`pdbatch.call.Options.record`): cache, overwrite, passthrough, display_name, ...
-    options: dict[str, Any] = field(default_factory=dict)
-    #: what became of the frame's rows (:meth:`pdbatch.display.reporter.RowCounts.record`): sent, merged, cached, ...
-    rows: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> bytes:
-        data = asdict(self)
-        data["skipped"] = {str(k): v for k, v in self.skipped.items()}
-        return orjson.dumps(data, option=orjson.OPT_INDENT_2)
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Manifest:
-        """Parse :meth:`to_json`'s output; raises ValueError or TypeError on anything else."""
-        data = orjson.loads(raw)
-        if not isinstance(data, dict):
-            raise TypeError(f"a JSON object was expected, not {type(data).__name__}")
-        data["skipped"] = {int(k): v for k, v in data.get("skipped", {}).items()}
-        if data.get("version", 1) < 2:
-            _upgrade(data)
-        known = {f for f in cls.__dataclass_fields__}
-        record = cls(**{k: v for k, v in data.items() if k in known})
-        if not isinstance(record.id, str) or not isinstance(record.parts, list) or not all(
-                isinstance(p, str) for p in record.parts) or not isinstance(record.backend, str):
-            raise TypeError("'id', 'parts' or 'backend' has the wrong type")
-        return record
-
-
-def _upgrade(data: dict[str, Any]) -> None:
-    # Version 1 kept the custom_id column, the schema and some options beside
-    # the call (which older jobs lack altogether): fold them into call/options.
-    call = data.get("call") or {}
-    call.setdefault("custom_id", data.get("custom_id_column"))
-    if call.get("schema") is None:
-        call["schema"] = data.get("schema")
-    data["call"] = call
-    data["options"] = {"cache": data.get("cache", False), "overwrite": data.get("overwrite", False),
-                       "display_name": data.get("display_name") or None}
 
 
 def save(manifest: Manifest, frame: pd.DataFrame | pa.Table | Path) -> Path:
@@ -399,112 +343,15 @@ def load_frame(folder: Path, job_id: str, *, allow_pickle: bool = False) -> pd.D
         raise JobFolderError(f"{legacy} is damaged ({type(exc).__name__}: {exc}). {hint}", path=legacy) from None
 
 
-# ---------------------------------------------------------------- a local job's status
-def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``status.json`` atomically (write, then rename).
-
-    Raises :class:`JobFolderError` when the folder cannot be written.
-    """
-    path = folder / STATUS
-    current = read_status(folder) if path.exists() else {}
-    current.update(fields, updated=time.time())
-    try:
-        with atomic_path(path) as tmp:  # two writers (threads or processes) never share a temporary file
-            tmp.write_bytes(orjson.dumps(current))
-    except OSError as exc:
-        raise unwritable(folder, path, exc) from exc
-    return current
-
-
-def read_status(folder: Path) -> dict[str, Any]:
-    """Read ``status.json`` (a reader never sees a half-written file: it is renamed into place).
-
-    Raises :class:`JobFolderError` naming the file when it is missing, unreadable or damaged.
-    """
-    path = folder / STATUS
-    try:
-        status = orjson.loads(read_file(path))
-        if isinstance(status, dict) and isinstance(status.get("state"), str):
-            wrong = _not_counts(status)
-            if not wrong:
-                return status
-            problem = f"is damaged ({wrong})"
-        else:
-            problem = "is damaged (no 'state')"
-    except FileNotFoundError:
-        problem = "is missing"
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or exc})"
-    except orjson.JSONDecodeError as exc:
-        problem = "is empty" if path.stat().st_size == 0 else f"is damaged ({exc})"
-    raise JobFolderError(
-        f"{path} {problem}; it holds the job's state, so the job cannot be followed or resumed. "
-        f"result(partial=True) still joins the answers written so far. {_recovery(folder)}", path=path)
-
-
-def write_seen(folder: Path, state: str, total: int | None, succeeded: int, failed: int,
-               error: str | None) -> None:
-    """Keep the state last seen by a status check in ``last-status.json`` (best effort: it is only a hint)."""
-    record = {"state": state, "total": total, "succeeded": succeeded, "failed": failed,
-              "error": (error or None) and error[:500], "seen": time.time()}
-    # a read-only job folder: the listing shows an older state, harmlessly
-    with suppress(OSError), atomic_path(folder / SEEN) as tmp:
-        tmp.write_bytes(orjson.dumps(record))
-
-
-def last_state(folder: Path) -> dict[str, Any] | None:
-    """The last known state of the job in ``folder``, read from the folder only (no backend is asked).
-
-    The newer of ``last-status.json`` (what a status check saw) and
-    ``status.json`` (what a local worker writes as it goes); None when neither
-    can be read. Untrusted data: a caller shows it, escaped, and nothing more.
-    """
-    found = []
-    for name in (SEEN, STATUS):
-        try:
-            st = orjson.loads((folder / name).read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            continue
-        if isinstance(st, dict) and isinstance(st.get("state"), str):
-            when = st.get("seen", st.get("updated"))  # seen by a status check / written by a worker
-            st["seen"] = when if isinstance(when, int | float) and not isinstance(when, bool) else None
-            found.append((st["seen"] or 0.0, st))
-    return max(found, key=lambda f: f[0])[1] if found else None
-#: The counts a status holds: whole numbers or absent (``total`` may be null), never text to show as is.
-COUNTS = ("total", "succeeded", "failed", "stalled_restarts", "finished_at_restart")
-
-
-def _not_counts(status: dict[str, Any]) -> str:
-    """What is wrong with the status's counts ('' when nothing): a count is a number a display shows."""
-    for name in COUNTS:
-        if name not in status or (name == "total" and status[name] is None):
-            continue
-        value = status[name]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return f"{name!r} is {str(orjson.dumps(value)[:60], 'utf-8', 'replace')}, not a count of rows"
-    return ""
-
-
-def unwritable(folder: Path, path: Path, exc: OSError) -> JobFolderError:
-    """The error for a local job's file that cannot be written (the folder was made read-only)."""
-    return JobFolderError(
-        f"cannot write {path} ({exc.strerror or exc}); the job cannot be resumed or cancelled until its folder "
-        f"is writable again (chmod u+w {folder}). result() still reads it. {_recovery(folder)}", path=path)
-
-
-def _recovery(folder: Path) -> str:
-    return answers_hint([folder / OUTPUT])
-
-
 # ---------------------------------------------------------------- helpers
 def answer_files(folder: Path) -> list[Path]:
     """Files under a job folder that hold output lines (not request lines), for error messages."""
     found = []
     for path in sorted(folder.rglob("*.jsonl")) if folder.is_dir() else []:
         try:
-            with open(path, "rb") as fh:
+            with os.fdopen(open_file(path), "rb") as fh:  # never through a link
                 first = orjson.loads(fh.readline(1 << 20))
-        except (OSError, ValueError):
+        except (OSError, ValueError, JobFolderError):
             continue
         if isinstance(first, dict) and {"response", "status", "error"} & first.keys():
             found.append(path)
@@ -520,8 +367,8 @@ def _empty(path: Path) -> bool:
 
 # ---------------------------------------------------------------- never through a link
 #: Every name pdbatch reads or writes in a job folder (what :func:`check_folder` looks at).
-NAMES = (MANIFEST, FRAME, LEGACY_FRAME, POINTER, CACHED, ALIAS, KEYS, KEYS_SEAL, CACHE_FILLED, REQUESTS, JOB_SPEC,
-         OUTPUT, OUTPUT_SEAL, STATUS, WORKER_LOCK, START_LOCK, CANCEL, WORKER_LOG)
+NAMES = (MANIFEST, FRAME, LEGACY_FRAME, POINTER, REUSE, *LEGACY_REUSE, CACHE_FILLED, REQUESTS, JOB_SPEC, OUTPUT,
+         OUTPUT_SEAL, STATUS, WORKER_LOCK, START_LOCK, CANCEL, WORKER_LOG)
 
 
 def check_folder(folder: Path) -> None:

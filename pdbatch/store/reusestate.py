@@ -1,30 +1,58 @@
-"""A job's reuse state on disk: the one writer (at submit) and the one reader (at result) of its files.
+"""A job's reuse state on disk: one file, ``reuse.bin``, written at submit and read by :func:`load` alone.
 
-``cached.jsonl`` (answers from the cache), ``alias.npy`` (rows that take an
-earlier row's answer) and ``keys.json`` (the cache key of each row sent, which
-:mod:`pdbatch.store.trust` seals into ``keys.seal``). Planning what is reused is
-:mod:`pdbatch.jobs.reuse`; this module only keeps it.
+What a job's result and its cache filling need besides the backend's output:
+which rows take an earlier row's answer (the alias), the output lines of the
+rows answered from the response cache, and the cache key of each row sent,
+sealed by this home (:mod:`pdbatch.store.trust`). Planning what is reused is
+:mod:`pdbatch.jobs.reuse`; this module only keeps it. The layout (numbers
+little-endian)::
+
+    b"pdbatch reuse 1\\n"   16 bytes
+    seal                   32 bytes: this home's HMAC of the keys for this folder and job; zeros until submitted
+    head                   4 bytes of length, then JSON {"rows", "alias_dtype", "alias", "keys", "cached"}:
+                           the row count and each section's length in bytes
+    alias                  a row number per row (int32, or int64 past 2**31 rows), -1 for its own answer;
+                           empty when no row repeats another
+    keys                   JSON object {custom_id: cache key} of the rows sent
+    cached                 output lines (JSONL) of the rows answered from the cache
+
+The alias is a flat array read with one ``frombuffer``; the cached lines, which
+may be large (embeddings), and the keys are read only by who needs them, from
+their offsets. Writes go through :mod:`pdbatch.store.jobdir` (never through a
+link, private). Folders written before this file existed keep four files
+(``cached.jsonl``, ``alias.npy``, ``keys.json``, ``keys.seal``); :func:`load`
+reads them too.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
-from ..atomic import open_private, write_private
 from ..errors import JobFolderError, answers_hint
 from ..lines.jsontext import dumps_mapping
+from ..lines.outputs import iter_file_lines
 from . import jobdir
 
-__all__ = ["Saved", "load", "save"]
+__all__ = ["SEAL_BYTES", "Saved", "has_keys", "load", "save", "seal"]
+
+MAGIC = b"pdbatch reuse 1\n"
+#: The seal's size (an HMAC-SHA256); all zeros means not sealed.
+SEAL_BYTES = 32
+_HEAD_AT = len(MAGIC) + SEAL_BYTES
+_NO_SEAL = bytes(SEAL_BYTES)
+_LOST = "rows that repeat an earlier row or were answered from the cache cannot get their answers"
 
 
 def save(folder: Path, alias: np.ndarray, cached: Mapping[int, bytes], keys: dict[str, str]) -> None:
-    """Write what a job's result needs: cached answers, aliases, and the cache keys of the rows sent, by custom_id.
+    """Write what a job's result needs into ``reuse.bin``: aliases, cached answers, the cache keys of the rows sent.
+
+    Writes nothing when no row repeats another, none was cached and none keyed.
 
     Parameters
     ----------
@@ -35,61 +63,164 @@ def save(folder: Path, alias: np.ndarray, cached: Mapping[int, bytes], keys: dic
     cached : mapping of int to bytes
         Output lines from the cache, by the row they answer.
     keys : dict of str to str
-        The cache key of each row sent, by custom_id (sealed by :func:`pdbatch.store.trust.seal_keys`).
+        The cache key of each row sent, by custom_id (sealed later by :func:`seal`).
     """
-    if cached:
-        write_private(folder / jobdir.CACHED, b"".join(line + b"\n" for line in cached.values()))
-    if (alias >= 0).any():
-        with os.fdopen(open_private(folder / jobdir.ALIAS, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
-            np.save(fh, alias)
-    if keys:
-        write_private(folder / jobdir.KEYS, dumps_mapping(keys))  # orjson.dumps would take 5x its size
+    repeats = bool((alias >= 0).any())
+    if not (repeats or cached or keys):
+        return
+    dtype = "<i4" if len(alias) < 2**31 else "<i8"
+    alias_bytes = alias.astype(dtype, copy=False).tobytes() if repeats else b""
+    keys_bytes = dumps_mapping(keys) if keys else b""  # orjson.dumps would take 5x its size
+    lines = b"".join(line + b"\n" for line in cached.values())
+    head = orjson.dumps({"rows": len(alias), "alias_dtype": dtype, "alias": len(alias_bytes), "keys": len(keys_bytes),
+                         "cached": len(lines)})
+    jobdir.write_file(folder / jobdir.REUSE, MAGIC + _NO_SEAL + len(head).to_bytes(4, "little") + head, alias_bytes,
+                      keys_bytes, lines)
+
+
+def seal(folder: Path, mac: bytes) -> None:
+    """Put this home's seal of the keys (:func:`pdbatch.store.trust.seal_keys`) into the job's ``reuse.bin``."""
+    if len(mac) != SEAL_BYTES:
+        raise ValueError(f"a seal is {SEAL_BYTES} bytes, not {len(mac)}")
+    jobdir.write_at(folder / jobdir.REUSE, len(MAGIC), mac)
+
+
+@dataclass(frozen=True)
+class _Section:
+    """Where a part of the reuse state is: a file, and a byte range in it (``length`` -1: the whole file)."""
+
+    path: Path
+    offset: int = 0
+    length: int = -1
+
+    def read(self) -> bytes:
+        if self.length < 0:
+            return jobdir.read_file(self.path)
+        with os.fdopen(jobdir.open_file(self.path), "rb") as fh:
+            return os.pread(fh.fileno(), self.length, self.offset)
 
 
 @dataclass(frozen=True)
 class Saved:
-    """A job folder's reuse state, as :func:`load` read it (the one reader of what :func:`save` wrote).
+    """A job folder's reuse state, as :func:`load` read it.
 
     Attributes
     ----------
     alias : numpy.ndarray or None
         For each frame row, the position whose answer it takes, or -1; None when no row repeats another.
-    cached : pathlib.Path or None
-        The output lines answered from the cache (``cached.jsonl``), when there are any.
+    seal : bytes or None
+        This home's seal of :attr:`keys` for this folder and job, as the folder holds it (unchecked:
+        :func:`pdbatch.store.trust.keys_sealed` checks it); None when the job was never sealed.
+    keys_at, cached_at : _Section or None
+        Where :attr:`keys` and :attr:`cached` are (a byte range of ``reuse.bin``, or an older folder's file).
     """
 
     alias: np.ndarray | None
-    cached: Path | None
+    seal: bytes | None = None
+    keys_at: _Section | None = None
+    cached_at: _Section | None = None
 
-    def answer_files(self, outputs: list[Path]) -> list[Path]:
-        """The job's output files and then the cached lines: every file that answers a row."""
-        return [*outputs, *([self.cached] if self.cached is not None else [])]
+    @property
+    def cached(self) -> bytes | None:
+        """The output lines answered from the cache (read on each use: they may be large), or None."""
+        return None if self.cached_at is None else self.cached_at.read()
+
+    @property
+    def keys(self) -> bytes | None:
+        """The cache key of each row sent, as JSON ``{custom_id: key}`` bytes (untrusted), or None."""
+        return None if self.keys_at is None else self.keys_at.read()
+
+    def answer_lines(self, outputs: list[Path], complete_only: bool = False) -> Iterator[bytes]:
+        """Every line that answers a row: those of ``outputs`` (``complete_only``: whole lines), then the cached."""
+        for path in outputs:
+            yield from iter_file_lines(path, complete_only=complete_only)
+        cached = self.cached
+        if cached:
+            yield from cached.splitlines()
 
 
-def load(folder: Path, n_rows: int, outputs: list[Path]) -> Saved:
-    """Read a job folder's reuse state (aliases checked against ``n_rows``; ``outputs`` name what is left if not).
+def has_keys(folder: Path) -> bool:
+    """Whether the job in ``folder`` sent rows under cache keys (so it claimed them, :mod:`pdbatch.jobs.claims`)."""
+    try:
+        return load(folder, None, []).keys_at is not None
+    except (OSError, JobFolderError):
+        return False
+
+
+def load(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
+    """Read a job folder's reuse state: the one reader of ``reuse.bin`` (and of the four files before it).
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The job's folder.
+    n_rows : int or None
+        The frame's rows, which the alias must match (None: the alias is not read).
+    outputs : list of pathlib.Path
+        The job's output files, named by the error as what survives.
 
     Raises
     ------
     JobFolderError
-        The saved aliases are damaged (not one position per row).
+        The state is damaged (not a reuse file, cut short, aliases that are not one row per row).
     """
-    cached = folder / jobdir.CACHED
-    cached_path = cached if cached.exists() else None
-    path = folder / jobdir.ALIAS
-    alias = _alias(path, n_rows, [*outputs, cached]) if path.exists() else None
-    return Saved(alias, cached_path)
-
-
-def _alias(path: Path, n_rows: int, outputs: list[Path]) -> np.ndarray:
-    """The saved alias of each row (``np.load`` never unpickles here: object arrays are refused)."""
+    path = folder / jobdir.REUSE
     try:
-        alias = np.load(path, allow_pickle=False)
-        if alias.shape == (n_rows,) and alias.dtype.kind == "i":
-            return alias
-        problem = f"holds {alias.dtype} values of shape {alias.shape}, not one position per row ({n_rows})"
-    except (OSError, ValueError, EOFError) as exc:
-        problem = f"cannot be read ({exc})"
+        fd = jobdir.open_file(path)
+    except FileNotFoundError:
+        return _legacy(folder, n_rows, outputs)
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            start = fh.read(_HEAD_AT + 4)
+            size = int.from_bytes(start[_HEAD_AT:], "little")
+            head = orjson.loads(fh.read(size)) if start[: len(MAGIC)] == MAGIC and len(start) == _HEAD_AT + 4 else None
+            if not isinstance(head, dict) or head.get("alias_dtype") not in ("<i4", "<i8"):
+                raise ValueError("not a reuse file of this pdbatch")
+            lengths = [n for n in (head.get(k) for k in ("alias", "keys", "cached")) if isinstance(n, int) and n >= 0]
+            if len(lengths) != 3:
+                raise ValueError("not a reuse file of this pdbatch")
+            at = _HEAD_AT + 4 + size
+            if os.fstat(fd).st_size != at + sum(lengths):
+                raise ValueError(f"{os.fstat(fd).st_size} bytes, not the {at + sum(lengths)} its head gives")
+            alias = None
+            if n_rows is not None and lengths[0]:
+                values = np.frombuffer(os.pread(fd, lengths[0], at), dtype=np.dtype(head["alias_dtype"]))
+                alias = _checked(values.astype(np.int64), n_rows, path, outputs)
+        except (ValueError, TypeError, KeyError, orjson.JSONDecodeError) as exc:
+            raise JobFolderError(f"{path} is damaged ({exc}): {_LOST}. {answers_hint(outputs)}", path=path) from None
+    sealed = start[len(MAGIC) : _HEAD_AT]
+    keys, cached = _Section(path, at + lengths[0], lengths[1]), _Section(path, at + lengths[0] + lengths[1], lengths[2])
+    return Saved(alias, None if sealed == _NO_SEAL else sealed, keys if lengths[1] else None,
+                 cached if lengths[2] else None)
+
+
+def _legacy(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
+    """The reuse state of a folder written before ``reuse.bin``: ``cached.jsonl``, ``alias.npy``, ``keys.*``."""
+    cached, path, keys, seal_path = (folder / name for name in jobdir.LEGACY_REUSE)
+    alias = None
+    if n_rows is not None and path.exists():
+        try:
+            with os.fdopen(jobdir.open_file(path), "rb") as fh:  # never through a link
+                values = np.load(fh, allow_pickle=False)  # never unpickles: object arrays are refused
+            problem = "" if values.dtype.kind == "i" else f"holds {values.dtype} values, not row positions"
+        except (OSError, ValueError, EOFError) as exc:
+            problem = f"cannot be read ({exc})"
+        if problem:
+            raise JobFolderError(f"{path} {problem}: {_LOST}. {answers_hint([*outputs, cached])}", path=path)
+        alias = _checked(values, n_rows, path, [*outputs, cached])
+    try:
+        sealed: bytes | None = bytes.fromhex(jobdir.read_file(seal_path).decode("ascii").strip())
+    except (OSError, ValueError, JobFolderError):
+        sealed = None
+    return Saved(alias, sealed, _Section(keys) if keys.exists() else None,
+                 _Section(cached) if cached.exists() else None)
+
+
+def _checked(alias: np.ndarray, n_rows: int, path: Path, outputs: list[Path]) -> np.ndarray:
+    """``alias`` when it holds one earlier-or-own row position (or -1) per row; else the error naming ``path``."""
+    if alias.shape == (n_rows,) and (n_rows == 0 or (alias.min() >= -1 and alias.max() < n_rows)):
+        return alias
     raise JobFolderError(
-        f"{path} {problem}: rows that repeat an earlier row cannot get its answer. "
+        f"{path} holds {alias.dtype} values of shape {alias.shape}, not one row position (-1 to {n_rows - 1}) per "
+        f"row ({n_rows}): {_LOST}. "
         f"{answers_hint(outputs)}", path=path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..atomic import PRIVATE_DIR, PRIVATE_FILE
 from ..errors import JobFolderError
 
-__all__ = ["not_regular", "open_file", "private_tree", "read_file", "write_file"]
+__all__ = ["not_regular", "open_file", "private_tree", "read_file", "write_at", "write_file"]
 
 
 def not_regular(path: Path) -> JobFolderError:
@@ -82,10 +82,24 @@ def read_file(path: Path) -> bytes:
         return fh.read()
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` as the whole content of a job's file, private (:func:`open_file`'s refusals apply)."""
+def write_file(path: Path, data: bytes | bytearray, *more: bytes | bytearray) -> None:
+    """Write ``data`` (then each of ``more``) as the whole content of a job's file, private.
+
+    :func:`open_file`'s refusals apply; ``more`` spares the caller joining large pieces into one.
+    """
     with os.fdopen(open_file(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as fh:
-        fh.write(data)
+        for piece in (data, *more):
+            fh.write(piece)
+
+
+def write_at(path: Path, offset: int, data: bytes) -> None:
+    """Overwrite ``len(data)`` bytes of an existing job's file at ``offset`` (:func:`open_file`'s refusals apply)."""
+    fd = open_file(path, os.O_WRONLY)
+    try:
+        if os.pwrite(fd, data, offset) != len(data):
+            raise OSError(f"short write to {path}")
+    finally:
+        os.close(fd)
 
 
 def private_tree(path: Path, *, chmod: bool = True) -> None:

@@ -7,9 +7,9 @@ folder must never choose what a later call gets. Each home has a secret
 (:data:`SECRET`, 32 random bytes, ``0600``, created once) and signs with it
 (HMAC-SHA256):
 
-* at submit, ``keys.seal``: the job's ``keys.json`` (which row's answer goes
-  under which cache key), bound to the folder's name, the backend's job ids,
-  the backend and the model. A folder copied under another name, or from
+* at submit, the seal in ``reuse.bin`` (``keys.seal`` in older folders): the
+  job's cache keys (which row's answer goes under which cache key), bound to
+  the folder's name, the backend's job ids, the backend and the model. A folder copied under another name, or from
   another home, or whose keys or ids were edited, fails the check;
 * for a local job, each line the worker appends to ``output.jsonl``, in
   ``output.seal`` beside it, with a key derived for that folder alone (handed
@@ -43,9 +43,10 @@ import orjson
 
 from .. import config
 from ..atomic import PRIVATE_FILE
-from ..errors import JobFolderError, PdbatchWarning
+from ..errors import PdbatchWarning
 from ..lines.outputs import iter_file_lines
-from .jobdir import DOWNLOADS, KEYS, KEYS_SEAL, OUTPUT_SEAL, Manifest, key, open_file, read_file, write_file
+from . import reusestate
+from .jobdir import DOWNLOADS, OUTPUT_SEAL, Manifest, key, open_file, read_file
 
 __all__ = ["SECRET", "keys_sealed", "line_mac", "lines_to_cache", "output_key", "requests_mac", "seal_keys",
            "signed_lines", "warn_once"]
@@ -113,34 +114,30 @@ def _binding(folder: Path, record: Manifest, keys: bytes) -> bytes:
 
 
 def seal_keys(folder: Path, record: Manifest) -> None:
-    """Sign a new job's ``keys.json``, bound to its folder and the job (ids, backend, model), into ``keys.seal``.
+    """Seal a new job's cache keys, bound to its folder and the job (ids, backend, model), into its ``reuse.bin``.
 
-    Called at submit, by the process that computed the keys; nothing to sign
+    Called at submit, by the process that computed the keys; nothing to seal
     when no row was sent.
     """
-    try:
-        keys = read_file(folder / KEYS)
-    except FileNotFoundError:
+    keys = reusestate.load(folder, None, []).keys
+    if keys is None:
         return
     secret = _secret(create=True)
     if secret is None:
         return  # a damaged secret: this job's answers are simply not cached
-    write_file(folder / KEYS_SEAL, _mac(secret, b"pdbatch keys 1", _binding(folder, record, keys)).hex().encode())
+    reusestate.seal(folder, _mac(secret, b"pdbatch keys 1", _binding(folder, record, keys)))
 
 
-def keys_sealed(folder: Path, record: Manifest, keys: bytes) -> bool:
-    """True when ``keys.seal`` is this home's signature of ``keys`` (the bytes of ``keys.json``) for this job."""
+def keys_sealed(folder: Path, record: Manifest, keys: bytes, seal: bytes | None) -> bool:
+    """True when ``seal`` is this home's signature of ``keys`` (the reuse state's keys) for this job."""
     secret = _secret(create=False)
-    if secret is None:
-        return False
-    try:
-        seal = bytes.fromhex(read_file(folder / KEYS_SEAL).decode("ascii").strip())
-    except (OSError, ValueError, JobFolderError):
+    if secret is None or seal is None:
         return False
     return hmac.compare_digest(seal, _mac(secret, b"pdbatch keys 1", _binding(folder, record, keys)))
 
 
-def lines_to_cache(folder: Path, record: Manifest, keys: bytes, outputs: list[Path]) -> list[bytes]:
+def lines_to_cache(folder: Path, record: Manifest, keys: bytes, seal: bytes | None,
+                   outputs: list[Path]) -> list[bytes]:
     """The output lines of a finished job that may enter the response cache (see the module's docstring).
 
     Parameters
@@ -149,8 +146,9 @@ def lines_to_cache(folder: Path, record: Manifest, keys: bytes, outputs: list[Pa
         The job's folder.
     record : Manifest
         Its manifest (the job ids, backend and model the seal is bound to).
-    keys : bytes
-        The content of its ``keys.json``.
+    keys, seal : bytes, bytes or None
+        The cache keys of the rows it sent and the folder's seal of them
+        (:class:`pdbatch.store.reusestate.Saved`).
     outputs : list of Path
         The output files the backend just fetched (under ``output/``) or reads in place.
 
@@ -161,7 +159,7 @@ def lines_to_cache(folder: Path, record: Manifest, keys: bytes, outputs: list[Pa
         signed; none, with one warning, when the keys are not sealed; the
         signed lines, with one warning, when some are not.
     """
-    if not keys_sealed(folder, record, keys):
+    if not keys_sealed(folder, record, keys, seal):
         warn_once(folder, f"the answers of job {record.id} are not put into the response cache: {folder} does not "
                           f"carry this PDBATCH_HOME's signature for it (a job folder copied from another home or "
                           f"under another name, edited, or written by a pdbatch older than 2026-12). Its result "

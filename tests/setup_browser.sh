@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what tests/test_browser.py needs on a fresh Debian (or Ubuntu) machine:
+# Install what tests/display/test_browser.py needs on a fresh Debian (or Ubuntu) machine:
 # Debian's chromium (Playwright drives it; it never downloads a browser of its
 # own) and pdbatch with its `test` extra (pytest, nbclient, ipykernel,
 # jupyterlab, playwright, ipywidgets).
@@ -7,7 +7,7 @@
 #   tests/setup_browser.sh            # into the active virtualenv, or ./.venv
 #   PYTHON=/path/to/python tests/setup_browser.sh
 #
-# Then: PDBATCH_ALLOW_SKIP= python -m pytest -m browser tests/test_browser.py
+# Then: PDBATCH_ALLOW_SKIP= python -m pytest -m browser tests/display/test_browser.py
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

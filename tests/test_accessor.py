@@ -109,7 +109,7 @@ def test_embed_returns_float_arrays(df):
 
 def test_unknown_backend_and_model_names():
     df = pd.DataFrame({"t": ["a"]})
-    with pytest.raises(ConfigError, match="unknown backend 'lokal'.*'local'"):
+    with pytest.raises(ConfigError, match=r"unknown backend 'lokal'.*'local'"):
         df.llama.to_requests("{t}", backend="lokal")
     with pytest.raises(ConfigError, match="Did you mean 'smollm2'"):
         df.llama.to_requests("{t}", model="smollm")

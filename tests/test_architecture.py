@@ -1,4 +1,7 @@
-"""The package's shape: no import circles (not even type-only), the display never imports the job, no backend-name branches."""
+"""The package's shape.
+
+No import circles (not even type-only), the display never imports the job, no backend-name branches.
+"""
 
 from __future__ import annotations
 
@@ -89,7 +92,8 @@ def test_the_top_of_the_package_keeps_the_api_and_the_ground_only():
 def test_the_core_never_branches_on_a_backends_name():
     core = [p for m, p in modules().items() if not m.startswith("pdbatch.backends")]
     # a test of which backend it is: its name against a literal, a probed attribute, its class
-    branch = re.compile(r"\.name\s*(==|!=|in\b)\s*[\"'({]|getattr\(\s*(self\.)?backend|isinstance\([^)]*\b(Vertex|Local)\b")
+    branch = re.compile(r"\.name\s*(==|!=|in\b)\s*[\"'({]|getattr\(\s*(self\.)?backend"
+                        r"|isinstance\([^)]*\b(Vertex|Local)\b")
     found = [f"{p.name}:{i}" for p in core for i, line in enumerate(p.read_text().splitlines(), 1)
              if branch.search(line) and "backend" in line]
     assert found == []
@@ -133,3 +137,15 @@ def test_no_module_reads_another_objects_private_attributes():
 def test_settings_sit_below_the_backends_that_read_them():
     # even a type-only import of Backend would close a loop between the folders (backends -> config)
     assert sorted(m for m in imports()["pdbatch.config"] if m.startswith("pdbatch.backends")) == []
+
+
+def test_tests_mirror_the_package_folders():
+    """tests/ has one folder per sub-package of pdbatch/ (besides its emulators), so a stage's tests sit in its name."""
+    tests = Path(__file__).resolve().parent
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    folders = {p.name for p in tests.iterdir() if (p / "__init__.py").is_file()} - {"emulators"}
+    assert folders == packages, f"tests/ folders without a package: {sorted(folders - packages)}; " \
+                                f"packages without tests/ folder: {sorted(packages - folders)}"
+    strays = [p.name for p in tests.iterdir() if p.is_dir() and p.name not in folders | {"emulators", "screenshots"}
+              and p.name != "__pycache__" and any(p.glob("test_*.py"))]
+    assert not strays, f"test files outside the mirrored folders: {strays}"

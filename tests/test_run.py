@@ -8,8 +8,7 @@ import pytest
 import pdbatch
 from pdbatch.backends import Mock
 from pdbatch.errors import ConfigError
-
-from .test_reuse import sent_contents
+from tests.jobs.test_reuse import sent_contents
 
 
 @pytest.fixture

@@ -20,9 +20,8 @@ from pdbatch.results import join
 from pdbatch.results import parse as results
 from pdbatch.results.join import join_results
 from pdbatch.results.parse import parse_bytes, parse_files, parse_lines
-
-from .test_requests import AWKWARD
-from .test_results import chat_line, openai_line
+from tests.builders.test_requests import AWKWARD
+from tests.results.test_results import chat_line, openai_line
 
 
 def dumps(obj):
@@ -64,11 +63,13 @@ SHAPES = {
     "choice null": dumps({"custom_id": "row-23", "response": {"choices": [None]}}),
     "message null, text": dumps({"custom_id": "row-24", "response": {"choices": [{"message": None, "text": "t"}]}}),
     "content null": dumps({"custom_id": "row-25", "response": {"choices": [{"message": {"content": None}}]}}),
-    "content list": dumps({"custom_id": "row-26", "response": {"choices": [{"message": {"content": [{"type": "text"}]}}]}}),
+    "content list": dumps({"custom_id": "row-26",
+                           "response": {"choices": [{"message": {"content": [{"type": "text"}]}}]}}),
     "response error": dumps({"custom_id": "row-27", "response": {"error": {"message": "overloaded"}}}),
     "response empty": dumps({"custom_id": "row-28", "response": {}}),
     "response null": dumps({"custom_id": "row-29", "response": None, "status": ""}),
-    "float tokens": dumps({"custom_id": "row-30", "response": resp(usage={"prompt_tokens": 3.0, "completion_tokens": 2.5})}),
+    "float tokens": dumps({"custom_id": "row-30",
+                           "response": resp(usage={"prompt_tokens": 3.0, "completion_tokens": 2.5})}),
     "huge tokens": b'{"custom_id": "row-31", "response": {"choices": [{"text": "x"}], "usage": {"prompt_tokens": '
                    + str(2**70).encode() + b"}}}",
     "numeric id": dumps({"custom_id": 32, "response": resp()}),

@@ -29,7 +29,7 @@ USER_IO = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 #: Advice that pdbatch's errors give in Python's words, in the command line's
-#: words instead ({job}: the job's id). Each is checked by tests/test_cli.py.
+#: words instead ({job}: the job's id). Each is checked by tests/cli/test_cli.py.
 CLI_WORDS = (
     ("Call job.wait() again, or pdbatch.attach({job_repr}) later.",
      "`pdbatch wait {job}` waits again; `pdbatch results {job} --partial` writes the rows answered so far."),

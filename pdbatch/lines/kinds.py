@@ -32,7 +32,7 @@ to know about its lines:
   kind; a kind lists them among its columns to keep them.
 
 :func:`declare` adds a kind (a test or a plugin declares one in one place:
-``tests/test_kinds.py`` declares OpenAI's ``/v1/moderations``), and request
+``tests/lines/test_kinds.py`` declares OpenAI's ``/v1/moderations``), and request
 building, output parsing (the fast block parser leaves its lines to the
 reference reader) and the result columns follow it.
 

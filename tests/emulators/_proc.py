@@ -1,6 +1,7 @@
 """Shared helpers for emulators that run as subprocesses."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -43,7 +44,7 @@ class Process:
 
     def __init__(self, argv: list[str], name: str, env: dict | None = None):
         self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)  # noqa: SIM115  (closed in stop())
         self.popen = subprocess.Popen(
             argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, **(env or {})},
@@ -85,7 +86,5 @@ class Process:
                 except subprocess.TimeoutExpired:
                     continue
         self.log.close()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.log.name)
-        except OSError:
-            pass

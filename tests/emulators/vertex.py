@@ -569,7 +569,7 @@ class VertexEmulator:
         hold_at = faults.hold_after if faults.hold_after is not None else len(order) // 2
 
         done: list[dict] = []
-        for i, record in enumerate(order[:limit] + [None]):
+        for i, record in enumerate([*order[:limit], None]):
             if i == hold_at and self.faults.hold:
                 job.held.set()
                 while self.faults.hold and not job.cancel_requested and not self._stopping.is_set():

@@ -72,7 +72,7 @@ def write_gcs_output(client, directory: str, lines: list[str], rows_per_file: in
     names = ([OUTPUT_FILE] if len(chunks) == 1
              else [OUTPUT_SHARD.format(i + 1) for i in range(len(chunks))])
     written = []
-    for name, chunk in zip(names, chunks):
+    for name, chunk in zip(names, chunks, strict=False):
         blob = client.bucket(bucket).blob(prefix + name)
         blob.upload_from_string("".join(line + "\n" for line in chunk),
                                 content_type="application/jsonl")

@@ -398,8 +398,10 @@ def test_prices_are_for_live_models_only():
 
 def test_docs_and_notebooks_name_no_retired_model():
     retired = [m for m, spec in models.VERTEX_MODELS.items() if spec.status() == "retired"]
-    for path in [ROOT / "README.md", *sorted((ROOT / "notebooks").glob("*.ipynb"))]:
+    docs = sorted((ROOT / "docs").glob("*.md"))
+    assert docs, "the reference pages moved out of the README live in docs/"
+    for path in [ROOT / "README.md", *docs, *sorted((ROOT / "notebooks").glob("*.ipynb"))]:
         text = path.read_text()
-        # The README may name a retired model only where it explains retirement.
+        # The docs may name a retired model only where they explain retirement.
         named = [m for m in retired if m in text.replace(f"`{RETIRED}` (retired", "")]
         assert named == [], f"{path.name} names retired models {named}"

@@ -148,7 +148,10 @@ def request_line(model: VertexModel, line: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"row {line.get('custom_id')!r}: {model.body_name} embeds one text per row, "
                           f"got input={text!r:.60}")
     request: dict[str, Any] = {"content": {"parts": [{"text": text}]}}
-    config = _config(model, body)
+    try:
+        config = _config(model, body)
+    except ConfigError as exc:
+        raise ConfigError(f"row {line.get('custom_id')!r}: {exc}") from None
     if config:
         request["embed_content_config"] = config
     return {"key": line["custom_id"], "request": request}

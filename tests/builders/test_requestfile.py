@@ -350,3 +350,15 @@ def test_a_file_whose_every_line_the_model_refuses_runs_no_job_and_gives_each_it
     assert out.custom_id.tolist() == ["req-0", "req-1"] and out.response.isna().all()
     assert all(e.startswith("invalid request: google/gemini-3.5-flash cannot take logit_bias=") for e in out.error)
     assert list(jobdir.root().iterdir()) == []  # nothing sent, no job folder
+
+
+@pytest.mark.parametrize(("url", "model", "param", "message"), [
+    ("/v1/chat/completions", "gemini-3.5-flash", {"logit_bias": {"1": 5}}, "Gemini batch lines have no equivalent"),
+    ("/v1/embeddings", "gemini-embedding-2", {"title": "Doc"}, "gemini-embedding-2 ignores it in batch jobs"),
+])
+def test_a_frames_call_the_model_cannot_take_is_refused_whole_before_anything_is_written(url, model, param,
+                                                                                         message):
+    # the same question asked of a frame, whose parameters every row shares: the call is refused, naming them
+    frame = pd.DataFrame({"text": ["a", "b"]})
+    with pytest.raises(InputError, match=f"{model} cannot take 1 request parameter.*nothing was sent.*{message}"):
+        frame.llama.preview("{text}", model=model, backend=vertex(), url=url, **param)

@@ -18,8 +18,9 @@ apart as pdbatch keeps failed rows apart from failed jobs:
   such a file, so it is refused whole (:class:`RequestFileError`), every
   problem named by its line number, before anything is sent;
 - **a line**: a ``url`` other than chat completions or embeddings, a method
-  other than POST, a body the backend cannot take. :func:`plan_lines` turns
-  each into that line's error; the other lines still run.
+  other than POST, a body the backend or the job's model cannot take (every
+  question asked of the backend about a line is in :mod:`.linecheck`).
+  :func:`plan_lines` turns each into that line's error; the other lines still run.
 
 Files written for services that leave out ``method`` and ``url`` (the body
 alone says what it is) run too: a body with ``messages`` is a chat request, one

@@ -85,9 +85,14 @@ def unsupported(params: Mapping[str, Any]) -> dict[str, str]:
     effort = params.get("reasoning_effort")
     if effort is not None and effort not in _THINKING:
         out["reasoning_effort"] = f"Gemini's thinking levels are {', '.join(_THINKING)}"
-    fmt = params.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") not in ("text", "json_object", "json_schema"):
-        out["response_format"] = "Gemini takes 'text', 'json_object' or 'json_schema'"
+    # A request file's line brings its own messages and response_format: what the
+    # conversion (request_line) would refuse is said here, so that it is that line's error.
+    for name, convert in (("messages", _contents), ("response_format", _response_format)):
+        if params.get(name) is not None and name not in out:
+            try:
+                convert(params[name], None)
+            except ConfigError as exc:
+                out[name] = str(exc)
     return out
 
 
@@ -128,13 +133,15 @@ def _text(content: Any, where: str) -> str:
     raise ConfigError(f"{where}: content must be a string or a list of text parts, got {type(content).__name__}")
 
 
-def _contents(messages: Any, row: str) -> tuple[list[dict[str, Any]], list[str]]:
+def _contents(messages: Any, row: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Gemini ``contents`` and system texts of OpenAI ``messages``; ``row`` (None: no row) starts each refusal."""
+    at = f"row {row}: " if row is not None else ""
     if not isinstance(messages, list) or not messages:
-        raise ConfigError(f"row {row}: messages must be a non-empty list")
+        raise ConfigError(f"{at}messages must be a non-empty list")
     contents: list[dict[str, Any]] = []
     system: list[str] = []
     for i, message in enumerate(messages):
-        where = f"row {row}, messages[{i}]"
+        where = f"row {row}, messages[{i}]" if row is not None else f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
         if role in ("system", "developer"):
             system.append(_text(message.get("content"), where))
@@ -147,13 +154,15 @@ def _contents(messages: Any, row: str) -> tuple[list[dict[str, Any]], list[str]]
             raise ConfigError(f"{where}: {', '.join(extra)} cannot be sent to Gemini (only role and content)")
         contents.append({"role": _ROLES[role], "parts": [{"text": _text(message.get("content"), where)}]})
     if not contents:
-        raise ConfigError(f"row {row}: a Gemini request needs a user message besides the system prompt")
+        raise ConfigError(f"{at}a Gemini request needs a user message besides the system prompt")
     return contents, system
 
 
-def _response_format(value: Any, row: str) -> dict[str, Any]:
+def _response_format(value: Any, row: str | None) -> dict[str, Any]:
+    """Gemini generationConfig fields of an OpenAI ``response_format``; ``row`` (None: no row) starts each refusal."""
+    at = f"row {row}: " if row is not None else ""
     if not isinstance(value, dict):
-        raise ConfigError(f"row {row}: response_format must be an object")
+        raise ConfigError(f"{at}response_format must be an object")
     kind = value.get("type")
     if kind == "text":
         return {}
@@ -162,9 +171,9 @@ def _response_format(value: Any, row: str) -> dict[str, Any]:
     if kind == "json_schema":
         schema = (value.get("json_schema") or {}).get("schema")
         if not isinstance(schema, dict):
-            raise ConfigError(f"row {row}: response_format.json_schema.schema must be a JSON schema object")
+            raise ConfigError(f"{at}response_format.json_schema.schema must be a JSON schema object")
         return {"responseMimeType": "application/json", "responseJsonSchema": schema}
-    raise ConfigError(f"row {row}: response_format type {kind!r} has no Gemini equivalent "
+    raise ConfigError(f"{at}response_format type {kind!r} has no Gemini equivalent "
                       f"(use 'text', 'json_object' or 'json_schema')")
 
 

@@ -27,6 +27,7 @@ OpenAI lines: the Vertex backend converts them here, at its boundary.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,8 @@ from ..models import EMBEDDINGS_PAGE, VertexModel, parse_vertex
 from ._gcp import BqUri, GcsUri
 from ._gemini_lines import count, rewrite
 
-__all__ = ["BODY_FIELDS", "from_gemini_file", "is_gemini_job", "job_wire", "prepare", "to_gemini_file"]
+__all__ = ["BODY_FIELDS", "from_gemini_file", "is_gemini_job", "job_wire", "prepare", "to_gemini_file",
+           "unsupported"]
 
 # OpenAI / pdbatch body field -> embed_content_config field.
 _CONFIG_FIELDS = {
@@ -51,7 +53,7 @@ _CONFIG_FIELDS = {
 # input_type (as the local e5 models take it) -> the Gemini task type it means.
 _INPUT_TYPES = {"query": "RETRIEVAL_QUERY", "passage": "RETRIEVAL_DOCUMENT", "document": "RETRIEVAL_DOCUMENT"}
 #: The body fields these jobs take beyond OpenAI's, for pdbatch.lines.params' check before submitting
-#: (prepare() then refuses what a given model cannot take).
+#: (unsupported() then refuses what a given model cannot take).
 BODY_FIELDS: dict[str, Check] = {
     "input_type": one_of(tuple(_INPUT_TYPES)),
     "output_dimensionality": integer(1),
@@ -64,29 +66,49 @@ _INLINE_ONLY = {"task_type", "title"}
 _IGNORED = {"model", "input", "encoding_format", "user"}
 
 
+def unsupported(model: VertexModel, params: Mapping[str, Any]) -> dict[str, str]:
+    """The embeddings body fields among ``params`` ``model``'s batch lines cannot carry, each with why.
+
+    Asked before anything is written (:meth:`Vertex.unsupported_for_model`): a
+    frame's call is refused, a request file's line gets its own error.
+    """
+    out = {}
+    for field, value in params.items():
+        why = _refusal(model, field, value)
+        if why is not None:
+            out[field] = why
+    return out
+
+
+def _refusal(model: VertexModel, field: str, value: Any) -> str | None:
+    """Why ``model``'s batch lines cannot carry ``field=value`` (None: they can)."""
+    if field in _IGNORED:
+        if field == "encoding_format" and value not in (None, "float"):
+            return f"{model.body_name} batch jobs return floats only"
+        return None
+    if field == "input_type" and value not in _INPUT_TYPES:
+        return f"use one of {sorted(_INPUT_TYPES)}"
+    target = _CONFIG_FIELDS.get("task_type" if field == "input_type" else field)
+    if target is None:
+        return (f"no equivalent in {model.body_name} batch jobs; they take "
+                f"{', '.join(sorted(set(_CONFIG_FIELDS) | {'input_type'}))}")
+    if model.model_id == "gemini-embedding-2" and target in _INLINE_ONLY:
+        return ("gemini-embedding-2 ignores it in batch jobs (doc); write it into the input text instead "
+                "(a frame's template), e.g. 'task: search result | query: {text}'")
+    return None
+
+
 def _config(model: VertexModel, body: dict[str, Any]) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for field, value in body.items():
+        why = _refusal(model, field, value)
+        if why is not None:
+            raise ConfigError(f"{field}={value!r}: {why}")
         if field in _IGNORED:
-            if field == "encoding_format" and value not in (None, "float"):
-                raise ConfigError(f"encoding_format={value!r}: {model.body_name} batch jobs return floats only")
             continue
         if field == "input_type":
-            if value not in _INPUT_TYPES:
-                raise ConfigError(f"input_type={value!r}: use one of {sorted(_INPUT_TYPES)}")
             field, value = "task_type", _INPUT_TYPES[value]
-        target = _CONFIG_FIELDS.get(field)
-        if target is None:
-            raise ConfigError(
-                f"body field {field!r} has no equivalent in {model.body_name} batch jobs; they take "
-                f"{', '.join(sorted(set(_CONFIG_FIELDS) | {'input_type'}))}"
-            )
-        if model.model_id == "gemini-embedding-2" and target in _INLINE_ONLY:
-            raise ConfigError(
-                f"{field}=: gemini-embedding-2 ignores it in batch jobs (doc); write it into the "
-                f"template instead, e.g. 'task: search result | query: {{text}}'"
-            )
-        config[target] = value
+        config[_CONFIG_FIELDS[field]] = value
     return config
 
 
@@ -126,7 +148,10 @@ def request_line(model: VertexModel, line: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"row {line.get('custom_id')!r}: {model.body_name} embeds one text per row, "
                           f"got input={text!r:.60}")
     request: dict[str, Any] = {"content": {"parts": [{"text": text}]}}
-    config = _config(model, body)
+    try:
+        config = _config(model, body)
+    except ConfigError as exc:
+        raise ConfigError(f"row {line.get('custom_id')!r}: {exc}") from None
     if config:
         request["embed_content_config"] = config
     return {"key": line["custom_id"], "request": request}

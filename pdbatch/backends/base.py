@@ -303,7 +303,10 @@ class Backend(abc.ABC):
 
         As :meth:`unsupported_params`, for a backend whose models differ in what
         they take (``model`` as request bodies name it, from :meth:`model_name`);
-        asked before anything is written or sent. Most backends refuse nothing here.
+        asked before anything is written or sent. A frame's call asks once
+        with its shared fields (and is refused whole); a request file asks per
+        line with the line's whole body but ``model`` (``messages`` too), and
+        a line named here gets its own error. Most backends refuse nothing here.
         """
         return {}
 

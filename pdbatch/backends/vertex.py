@@ -205,9 +205,17 @@ class Vertex(Backend):
         return _gemini_embed.BODY_FIELDS if kind == "embeddings" else {}
 
     def unsupported_for_model(self, model: str, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
-        """What a Gemini chat model cannot take of an OpenAI chat body (see :mod:`._gemini_chat`)."""
+        """What a Gemini model cannot take of an OpenAI body (see :mod:`._gemini_chat`, :mod:`._gemini_embed`).
+
+        A request file's line is asked with its whole body (``messages`` too):
+        what the conversion to Gemini lines would refuse at submit time.
+        """
         spec = parse_vertex(model, kind)
-        return _gemini_chat.unsupported(params) if spec.wire == "gemini-chat" and kind == "chat" else {}
+        if spec.wire == "gemini-chat" and kind == "chat":
+            return _gemini_chat.unsupported(params)
+        if spec.wire == "gemini-embedding" and kind == "embeddings":
+            return _gemini_embed.unsupported(spec, params)
+        return {}
 
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).

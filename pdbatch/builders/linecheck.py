@@ -1,7 +1,12 @@
 """Each line of a request file checked on its own: its kind (chat or embeddings) and what a backend cannot take.
 
 :func:`pdbatch.builders.requestfile.plan_lines` runs these on every line; a line
-that fails them gets its own error and the others run.
+that fails them gets its own error and the others run. Everything a backend
+is asked about a line is asked here, in two steps: :func:`body_problem` (its
+fields, what the backend cannot honour, its ``response_format``) while the
+lines are read, and :func:`model_problem` (what the job's model cannot take)
+once the lines of a kind have their model. A frame's call asks the same
+questions once for every row, and is refused whole (:mod:`pdbatch.jobs.prepare`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from ..models import CHAT, EMBEDDINGS, URLS, Kind
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
-__all__ = ["KIND_OF_URL", "body_problem", "line_kind", "missing", "reader", "shown"]
+__all__ = ["KIND_OF_URL", "body_problem", "line_kind", "missing", "model_problem", "reader", "shown"]
 
 #: The kind each of the kinds' own endpoints serves.
 KIND_OF_URL = {url: kind for kind, url in URLS.items()}
@@ -99,6 +104,21 @@ def body_problem(body: dict[str, Any], kind: Kind, backend: Backend) -> str | No
         schema_problem = response_format_problem(body.get("response_format"), backend.schema_support)
         problems = [schema_problem] if schema_problem else []
     return "; ".join(problems) or None
+
+
+def model_problem(body: dict[str, Any], kind: Kind, model: str, backend: Backend) -> str | None:
+    """What ``model`` (as request bodies name it) cannot take in a body :func:`body_problem` passed, or None.
+
+    The whole body but its ``model`` is asked about (:meth:`Backend.unsupported_for_model`),
+    ``messages`` and ``input`` too: a line's own messages are its to fail (on
+    Vertex, what the conversion to Gemini lines would refuse at submit time).
+    """
+    refused = backend.unsupported_for_model(model, kind, {k: v for k, v in body.items() if k != "model"})
+    if not refused:
+        return None
+    fields = "; ".join(f"{name}={shown(body.get(name))}: {why}" for name, why in refused.items())
+    return (f"{model} cannot take {fields}. Change this line's {', '.join(refused)}, or run the file on a model "
+            f"that takes {'it' if len(refused) == 1 else 'them'} (--model, model=)")
 
 
 def _fields(kind: Kind) -> Iterator[str]:

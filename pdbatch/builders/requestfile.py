@@ -18,8 +18,9 @@ apart as pdbatch keeps failed rows apart from failed jobs:
   such a file, so it is refused whole (:class:`RequestFileError`), every
   problem named by its line number, before anything is sent;
 - **a line**: a ``url`` other than chat completions or embeddings, a method
-  other than POST, a body the backend cannot take. :func:`plan_lines` turns
-  each into that line's error; the other lines still run.
+  other than POST, a body the backend or the job's model cannot take (every
+  question asked of the backend about a line is in :mod:`.linecheck`).
+  :func:`plan_lines` turns each into that line's error; the other lines still run.
 
 Files written for services that leave out ``method`` and ``url`` (the body
 alone says what it is) run too: a body with ``messages`` is a chat request, one
@@ -45,6 +46,7 @@ from .linecheck import KIND_OF_URL
 from .linecheck import body_problem as _body_problem
 from .linecheck import line_kind as _line_kind
 from .linecheck import missing as _missing
+from .linecheck import model_problem as _model_problem
 from .linecheck import reader as _reader
 from .linecheck import shown as _shown
 from .readrequests import (  # the reading of a file, here for the callers that know it by this module
@@ -223,8 +225,28 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
             if chosen is not None or name is None:
                 raise
             raise ConfigError(_not_here(backend, kind, name, exc)) from exc
-        groups.append(LineGroup(kind, resolved, positions, url))
+        if url in KIND_OF_URL:  # an endpoint a backend adds has its own body; the service checks the rest
+            positions = _model_checked(frame, positions, kind, resolved, backend, errors)
+        if len(positions):
+            groups.append(LineGroup(kind, resolved, positions, url))
     return PlannedLines(frame, groups, errors)
+
+
+def _model_checked(frame: pd.DataFrame, positions: np.ndarray, kind: Kind, model: str, backend: Backend,
+                   errors: dict[int, str]) -> np.ndarray:
+    """``positions`` without the lines ``model`` cannot take, each of those given its error in ``errors``.
+
+    Asked once the lines of a kind have their model (it may come from the
+    lines themselves): each line's body is its own, so what one line carries
+    fails that line, where a frame's shared parameters refuse the call.
+    """
+    refused = []
+    for p, body in iter_bodies(frame, positions):
+        problem = _model_problem(body, kind, model, backend)
+        if problem is not None:
+            errors[p] = INVALID_PREFIX + problem
+            refused.append(p)
+    return np.setdiff1d(positions, refused, assume_unique=True) if refused else positions
 
 
 def _line_url(method: Any, url: Any, body: Any, extra: Mapping[str, Kind]) -> tuple[str | None, str | None]:

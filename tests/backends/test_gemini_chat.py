@@ -6,6 +6,7 @@ tests/backends/test_vertex_gemini.py.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pandas as pd
@@ -78,6 +79,39 @@ def test_what_gemini_cannot_take_is_refused_naming_the_field_and_row(body, messa
     body = {"messages": [{"role": "user", "content": "Hi"}], **body}
     with pytest.raises(ConfigError, match=message):
         _gemini_chat.request_line(FLASH, line(body))
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({"logprobs": True}, "logprobs", r"Gemini batch lines have no equivalent"),
+    ({"n": 2}, "n", r"pdbatch keeps one answer per row"),
+    ({"reasoning_effort": "none"}, "reasoning_effort", r"Gemini's thinking levels are minimal"),
+    ({"response_format": {"type": "grammar"}}, "response_format", r"type 'grammar' has no Gemini equivalent"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format",
+     r"json_schema.schema must be a JSON schema object"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages",
+     r"^messages\[0\]: content part of type 'image_url' is not converted"),
+    ({"messages": [{"role": "tool", "content": "42"}]}, "messages", r"^messages\[0\]: role 'tool' has no Gemini"),
+    ({"messages": [{"role": "system", "content": "Be brief."}]}, "messages", r"^a Gemini request needs a user"),
+])
+def test_what_the_conversion_would_refuse_is_named_before_it_by_unsupported(body, field, message):
+    # A request file's line is asked with its whole body (builders/linecheck.model_problem): everything
+    # request_line would refuse at submit time is named here first, so that it is that line's error alone.
+    body = {"messages": [{"role": "user", "content": "Hi"}], **body}
+    with pytest.raises(ConfigError):
+        _gemini_chat.request_line(FLASH, line(body))
+    refused = _gemini_chat.unsupported(body)
+    assert list(refused) == [field]
+    assert re.search(message, refused[field]), refused
+    assert not refused[field].startswith("row")  # a line's error is on its row already
+
+
+def test_a_body_gemini_takes_is_refused_nothing():
+    body = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                         {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]}],
+            "max_tokens": 9, "stop": ["x"], "n": 1, "reasoning_effort": "low",
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}
+    _gemini_chat.request_line(FLASH, line(body))
+    assert _gemini_chat.unsupported(body) == {}
 
 
 # ------------------------------------------------------------ outputs

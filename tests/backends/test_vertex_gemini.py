@@ -94,19 +94,46 @@ def test_schema_becomes_gemini_structured_output(vertex_emulator, gcs_emulator, 
 
 
 def test_a_body_field_gemini_cannot_take_is_refused_before_anything_is_uploaded(vertex_emulator, gcs_emulator,
-                                                                               gcs_bucket, staging, frame, tmp_path):
+                                                                               gcs_bucket, staging, frame):
     vx = make(vertex_emulator, staging, location=None, preflight=False)
     with pytest.raises(ConfigError, match=r"google/gemini-3.5-flash cannot take 1 request parameter.*"
                                           r"logit_bias=\{'1': 5\}: Gemini batch lines have no equivalent"):
         frame.llama.batch_predict(PROMPT, model=FLASH, backend=vx, logit_bias={"1": 5}, progress=False)
-    # a request file's line: refused when its lines are converted, naming the row, before the upload
-    path = tmp_path / "requests.jsonl"
-    path.write_text(json.dumps({"custom_id": "req-7", "method": "POST", "url": "/v1/chat/completions", "body": {
-        "messages": [{"role": "user", "content": "Hi"}], "logit_bias": {"1": 5}}}) + "\n")
-    with pytest.raises(ConfigError, match=r"row 'req-7': body field\(s\) logit_bias cannot be sent to "
-                                          r"google/gemini-3.5-flash"):
-        pdbatch.run_requests(path, model=FLASH, backend=vx, wait=False, progress=False)
     assert creates(vertex_emulator) == [] and objects(gcs_emulator, gcs_bucket) == []
+
+
+def test_a_request_file_line_gemini_cannot_take_is_that_lines_error_and_the_others_run(
+        vertex_emulator, gcs_emulator, staging, tmp_path, pdbatch_home):
+    # a frame's logit_bias is every row's (refused whole, above); a request file's line carries its own
+    bodies = [{"messages": [{"role": "user", "content": "Hello world!"}]},
+              {"messages": [{"role": "user", "content": "Hi"}], "logit_bias": {"1": 5}},
+              {"messages": [{"role": "user", "content": "Banana bread?"}], "max_tokens": 50}]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("".join(json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+                                        "body": body}) + "\n" for i, body in enumerate(bodies)))
+    vx = make(vertex_emulator, staging, location=None, preflight=False)
+    out = pdbatch.run_requests(path, model=FLASH, backend=vx, progress=False)
+    assert out.custom_id.tolist() == ["req-0", "req-1", "req-2"]
+    assert out.response.tolist()[::2] == ["echo: Hello world!", "echo: Banana bread?"]
+    assert out.error.isna().tolist() == [True, False, True]
+    assert out.error[1].startswith(f"invalid request: google/{FLASH} cannot take logit_bias=") and \
+        "Gemini batch lines have no equivalent" in out.error[1]
+    [body] = creates(vertex_emulator)
+    assert [x["key"] for x in staged_lines(gcs_emulator, body)] == ["req-0", "req-2"]  # only what runs is sent
+    # the command line: the two answers and the line's error written, exit code 1 (some lines failed)
+    result = tmp_path / "results.jsonl"
+    env = {**os.environ, "PDBATCH_HOME": str(pdbatch_home), "PDBATCH_VERTEX_PROJECT": vertex_emulator.project,
+           "PDBATCH_VERTEX_STAGING": staging, "PDBATCH_VERTEX_API_ENDPOINT": vertex_emulator.url,
+           "PDBATCH_VERTEX_POLL_SECONDS": "0.05"}
+    proc = subprocess.run([sys.executable, "-m", "pdbatch.cli", "run", str(path), "--backend", "vertex",
+                           "--model", FLASH, "-o", str(result), "-q"],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "3 request lines, 2 answered, 1 failed" in proc.stderr
+    written = [json.loads(x) for x in result.read_text().splitlines()]
+    assert [x["error"] is None for x in written] == [True, False, True]
+    assert written[1]["error"]["code"] == "invalid_request" and "logit_bias" in written[1]["error"]["message"]
+    assert len(creates(vertex_emulator)) == 2
 
 
 def test_retired_gemini_and_bigquery_staging_are_refused_before_anything_is_sent(vertex_emulator, bq_dataset,

@@ -8,6 +8,8 @@ not produced by pdbatch's own writer.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -15,6 +17,7 @@ import pdbatch
 from pdbatch.backends import Local, Mock
 from pdbatch.builders.requestfile import RequestFileError, plan_lines, read_requests, request_lines, sniff
 from pdbatch.errors import ConfigError, InputError
+from pdbatch.store import jobdir
 
 # OpenAI's Batch API reference, "The request input object", its example line
 OPENAI_LINE = ('{"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", "body": {"model": '
@@ -275,3 +278,87 @@ def test_a_relative_path_in_body_model_is_read_beside_the_request_file(tmp_path,
     # model= is the caller's own path, read as any argument is: from the current directory
     (group,) = plan_lines(read_requests(other), Local(), model="only-here.gguf", base=other.parent).groups
     assert group.model == str((elsewhere / "only-here.gguf").resolve())
+
+
+# ------------------------------------------------- what the job's model cannot take
+def gemini_lines(tmp_path, model_in_body=False):
+    """Three chat lines for a Gemini model, the second with a field Gemini batch lines cannot carry."""
+    hi = [{"role": "user", "content": "Hi"}]
+    bodies = [{"messages": hi}, {"messages": hi, "logit_bias": {"1": 5}}, {"messages": hi, "max_tokens": 9}]
+    if model_in_body:
+        bodies = [{"model": "gemini-3.5-flash", **b} for b in bodies]
+    return write(tmp_path, [json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions",
+                                        "body": b}) for i, b in enumerate(bodies)])
+
+
+def vertex():
+    from pdbatch.backends.vertex import Vertex
+
+    # the real backend object: planning a file asks it nothing over the network
+    return Vertex(project="p", staging="gs://my-bucket/pdbatch/")
+
+
+@pytest.mark.parametrize("model_in_body", [False, True])
+def test_a_line_the_jobs_model_cannot_take_fails_alone(tmp_path, model_in_body):
+    # a frame's call with logit_bias on Gemini is refused whole (jobs/prepare.py); a file's line has its own body
+    path = gemini_lines(tmp_path, model_in_body)
+    planned = plan_lines(read_requests(path), vertex(), model=None if model_in_body else "gemini-3.5-flash")
+    assert [(g.model, g.positions.tolist()) for g in planned.groups] == [("google/gemini-3.5-flash", [0, 2])]
+    (error,) = planned.errors.values()
+    assert list(planned.errors) == [1]
+    assert error.startswith("invalid request: google/gemini-3.5-flash cannot take logit_bias={\"1\":5}: Gemini "
+                            "batch lines have no equivalent")
+    assert "Change this line's logit_bias, or run the file on a model that takes it (--model, model=)" in error
+    # the same lines on a model that takes logit_bias all run
+    planned = plan_lines(read_requests(path), vertex(), model="gpt-oss-120b-maas")
+    assert planned.errors == {} and planned.groups[0].positions.tolist() == [0, 1, 2]
+
+
+def test_each_gemini_refusal_of_a_line_is_that_lines_error(tmp_path):
+    path = write(tmp_path, [json.dumps({"custom_id": cid, "body": body}) for cid, body in [
+        ("ok", {"messages": [{"role": "user", "content": "Hi"}]}),
+        ("tool", {"messages": [{"role": "tool", "content": "42"}]}),
+        ("image", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
+        ("system", {"messages": [{"role": "system", "content": "Be brief."}]}),
+        ("text", {"input": "a text"}),
+        ("title", {"input": "a text", "title": "Doc"}),
+        ("unknown", {"input": "a text", "truncate": "END"}),
+    ]])
+    planned = plan_lines(read_requests(path), vertex(),
+                         model={"chat": "gemini-3.5-flash", "embeddings": "gemini-embedding-2"})
+    assert [(g.kind, g.positions.tolist()) for g in planned.groups] == [("chat", [0]), ("embeddings", [4])]
+    errors = {planned.frame.custom_id[p]: e for p, e in planned.errors.items()}
+    assert sorted(errors) == ["image", "system", "title", "tool", "unknown"]
+    assert "messages[0]: role 'tool' has no Gemini equivalent" in errors["tool"]
+    assert "messages[0]: content part of type 'image_url' is not converted" in errors["image"]
+    assert "a Gemini request needs a user message besides the system prompt" in errors["system"]
+    assert "google/gemini-embedding-2 cannot take title='Doc': gemini-embedding-2 ignores it" in errors["title"]
+    assert "truncate='END': no equivalent in google/gemini-embedding-2 batch jobs" in errors["unknown"]
+
+
+def test_preview_requests_counts_a_line_the_model_cannot_take_as_skipped(tmp_path):
+    (preview,) = pdbatch.preview_requests(gemini_lines(tmp_path), backend=vertex(), model="gemini-3.5-flash")
+    assert (preview.n_rows, preview.n_requests, preview.n_skipped) == (3, 2, 1)
+    assert preview.requests.custom_id.tolist() == ["req-0", "req-2"]
+    assert pd.isna(preview.prompt_tokens.iloc[1]) and preview.prompt_tokens.notna().sum() == 2
+
+
+def test_a_file_whose_every_line_the_model_refuses_runs_no_job_and_gives_each_its_error(tmp_path, pdbatch_home):
+    path = write(tmp_path, [json.dumps({"custom_id": f"req-{i}", "body": {
+        "messages": [{"role": "user", "content": "Hi"}], "logit_bias": {"1": i}}}) for i in range(2)])
+    out = pdbatch.run_requests(path, backend=vertex(), model="gemini-3.5-flash", progress=False)
+    assert out.custom_id.tolist() == ["req-0", "req-1"] and out.response.isna().all()
+    assert all(e.startswith("invalid request: google/gemini-3.5-flash cannot take logit_bias=") for e in out.error)
+    assert list(jobdir.root().iterdir()) == []  # nothing sent, no job folder
+
+
+@pytest.mark.parametrize(("url", "model", "param", "message"), [
+    ("/v1/chat/completions", "gemini-3.5-flash", {"logit_bias": {"1": 5}}, "Gemini batch lines have no equivalent"),
+    ("/v1/embeddings", "gemini-embedding-2", {"title": "Doc"}, "gemini-embedding-2 ignores it in batch jobs"),
+])
+def test_a_frames_call_the_model_cannot_take_is_refused_whole_before_anything_is_written(url, model, param,
+                                                                                         message):
+    # the same question asked of a frame, whose parameters every row shares: the call is refused, naming them
+    frame = pd.DataFrame({"text": ["a", "b"]})
+    with pytest.raises(InputError, match=f"{model} cannot take 1 request parameter.*nothing was sent.*{message}"):
+        frame.llama.preview("{text}", model=model, backend=vertex(), url=url, **param)

@@ -149,8 +149,16 @@ class ResponseCache:
     def _connect(self) -> sqlite3.Connection:
         if self.path.exists() and not self.path.is_file():
             raise IsADirectoryError(f"{self.path} is not a file")
-        # created private, so that SQLite's -wal and -shm files (which take its mode) are too
-        os.close(open_private(self.path, os.O_RDWR))
+        # created private, so that SQLite's -wal and -shm files (which take its mode) are too. Never opened
+        # and closed here once it exists: closing any descriptor of the file drops every POSIX lock this
+        # process holds on it, the shared lock of a cache already open in this process among them, and
+        # another process closing its last connection would then take the WAL away from under it (SQLite's
+        # "How To Corrupt An SQLite Database File", 2.2: posix advisory locks cancelled by close()).
+        if self.path.exists():
+            os.chmod(self.path, PRIVATE_FILE)
+        else:
+            with contextlib.suppress(FileExistsError):  # another process created it first
+                os.close(open_private(self.path, os.O_RDWR | os.O_EXCL))
         for extra in ("-wal", "-shm"):
             if os.path.exists(f"{self.path}{extra}"):
                 os.chmod(f"{self.path}{extra}", PRIVATE_FILE)

@@ -211,3 +211,36 @@ def test_a_cache_that_cannot_be_written_is_skipped_with_one_warning(pdbatch_home
     messages = [str(w.message) for w in caught if issubclass(w.category, PdbatchWarning)]
     assert len(messages) == 1 and "cannot be used" in messages[0] and "goes on without it" in messages[0]
     assert not set_aside(pdbatch_home), "a sound cache is never moved"
+
+
+#: Another process asks for SQLite's shared lock bytes on the cache file (SQLite's os_unix.c: SHARED_FIRST
+#: = PENDING_BYTE + 2 = 0x40000002, SHARED_SIZE = 510): "held" while a connection of ours holds its read lock.
+_PROBE = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 510, 0x40000002)
+    print("free")
+except OSError:
+    print("held")
+"""
+
+
+def test_a_second_cache_in_one_process_keeps_the_first_ones_lock(pdbatch_home):
+    # Closing any descriptor of a file drops every POSIX lock the process holds on it. A second cache
+    # opened (and the file opened and closed to make it private) while a first one is in use took the
+    # first's shared lock away; another process closing its last connection then removed the WAL from
+    # under it, and the first found the cache "malformed" and moved it aside (seen with two notebooks
+    # sending the same rows: tests/jobs/test_claims.py).
+    import sys
+
+    with response_cache.ResponseCache() as first:
+        assert first.use(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0], None) == "wal"
+
+        def probe() -> str:
+            return subprocess.run([sys.executable, "-c", _PROBE, str(first.path)], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+
+        assert probe() == "held"
+        with response_cache.ResponseCache():
+            assert probe() == "held", "opening a second cache dropped the first one's lock"

@@ -31,7 +31,7 @@ from ..builders.requests import RequestPlan
 from ..call import CacheMode
 from ..display.reporter import RowCounts
 from ..errors import JobFolderError
-from ..lines.outputs import outcome, succeeded
+from ..lines.outputs import outcome
 from ..store import jobdir, reusestate, trust
 from ..store.cache import ResponseCache, RowKeys, deterministic
 
@@ -219,11 +219,6 @@ def _with_id(line: bytes, custom_id: str) -> bytes:
     return orjson.dumps(obj)
 
 
-def _answer(obj: dict[str, Any]) -> Any:
-    """What a successful line answers (text, or an embedding), to tell two lines for one row apart."""
-    return outcome(obj).answer
-
-
 def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes]) -> int:
     """Store the successful answers among ``lines`` under their rows' keys; returns how many."""
     found: dict[str, tuple[Any, bytes]] = {}
@@ -235,8 +230,11 @@ def remember(backend: str, model: str, keys: dict[str, str], lines: list[bytes])
             continue
         cid = obj.get("custom_id") if isinstance(obj, dict) else None
         key = keys.get(cid) if isinstance(cid, str) else None
-        if key and succeeded(obj):  # the one meaning of a line decides, whatever its shape
-            answer = _answer(obj)
+        if not key:
+            continue
+        read = outcome(obj)  # the one meaning of a line decides, whatever its shape (read once: 200k lines)
+        if read.error is None:
+            answer = read.answer
             if key in found and found[key][0] != answer:
                 conflicted.add(key)  # two different answers to one row: its result fails it, the cache keeps neither
             found[key] = (answer, line)

@@ -263,10 +263,8 @@ def add_columns(result: pd.DataFrame, spec: LabelSpec) -> pd.DataFrame:
 def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
     """The request lines of a classify call (a :class:`pdbatch.builders.requests.RequestPlan`).
 
-    Every body asks for a deterministic answer (``temperature=0``): a
-    scoring backend gets :data:`FIELD` (and ``max_tokens`` bounding the
-    tokens the prefix and the longest label add, which sizes the local KV
-    cache); any other backend gets the labels as an ``enum`` schema.
+    The bodies' fields are :func:`request_params`'s; a table's classify
+    (:mod:`pdbatch.jobs.tablejob`) renders the same ones in SQL.
 
     Raises
     ------
@@ -275,9 +273,43 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
         window, or a body field the backend cannot honour.
     """
     from ..builders.requests import build_requests
+    from ..models import CHAT, URLS
+
+    model, params = request_params(call, backend, list(frame.columns))
+    return build_requests(frame, call.prompt, system=call.system, model=model, url=URLS[CHAT],
+                          custom_id=call.custom_id, on_null=call.on_null, params=params)
+
+
+def request_params(call: Any, backend: Any, columns: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The model and the body fields of a classify call, for a frame's rows or a table's.
+
+    Every body asks for a deterministic answer (``temperature=0``): a
+    scoring backend gets :data:`FIELD` (and ``max_tokens`` bounding the
+    tokens the prefix and the longest label add, which sizes the local KV
+    cache); any other backend gets the labels as an ``enum`` schema.
+
+    Parameters
+    ----------
+    call : Call
+        A call with ``classify`` set (its labels were checked by :meth:`LabelSpec.make`).
+    backend : Backend
+        Decides between label scores and the enum schema, and names the model.
+    columns : sequence of str
+        The columns the prompt template may read.
+
+    Returns
+    -------
+    tuple of (str, dict)
+        The model written in each body, and the body fields besides ``model`` and ``messages``.
+
+    Raises
+    ------
+    InputError, ConfigError
+        As :func:`plan_requests`.
+    """
     from ..builders.template import Template
     from ..lines.structured import as_schema
-    from ..models import CHAT, URLS
+    from ..models import CHAT
 
     assert call.classify is not None
     spec = LabelSpec.from_record(call.classify)
@@ -293,7 +325,7 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
     check_fits(spec, backend, model)
     params: dict[str, Any] = {"temperature": 0}
     if backend.scores_labels:
-        template = Template.parse(call.prompt, list(frame.columns))
+        template = Template.parse(call.prompt, list(columns))
         params["max_tokens"] = spec.continuation_bytes()
         params[FIELD] = scoring_field(spec, template, call.system)
     else:
@@ -306,8 +338,7 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
     if refused:
         name, why = next(iter(refused.items()))
         raise ConfigError(f"classify cannot run on this backend: {name}={params[name]!r}: {why}")
-    return build_requests(frame, call.prompt, system=call.system, model=model, url=URLS[CHAT],
-                          custom_id=call.custom_id, on_null=call.on_null, params=params)
+    return model, params
 
 
 def check_fits(spec: LabelSpec, backend: Any, model: str) -> None:

@@ -110,9 +110,10 @@ def test_classify_writes_the_label_columns_in_sql(bq_emulator, bq_dataset, vx, v
     assert out.loc["id-4", "sentiment"] == LABELS[2]
     assert out.loc[["id-0", "id-4"], "error"].isna().all()
     assert pd.isna(out.loc["id-1", "sentiment"]) and out.loc["id-1", "error"].startswith("Bad Request")
-    assert pd.isna(out.loc["id-2", "sentiment"]) and out.loc["id-2", "error"] == "answer maybe is not one of the labels"
+    assert pd.isna(out.loc["id-2", "sentiment"])
+    assert out.loc["id-2", "error"] == "answer 'maybe' is not one of the labels"
     assert pd.isna(out.loc["id-3", "sentiment"])
-    assert out.loc["id-3", "error"] == 'answer is not a label: {"label": "posi'
+    assert out.loc["id-3", "error"] == "answer is not a label: '{\"label\": \"posi'"
     assert pd.isna(out.loc["id-5", "sentiment"]) and out.loc["id-5", "error"] == "skipped: null in column(s) 'text'"
     assert out.text.tolist()[:5] == frame.text.tolist()[:5]  # the source's columns pass through
 
@@ -159,3 +160,21 @@ def test_classify_refusals_come_before_anything_is_created(bq_emulator, bq_datas
     # overwrite=True: the label column replaces the source's column of that name
     res = t.llama.classify("{text}", labels=["yes", "no"], backend=vx, model=MODEL, overwrite=True, progress=False)
     assert res.to_pandas().label.eq("yes").all()
+
+
+def test_cli_labels_classify_a_table(bq_emulator, bq_dataset, vertex_emulator, monkeypatch, capsys):
+    from pdbatch.cli import commands as cli
+
+    for key, value in {"PROJECT": vertex_emulator.project, "LOCATION": LOCATION,
+                       "API_ENDPOINT": vertex_emulator.url, "POLL_SECONDS": "0.05"}.items():
+        monkeypatch.setenv(f"PDBATCH_VERTEX_{key}", value)
+    uri = load(bq_emulator, bq_dataset, reviews(3))
+    out = f"bq://{bq_dataset}.cli_labels"
+    base = ["--prompt", "Sentiment: {text}", "--backend", "vertex", "--model", MODEL, "--labels", "good", "bad"]
+    assert cli.main(["run", uri, *base, "--max-tokens", "5"]) == 2  # as for a frame: classify sets the body
+    assert "drop --max-tokens" in capsys.readouterr().err
+    assert cli.main(["run", uri, *base, "--custom-id", "review_id", "--output", out]) == 0
+    assert capsys.readouterr().out.strip() == out
+    rows = list(bq_emulator.client().query(f"SELECT * FROM `{out[len('bq://'):]}`").result())
+    assert sorted(r["custom_id"] for r in rows) == ["id-0", "id-1", "id-2"]
+    assert {(r["label"], r["p_good"], r["p_bad"], r["error"]) for r in rows} == {("good", None, None, None)}

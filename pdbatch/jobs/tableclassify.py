@@ -27,6 +27,8 @@ MAX_NAME = 300
 #: language, and these ASCII signs (https://cloud.google.com/bigquery/docs/schemas#flexible-column-names).
 _SIGNS = set("&%=+:'<>#|")
 _CATEGORIES = ("L", "M", "N", "Pc", "Pd", "Zs")
+_NOT_JSON, _QUOTE = literal("answer is not a label: '"), literal("'")
+_ANSWER, _NOT_LABEL = literal("answer '"), literal("' is not one of the labels")
 
 
 def label_spec(record: Any) -> LabelSpec:
@@ -71,11 +73,11 @@ def answer_columns(spec: LabelSpec, content: str, failure: str) -> list[str]:
     # SAFE.PARSE_JSON: text that is not JSON (a cut answer) is no label, not a failed query
     picked = f"JSON_VALUE(SAFE.PARSE_JSON({content}), '$.label')"
     ok = f"({failure}) IS NULL AND {picked} IN ({labels})"
-    # the frames' messages (results.classify._read), for the same answers
-    problem = (f"CASE WHEN {content} IS NULL THEN 'no answer' "
-               f"WHEN {picked} IS NULL THEN CONCAT('answer is not a label: ', SUBSTR({content}, 1, 80)) "
-               f"WHEN {picked} NOT IN ({labels}) THEN CONCAT('answer ', SUBSTR({picked}, 1, 80), "
-               f"' is not one of the labels') END")
+    # the frames' messages (results.classify._read: the text quoted and cut), for the same answers
+    not_json = f"CONCAT({_NOT_JSON}, SUBSTR({content}, 1, 80), {_QUOTE})"
+    not_label = f"CONCAT({_ANSWER}, SUBSTR({picked}, 1, 78), {_NOT_LABEL})"
+    problem = (f"CASE WHEN {content} IS NULL THEN 'no answer' WHEN {picked} IS NULL THEN {not_json} "
+               f"WHEN {picked} NOT IN ({labels}) THEN {not_label} END")
     return [f"IF({ok}, {picked}, CAST(NULL AS STRING)) AS {ident(spec.output)}",
             *_no_probabilities(spec), f"COALESCE({failure}, {problem}) AS error"]
 

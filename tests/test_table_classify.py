@@ -134,7 +134,7 @@ def test_classify_batch_predicts_by_default(bq_emulator, bq_dataset, vx):
 
 
 def test_classify_refusals_come_before_anything_is_created(bq_emulator, bq_dataset, vx, vertex_emulator):
-    frame = reviews(3).rename(columns={"stars": "label"})
+    frame = reviews(3).rename(columns={"stars": "Label"})  # BigQuery's column names ignore case
     uri = load(bq_emulator, bq_dataset, frame)
     before = tables(bq_emulator, bq_dataset)
     t = pdbatch.table(uri)
@@ -148,7 +148,7 @@ def test_classify_refusals_come_before_anything_is_created(bq_emulator, bq_datas
         t.llama.classify("{text}", labels=["a.b", "c"], output_column="answer", backend=vx, model=MODEL)
     with pytest.raises(ConfigError, match="the label column is output_column='sentiment'"):
         t.llama.classify("{text}", labels=["yes", "no"], output="sentiment", backend=vx, model=MODEL)
-    with pytest.raises(ConfigError, match=r"column\(s\) \['label'\].*overwrite=True"):  # the source has 'label'
+    with pytest.raises(ConfigError, match=r"column\(s\) \['Label'\].*overwrite=True"):
         t.llama.classify("{text}", labels=["yes", "no"], backend=vx, model=MODEL)
     with pytest.raises(ConfigError, match="cannot run a job on a BigQuery table"):
         t.llama.classify("{text}", labels=["yes", "no"], backend="local")

@@ -226,8 +226,8 @@ def submit(table: Source, call: Call, backend: Backend, options: Options, *, out
     if pv.n_requests == 0:
         raise ConfigError(f"nothing to submit: {table.uri} has no rows to send ({pv.n_rows} rows, "
                           f"{pv.n_skipped} skipped for a null)")
-    new = result_columns(call, planned.kind)
-    clash = [out for _, out in planned.rendered.passthrough if out in new]
+    new = {c.lower() for c in result_columns(call, planned.kind)}  # BigQuery's column names ignore case
+    clash = [out for _, out in planned.rendered.passthrough if out.lower() in new]
     if clash and not options.overwrite:
         raise ConfigError(f"the table has column(s) {clash}, which the result table would also have; rename them "
                           f"in a view, or pass overwrite=True to keep the result's")

@@ -174,9 +174,9 @@ def write_result(job: TableJob, out: TableRef, overwrite: bool) -> TableResult:
     client = job.client
     check_output(client, out, overwrite)
     spec, call = job.spec, job.call
-    new = set(result_columns(call, spec["kind"]))
+    new = {c.lower() for c in result_columns(call, spec["kind"])}  # BigQuery's column names ignore case
     # overwrite=True: the answer's column wins over a source column of the same name
-    keep = [(str(col), str(name)) for col, name in spec["passthrough"] if name not in new]
+    keep = [(str(col), str(name)) for col, name in spec["passthrough"] if str(name).lower() not in new]
     outputs = [_output_of(job, client, part, uri) for part, uri in zip(job.ids, spec["outputs"], strict=True)]
     verb = "CREATE OR REPLACE TABLE" if overwrite else "CREATE TABLE"
     run_sql(client, f"{verb} {out.sql} AS\n{result_sql(spec, call, outputs, keep)}")

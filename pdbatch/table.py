@@ -7,6 +7,8 @@ prices the call with one metadata call, one aggregate query and a dry run,
 and :meth:`TableLlama.submit` / :meth:`TableLlama.batch_predict` materialize
 the request table beside the source and run the job there (:mod:`pdbatch.jobs.tablejob`);
 the answers come back as a result table (:mod:`pdbatch.jobs.tableresult`).
+:meth:`TableLlama.classify` labels the rows as ``df.llama.classify`` does
+(:mod:`pdbatch.jobs.tableclassify`).
 """
 
 from __future__ import annotations

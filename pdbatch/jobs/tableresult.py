@@ -6,7 +6,8 @@ columns, as the request table holds them) joined with its answer by
 ``custom_id``, plus the typed answer columns a result frame gets
 (``response``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
 ``error``; ``embedding`` for embeddings) and the ``schema=`` columns read with
-``JSON_VALUE`` / ``SAFE_CAST``. A request row without an answer gets the
+``JSON_VALUE`` / ``SAFE_CAST`` (a classify call's label columns instead:
+:mod:`pdbatch.jobs.tableclassify`). A request row without an answer gets the
 frames' "missing" error, and rows left out for a null (``on_null="skip"``)
 come back from the source with theirs: no row is dropped.
 

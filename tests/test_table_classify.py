@@ -178,3 +178,16 @@ def test_cli_labels_classify_a_table(bq_emulator, bq_dataset, vertex_emulator, m
     rows = list(bq_emulator.client().query(f"SELECT * FROM `{out[len('bq://'):]}`").result())
     assert sorted(r["custom_id"] for r in rows) == ["id-0", "id-1", "id-2"]
     assert {(r["label"], r["p_good"], r["p_bad"], r["error"]) for r in rows} == {("good", None, None, None)}
+
+
+def test_a_source_column_that_differs_from_a_result_column_in_case_only_clashes(bq_emulator, bq_dataset, vx):
+    # BigQuery's column names ignore case: the result table could not hold both (its CREATE would fail
+    # after the job has run), so this is refused before anything is created, as an exact clash is
+    uri = load(bq_emulator, bq_dataset, reviews(2).rename(columns={"stars": "Finish_Reason"}))
+    before = tables(bq_emulator, bq_dataset)
+    with pytest.raises(ConfigError, match=r"\['Finish_Reason'\], which the result table would also have"):
+        pdbatch.table(uri).llama.submit("{text}", backend=vx, model=MODEL)
+    assert tables(bq_emulator, bq_dataset) == before
+    out = pdbatch.table(uri).llama.batch_predict("{text}", backend=vx, model=MODEL, overwrite=True,
+                                                 progress=False).to_pandas()
+    assert "Finish_Reason" not in out.columns and out.finish_reason.eq("stop").all()

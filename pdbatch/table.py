@@ -127,7 +127,7 @@ class TableLlama:
         TablePreview
         """
         spec = None if labels is None else LabelSpec.make(labels, output=output_column, calibrate=calibrate,
-                                                          prefix=answer_prefix).record()
+                                                          prefix=answer_prefix, output_name="output_column").record()
         call = Call(prompt=prompt, messages=messages, system=system, model=model, url=url, custom_id=custom_id,
                     on_null=on_null, params=params, schema=schema, classify=spec)
         options = Options(rename_reserved=rename_reserved, prices=prices)
@@ -231,7 +231,8 @@ display_name, progress, timeout
         if output is not None and not str(output).startswith("bq://"):
             raise ConfigError(f"output={output!r} names the result table (bq://project.dataset.table); the label "
                               f"column is output_column={output!r}")
-        spec = LabelSpec.make(labels, output=output_column, calibrate=calibrate, prefix=answer_prefix)
+        spec = LabelSpec.make(labels, output=output_column, calibrate=calibrate, prefix=answer_prefix,
+                              output_name="output_column")
         call = Call(prompt=prompt, system=system, model=model, custom_id=custom_id, on_null=on_null,
                     classify=spec.record())
         options = Options(overwrite=overwrite, rename_reserved=rename_reserved, max_rows=max_rows,

@@ -146,6 +146,10 @@ def test_classify_refusals_come_before_anything_is_created(bq_emulator, bq_datas
         t.llama.classify("{text}", labels=["Yes", "yes"], output_column="answer", backend=vx, model=MODEL)
     with pytest.raises(ConfigError, match=r"label 'a.b' .*cannot hold \['\.'\]"):
         t.llama.classify("{text}", labels=["a.b", "c"], output_column="answer", backend=vx, model=MODEL)
+    with pytest.raises(ConfigError, match="output_column='error' collides with another result column"):
+        t.llama.classify("{text}", labels=["yes", "no"], output_column="error", backend=vx, model=MODEL)
+    with pytest.raises(ConfigError, match="output_column=: BigQuery reserves column names starting with"):
+        t.llama.classify("{text}", labels=["yes", "no"], output_column="_partition_label", backend=vx, model=MODEL)
     with pytest.raises(ConfigError, match="the label column is output_column='sentiment'"):
         t.llama.classify("{text}", labels=["yes", "no"], output="sentiment", backend=vx, model=MODEL)
     with pytest.raises(ConfigError, match=r"column\(s\) \['Label'\].*overwrite=True"):

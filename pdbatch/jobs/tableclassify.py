@@ -27,6 +27,8 @@ MAX_NAME = 300
 #: language, and these ASCII signs (https://cloud.google.com/bigquery/docs/schemas#flexible-column-names).
 _SIGNS = set("&%=+:'<>#|")
 _CATEGORIES = ("L", "M", "N", "Pc", "Pd", "Zs")
+#: Prefixes a column name may not start with, whatever its case (same page, "Column names").
+RESERVED_PREFIXES = ("_table_", "_file_", "_partition", "_row_timestamp", "__root__", "_colidentifier")
 _NOT_JSON, _QUOTE = literal("answer is not a label: '"), literal("'")
 _ANSWER, _NOT_LABEL = literal("answer '"), literal("' is not one of the labels")
 
@@ -34,7 +36,8 @@ _ANSWER, _NOT_LABEL = literal("answer '"), literal("' is not one of the labels")
 def label_spec(record: Any) -> LabelSpec:
     """The labels of a saved call, checked again: a job folder is data anyone could edit."""
     spec = LabelSpec.from_record(record)
-    return LabelSpec.make(list(spec.labels), output=spec.output, calibrate=spec.calibrate, prefix=spec.prefix)
+    return LabelSpec.make(list(spec.labels), output=spec.output, calibrate=spec.calibrate, prefix=spec.prefix,
+                          output_name="output_column")
 
 
 def check_names(spec: LabelSpec) -> None:
@@ -56,6 +59,9 @@ def check_names(spec: LabelSpec) -> None:
         if bad:
             raise ConfigError(f"{what}: BigQuery column names cannot hold {bad}; use labels of letters, digits, "
                               f"spaces, '-' and '_' in a table's classify")
+        if name.lower().startswith(RESERVED_PREFIXES):
+            raise ConfigError(f"{what}: BigQuery reserves column names starting with "
+                              f"{', '.join(p.upper() for p in RESERVED_PREFIXES)}; pick another name")
         other = seen.get(name.lower())
         if other is not None:
             raise ConfigError(f"{what}: the result table would have columns {other!r} and {name!r}, the same "

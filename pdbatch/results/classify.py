@@ -72,8 +72,11 @@ class LabelSpec:
 
     @classmethod
     def make(cls, labels: Any, *, output: Any = "label", calibrate: Any = True,
-             prefix: Any = DEFAULT_PREFIX) -> LabelSpec:
+             prefix: Any = DEFAULT_PREFIX, output_name: str = "output") -> LabelSpec:
         """Check the arguments of a classify call.
+
+        ``output_name`` is the argument ``output`` came from, as messages name
+        it (a table's classify calls it ``output_column``).
 
         Raises
         ------
@@ -107,7 +110,7 @@ class LabelSpec:
                 raise ConfigError(f"labels[{i}] = {label!r} {same}: labels must be distinct")
             seen[key] = label
         if not isinstance(output, str) or not output:
-            raise ConfigError(f"output= must be a non-empty column name, got {output!r}")
+            raise ConfigError(f"{output_name}= must be a non-empty column name, got {output!r}")
         if not isinstance(calibrate, bool):
             raise ConfigError(f"calibrate= must be True or False, got {calibrate!r}")
         if not isinstance(prefix, str):
@@ -115,8 +118,8 @@ class LabelSpec:
         spec = cls(tuple(labels), output, calibrate, prefix)
         names = spec.columns
         if len(set(names)) != len(names):
-            raise ConfigError(f"output={output!r} collides with another result column ({names}); "
-                              f"pick another output=")
+            raise ConfigError(f"{output_name}={output!r} collides with another result column ({names}); "
+                              f"pick another {output_name}=")
         return spec
 
     @classmethod

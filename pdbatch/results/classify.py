@@ -312,7 +312,7 @@ def request_params(call: Any, backend: Any, columns: Sequence[str]) -> tuple[str
     """
     from ..builders.template import Template
     from ..lines.structured import as_schema
-    from ..models import CHAT
+    from ..models import CHAT, URLS
 
     assert call.classify is not None
     spec = LabelSpec.from_record(call.classify)
@@ -324,6 +324,9 @@ def request_params(call: Any, backend: Any, columns: Sequence[str]) -> tuple[str
                           f"classify once per model")
     if call.params:
         raise ConfigError(f"classify takes no body parameters, got {sorted(call.params)}: it sets them itself")
+    if call.schema is not None or call.url != URLS[CHAT]:
+        given = "schema=" if call.schema is not None else f"url={call.url!r}"
+        raise ConfigError(f"classify takes no {given}: it asks the chat model for one of the labels (its own schema)")
     model = backend.model_name(call.model, CHAT)
     check_fits(spec, backend, model)
     params: dict[str, Any] = {"temperature": 0}

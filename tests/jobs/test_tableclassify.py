@@ -60,3 +60,4 @@ def test_result_column_names_bigquery_would_refuse_are_refused(labels, output, m
 
 def test_names_bigquery_takes_pass():
     check_names(LabelSpec.make(["très bien", "so-so", "5 stars", "a&b", "x" * 298], output="verdict_1"))
+

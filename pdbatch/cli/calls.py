@@ -70,7 +70,7 @@ def _call_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if clitable.is_table(args.input):
-        return EXIT_ROWS_FAILED if clitable.run(args, _call_kwargs(args)) else EXIT_OK
+        return EXIT_ROWS_FAILED if clitable.run(args, _table_kwargs(args)) else EXIT_OK
     check_output(args.output)  # before the job: a bad -o must not cost a whole run
     start = time.perf_counter()
     if clifile.is_request_file(args):
@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     if clitable.is_table(args.input):
-        print(clitable.submit(args, _call_kwargs(args)))
+        print(clitable.submit(args, _table_kwargs(args)))
         return EXIT_OK
     if args.output is not None:
         raise ConfigError("--output goes with a BigQuery table's job (bq://...); a file job's answers come "
@@ -124,8 +124,23 @@ def _no_labels(args: argparse.Namespace) -> None:
                           "as they are)")
 
 
+def _table_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """A table job's arguments; with ``--labels`` checked as a frame's (``table.llama.classify``)."""
+    kw = _call_kwargs(args)
+    if args.labels:
+        _check_classify(args, kw)
+    return kw
+
+
 def _classify(df: pd.DataFrame, args: argparse.Namespace, kw: dict[str, Any], *, wait: bool) -> Any:
     """``--labels``: ``df.llama.classify`` with the call's arguments (it sets the body fields itself)."""
+    _check_classify(args, kw)
+    return df.llama.classify(args.prompt, labels=args.labels, calibrate=not args.no_calibrate, wait=wait,
+                             progress=wait and not args.quiet, timeout=getattr(args, "timeout", None),
+                             max_rows=args.max_rows, max_cost=args.max_cost, **kw)
+
+
+def _check_classify(args: argparse.Namespace, kw: dict[str, Any]) -> None:
     extra = sorted(set(kw) - {"model", "backend", "custom_id", "on_null", "system", "cache", "overwrite"})
     if args.embed or extra:
         flags = ["--embed"] if args.embed else [
@@ -133,6 +148,3 @@ def _classify(df: pd.DataFrame, args: argparse.Namespace, kw: dict[str, Any], *,
             for k in extra]
         raise ConfigError(f"--labels labels rows with the chat model and sets the request itself: "
                           f"drop {', '.join(flags)}")
-    return df.llama.classify(args.prompt, labels=args.labels, calibrate=not args.no_calibrate, wait=wait,
-                             progress=wait and not args.quiet, timeout=getattr(args, "timeout", None),
-                             max_rows=args.max_rows, max_cost=args.max_cost, **kw)

@@ -108,7 +108,8 @@ def _add_call_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-rows", type=int, help="refuse to submit more requests than this")
     p.add_argument("--max-cost", type=float, help="refuse to submit above this estimated cost (US$)")
     p.add_argument("--labels", nargs="+", metavar="LABEL",
-                   help="label each row with one of these (df.llama.classify): a 'label' column and p_<label>")
+                   help="label each row with one of these (df.llama.classify; table.llama.classify for bq://): "
+                        "a 'label' column and p_<label>")
     p.add_argument("--no-calibrate", action="store_true", help="with --labels: raw label probabilities")
 
 

@@ -32,6 +32,10 @@ def _submit(args: argparse.Namespace, kw: dict[str, Any]) -> Any:
     output = getattr(args, "output", None)
     if output is not None and not is_table(output):
         raise ConfigError(f"--output {output}: a table job writes a table; give bq://project.dataset.table")
+    if args.labels:  # checked by the caller as a frame's --labels
+        return table(args.input).llama.classify(args.prompt, labels=args.labels, calibrate=not args.no_calibrate,
+                                                output=output, max_rows=args.max_rows, max_cost=args.max_cost,
+                                                wait=False, progress=False, **kw)
     return table(args.input).llama.submit(args.prompt, output=output, max_rows=args.max_rows,
                                           max_cost=args.max_cost, **kw)
 

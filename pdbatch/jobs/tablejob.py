@@ -37,8 +37,9 @@ from ..lines.params import body_params
 from ..lines.structured import Schema, apply_schema, as_schema
 from ..models import CHAT, Kind, kind_of_url
 from ..pricing import given_price
-from ..results.join import output_columns
-from .tableresult import TableJob
+from ..results import classify
+from . import tableclassify
+from .tableresult import TableJob, result_columns
 from .tablestart import materialize, start
 
 __all__ = ["TablePreview", "preview", "render_call", "submit"]
@@ -63,13 +64,18 @@ def render_call(table: Source, call: Call, backend: Backend, *, with_schema: boo
                 rename_reserved: bool = False) -> Planned:
     """Check the call's parameters and render it for ``table`` (with its schema unless ``with_schema`` is False)."""
     kind = kind_of_url(call.url)
-    params = body_params(call.params, kind, backend, keywords=KEYWORDS)
-    schema = as_schema(call.schema) if call.schema is not None else None
-    apply_schema(params, schema, kind, backend.schema_support)
     if call.system is not None and not isinstance(call.system, str):
         raise InputError(f"system= must be a str, got {type(call.system).__name__}")
-    model = backend.model_name(call.model, kind)
+    schema = as_schema(call.schema) if call.schema is not None else None
     columns = table.columns if with_schema else None
+    if call.classify is not None:  # the frames' classify bodies (results.classify), the labels' columns checked
+        tableclassify.check_names(tableclassify.label_spec(call.classify))
+        names = [c.name for c in columns] if columns is not None else []
+        model, params = classify.request_params(call, backend, names)
+    else:
+        params = body_params(call.params, kind, backend, keywords=KEYWORDS)
+        apply_schema(params, schema, kind, backend.schema_support)
+        model = backend.model_name(call.model, kind)
     reserved = tuple(dict.fromkeys((*REQUEST_COLUMNS, *backend.reserved_columns)))
     rendered = render(table.ref, prompt=call.prompt, messages=call.messages, system=call.system, model=model,
                       url=call.url, kind=kind, params=params, custom_id=call.custom_id, on_null=call.on_null,
@@ -220,8 +226,8 @@ def submit(table: Source, call: Call, backend: Backend, options: Options, *, out
     if pv.n_requests == 0:
         raise ConfigError(f"nothing to submit: {table.uri} has no rows to send ({pv.n_rows} rows, "
                           f"{pv.n_skipped} skipped for a null)")
-    new = list(output_columns(planned.kind)) + (planned.schema.columns if planned.schema else [])
-    clash = [out for _, out in planned.rendered.passthrough if out in new]
+    new = {c.lower() for c in result_columns(call, planned.kind)}  # BigQuery's column names ignore case
+    clash = [out for _, out in planned.rendered.passthrough if out.lower() in new]
     if clash and not options.overwrite:
         raise ConfigError(f"the table has column(s) {clash}, which the result table would also have; rename them "
                           f"in a view, or pass overwrite=True to keep the result's")

@@ -6,7 +6,8 @@ columns, as the request table holds them) joined with its answer by
 ``custom_id``, plus the typed answer columns a result frame gets
 (``response``, ``finish_reason``, ``prompt_tokens``, ``completion_tokens``,
 ``error``; ``embedding`` for embeddings) and the ``schema=`` columns read with
-``JSON_VALUE`` / ``SAFE_CAST``. A request row without an answer gets the
+``JSON_VALUE`` / ``SAFE_CAST`` (a classify call's label columns instead:
+:mod:`pdbatch.jobs.tableclassify`). A request row without an answer gets the
 frames' "missing" error, and rows left out for a null (``on_null="skip"``)
 come back from the source with theirs: no row is dropped.
 
@@ -32,12 +33,13 @@ from ..builders.sqlbuild import TableRef, id_sql, ident, literal, null_sql
 from ..call import Call
 from ..errors import ConfigError, JobError
 from ..lines.structured import as_schema
-from ..models import EMBEDDINGS
+from ..models import EMBEDDINGS, Kind
 from ..results.join import MISSING, output_columns
 from . import job as jobs
+from . import tableclassify
 from .tablestart import TYPE, materialize, start
 
-__all__ = ["TableJob", "TableResult", "resubmit", "result_of", "result_sql", "write_result"]
+__all__ = ["TableJob", "TableResult", "resubmit", "result_columns", "result_of", "result_sql", "write_result"]
 
 _CONTENT = "JSON_VALUE(o.response, '$.choices[0].message.content')"
 _SQL_TYPES = {"integer": "INT64", "number": "FLOAT64", "boolean": "BOOL", "string": "STRING"}
@@ -45,11 +47,15 @@ _SQL_TYPES = {"integer": "INT64", "number": "FLOAT64", "boolean": "BOOL", "strin
 FAILED = "error IS NOT NULL AND NOT STARTS_WITH(error, 'skipped:') AND custom_id IS NOT NULL"
 
 
-def _answers(kind: str, error_col: str | None, schema: Any) -> list[str]:
+def _answers(kind: str, error_col: str | None, call: Call) -> list[str]:
     """The answer columns of a request row ``r`` joined with its output row ``o`` (``o.custom_id`` null: none)."""
     status = f"NULLIF(TRIM(o.{ident(error_col)}), '')" if error_col else "CAST(NULL AS STRING)"
-    error = (f"CASE WHEN o.custom_id IS NULL THEN {literal(MISSING)} WHEN {status} IS NOT NULL THEN {status} "
-             f"WHEN o.response IS NULL THEN 'no response' END AS error")
+    failure = (f"CASE WHEN o.custom_id IS NULL THEN {literal(MISSING)} WHEN {status} IS NOT NULL THEN {status} "
+               f"WHEN o.response IS NULL THEN 'no response' END")
+    if call.classify is not None:  # the label in place of the answer's text, as a frame's classify result
+        return tableclassify.answer_columns(tableclassify.label_spec(call.classify), _CONTENT, failure)
+    error = f"{failure} AS error"
+    schema = call.schema
     if kind == EMBEDDINGS:
         return [("ARRAY(SELECT CAST(JSON_VALUE(x) AS FLOAT64) FROM UNNEST(JSON_QUERY_ARRAY(o.response, "
                  "'$.data[0].embedding')) AS x WITH OFFSET AS i ORDER BY i) AS embedding"), error]
@@ -81,8 +87,11 @@ def _sql_type(spec: Any) -> str:
     return _SQL_TYPES.get(kind, "STRING") if isinstance(kind, str) else "STRING"
 
 
-def _empty_answers(kind: str, schema: Any, error: str) -> list[str]:
+def _empty_answers(kind: str, call: Call, error: str) -> list[str]:
     """The answer columns of a row that was never sent, typed as :func:`_answers` types them."""
+    if call.classify is not None:
+        return tableclassify.empty_columns(tableclassify.label_spec(call.classify), error)
+    schema = call.schema
     err = f"{error} AS error"
     if kind == EMBEDDINGS:
         return ["CAST(NULL AS ARRAY<FLOAT64>) AS embedding", err]
@@ -118,7 +127,7 @@ def result_sql(spec: dict[str, Any], call: Call, outputs: list[tuple[TableRef, s
         r = TableRef.parse(req)
         head = f"SELECT {passed + ', ' if passed else ''}r.custom_id, "
         if out is None:
-            empty = ", ".join(_empty_answers(kind, call.schema, literal(MISSING)))
+            empty = ", ".join(_empty_answers(kind, call, literal(MISSING)))
             selects.append(f"{head}{empty} FROM {r.sql} AS r")
             continue
         o, error_col = out
@@ -126,7 +135,7 @@ def result_sql(spec: dict[str, Any], call: Call, outputs: list[tuple[TableRef, s
         failed = "response IS NULL" + (f" OR NULLIF(TRIM({ident(error_col)}), '') IS NOT NULL" if error_col else "")
         dedup = (f"(SELECT * EXCEPT(_pdbatch_rank) FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY custom_id "
                  f"ORDER BY IF({failed}, 1, 0)) AS _pdbatch_rank FROM {o.sql}) WHERE _pdbatch_rank = 1)")
-        selects.append(head + ", ".join(_answers(kind, error_col, call.schema))
+        selects.append(head + ", ".join(_answers(kind, error_col, call))
                        + f" FROM {r.sql} AS r LEFT JOIN {dedup} AS o ON o.custom_id = r.custom_id")
     if spec.get("skipped"):
         # SQL is rebuilt from names, never read from the manifest: a job folder is data anyone could edit
@@ -139,9 +148,16 @@ def result_sql(spec: dict[str, Any], call: Call, outputs: list[tuple[TableRef, s
                                       for c in used) + ")"
         error = f"CONCAT('skipped: null in column(s) ', RTRIM({names}, ', '))"
         selects.append(f"SELECT {passed_src + ', ' if passed_src else ''}{cid} AS custom_id, "
-                       + ", ".join(_empty_answers(kind, call.schema, error))
+                       + ", ".join(_empty_answers(kind, call, error))
                        + f" FROM {src.sql} AS src WHERE {null}")
     return "\nUNION ALL\n".join(selects)
+
+
+def result_columns(call: Call, kind: Kind) -> list[str]:
+    """The columns a table job's result adds to the request rows' (a source column of the same name gives way)."""
+    if call.classify is not None:
+        return tableclassify.label_spec(call.classify).columns
+    return list(output_columns(kind)) + (as_schema(call.schema).columns if call.schema is not None else [])
 
 
 def _output_of(job: TableJob, client: Any, part: str, uri: str) -> tuple[TableRef, str | None] | None:
@@ -159,9 +175,9 @@ def write_result(job: TableJob, out: TableRef, overwrite: bool) -> TableResult:
     client = job.client
     check_output(client, out, overwrite)
     spec, call = job.spec, job.call
-    new = set(output_columns(spec["kind"])) | set(as_schema(call.schema).columns if call.schema else [])
+    new = {c.lower() for c in result_columns(call, spec["kind"])}  # BigQuery's column names ignore case
     # overwrite=True: the answer's column wins over a source column of the same name
-    keep = [(str(col), str(name)) for col, name in spec["passthrough"] if name not in new]
+    keep = [(str(col), str(name)) for col, name in spec["passthrough"] if str(name).lower() not in new]
     outputs = [_output_of(job, client, part, uri) for part, uri in zip(job.ids, spec["outputs"], strict=True)]
     verb = "CREATE OR REPLACE TABLE" if overwrite else "CREATE TABLE"
     run_sql(client, f"{verb} {out.sql} AS\n{result_sql(spec, call, outputs, keep)}")

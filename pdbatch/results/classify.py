@@ -72,8 +72,11 @@ class LabelSpec:
 
     @classmethod
     def make(cls, labels: Any, *, output: Any = "label", calibrate: Any = True,
-             prefix: Any = DEFAULT_PREFIX) -> LabelSpec:
+             prefix: Any = DEFAULT_PREFIX, output_name: str = "output") -> LabelSpec:
         """Check the arguments of a classify call.
+
+        ``output_name`` is the argument ``output`` came from, as messages name
+        it (a table's classify calls it ``output_column``).
 
         Raises
         ------
@@ -107,7 +110,7 @@ class LabelSpec:
                 raise ConfigError(f"labels[{i}] = {label!r} {same}: labels must be distinct")
             seen[key] = label
         if not isinstance(output, str) or not output:
-            raise ConfigError(f"output= must be a non-empty column name, got {output!r}")
+            raise ConfigError(f"{output_name}= must be a non-empty column name, got {output!r}")
         if not isinstance(calibrate, bool):
             raise ConfigError(f"calibrate= must be True or False, got {calibrate!r}")
         if not isinstance(prefix, str):
@@ -115,8 +118,8 @@ class LabelSpec:
         spec = cls(tuple(labels), output, calibrate, prefix)
         names = spec.columns
         if len(set(names)) != len(names):
-            raise ConfigError(f"output={output!r} collides with another result column ({names}); "
-                              f"pick another output=")
+            raise ConfigError(f"{output_name}={output!r} collides with another result column ({names}); "
+                              f"pick another {output_name}=")
         return spec
 
     @classmethod
@@ -263,10 +266,8 @@ def add_columns(result: pd.DataFrame, spec: LabelSpec) -> pd.DataFrame:
 def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
     """The request lines of a classify call (a :class:`pdbatch.builders.requests.RequestPlan`).
 
-    Every body asks for a deterministic answer (``temperature=0``): a
-    scoring backend gets :data:`FIELD` (and ``max_tokens`` bounding the
-    tokens the prefix and the longest label add, which sizes the local KV
-    cache); any other backend gets the labels as an ``enum`` schema.
+    The bodies' fields are :func:`request_params`'s; a table's classify
+    (:mod:`pdbatch.jobs.tablejob`) renders the same ones in SQL.
 
     Raises
     ------
@@ -275,6 +276,40 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
         window, or a body field the backend cannot honour.
     """
     from ..builders.requests import build_requests
+    from ..models import CHAT, URLS
+
+    model, params = request_params(call, backend, list(frame.columns))
+    return build_requests(frame, call.prompt, system=call.system, model=model, url=URLS[CHAT],
+                          custom_id=call.custom_id, on_null=call.on_null, params=params)
+
+
+def request_params(call: Any, backend: Any, columns: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The model and the body fields of a classify call, for a frame's rows or a table's.
+
+    Every body asks for a deterministic answer (``temperature=0``): a
+    scoring backend gets :data:`FIELD` (and ``max_tokens`` bounding the
+    tokens the prefix and the longest label add, which sizes the local KV
+    cache); any other backend gets the labels as an ``enum`` schema.
+
+    Parameters
+    ----------
+    call : Call
+        A call with ``classify`` set (its labels were checked by :meth:`LabelSpec.make`).
+    backend : Backend
+        Decides between label scores and the enum schema, and names the model.
+    columns : sequence of str
+        The columns the prompt template may read.
+
+    Returns
+    -------
+    tuple of (str, dict)
+        The model written in each body, and the body fields besides ``model`` and ``messages``.
+
+    Raises
+    ------
+    InputError, ConfigError
+        As :func:`plan_requests`.
+    """
     from ..builders.template import Template
     from ..lines.structured import as_schema
     from ..models import CHAT, URLS
@@ -289,11 +324,14 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
                           f"classify once per model")
     if call.params:
         raise ConfigError(f"classify takes no body parameters, got {sorted(call.params)}: it sets them itself")
+    if call.schema is not None or call.url != URLS[CHAT]:
+        given = "schema=" if call.schema is not None else f"url={call.url!r}"
+        raise ConfigError(f"classify takes no {given}: it asks the chat model for one of the labels (its own schema)")
     model = backend.model_name(call.model, CHAT)
     check_fits(spec, backend, model)
     params: dict[str, Any] = {"temperature": 0}
     if backend.scores_labels:
-        template = Template.parse(call.prompt, list(frame.columns))
+        template = Template.parse(call.prompt, list(columns))
         params["max_tokens"] = spec.continuation_bytes()
         params[FIELD] = scoring_field(spec, template, call.system)
     else:
@@ -306,8 +344,7 @@ def plan_requests(frame: pd.DataFrame, call: Any, backend: Any) -> Any:
     if refused:
         name, why = next(iter(refused.items()))
         raise ConfigError(f"classify cannot run on this backend: {name}={params[name]!r}: {why}")
-    return build_requests(frame, call.prompt, system=call.system, model=model, url=URLS[CHAT],
-                          custom_id=call.custom_id, on_null=call.on_null, params=params)
+    return model, params
 
 
 def check_fits(spec: LabelSpec, backend: Any, model: str) -> None:

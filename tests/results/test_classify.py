@@ -314,3 +314,11 @@ def test_the_readmes_first_snippet_gets_its_labels_right():
     assert "df.llama.classify(" in snippet
     exec(snippet.replace('answer_prefix="Sentiment:")', 'answer_prefix="Sentiment:", progress=False)', 1), scope)
     assert scope["out"]["label"].tolist() == ["positive", "negative"]  # "Great blender...", "Broke after a week."
+
+
+def test_a_schema_or_another_url_with_labels_is_refused_not_dropped():
+    df = pd.DataFrame({"review": ["Great."]})
+    with pytest.raises(ConfigError, match="classify takes no schema="):
+        df.llama.preview("{review}", labels=["a", "b"], schema={"type": "object"}, backend=Mock())
+    with pytest.raises(ConfigError, match="classify takes no url='/v1/embeddings'"):
+        df.llama.preview("{review}", labels=["a", "b"], url="/v1/embeddings", backend=Mock())

@@ -217,6 +217,10 @@ class Vertex(Backend):
             return _gemini_embed.unsupported(spec, params)
         return {}
 
+    def checks_messages(self, model: str, kind: Kind) -> bool:
+        """Gemini chat models: the conversion to Gemini lines refuses some messages (a tool role, image parts)."""
+        return kind == "chat" and parse_vertex(model, kind).wire == "gemini-chat"
+
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).
 

@@ -207,7 +207,8 @@ class Vertex(Backend):
     def unsupported_for_model(self, model: str, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
         """What a Gemini model cannot take of an OpenAI body (see :mod:`._gemini_chat`, :mod:`._gemini_embed`).
 
-        A request file's line is asked with its whole body (``messages`` too):
+        A request file's line is asked with its whole body (``messages`` too),
+        a frame's ``messages=`` row with its own messages (:meth:`checks_messages`):
         what the conversion to Gemini lines would refuse at submit time.
         """
         spec = parse_vertex(model, kind)

@@ -233,6 +233,35 @@ def test_limits_are_enforced_before_anything_is_created(bq_emulator, bq_dataset,
     assert not vertex_emulator.requests_to("POST", "/batchPredictionJobs")
 
 
+class MessageCheckingVertex(Vertex):
+    """Vertex whose open model also checks each body's messages: a model that runs on tables and checks them.
+
+    Vertex's own such models (Gemini) cannot run on tables at all (refused
+    above); this is the rule a table job keeps for any that could.
+    """
+
+    def checks_messages(self, model, kind):  # type: ignore[no-untyped-def]
+        return True
+
+
+def test_a_messages_column_for_a_model_that_checks_each_rows_messages_is_refused_naming_it(
+        bq_emulator, bq_dataset, vx, vertex_emulator):
+    frame = pd.DataFrame({"key": [1, 2], "chat": [[{"role": "user", "content": "hi"}],
+                                                  [{"role": "tool", "content": "42"}]]})
+    uri = load(bq_emulator, bq_dataset, frame, name="t_checked")
+    before = tables(bq_emulator, bq_dataset)
+    checking = MessageCheckingVertex(**vx.settings())
+    for run in (pdbatch.table(uri).llama.preview, pdbatch.table(uri).llama.submit):
+        with pytest.raises(ConfigError, match=r"messages='chat': openai/gpt-oss-120b-maas cannot take some "
+                                              r"messages, and a table job's rows are not read here.*"
+                                              r"df\.llama\.batch_predict\(messages='chat'"):
+            run(messages="chat", model=MODEL, backend=checking, custom_id="key")
+    assert tables(bq_emulator, bq_dataset) == before
+    assert not vertex_emulator.requests_to("POST", "/batchPredictionJobs")
+    # a model that takes any messages runs the same table
+    assert pdbatch.table(uri).llama.preview(messages="chat", model=MODEL, backend=vx).n_requests == 2
+
+
 def test_a_table_in_another_region_is_refused_before_anything_is_created(bq_emulator, vx, vertex_emulator):
     dataset = bigquery.Dataset(f"{bq_emulator.project}.eu_reviews")
     dataset.location = "europe-west4"

@@ -304,11 +304,24 @@ class Backend(abc.ABC):
         As :meth:`unsupported_params`, for a backend whose models differ in what
         they take (``model`` as request bodies name it, from :meth:`model_name`);
         asked before anything is written or sent. A frame's call asks once
-        with its shared fields (and is refused whole); a request file asks per
-        line with the line's whole body but ``model`` (``messages`` too), and
-        a line named here gets its own error. Most backends refuse nothing here.
+        with its shared fields (and is refused whole), then, when
+        :meth:`checks_messages` says so, per row with ``{"messages": ...}``
+        (the row's own list: a row named here gets its own error); a request
+        file asks per line with the line's whole body but ``model``
+        (``messages`` too), and a line named here gets its own error. Most
+        backends refuse nothing here.
         """
         return {}
+
+    def checks_messages(self, model: str, kind: Kind) -> bool:
+        """Whether :meth:`unsupported_for_model` may refuse a body's ``messages`` for ``model``.
+
+        A frame's ``messages=`` call then asks it about each row's own
+        messages, and a row it refuses gets its own error
+        (:mod:`pdbatch.jobs.rowmodel`); otherwise no row is looked at, so a
+        large frame costs nothing more. Most backends take any messages.
+        """
+        return False
 
     def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
         """What decides this backend's answers besides its name, the model name and the request body.

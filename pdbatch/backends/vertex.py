@@ -207,7 +207,8 @@ class Vertex(Backend):
     def unsupported_for_model(self, model: str, kind: Kind, params: Mapping[str, Any]) -> dict[str, str]:
         """What a Gemini model cannot take of an OpenAI body (see :mod:`._gemini_chat`, :mod:`._gemini_embed`).
 
-        A request file's line is asked with its whole body (``messages`` too):
+        A request file's line is asked with its whole body (``messages`` too),
+        a frame's ``messages=`` row with its own messages (:meth:`checks_messages`):
         what the conversion to Gemini lines would refuse at submit time.
         """
         spec = parse_vertex(model, kind)
@@ -216,6 +217,10 @@ class Vertex(Backend):
         if spec.wire == "gemini-embedding" and kind == "embeddings":
             return _gemini_embed.unsupported(spec, params)
         return {}
+
+    def checks_messages(self, model: str, kind: Kind) -> bool:
+        """Gemini chat models: the conversion to Gemini lines refuses some messages (a tool role, image parts)."""
+        return kind == "chat" and parse_vertex(model, kind).wire == "gemini-chat"
 
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it (``meta/llama-4-scout-17b-16e-instruct-maas``).

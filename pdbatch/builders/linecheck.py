@@ -6,7 +6,9 @@ is asked about a line is asked here, in two steps: :func:`body_problem` (its
 fields, what the backend cannot honour, its ``response_format``) while the
 lines are read, and :func:`model_problem` (what the job's model cannot take)
 once the lines of a kind have their model. A frame's call asks the same
-questions once for every row, and is refused whole (:mod:`pdbatch.jobs.prepare`).
+questions once for every row, and is refused whole (:mod:`pdbatch.jobs.prepare`),
+except about each row's own ``messages=``, whose refusal fails that row alone
+(:mod:`pdbatch.jobs.rowmodel`).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from .fit import hold_back
 from .jobparts import merge_parts, total_counts
 from .preview import enforce_limits
 from .reuse import JobPlan, Part, Reuse, plan_part
+from .rowmodel import refuse_rows
 
 __all__ = ["Prepared", "answered", "answered_plan", "check_single", "make_plan", "plan", "prepare", "result_columns",
            "submit_prepared"]
@@ -93,17 +94,21 @@ def prepare(frame: pd.DataFrame, call: Call, backend: Backend | str | None, opti
             *, check_limits: bool = True) -> Prepared:
     """Validate ``call`` on ``frame`` for a job, plan its request lines and find what can be reused.
 
-    With ``check_limits`` (a call about to run), rows that cannot fit the
-    context window are marked failed and not sent (:func:`pdbatch.jobs.fit.hold_back`).
+    Rows whose own messages the model cannot take are marked failed and not
+    sent (:func:`pdbatch.jobs.rowmodel.refuse_rows`; a preview counts them as
+    skipped). With ``check_limits`` (a call about to run), so are rows that
+    cannot fit the context window (:func:`pdbatch.jobs.fit.hold_back`).
 
     Raises
     ------
     InputError, ConfigError
         Bad input, result columns that would be overwritten, a call past
-        ``max_rows`` / ``max_cost``, or one whose every row is over the context window.
+        ``max_rows`` / ``max_cost``, or one whose every row is over the context
+        window or has messages the model cannot take.
     """
     be = get_backend(backend)
     planned, schema = plan(frame, call, be)
+    planned = refuse_rows(planned, be, run=check_limits)
     new_columns = result_columns(call, planned.kind)
     clash = [c for c in new_columns if c in frame.columns]
     if clash and not options.overwrite:

@@ -178,6 +178,14 @@ def _dry_run(table: Source, sql: str) -> int | None:
 def _plan_preview(table: Source, call: Call, backend: Backend, options: Options) -> tuple[Planned, TablePreview]:
     planned = render_call(table, call, backend, rename_reserved=options.rename_reserved)
     backend.check_table_job(model=planned.model, kind=planned.kind, tables={f"the table {table.uri}": table.location})
+    if call.messages is not None and backend.checks_messages(planned.model, planned.kind):
+        # A frame's rows whose messages the model cannot take each get their error (pdbatch.jobs.rowmodel);
+        # a table's rows never pass through the client to be asked about, and the service would fail them
+        # (or the job) instead. (Vertex refuses its Gemini models, the ones that check messages, just above.)
+        raise ConfigError(f"messages={call.messages!r}: {planned.model} cannot take some messages, and a table "
+                          f"job's rows are not read here to check each one's; run it on a frame of the rows "
+                          f"(df.llama.batch_predict(messages={call.messages!r}, ...): a row it cannot take gets "
+                          f"its own error), or choose a model that takes any chat messages")
     stats = _stats(table, planned, call.custom_id)
     _check_stats(table, planned, call, stats)
     n_skip = stats["n_null"] if call.on_null == "skip" else 0

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import pdbatch
-from pdbatch.errors import ConfigError
+from pdbatch.errors import ConfigError, PdbatchWarning
 from tests.backends.test_vertex import creates, make
 from tests.backends.test_vertex import quick_retries as _quick_retries
 from tests.backends.test_vertex_service import staged_lines
@@ -134,6 +134,30 @@ def test_a_request_file_line_gemini_cannot_take_is_that_lines_error_and_the_othe
     assert [x["error"] is None for x in written] == [True, False, True]
     assert written[1]["error"]["code"] == "invalid_request" and "logit_bias" in written[1]["error"]["message"]
     assert len(creates(vertex_emulator)) == 2
+
+
+def test_a_frame_row_whose_messages_gemini_cannot_take_is_that_rows_error_and_the_others_run(
+        vertex_emulator, gcs_emulator, staging):
+    # a frame's shared logit_bias refuses the call (above); a messages= row carries its own messages
+    frame = pd.DataFrame({"chat": [[{"role": "user", "content": "Hello world!"}],
+                                   [{"role": "user", "content": "6 x 7?"}, {"role": "tool", "content": "42"}],
+                                   [{"role": "user", "content": "Banana bread?"}]]},
+                         index=pd.Index(["a", "b", "c"], name="key"))
+    vx = make(vertex_emulator, staging, location=None, preflight=False)
+    with pytest.warns(PdbatchWarning, match=r"1 row\(s\) \(row-1\) have messages google/gemini-3.5-flash cannot"):
+        out = frame.llama.batch_predict(messages="chat", model=FLASH, backend=vx, progress=False)
+    assert list(out.index) == ["a", "b", "c"]
+    assert out.response.tolist()[::2] == ["echo: Hello world!", "echo: Banana bread?"]
+    assert out.error.isna().tolist() == [True, False, True] and pd.isna(out.response["b"])
+    assert out.error["b"].startswith(f"invalid request: column 'chat', row 'row-1': google/{FLASH} cannot take these "
+                                     f"messages: messages[1]: role 'tool' has no Gemini equivalent")
+    assert out.attrs["pdbatch_rows"]["skipped"] == 1
+    [body] = creates(vertex_emulator)
+    assert [x["key"] for x in staged_lines(gcs_emulator, body)] == ["row-0", "row-2"]  # only what runs is sent
+    # sent again unchanged, the row would be refused again: retry_failed keeps it, and says so
+    with pytest.warns(UserWarning, match=r"1 row\(s\) \(index 'b'\) were not sent again: the request is invalid"):
+        assert out.llama.retry_failed(progress=False) is out
+    assert len(creates(vertex_emulator)) == 1
 
 
 def test_retired_gemini_and_bigquery_staging_are_refused_before_anything_is_sent(vertex_emulator, bq_dataset,

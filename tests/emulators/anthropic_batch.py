@@ -71,6 +71,7 @@ class AnthropicBatchEmulator:
         self.fail_when: Any = None
         self.faults: dict[str, str] = {}
         self.hang_seconds = 3.0
+        self.max_requests = MAX_REQUESTS  # tests lower it rather than send 100,001 requests
         self.batches: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._rng = random.Random(seed)
@@ -195,8 +196,8 @@ class AnthropicBatchEmulator:
     # ------------------------------------------------------------ batches
     def _create(self, body: dict[str, Any]) -> tuple[int, Any, str]:
         requests = body.get("requests")
-        if not isinstance(requests, list) or not 1 <= len(requests) <= MAX_REQUESTS:  # REF/create: 1..100000
-            raise ApiError(400, f"requests: List should have at least 1 item and at most {MAX_REQUESTS} items")
+        if not isinstance(requests, list) or not 1 <= len(requests) <= self.max_requests:  # REF/create: 1..100000
+            raise ApiError(400, f"requests: List should have at least 1 item and at most {self.max_requests} items")
         seen: set[str] = set()
         for i, req in enumerate(requests):
             cid = req.get("custom_id") if isinstance(req, dict) else None

@@ -84,7 +84,7 @@ def test_fields_anthropic_cannot_take_are_refused_by_name_before_anything_is_sen
     df = _frame(REVIEWS[:2])
     with pytest.raises(ConfigError, match="frequency_penalty"):
         df.llama.batch_predict("{review}", backend="anthropic", progress=False, frequency_penalty=0.5)
-    with pytest.raises(ConfigError, match="temperature.*0 to 1"):
+    with pytest.raises(ConfigError, match=r"temperature.*0 to 1"):
         df.llama.batch_predict("{review}", backend="anthropic", progress=False, temperature=1.5)
     assert not anthropic_emulator.batches
 

@@ -175,7 +175,8 @@ def _count(value: Any) -> int:
 def result_line(obj: Mapping[str, Any]) -> dict[str, Any]:
     """One Anthropic result line as an OpenAI batch output line (answer, HTTP error, or not-run error)."""
     custom_id = obj.get("custom_id")
-    result = obj.get("result") if isinstance(obj.get("result"), dict) else {}
+    found = obj.get("result")
+    result: dict[str, Any] = found if isinstance(found, dict) else {}
     kind = result.get("type")
     if kind == "succeeded" and isinstance(result.get("message"), dict):
         message = result["message"]

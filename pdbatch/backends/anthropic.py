@@ -291,10 +291,9 @@ class Anthropic(Backend):
         extra = {"anthropic_status": batch.processing_status, "created_at": _iso(batch.created_at),
                  "expires_at": _iso(batch.expires_at), "ended_at": _iso(batch.ended_at)}
         state, error = _state(batch)
-        console = "https://console.anthropic.com/settings/workspaces/default/batches" \
-            if ac.official(self.base_url) else None
+        # No console link: no stored Anthropic page gives the address of one batch in the Console.
         return JobStatus(state=state, total=total or None, succeeded=c.succeeded, failed=failed, error=error,
-                         output=batch.results_url, console_url=console, extra=extra)
+                         output=batch.results_url, extra=extra)
 
     def cancel(self, job_id: str) -> None:
         """Ask Anthropic to stop the batch: it is ``canceling``, then ends; answered requests stay."""

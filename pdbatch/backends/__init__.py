@@ -17,6 +17,7 @@ from .base import TERMINAL_STATES, Backend, JobStatus
 
 __all__ = [
     "TERMINAL_STATES",
+    "Anthropic",
     "Backend",
     "JobStatus",
     "Local",
@@ -107,10 +108,11 @@ register("local", "pdbatch.backends.local:Local")
 register("vertex", "pdbatch.backends.vertex:Vertex")
 register("mock", "pdbatch.backends.mock:Mock")
 register("openai", "pdbatch.backends.openai:OpenAI")
+register("anthropic", "pdbatch.backends.anthropic:Anthropic")
 
 
 def __getattr__(name: str) -> Any:
     # `pdbatch.backends.Vertex` without importing google-cloud (or openai) until it is used.
-    if name in ("Local", "Mock", "OpenAI", "Vertex"):
+    if name in ("Anthropic", "Local", "Mock", "OpenAI", "Vertex"):
         return backend_class(name.lower())
     raise AttributeError(name)

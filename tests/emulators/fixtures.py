@@ -25,6 +25,8 @@ each test gets the environment variables set for it alone and restored after:
     bq_dataset     -> "project.dataset" of a new, empty dataset in us-central1 on bq_emulator
     openai_emulator-> a fresh OpenAIBatchEmulator (in-process, step 0.05 s) with
                       OPENAI_API_KEY and OPENAI_BASE_URL set to it during the test
+    anthropic_emulator -> a fresh AnthropicBatchEmulator (in-process, step 0.05 s) with
+                      ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL set to it during the test
 
 If setup.sh was not run, they fail, or skip when PDBATCH_ALLOW_SKIP=1.
 """
@@ -38,6 +40,7 @@ import os
 import pytest
 
 from ._proc import EmulatorNotInstalled
+from .anthropic_batch import AnthropicBatchEmulator
 from .bigquery import start_bigquery
 from .fence import OBJECT_ROLE_LACKS, Fence, bigquery_json_loads, deny_gcs, gcs_iam
 from .gcs import start_gcs
@@ -159,4 +162,16 @@ def openai_emulator(monkeypatch):
             if name.startswith("PDBATCH_OPENAI_"):
                 monkeypatch.delenv(name)
         monkeypatch.setenv("PDBATCH_OPENAI_POLL_SECONDS", "0.05")  # the emulator answers in tenths of seconds
+        yield emu
+
+
+@pytest.fixture
+def anthropic_emulator(monkeypatch):
+    with AnthropicBatchEmulator(step=0.05) as emu:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", emu.api_key)
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", emu.url)
+        for name in list(os.environ):
+            if name.startswith("PDBATCH_ANTHROPIC_"):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("PDBATCH_ANTHROPIC_POLL_SECONDS", "0.05")  # the emulator answers in tenths of seconds
         yield emu

@@ -173,7 +173,11 @@ def load(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
         try:
             start = fh.read(_HEAD_AT + 4)
             size = int.from_bytes(start[_HEAD_AT:], "little")
-            head = orjson.loads(fh.read(size)) if start[: len(MAGIC)] == MAGIC and len(start) == _HEAD_AT + 4 else None
+            if start[: len(MAGIC)] != MAGIC or len(start) != _HEAD_AT + 4:
+                raise ValueError("not a reuse file of this pdbatch")
+            if size > os.fstat(fd).st_size - _HEAD_AT - 4:  # a length from the file: reading it would allocate it
+                raise ValueError(f"a head of {size} bytes, past the file's end")
+            head = orjson.loads(fh.read(size))
             if not isinstance(head, dict) or head.get("alias_dtype") not in ("<i4", "<i8"):
                 raise ValueError("not a reuse file of this pdbatch")
             lengths = [n for n in (head.get(k) for k in ("alias", "keys", "cached")) if isinstance(n, int) and n >= 0]

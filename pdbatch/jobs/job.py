@@ -365,7 +365,8 @@ class BatchJob:
         columns (``embedding`` for embeddings); a frame's job writes its result
         frame's columns (not its index).
         """
-        return filewriter.write(path, lambda: self.result(partial), lambda: self.output_lines(partial))
+        return filewriter.write(path, lambda: self.result(partial), lambda: self.output_lines(partial),
+                                requests=self._record.call.get("requests") is not None)
 
     # ------------------------------------------------------------- display
     def display(self, *, poll: float | None = None) -> None:

@@ -393,3 +393,20 @@ def test_a_read_only_dead_job_still_gives_its_partial_result(local_job, read_onl
     assert main(["wait", job_id, "--quiet"]) == 2  # the user's to fix, not a bug (70)
     err = capsys.readouterr().err
     assert "chmod u+w" in err and "internal error" not in err
+
+
+@pytest.mark.slow
+def test_a_finished_jobs_output_is_never_read_through_a_link(local_job, tmp_path):
+    # an output.jsonl that links to a file outside PDBATCH_HOME: its lines would become the result (and the
+    # answers' file), reading whatever the link names
+    job_id, folder, _ = local_job
+    line = orjson.dumps({"custom_id": "row-0", "response": {"choices": [{"message": {"content": "OUTSIDE"}}]}})
+    script, before = outside_file(tmp_path, content=line + b"\n")
+    job = pdbatch.attach(job_id)  # which refuses a link in the folder: this one appears after
+    (folder / "output.jsonl").unlink()
+    (folder / "output.jsonl").symlink_to(script)
+    for read in (lambda: job.result(), lambda: job.result(partial=True), lambda: list(job.output_lines())):
+        with pytest.raises(JobFolderError, match=r"output\.jsonl is a symbolic link") as info:
+            read()
+        assert info.value.path == str(folder / "output.jsonl")
+    assert snapshot(script) == before

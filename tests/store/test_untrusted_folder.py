@@ -410,3 +410,21 @@ def test_a_finished_jobs_output_is_never_read_through_a_link(local_job, tmp_path
             read()
         assert info.value.path == str(folder / "output.jsonl")
     assert snapshot(script) == before
+
+
+def test_the_jobs_copy_of_the_frame_is_never_read_through_a_link(pdbatch_home, tmp_path):
+    # attach refuses a link in the folder; one put there after attach is refused where the frame is read
+    mock = Mock()
+    df = pd.DataFrame({"t": ["a", "b"]})
+    job = df.llama.submit("{t}", backend=mock, temperature=0)
+    folder = pdbatch_home / "jobs" / job.id
+    other = pd.DataFrame({"t": ["OUTSIDE", "OUTSIDE"]}).llama.submit("{t}", backend=mock, temperature=0)
+    outside = tmp_path / "outside.arrow"
+    shutil.copy(pdbatch_home / "jobs" / other.id / "frame.arrow", outside)  # a frame file outside the home
+    attached = pdbatch.attach(job.id, backend=mock)
+    (folder / "frame.arrow").unlink()
+    (folder / "frame.arrow").symlink_to(outside)
+    for read in (lambda: attached.result(), lambda: attached.frame()):
+        with pytest.raises(JobFolderError, match=r"frame\.arrow is a symbolic link") as info:
+            read()
+        assert info.value.path == str(folder / "frame.arrow")

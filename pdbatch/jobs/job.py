@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..backends import Backend, backend_class, get_backend
@@ -331,12 +330,6 @@ class BatchJob:
     def frame(self) -> pd.DataFrame:
         """The frame as it was submitted (the job's own copy, read from its folder)."""
         return self._parts[-1].frame()
-
-    def aliases(self) -> np.ndarray | None:
-        """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
-        found = [a for a in (part.aliases() for part in self._parts) if a is not None]
-        # a row repeats another in the part that runs it only: -1 in every other part
-        return np.maximum.reduce(found) if found else None
 
     def output_files(self) -> list[Path]:
         """The job's output files, downloaded into its folders by the backend (empty when nothing was sent)."""

@@ -156,7 +156,7 @@ def url_for(kind: Kind | None, url: str | None) -> str:
     ConfigError
         An unknown kind, or a kind that contradicts the url.
     """
-    if kind is not None and kind not in KINDS:  # the declared kinds (pdbatch.lines.kinds)
+    if kind is not None and (not isinstance(kind, str) or kind not in KINDS):  # the declared kinds (lines.kinds)
         raise ConfigError(f"kind={kind!r}: use {' or '.join(map(repr, KINDS))}")
     if url is not None:
         if kind is not None and kind_of_url(url) != kind:

@@ -411,12 +411,16 @@ class Local(Backend):
         return True
 
     def fetch_output(self, job_id: str, dest: Path) -> list[Path]:
-        """The job's ``output.jsonl``, read in place (even when its status file is damaged)."""
+        """The job's ``output.jsonl``, read in place (even when its status file is damaged); a link there is refused."""
         folder = job_dir(job_id)
         if not folder.is_dir():
             raise JobNotFoundError(f"no local job {job_id!r} under {folder.parent}")
         out = folder / jobdir.OUTPUT
-        return [out] if out.exists() else []
+        try:  # read in place by the result's readers, which take any path: never a link or a special file here
+            os.close(jobdir.open_file(out))
+        except FileNotFoundError:
+            return []
+        return [out]
 
     def _folder(self, job_id: str) -> Path:
         folder = job_dir(job_id)

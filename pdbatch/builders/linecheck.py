@@ -34,7 +34,10 @@ KIND_OF_URL = {url: kind for kind, url in URLS.items()}
 
 def shown(value: Any) -> str:
     """``value`` as JSON (a str as its repr), cut to 60 characters: how a message quotes a line's value."""
-    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    try:
+        text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    except TypeError:  # not JSON (a set, an object in a frame given directly): named by its repr, not a crash
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

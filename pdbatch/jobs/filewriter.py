@@ -115,12 +115,16 @@ def _answers(lines: Iterable[bytes], alias: np.ndarray | None, ids: list[str],
 
 
 def write(path: str | os.PathLike[str], result: Callable[[], pd.DataFrame],
-          lines: Callable[[], Iterable[dict[str, Any]]]) -> int:
-    """Write a job's answers to ``path`` by its extension: ``lines`` as batch output JSONL, or the ``result`` table."""
+          lines: Callable[[], Iterable[dict[str, Any]]], *, requests: bool = True) -> int:
+    """Write a job's answers to ``path`` by its extension: ``lines`` as batch output JSONL, or the ``result`` table.
+
+    ``requests``: the result is a request file's (its ``method``, ``url`` and
+    ``body`` columns are left out of a table); a frame's result keeps every column.
+    """
     if Path(path).suffix.lower() in (".jsonl", ".ndjson"):
         return write_output(path, lines())
     out = result()
-    write_table(out, path)
+    write_table(out, path, requests=requests)
     return len(out)
 
 
@@ -163,13 +167,14 @@ def _code(error: str, found: tuple[Any, str | None] | None, state: str) -> str:
             "JOB_STATE_FAILED": JOB_FAILED}.get(state, NO_OUTPUT)
 
 
-def write_table(out: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a result frame's answers by ``path``'s extension, without the request columns but ``custom_id``.
+def write_table(out: pd.DataFrame, path: str | os.PathLike[str], *, requests: bool = True) -> None:
+    """Write a result frame by ``path``'s extension; a request file's (``requests``) without its request columns.
 
     ``.jsonl`` here is an empty batch output file (a result with lines is
-    written by :func:`write`, from the answers themselves).
+    written by :func:`write`, from the answers themselves). A frame's result
+    keeps every column: a ``body`` or ``url`` column there is the user's data.
     """
-    table = out.drop(columns=[c for c in ("method", "url", "body") if c in out.columns])
+    table = out.drop(columns=[c for c in ("method", "url", "body") if c in out.columns]) if requests else out.copy()
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         if len(table):

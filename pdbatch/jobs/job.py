@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ..backends import Backend, backend_class, get_backend
@@ -332,12 +331,6 @@ class BatchJob:
         """The frame as it was submitted (the job's own copy, read from its folder)."""
         return self._parts[-1].frame()
 
-    def aliases(self) -> np.ndarray | None:
-        """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
-        found = [a for a in (part.aliases() for part in self._parts) if a is not None]
-        # a row repeats another in the part that runs it only: -1 in every other part
-        return np.maximum.reduce(found) if found else None
-
     def output_files(self) -> list[Path]:
         """The job's output files, downloaded into its folders by the backend (empty when nothing was sent)."""
         return [path for part in self._parts for path in part.output_files()]
@@ -365,7 +358,8 @@ class BatchJob:
         columns (``embedding`` for embeddings); a frame's job writes its result
         frame's columns (not its index).
         """
-        return filewriter.write(path, lambda: self.result(partial), lambda: self.output_lines(partial))
+        return filewriter.write(path, lambda: self.result(partial), lambda: self.output_lines(partial),
+                                requests=self._record.call.get("requests") is not None)
 
     # ------------------------------------------------------------- display
     def display(self, *, poll: float | None = None) -> None:

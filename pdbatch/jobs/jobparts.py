@@ -134,10 +134,6 @@ class JobPart:
         saved = self.reuse_state(paths)  # read (and checked) by the one reader of a job's reuse state
         return list(saved.answer_lines(paths, complete_only=complete_only)), saved.alias
 
-    def aliases(self) -> np.ndarray | None:
-        """For each row, the row whose answer it takes (an identical request), or -1; None when none repeats."""
-        return self.reuse_state([]).alias
-
     def answer_ids(self) -> list[str]:
         """Each frame row's custom_id as the part sent it (a column of the frame, or ``row-<position>``)."""
         frame = self.frame()

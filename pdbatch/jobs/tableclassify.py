@@ -13,11 +13,12 @@ probabilities) and ``error``; the raw answer columns are left out.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 from ..builders.sqlbuild import ident, literal
 from ..errors import ConfigError
-from ..results.classify import LabelSpec
+from ..results.classify import DEFAULT_PREFIX, LabelSpec
 
 __all__ = ["answer_columns", "check_names", "empty_columns", "label_spec"]
 
@@ -34,9 +35,17 @@ _ANSWER, _NOT_LABEL = literal("answer '"), literal("' is not one of the labels")
 
 
 def label_spec(record: Any) -> LabelSpec:
-    """The labels of a saved call, checked again: a job folder is data anyone could edit."""
-    spec = LabelSpec.from_record(record)
-    return LabelSpec.make(list(spec.labels), output=spec.output, calibrate=spec.calibrate, prefix=spec.prefix,
+    """The labels of a saved call, checked again: a job folder is data anyone could edit.
+
+    Raises
+    ------
+    ConfigError
+        What :meth:`LabelSpec.make` refuses, also when the record lacks its labels or is not a mapping.
+    """
+    # read field by field, not with LabelSpec.from_record, which takes a well-formed record for granted (a KeyError)
+    data = record if isinstance(record, Mapping) else {}
+    return LabelSpec.make(data.get("labels"), output=data.get("output", "label"),
+                          calibrate=bool(data.get("calibrate", True)), prefix=data.get("prefix", DEFAULT_PREFIX),
                           output_name="output_column")
 
 

@@ -200,8 +200,8 @@ def declare(kind: KindSpec) -> KindSpec:
     Raises
     ------
     ConfigError
-        The name or url is taken, a dtype is not one of :data:`DTYPES`, or a
-        column another kind declares with another dtype.
+        The name or url is taken, a dtype is not one of :data:`DTYPES`, a
+        column declared twice, or a column another kind declares with another dtype.
     """
     if kind.name in KINDS:
         raise ConfigError(f"kind {kind.name!r} is already declared; withdraw({kind.name!r}) first")
@@ -209,6 +209,9 @@ def declare(kind: KindSpec) -> KindSpec:
         raise ConfigError(f"url {kind.url!r} already belongs to kind {kind_of_url(kind.url)!r}")
     global _PARSED
     known = {c.name: c.dtype for c in _PARSED}
+    twice = sorted({c.name for c in kind.answer if [d.name for d in kind.answer].count(c.name) > 1})
+    if twice:  # one result column each: the second would overwrite the first, read with the first's dtype
+        raise ConfigError(f"kind {kind.name!r}: column(s) {twice} declared twice; give each answer column its own name")
     for c in kind.answer:
         if c.dtype not in DTYPES:
             raise ConfigError(f"kind {kind.name!r}, column {c.name!r}: dtype {c.dtype!r} is not one of {DTYPES}")

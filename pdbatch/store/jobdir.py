@@ -310,7 +310,7 @@ def load_frame(folder: Path, job_id: str, *, allow_pickle: bool = False) -> pd.D
     Raises
     ------
     JobFolderError
-        The frame file is missing, damaged, or a pickle that was not allowed.
+        The frame file is missing, damaged, a link, or a pickle that was not allowed.
     """
     import pandas as pd
     import pyarrow as pa
@@ -320,6 +320,7 @@ def load_frame(folder: Path, job_id: str, *, allow_pickle: bool = False) -> pd.D
     path = folder / FRAME
     hint = answers_hint(answer_files(folder))
     if path.exists():
+        os.close(open_file(path))  # memory-mapped by path below: never through a link (one put there after attach)
         try:
             return frames.read(path)
         except (OSError, pa.ArrowException, ValueError, TypeError, KeyError) as exc:

@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import orjson
@@ -173,7 +174,11 @@ def load(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
         try:
             start = fh.read(_HEAD_AT + 4)
             size = int.from_bytes(start[_HEAD_AT:], "little")
-            head = orjson.loads(fh.read(size)) if start[: len(MAGIC)] == MAGIC and len(start) == _HEAD_AT + 4 else None
+            if start[: len(MAGIC)] != MAGIC or len(start) != _HEAD_AT + 4:
+                raise ValueError("not a reuse file of this pdbatch")
+            if size > os.fstat(fd).st_size - _HEAD_AT - 4:  # a length from the file: reading it would allocate it
+                raise ValueError(f"a head of {size} bytes, past the file's end")
+            head = orjson.loads(fh.read(size))
             if not isinstance(head, dict) or head.get("alias_dtype") not in ("<i4", "<i8"):
                 raise ValueError("not a reuse file of this pdbatch")
             lengths = [n for n in (head.get(k) for k in ("alias", "keys", "cached")) if isinstance(n, int) and n >= 0]
@@ -201,12 +206,10 @@ def _legacy(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
     if n_rows is not None and path.exists():
         try:
             with os.fdopen(jobdir.open_file(path), "rb") as fh:  # never through a link
-                values = np.load(fh, allow_pickle=False)  # never unpickles: object arrays are refused
-            problem = "" if values.dtype.kind == "i" else f"holds {values.dtype} values, not row positions"
+                values = _load_npy(fh, n_rows)
         except (OSError, ValueError, EOFError) as exc:
-            problem = f"cannot be read ({exc})"
-        if problem:
-            raise JobFolderError(f"{path} {problem}: {_LOST}. {answers_hint([*outputs, cached])}", path=path)
+            raise JobFolderError(f"{path} cannot be read ({exc}): {_LOST}. {answers_hint([*outputs, cached])}",
+                                 path=path) from None
         alias = _checked(values, n_rows, path, [*outputs, cached])
     try:
         sealed: bytes | None = bytes.fromhex(jobdir.read_file(seal_path).decode("ascii").strip())
@@ -214,6 +217,24 @@ def _legacy(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:
         sealed = None
     return Saved(alias, sealed, _Section(keys) if keys.exists() else None,
                  _Section(cached) if cached.exists() else None)
+
+
+def _load_npy(fh: BinaryIO, n_rows: int) -> np.ndarray:
+    """The row positions in an ``.npy`` file, its header checked before its data is read.
+
+    The header's shape comes from the file: ``np.load`` would allocate it first,
+    so a header of a billion rows on a 100-byte file would take gigabytes.
+    ``np.load`` never unpickles here: object arrays are refused.
+    """
+    version = np.lib.format.read_magic(fh)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(fh)
+    if dtype.kind != "i":
+        raise ValueError(f"it holds {dtype} values, not row positions")
+    if shape != (n_rows,):
+        raise ValueError(f"its header gives a shape of {shape}, not one row position per row ({n_rows})")
+    fh.seek(0)
+    return np.load(fh, allow_pickle=False)
 
 
 def _checked(alias: np.ndarray, n_rows: int, path: Path, outputs: list[Path]) -> np.ndarray:

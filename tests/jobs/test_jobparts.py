@@ -132,3 +132,14 @@ def test_a_part_that_fails_to_go_leaves_no_other_part_running(tmp_path, pdbatch_
     (sent,) = be.given
     assert be.status(sent).state == "JOB_STATE_CANCELLED"
     assert not list((pdbatch_home / "jobs").iterdir())
+
+
+def test_a_frame_jobs_table_keeps_the_users_body_and_url_columns(tmp_path):
+    # a frame's "body" (an e-mail's) or "url" column is the user's data, not a request file's request columns
+    df = pd.DataFrame({"body": ["hello there", "bye now"], "url": ["https://a", "https://b"], "n": [1, 2]})
+    job = df.llama.submit("{body}", backend=Mock(), progress=False).wait(progress=False)
+    for name in ("o.parquet", "o.csv"):
+        assert job.write_output(tmp_path / name) == 2
+        table = pd.read_parquet(tmp_path / name) if name.endswith(".parquet") else pd.read_csv(tmp_path / name)
+        assert table.columns.tolist() == job.result().columns.tolist()
+        assert table.body.tolist() == ["hello there", "bye now"] and table.url.tolist() == ["https://a", "https://b"]

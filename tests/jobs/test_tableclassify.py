@@ -61,3 +61,13 @@ def test_result_column_names_bigquery_would_refuse_are_refused(labels, output, m
 def test_names_bigquery_takes_pass():
     check_names(LabelSpec.make(["très bien", "so-so", "5 stars", "a&b", "x" * 298], output="verdict_1"))
 
+
+
+@pytest.mark.parametrize("record", [{}, {"labels": 5}, {"labels": ["a"]}, ["a", "b"], None])
+def test_a_saved_classify_call_without_its_labels_is_a_config_error_not_a_key_error(record):
+    from pdbatch.jobs.tableclassify import label_spec
+
+    # a job folder's manifest is data anyone could edit: its checks refuse it with a pdbatch error
+    with pytest.raises(ConfigError, match=r"labels="):
+        label_spec(record)
+    assert label_spec({"labels": ["a", "b"]}).labels == ("a", "b")

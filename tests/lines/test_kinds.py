@@ -10,7 +10,7 @@ from pdbatch.builders.requests import build_requests
 from pdbatch.errors import ConfigError, InputError
 from pdbatch.lines import outputs
 from pdbatch.lines.checks import one_of
-from pdbatch.lines.kinds import KINDS, Column, KindSpec, Malformed, declare, withdraw
+from pdbatch.lines.kinds import KINDS, Column, KindSpec, Malformed, declare, parsed_columns, withdraw
 from pdbatch.lines.params import body_params
 from pdbatch.models import URLS, kind_of_url
 from pdbatch.results.join import MISSING, join_results
@@ -176,6 +176,11 @@ def test_a_kind_cannot_take_a_url_or_column_another_kind_owns(moderations):
         declare(KindSpec("x", "/v1/x", "input", (Column("prompt_tokens", "string"),), _read_moderation, ("x",)))
     with pytest.raises(ConfigError, match="built in"):
         withdraw("chat")
+    # one name, two dtypes: the result would keep one column, parsed with the first dtype, typed with the second
+    twice = (Column("score", "Float64"), Column("score", "Int64"))
+    with pytest.raises(ConfigError, match=r"kind 'y': column\(s\) \['score'\] declared twice"):
+        declare(KindSpec("y", "/v1/y", "input", twice, _read_moderation, ("y",)))
+    assert "y" not in KINDS and "score" not in {c.name for c in parsed_columns()}
 
 
 def test_without_the_declaration_the_url_is_refused_and_the_parsed_columns_are_the_built_in_ones():

@@ -393,3 +393,38 @@ def test_a_read_only_dead_job_still_gives_its_partial_result(local_job, read_onl
     assert main(["wait", job_id, "--quiet"]) == 2  # the user's to fix, not a bug (70)
     err = capsys.readouterr().err
     assert "chmod u+w" in err and "internal error" not in err
+
+
+@pytest.mark.slow
+def test_a_finished_jobs_output_is_never_read_through_a_link(local_job, tmp_path):
+    # an output.jsonl that links to a file outside PDBATCH_HOME: its lines would become the result (and the
+    # answers' file), reading whatever the link names
+    job_id, folder, _ = local_job
+    line = orjson.dumps({"custom_id": "row-0", "response": {"choices": [{"message": {"content": "OUTSIDE"}}]}})
+    script, before = outside_file(tmp_path, content=line + b"\n")
+    job = pdbatch.attach(job_id)  # which refuses a link in the folder: this one appears after
+    (folder / "output.jsonl").unlink()
+    (folder / "output.jsonl").symlink_to(script)
+    for read in (lambda: job.result(), lambda: job.result(partial=True), lambda: list(job.output_lines())):
+        with pytest.raises(JobFolderError, match=r"output\.jsonl is a symbolic link") as info:
+            read()
+        assert info.value.path == str(folder / "output.jsonl")
+    assert snapshot(script) == before
+
+
+def test_the_jobs_copy_of_the_frame_is_never_read_through_a_link(pdbatch_home, tmp_path):
+    # attach refuses a link in the folder; one put there after attach is refused where the frame is read
+    mock = Mock()
+    df = pd.DataFrame({"t": ["a", "b"]})
+    job = df.llama.submit("{t}", backend=mock, temperature=0)
+    folder = pdbatch_home / "jobs" / job.id
+    other = pd.DataFrame({"t": ["OUTSIDE", "OUTSIDE"]}).llama.submit("{t}", backend=mock, temperature=0)
+    outside = tmp_path / "outside.arrow"
+    shutil.copy(pdbatch_home / "jobs" / other.id / "frame.arrow", outside)  # a frame file outside the home
+    attached = pdbatch.attach(job.id, backend=mock)
+    (folder / "frame.arrow").unlink()
+    (folder / "frame.arrow").symlink_to(outside)
+    for read in (lambda: attached.result(), lambda: attached.frame()):
+        with pytest.raises(JobFolderError, match=r"frame\.arrow is a symbolic link") as info:
+            read()
+        assert info.value.path == str(folder / "frame.arrow")

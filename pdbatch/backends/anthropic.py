@@ -36,6 +36,7 @@ import datetime as dt
 import json
 import os
 import re
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -194,6 +195,9 @@ class Anthropic(Backend):
     def _api(self) -> Any:
         if self._client is None:
             self._client = ac.make_client(self._api_key, self.base_url, self.timeout, max_retries=2)
+            # closed with this backend: left to the cycle collector, a socket can be finalised before the
+            # client that would close it (a ResourceWarning, and the connection held open until then)
+            weakref.finalize(self, self._client.close)
         return self._client
 
     def _key(self) -> str | None:

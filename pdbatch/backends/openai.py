@@ -31,6 +31,7 @@ import os
 import re
 import secrets
 import time
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -183,6 +184,9 @@ class OpenAI(Backend):
     def _api(self) -> Any:
         if self._client is None:
             self._client = oc.make_client(self._api_key, self.base_url, self.timeout, max_retries=2)
+            # closed with this backend: left to the cycle collector, a socket can be finalised before the
+            # client that would close it (a ResourceWarning, and the connection held open until then)
+            weakref.finalize(self, self._client.close)
         return self._client
 
     def _key(self) -> str | None:

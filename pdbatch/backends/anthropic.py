@@ -168,6 +168,10 @@ class Anthropic(Backend):
             raise ConfigError(f"model={model!r}: give an Anthropic model name such as {DEFAULT_MODEL!r}")
         return model
 
+    def serves(self, kind: Kind) -> bool:
+        """Chat only: Anthropic's Message Batches take Messages requests, and Anthropic has no embeddings endpoint."""
+        return kind == CHAT
+
     def known_models(self, kind: Kind) -> list[str]:
         """The current Claude models of Anthropic's batch pricing table (read 2026-12-06); chat only."""
         return list(CURRENT_MODELS) if kind == CHAT else []

@@ -243,6 +243,15 @@ class Backend(abc.ABC):
         """
         return cls(**settings)
 
+    def serves(self, kind: Kind) -> bool:
+        """Whether this backend runs requests of ``kind`` at all (a request file's other lines still run).
+
+        A request file's lines of a kind the backend does not serve are each
+        that line's error (``invalid request: ...``), not a refusal of the file;
+        a frame's call of that kind is refused by :meth:`model_name`.
+        """
+        return True
+
     def known_models(self, kind: Kind) -> list[str]:
         """The models of ``kind`` this backend offers, for messages that say what it has ([]: it cannot list them).
 

@@ -217,6 +217,11 @@ def plan_lines(frame: pd.DataFrame, backend: Backend, model: str | Mapping[str, 
             continue
         kind = kind_of[url]
         positions = found.astype(np.int64)
+        if not backend.serves(kind):  # each such line is its own error; the file's other lines run
+            why = (f"{INVALID_PREFIX}the {backend.name} backend runs no {kind} requests; run these lines on a "
+                   f"backend that does (--backend NAME on the command line, backend= in Python)")
+            errors.update(dict.fromkeys(positions.tolist(), why))
+            continue
         chosen = model.get(kind) if isinstance(model, Mapping) else model
         name = _model_of(frame, positions, kind, base) if chosen is None else chosen
         try:

@@ -362,3 +362,21 @@ def test_a_frames_call_the_model_cannot_take_is_refused_whole_before_anything_is
     frame = pd.DataFrame({"text": ["a", "b"]})
     with pytest.raises(InputError, match=f"{model} cannot take 1 request parameter.*nothing was sent.*{message}"):
         frame.llama.preview("{text}", model=model, backend=vertex(), url=url, **param)
+
+
+def test_lines_of_a_kind_the_backend_does_not_serve_are_their_own_errors(tmp_path):
+    # Anthropic has no embeddings endpoint: a file of chat and embeddings lines runs its chat lines there,
+    # and each embeddings line says which backends run it (before: the whole file was refused, advising
+    # --model, which cannot help)
+    from pdbatch.backends import Anthropic
+
+    embeddings = [line.replace('"request-', '"embed-') for line in VLLM_EMBEDDINGS]
+    path = write(tmp_path, [VLLM_LINES[0], *embeddings])
+    backend = Anthropic(api_key="sk-ant-test")  # never used: planning asks no server
+    planned = plan_lines(read_requests(path), backend, model={"chat": "claude-haiku-4-5"})
+    assert [(g.kind, g.positions.tolist()) for g in planned.groups] == [("chat", [0])]
+    assert sorted(planned.errors) == [1, 2]
+    assert all(e.startswith("invalid request: the anthropic backend runs no embeddings requests")
+               for e in planned.errors.values())
+    (pv,) = pdbatch.preview_requests(path, backend=backend, model={"chat": "claude-haiku-4-5"})
+    assert (pv.n_rows, pv.n_requests, pv.n_skipped) == (3, 1, 2)

@@ -34,9 +34,10 @@ import re
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
+from .. import config
 from ..errors import BackendError, ConfigError, JobNotFoundError, MissingDependencyError
 from ..models import Kind
 from .base import Backend
@@ -226,17 +227,56 @@ def translate(p: Provider, action: str, *, key: str | None, where: str,
 
 
 class HostedBackend(Backend):
-    """A backend on a hosted batch API: its one SDK client, the key in use, and errors in pdbatch's terms.
+    """A backend on a hosted batch API: its settings, its one SDK client, the key, errors in pdbatch's terms.
 
-    A subclass sets :attr:`provider`, ``base_url``, ``timeout``, ``_api_key`` (None: the provider's
-    variable) and ``_client = None`` in its constructor.
+    A subclass sets :attr:`provider` and :attr:`defaults` and calls ``super().__init__`` with the API
+    key and its settings (the keys of :attr:`defaults`).
     """
 
     provider: ClassVar[Provider]
-    base_url: str | None
-    timeout: float
-    _api_key: str | None
-    _client: Any
+    #: Each setting's default; ``base_url`` falls back to the provider's variable first.
+    defaults: ClassVar[dict[str, Any]]
+    #: Settings that must be positive whole numbers.
+    _INTS: ClassVar[tuple[str, ...]] = ("max_requests_per_file", "max_bytes_per_file")
+
+    def __init__(self, api_key: str | None, **given: Any) -> None:
+        require_sdk(self.provider)
+        s = {k: self._setting(k, v) for k, v in given.items()}
+        self.base_url: str | None = s["base_url"]
+        for key in self._INTS:
+            try:
+                value = int(s[key])
+            except (TypeError, ValueError):
+                value = 0
+            if value < 1:
+                raise ConfigError(f"{self.provider.name} {key}={s[key]!r}: must be a positive number")
+        self.max_requests_per_file = int(s["max_requests_per_file"])
+        self.max_bytes_per_file = int(s["max_bytes_per_file"])
+        self.poll_seconds = float(s["poll_seconds"])
+        self.timeout = float(s["timeout"])
+        self._api_key = api_key
+        self._client: Any = None
+
+    @classmethod
+    def _setting(cls, name: str, value: Any) -> Any:
+        """Explicit argument, ``configure(<name>=...)``, ``PDBATCH_<NAME>_<SETTING>``, (the provider's
+        ``*_BASE_URL``), the default."""
+        # the provider's own variable (what its client reads) comes after pdbatch's own settings
+        fallback = cls.defaults[name]
+        default = (os.environ.get(cls.provider.base_url_env) or fallback) if name == "base_url" else fallback
+        return config.backend_setting(cls.name, name, value, default)
+
+    def settings(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this backend elsewhere (the API key excluded)."""
+        return {"base_url": self.base_url, "max_requests_per_file": self.max_requests_per_file,
+                "max_bytes_per_file": self.max_bytes_per_file, "poll_seconds": self.poll_seconds,
+                "timeout": self.timeout}
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> Self:
+        """Rebuild from settings saved in a job folder, refusing a ``base_url`` nobody chose in this session."""
+        check_saved_base_url(cls.provider, settings.get("base_url"), cls._setting("base_url", None))
+        return cls(**settings)
 
     def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
         """The server: two servers may answer differently for the same model name."""

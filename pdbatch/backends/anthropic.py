@@ -34,13 +34,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import config
 from ..atomic import atomic_path, private_dir
 from ..errors import BackendError, ConfigError, PdbatchError
 from ..models import CHAT, Kind
@@ -61,7 +59,6 @@ DEFAULTS: dict[str, Any] = {
     "poll_seconds": 60.0,
     "timeout": 600.0,
 }
-_INTS = ("max_requests_per_file", "max_bytes_per_file")
 DEFAULT_MODEL = "claude-haiku-4-5"
 #: Batch prices, US$ per million (input, output) tokens, as GUIDE's "Pricing" table lists them
 #: (copies of the page read 2026-12-06). Keys are model ids without a date suffix.
@@ -113,6 +110,7 @@ class Anthropic(hosted.HostedBackend):
 
     name = "anthropic"
     provider = ANTHROPIC
+    defaults = DEFAULTS
     prices_as_of: ClassVar[str] = PRICES_AS_OF
 
     def __init__(
@@ -125,35 +123,7 @@ class Anthropic(hosted.HostedBackend):
         poll_seconds: float | None = None,
         timeout: float | None = None,
     ) -> None:
-        hosted.require_sdk(ANTHROPIC)
-        given = {k: v for k, v in locals().items() if k in DEFAULTS}
-        s = {k: _setting(k, v) for k, v in given.items()}
-        self.base_url: str | None = s["base_url"]
-        for key in _INTS:
-            try:
-                value = int(s[key])
-            except (TypeError, ValueError):
-                value = 0
-            if value < 1:
-                raise ConfigError(f"Anthropic {key}={s[key]!r}: must be a positive number")
-        self.max_requests_per_file = int(s["max_requests_per_file"])
-        self.max_bytes_per_file = int(s["max_bytes_per_file"])
-        self.poll_seconds = float(s["poll_seconds"])
-        self.timeout = float(s["timeout"])
-        self._api_key = api_key
-        self._client: Any = None
-
-    def settings(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this backend elsewhere (the API key excluded)."""
-        return {"base_url": self.base_url, "max_requests_per_file": self.max_requests_per_file,
-                "max_bytes_per_file": self.max_bytes_per_file, "poll_seconds": self.poll_seconds,
-                "timeout": self.timeout}
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> Anthropic:
-        """Rebuild from settings saved in a job folder, refusing a ``base_url`` nobody chose in this session."""
-        hosted.check_saved_base_url(ANTHROPIC, settings.get("base_url"), _setting("base_url", None))
-        return cls(**settings)
+        super().__init__(api_key, **{k: v for k, v in locals().items() if k in DEFAULTS})
 
     # ------------------------------------------------------------- models and bodies
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -317,12 +287,6 @@ class Anthropic(hosted.HostedBackend):
 
 
 # ------------------------------------------------------------------ helpers
-def _setting(name: str, value: Any) -> Any:
-    """Explicit argument, ``configure(anthropic=...)``, ``PDBATCH_ANTHROPIC_<NAME>``, (``ANTHROPIC_BASE_URL``)."""
-    default = (os.environ.get("ANTHROPIC_BASE_URL") or DEFAULTS[name]) if name == "base_url" else DEFAULTS[name]
-    return config.backend_setting("anthropic", name, value, default)
-
-
 def _requests(path: Path) -> list[dict[str, Any]]:
     """A request file's lines as Message Batch requests; a custom_id twice is refused (REF: unique)."""
     out: list[dict[str, Any]] = []

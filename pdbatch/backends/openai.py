@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import secrets
 import time
@@ -35,7 +34,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import config
 from ..atomic import atomic_path, private_dir
 from ..errors import BackendError, ConfigError, PdbatchError
 from ..models import CHAT, EMBEDDINGS, URLS, Kind
@@ -56,7 +54,6 @@ DEFAULTS: dict[str, Any] = {
     # Seconds one HTTP call may take (the openai client's default is 600).
     "timeout": 600.0,
 }
-_INTS = ("max_requests_per_file", "max_bytes_per_file")
 #: What a batch's ``status`` means in pdbatch's terms (API reference, the batch object).
 STATES = {
     "validating": "JOB_STATE_PENDING",
@@ -105,6 +102,7 @@ class OpenAI(hosted.HostedBackend):
 
     name = "openai"
     provider = OPENAI
+    defaults = DEFAULTS
     prices_as_of: ClassVar[str] = OPENAI_PRICES_AS_OF
     #: Request files may hold Responses API lines too; their answers fill the chat columns.
     extra_urls: ClassVar[Mapping[str, Kind]] = {"/v1/responses": CHAT}
@@ -119,39 +117,7 @@ class OpenAI(hosted.HostedBackend):
         poll_seconds: float | None = None,
         timeout: float | None = None,
     ) -> None:
-        hosted.require_sdk(OPENAI)
-        given = {k: v for k, v in locals().items() if k in DEFAULTS}
-        s = {k: _setting(k, v) for k, v in given.items()}
-        self.base_url: str | None = s["base_url"]
-        for key in _INTS:
-            try:
-                value = int(s[key])
-            except (TypeError, ValueError):
-                value = 0
-            if value < 1:
-                raise ConfigError(f"OpenAI {key}={s[key]!r}: must be a positive number")
-        self.max_requests_per_file = int(s["max_requests_per_file"])
-        self.max_bytes_per_file = int(s["max_bytes_per_file"])
-        self.poll_seconds = float(s["poll_seconds"])
-        self.timeout = float(s["timeout"])
-        self._api_key = api_key
-        self._client: Any = None
-
-    def settings(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this backend elsewhere (the API key excluded)."""
-        return {
-            "base_url": self.base_url,
-            "max_requests_per_file": self.max_requests_per_file,
-            "max_bytes_per_file": self.max_bytes_per_file,
-            "poll_seconds": self.poll_seconds,
-            "timeout": self.timeout,
-        }
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> OpenAI:
-        """Rebuild from settings saved in a job folder, refusing a ``base_url`` nobody chose in this session."""
-        hosted.check_saved_base_url(OPENAI, settings.get("base_url"), _setting("base_url", None))
-        return cls(**settings)
+        super().__init__(api_key, **{k: v for k, v in locals().items() if k in DEFAULTS})
 
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it: as given (the service knows its models), or the default of ``kind``.
@@ -316,13 +282,6 @@ class OpenAI(hosted.HostedBackend):
 
 
 # ------------------------------------------------------------------ helpers
-def _setting(name: str, value: Any) -> Any:
-    """Explicit argument, ``configure(openai=...)``, ``PDBATCH_OPENAI_<NAME>``, (``OPENAI_BASE_URL``), the default."""
-    # OPENAI_BASE_URL (what OpenAI's own client reads) comes after pdbatch's own settings
-    default = (os.environ.get("OPENAI_BASE_URL") or DEFAULTS[name]) if name == "base_url" else DEFAULTS[name]
-    return config.backend_setting("openai", name, value, default)
-
-
 def _endpoint(files: list[Path], kind: Kind, extra: Mapping[str, Kind]) -> str:
     """The endpoint the request lines name (one batch runs one): the kind's, or one of ``extra`` of that kind."""
     if files:

@@ -34,20 +34,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import re
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import config
 from ..atomic import atomic_path, private_dir
 from ..errors import BackendError, ConfigError, PdbatchError
 from ..models import CHAT, Kind
-from . import _anthropic_client as ac
 from . import _anthropic_lines as al
-from .base import Backend, JobStatus
+from . import _hosted as hosted
+from ._anthropic_client import ANTHROPIC
+from .base import JobStatus
 
 __all__ = ["BATCH_PRICES", "PRICES_AS_OF", "Anthropic"]
 
@@ -61,7 +59,6 @@ DEFAULTS: dict[str, Any] = {
     "poll_seconds": 60.0,
     "timeout": 600.0,
 }
-_INTS = ("max_requests_per_file", "max_bytes_per_file")
 DEFAULT_MODEL = "claude-haiku-4-5"
 #: Batch prices, US$ per million (input, output) tokens, as GUIDE's "Pricing" table lists them
 #: (copies of the page read 2026-12-06). Keys are model ids without a date suffix.
@@ -88,7 +85,7 @@ _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 LIST_SCAN = 100
 
 
-class Anthropic(Backend):
+class Anthropic(hosted.HostedBackend):
     """Run chat batch jobs on Anthropic's Message Batches API (half the standard price, within 24 hours).
 
     Parameters
@@ -112,6 +109,8 @@ class Anthropic(Backend):
     """
 
     name = "anthropic"
+    provider = ANTHROPIC
+    defaults = DEFAULTS
     prices_as_of: ClassVar[str] = PRICES_AS_OF
 
     def __init__(
@@ -124,35 +123,7 @@ class Anthropic(Backend):
         poll_seconds: float | None = None,
         timeout: float | None = None,
     ) -> None:
-        ac.import_anthropic()
-        given = {k: v for k, v in locals().items() if k in DEFAULTS}
-        s = {k: _setting(k, v) for k, v in given.items()}
-        self.base_url: str | None = s["base_url"]
-        for key in _INTS:
-            try:
-                value = int(s[key])
-            except (TypeError, ValueError):
-                value = 0
-            if value < 1:
-                raise ConfigError(f"Anthropic {key}={s[key]!r}: must be a positive number")
-        self.max_requests_per_file = int(s["max_requests_per_file"])
-        self.max_bytes_per_file = int(s["max_bytes_per_file"])
-        self.poll_seconds = float(s["poll_seconds"])
-        self.timeout = float(s["timeout"])
-        self._api_key = api_key
-        self._client: Any = None
-
-    def settings(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this backend elsewhere (the API key excluded)."""
-        return {"base_url": self.base_url, "max_requests_per_file": self.max_requests_per_file,
-                "max_bytes_per_file": self.max_bytes_per_file, "poll_seconds": self.poll_seconds,
-                "timeout": self.timeout}
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> Anthropic:
-        """Rebuild from settings saved in a job folder, refusing a ``base_url`` nobody chose in this session."""
-        ac.check_saved_base_url(settings.get("base_url"), _setting("base_url", None))
-        return cls(**settings)
+        super().__init__(api_key, **{k: v for k, v in locals().items() if k in DEFAULTS})
 
     # ------------------------------------------------------------- models and bodies
     def model_name(self, model: str | None, kind: Kind) -> str:
@@ -187,29 +158,6 @@ class Anthropic(Backend):
     def batch_price(self, model: str) -> tuple[float, float] | None:
         """Anthropic's batch price of ``model`` (a dated id priced as its model), None when not listed."""
         return BATCH_PRICES.get(_DATED.sub("", model))
-
-    def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
-        """The server: two servers may answer differently for the same model name."""
-        return {"base_url": (self.base_url or ac.OFFICIAL_BASE_URL).rstrip("/")}
-
-    # ------------------------------------------------------------- client
-    def _where(self) -> str:
-        return self.base_url or ac.OFFICIAL_BASE_URL
-
-    def _api(self) -> Any:
-        if self._client is None:
-            self._client = ac.make_client(self._api_key, self.base_url, self.timeout, max_retries=2)
-            # closed with this backend: left to the cycle collector, a socket can be finalised before the
-            # client that would close it (a ResourceWarning, and the connection held open until then)
-            weakref.finalize(self, self._client.close)
-        return self._client
-
-    def _key(self) -> str | None:
-        return self._api_key or (self._client.api_key if self._client is not None else None) \
-            or os.environ.get("ANTHROPIC_API_KEY")
-
-    def _translate(self, action: str, job_id: str | None = None) -> Any:
-        return ac.translate(action, key=self._key(), where=self._where(), job_id=job_id)
 
     # ------------------------------------------------------------- submit
     def submit(self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str,
@@ -259,11 +207,11 @@ class Anthropic(Backend):
             try:
                 batch = self._api().with_options(max_retries=0).messages.batches.create(requests=requests)
             except anthropic.AnthropicError as exc:
-                if not ac.ambiguous(exc):
+                if not hosted.ambiguous(ANTHROPIC, exc):
                     raise
                 suspects = self._suspects(len(requests), started)
                 raise BackendError(
-                    f"{action}: no answer came back ({ac.message(exc, self._key())}), so Anthropic may have "
+                    f"{action}: no answer came back ({hosted.message(exc, self._key())}), so Anthropic may have "
                     f"created the batch anyway. pdbatch does not send it again (it would run, and bill, "
                     f"twice) and cannot tell which batch is its own (a message batch has no metadata). "
                     f"Batches of {len(requests)} requests created since the submit began: "
@@ -311,7 +259,7 @@ class Anthropic(Backend):
             self._api().messages.batches.cancel(job_id)
         except anthropic.APIStatusError as exc:
             # Cancelling a batch that already ended is refused: nothing left to stop.
-            if ac.status_of(exc) in (400, 409) and self.status(job_id).done:
+            if hosted.status_of(exc) in (400, 409) and self.status(job_id).done:
                 return
             with self._translate(f"cancelling message batch {job_id}", job_id=job_id):
                 raise
@@ -339,12 +287,6 @@ class Anthropic(Backend):
 
 
 # ------------------------------------------------------------------ helpers
-def _setting(name: str, value: Any) -> Any:
-    """Explicit argument, ``configure(anthropic=...)``, ``PDBATCH_ANTHROPIC_<NAME>``, (``ANTHROPIC_BASE_URL``)."""
-    default = (os.environ.get("ANTHROPIC_BASE_URL") or DEFAULTS[name]) if name == "base_url" else DEFAULTS[name]
-    return config.backend_setting("anthropic", name, value, default)
-
-
 def _requests(path: Path) -> list[dict[str, Any]]:
     """A request file's lines as Message Batch requests; a custom_id twice is refused (REF: unique)."""
     out: list[dict[str, Any]] = []

@@ -20,29 +20,27 @@ they become those rows' errors, and the answered rows come back through
 Settings come from the constructor, then ``pdbatch.configure(openai={...})``,
 then ``PDBATCH_OPENAI_<NAME>``; ``base_url`` then falls back to
 ``OPENAI_BASE_URL``. The API key comes from ``api_key=`` or ``OPENAI_API_KEY``
-and is never saved (see :mod:`._openai_client`).
+and is never saved (see :mod:`._hosted`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import secrets
 import time
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .. import config
 from ..atomic import atomic_path, private_dir
 from ..errors import BackendError, ConfigError, PdbatchError
 from ..models import CHAT, EMBEDDINGS, URLS, Kind
 from ..pricing import OPENAI_ONLINE_PRICES, OPENAI_PRICES_AS_OF, published_price
-from . import _openai_client as oc
-from .base import Backend, JobStatus
+from . import _hosted as hosted
+from ._openai_client import OPENAI
+from .base import JobStatus
 
 __all__ = ["OpenAI"]
 
@@ -56,7 +54,6 @@ DEFAULTS: dict[str, Any] = {
     # Seconds one HTTP call may take (the openai client's default is 600).
     "timeout": 600.0,
 }
-_INTS = ("max_requests_per_file", "max_bytes_per_file")
 #: What a batch's ``status`` means in pdbatch's terms (API reference, the batch object).
 STATES = {
     "validating": "JOB_STATE_PENDING",
@@ -78,7 +75,7 @@ LIST_SCAN = 1000
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class OpenAI(Backend):
+class OpenAI(hosted.HostedBackend):
     """Run batch jobs on OpenAI's Batch API (half the online price, answers within 24 hours).
 
     Parameters
@@ -104,6 +101,8 @@ class OpenAI(Backend):
     """
 
     name = "openai"
+    provider = OPENAI
+    defaults = DEFAULTS
     prices_as_of: ClassVar[str] = OPENAI_PRICES_AS_OF
     #: Request files may hold Responses API lines too; their answers fill the chat columns.
     extra_urls: ClassVar[Mapping[str, Kind]] = {"/v1/responses": CHAT}
@@ -118,39 +117,7 @@ class OpenAI(Backend):
         poll_seconds: float | None = None,
         timeout: float | None = None,
     ) -> None:
-        oc.import_openai()
-        given = {k: v for k, v in locals().items() if k in DEFAULTS}
-        s = {k: _setting(k, v) for k, v in given.items()}
-        self.base_url: str | None = s["base_url"]
-        for key in _INTS:
-            try:
-                value = int(s[key])
-            except (TypeError, ValueError):
-                value = 0
-            if value < 1:
-                raise ConfigError(f"OpenAI {key}={s[key]!r}: must be a positive number")
-        self.max_requests_per_file = int(s["max_requests_per_file"])
-        self.max_bytes_per_file = int(s["max_bytes_per_file"])
-        self.poll_seconds = float(s["poll_seconds"])
-        self.timeout = float(s["timeout"])
-        self._api_key = api_key
-        self._client: Any = None
-
-    def settings(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this backend elsewhere (the API key excluded)."""
-        return {
-            "base_url": self.base_url,
-            "max_requests_per_file": self.max_requests_per_file,
-            "max_bytes_per_file": self.max_bytes_per_file,
-            "poll_seconds": self.poll_seconds,
-            "timeout": self.timeout,
-        }
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> OpenAI:
-        """Rebuild from settings saved in a job folder, refusing a ``base_url`` nobody chose in this session."""
-        oc.check_saved_base_url(settings.get("base_url"), _setting("base_url", None))
-        return cls(**settings)
+        super().__init__(api_key, **{k: v for k, v in locals().items() if k in DEFAULTS})
 
     def model_name(self, model: str | None, kind: Kind) -> str:
         """The model as request bodies name it: as given (the service knows its models), or the default of ``kind``.
@@ -172,29 +139,6 @@ class OpenAI(Backend):
     def batch_price(self, model: str) -> tuple[float, float] | None:
         """Half OpenAI's online price, from :data:`pdbatch.pricing.OPENAI_ONLINE_PRICES` (None: not listed)."""
         return published_price(model, OPENAI_ONLINE_PRICES)
-
-    def cache_identity(self, model: str, kind: Kind) -> dict[str, Any]:
-        """The server: two servers may answer differently for the same model name."""
-        return {"base_url": (self.base_url or oc.OFFICIAL_BASE_URL).rstrip("/")}
-
-    # ------------------------------------------------------------- client
-    def _where(self) -> str:
-        return self.base_url or oc.OFFICIAL_BASE_URL
-
-    def _api(self) -> Any:
-        if self._client is None:
-            self._client = oc.make_client(self._api_key, self.base_url, self.timeout, max_retries=2)
-            # closed with this backend: left to the cycle collector, a socket can be finalised before the
-            # client that would close it (a ResourceWarning, and the connection held open until then)
-            weakref.finalize(self, self._client.close)
-        return self._client
-
-    def _key(self) -> str | None:
-        return self._api_key or (self._client.api_key if self._client is not None else None) \
-            or os.environ.get("OPENAI_API_KEY")
-
-    def _translate(self, action: str, job_id: str | None = None) -> Any:
-        return oc.translate(action, key=self._key(), where=self._where(), job_id=job_id)
 
     # ------------------------------------------------------------- submit
     def submit(self, files: list[Path], *, model: str, kind: Kind, n_requests: int, display_name: str,
@@ -259,7 +203,7 @@ class OpenAI(Backend):
                                               completion_window="24h", metadata=metadata)
                 return str(batch.id)
             except openai.OpenAIError as exc:
-                if not oc.ambiguous(exc):
+                if not hosted.ambiguous(OPENAI, exc):
                     with self._translate(action):
                         raise
                 last = exc
@@ -299,7 +243,7 @@ class OpenAI(Backend):
         failed = counts.failed if counts is not None else 0
         extra = {"openai_status": batch.status, "created_at": batch.created_at, "endpoint": batch.endpoint,
                  "expires_at": batch.expires_at}
-        console = f"https://platform.openai.com/batches/{job_id}" if oc.official(self.base_url) else None
+        console = f"https://platform.openai.com/batches/{job_id}" if hosted.official(OPENAI, self.base_url) else None
         return JobStatus(state=state, total=total, succeeded=done, failed=failed,
                          error=_error(batch, done, total), output=batch.output_file_id, console_url=console,
                          extra=extra)
@@ -312,7 +256,7 @@ class OpenAI(Backend):
             self._api().batches.cancel(job_id)
         except openai.APIStatusError as exc:
             # Cancelling a batch that already ended is refused: nothing left to stop.
-            if oc.status_of(exc) in (400, 409) and self.status(job_id).done:
+            if hosted.status_of(exc) in (400, 409) and self.status(job_id).done:
                 return
             with self._translate(f"cancelling batch {job_id}", job_id=job_id):
                 raise
@@ -338,13 +282,6 @@ class OpenAI(Backend):
 
 
 # ------------------------------------------------------------------ helpers
-def _setting(name: str, value: Any) -> Any:
-    """Explicit argument, ``configure(openai=...)``, ``PDBATCH_OPENAI_<NAME>``, (``OPENAI_BASE_URL``), the default."""
-    # OPENAI_BASE_URL (what OpenAI's own client reads) comes after pdbatch's own settings
-    default = (os.environ.get("OPENAI_BASE_URL") or DEFAULTS[name]) if name == "base_url" else DEFAULTS[name]
-    return config.backend_setting("openai", name, value, default)
-
-
 def _endpoint(files: list[Path], kind: Kind, extra: Mapping[str, Kind]) -> str:
     """The endpoint the request lines name (one batch runs one): the kind's, or one of ``extra`` of that kind."""
     if files:

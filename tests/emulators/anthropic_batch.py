@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import random
 import re
-import threading
 import time
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ._http import BatchHttpEmulator
 from .openai_lines import _instance
 
 # REF/create: "requests ... minItems: 1, maxItems: 100000"; GUIDE, "Batch limitations": "limited
@@ -59,78 +57,15 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-class AnthropicBatchEmulator:
+class AnthropicBatchEmulator(BatchHttpEmulator):
     """The Message Batches API on 127.0.0.1; ``url`` is the ``base_url`` for ``anthropic.Anthropic``."""
 
     def __init__(self, api_key: str = "sk-ant-api03-emulator0123456789abcdefKEYtail", step: float = 0.05,
                  seed: int = 0) -> None:
-        self.api_key = api_key
-        self.step = step
-        self.pace: int | None = None
-        self.hold_after: int | None = None
-        self.fail_when: Any = None
-        self.faults: dict[str, str] = {}
-        self.hang_seconds = 3.0
+        super().__init__(api_key, step, seed)
         self.max_requests = MAX_REQUESTS  # tests lower it rather than send 100,001 requests
-        self.batches: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self._rng = random.Random(seed)
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    # ------------------------------------------------------------ lifecycle
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> AnthropicBatchEmulator:
-        emu = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, body, ctype = emu.handle(method, self.path, dict(self.headers.items()), raw)
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        threading.Thread(target=self._tick_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     # ------------------------------------------------------------ controls
-    def batch(self, batch_id: str) -> dict[str, Any]:
-        with self._lock:
-            return json.loads(json.dumps(self.batches[batch_id]["object"]))
-
     def sent(self, batch_id: str) -> list[dict[str, Any]]:
         """The requests the batch was created with, as received."""
         with self._lock:
@@ -265,12 +200,6 @@ class AnthropicBatchEmulator:
             return b"".join(json.dumps(x).encode() + b"\n" for x in job["results"])
 
     # ------------------------------------------------------------ the state machine
-    def _tick_forever(self) -> None:
-        while not self._stop.wait(self.step):
-            with self._lock:
-                for job in list(self.batches.values()):
-                    self._tick(job)
-
     def _tick(self, job: dict[str, Any]) -> None:
         status = job["object"]["processing_status"]
         if status == "in_progress":

@@ -35,14 +35,12 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
-import random
-import threading
 import time
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ._http import BatchHttpEmulator
 from .openai_lines import MAX_LINES, answer, check_lines
 
 # REF/batch/create, "endpoint": the endpoints a batch may run.
@@ -72,82 +70,19 @@ def _id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
-class OpenAIBatchEmulator:
+class OpenAIBatchEmulator(BatchHttpEmulator):
     """The Batch API on 127.0.0.1; ``url`` is the ``base_url`` for ``openai.OpenAI``."""
+
+    methods = ("GET", "POST", "DELETE")
+    url_suffix = "/v1"
 
     def __init__(self, api_key: str = "sk-proj-emulator0123456789abcdefKEYtail", step: float = 0.05,
                  seed: int = 0) -> None:
-        self.api_key = api_key
-        self.step = step
-        self.pace: int | None = None  # rows answered per step (None: all at once)
-        self.hold_after: int | None = None  # answer at most this many rows per batch until released
-        self.fail_when: Any = None
-        self.faults: dict[str, str] = {}
-        self.hang_seconds = 3.0
+        super().__init__(api_key, step, seed)
         self.max_lines = MAX_LINES  # tests lower it rather than write 50,001 lines
         self.files: dict[str, dict[str, Any]] = {}
-        self.batches: dict[str, dict[str, Any]] = {}
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self._rng = random.Random(seed)
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-
-    # ------------------------------------------------------------ lifecycle
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-
-    def __enter__(self) -> OpenAIBatchEmulator:
-        emu = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                status, body, ctype = emu.handle(method, self.path, dict(self.headers.items()), raw)
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up first (the "hang" fault): nobody to answer
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_DELETE(self) -> None:
-                self._serve("DELETE")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        threading.Thread(target=self._tick_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     # ------------------------------------------------------------ controls
-    def batch(self, batch_id: str) -> dict[str, Any]:
-        with self._lock:
-            return json.loads(json.dumps(self.batches[batch_id]["object"]))
-
     def wait_for(self, batch_id: str, *statuses: str, answered: int | None = None, timeout: float = 20) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -328,12 +263,6 @@ class OpenAIBatchEmulator:
             return self.batch(batch_id)
 
     # ------------------------------------------------------------ the state machine
-    def _tick_forever(self) -> None:
-        while not self._stop.wait(self.step):
-            with self._lock:
-                for job in list(self.batches.values()):
-                    self._tick(job)
-
     def _tick(self, job: dict[str, Any]) -> None:
         obj = job["object"]
         status = obj["status"]

@@ -56,10 +56,38 @@ class Manifest:
             _upgrade(data)
         known = {f for f in cls.__dataclass_fields__}
         record = cls(**{k: v for k, v in data.items() if k in known})
-        if not isinstance(record.id, str) or not isinstance(record.parts, list) or not all(
-                isinstance(p, str) for p in record.parts) or not isinstance(record.backend, str):
-            raise TypeError("'id', 'parts' or 'backend' has the wrong type")
+        # a folder can be edited or come from elsewhere: a field of the wrong type is damage named here,
+        # not a raw TypeError deep in result() (pdbatch.store.jobdir turns this into a JobFolderError)
+        wrong = [name for name, ok in _field_checks(record) if not ok]
+        if wrong:
+            raise TypeError(f"{', '.join(map(repr, wrong))} {'has' if len(wrong) == 1 else 'have'} the wrong type")
         return record
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _field_checks(record: Manifest) -> list[tuple[str, bool]]:
+    """Each field's type as :meth:`Manifest.to_json` writes it (a request file's ``call.requests`` too)."""
+    requests = record.call.get("requests") if isinstance(record.call, dict) else None
+    return [
+        ("id", isinstance(record.id, str)),
+        ("parts", isinstance(record.parts, list) and all(isinstance(p, str) for p in record.parts)),
+        ("backend", isinstance(record.backend, str)),
+        ("backend_settings", isinstance(record.backend_settings, dict)),
+        ("model", isinstance(record.model, str)),
+        ("kind", isinstance(record.kind, str)),
+        ("n_rows", _whole(record.n_rows)),
+        ("skipped", all(isinstance(v, str) and 0 <= k < record.n_rows for k, v in record.skipped.items())
+         if _whole(record.n_rows) else True),
+        ("created", isinstance(record.created, (int, float)) and not isinstance(record.created, bool)),
+        ("call", isinstance(record.call, dict)),
+        ("call.requests", requests is None or (isinstance(requests, dict) and isinstance(
+            siblings := requests.get("siblings", []), list) and all(isinstance(s, str) for s in siblings))),
+        ("options", isinstance(record.options, dict)),
+        ("rows", isinstance(record.rows, dict) and all(_whole(v) for v in record.rows.values())),
+    ]
 
 
 def _upgrade(data: dict[str, Any]) -> None:

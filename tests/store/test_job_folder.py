@@ -294,3 +294,35 @@ def test_a_local_job_folder_is_private_whatever_the_umask(pdbatch_home):
             "worker.log", "worker.lock", "start.lock", "frame.arrow", "manifest.json", "reuse.bin",
             "cache.sqlite3", "cache.sqlite3-wal", "cache.sqlite3-shm"} <= seen, seen
     assert any(name.endswith(".f16.gguf") for name in seen)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("n_rows", "3"), ("n_rows", True), ("model", 7), ("kind", None), ("skipped", {"9": "out of range"}),
+    ("call", []), ("options", "cache"), ("rows", {"sent": "2"}), ("backend_settings", []),
+])
+def test_a_manifest_field_of_the_wrong_type_is_named_damage(mock_job, field, value):
+    # an edited or foreign folder: the field of the wrong type is named when the job is attached, never a
+    # raw TypeError or KeyError later in result() (the old code checked only id, parts and backend)
+    import orjson
+
+    job_id, mock, folder = mock_job
+    path = folder / "manifest.json"
+    data = orjson.loads(path.read_bytes())
+    data[field] = value
+    path.write_bytes(orjson.dumps(data))
+    with raises_folder_error(rf"manifest\.json is damaged.*'{field}'") as info:
+        pdbatch.attach(job_id, backend=mock).result()
+    check_folder_error(info)
+
+
+def test_a_request_files_sibling_list_of_the_wrong_type_is_named_damage(mock_job):
+    import orjson
+
+    job_id, mock, folder = mock_job
+    path = folder / "manifest.json"
+    data = orjson.loads(path.read_bytes())
+    data["call"]["requests"] = {"model": None, "siblings": "local-elsewhere"}
+    path.write_bytes(orjson.dumps(data))
+    with raises_folder_error(r"manifest\.json is damaged.*'call\.requests'") as info:
+        pdbatch.attach(job_id, backend=mock)
+    check_folder_error(info)

@@ -145,7 +145,9 @@ def has_keys(folder: Path) -> bool:
     try:
         return load(folder, None, []).keys_at is not None
     except (OSError, JobFolderError):
-        return False
+        # damaged: it may have claimed rows, and releasing a job's claims is harmless when it held none,
+        # while keeping them would make other calls wait for answers that never come into the cache
+        return (folder / jobdir.REUSE).is_file()
 
 
 def load(folder: Path, n_rows: int | None, outputs: list[Path]) -> Saved:

@@ -50,3 +50,18 @@ def test_an_older_folders_alias_npy_of_floats_is_refused(tmp_path):
     np.save(tmp_path / "alias.npy", np.array([-1.0, 0.0]))
     with pytest.raises(JobFolderError, match=r"alias\.npy cannot be read \(it holds float64 values, not row positions"):
         reusestate.load(tmp_path, 2, [])
+
+
+def test_a_damaged_reuse_state_still_counts_as_having_claimed(pdbatch_home):
+    # a job whose reuse.bin is damaged may have claimed its rows: result() must release them (releasing
+    # claims a job never held is harmless; keeping them makes other calls wait for answers that never come)
+    import pandas as pd
+
+    from pdbatch.backends import Mock
+    from pdbatch.store import jobdir, reusestate
+
+    job = pd.DataFrame({"t": ["a", "b"]}).llama.submit("{t}", backend=Mock(), temperature=0)
+    folder = jobdir.folder_for(job.id)
+    assert reusestate.has_keys(folder)
+    (folder / jobdir.REUSE).write_bytes(b"garbage")
+    assert reusestate.has_keys(folder)

@@ -34,6 +34,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..lines.batchoutput import CANCELLED, EXPIRED
 from ..lines.params import DEFAULT_MAX_TOKENS
+from ._textmessages import read_messages
 
 __all__ = ["CUSTOM_ID", "SUPPORTED", "check_custom_id", "request", "result_line", "unsupported"]
 
@@ -44,7 +45,6 @@ _SIMPLE = {"temperature": "temperature", "top_p": "top_p"}
 #: The chat body fields an Anthropic batch request can carry (the rest are refused, named).
 SUPPORTED = frozenset({*_SIMPLE, "model", "messages", "max_tokens", "max_completion_tokens", "stop",
                        "response_format", "n"})
-_ROLES = ("user", "assistant")
 #: Messages API ``stop_reason`` -> OpenAI ``finish_reason`` (doc "Handling stop reasons").
 FINISH = {"end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop", "tool_use": "tool_calls",
           "pause_turn": "stop", "refusal": "content_filter", "model_context_window_exceeded": "length"}
@@ -84,45 +84,12 @@ def unsupported(params: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _text_blocks(content: Any, where: str) -> str | list[dict[str, Any]]:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        blocks = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise ConfigError(f"{where}: content part of type {kind!r} is not converted for Anthropic "
-                                  f"(text parts only); send text")
-            blocks.append({"type": "text", "text": str(part.get("text", ""))})
-        return blocks
-    raise ConfigError(f"{where}: content must be a string or a list of text parts, got {type(content).__name__}")
-
-
 def _messages(messages: Any, row: str | None) -> tuple[list[dict[str, Any]], list[str]]:
     """Anthropic ``messages`` and system texts of OpenAI ``messages``."""
-    at = f"row {row}: " if row is not None else ""
-    if not isinstance(messages, list) or not messages:
-        raise ConfigError(f"{at}messages must be a non-empty list")
-    out: list[dict[str, Any]] = []
-    system: list[str] = []
-    for i, message in enumerate(messages):
-        where = f"row {row}, messages[{i}]" if row is not None else f"messages[{i}]"
-        role = message.get("role") if isinstance(message, dict) else None
-        if role in ("system", "developer"):
-            content = _text_blocks(message.get("content"), where)
-            system.append(content if isinstance(content, str) else "".join(b["text"] for b in content))
-            continue
-        if role not in _ROLES:
-            raise ConfigError(f"{where}: role {role!r} has no Anthropic equivalent (system, user and assistant "
-                              f"messages are converted; tool calls are not)")
-        extra = sorted(set(message) - {"role", "content", "name"})
-        if extra:
-            raise ConfigError(f"{where}: {', '.join(extra)} cannot be sent to Anthropic (only role and content)")
-        out.append({"role": role, "content": _text_blocks(message.get("content"), where)})
-    if not out:
-        raise ConfigError(f"{at}an Anthropic request needs a user message besides the system prompt")
-    return out, system
+    turns, system = read_messages(messages, row, "Anthropic")
+    # a string stays a string; text parts stay Anthropic text blocks, one each
+    return [{"role": role, "content": content if isinstance(content, str)
+             else [{"type": "text", "text": t} for t in content]} for role, content in turns], system
 
 
 def _output_config(value: Any, row: str | None) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from ..errors import ConfigError
 from ..models import VertexModel
 from ._gcp import BqUri, GcsUri
 from ._gemini_lines import count, rewrite
+from ._textmessages import read_messages
 
 __all__ = ["SUPPORTED", "from_gemini_file", "output_line", "prepare", "request_line", "to_gemini_file",
            "unsupported"]
@@ -117,45 +118,11 @@ def prepare(model: VertexModel, files: list[Path], staging: GcsUri | BqUri, outp
         to_gemini_file(model, path)
 
 
-def _text(content: Any, where: str) -> str:
-    """A message's text: a string, or OpenAI content parts of type "text" only."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise ConfigError(f"{where}: content part of type {kind!r} is not converted for Gemini "
-                                  f"(text parts only); send text")
-            texts.append(str(part.get("text", "")))
-        return "".join(texts)
-    raise ConfigError(f"{where}: content must be a string or a list of text parts, got {type(content).__name__}")
-
-
 def _contents(messages: Any, row: str | None) -> tuple[list[dict[str, Any]], list[str]]:
     """Gemini ``contents`` and system texts of OpenAI ``messages``; ``row`` (None: no row) starts each refusal."""
-    at = f"row {row}: " if row is not None else ""
-    if not isinstance(messages, list) or not messages:
-        raise ConfigError(f"{at}messages must be a non-empty list")
-    contents: list[dict[str, Any]] = []
-    system: list[str] = []
-    for i, message in enumerate(messages):
-        where = f"row {row}, messages[{i}]" if row is not None else f"messages[{i}]"
-        role = message.get("role") if isinstance(message, dict) else None
-        if role in ("system", "developer"):
-            system.append(_text(message.get("content"), where))
-            continue
-        if role not in _ROLES:
-            raise ConfigError(f"{where}: role {role!r} has no Gemini equivalent (system, user and assistant "
-                              f"messages are converted; tool calls are not)")
-        extra = sorted(set(message) - {"role", "content", "name"})
-        if extra:
-            raise ConfigError(f"{where}: {', '.join(extra)} cannot be sent to Gemini (only role and content)")
-        contents.append({"role": _ROLES[role], "parts": [{"text": _text(message.get("content"), where)}]})
-    if not contents:
-        raise ConfigError(f"{at}a Gemini request needs a user message besides the system prompt")
-    return contents, system
+    turns, system = read_messages(messages, row, "Gemini")
+    return [{"role": _ROLES[role], "parts": [{"text": content if isinstance(content, str) else "".join(content)}]}
+            for role, content in turns], system
 
 
 def _response_format(value: Any, row: str | None) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..lines.batchoutput import CANCELLED, EXPIRED
 from ..lines.params import DEFAULT_MAX_TOKENS
-from ._textmessages import read_messages
+from ._textmessages import read_messages, read_response_format
 
 __all__ = ["CUSTOM_ID", "SUPPORTED", "check_custom_id", "request", "result_line", "unsupported"]
 
@@ -93,17 +93,12 @@ def _messages(messages: Any, row: str | None) -> tuple[list[dict[str, Any]], lis
 
 
 def _output_config(value: Any, row: str | None) -> dict[str, Any]:
-    at = f"row {row}: " if row is not None else ""
-    if not isinstance(value, dict):
-        raise ConfigError(f"{at}response_format must be an object")
-    kind = value.get("type")
+    kind, schema = read_response_format(value, row)
     if kind == "text":
         return {}
-    if kind == "json_schema":
-        schema = (value.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise ConfigError(f"{at}response_format.json_schema.schema must be a JSON schema object")
+    if schema is not None:
         return {"output_config": {"format": {"type": "json_schema", "schema": schema}}}
+    at = f"row {row}: " if row is not None else ""
     raise ConfigError(f"{at}response_format type {kind!r} has no Anthropic equivalent: Anthropic's structured "
                       f"outputs take a JSON schema (use 'json_schema', e.g. schema=... in pdbatch, or 'text')")
 

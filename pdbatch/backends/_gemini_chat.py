@@ -47,7 +47,7 @@ from ..errors import ConfigError
 from ..models import VertexModel
 from ._gcp import BqUri, GcsUri
 from ._gemini_lines import count, rewrite
-from ._textmessages import read_messages
+from ._textmessages import read_messages, read_response_format
 
 __all__ = ["SUPPORTED", "from_gemini_file", "output_line", "prepare", "request_line", "to_gemini_file",
            "unsupported"]
@@ -127,19 +127,14 @@ def _contents(messages: Any, row: str | None) -> tuple[list[dict[str, Any]], lis
 
 def _response_format(value: Any, row: str | None) -> dict[str, Any]:
     """Gemini generationConfig fields of an OpenAI ``response_format``; ``row`` (None: no row) starts each refusal."""
-    at = f"row {row}: " if row is not None else ""
-    if not isinstance(value, dict):
-        raise ConfigError(f"{at}response_format must be an object")
-    kind = value.get("type")
+    kind, schema = read_response_format(value, row)
     if kind == "text":
         return {}
     if kind == "json_object":
         return {"responseMimeType": "application/json"}
-    if kind == "json_schema":
-        schema = (value.get("json_schema") or {}).get("schema")
-        if not isinstance(schema, dict):
-            raise ConfigError(f"{at}response_format.json_schema.schema must be a JSON schema object")
+    if schema is not None:
         return {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    at = f"row {row}: " if row is not None else ""
     raise ConfigError(f"{at}response_format type {kind!r} has no Gemini equivalent "
                       f"(use 'text', 'json_object' or 'json_schema')")
 

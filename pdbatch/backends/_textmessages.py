@@ -1,4 +1,4 @@
-"""OpenAI chat ``messages`` read for a provider that takes text turns only (Gemini, Anthropic).
+"""OpenAI chat ``messages`` and ``response_format`` read for a provider that takes text turns only (Gemini, Anthropic).
 
 Both conversions refuse the same things in the same words (a tool role, an
 image part, fields besides role and content, no user turn); only the shape
@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["read_messages"]
+__all__ = ["read_messages", "read_response_format"]
 
 #: The roles turned into a provider's turns; system and developer messages become its system prompt.
 ROLES = ("user", "assistant")
@@ -76,3 +76,24 @@ def read_messages(messages: Any, row: str | None, provider: str,
         raise ConfigError(f"{at}a{'n' if provider[0] in 'AEIOU' else ''} {provider} request needs a user message "
                           f"besides the system prompt")
     return turns, system
+
+
+def read_response_format(value: Any, row: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """The ``type`` of an OpenAI ``response_format``, and its JSON schema when the type is ``json_schema``.
+
+    Raises
+    ------
+    ConfigError
+        Not an object, or a ``json_schema`` without a schema object; which types a provider
+        takes is its own to say.
+    """
+    at = f"row {row}: " if row is not None else ""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{at}response_format must be an object")
+    kind = value.get("type")
+    if kind != "json_schema":
+        return kind, None
+    schema = (value.get("json_schema") or {}).get("schema")
+    if not isinstance(schema, dict):
+        raise ConfigError(f"{at}response_format.json_schema.schema must be a JSON schema object")
+    return kind, schema

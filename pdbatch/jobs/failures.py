@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .fit import OVER_WINDOW
+from .fit import OVER_WINDOW, first_ids
 
 __all__ = ["SureToFail", "hold_back_sure_failures", "summary", "sure_to_fail"]
 
@@ -76,7 +76,7 @@ def summary(kept: Iterable[tuple[str, SureToFail]]) -> str:
         by_reason.setdefault(why, []).append(cid)
     parts = []
     for why, ids in by_reason.items():
-        first = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        first = first_ids(ids)
         parts.append(f"{len(ids)} row(s) ({first}) were not sent again: {why.reason}, so they would fail the "
                      f"same way; {why.hint}")
     return ". ".join(parts) + ". An override (e.g. max_tokens=...) or backend= sends them again."

@@ -23,6 +23,7 @@ are checked.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
     from ..builders.requests import RequestPlan
 
-__all__ = ["OVER_WINDOW", "hold_back", "over_window"]
+__all__ = ["OVER_WINDOW", "first_ids", "hold_back", "over_window"]
 
 P = TypeVar("P", bound="RequestPlan")
 
@@ -155,6 +156,11 @@ def _emptied(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "messages": [{**m, "content": ""} if isinstance(m, dict) else m for m in _messages(body)]}
 
 
+def first_ids(ids: Sequence[str]) -> str:
+    """The first five custom_ids, and "..." when there are more: how a warning or an error names its rows."""
+    return ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+
+
 def hold_back(plan: P, backend: Backend) -> P:
     """``plan`` with the rows that cannot fit marked failed and not sent (see the module's notes).
 
@@ -168,7 +174,7 @@ def hold_back(plan: P, backend: Backend) -> P:
         return plan
     over = {p: reason(t, cap, window, where) for p, t, cap, window, where in found}
     ids = plan.ids_at(np.array(sorted(over)))
-    first = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+    first = first_ids(ids)
     # the longest prompt: the fix it needs is one that fits every row
     sample = reason(*max(found, key=lambda f: f[1])[1:])[len(OVER_WINDOW) + 2:]
     if len(over) == len(plan.positions):

@@ -31,6 +31,7 @@ import numpy as np
 from ..builders.requestfile import INVALID_PREFIX
 from ..builders.requests import CHUNK_ROWS
 from ..errors import InputError, PdbatchWarning
+from .fit import first_ids
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
@@ -97,7 +98,7 @@ def refuse_rows(plan: P, backend: Backend, *, run: bool) -> P:
         return plan
     if run:
         ids = plan.ids_at(np.array(sorted(refused), dtype=np.int64))
-        first = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
+        first = first_ids(ids)
         sample = refused[min(refused)][len(INVALID_PREFIX):]
         if len(refused) == len(plan.positions):
             raise InputError(f"every row ({len(refused)}: {first}) has messages {plan.model} cannot take; nothing "
